@@ -1,0 +1,55 @@
+using Akka.Cluster.Hosting;
+using Akka.Cluster.Sharding;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+using Microsoft.Extensions.DependencyInjection;
+using MyDvpn.BaseNode.Directory;
+using MyDvpn.Hosting;
+using MyDvpn.Security;
+
+namespace MyDvpn.BaseNode;
+
+/// <summary><c>mydvpn base</c>: a member of the BaseNode cluster holding the global directory.</summary>
+public static class BaseNodeHost
+{
+    public const string Role = "base";
+    public static readonly NodeIdentity Identity = new("mydvpn-base", [Role]);
+
+    public static WebApplication Build(ClusterNodeSettings settings, DirectorySettings? directorySettings = null)
+    {
+        var directory = directorySettings ?? DirectorySettings.Default;
+        // Every caller of a BaseNode holds an operator certificate: SuperNodes a node one, admins an admin one.
+        var builder = ClusterNodeHost.CreateBuilder(settings, Identity, ClientCertificateMode.RequireCertificate, (akka, _) =>
+        {
+            akka.WithShardRegion<DirectoryShard>(
+                DirectoryEntityTypes.Directory,
+                region => DirectoryEntity.Props(region, directory),
+                new DirectoryMessageExtractor(),
+                new ShardOptions
+                {
+                    Role = Role,
+                    // Entities come back after a restart on their own, so a SuperNode that never
+                    // reports again is still marked down.
+                    RememberEntities = true,
+                    RememberEntitiesStore = RememberEntitiesStore.Eventsourced,
+                    StateStoreMode = StateStoreMode.Persistence,
+                });
+            akka.WithShardRegion<RegionIndexShard>(
+                DirectoryEntityTypes.RegionIndex,
+                _ => RegionIndexEntity.Props(),
+                new RegionIndexMessageExtractor(),
+                new ShardOptions { Role = Role, StateStoreMode = StateStoreMode.Persistence });
+        });
+        builder.Services.AddSingleton(new CertificatePolicy()
+            .Require(Protocol.Directory.SuperNodeDirectory.Descriptor.FullName, CertificateKind.Node)
+            .Require(Protocol.Admin.Admin.Descriptor.FullName, CertificateKind.Admin));
+        builder.Services.AddSingleton<DirectoryQueries>();
+
+        var app = builder.Build();
+        var grpcHost = $"*:{settings.Listen.Port}";
+        app.MapGrpcService<DirectoryGrpcService>().RequireHost(grpcHost);
+        app.MapGrpcService<AdminGrpcService>().RequireHost(grpcHost);
+        ClusterNodeHost.MapNodeEndpoints(app);
+        return app;
+    }
+}

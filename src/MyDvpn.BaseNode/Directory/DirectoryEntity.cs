@@ -1,0 +1,193 @@
+using System.Collections.Immutable;
+using Akka.Actor;
+using Akka.Event;
+using Akka.Persistence;
+
+namespace MyDvpn.BaseNode.Directory;
+
+/// <summary>
+/// One region's directory (sharded entity type <see cref="DirectoryEntityTypes.Directory"/>, entity id = region).
+/// Registrations, downs and departures are persisted; load and last-report time are kept in memory only, and after
+/// recovery every Up SuperNode gets one full grace period to report again.
+/// </summary>
+public sealed class DirectoryEntity : ReceivePersistentActor, IWithTimers
+{
+    /// <summary>The persistence id of a region's directory is this prefix followed by the region.</summary>
+    public const string PersistenceIdPrefix = "directory-";
+
+    private const string SilenceCheckTimer = "silence-check";
+
+    private readonly DirectorySettings _settings;
+    private readonly TimeProvider _time;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+
+    /// <summary>Not persisted: the latest load and report time per SuperNode.</summary>
+    private readonly Dictionary<string, LiveReport> _live = new(StringComparer.Ordinal);
+
+    private DirectoryState _state;
+
+    public DirectoryEntity(string region, DirectorySettings settings, TimeProvider time)
+    {
+        _settings = settings;
+        _time = time;
+        _state = DirectoryState.Empty(region);
+        PersistenceId = PersistenceIdPrefix + region;
+
+        Recover<SnapshotOffer>(offer =>
+        {
+            if (offer.Snapshot is DirectorySnapshot snapshot)
+            {
+                _state = DirectoryState.FromSnapshot(snapshot);
+            }
+            else
+            {
+                _log.Warning("Directory of region {0}: ignoring a snapshot of unknown type {1}", _state.Region,
+                    offer.Snapshot.GetType());
+            }
+        });
+        Recover<IDirectoryEvent>(evt => _state = _state.Apply(evt));
+        Recover<RecoveryCompleted>(_ => OnRecovered());
+
+        Command<ReportSuperNode>(HandleReport);
+        Command<DeregisterSuperNode>(HandleDeregister);
+        Command<GetRegion>(_ => Sender.Tell(View()));
+        Command<CheckSilence>(_ => HandleSilenceCheck());
+        Command<SaveSnapshotSuccess>(success =>
+            DeleteSnapshots(new SnapshotSelectionCriteria(success.Metadata.SequenceNr - 1)));
+        Command<SaveSnapshotFailure>(failure =>
+            _log.Warning(failure.Cause, "Directory of region {0}: saving a snapshot at {1} failed", _state.Region,
+                failure.Metadata.SequenceNr));
+        Command<DeleteSnapshotsSuccess>(_ => { });
+        Command<DeleteSnapshotsFailure>(failure =>
+            _log.Warning(failure.Cause, "Directory of region {0}: deleting old snapshots failed", _state.Region));
+    }
+
+    public override string PersistenceId { get; }
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    public static Props Props(string region, DirectorySettings settings) =>
+        Props(region, settings, TimeProvider.System);
+
+    public static Props Props(string region, DirectorySettings settings, TimeProvider timeProvider)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(region);
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(timeProvider);
+        settings.Validate();
+        return Akka.Actor.Props.Create(() => new DirectoryEntity(region, settings, timeProvider));
+    }
+
+    private void OnRecovered()
+    {
+        var now = _time.GetUtcNow();
+        foreach (var node in _state.SuperNodes.Values.Where(n => n.Status == SuperNodeStatus.Up))
+        {
+            _live[node.Info.SuperNodeId] = new LiveReport(SuperNodeLoad.None, now);
+        }
+
+        Timers.StartPeriodicTimer(SilenceCheckTimer, CheckSilence.Instance, _settings.SilenceCheckInterval);
+    }
+
+    private void HandleReport(ReportSuperNode report)
+    {
+        var sender = Sender;
+        var now = _time.GetUtcNow();
+        var id = report.Info.SuperNodeId;
+        var accepted = new ReportAccepted(_state.Region, id);
+        var registered = _state.DecideReport(report.Info, now);
+        if (registered is null)
+        {
+            _live[id] = new LiveReport(report.Load, now);
+            sender.Tell(accepted);
+            return;
+        }
+
+        Persist(registered, evt =>
+        {
+            ApplyPersisted(evt);
+            _live[id] = new LiveReport(report.Load, now);
+            _log.Info("Directory of region {0}: SuperNode {1} registered at {2}", _state.Region, id,
+                evt.Info.GrpcEndpoint);
+            sender.Tell(accepted);
+        });
+    }
+
+    private void HandleDeregister(DeregisterSuperNode deregister)
+    {
+        var sender = Sender;
+        var reply = new SuperNodeDeregistered(_state.Region, deregister.SuperNodeId);
+        var left = _state.DecideDeregister(deregister.SuperNodeId, _time.GetUtcNow());
+        if (left is null)
+        {
+            sender.Tell(reply);
+            return;
+        }
+
+        Persist(left, evt =>
+        {
+            ApplyPersisted(evt);
+            _log.Info("Directory of region {0}: SuperNode {1} left", _state.Region, evt.SuperNodeId);
+            sender.Tell(reply);
+        });
+    }
+
+    private void HandleSilenceCheck()
+    {
+        var now = _time.GetUtcNow();
+        var downs = _state.DecideSilent(LastReportAt, now, _settings.DownAfter);
+        if (downs.IsEmpty)
+        {
+            return;
+        }
+
+        PersistAll(downs, evt =>
+        {
+            var silentFor = LastReportAt(evt.SuperNodeId) is { } last ? now - last : (TimeSpan?)null;
+            ApplyPersisted(evt);
+            _log.Warning("Directory of region {0}: SuperNode {1} marked down, no report for {2} (grace {3})",
+                _state.Region, evt.SuperNodeId, silentFor, _settings.DownAfter);
+        });
+    }
+
+    private void ApplyPersisted(IDirectoryEvent evt)
+    {
+        _state = _state.Apply(evt);
+        if (LastSequenceNr % _settings.SnapshotEvery == 0)
+        {
+            SaveSnapshot(_state.ToSnapshot());
+        }
+    }
+
+    private DateTimeOffset? LastReportAt(string superNodeId) =>
+        _live.TryGetValue(superNodeId, out var live) ? live.At : null;
+
+    private RegionView View() =>
+        new(
+            _state.Region,
+            _state.SuperNodes.Values
+                .OrderBy(n => n.Info.SuperNodeId, StringComparer.Ordinal)
+                .Select(n =>
+                {
+                    var live = _live.GetValueOrDefault(n.Info.SuperNodeId);
+                    return new SuperNodeView(
+                        n.Info,
+                        n.Status == SuperNodeStatus.Up && live is not null ? live.Load : SuperNodeLoad.None,
+                        n.Status,
+                        n.RegisteredAt,
+                        live?.At ?? n.RegisteredAt);
+                })
+                .ToImmutableList());
+
+    private sealed record LiveReport(SuperNodeLoad Load, DateTimeOffset At);
+
+    /// <summary>The periodic timer's tick; local only, never leaves this actor.</summary>
+    private sealed class CheckSilence
+    {
+        public static readonly CheckSilence Instance = new();
+
+        private CheckSilence()
+        {
+        }
+    }
+}

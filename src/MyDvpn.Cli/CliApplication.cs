@@ -1,0 +1,67 @@
+using System.CommandLine;
+using Grpc.Core;
+using MyDvpn.Cli.Commands;
+using MyDvpn.Hosting;
+using MyDvpn.Security;
+
+namespace MyDvpn.Cli;
+
+/// <summary>The <c>mydvpn</c> command tree and its exit-code contract (ARCHITECTURE §7).</summary>
+public static class CliApplication
+{
+    public const int Success = 0;
+    public const int RuntimeFailure = 1;
+    public const int BadUsage = 2;
+
+    public static RootCommand BuildRoot(TextWriter output) => new("myDvpn: a decentralized VPN control plane. One executable for every role.")
+    {
+        KeygenCommand.Build(output),
+        CaCommand.Build(output),
+        NodeCommands.BuildBase(),
+        NodeCommands.BuildSuper(),
+        PendingCommands.Peer(),
+        PendingCommands.Status(),
+        AdminCommand.Build(output),
+        DemoCommand.Build(output),
+    };
+
+    public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter error)
+    {
+        var root = BuildRoot(output);
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            foreach (var problem in parse.Errors)
+                await error.WriteLineAsync($"error: {problem.Message}");
+            await error.WriteLineAsync($"Run `mydvpn {string.Join(' ', parse.CommandResult.Command.Name == root.Name ? [] : CommandPath(parse))} --help` for usage.");
+            return BadUsage;
+        }
+        try
+        {
+            return await parse.InvokeAsync(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
+        }
+        catch (ConfigurationException ex)
+        {
+            await error.WriteLineAsync($"error: {ex.Message}");
+            return BadUsage;
+        }
+        catch (CertificateException ex)
+        {
+            await error.WriteLineAsync($"error: {ex.Message}");
+            return BadUsage;
+        }
+        catch (RpcException ex)
+        {
+            await error.WriteLineAsync($"error: {ex.StatusCode}: {ex.Status.Detail}");
+            return RuntimeFailure;
+        }
+    }
+
+    private static IEnumerable<string> CommandPath(ParseResult parse)
+    {
+        var names = new Stack<string>();
+        for (var result = parse.CommandResult; result.Parent is System.CommandLine.Parsing.CommandResult parent; result = parent)
+            names.Push(result.Command.Name);
+        return names;
+    }
+}

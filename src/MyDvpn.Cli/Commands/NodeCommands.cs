@@ -1,0 +1,65 @@
+using System.CommandLine;
+using Microsoft.AspNetCore.Builder;
+using MyDvpn.BaseNode;
+using MyDvpn.Hosting;
+using MyDvpn.SuperNode;
+
+namespace MyDvpn.Cli.Commands;
+
+/// <summary><c>mydvpn base</c> and <c>mydvpn super</c>: the clustered nodes.</summary>
+public static class NodeCommands
+{
+    public static Command BuildBase()
+    {
+        var config = new NodeConfiguration("Base");
+        AddClusterNodeFlags(config, "other BaseNodes' cluster addresses (none: this node starts the BaseNode cluster)");
+        var command = new Command("base", "Run a BaseNode: the global directory of regions and SuperNodes, and the admin API");
+        config.AddTo(command);
+        command.SetAction((parse, cancellationToken) =>
+        {
+            var settings = config.Bind<ClusterNodeOptions>(parse).Validate();
+            return RunAsync(BaseNodeHost.Build(settings), cancellationToken);
+        });
+        return command;
+    }
+
+    public static Command BuildSuper()
+    {
+        var config = new NodeConfiguration("Super");
+        AddClusterNodeFlags(config, "cluster addresses of SuperNodes of the same region (none: this node starts the region's cluster)");
+        config.Flag<string>("--region", nameof(SuperNodeOptions.Region), "Region this SuperNode serves (e.g. eu-west)");
+        config.Flag<string>("--id", nameof(SuperNodeOptions.Id), "This SuperNode's id, unique in its region");
+        config.Flag<string[]>("--base", nameof(SuperNodeOptions.Base), "BaseNodes' gRPC addresses, HOST:PORT[,HOST:PORT...]");
+        config.Flag<string>("--public-ip", nameof(SuperNodeOptions.PublicIp), "The IP peers reach this SuperNode on");
+        config.Flag<string>("--relay-ports", nameof(SuperNodeOptions.RelayPorts), "UDP port range for relay legs, LOW-HIGH");
+        config.Flag<int>("--max-streams", nameof(SuperNodeOptions.MaxStreams), "Peer streams this SuperNode holds at most (its capacity; default 100000)");
+        var command = new Command("super", "Run a SuperNode: a region's control plane and relay");
+        config.AddTo(command);
+        command.SetAction((parse, cancellationToken) =>
+        {
+            var settings = config.Bind<SuperNodeOptions>(parse).Validate();
+            return RunAsync(SuperNodeHost.Build(settings), cancellationToken);
+        });
+        return command;
+    }
+
+    private static void AddClusterNodeFlags(NodeConfiguration config, string seedDescription)
+    {
+        config.Flag<string>("--data-dir", nameof(ClusterNodeOptions.DataDir), "Directory for the journal (SQLite) and caches; created if missing");
+        config.Flag<string>("--cluster", nameof(ClusterNodeOptions.Cluster), "HOST:PORT of this node's cluster (Akka.Remote, TLS) endpoint");
+        config.Flag<string[]>("--seed", nameof(ClusterNodeOptions.Seeds), $"HOST:PORT, repeatable: {seedDescription}");
+        config.Flag<string>("--listen", nameof(ClusterNodeOptions.Listen), "HOST:PORT of the gRPC (TLS) listener");
+        config.Flag<string>("--tls", nameof(ClusterNodeOptions.Tls), "Directory with this node's tls.crt, tls.key and ca.crt (`mydvpn ca issue`)");
+        config.Flag<string>("--metrics", nameof(ClusterNodeOptions.Metrics), "HOST:PORT for plain-HTTP /metrics, /healthz and /readyz (off unless given)");
+        config.Flag<string>("--postgres", nameof(ClusterNodeOptions.Postgres), "PostgreSQL connection string, needed when several nodes share a cluster (default: SQLite in --data-dir)");
+    }
+
+    private static async Task<int> RunAsync(WebApplication app, CancellationToken cancellationToken)
+    {
+        await using (app)
+        {
+            await app.RunAsync(cancellationToken);
+        }
+        return Environment.ExitCode;
+    }
+}

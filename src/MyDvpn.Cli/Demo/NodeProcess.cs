@@ -1,0 +1,141 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+
+namespace MyDvpn.Cli.Demo;
+
+/// <summary>How to start <c>mydvpn</c> as a child process: its apphost, or <c>dotnet mydvpn.dll</c>.</summary>
+public sealed record MydvpnExecutable(string FileName, IReadOnlyList<string> PrefixArguments)
+{
+    /// <summary>The executable this process runs from.</summary>
+    public static MydvpnExecutable Current
+    {
+        get
+        {
+            var processPath = Environment.ProcessPath ?? throw new InvalidOperationException("cannot tell this process's executable");
+            return Path.GetFileNameWithoutExtension(processPath) == "dotnet"
+                ? new MydvpnExecutable(processPath, [typeof(Program).Assembly.Location])
+                : new MydvpnExecutable(processPath, []);
+        }
+    }
+
+    /// <summary><c>mydvpn.dll</c> in a build output directory, run by the same <c>dotnet</c> host.</summary>
+    public static MydvpnExecutable InDirectory(string directory)
+    {
+        var dll = Path.Combine(directory, "mydvpn.dll");
+        if (!File.Exists(dll))
+            throw new FileNotFoundException("mydvpn.dll is not in the build output", dll);
+        var host = Environment.ProcessPath is { } path && Path.GetFileNameWithoutExtension(path) == "dotnet" ? path : "dotnet";
+        return new MydvpnExecutable(host, [dll]);
+    }
+}
+
+/// <summary>
+/// A <c>mydvpn</c> child process with its output in a log file. Disposing it kills the process,
+/// so a failing test or an interrupted demo leaves nothing running.
+/// </summary>
+public sealed class NodeProcess : IDisposable
+{
+    private readonly Process process;
+
+    public string Name { get; }
+    public string LogFile { get; }
+    public int Id => process.Id;
+    public bool HasExited => process.HasExited;
+    public int ExitCode => process.ExitCode;
+
+    private NodeProcess(string name, Process process, string logFile)
+    {
+        Name = name;
+        this.process = process;
+        LogFile = logFile;
+    }
+
+    public static NodeProcess Start(MydvpnExecutable executable, string name, string logFile, IEnumerable<string> arguments,
+        IReadOnlyDictionary<string, string>? environment = null)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(logFile))!);
+        var start = new ProcessStartInfo(executable.FileName)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        foreach (var argument in executable.PrefixArguments.Concat(arguments))
+            start.ArgumentList.Add(argument);
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>())
+            start.Environment[key] = value;
+        var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {name}");
+        var log = new StreamWriter(logFile, append: true) { AutoFlush = true };
+        var gate = new object();
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (gate) log.WriteLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (gate) log.WriteLine(e.Data); };
+        process.Exited += (_, _) => { lock (gate) log.Flush(); };
+        process.EnableRaisingEvents = true;
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return new NodeProcess(name, process, logFile);
+    }
+
+    /// <summary>SIGKILL: the process gets no chance to clean up (a crash).</summary>
+    public void Kill()
+    {
+        if (!process.HasExited)
+            process.Kill(entireProcessTree: true);
+        process.WaitForExit();
+    }
+
+    /// <summary>SIGTERM and wait: the node leaves its cluster and the directory cleanly.</summary>
+    public async Task StopAsync(TimeSpan timeout)
+    {
+        if (process.HasExited)
+            return;
+        _ = SendSigterm(process.Id);
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            Kill();
+        }
+    }
+
+    public Task<bool> WaitForExitAsync(TimeSpan timeout) => process.WaitForExitAsync(new CancellationTokenSource(timeout).Token)
+        .ContinueWith(t => t.IsCompletedSuccessfully, TaskScheduler.Default);
+
+    public string ReadLog() => File.Exists(LogFile) ? ReadShared(LogFile) : "";
+
+    private static string ReadShared(string path)
+    {
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        return new StreamReader(stream).ReadToEnd();
+    }
+
+    public void Dispose()
+    {
+        try
+        {
+            Kill();
+        }
+        catch (InvalidOperationException)
+        {
+            // Never started or already reaped.
+        }
+        process.Dispose();
+    }
+
+    [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int SendSigterm(int pid, int signal = 15);
+
+    /// <summary>A TCP port that was free a moment ago on loopback.</summary>
+    public static int FreeTcpPort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}

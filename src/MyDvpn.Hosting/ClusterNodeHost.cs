@@ -1,0 +1,158 @@
+using System.Security.Authentication;
+using Akka.Cluster.Hosting;
+using Akka.Event;
+using Akka.Hosting;
+using Akka.Persistence.Sql.Hosting;
+using Akka.Remote.Hosting;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using MyDvpn.Security;
+using Prometheus;
+using MsLogLevel = Microsoft.Extensions.Logging.LogLevel;
+
+namespace MyDvpn.Hosting;
+
+/// <summary>Who a clustered node is: its cluster's actor-system name and its roles.</summary>
+/// <remarks>
+/// Each cluster has its own system name (<c>mydvpn-base</c>, <c>mydvpn-region-R</c>), so a SuperNode
+/// pointed at a seed of another region cannot join it by mistake: Akka refuses the join.
+/// </remarks>
+public sealed record NodeIdentity(string ActorSystemName, IReadOnlyList<string> Roles);
+
+/// <summary>
+/// The shared shape of every clustered node: Kestrel with TLS on <c>--listen</c> (gRPC), plain HTTP
+/// on <c>--metrics</c> (Prometheus, health), JSON logs, and an Akka.NET cluster member whose remoting
+/// is TLS with mutual authentication against the operator CA.
+/// </summary>
+public static class ClusterNodeHost
+{
+    /// <summary>Operator-tunable cluster settings, next to the executable (copied from <c>hocon/</c>).</summary>
+    public static string TuningFile => Path.Combine(AppContext.BaseDirectory, "hocon", "cluster.hocon");
+
+    public static WebApplicationBuilder CreateBuilder(
+        ClusterNodeSettings settings,
+        NodeIdentity node,
+        ClientCertificateMode clientCertificates,
+        Action<AkkaConfigurationBuilder, IServiceProvider> configureActors)
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
+        {
+            ContentRootPath = settings.DataDir,
+            EnvironmentName = "Production",
+        });
+        builder.Configuration.Sources.Clear();
+        builder.Logging.ClearProviders();
+        builder.Logging.AddJsonConsole(o =>
+        {
+            o.IncludeScopes = true;
+            o.UseUtcTimestamp = true;
+            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+        });
+        builder.Logging.SetMinimumLevel(MsLogLevel.Information);
+        builder.Logging.AddFilter("Microsoft.AspNetCore", MsLogLevel.Warning);
+
+        var tls = settings.Tls;
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.AddServerHeader = false;
+            kestrel.Listen(settings.Listen.ToBindEndPoint("--listen"), listen =>
+            {
+                listen.Protocols = HttpProtocols.Http2;
+                listen.UseHttps(https =>
+                {
+                    https.ServerCertificate = tls.Certificate;
+                    https.SslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13;
+                    https.ClientCertificateMode = clientCertificates;
+                    // The operator CA is not in the system store: validate against it alone.
+                    https.ClientCertificateValidation = (certificate, _, _) => tls.ValidatePeer(certificate, null, out _);
+                });
+            });
+            if (settings.Metrics is { } metrics)
+                kestrel.Listen(metrics.ToBindEndPoint("--metrics"), listen => listen.Protocols = HttpProtocols.Http1);
+        });
+
+        builder.Services.AddSingleton(settings);
+        builder.Services.AddSingleton(tls);
+        builder.Services.AddSingleton<CertificateKindInterceptor>();
+        builder.Services.AddGrpc(o =>
+        {
+            o.Interceptors.Add<CertificateKindInterceptor>();
+            o.MaxReceiveMessageSize = 64 * 1024;
+        });
+        builder.Services.AddGrpcHealthChecks();
+        builder.Services.AddHealthChecks()
+            .AddCheck<ClusterMemberHealthCheck>("cluster-member", tags: [HealthTags.Ready]);
+        builder.Services.AddHostedService<ClusterMembershipMonitor>();
+
+        builder.Services.AddAkka(node.ActorSystemName, (akka, services) =>
+        {
+            akka.AddHocon(Akka.Configuration.ConfigurationFactory.ParseString(File.ReadAllText(TuningFile)), HoconAddMode.Prepend);
+            akka.AddHocon(
+                $"akka.cluster.shutdown-after-unsuccessful-join-seed-nodes = {(int)settings.JoinTimeout.TotalMilliseconds}ms",
+                HoconAddMode.Prepend);
+            akka.ConfigureLoggers(loggers =>
+            {
+                loggers.LogLevel = Akka.Event.LogLevel.InfoLevel;
+                loggers.ClearLoggers();
+                loggers.AddLoggerFactory();
+            });
+            akka.WithRemoting(new RemoteOptions
+            {
+                HostName = settings.Cluster.ToBindEndPoint("--cluster").Address.ToString(),
+                PublicHostName = settings.Cluster.Host,
+                Port = settings.Cluster.Port,
+                EnableSsl = true,
+                Ssl = new SslOptions
+                {
+                    X509Certificate = tls.Certificate,
+                    SuppressValidation = false,
+                    // Both ends present an operator-issued node certificate: a process without one
+                    // cannot open an association, let alone join.
+                    RequireMutualAuthentication = true,
+                    ValidateCertificateHostname = false,
+                    CustomValidator = (certificate, _, remote, _, log) =>
+                    {
+                        var reason = "no certificate presented";
+                        if (certificate is not null && tls.ValidatePeer(certificate, CertificateKind.Node, out reason))
+                            return true;
+                        log.Warning("Refused cluster connection from {0}: {1}", remote, reason);
+                        return false;
+                    },
+                },
+            });
+            akka.WithClustering(new ClusterOptions
+            {
+                Roles = [.. node.Roles],
+                SeedNodes = [.. settings.SeedsOrSelf.Select(seed => $"akka.ssl.tcp://{node.ActorSystemName}@{seed}")],
+            });
+            akka.WithSqlPersistence(
+                connectionString: settings.Persistence.ConnectionString,
+                providerName: settings.Persistence.ProviderName,
+                autoInitialize: true);
+            configureActors(akka, services);
+        });
+        return builder;
+    }
+
+    /// <summary>Health and metrics on <c>--metrics</c>; gRPC health on <c>--listen</c>.</summary>
+    public static void MapNodeEndpoints(WebApplication app)
+    {
+        var settings = app.Services.GetRequiredService<ClusterNodeSettings>();
+        app.MapGrpcHealthChecksService().RequireHost($"*:{settings.Listen.Port}");
+        if (settings.Metrics is not { } metrics)
+            return;
+        var metricsHost = $"*:{metrics.Port}";
+        app.MapMetrics("/metrics").RequireHost(metricsHost);
+        app.MapHealthChecks("/healthz", new() { Predicate = _ => false }).RequireHost(metricsHost);
+        app.MapHealthChecks("/readyz", new() { Predicate = check => check.Tags.Contains(HealthTags.Ready) }).RequireHost(metricsHost);
+    }
+}
+
+public static class HealthTags
+{
+    public const string Ready = "ready";
+}

@@ -1,0 +1,144 @@
+using System.Net;
+using System.Net.Sockets;
+using MyDvpn.Security;
+
+namespace MyDvpn.Hosting;
+
+/// <summary>
+/// Settings every clustered node (BaseNode, SuperNode) takes, as bound from flags, <c>--config</c>
+/// JSON or <c>MYDVPN__…</c> environment variables. <see cref="Validate"/> turns them into
+/// <see cref="ClusterNodeSettings"/> or says which setting is wrong.
+/// </summary>
+public class ClusterNodeOptions
+{
+    public string? DataDir { get; set; }
+    public string? Cluster { get; set; }
+    public List<string> Seeds { get; set; } = [];
+    public string? Listen { get; set; }
+    public string? Tls { get; set; }
+    public string? Metrics { get; set; }
+    /// <summary>PostgreSQL connection string; required when several nodes share entities.</summary>
+    public string? Postgres { get; set; }
+    /// <summary>How long to try the seeds before giving up (config/environment only; default 30 s).</summary>
+    public TimeSpan JoinTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    public ClusterNodeSettings Validate()
+    {
+        var dataDir = ValidateDataDir(DataDir);
+        var cluster = HostPort.Parse(Cluster, "--cluster");
+        var seeds = HostPort.ParseList(Seeds, "--seed");
+        var listen = HostPort.Parse(Listen, "--listen");
+        var metrics = string.IsNullOrWhiteSpace(Metrics) ? null : HostPort.Parse(Metrics, "--metrics");
+        if (seeds.Any(seed => seed != cluster) && string.IsNullOrWhiteSpace(Postgres))
+            throw new ConfigurationException("--postgres",
+                "nodes joining a cluster share its entities, and SQLite is one file per node: give every node of the " +
+                "cluster the same PostgreSQL database with --postgres \"Host=…;Database=…;Username=…;Password=…\"");
+        EnsureDistinctPorts(cluster, listen, metrics);
+        foreach (var (endpoint, setting) in new[] { (cluster, "--cluster"), (listen, "--listen"), (metrics, "--metrics") })
+            if (endpoint is not null)
+                EnsurePortFree(endpoint, setting);
+
+        if (string.IsNullOrWhiteSpace(Tls))
+            throw new ConfigurationException("--tls", "is required: a directory with tls.crt, tls.key and ca.crt (make one with `mydvpn ca issue`)");
+        TlsMaterial tls;
+        try
+        {
+            tls = TlsMaterial.Load(Tls);
+        }
+        catch (CertificateException ex)
+        {
+            throw new ConfigurationException("--tls", ex.Message, ex);
+        }
+        if (tls.Kind != CertificateKind.Node)
+            throw new ConfigurationException("--tls", $"{Tls} holds an admin certificate; a node needs one issued with `mydvpn ca issue --kind node`");
+
+        var persistence = string.IsNullOrWhiteSpace(Postgres)
+            ? PersistenceSettings.Sqlite(Path.Combine(dataDir, "akka.db"))
+            : PersistenceSettings.PostgreSql(Postgres);
+        if (JoinTimeout <= TimeSpan.Zero)
+            throw new ConfigurationException("JoinTimeout", "must be positive, e.g. 00:00:30");
+        return new ClusterNodeSettings(dataDir, cluster, seeds, listen, metrics, tls, persistence, JoinTimeout);
+    }
+
+    private static string ValidateDataDir(string? dataDir)
+    {
+        if (string.IsNullOrWhiteSpace(dataDir))
+            throw new ConfigurationException("--data-dir", "is required: a directory for the journal and caches (created if missing)");
+        try
+        {
+            var full = Path.GetFullPath(dataDir);
+            Directory.CreateDirectory(full);
+            var probe = Path.Combine(full, $".write-test-{Environment.ProcessId}");
+            File.WriteAllText(probe, "");
+            File.Delete(probe);
+            return full;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            throw new ConfigurationException("--data-dir", $"'{dataDir}' is not a writable directory ({ex.Message})", ex);
+        }
+    }
+
+    private static void EnsureDistinctPorts(params HostPort?[] endpoints)
+    {
+        var ports = endpoints.OfType<HostPort>().Select(e => e.Port).ToList();
+        if (ports.Distinct().Count() != ports.Count)
+            throw new ConfigurationException("--cluster/--listen/--metrics", "each needs a port of its own");
+    }
+
+    /// <summary>Fails early with the setting's name instead of a bind error deep inside Kestrel or DotNetty.</summary>
+    public static void EnsurePortFree(HostPort endpoint, string setting)
+    {
+        var bind = endpoint.ToBindEndPoint(setting);
+        using var probe = new Socket(bind.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            probe.Bind(bind);
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.AddressAlreadyInUse)
+        {
+            throw new ConfigurationException(setting, $"port {endpoint.Port} on {endpoint.Host} is already in use; pick a free port", ex);
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.AddressNotAvailable)
+        {
+            throw new ConfigurationException(setting, $"{endpoint.Host} is not an address of this host", ex);
+        }
+        catch (SocketException ex)
+        {
+            throw new ConfigurationException(setting, $"cannot bind {endpoint}: {ex.Message}", ex);
+        }
+    }
+}
+
+/// <summary>Validated settings of a clustered node.</summary>
+public sealed record ClusterNodeSettings(
+    string DataDir,
+    HostPort Cluster,
+    IReadOnlyList<HostPort> Seeds,
+    HostPort Listen,
+    HostPort? Metrics,
+    TlsMaterial Tls,
+    PersistenceSettings Persistence,
+    TimeSpan JoinTimeout)
+{
+    /// <summary>No seeds: this node starts its cluster alone.</summary>
+    public IReadOnlyList<HostPort> SeedsOrSelf => Seeds.Count == 0 ? [Cluster] : Seeds;
+}
+
+public sealed record PersistenceSettings(string ProviderName, string ConnectionString, string Description)
+{
+    public static PersistenceSettings Sqlite(string path) =>
+        new(LinqToDB.ProviderName.SQLiteMS, $"Data Source={path}", $"SQLite {path}");
+
+    public static PersistenceSettings PostgreSql(string connectionString) =>
+        new(LinqToDB.ProviderName.PostgreSQL15, connectionString, "PostgreSQL");
+}
+
+/// <summary>Parses an address the SuperNode advertises (its public IP).</summary>
+public static class AddressParsing
+{
+    public static IPAddress ParseIp(string? value, string setting) =>
+        IPAddress.TryParse(value, out var ip)
+            ? ip
+            : throw new ConfigurationException(setting, $"'{value}' is not an IP address");
+}

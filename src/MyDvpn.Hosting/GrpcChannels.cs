@@ -1,0 +1,32 @@
+using System.Net.Security;
+using Grpc.Net.Client;
+using MyDvpn.Security;
+
+namespace MyDvpn.Hosting;
+
+/// <summary>gRPC client channels with mutual TLS against the operator CA.</summary>
+public static class GrpcChannels
+{
+    /// <param name="tls">The caller's own certificate (node or admin) and the CA it trusts.</param>
+    public static GrpcChannel MutualTls(HostPort server, TlsMaterial tls, TimeSpan? connectTimeout = null)
+    {
+        var handler = new SocketsHttpHandler
+        {
+            ConnectTimeout = connectTimeout ?? TimeSpan.FromSeconds(5),
+            EnableMultipleHttp2Connections = true,
+            PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
+            KeepAlivePingDelay = TimeSpan.FromSeconds(20),
+            KeepAlivePingTimeout = TimeSpan.FromSeconds(10),
+            SslOptions = new SslClientAuthenticationOptions
+            {
+                ClientCertificates = [tls.Certificate],
+                RemoteCertificateValidationCallback = tls.ValidateServerCertificate,
+            },
+        };
+        return GrpcChannel.ForAddress($"https://{server}", new GrpcChannelOptions
+        {
+            HttpHandler = handler,
+            DisposeHttpClient = true,
+        });
+    }
+}

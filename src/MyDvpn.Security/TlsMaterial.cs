@@ -1,0 +1,175 @@
+using System.Net.Security;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+
+namespace MyDvpn.Security;
+
+/// <summary>A node's or admin's TLS material loaded from a directory holding tls.crt, tls.key and ca.crt.</summary>
+public sealed class TlsMaterial : IDisposable
+{
+    private TlsMaterial(X509Certificate2 certificate, X509Certificate2 caCertificate, CertificateKind kind)
+    {
+        Certificate = certificate;
+        CaCertificate = caCertificate;
+        Kind = kind;
+        Name = certificate.GetNameInfo(X509NameType.SimpleName, forIssuer: false);
+    }
+
+    /// <summary>Own certificate with its private key, usable as an SslStream server and client certificate.</summary>
+    public X509Certificate2 Certificate { get; }
+
+    /// <summary>The operator CA: the only root peers are checked against.</summary>
+    public X509Certificate2 CaCertificate { get; }
+
+    public CertificateKind Kind { get; }
+
+    /// <summary>The CN of <see cref="Certificate"/>.</summary>
+    public string Name { get; }
+
+    /// <summary>
+    /// Loads tls.crt, tls.key and ca.crt from <paramref name="dir"/> and checks that the certificate is valid under the CA,
+    /// so that a node with stale material fails at start rather than at its first connection.
+    /// </summary>
+    public static TlsMaterial Load(string dir)
+    {
+        var certPath = Path.Combine(dir, CertificateAuthority.CertFile);
+        var keyPath = Path.Combine(dir, CertificateAuthority.KeyFile);
+        var caPath = Path.Combine(dir, CertificateAuthority.CaCertFile);
+        foreach (var path in new[] { certPath, keyPath, caPath })
+        {
+            if (!File.Exists(path))
+            {
+                throw new CertificateException(
+                    $"'{path}' is missing. Issue TLS material into that directory with `mydvpn ca issue ... --out {dir}`.");
+            }
+        }
+
+        var ca = LoadPem(() => X509Certificate2.CreateFromPem(File.ReadAllText(caPath)), $"'{caPath}' is not a PEM certificate", dir);
+        X509Certificate2? certificate = null;
+        try
+        {
+            using (var fromPem = LoadPem(
+                () => X509Certificate2.CreateFromPemFile(certPath, keyPath),
+                $"'{certPath}' and '{keyPath}' are not a PEM certificate and its private key",
+                dir))
+            {
+                // A PEM-loaded key is ephemeral, which SslStream cannot use on some platforms; a PKCS#12 round trip
+                // gives the certificate a key it can.
+                certificate = X509CertificateLoader.LoadPkcs12(fromPem.Export(X509ContentType.Pkcs12), password: null);
+            }
+
+            var kind = CertificateAuthority.KindOf(certificate) ?? throw new CertificateException(
+                $"'{certPath}' ({certificate.Subject}) is not a myDvpn node or admin certificate. " +
+                $"Issue one with `mydvpn ca issue ... --out {dir}`.");
+            var material = new TlsMaterial(certificate, ca, kind);
+            if (!material.ValidatePeer(certificate, requiredKind: null, out var reason))
+            {
+                throw new CertificateException(
+                    $"'{certPath}' is not usable with '{caPath}': {reason}. Issue a new one with `mydvpn ca issue ... --out {dir}`.");
+            }
+
+            return material;
+        }
+        catch
+        {
+            certificate?.Dispose();
+            ca.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Checks that <paramref name="peer"/> chains to <see cref="CaCertificate"/> and nothing else, is within its
+    /// validity period and carries a myDvpn kind (<paramref name="requiredKind"/>, if given).
+    /// </summary>
+    public bool ValidatePeer(X509Certificate2 peer, CertificateKind? requiredKind, out string reason)
+    {
+        using var chain = new X509Chain();
+        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        chain.ChainPolicy.CustomTrustStore.Add(CaCertificate);
+        // There is no revocation list: the network is closed, and a compromised certificate means a new CA.
+        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        chain.ChainPolicy.DisableCertificateDownloads = true;
+
+        if (!chain.Build(peer))
+        {
+            reason = $"certificate '{peer.Subject}' {Describe(peer, chain.ChainStatus)}";
+            return false;
+        }
+
+        var kind = CertificateAuthority.KindOf(peer);
+        if (kind is null)
+        {
+            // Also what keeps the CA certificate itself from passing as a peer.
+            reason = $"certificate '{peer.Subject}' has no myDvpn kind (OU={CertificateAuthority.NodeUnit} or OU={CertificateAuthority.AdminUnit})";
+            return false;
+        }
+
+        if (requiredKind is not null && kind != requiredKind)
+        {
+            reason = $"certificate '{peer.Subject}' is a {kind} certificate where a {requiredKind} certificate is required";
+            return false;
+        }
+
+        reason = "";
+        return true;
+    }
+
+    /// <summary>
+    /// A <see cref="RemoteCertificateValidationCallback"/> for clients: the server must present a Node certificate
+    /// valid under <see cref="CaCertificate"/>. The platform's verdict is ignored, since it checks the system roots
+    /// and the host name, neither of which applies in a private network.
+    /// </summary>
+    public bool ValidateServerCertificate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
+    {
+        switch (certificate)
+        {
+            case null:
+                return false;
+            case X509Certificate2 certificate2:
+                return ValidatePeer(certificate2, CertificateKind.Node, out _);
+            default:
+                using (var copy = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData()))
+                {
+                    return ValidatePeer(copy, CertificateKind.Node, out _);
+                }
+        }
+    }
+
+    public void Dispose()
+    {
+        Certificate.Dispose();
+        CaCertificate.Dispose();
+    }
+
+    private static X509Certificate2 LoadPem(Func<X509Certificate2> load, string problem, string dir)
+    {
+        try
+        {
+            return load();
+        }
+        catch (Exception e) when (e is CryptographicException or ArgumentException) // ArgumentException: key mismatch.
+        {
+            throw new CertificateException(
+                $"{problem} ({e.Message}). Issue the TLS material again with `mydvpn ca issue ... --out {dir}`.", e);
+        }
+    }
+
+    private string Describe(X509Certificate2 peer, X509ChainStatus[] statuses)
+    {
+        var flags = statuses.Aggregate(X509ChainStatusFlags.NoError, (all, s) => all | s.Status);
+        if (flags.HasFlag(X509ChainStatusFlags.NotTimeValid))
+        {
+            return $"is outside its validity period ({peer.NotBefore.ToUniversalTime():u} to {peer.NotAfter.ToUniversalTime():u})";
+        }
+
+        if (flags.HasFlag(X509ChainStatusFlags.PartialChain) || flags.HasFlag(X509ChainStatusFlags.UntrustedRoot))
+        {
+            // Every operator CA has the same subject, so name this one by its fingerprint.
+            var fingerprint = CaCertificate.GetCertHashString(HashAlgorithmName.SHA256)[..16];
+            return $"was not issued by this network's CA ('{CaCertificate.Subject}', SHA-256 {fingerprint}...)";
+        }
+
+        return "did not validate: " + string.Join("; ", statuses.Select(s => s.StatusInformation.Trim()).Distinct());
+    }
+}

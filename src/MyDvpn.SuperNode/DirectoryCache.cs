@@ -1,0 +1,51 @@
+using Google.Protobuf;
+using MyDvpn.Protocol.Directory;
+
+namespace MyDvpn.SuperNode;
+
+/// <summary>
+/// What this SuperNode last learned from the directory, kept in its data dir so it can go on
+/// answering look-ups while no BaseNode answers (and after its own restart in that state).
+/// </summary>
+public sealed class DirectoryCache
+{
+    public const string FileName = "directory-cache.json";
+    private static readonly JsonFormatter Formatter = new(JsonFormatter.Settings.Default.WithFormatDefaultValues(true));
+
+    private RegionList regions;
+
+    public DirectoryCache(string dataDir)
+    {
+        Path = System.IO.Path.Combine(dataDir, FileName);
+        regions = Load(Path);
+    }
+
+    public string Path { get; }
+
+    /// <summary>The last directory seen; empty before the first successful refresh.</summary>
+    public RegionList Regions => Volatile.Read(ref regions);
+
+    /// <summary>Replaces the cache; written to a temporary file first so a crash never leaves half a file.</summary>
+    public async Task SaveAsync(RegionList latest, CancellationToken cancellationToken)
+    {
+        var temporary = Path + ".tmp";
+        await File.WriteAllTextAsync(temporary, Formatter.Format(latest), cancellationToken);
+        File.Move(temporary, Path, overwrite: true);
+        Volatile.Write(ref regions, latest);
+    }
+
+    private static RegionList Load(string path)
+    {
+        if (!File.Exists(path))
+            return new RegionList();
+        try
+        {
+            return RegionList.Parser.ParseJson(File.ReadAllText(path));
+        }
+        catch (InvalidProtocolBufferException)
+        {
+            // A cache is a convenience: a damaged one is dropped and refilled on the next refresh.
+            return new RegionList();
+        }
+    }
+}

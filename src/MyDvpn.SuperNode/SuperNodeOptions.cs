@@ -1,0 +1,55 @@
+using System.Net;
+using MyDvpn.Hosting;
+
+namespace MyDvpn.SuperNode;
+
+/// <summary><c>mydvpn super</c> settings as bound from flags, config file or environment.</summary>
+public sealed class SuperNodeOptions : ClusterNodeOptions
+{
+    public string? Region { get; set; }
+    public string? Id { get; set; }
+    public List<string> Base { get; set; } = [];
+    public string? PublicIp { get; set; }
+    public string? RelayPorts { get; set; }
+    public int MaxStreams { get; set; } = 100_000;
+
+    public new SuperNodeSettings Validate()
+    {
+        if (!RegionName.IsValid(Region, out var regionProblem))
+            throw new ConfigurationException("--region", regionProblem);
+        if (!NodeId.IsValid(Id, out var idProblem))
+            throw new ConfigurationException("--id", $"'{Id}' {idProblem}");
+        var bases = HostPort.ParseList(Base, "--base");
+        if (bases.Count == 0)
+            throw new ConfigurationException("--base", "is required: the BaseNodes' gRPC addresses, HOST:PORT[,HOST:PORT...]");
+        var publicIp = AddressParsing.ParseIp(PublicIp, "--public-ip");
+        var (relayLow, relayHigh) = ParseRelayPorts(RelayPorts);
+        if (MaxStreams < 1)
+            throw new ConfigurationException("--max-streams", "must be at least 1");
+        var node = base.Validate();
+        return new SuperNodeSettings(node, Region!, Id!, bases, publicIp, relayLow, relayHigh, MaxStreams);
+    }
+
+    private static (int Low, int High) ParseRelayPorts(string? value)
+    {
+        var parts = (value ?? "").Split('-', StringSplitOptions.TrimEntries);
+        if (parts.Length == 2 && int.TryParse(parts[0], out var low) && int.TryParse(parts[1], out var high)
+            && low is >= 1 and <= 65535 && high is >= 1 and <= 65535 && low <= high)
+            return (low, high);
+        throw new ConfigurationException("--relay-ports", $"'{value}' is not a port range LOW-HIGH within 1-65535 (e.g. 40000-40999)");
+    }
+}
+
+public sealed record SuperNodeSettings(
+    ClusterNodeSettings Node,
+    string Region,
+    string Id,
+    IReadOnlyList<HostPort> BaseNodes,
+    IPAddress PublicIp,
+    int RelayPortLow,
+    int RelayPortHigh,
+    int MaxStreams)
+{
+    /// <summary>The address peers and other SuperNodes dial: the public IP and the --listen port.</summary>
+    public string GrpcEndpoint => new HostPort(PublicIp.ToString(), Node.Listen.Port).ToString();
+}

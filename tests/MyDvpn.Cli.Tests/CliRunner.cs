@@ -1,0 +1,23 @@
+namespace MyDvpn.Cli.Tests;
+
+/// <summary>Runs the real command tree in-process and captures what it prints.</summary>
+internal static class CliRunner
+{
+    public static async Task<(int ExitCode, string Output, string Error)> RunAsync(params string[] args)
+    {
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+        var exitCode = await CliApplication.RunAsync(args, output, error);
+        return (exitCode, output.ToString(), error.ToString());
+    }
+}
+
+/// <summary>A temporary directory removed when the test ends, pass or fail.</summary>
+internal sealed class TempDirectory : IDisposable
+{
+    public string Path { get; } = Directory.CreateTempSubdirectory("mydvpn-cli-test-").FullName;
+
+    public string this[string relative] => System.IO.Path.Combine(Path, relative);
+
+    public void Dispose() => Directory.Delete(Path, recursive: true);
+}

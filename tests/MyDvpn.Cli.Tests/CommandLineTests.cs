@@ -1,0 +1,223 @@
+using System.Net;
+using System.Net.Sockets;
+using MyDvpn.Security;
+
+namespace MyDvpn.Cli.Tests;
+
+public sealed class CommandLineTests : IDisposable
+{
+    private readonly TempDirectory temp = new();
+
+    public void Dispose() => temp.Dispose();
+
+    private string NodeCertificate(string name = "node")
+    {
+        if (!File.Exists(temp["ca/ca.crt"]))
+            CertificateAuthority.Init(temp["ca"]);
+        CertificateAuthority.Issue(temp["ca"], name, CertificateKind.Node, [IPAddress.Loopback], [], temp[name]);
+        return temp[name];
+    }
+
+    private string[] SuperArgs(params string[] overrides)
+    {
+        var args = new Dictionary<string, string>
+        {
+            ["--data-dir"] = temp["data"],
+            ["--region"] = "eu-west",
+            ["--id"] = "sn-1",
+            ["--cluster"] = $"127.0.0.1:{FreePort()}",
+            ["--base"] = "127.0.0.1:1",
+            ["--listen"] = $"127.0.0.1:{FreePort()}",
+            ["--public-ip"] = "127.0.0.1",
+            ["--relay-ports"] = "40000-40099",
+            ["--tls"] = temp["node"],
+        };
+        for (var i = 0; i < overrides.Length; i += 2)
+            args[overrides[i]] = overrides[i + 1];
+        return ["super", .. args.SelectMany(pair => new[] { pair.Key, pair.Value })];
+    }
+
+    [Fact]
+    public async Task Unknown_subcommand_is_bad_usage()
+    {
+        var (exitCode, _, error) = await CliRunner.RunAsync("frobnicate");
+        Assert.Equal(2, exitCode);
+        Assert.Contains("frobnicate", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Missing_required_flag_is_bad_usage_naming_it()
+    {
+        var (exitCode, _, error) = await CliRunner.RunAsync("keygen");
+        Assert.Equal(2, exitCode);
+        Assert.Contains("--out", error, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("--region", "EU_West", "--region")]
+    [InlineData("--region", "", "--region")]
+    [InlineData("--id", "has space", "--id")]
+    [InlineData("--relay-ports", "40000", "--relay-ports")]
+    [InlineData("--relay-ports", "5000-4000", "--relay-ports")]
+    [InlineData("--public-ip", "not-an-ip", "--public-ip")]
+    [InlineData("--base", "nohostport", "--base")]
+    [InlineData("--listen", "127.0.0.1:70000", "--listen")]
+    [InlineData("--tls", "/nonexistent/tls", "--tls")]
+    public async Task Bad_supernode_setting_exits_2_naming_the_setting(string flag, string value, string named)
+    {
+        NodeCertificate();
+        var (exitCode, _, error) = await CliRunner.RunAsync(SuperArgs(flag, value));
+        Assert.Equal(2, exitCode);
+        Assert.StartsWith($"error: {named}", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Port_in_use_exits_2_naming_the_flag()
+    {
+        NodeCertificate();
+        using var occupied = new TcpListener(IPAddress.Loopback, 0);
+        occupied.Start();
+        var port = ((IPEndPoint)occupied.LocalEndpoint).Port;
+        var (exitCode, _, error) = await CliRunner.RunAsync(SuperArgs("--listen", $"127.0.0.1:{port}"));
+        Assert.Equal(2, exitCode);
+        Assert.Contains("--listen", error, StringComparison.Ordinal);
+        Assert.Contains("already in use", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Admin_certificate_cannot_run_a_node()
+    {
+        CertificateAuthority.Init(temp["ca"]);
+        CertificateAuthority.Issue(temp["ca"], "ops", CertificateKind.Admin, [], [], temp["node"]);
+        var (exitCode, _, error) = await CliRunner.RunAsync(SuperArgs());
+        Assert.Equal(2, exitCode);
+        Assert.Contains("admin certificate", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Joining_other_nodes_on_sqlite_is_refused_with_the_fix()
+    {
+        NodeCertificate();
+        var (exitCode, _, error) = await CliRunner.RunAsync(SuperArgs("--seed", "127.0.0.1:9"));
+        Assert.Equal(2, exitCode);
+        Assert.StartsWith("error: --postgres", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Flags_win_over_environment_and_config_file()
+    {
+        NodeCertificate();
+        File.WriteAllText(temp["config.json"], """{ "Super": { "Region": "from-file", "RelayPorts": "bad" } }""");
+        Environment.SetEnvironmentVariable("MYDVPN__SUPER__ID", "bad id from env");
+        try
+        {
+            // The file's bad relay range and the environment's bad id are used when no flag overrides them…
+            var args = SuperArgs().ToList();
+            RemoveFlag(args, "--relay-ports");
+            RemoveFlag(args, "--id");
+            var (exitCode, _, error) = await CliRunner.RunAsync([.. args, "--config", temp["config.json"]]);
+            Assert.Equal(2, exitCode);
+            Assert.StartsWith("error: --id: 'bad id from env'", error, StringComparison.Ordinal);
+
+            // …and flags beat both.
+            (exitCode, _, error) = await CliRunner.RunAsync([.. args, "--config", temp["config.json"], "--id", "sn-9", "--relay-ports", "x"]);
+            Assert.Equal(2, exitCode);
+            Assert.StartsWith("error: --relay-ports: 'x'", error, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("MYDVPN__SUPER__ID", null);
+        }
+    }
+
+    [Fact]
+    public async Task Missing_config_file_is_named()
+    {
+        var (exitCode, _, error) = await CliRunner.RunAsync("base", "--config", temp["nope.json"]);
+        Assert.Equal(2, exitCode);
+        Assert.StartsWith("error: --config", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Keygen_prints_the_public_key_and_never_overwrites()
+    {
+        var (exitCode, output, _) = await CliRunner.RunAsync("keygen", "--out", temp["id.key"]);
+        Assert.Equal(0, exitCode);
+        Assert.Equal(Convert.ToBase64String(IdentityKey.Load(temp["id.key"]).PublicKey), output.Trim());
+
+        (exitCode, _, var error) = await CliRunner.RunAsync("keygen", "--out", temp["id.key"]);
+        Assert.Equal(2, exitCode);
+        Assert.NotEmpty(error);
+    }
+
+    [Fact]
+    public async Task Ca_init_and_issue_make_a_loadable_node_certificate()
+    {
+        Assert.Equal(0, (await CliRunner.RunAsync("ca", "init", "--dir", temp["ca"])).ExitCode);
+        var (exitCode, _, _) = await CliRunner.RunAsync("ca", "issue", "--dir", temp["ca"], "--name", "sn-1",
+            "--ip", "127.0.0.1", "--ip", "10.1.2.3", "--dns", "sn-1.example", "--out", temp["sn-1"]);
+        Assert.Equal(0, exitCode);
+        using var tls = TlsMaterial.Load(temp["sn-1"]);
+        Assert.Equal(CertificateKind.Node, tls.Kind);
+        Assert.Equal("sn-1", tls.Name);
+    }
+
+    [Fact]
+    public async Task Ca_issue_without_a_ca_says_how_to_make_one()
+    {
+        var (exitCode, _, error) = await CliRunner.RunAsync("ca", "issue", "--dir", temp["no-ca"], "--name", "x", "--out", temp["x"]);
+        Assert.Equal(2, exitCode);
+        Assert.Contains("ca init", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Ca_issue_with_a_bad_ip_names_the_flag()
+    {
+        await CliRunner.RunAsync("ca", "init", "--dir", temp["ca"]);
+        var (exitCode, _, error) = await CliRunner.RunAsync("ca", "issue", "--dir", temp["ca"], "--name", "x", "--ip", "999.1.1.1", "--out", temp["x"]);
+        Assert.Equal(2, exitCode);
+        Assert.StartsWith("error: --ip", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Admin_refuses_a_node_certificate_before_dialing()
+    {
+        var (exitCode, _, error) = await CliRunner.RunAsync("admin", "--base", "127.0.0.1:1", "--tls", NodeCertificate(), "regions");
+        Assert.Equal(2, exitCode);
+        Assert.StartsWith("error: --tls", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Admin_against_an_unreachable_base_is_a_runtime_failure()
+    {
+        CertificateAuthority.Init(temp["ca"]);
+        CertificateAuthority.Issue(temp["ca"], "ops", CertificateKind.Admin, [], [], temp["admin"]);
+        var (exitCode, _, error) = await CliRunner.RunAsync("admin", "--base", "127.0.0.1:1", "--tls", temp["admin"], "regions", "--json");
+        Assert.Equal(1, exitCode);
+        Assert.Contains("unreachable", error, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("peer")]
+    [InlineData("status")]
+    public async Task Commands_of_later_issues_say_so_and_fail(string command)
+    {
+        var (exitCode, output, error) = await CliRunner.RunAsync(command);
+        Assert.Equal(1, exitCode);
+        Assert.Empty(output);
+        Assert.Contains("not implemented", error, StringComparison.Ordinal);
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private static void RemoveFlag(List<string> args, string flag)
+    {
+        var index = args.IndexOf(flag);
+        args.RemoveRange(index, 2);
+    }
+}

@@ -1,0 +1,133 @@
+using System.Net;
+using System.Text.Json;
+using MyDvpn.Cli.Commands;
+using MyDvpn.Cli.Demo;
+using MyDvpn.Hosting;
+using MyDvpn.Security;
+using Xunit.Abstractions;
+
+namespace MyDvpn.IntegrationTests;
+
+/// <summary>
+/// Real <c>mydvpn</c> processes on loopback with TLS and SQLite in a temporary directory. Disposing
+/// it kills every process it started and deletes the directory, also when the test failed; the
+/// node logs are written to the test output first.
+/// </summary>
+public sealed class TestNetwork : IAsyncDisposable
+{
+    private readonly ITestOutputHelper output;
+    private readonly List<NodeProcess> processes = [];
+    private readonly string caDir;
+
+    public string Root { get; }
+    public MydvpnExecutable Executable { get; } = MydvpnExecutable.InDirectory(AppContext.BaseDirectory);
+    public string AdminTls { get; }
+
+    public TestNetwork(ITestOutputHelper output)
+    {
+        this.output = output;
+        Root = Path.Combine(Path.GetTempPath(), $"mydvpn-it-{Guid.NewGuid():N}");
+        caDir = Path.Combine(Root, "ca");
+        CertificateAuthority.Init(caDir);
+        AdminTls = Path.Combine(Root, "certs", "admin");
+        CertificateAuthority.Issue(caDir, "test-admin", CertificateKind.Admin, [], [], AdminTls);
+    }
+
+    public string IssueNodeCertificate(string name)
+    {
+        var dir = Path.Combine(Root, "certs", name);
+        if (!Directory.Exists(dir))
+            CertificateAuthority.Issue(caDir, name, CertificateKind.Node, [IPAddress.Loopback], ["localhost"], dir);
+        return dir;
+    }
+
+    /// <summary>A node certificate from a CA that is not this network's: an intruder's.</summary>
+    public string IssueForeignNodeCertificate(string name)
+    {
+        var foreignCa = Path.Combine(Root, "foreign-ca");
+        if (!Directory.Exists(foreignCa))
+            CertificateAuthority.Init(foreignCa);
+        var dir = Path.Combine(Root, "certs", name);
+        CertificateAuthority.Issue(foreignCa, name, CertificateKind.Node, [IPAddress.Loopback], ["localhost"], dir);
+        return dir;
+    }
+
+    public sealed record Node(string Name, HostPort Listen, HostPort Metrics, string[] Arguments)
+    {
+        public NodeProcess? Process { get; set; }
+    }
+
+    public Node BaseNode(string name = "base")
+    {
+        var listen = new HostPort("127.0.0.1", NodeProcess.FreeTcpPort());
+        var metrics = new HostPort("127.0.0.1", NodeProcess.FreeTcpPort());
+        return new Node(name, listen, metrics,
+        [
+            "base", "--data-dir", Path.Combine(Root, name), "--cluster", $"127.0.0.1:{NodeProcess.FreeTcpPort()}",
+            "--listen", listen.ToString(), "--metrics", metrics.ToString(), "--tls", IssueNodeCertificate(name),
+        ]);
+    }
+
+    public Node SuperNode(string id, string region, Node baseNode)
+    {
+        var listen = new HostPort("127.0.0.1", NodeProcess.FreeTcpPort());
+        var metrics = new HostPort("127.0.0.1", NodeProcess.FreeTcpPort());
+        return new Node(id, listen, metrics,
+        [
+            "super", "--data-dir", Path.Combine(Root, id), "--region", region, "--id", id,
+            "--cluster", $"127.0.0.1:{NodeProcess.FreeTcpPort()}", "--base", baseNode.Listen.ToString(),
+            "--listen", listen.ToString(), "--metrics", metrics.ToString(), "--public-ip", "127.0.0.1",
+            "--relay-ports", "42000-42099", "--tls", IssueNodeCertificate(id),
+        ]);
+    }
+
+    /// <summary>Starts (or restarts, with the same arguments and data dir) a node and waits until /readyz answers 200.</summary>
+    public async Task StartAsync(Node node, bool waitUntilReady = true)
+    {
+        node.Process = NodeProcess.Start(Executable, node.Name, Path.Combine(Root, "logs", $"{node.Name}.log"), node.Arguments);
+        processes.Add(node.Process);
+        if (waitUntilReady)
+            await DemoCommand.WaitReadyAsync(node.Process, node.Metrics, CancellationToken.None, TimeSpan.FromSeconds(90));
+    }
+
+    /// <summary>Runs a short-lived <c>mydvpn</c> command to completion.</summary>
+    public Task<(int ExitCode, string Output)> RunAsync(params string[] arguments) => RunAsync(arguments, null);
+
+    public async Task<(int ExitCode, string Output)> RunAsync(string[] arguments, IReadOnlyDictionary<string, string>? environment)
+    {
+        var log = Path.Combine(Root, "logs", $"cli-{Guid.NewGuid():N}.log");
+        using var process = NodeProcess.Start(Executable, "cli", log, arguments, environment);
+        if (!await process.WaitForExitAsync(TimeSpan.FromSeconds(60)))
+            throw new TimeoutException($"mydvpn {string.Join(' ', arguments)} did not finish within 60 s");
+        // The exit event fires before the last output lines are flushed to the log.
+        await Task.Delay(100);
+        return (process.ExitCode, process.ReadLog());
+    }
+
+    public async Task<JsonElement> AdminRegionsAsync(Node baseNode)
+    {
+        var (exitCode, text) = await RunAsync("admin", "--base", baseNode.Listen.ToString(), "--tls", AdminTls, "regions", "--json");
+        Assert.True(exitCode == 0, $"admin regions failed ({exitCode}): {text}");
+        return JsonDocument.Parse(text).RootElement.GetProperty("regions").Clone();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var process in processes)
+        {
+            process.Dispose();
+            output.WriteLine($"--- {process.Name} log (last 40 lines) ---");
+            foreach (var line in process.ReadLog().Split('\n').TakeLast(40))
+                output.WriteLine(line.Length > 400 ? line[..400] : line);
+        }
+        try
+        {
+            Directory.Delete(Root, recursive: true);
+        }
+        catch (IOException)
+        {
+            await Task.Delay(500);
+            Directory.Delete(Root, recursive: true);
+        }
+    }
+}
