@@ -16,11 +16,17 @@ public sealed record HostPort(string Host, int Port)
         if (colon <= 0 || colon == text.Length - 1)
             throw new ConfigurationException(setting, $"'{value}' is not HOST:PORT (e.g. 127.0.0.1:7000)");
         var host = text[..colon];
-        if (host.StartsWith('[') && host.EndsWith(']'))
+        if (host.StartsWith('['))
+        {
+            if (!host.EndsWith(']') || !IPAddress.TryParse(host[1..^1], out var bracketed) || bracketed.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6)
+                throw new ConfigurationException(setting, $"'{value}' is not [IPv6]:PORT (e.g. [::1]:7000)");
             host = host[1..^1];
+        }
         else if (host.Contains(':'))
+        {
             throw new ConfigurationException(setting, $"'{value}': write an IPv6 host in brackets, e.g. [::1]:7000");
-        if (!int.TryParse(text[(colon + 1)..], out var port) || port is < 1 or > 65535)
+        }
+        if (!int.TryParse(text[(colon + 1)..], System.Globalization.NumberStyles.None, null, out var port) || port is < 1 or > 65535)
             throw new ConfigurationException(setting, $"'{value}' has no valid port (1-65535)");
         if (Uri.CheckHostName(host) == UriHostNameType.Unknown)
             throw new ConfigurationException(setting, $"'{value}' has no valid host name or IP address");

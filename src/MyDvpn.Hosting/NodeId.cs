@@ -15,6 +15,7 @@ public static partial class NodeId
         return reason.Length == 0;
     }
 
-    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    // \z, not $: $ also matches before a trailing newline.
+    [GeneratedRegex(@"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\z")]
     private static partial Regex Pattern();
 }

@@ -29,7 +29,12 @@ public sealed class DirectoryCache
     public async Task SaveAsync(RegionList latest, CancellationToken cancellationToken)
     {
         var temporary = Path + ".tmp";
-        await File.WriteAllTextAsync(temporary, Formatter.Format(latest), cancellationToken);
+        await using (var file = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None, 4096, useAsync: true))
+        {
+            await file.WriteAsync(System.Text.Encoding.UTF8.GetBytes(Formatter.Format(latest)), cancellationToken);
+            // On disk before the rename, so a power loss leaves the old cache or the new one, never an empty file.
+            file.Flush(flushToDisk: true);
+        }
         File.Move(temporary, Path, overwrite: true);
         Volatile.Write(ref regions, latest);
     }
@@ -42,8 +47,9 @@ public sealed class DirectoryCache
         {
             return RegionList.Parser.ParseJson(File.ReadAllText(path));
         }
-        catch (InvalidProtocolBufferException)
+        catch (IOException)
         {
+            // InvalidProtocolBufferException and InvalidJsonException are both IOExceptions.
             // A cache is a convenience: a damaged one is dropped and refilled on the next refresh.
             return new RegionList();
         }

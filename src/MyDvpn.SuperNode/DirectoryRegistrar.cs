@@ -71,7 +71,11 @@ public sealed class DirectoryRegistrar : ReceiveActor, IWithTimers
 
     protected override void PreStart() => Self.Tell(ReportTick.Instance);
 
-    protected override void PostStop() => stopping.Cancel();
+    protected override void PostStop()
+    {
+        stopping.Cancel();
+        stopping.Dispose();
+    }
 
     private void SendReport()
     {

@@ -1,0 +1,133 @@
+using System.Net.Security;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+using MyDvpn.Protocol.Admin;
+using MyDvpn.Protocol.Directory;
+using MyDvpn.Security;
+
+namespace MyDvpn.Hosting.Tests;
+
+/// <summary>Real Kestrel with mutual TLS on loopback, real certificates of a temporary operator CA.</summary>
+public sealed class CertificateKindInterceptorTests : IDisposable
+{
+    private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(10);
+
+    private readonly TempDirectory temp = new();
+    private readonly TlsMaterial serverTls;
+    private readonly TlsMaterial adminTls;
+    private readonly TlsMaterial nodeTls;
+    private readonly FixedAdmin admin = new();
+
+    public CertificateKindInterceptorTests()
+    {
+        var pki = new Pki(temp);
+        serverTls = TlsMaterial.Load(pki.Issue("base1", CertificateKind.Node));
+        adminTls = TlsMaterial.Load(pki.Issue("alice", CertificateKind.Admin));
+        nodeTls = TlsMaterial.Load(pki.Issue("super1", CertificateKind.Node));
+    }
+
+    public void Dispose()
+    {
+        serverTls.Dispose();
+        adminTls.Dispose();
+        nodeTls.Dispose();
+        temp.Dispose();
+    }
+
+    [Fact]
+    public async Task An_admin_certificate_may_call_an_admin_only_service()
+    {
+        await using var server = await StartAsync(AdminOnly(), ClientCertificateMode.RequireCertificate);
+        using var channel = GrpcChannels.MutualTls(server.Address, adminTls);
+
+        var state = await new Admin.AdminClient(channel).GetClusterAsync(new GetClusterRequest(), deadline: Deadline());
+
+        Assert.Equal(FixedAdmin.State, state);
+        Assert.Equal(1, admin.Calls);
+    }
+
+    [Fact]
+    public async Task A_node_certificate_is_refused_by_an_admin_only_service_with_PermissionDenied()
+    {
+        await using var server = await StartAsync(AdminOnly(), ClientCertificateMode.RequireCertificate);
+        using var channel = GrpcChannels.MutualTls(server.Address, nodeTls);
+        var client = new Admin.AdminClient(channel);
+
+        var getCluster = await Assert.ThrowsAsync<RpcException>(
+            () => client.GetClusterAsync(new GetClusterRequest(), deadline: Deadline()).ResponseAsync);
+        var listRegions = await Assert.ThrowsAsync<RpcException>(
+            () => client.ListRegionsAsync(new ListRegionsRequest(), deadline: Deadline()).ResponseAsync);
+
+        foreach (var refused in new[] { getCluster, listRegions })
+        {
+            Assert.Equal(StatusCode.PermissionDenied, refused.StatusCode);
+            Assert.Contains("admin certificate", refused.Status.Detail, StringComparison.Ordinal);
+        }
+        Assert.Contains("/mydvpn.admin.v1.Admin/GetCluster", getCluster.Status.Detail, StringComparison.Ordinal);
+        Assert.Equal(0, admin.Calls);
+    }
+
+    [Fact]
+    public async Task A_service_the_policy_does_not_name_accepts_any_certificate_of_the_CA()
+    {
+        await using var server = await StartAsync(new CertificatePolicy(), ClientCertificateMode.RequireCertificate);
+        using var channel = GrpcChannels.MutualTls(server.Address, nodeTls);
+
+        var state = await new Admin.AdminClient(channel).GetClusterAsync(new GetClusterRequest(), deadline: Deadline());
+
+        Assert.Equal(FixedAdmin.State, state);
+        Assert.Equal(1, admin.Calls);
+    }
+
+    [Fact]
+    public async Task A_caller_without_a_client_certificate_is_refused_when_the_server_only_allows_certificates()
+    {
+        await using var server = await StartAsync(AdminOnly(), ClientCertificateMode.AllowCertificate);
+        using var channel = GrpcChannel.ForAddress($"https://{server.Address}", new GrpcChannelOptions
+        {
+            HttpHandler = new SocketsHttpHandler
+            {
+                SslOptions = new SslClientAuthenticationOptions { RemoteCertificateValidationCallback = adminTls.ValidateServerCertificate },
+            },
+            DisposeHttpClient = true,
+        });
+
+        var refused = await Assert.ThrowsAsync<RpcException>(
+            () => new Admin.AdminClient(channel).GetClusterAsync(new GetClusterRequest(), deadline: Deadline()).ResponseAsync);
+
+        Assert.Equal(StatusCode.PermissionDenied, refused.StatusCode);
+        Assert.Contains("admin certificate: no client certificate", refused.Status.Detail, StringComparison.Ordinal);
+        Assert.Equal(0, admin.Calls);
+    }
+
+    private static CertificatePolicy AdminOnly() =>
+        new CertificatePolicy().Require(Admin.Descriptor.FullName, CertificateKind.Admin);
+
+    private static DateTime Deadline() => DateTime.UtcNow + CallTimeout;
+
+    private Task<TlsGrpcServer> StartAsync(CertificatePolicy policy, ClientCertificateMode clientCertificates) =>
+        TlsGrpcServer.StartAsync(serverTls, policy, clientCertificates, admin);
+
+    /// <summary>An admin service that answers a fixed cluster state and counts the calls that reach it.</summary>
+    private sealed class FixedAdmin : Admin.AdminBase
+    {
+        public static readonly ClusterState State = new() { SelfAddress = "akka.ssl.tcp://test@127.0.0.1:1" };
+
+        private int calls;
+
+        public int Calls => Volatile.Read(ref calls);
+
+        public override Task<ClusterState> GetCluster(GetClusterRequest request, ServerCallContext context)
+        {
+            Interlocked.Increment(ref calls);
+            return Task.FromResult(State);
+        }
+
+        public override Task<RegionList> ListRegions(ListRegionsRequest request, ServerCallContext context)
+        {
+            Interlocked.Increment(ref calls);
+            return Task.FromResult(new RegionList());
+        }
+    }
+}

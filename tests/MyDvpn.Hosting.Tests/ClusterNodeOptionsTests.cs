@@ -1,0 +1,291 @@
+using System.Net;
+using System.Net.Sockets;
+using MyDvpn.Security;
+
+namespace MyDvpn.Hosting.Tests;
+
+public sealed class ClusterNodeOptionsTests : IDisposable
+{
+    private readonly TempDirectory temp = new();
+    private readonly Pki pki;
+    private readonly string nodeTls;
+
+    public ClusterNodeOptionsTests()
+    {
+        pki = new Pki(temp);
+        nodeTls = pki.Issue("node1", CertificateKind.Node);
+    }
+
+    public void Dispose() => temp.Dispose();
+
+    [Theory]
+    [InlineData("--data-dir", null)]
+    [InlineData("--data-dir", "")]
+    [InlineData("--data-dir", "  ")]
+    [InlineData("--cluster", null)]
+    [InlineData("--cluster", "")]
+    [InlineData("--listen", null)]
+    [InlineData("--listen", " ")]
+    [InlineData("--tls", null)]
+    [InlineData("--tls", "")]
+    public void A_missing_setting_is_refused_naming_its_flag(string flag, string? value)
+    {
+        var options = ValidOptions();
+        Set(options, flag, value);
+
+        var error = Assert.Throws<ConfigurationException>(options.Validate);
+
+        Assert.Equal(flag, error.Setting);
+        Assert.Contains("is required", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_data_dir_that_is_a_file_is_refused_naming_data_dir()
+    {
+        var file = temp.Sub("not-a-dir");
+        File.WriteAllText(file, "");
+        var options = ValidOptions();
+        options.DataDir = file;
+
+        var error = Assert.Throws<ConfigurationException>(options.Validate);
+
+        Assert.Equal("--data-dir", error.Setting);
+        Assert.Contains("not a writable directory", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_tls_directory_without_certificate_files_is_refused_naming_tls()
+    {
+        var empty = temp.Sub("empty-tls");
+        Directory.CreateDirectory(empty);
+        var options = ValidOptions();
+        options.Tls = empty;
+
+        var error = Assert.Throws<ConfigurationException>(options.Validate);
+
+        Assert.Equal("--tls", error.Setting);
+        Assert.Contains(CertificateAuthority.CertFile, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_certificate_not_issued_by_the_CA_beside_it_is_refused_naming_tls()
+    {
+        var foreignCa = temp.Sub("foreign-ca");
+        CertificateAuthority.Init(foreignCa).Dispose();
+        File.Copy(Path.Combine(foreignCa, CertificateAuthority.CaCertFile), Path.Combine(nodeTls, CertificateAuthority.CaCertFile), overwrite: true);
+        var options = ValidOptions();
+
+        var error = Assert.Throws<ConfigurationException>(options.Validate);
+
+        Assert.Equal("--tls", error.Setting);
+        Assert.Contains("not issued by this network's CA", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void An_admin_certificate_is_refused_naming_tls()
+    {
+        var options = ValidOptions();
+        options.Tls = pki.Issue("alice", CertificateKind.Admin);
+
+        var error = Assert.Throws<ConfigurationException>(options.Validate);
+
+        Assert.Equal("--tls", error.Setting);
+        Assert.Contains("admin certificate", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_same_port_for_cluster_and_listen_is_refused()
+    {
+        var port = FreePort();
+        var options = ValidOptions();
+        options.Cluster = $"127.0.0.1:{port}";
+        options.Listen = $"127.0.0.1:{port}";
+
+        var error = Assert.Throws<ConfigurationException>(options.Validate);
+
+        Assert.Contains("--cluster", error.Setting, StringComparison.Ordinal);
+        Assert.Contains("--listen", error.Setting, StringComparison.Ordinal);
+        Assert.Contains("a port of its own", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_same_port_for_listen_and_metrics_is_refused()
+    {
+        var options = ValidOptions();
+        options.Metrics = options.Listen;
+
+        var error = Assert.Throws<ConfigurationException>(options.Validate);
+
+        Assert.Contains("--metrics", error.Setting, StringComparison.Ordinal);
+        Assert.Contains("a port of its own", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("--cluster")]
+    [InlineData("--listen")]
+    [InlineData("--metrics")]
+    public void A_port_already_in_use_is_refused_naming_its_flag(string flag)
+    {
+        var holder = new TcpListener(IPAddress.Loopback, 0);
+        holder.Start();
+        try
+        {
+            var port = ((IPEndPoint)holder.LocalEndpoint).Port;
+            var options = ValidOptions(withMetrics: true);
+            Set(options, flag, $"127.0.0.1:{port}");
+
+            var error = Assert.Throws<ConfigurationException>(options.Validate);
+
+            Assert.Equal(flag, error.Setting);
+            Assert.Contains("already in use", error.Message, StringComparison.Ordinal);
+            Assert.Contains(port.ToString(), error.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            holder.Stop();
+        }
+    }
+
+    [Fact]
+    public void An_address_that_is_not_of_this_host_is_refused_naming_its_flag()
+    {
+        var options = ValidOptions();
+        options.Listen = $"192.0.2.1:{FreePort()}"; // TEST-NET-1: never assigned to a host.
+
+        var error = Assert.Throws<ConfigurationException>(options.Validate);
+
+        Assert.Equal("--listen", error.Setting);
+        Assert.Contains("not an address of this host", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Seeds_of_other_nodes_without_postgres_are_refused_naming_postgres()
+    {
+        var options = ValidOptions();
+        options.Seeds = [options.Cluster!, $"127.0.0.1:{FreePort()}"];
+
+        var error = Assert.Throws<ConfigurationException>(options.Validate);
+
+        Assert.Equal("--postgres", error.Setting);
+        Assert.Contains("PostgreSQL", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_bad_seed_is_refused_naming_seed()
+    {
+        var options = ValidOptions();
+        options.Seeds = ["127.0.0.1"];
+
+        var error = Assert.Throws<ConfigurationException>(options.Validate);
+
+        Assert.Equal("--seed", error.Setting);
+    }
+
+    [Fact]
+    public void A_seed_equal_to_its_own_cluster_address_needs_no_postgres()
+    {
+        var options = ValidOptions();
+        options.Seeds = [options.Cluster!];
+
+        var settings = options.Validate();
+        using var tls = settings.Tls;
+
+        Assert.Equal([settings.Cluster], settings.Seeds);
+        Assert.Equal([settings.Cluster], settings.SeedsOrSelf);
+        Assert.StartsWith("SQLite", settings.Persistence.Description, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Seeds_of_other_nodes_with_postgres_use_postgres_and_keep_the_seeds()
+    {
+        const string Postgres = "Host=db;Database=mydvpn;Username=mydvpn;Password=secret";
+        var otherSeed = new HostPort("10.0.0.9", 7000);
+        var options = ValidOptions();
+        options.Seeds = [otherSeed.ToString()];
+        options.Postgres = Postgres;
+
+        var settings = options.Validate();
+        using var tls = settings.Tls;
+
+        Assert.Equal([otherSeed], settings.SeedsOrSelf);
+        Assert.Equal(LinqToDB.ProviderName.PostgreSQL15, settings.Persistence.ProviderName);
+        Assert.Equal(Postgres, settings.Persistence.ConnectionString);
+        Assert.DoesNotContain("secret", settings.Persistence.Description, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_valid_set_gives_settings_with_SQLite_under_the_data_dir_and_itself_as_seed()
+    {
+        var options = ValidOptions(withMetrics: true);
+
+        var settings = options.Validate();
+        using var tls = settings.Tls;
+
+        var dataDir = temp.Sub("data");
+        Assert.True(Directory.Exists(dataDir));
+        Assert.Equal(Path.GetFullPath(dataDir), settings.DataDir);
+        Assert.Equal(HostPort.Parse(options.Cluster, "--cluster"), settings.Cluster);
+        Assert.Equal(HostPort.Parse(options.Listen, "--listen"), settings.Listen);
+        Assert.Equal(HostPort.Parse(options.Metrics, "--metrics"), settings.Metrics);
+        Assert.Empty(settings.Seeds);
+        Assert.Equal([settings.Cluster], settings.SeedsOrSelf);
+        Assert.Equal(LinqToDB.ProviderName.SQLiteMS, settings.Persistence.ProviderName);
+        Assert.Equal($"Data Source={Path.Combine(settings.DataDir, "akka.db")}", settings.Persistence.ConnectionString);
+        Assert.Equal(CertificateKind.Node, settings.Tls.Kind);
+        Assert.Equal("node1", settings.Tls.Name);
+        Assert.Empty(Directory.GetFileSystemEntries(dataDir)); // The write probe is gone.
+    }
+
+    [Fact]
+    public void Metrics_is_optional()
+    {
+        var settings = ValidOptions().Validate();
+        using var tls = settings.Tls;
+
+        Assert.Null(settings.Metrics);
+    }
+
+    /// <summary>Options that validate: distinct free ports (metrics only when asked), a node certificate.</summary>
+    private ClusterNodeOptions ValidOptions(bool withMetrics = false)
+    {
+        var ports = FreePorts(3);
+        return new ClusterNodeOptions
+        {
+            DataDir = temp.Sub("data"),
+            Cluster = $"127.0.0.1:{ports[0]}",
+            Listen = $"127.0.0.1:{ports[1]}",
+            Metrics = withMetrics ? $"127.0.0.1:{ports[2]}" : null,
+            Tls = nodeTls,
+        };
+    }
+
+    private static void Set(ClusterNodeOptions options, string flag, string? value)
+    {
+        switch (flag)
+        {
+            case "--data-dir": options.DataDir = value; break;
+            case "--cluster": options.Cluster = value; break;
+            case "--listen": options.Listen = value; break;
+            case "--metrics": options.Metrics = value; break;
+            case "--tls": options.Tls = value; break;
+            default: throw new ArgumentOutOfRangeException(nameof(flag), flag, "no such flag");
+        }
+    }
+
+    private static int FreePort() => FreePorts(1)[0];
+
+    /// <summary>Distinct ports nothing listens on right now: all are held until all are picked.</summary>
+    private static int[] FreePorts(int count)
+    {
+        var listeners = Enumerable.Range(0, count).Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToList();
+        try
+        {
+            listeners.ForEach(listener => listener.Start());
+            return [.. listeners.Select(listener => ((IPEndPoint)listener.LocalEndpoint).Port)];
+        }
+        finally
+        {
+            listeners.ForEach(listener => listener.Stop());
+        }
+    }
+}

@@ -1,0 +1,184 @@
+using Akka.Actor;
+using MyDvpn.Protocol.Directory;
+using MyDvpn.Security;
+using Xunit.Abstractions;
+
+namespace MyDvpn.SuperNode.Tests;
+
+/// <summary>The registrar against a real gRPC directory on loopback, with mutual TLS from a temporary CA.</summary>
+public sealed class DirectoryRegistrarTests : Akka.TestKit.Xunit2.TestKit
+{
+    // A registrar that throws is stopped rather than restarted, so a crash shows as a dead actor.
+    private const string Config = """akka.actor.guardian-supervisor-strategy = "Akka.Actor.StoppingSupervisorStrategy" """;
+
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(10);
+
+    private static readonly SuperNodeRegistration Registration = new()
+    {
+        SupernodeId = "super-1",
+        Region = "eu-west",
+        GrpcEndpoint = "203.0.113.7:7443",
+        PublicIp = "203.0.113.7",
+        RelayPortLow = 40000,
+        RelayPortHigh = 40999,
+        Capacity = 500,
+    };
+
+    private static readonly SuperNodeLoad Load = new() { ConnectedPeers = 7, ExitsAvailable = 2 };
+
+    private readonly TempDirectory temp = new();
+    private readonly TlsMaterial baseTls;
+    private readonly TlsMaterial superTls;
+    private readonly RegionList regions = DirectoryCacheTests.SampleRegions();
+    private readonly RegistrationStatus status = new();
+
+    public DirectoryRegistrarTests(ITestOutputHelper output)
+        : base(Config, nameof(DirectoryRegistrarTests), output)
+    {
+        var pki = new Pki(temp);
+        baseTls = TlsMaterial.Load(pki.Issue("base-1", CertificateKind.Node));
+        superTls = TlsMaterial.Load(pki.Issue("super-1", CertificateKind.Node));
+    }
+
+    [Fact]
+    public async Task Registrar_reports_its_registration_and_load_and_becomes_registered()
+    {
+        var directory = new FakeDirectory(regions);
+        await using var server = await DirectoryServer.StartAsync(baseTls, directory);
+        using var client = new DirectoryClient([server.Address], superTls);
+        Assert.False(status.IsRegistered);
+
+        var registrar = StartRegistrar(client, new DirectoryCache(temp.Path));
+
+        await AwaitAssertAsync(() => Assert.True(status.IsRegistered), Patience);
+        var report = Assert.Single(directory.Reports);
+        Assert.Equal(Registration, report.Registration);
+        Assert.Equal(Load, report.Load);
+        await StopAsync(registrar);
+    }
+
+    [Fact]
+    public async Task Registrar_saves_the_directory_it_lists_to_the_cache_file()
+    {
+        var directory = new FakeDirectory(regions);
+        await using var server = await DirectoryServer.StartAsync(baseTls, directory);
+        using var client = new DirectoryClient([server.Address], superTls);
+        var cache = new DirectoryCache(temp.Path);
+
+        var registrar = StartRegistrar(client, cache);
+
+        await AwaitAssertAsync(() =>
+        {
+            Assert.Equal(regions, cache.Regions);
+            Assert.Equal(regions, new DirectoryCache(temp.Path).Regions);
+        }, Patience);
+        await StopAsync(registrar);
+    }
+
+    [Fact]
+    public async Task Registrar_keeps_retrying_while_the_directory_is_unavailable_and_stays_registered()
+    {
+        var directory = new FakeDirectory(regions) { ReportIntervalMs = 200 };
+        await using var server = await DirectoryServer.StartAsync(baseTls, directory);
+        using var client = new DirectoryClient([server.Address], superTls);
+        var registrar = StartRegistrar(client, new DirectoryCache(temp.Path));
+        await AwaitAssertAsync(() => Assert.True(status.IsRegistered), Patience);
+
+        directory.Unavailable = true;
+
+        await AwaitAssertAsync(() => Assert.True(directory.RefusedReports >= 2), Patience);
+        Assert.True(status.IsRegistered);
+        await AssertAliveAsync(registrar);
+
+        var reportsBefore = directory.Reports.Count;
+        directory.ReportIntervalMs = 60_000;
+        directory.Unavailable = false;
+
+        await AwaitAssertAsync(() => Assert.True(directory.Reports.Count > reportsBefore), Patience);
+        Assert.True(status.IsRegistered);
+        await StopAsync(registrar);
+    }
+
+    [Fact]
+    public async Task Registrar_survives_a_stopped_directory_and_reports_again_when_it_is_back()
+    {
+        var directory = new FakeDirectory(regions) { ReportIntervalMs = 200 };
+        var server = await DirectoryServer.StartAsync(baseTls, directory);
+        var address = server.Address;
+        using var client = new DirectoryClient([address], superTls);
+        var cache = new DirectoryCache(temp.Path);
+        IActorRef registrar;
+        try
+        {
+            registrar = StartRegistrar(client, cache);
+            await AwaitAssertAsync(() => Assert.Equal(regions, cache.Regions), Patience);
+
+            await EventFilter.Warning(start: "Directory report failed")
+                .ExpectOneAsync(Patience, () => server.DisposeAsync().AsTask());
+        }
+        finally
+        {
+            await server.DisposeAsync();
+        }
+
+        Assert.True(status.IsRegistered);
+        await AssertAliveAsync(registrar);
+        var reportsBefore = directory.Reports.Count;
+        directory.ReportIntervalMs = 60_000;
+        await using var restarted = await DirectoryServer.StartAsync(baseTls, directory, address.Port);
+
+        await AwaitAssertAsync(() => Assert.True(directory.Reports.Count > reportsBefore), Patience);
+        Assert.True(status.IsRegistered);
+        Assert.Equal(regions, new DirectoryCache(temp.Path).Regions);
+        await StopAsync(registrar);
+    }
+
+    [Fact]
+    public async Task Registrar_is_not_registered_until_the_directory_accepts_a_report()
+    {
+        var directory = new FakeDirectory(regions) { Unavailable = true };
+        await using var server = await DirectoryServer.StartAsync(baseTls, directory);
+        using var client = new DirectoryClient([server.Address], superTls);
+
+        var registrar = StartRegistrar(client, new DirectoryCache(temp.Path));
+
+        await AwaitAssertAsync(() => Assert.True(directory.RefusedReports >= 1), Patience);
+        Assert.False(status.IsRegistered);
+        await AssertAliveAsync(registrar);
+
+        directory.Unavailable = false;
+
+        await AwaitAssertAsync(() => Assert.True(status.IsRegistered), Patience);
+        await StopAsync(registrar);
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        try
+        {
+            base.Dispose(disposing);
+        }
+        finally
+        {
+            if (disposing)
+            {
+                baseTls.Dispose();
+                superTls.Dispose();
+                temp.Dispose();
+            }
+        }
+    }
+
+    private IActorRef StartRegistrar(DirectoryClient client, DirectoryCache cache) =>
+        Sys.ActorOf(DirectoryRegistrar.Props(Registration, client, cache, status, () => Load), "directory-registrar");
+
+    private async Task AssertAliveAsync(IActorRef registrar)
+    {
+        var identity = await registrar.Ask<ActorIdentity>(new Identify(null), Patience);
+        Assert.Equal(registrar, identity.Subject);
+    }
+
+    /// <summary>Stops the registrar and waits until it is gone, so nothing writes to the directory being deleted.</summary>
+    private async Task StopAsync(IActorRef registrar) =>
+        await registrar.GracefulStop(Patience);
+}

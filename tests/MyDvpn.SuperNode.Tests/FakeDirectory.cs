@@ -1,0 +1,124 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Security.Authentication;
+using Grpc.Core;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using MyDvpn.Hosting;
+using MyDvpn.Protocol.Directory;
+using MyDvpn.Security;
+
+namespace MyDvpn.SuperNode.Tests;
+
+/// <summary>
+/// A BaseNode's directory service as a SuperNode sees it: it records every report, answers ListRegions
+/// with a fixed list, and can be told to answer Unavailable.
+/// </summary>
+internal sealed class FakeDirectory(RegionList regions) : SuperNodeDirectory.SuperNodeDirectoryBase
+{
+    private readonly ConcurrentQueue<SuperNodeReport> reports = new();
+    private int refusedReports;
+    private volatile bool unavailable;
+
+    public IReadOnlyCollection<SuperNodeReport> Reports => reports;
+
+    public int RefusedReports => Volatile.Read(ref refusedReports);
+
+    /// <summary>While true every call fails with <see cref="StatusCode.Unavailable"/>, as a BaseNode leaving does.</summary>
+    public bool Unavailable
+    {
+        get => unavailable;
+        set => unavailable = value;
+    }
+
+    /// <summary>What the acks tell the SuperNode: how long to wait before the next report.</summary>
+    public uint ReportIntervalMs { get; set; } = 60_000;
+
+    public override Task<ReportAck> Report(SuperNodeReport request, ServerCallContext context)
+    {
+        if (unavailable)
+        {
+            Interlocked.Increment(ref refusedReports);
+            throw Down();
+        }
+        reports.Enqueue(request);
+        return Task.FromResult(new ReportAck { ReportIntervalMs = ReportIntervalMs });
+    }
+
+    public override Task<DeregisterAck> Deregister(DeregisterRequest request, ServerCallContext context) =>
+        unavailable ? throw Down() : Task.FromResult(new DeregisterAck());
+
+    public override Task<RegionList> ListRegions(ListRegionsRequest request, ServerCallContext context) =>
+        unavailable ? throw Down() : Task.FromResult(regions);
+
+    private static RpcException Down() => new(new Status(StatusCode.Unavailable, "test directory is down"));
+}
+
+/// <summary>
+/// Real Kestrel on loopback serving a <see cref="FakeDirectory"/> over TLS with a node certificate, client
+/// certificates required and checked against the operator CA, as a BaseNode serves its directory.
+/// </summary>
+internal sealed class DirectoryServer : IAsyncDisposable
+{
+    private readonly WebApplication app;
+    private int disposed;
+
+    private DirectoryServer(WebApplication app, HostPort address)
+    {
+        this.app = app;
+        Address = address;
+    }
+
+    public HostPort Address { get; }
+
+    /// <param name="port">0 for any free port; a given port to come back where a stopped server was.</param>
+    public static async Task<DirectoryServer> StartAsync(TlsMaterial tls, FakeDirectory directory, int port = 0)
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
+        {
+            EnvironmentName = "Production",
+            ContentRootPath = AppContext.BaseDirectory,
+        });
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, port, listen =>
+        {
+            listen.Protocols = HttpProtocols.Http2;
+            listen.UseHttps(https =>
+            {
+                https.ServerCertificate = tls.Certificate;
+                https.SslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13;
+                https.ClientCertificateMode = ClientCertificateMode.RequireCertificate;
+                https.ClientCertificateValidation = (certificate, _, _) => tls.ValidatePeer(certificate, CertificateKind.Node, out _);
+            });
+        }));
+        builder.Services.AddGrpc();
+        builder.Services.AddSingleton(directory);
+
+        var app = builder.Build();
+        app.MapGrpcService<FakeDirectory>();
+        try
+        {
+            await app.StartAsync();
+            var bound = new Uri(app.Urls.Single());
+            return new DirectoryServer(app, new HostPort(bound.Host, bound.Port));
+        }
+        catch
+        {
+            await app.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Stops the server; a second call does nothing.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref disposed, 1) == 1)
+            return;
+        await app.StopAsync();
+        await app.DisposeAsync();
+    }
+}

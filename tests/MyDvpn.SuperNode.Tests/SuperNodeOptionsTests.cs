@@ -1,0 +1,149 @@
+using System.Net;
+using System.Net.Sockets;
+using MyDvpn.Hosting;
+using MyDvpn.Security;
+
+namespace MyDvpn.SuperNode.Tests;
+
+public sealed class SuperNodeOptionsTests : IDisposable
+{
+    private readonly TempDirectory temp = new();
+    private readonly string nodeTls;
+
+    public SuperNodeOptionsTests() => nodeTls = new Pki(temp).Issue("super-1", CertificateKind.Node);
+
+    public void Dispose() => temp.Dispose();
+
+    [Theory]
+    [InlineData("--region", null)]
+    [InlineData("--region", "")]
+    [InlineData("--region", "EU-west")]
+    [InlineData("--region", "eu_west")]
+    [InlineData("--id", null)]
+    [InlineData("--id", "")]
+    [InlineData("--id", "-super")]
+    [InlineData("--id", "super 1")]
+    [InlineData("--base", "")]
+    [InlineData("--base", " , ")]
+    [InlineData("--base", "127.0.0.1")]
+    [InlineData("--base", "127.0.0.1:7000,base-2")]
+    [InlineData("--public-ip", null)]
+    [InlineData("--public-ip", "")]
+    [InlineData("--public-ip", "public")]
+    [InlineData("--public-ip", "203.0.113.300")]
+    [InlineData("--relay-ports", null)]
+    [InlineData("--relay-ports", "")]
+    [InlineData("--relay-ports", "40000")]
+    [InlineData("--relay-ports", "40999-40000")]
+    [InlineData("--relay-ports", "0-100")]
+    [InlineData("--relay-ports", "40000-70000")]
+    [InlineData("--relay-ports", "a-b")]
+    [InlineData("--relay-ports", "40000-40500-40999")]
+    [InlineData("--max-streams", "0")]
+    [InlineData("--max-streams", "-1")]
+    public void A_bad_setting_is_refused_naming_its_flag(string flag, string? value)
+    {
+        var options = ValidOptions();
+        Set(options, flag, value);
+
+        var error = Assert.Throws<ConfigurationException>(options.Validate);
+
+        Assert.Equal(flag, error.Setting);
+    }
+
+    [Fact]
+    public void A_bad_setting_of_the_cluster_node_is_refused_too()
+    {
+        var options = ValidOptions();
+        options.Tls = null;
+
+        var error = Assert.Throws<ConfigurationException>(options.Validate);
+
+        Assert.Equal("--tls", error.Setting);
+    }
+
+    [Fact]
+    public void A_valid_set_gives_settings_with_the_public_ip_and_listen_port_as_gRPC_endpoint()
+    {
+        var options = ValidOptions();
+        options.Base = ["10.0.0.1:7000, 10.0.0.2:7000", "base-3:7000"];
+
+        var settings = options.Validate();
+        using var tls = settings.Node.Tls;
+
+        var listenPort = HostPort.Parse(options.Listen, "--listen").Port;
+        Assert.Equal($"203.0.113.7:{listenPort}", settings.GrpcEndpoint);
+        Assert.Equal("eu-west", settings.Region);
+        Assert.Equal("super-1", settings.Id);
+        Assert.Equal(
+            [new HostPort("10.0.0.1", 7000), new HostPort("10.0.0.2", 7000), new HostPort("base-3", 7000)],
+            settings.BaseNodes);
+        Assert.Equal(IPAddress.Parse("203.0.113.7"), settings.PublicIp);
+        Assert.Equal(40000, settings.RelayPortLow);
+        Assert.Equal(40999, settings.RelayPortHigh);
+        Assert.Equal(100_000, settings.MaxStreams);
+        Assert.Equal(CertificateKind.Node, settings.Node.Tls.Kind);
+    }
+
+    [Fact]
+    public void An_IPv6_public_ip_is_bracketed_in_the_gRPC_endpoint()
+    {
+        var options = ValidOptions();
+        options.PublicIp = "2001:db8::7";
+        options.RelayPorts = " 40000 - 40000 ";
+        options.MaxStreams = 1;
+
+        var settings = options.Validate();
+        using var tls = settings.Node.Tls;
+
+        Assert.Equal($"[2001:db8::7]:{settings.Node.Listen.Port}", settings.GrpcEndpoint);
+        Assert.Equal((40000, 40000), (settings.RelayPortLow, settings.RelayPortHigh));
+        Assert.Equal(1, settings.MaxStreams);
+    }
+
+    private SuperNodeOptions ValidOptions()
+    {
+        var ports = FreePorts(2);
+        return new SuperNodeOptions
+        {
+            DataDir = temp.Sub("data"),
+            Cluster = $"127.0.0.1:{ports[0]}",
+            Listen = $"127.0.0.1:{ports[1]}",
+            Tls = nodeTls,
+            Region = "eu-west",
+            Id = "super-1",
+            Base = ["127.0.0.1:7000"],
+            PublicIp = "203.0.113.7",
+            RelayPorts = "40000-40999",
+        };
+    }
+
+    private static void Set(SuperNodeOptions options, string flag, string? value)
+    {
+        switch (flag)
+        {
+            case "--region": options.Region = value; break;
+            case "--id": options.Id = value; break;
+            case "--base": options.Base = value is null ? [] : [value]; break;
+            case "--public-ip": options.PublicIp = value; break;
+            case "--relay-ports": options.RelayPorts = value; break;
+            case "--max-streams": options.MaxStreams = int.Parse(value!); break;
+            default: throw new ArgumentOutOfRangeException(nameof(flag), flag, "no such flag");
+        }
+    }
+
+    /// <summary>Distinct ports nothing listens on right now: all are held until all are picked.</summary>
+    private static int[] FreePorts(int count)
+    {
+        var listeners = Enumerable.Range(0, count).Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToList();
+        try
+        {
+            listeners.ForEach(listener => listener.Start());
+            return [.. listeners.Select(listener => ((IPEndPoint)listener.LocalEndpoint).Port)];
+        }
+        finally
+        {
+            listeners.ForEach(listener => listener.Stop());
+        }
+    }
+}
