@@ -1,13 +1,23 @@
 using Akka.Actor;
 using Akka.Cluster;
 using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using MyDvpn.BaseNode.Enrollment;
+using MyDvpn.Hosting;
 using MyDvpn.Protocol.Admin;
 using MyDvpn.Protocol.Directory;
+using MyDvpn.Protocol.SuperNode;
+using Status = Grpc.Core.Status;
 
 namespace MyDvpn.BaseNode;
 
-/// <summary>The admin API (admin certificates only): what <c>mydvpn admin</c> shows.</summary>
-public sealed class AdminGrpcService(ActorSystem system, DirectoryQueries directory) : Admin.AdminBase
+/// <summary>The admin API (admin certificates only): what <c>mydvpn admin</c> shows and does.</summary>
+public sealed class AdminGrpcService(
+    ActorSystem system,
+    DirectoryQueries directory,
+    EnrollmentQueries enrollment,
+    SuperNodeClients superNodes,
+    ILogger<AdminGrpcService> logger) : Admin.AdminBase
 {
     public override Task<ClusterState> GetCluster(GetClusterRequest request, ServerCallContext context)
     {
@@ -27,4 +37,102 @@ public sealed class AdminGrpcService(ActorSystem system, DirectoryQueries direct
 
     public override Task<RegionList> ListRegions(ListRegionsRequest request, ServerCallContext context) =>
         directory.ListRegions(context.CancellationToken);
+
+    public override async Task<EnrollmentToken> CreateToken(CreateTokenRequest request, ServerCallContext context)
+    {
+        // The secret exists only here and in the reply; the token entity gets its SHA-256.
+        var credential = TokenCredential.Generate();
+        var issued = await enrollment.CreateToken(EnrollmentMapping.ToCreate(request, credential), context.CancellationToken);
+        logger.LogInformation("Enrollment token {TokenId} created by {Admin}: role {Role}, region {Region}, {Uses} uses, expires {ExpiresAt:u}",
+            issued.TokenId, AdminName(context), issued.Role, issued.Region, issued.Uses, issued.ExpiresAt);
+        return EnrollmentMapping.ToProto(issued, credential);
+    }
+
+    public override async Task<RevokePeerResponse> RevokePeer(RevokePeerRequest request, ServerCallContext context)
+    {
+        if (!NodeId.IsValid(request.PeerId, out var problem))
+            throw new RpcException(new Status(StatusCode.InvalidArgument, $"peer_id '{request.PeerId}' {problem}"));
+        var recorded = await enrollment.Revoke(request.PeerId, context.CancellationToken);
+        var version = recorded.Revocation.Version;
+        logger.LogWarning(
+            recorded.AlreadyRevoked
+                ? "Security event: {Admin} revoked peer {PeerId} again (revocation version {Version}); telling the SuperNodes again"
+                : "Security event: {Admin} revoked peer {PeerId} (revocation version {Version})",
+            AdminName(context), request.PeerId, version);
+
+        IReadOnlyList<Directory.SuperNodeInfo> targets;
+        try
+        {
+            targets = await directory.UpSuperNodes(region: null, context.CancellationToken);
+        }
+        catch (RpcException ex)
+        {
+            throw new RpcException(new Status(ex.StatusCode,
+                $"peer {request.PeerId} is revoked (version {version}), but no SuperNode was told: {ex.Status.Detail}. "
+                + "SuperNodes pick the revocation up with their next report."));
+        }
+
+        var told = await superNodes.CallEachAsync(
+            targets,
+            (client, options) => client.RevokeAsync(new RevokeRequest { PeerId = request.PeerId, Version = (ulong)version }, options),
+            $"revoke {request.PeerId}",
+            context.CancellationToken);
+        var response = new RevokePeerResponse { Version = (ulong)version };
+        response.NotifiedSupernodes.AddRange(SortedIds(told.Replies.Select(r => r.SuperNode)));
+        response.UnreachableSupernodes.AddRange(SortedIds(told.Unreachable));
+        logger.LogInformation("Revocation of peer {PeerId} (version {Version}) told to {Notified}; unreachable: {Unreachable}",
+            request.PeerId, version, JoinOrNone(response.NotifiedSupernodes), JoinOrNone(response.UnreachableSupernodes));
+        return response;
+    }
+
+    public override async Task<SessionList> ListSessions(ListSessionsRequest request, ServerCallContext context)
+    {
+        var region = request.Region.Length == 0 ? null : request.Region;
+        if (region is not null && !RegionName.IsValid(region, out var problem))
+            throw new RpcException(new Status(StatusCode.InvalidArgument, problem));
+        var targets = await directory.UpSuperNodes(region, context.CancellationToken);
+        var gathered = await superNodes.CallEachAsync(
+            targets,
+            (client, options) => client.ListSessionsAsync(new ListLocalSessionsRequest(), options),
+            "list sessions",
+            context.CancellationToken);
+
+        var list = new SessionList();
+        list.Sessions.AddRange(gathered.Replies
+            .SelectMany(r => r.Reply.Sessions)
+            .Where(s => region is null || s.Region == region)
+            .OrderBy(s => s.Region, StringComparer.Ordinal)
+            .ThenBy(s => s.PeerId, StringComparer.Ordinal)
+            // A peer moving between SuperNodes shows on both for a moment.
+            .ThenBy(s => s.SupernodeId, StringComparer.Ordinal));
+        list.UnreachableSupernodes.AddRange(SortedIds(gathered.Unreachable));
+        return list;
+    }
+
+    public override async Task<IssueCommandResponse> IssueCommand(AdminCommandRequest request, ServerCallContext context)
+    {
+        if (!RegionName.IsValid(request.Region, out var problem))
+            throw new RpcException(new Status(StatusCode.InvalidArgument, $"region: {problem}"));
+        if (request.Request is not { } issue || !NodeId.IsValid(issue.PeerId, out problem))
+            throw new RpcException(new Status(StatusCode.InvalidArgument, $"peer_id: {problem}"));
+        var targets = await directory.UpSuperNodes(request.Region, context.CancellationToken);
+        logger.LogInformation("{Admin} issues {Command} to peer {PeerId} of region {Region}",
+            AdminName(context), issue.Command?.BodyCase, issue.PeerId, request.Region);
+        // Waiting covers the session's retries up to the command's deadline.
+        return await superNodes.CallAnyAsync(
+            targets,
+            (client, options) => client.IssueCommandAsync(issue, options),
+            issue.Wait ? TimeSpan.FromSeconds(60) : TimeSpan.FromSeconds(15),
+            $"a command for peer {issue.PeerId}",
+            context.CancellationToken);
+    }
+
+    private static IEnumerable<string> SortedIds(IEnumerable<Directory.SuperNodeInfo> nodes) =>
+        nodes.Select(n => n.SuperNodeId).Order(StringComparer.Ordinal);
+
+    private static string JoinOrNone(IEnumerable<string> ids) => string.Join(", ", ids.DefaultIfEmpty("none"));
+
+    /// <summary>Who did it, for the audit log: the CN of the caller's admin certificate.</summary>
+    private static string AdminName(ServerCallContext context) =>
+        context.AuthContext.FindPropertiesByName("x509_common_name").FirstOrDefault()?.Value ?? context.Peer;
 }

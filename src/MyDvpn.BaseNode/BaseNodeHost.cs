@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using MyDvpn.BaseNode.Directory;
+using MyDvpn.BaseNode.Enrollment;
 using MyDvpn.Hosting;
 using MyDvpn.Security;
 
@@ -39,11 +40,24 @@ public static class BaseNodeHost
                 _ => RegionIndexEntity.Props(),
                 new RegionIndexMessageExtractor(),
                 new ShardOptions { Role = Role, StateStoreMode = StateStoreMode.Persistence });
+            // Tokens and the revocation list act only when asked, so they need not be remembered.
+            akka.WithShardRegion<EnrollmentTokenShard>(
+                EnrollmentEntityTypes.Token,
+                tokenId => EnrollmentTokenEntity.Props(tokenId),
+                new EnrollmentTokenMessageExtractor(),
+                new ShardOptions { Role = Role, StateStoreMode = StateStoreMode.Persistence });
+            akka.WithShardRegion<RevocationsShard>(
+                EnrollmentEntityTypes.Revocations,
+                _ => RevocationsEntity.Props(),
+                new RevocationsMessageExtractor(),
+                new ShardOptions { Role = Role, StateStoreMode = StateStoreMode.Persistence });
         });
         builder.Services.AddSingleton(new CertificatePolicy()
             .Require(Protocol.Directory.SuperNodeDirectory.Descriptor.FullName, CertificateKind.Node)
             .Require(Protocol.Admin.Admin.Descriptor.FullName, CertificateKind.Admin));
         builder.Services.AddSingleton<DirectoryQueries>();
+        builder.Services.AddSingleton<EnrollmentQueries>();
+        builder.Services.AddSingleton<SuperNodeClients>();
 
         var app = builder.Build();
         var grpcHost = $"*:{settings.Listen.Port}";

@@ -1,27 +1,55 @@
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
+using MyDvpn.BaseNode.Enrollment;
 using MyDvpn.Hosting;
+using MyDvpn.Protocol.Control;
 using MyDvpn.Protocol.Directory;
 using Prometheus;
 
 namespace MyDvpn.BaseNode;
 
-/// <summary>What SuperNodes call (mutual TLS, node certificates only): register, report, leave, look up.</summary>
-public sealed class DirectoryGrpcService(DirectoryQueries directory, ILogger<DirectoryGrpcService> logger) : SuperNodeDirectory.SuperNodeDirectoryBase
+/// <summary>
+/// What SuperNodes call (mutual TLS, node certificates only): register, report, leave, look up, enroll new peers
+/// with tokens and catch up on revocations.
+/// </summary>
+public sealed class DirectoryGrpcService(
+    DirectoryQueries directory,
+    EnrollmentQueries enrollment,
+    ILogger<DirectoryGrpcService> logger) : SuperNodeDirectory.SuperNodeDirectoryBase
 {
     private static readonly Counter Reports = Metrics.CreateCounter(
         "mydvpn_directory_reports_total", "SuperNode reports received, by region.", "region");
 
+    private static readonly Counter Redemptions = Metrics.CreateCounter(
+        "mydvpn_enrollment_redemptions_total", "Enrollment token redemptions, by outcome (ok or the refusal reason).", "outcome");
+
     public static readonly TimeSpan ReportInterval = Directory.DirectorySettings.Default.ReportInterval;
+
+    /// <summary>
+    /// How long a report waits for the revocation version. A report is a liveness signal first: when the revocation
+    /// list is slow it goes out with version 0, which no SuperNode is behind, and the next report catches up.
+    /// </summary>
+    public static readonly TimeSpan RevocationVersionTimeout = ReportInterval / 2;
 
     public override async Task<ReportAck> Report(SuperNodeReport request, ServerCallContext context)
     {
         var info = DirectoryMapping.ToInfo(request.Registration);
         var load = DirectoryMapping.ToLoad(request.Load);
-        await directory.Report(info, load, context.CancellationToken);
-        await directory.IndexRegion(info.Region, context.CancellationToken);
+        // The revocation version is asked alongside the registration, so it adds no latency to the report.
+        var revocationVersion = RevocationVersionOrZero(info, context.CancellationToken);
+        await Task.WhenAll(Register(), revocationVersion);
         Reports.WithLabels(info.Region).Inc();
-        return new ReportAck { ReportIntervalMs = (uint)ReportInterval.TotalMilliseconds };
+        return new ReportAck
+        {
+            ReportIntervalMs = (uint)ReportInterval.TotalMilliseconds,
+            RevocationVersion = (ulong)await revocationVersion,
+        };
+
+        async Task Register()
+        {
+            await directory.Report(info, load, context.CancellationToken);
+            await directory.IndexRegion(info.Region, context.CancellationToken);
+        }
     }
 
     public override async Task<DeregisterAck> Deregister(DeregisterRequest request, ServerCallContext context)
@@ -35,4 +63,72 @@ public sealed class DirectoryGrpcService(DirectoryQueries directory, ILogger<Dir
 
     public override Task<RegionList> ListRegions(ListRegionsRequest request, ServerCallContext context) =>
         directory.ListRegions(context.CancellationToken);
+
+    public override async Task<RedeemTokenResponse> RedeemToken(RedeemTokenRequest request, ServerCallContext context)
+    {
+        var redeem = EnrollmentMapping.ToRedeem(request);
+        using var scope = logger.BeginScope(new Dictionary<string, object>
+        {
+            ["peer_id"] = redeem.PeerId,
+            ["region"] = redeem.Region,
+            ["token_id"] = redeem.TokenId,
+        });
+        var superNode = CallerName(context);
+
+        // A revoked peer stays out: a token left over must not bring it back under a new key.
+        if (await enrollment.RevocationOf(redeem.PeerId, context.CancellationToken) is { } revocation)
+        {
+            throw Refuse(superNode, redeem, RefusalReason.Revoked,
+                $"peer {redeem.PeerId} was revoked at {revocation.At:u} (revocation version {revocation.Version})");
+        }
+
+        switch (await enrollment.Redeem(redeem, context.CancellationToken))
+        {
+            case TokenRedeemAccepted accepted:
+                Redemptions.WithLabels("ok").Inc();
+                logger.LogInformation(
+                    accepted.AlreadyRedeemed
+                        ? "Peer {PeerId} presented token {TokenId} again with its registered key via SuperNode {SuperNode}; {UsesLeft} uses left"
+                        : "Peer {PeerId} enrolled with token {TokenId} via SuperNode {SuperNode}; {UsesLeft} uses left",
+                    accepted.PeerId, accepted.TokenId, superNode, accepted.UsesLeft);
+                return new RedeemTokenResponse { TokenId = accepted.TokenId, UsesLeft = (uint)accepted.UsesLeft };
+            case TokenRedeemRefused refused:
+                throw Refuse(superNode, redeem, EnrollmentMapping.ToProto(refused.Reason), refused.Detail);
+            case var other:
+                throw new InvalidOperationException($"enrollment token {redeem.TokenId} answered {other.GetType().Name}");
+        }
+    }
+
+    public override async Task<RevocationList> GetRevocations(GetRevocationsRequest request, ServerCallContext context)
+    {
+        var after = (long)Math.Min(request.AfterVersion, long.MaxValue);
+        return EnrollmentMapping.ToProto(await enrollment.RevocationsAfter(after, context.CancellationToken));
+    }
+
+    private async Task<long> RevocationVersionOrZero(Directory.SuperNodeInfo info, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await enrollment.RevocationVersion(RevocationVersionTimeout, cancellationToken);
+        }
+        catch (RpcException ex) when (ex.StatusCode == StatusCode.Unavailable)
+        {
+            logger.LogWarning("Report of SuperNode {SuperNodeId} of region {Region} goes out without the revocation version: {Detail}",
+                info.SuperNodeId, info.Region, ex.Status.Detail);
+            return 0;
+        }
+    }
+
+    private RpcException Refuse(string superNode, RedeemToken redeem, RefusalReason reason, string detail)
+    {
+        var name = RefusalReasons.WireName(reason);
+        Redemptions.WithLabels(name).Inc();
+        logger.LogWarning("Security event: enrollment of peer {PeerId} as {Role} in region {Region} with token {TokenId} refused via SuperNode {SuperNode}: {Reason} ({Detail})",
+            redeem.PeerId, redeem.ClaimedRole, redeem.Region, redeem.TokenId, superNode, name, detail);
+        return EnrollmentMapping.Refused(reason, detail);
+    }
+
+    /// <summary>The caller's certificate name (the SuperNode's), or its address when there is none.</summary>
+    private static string CallerName(ServerCallContext context) =>
+        context.AuthContext.FindPropertiesByName("x509_common_name").FirstOrDefault()?.Value ?? context.Peer;
 }

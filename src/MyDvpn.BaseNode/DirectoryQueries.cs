@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using Akka.Actor;
 using Akka.Hosting;
 using Grpc.Core;
@@ -30,24 +31,50 @@ public sealed class DirectoryQueries(IRequiredActor<DirectoryShard> directory, I
 
     public async Task<Proto.RegionList> ListRegions(CancellationToken cancellationToken)
     {
-        var names = await AskAsync<RegionNames>(regionIndex.ActorRef, GetRegionNames.Instance, "region index", cancellationToken);
-        var views = await Task.WhenAll(names.Regions.Select(region =>
-            AskAsync<RegionView>(directory.ActorRef, new GetRegion(region), $"directory of region {region}", cancellationToken)));
+        var views = await RegionViews(region: null, cancellationToken);
         var list = new Proto.RegionList();
         list.Regions.AddRange(views.Select(DirectoryMapping.ToProto));
         return list;
     }
 
-    private static async Task<T> AskAsync<T>(IActorRef target, object message, string what, CancellationToken cancellationToken)
+    /// <summary>The SuperNodes the directory holds Up, of one region or (<paramref name="region"/> null) all.</summary>
+    public async Task<ImmutableList<SuperNodeInfo>> UpSuperNodes(string? region, CancellationToken cancellationToken)
     {
+        var views = await RegionViews(region, cancellationToken);
+        return views
+            .SelectMany(view => view.SuperNodes)
+            .Where(node => node.Status == SuperNodeStatus.Up)
+            .Select(node => node.Info)
+            .ToImmutableList();
+    }
+
+    /// <summary>
+    /// Ask with <paramref name="timeout"/> (default <see cref="AskTimeout"/>); no answer in time is
+    /// <see cref="StatusCode.Unavailable"/> naming <paramref name="what"/>.
+    /// </summary>
+    internal static async Task<T> AskAsync<T>(IActorRef target, object message, string what, CancellationToken cancellationToken, TimeSpan? timeout = null)
+    {
+        var wait = timeout ?? AskTimeout;
         try
         {
-            return await target.Ask<T>(message, AskTimeout, cancellationToken);
+            return await target.Ask<T>(message, wait, cancellationToken);
         }
         catch (AskTimeoutException)
         {
             throw new RpcException(new Grpc.Core.Status(StatusCode.Unavailable,
-                $"the {what} did not answer within {AskTimeout.TotalSeconds:0} s (cluster forming or journal unavailable); retry"));
+                $"the {what} did not answer within {wait.TotalSeconds:0.#} s (cluster forming or journal unavailable); retry"));
         }
+    }
+
+    /// <summary>
+    /// Region views in name order. Only indexed regions are asked: asking a directory entity for an unknown name
+    /// would start (and remember) an entity for it.
+    /// </summary>
+    private async Task<RegionView[]> RegionViews(string? region, CancellationToken cancellationToken)
+    {
+        var names = await AskAsync<RegionNames>(regionIndex.ActorRef, GetRegionNames.Instance, "region index", cancellationToken);
+        var wanted = names.Regions.Where(name => region is null || name == region);
+        return await Task.WhenAll(wanted.Select(name =>
+            AskAsync<RegionView>(directory.ActorRef, new GetRegion(name), $"directory of region {name}", cancellationToken)));
     }
 }

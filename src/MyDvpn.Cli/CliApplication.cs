@@ -19,7 +19,7 @@ public static class CliApplication
         CaCommand.Build(output),
         NodeCommands.BuildBase(),
         NodeCommands.BuildSuper(),
-        PendingCommands.Peer(),
+        PeerCommand.Build(),
         PendingCommands.Status(),
         AdminCommand.Build(output),
         DemoCommand.Build(output),

@@ -29,6 +29,12 @@ public sealed class DirectoryClient : IDisposable
     public Task<DeregisterAck> DeregisterAsync(DeregisterRequest request, CancellationToken cancellationToken) =>
         CallAsync((client, options) => client.DeregisterAsync(request, options).ResponseAsync, cancellationToken);
 
+    public Task<RedeemTokenResponse> RedeemTokenAsync(RedeemTokenRequest request, CancellationToken cancellationToken) =>
+        CallAsync((client, options) => client.RedeemTokenAsync(request, options).ResponseAsync, cancellationToken);
+
+    public Task<RevocationList> GetRevocationsAsync(ulong afterVersion, CancellationToken cancellationToken) =>
+        CallAsync((client, options) => client.GetRevocationsAsync(new GetRevocationsRequest { AfterVersion = afterVersion }, options).ResponseAsync, cancellationToken);
+
     public Task<RegionList> ListRegionsAsync(CancellationToken cancellationToken) =>
         CallAsync((client, options) => client.ListRegionsAsync(new ListRegionsRequest(), options).ResponseAsync, cancellationToken);
 

@@ -31,11 +31,22 @@ public sealed class DirectoryRegistrar : ReceiveActor, IWithTimers
 
     private sealed record CacheRefreshFailed(Exception Cause);
 
+    private sealed record RevocationsFetched(RevocationList List);
+
+    private sealed record RevocationsApplied(ulong Version, int Count);
+
+    private sealed record RevocationsFailed(Exception Cause);
+
     private readonly SuperNodeRegistration registration;
     private readonly DirectoryClient client;
     private readonly DirectoryCache cache;
     private readonly RegistrationStatus status;
     private readonly Func<SuperNodeLoad> currentLoad;
+    private readonly RevocationCursor revocations;
+    private readonly IActorRef sessions;
+    private bool revocationSyncInFlight;
+    private HashSet<string> pendingRevocations = [];
+    private ulong? pendingRevocationVersion;
     private readonly CancellationTokenSource stopping = new();
     private readonly ILoggingAdapter log = Context.GetLogger();
     private bool reportInFlight;
@@ -47,13 +58,17 @@ public sealed class DirectoryRegistrar : ReceiveActor, IWithTimers
     /// <summary>The cache is refreshed every this many reports (and after the first).</summary>
     public const int RefreshEveryReports = 5;
 
+    /// <param name="revocations">How far this SuperNode has applied the directory's revocations.</param>
+    /// <param name="sessions">The region's <c>peers</c> shard region, told of each revocation.</param>
     public static Props Props(SuperNodeRegistration registration, DirectoryClient client, DirectoryCache cache,
-        RegistrationStatus status, Func<SuperNodeLoad> currentLoad) =>
-        Akka.Actor.Props.Create(() => new DirectoryRegistrar(registration, client, cache, status, currentLoad));
+        RegistrationStatus status, Func<SuperNodeLoad> currentLoad, RevocationCursor revocations, IActorRef sessions) =>
+        Akka.Actor.Props.Create(() => new DirectoryRegistrar(registration, client, cache, status, currentLoad, revocations, sessions));
 
     public DirectoryRegistrar(SuperNodeRegistration registration, DirectoryClient client, DirectoryCache cache,
-        RegistrationStatus status, Func<SuperNodeLoad> currentLoad)
+        RegistrationStatus status, Func<SuperNodeLoad> currentLoad, RevocationCursor revocations, IActorRef sessions)
     {
+        this.revocations = revocations;
+        this.sessions = sessions;
         this.registration = registration;
         this.client = client;
         this.cache = cache;
@@ -67,6 +82,21 @@ public sealed class DirectoryRegistrar : ReceiveActor, IWithTimers
             log.Debug("Directory cache refreshed: {0} regions", refreshed.Regions));
         Receive<CacheRefreshFailed>(failed =>
             log.Warning("Directory cache not refreshed: {0}", failed.Cause.Message));
+        Receive<RevocationsApplied>(applied =>
+        {
+            revocationSyncInFlight = false;
+            if (applied.Count > 0)
+                log.Info("Applied {0} revocations from the directory (version {1})", applied.Count, applied.Version);
+        });
+        Receive<RevocationsFetched>(OnRevocationsFetched);
+        Receive<Sessions.PeerRevoked>(OnPeerRevoked);
+        Receive<RevocationsFailed>(failed =>
+        {
+            revocationSyncInFlight = false;
+            pendingRevocations.Clear();
+            pendingRevocationVersion = null;
+            log.Warning("Revocations not fetched, retried on the next report: {0}", failed.Cause.Message);
+        });
     }
 
     protected override void PreStart() => Self.Tell(ReportTick.Instance);
@@ -100,6 +130,8 @@ public sealed class DirectoryRegistrar : ReceiveActor, IWithTimers
         Timers.StartSingleTimer(nameof(ReportTick), ReportTick.Instance, interval);
         if (reportsSinceRefresh++ % RefreshEveryReports == 0)
             RefreshCache();
+        if (reported.Ack.RevocationVersion > revocations.Version && !revocationSyncInFlight)
+            SyncRevocations();
     }
 
     private void OnReportFailed(ReportFailed failed)
@@ -112,6 +144,47 @@ public sealed class DirectoryRegistrar : ReceiveActor, IWithTimers
             log.Warning("Directory report failed, serving from the directory cache until a BaseNode answers: {0}", cause);
         lastReportFailed = true;
         Timers.StartSingleTimer(nameof(ReportTick), ReportTick.Instance, TimeSpan.FromSeconds(2));
+    }
+
+    /// <summary>
+    /// Catches up on revocations made while this SuperNode was away (the live path is the
+    /// directory calling SuperNodePeers.Revoke). Each session persists its revocation and answers;
+    /// the cursor moves only once every session of the batch has answered, so none is skipped.
+    /// </summary>
+    private void SyncRevocations()
+    {
+        revocationSyncInFlight = true;
+        client.GetRevocationsAsync(revocations.Version, stopping.Token).PipeTo(Self,
+            success: list => new RevocationsFetched(list),
+            failure: ex => new RevocationsFailed(ex));
+    }
+
+    private void OnRevocationsFetched(RevocationsFetched fetched)
+    {
+        pendingRevocations = [.. fetched.List.Revocations.Select(r => r.PeerId)];
+        pendingRevocationVersion = fetched.List.Version;
+        foreach (var peerId in pendingRevocations)
+            sessions.Tell(new Sessions.RevokePeer(peerId));
+        Timers.StartSingleTimer(nameof(RevocationsFailed), new RevocationsFailed(new TimeoutException("sessions did not confirm revocations in time")), TimeSpan.FromSeconds(15));
+        CompleteRevocationsIfDone();
+    }
+
+    private void OnPeerRevoked(Sessions.PeerRevoked revoked)
+    {
+        pendingRevocations.Remove(revoked.PeerId);
+        CompleteRevocationsIfDone();
+    }
+
+    private void CompleteRevocationsIfDone()
+    {
+        if (pendingRevocations.Count > 0 || pendingRevocationVersion is not { } version)
+            return;
+        pendingRevocationVersion = null;
+        Timers.Cancel(nameof(RevocationsFailed));
+        var count = (int)(version - revocations.Version);
+        revocations.SaveAsync(version, stopping.Token).PipeTo(Self,
+            success: () => new RevocationsApplied(version, count),
+            failure: ex => new RevocationsFailed(ex));
     }
 
     private void RefreshCache()

@@ -1,4 +1,6 @@
 using Akka.Actor;
+using Akka.Cluster.Hosting;
+using Akka.Cluster.Sharding;
 using Akka.Hosting;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
@@ -7,6 +9,10 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Logging;
 using MyDvpn.Hosting;
 using MyDvpn.Protocol.Directory;
+using MyDvpn.Protocol.SuperNode;
+using MyDvpn.Security;
+using MyDvpn.SuperNode.Edge;
+using MyDvpn.SuperNode.Sessions;
 
 namespace MyDvpn.SuperNode;
 
@@ -32,36 +38,74 @@ public static class SuperNodeHost
             RelayPortHigh = (uint)settings.RelayPortHigh,
             Capacity = (uint)settings.MaxStreams,
         };
-        // Peers have no certificates; SuperNode-to-SuperNode services will demand node ones per service.
+        // Peers have no certificates; SuperNode-to-SuperNode services demand node ones per service.
         var builder = ClusterNodeHost.CreateBuilder(settings.Node, IdentityOf(settings.Region), ClientCertificateMode.AllowCertificate,
-            (akka, services) => akka.WithActors((system, registry) =>
+            (akka, services) =>
             {
-                var registrar = system.ActorOf(DirectoryRegistrar.Props(
-                    registration,
-                    services.GetRequiredService<DirectoryClient>(),
-                    services.GetRequiredService<DirectoryCache>(),
-                    services.GetRequiredService<RegistrationStatus>(),
-                    () => new SuperNodeLoad()), "directory-registrar");
-                registry.Register<DirectoryRegistrar>(registrar);
-                DeregisterOnShutdown(system, settings, services);
-            }));
+                var enrollment = services.GetRequiredService<DirectoryEnrollment>();
+                // Session messages carry protobuf bytes, which the default JSON serializer cannot read back.
+                akka.AddHocon(PeerSessionSerializer.Configuration, HoconAddMode.Prepend);
+                akka.WithShardRegion<PeerSessionShard>(
+                    PeerSessionEntityTypes.Peers,
+                    (_, registry) => peerId => PeerSession.Props(peerId, settings.Region, PeerSessionSettings.Default, enrollment,
+                        registry.Get<PeerSessionShard>()),
+                    new PeerSessionMessageExtractor(),
+                    new ShardOptions
+                    {
+                        Role = RegionRole(settings.Region),
+                        StateStoreMode = StateStoreMode.Persistence,
+                        // Sessions passivate themselves once they hold no stream, command or enrollment;
+                        // sharding's idle timer would stop them with a stream attached.
+                        ShouldPassivateIdleEntities = false,
+                        HandOffStopMessage = StopPeerSession.Instance,
+                        // Sessions running on a node that died come back, so their commands still
+                        // reach their deadline and the caller's rollback.
+                        RememberEntities = true,
+                        RememberEntitiesStore = RememberEntitiesStore.Eventsourced,
+                    });
+                akka.WithActors((system, registry) =>
+                {
+                    var streams = services.GetRequiredService<LocalStreams>();
+                    var registrar = system.ActorOf(DirectoryRegistrar.Props(
+                        registration,
+                        services.GetRequiredService<DirectoryClient>(),
+                        services.GetRequiredService<DirectoryCache>(),
+                        services.GetRequiredService<RegistrationStatus>(),
+                        () => new SuperNodeLoad { ConnectedPeers = (uint)streams.Count },
+                        services.GetRequiredService<RevocationCursor>(),
+                        registry.Get<PeerSessionShard>()), "directory-registrar");
+                    registry.Register<DirectoryRegistrar>(registrar);
+                    DeregisterOnShutdown(system, registrar, settings, services);
+                });
+            });
         builder.Services.AddSingleton(settings);
-        builder.Services.AddSingleton(new CertificatePolicy());
+        builder.Services.AddSingleton(new CertificatePolicy()
+            .Require(SuperNodePeers.Descriptor.FullName, CertificateKind.Node));
         builder.Services.AddSingleton(new DirectoryClient(settings.BaseNodes, settings.Node.Tls));
         builder.Services.AddSingleton(new DirectoryCache(settings.Node.DataDir));
         builder.Services.AddSingleton<RegistrationStatus>();
+        builder.Services.AddSingleton<DirectoryEnrollment>();
+        builder.Services.AddSingleton(new RevocationCursor(settings.Node.DataDir));
+        builder.Services.AddSingleton(new LocalStreams(settings.Id, settings.Region));
+        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton<ChallengeBook>();
+        builder.Services.AddSingleton(new EdgeRateLimits(settings.Edge));
+        builder.Services.AddSingleton<EdgeSecurityLog>();
         builder.Services.AddHealthChecks().AddCheck<RegisteredHealthCheck>("directory-registration", tags: [HealthTags.Ready]);
 
         var app = builder.Build();
         var cache = app.Services.GetRequiredService<DirectoryCache>();
         app.Services.GetRequiredService<ILogger<DirectoryCache>>().LogInformation(
             "Directory cache loaded: {Regions} regions from {Path}", cache.Regions.Regions.Count, cache.Path);
+        var grpcHost = $"*:{settings.Node.Listen.Port}";
+        app.MapGrpcService<ControlStreamService>().RequireHost(grpcHost);
+        app.MapGrpcService<SuperNodePeersService>().RequireHost(grpcHost);
         ClusterNodeHost.MapNodeEndpoints(app);
         return app;
     }
 
     /// <summary>A SuperNode that stops cleanly leaves the directory at once instead of after the grace.</summary>
-    private static void DeregisterOnShutdown(ActorSystem system, SuperNodeSettings settings, IServiceProvider services)
+    private static void DeregisterOnShutdown(ActorSystem system, IActorRef registrar, SuperNodeSettings settings, IServiceProvider services)
     {
         var client = services.GetRequiredService<DirectoryClient>();
         var status = services.GetRequiredService<RegistrationStatus>();
@@ -72,11 +116,13 @@ public static class SuperNodeHost
                 return Akka.Done.Instance;
             try
             {
+                // No report may follow the deregistration and register this SuperNode again.
+                await registrar.GracefulStop(TimeSpan.FromSeconds(2));
                 using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(3));
                 await client.DeregisterAsync(new DeregisterRequest { SupernodeId = settings.Id, Region = settings.Region }, timeout.Token);
                 logger.LogInformation("Deregistered SuperNode {SuperNodeId} from the directory", settings.Id);
             }
-            catch (Exception ex) when (ex is DirectoryUnavailableException or OperationCanceledException or Grpc.Core.RpcException)
+            catch (Exception ex) when (ex is DirectoryUnavailableException or OperationCanceledException or Grpc.Core.RpcException or AskTimeoutException)
             {
                 logger.LogWarning("Could not deregister from the directory ({Reason}); it marks this SuperNode down after the grace", ex.Message);
             }

@@ -1,5 +1,6 @@
 using System.Net;
 using MyDvpn.Hosting;
+using MyDvpn.SuperNode.Edge;
 
 namespace MyDvpn.SuperNode;
 
@@ -12,6 +13,8 @@ public sealed class SuperNodeOptions : ClusterNodeOptions
     public string? PublicIp { get; set; }
     public string? RelayPorts { get; set; }
     public int MaxStreams { get; set; } = 100_000;
+    /// <summary>Timing and limits of the peers' edge (config/environment only: Super:Edge:…).</summary>
+    public EdgeSettings Edge { get; set; } = new();
 
     public new SuperNodeSettings Validate()
     {
@@ -27,7 +30,7 @@ public sealed class SuperNodeOptions : ClusterNodeOptions
         if (MaxStreams < 1)
             throw new ConfigurationException("--max-streams", "must be at least 1");
         var node = base.Validate();
-        return new SuperNodeSettings(node, Region!, Id!, bases, publicIp, relayLow, relayHigh, MaxStreams);
+        return new SuperNodeSettings(node, Region!, Id!, bases, publicIp, relayLow, relayHigh, MaxStreams, Edge);
     }
 
     private static (int Low, int High) ParseRelayPorts(string? value)
@@ -48,7 +51,8 @@ public sealed record SuperNodeSettings(
     IPAddress PublicIp,
     int RelayPortLow,
     int RelayPortHigh,
-    int MaxStreams)
+    int MaxStreams,
+    EdgeSettings Edge)
 {
     /// <summary>The address peers and other SuperNodes dial: the public IP and the --listen port.</summary>
     public string GrpcEndpoint => new HostPort(PublicIp.ToString(), Node.Listen.Port).ToString();

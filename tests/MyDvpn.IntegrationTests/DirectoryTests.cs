@@ -93,19 +93,9 @@ public sealed class DirectoryTests(ITestOutputHelper output)
         return regions;
     }
 
-    private static Task Eventually(Func<bool> condition, string what) => Eventually(() => Task.FromResult(condition()), what);
+    private static Task Eventually(Func<bool> condition, string what) => IntegrationTests.Eventually.Async(() => Task.FromResult(condition()), what);
 
-    /// <summary>Polls until the condition holds, for at most 45 s.</summary>
-    private static async Task Eventually(Func<Task<bool>> condition, string what)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(45);
-        while (!await condition())
-        {
-            if (DateTime.UtcNow > deadline)
-                Assert.Fail($"timed out waiting until {what}");
-            await Task.Delay(500);
-        }
-    }
+    private static Task Eventually(Func<Task<bool>> condition, string what) => IntegrationTests.Eventually.Async(condition, what);
 
     private static JsonElement SuperNode(JsonElement regions, string region, string id) =>
         regions.EnumerateArray().Single(r => r.GetProperty("region").GetString() == region)

@@ -55,6 +55,9 @@ public sealed class TestNetwork : IAsyncDisposable
     public sealed record Node(string Name, HostPort Listen, HostPort Metrics, string[] Arguments)
     {
         public NodeProcess? Process { get; set; }
+
+        /// <summary>MYDVPN__… settings that have no flag (timeouts, limits).</summary>
+        public Dictionary<string, string> Environment { get; } = [];
     }
 
     public Node BaseNode(string name = "base")
@@ -84,7 +87,7 @@ public sealed class TestNetwork : IAsyncDisposable
     /// <summary>Starts (or restarts, with the same arguments and data dir) a node and waits until /readyz answers 200.</summary>
     public async Task StartAsync(Node node, bool waitUntilReady = true)
     {
-        node.Process = NodeProcess.Start(Executable, node.Name, Path.Combine(Root, "logs", $"{node.Name}.log"), node.Arguments);
+        node.Process = NodeProcess.Start(Executable, node.Name, Path.Combine(Root, "logs", $"{node.Name}.log"), node.Arguments, node.Environment);
         processes.Add(node.Process);
         if (waitUntilReady)
             await DemoCommand.WaitReadyAsync(node.Process, node.Metrics, CancellationToken.None, TimeSpan.FromSeconds(90));
@@ -109,6 +112,26 @@ public sealed class TestNetwork : IAsyncDisposable
         var (exitCode, text) = await RunAsync("admin", "--base", baseNode.Listen.ToString(), "--tls", AdminTls, "regions", "--json");
         Assert.True(exitCode == 0, $"admin regions failed ({exitCode}): {text}");
         return JsonDocument.Parse(text).RootElement.GetProperty("regions").Clone();
+    }
+
+    public string CaFile => Path.Combine(caDir, CertificateAuthority.CaCertFile);
+
+    /// <summary>An enrollment token made the operator's way: <c>mydvpn admin token create</c>.</summary>
+    public async Task<string> CreateTokenAsync(Node baseNode, string role, string region, int uses = 1, string ttl = "1h")
+    {
+        var (exitCode, text) = await RunAsync("admin", "--base", baseNode.Listen.ToString(), "--tls", AdminTls,
+            "token", "create", "--role", role, "--region", region, "--uses", uses.ToString(System.Globalization.CultureInfo.InvariantCulture), "--ttl", ttl, "--json");
+        Assert.True(exitCode == 0, $"token create failed ({exitCode}): {text}");
+        return JsonDocument.Parse(text).RootElement.GetProperty("token").GetString()!;
+    }
+
+    /// <summary>A counter or gauge from the node's /metrics, 0 when the series does not exist yet.</summary>
+    public static async Task<double> MetricAsync(Node node, string series)
+    {
+        using var http = new HttpClient();
+        var text = await http.GetStringAsync($"http://{node.Metrics}/metrics");
+        var line = text.Split('\n').FirstOrDefault(l => l.StartsWith(series + " ", StringComparison.Ordinal));
+        return line is null ? 0 : double.Parse(line[(series.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture);
     }
 
     public async ValueTask DisposeAsync()

@@ -164,3 +164,35 @@ public sealed class IdentityKeyTests : IDisposable
         Assert.Equal(key.PublicKeyBase64, IdentityKey.Load(path).PublicKeyBase64);
     }
 }
+
+public sealed class PeerAuthTranscriptTests
+{
+    [Fact]
+    public void Moving_bytes_between_fields_changes_the_transcript()
+    {
+        var challenge = new byte[] { 1, 2, 3 };
+        Assert.NotEqual(
+            PeerAuthTranscript.Encode("ab", 1, "c", challenge, "sn"),
+            PeerAuthTranscript.Encode("a", 1, "bc", challenge, "sn"));
+    }
+
+    [Fact]
+    public void A_signature_over_the_transcript_verifies_only_for_the_same_fields()
+    {
+        var key = IdentityKey.Generate();
+        var challenge = new byte[32];
+        Random.Shared.NextBytes(challenge);
+        var signature = key.Sign(PeerAuthTranscript.Encode("peer-1", 1, "eu-west", challenge, "sn-1"));
+        Assert.True(IdentityKey.Verify(key.PublicKey, PeerAuthTranscript.Encode("peer-1", 1, "eu-west", challenge, "sn-1"), signature));
+        Assert.False(IdentityKey.Verify(key.PublicKey, PeerAuthTranscript.Encode("peer-1", 2, "eu-west", challenge, "sn-1"), signature));
+        Assert.False(IdentityKey.Verify(key.PublicKey, PeerAuthTranscript.Encode("peer-1", 1, "eu-west", challenge, "sn-2"), signature));
+    }
+
+    [Fact]
+    public void The_transcript_starts_with_the_domain_tag_length_prefixed()
+    {
+        var encoded = PeerAuthTranscript.Encode("p", 1, "r", [9], "s");
+        Assert.Equal(new byte[] { 0, 0, 0, (byte)PeerAuthTranscript.DomainTag.Length }, encoded[..4]);
+        Assert.Equal(PeerAuthTranscript.DomainTag.ToArray(), encoded[4..(4 + PeerAuthTranscript.DomainTag.Length)]);
+    }
+}

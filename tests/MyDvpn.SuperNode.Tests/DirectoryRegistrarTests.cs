@@ -169,8 +169,31 @@ public sealed class DirectoryRegistrarTests : Akka.TestKit.Xunit2.TestKit
         }
     }
 
-    private IActorRef StartRegistrar(DirectoryClient client, DirectoryCache cache) =>
-        Sys.ActorOf(DirectoryRegistrar.Props(Registration, client, cache, status, () => Load), "directory-registrar");
+    private IActorRef StartRegistrar(DirectoryClient client, DirectoryCache cache, IActorRef? sessions = null) =>
+        Sys.ActorOf(DirectoryRegistrar.Props(Registration, client, cache, status, () => Load, new RevocationCursor(temp.Path),
+            sessions ?? CreateTestProbe().Ref), "directory-registrar");
+
+    [Fact]
+    public async Task Revocations_missed_while_away_are_applied_and_the_cursor_moves_only_after_every_session_confirmed()
+    {
+        var directory = new FakeDirectory(regions) { ReportIntervalMs = 300 };
+        directory.RevokedPeers.AddRange(["peer-a", "peer-b"]);
+        await using var server = await DirectoryServer.StartAsync(baseTls, directory);
+        using var client = new DirectoryClient([server.Address], superTls);
+        var sessions = CreateTestProbe();
+
+        var registrar = StartRegistrar(client, new DirectoryCache(temp.Path), sessions.Ref);
+
+        var first = sessions.ExpectMsg<MyDvpn.SuperNode.Sessions.RevokePeer>(Patience);
+        var second = sessions.ExpectMsg<MyDvpn.SuperNode.Sessions.RevokePeer>(Patience);
+        Assert.Equal(["peer-a", "peer-b"], new[] { first.PeerId, second.PeerId });
+        sessions.Reply(new MyDvpn.SuperNode.Sessions.PeerRevoked("peer-b"));
+        // One session has not confirmed: the cursor stays where it was.
+        Assert.Equal(0ul, new RevocationCursor(temp.Path).Version);
+        registrar.Tell(new MyDvpn.SuperNode.Sessions.PeerRevoked("peer-a"), sessions.Ref);
+        await AwaitAssertAsync(() => Assert.Equal(2ul, new RevocationCursor(temp.Path).Version), Patience);
+        await StopAsync(registrar);
+    }
 
     private async Task AssertAliveAsync(IActorRef registrar)
     {

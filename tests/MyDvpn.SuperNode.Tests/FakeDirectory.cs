@@ -38,6 +38,9 @@ internal sealed class FakeDirectory(RegionList regions) : SuperNodeDirectory.Sup
     /// <summary>What the acks tell the SuperNode: how long to wait before the next report.</summary>
     public uint ReportIntervalMs { get; set; } = 60_000;
 
+    /// <summary>Revoked peers the directory hands out, in version order (version = index + 1).</summary>
+    public List<string> RevokedPeers { get; } = [];
+
     public override Task<ReportAck> Report(SuperNodeReport request, ServerCallContext context)
     {
         if (unavailable)
@@ -46,7 +49,7 @@ internal sealed class FakeDirectory(RegionList regions) : SuperNodeDirectory.Sup
             throw Down();
         }
         reports.Enqueue(request);
-        return Task.FromResult(new ReportAck { ReportIntervalMs = ReportIntervalMs });
+        return Task.FromResult(new ReportAck { ReportIntervalMs = ReportIntervalMs, RevocationVersion = (ulong)RevokedPeers.Count });
     }
 
     public override Task<DeregisterAck> Deregister(DeregisterRequest request, ServerCallContext context) =>
@@ -54,6 +57,14 @@ internal sealed class FakeDirectory(RegionList regions) : SuperNodeDirectory.Sup
 
     public override Task<RegionList> ListRegions(ListRegionsRequest request, ServerCallContext context) =>
         unavailable ? throw Down() : Task.FromResult(regions);
+
+    public override Task<RevocationList> GetRevocations(GetRevocationsRequest request, ServerCallContext context)
+    {
+        var list = new RevocationList { Version = (ulong)RevokedPeers.Count };
+        list.Revocations.AddRange(RevokedPeers.Select((peer, index) => new Revocation { PeerId = peer, Version = (ulong)index + 1 })
+            .Where(r => r.Version > request.AfterVersion));
+        return unavailable ? throw Down() : Task.FromResult(list);
+    }
 
     private static RpcException Down() => new(new Status(StatusCode.Unavailable, "test directory is down"));
 }

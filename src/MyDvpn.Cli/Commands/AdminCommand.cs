@@ -1,17 +1,24 @@
 using System.CommandLine;
+using System.CommandLine.Parsing;
+using System.Globalization;
 using Google.Protobuf;
 using Grpc.Core;
 using MyDvpn.Hosting;
 using MyDvpn.Protocol.Admin;
 using MyDvpn.Protocol.Directory;
+using MyDvpn.Protocol.SuperNode;
 using MyDvpn.Security;
 using Spectre.Console;
+using PeerRole = MyDvpn.Protocol.Control.PeerRole;
 
 namespace MyDvpn.Cli.Commands;
 
 /// <summary><c>mydvpn admin</c>: inspection and operations over the BaseNode's admin API.</summary>
 public static class AdminCommand
 {
+    /// <summary>Table width when the output is not a terminal.</summary>
+    private const int PipedWidth = 240;
+
     private static readonly JsonFormatter Json = new(JsonFormatter.Settings.Default.WithFormatDefaultValues(true));
 
     public static Command Build(TextWriter output)
@@ -40,10 +47,241 @@ public static class AdminCommand
                 ConsoleFor(output).Write(RegionsTable(list));
         }));
 
+        var sessionsRegion = new Option<string>("--region") { Description = "Only the sessions of this region" };
+        sessionsRegion.Validators.Add(RegionValidator);
+        var sessions = new Command("sessions", "Open peer streams, gathered from the SuperNodes that are up") { sessionsRegion };
+        sessions.SetAction((parse, ct) => WithClient(parse, baseNode, tls, async client =>
+        {
+            var list = await client.ListSessionsAsync(new ListSessionsRequest { Region = parse.GetValue(sessionsRegion) ?? "" }, Deadline(ct));
+            if (parse.GetValue(json))
+            {
+                await output.WriteLineAsync(Json.Format(list));
+                return;
+            }
+            var console = ConsoleFor(output);
+            console.Write(SessionsTable(list));
+            if (list.UnreachableSupernodes.Count > 0)
+                console.MarkupLine($"[yellow]Not included, did not answer:[/] {Markup.Escape(string.Join(", ", list.UnreachableSupernodes))}");
+        }));
+
+        var peerId = new Argument<string>("PEER_ID") { Description = "The peer to revoke" };
+        peerId.Validators.Add(result =>
+        {
+            var value = result.GetValueOrDefault<string>();
+            if (!NodeId.IsValid(value, out var problem))
+                result.AddError($"PEER_ID '{value}' {problem}");
+        });
+        var revoke = new Command("revoke", "Revoke a peer for good: its stream is closed and every SuperNode refuses it from now on") { peerId };
+        revoke.SetAction((parse, ct) => WithClient(parse, baseNode, tls, async client =>
+        {
+            var revoked = await client.RevokePeerAsync(new RevokePeerRequest { PeerId = parse.GetRequiredValue(peerId) }, Deadline(ct));
+            if (parse.GetValue(json))
+                await output.WriteLineAsync(Json.Format(revoked));
+            else
+                await output.WriteAsync(RevocationText(parse.GetRequiredValue(peerId), revoked));
+        }));
+
         return new Command("admin", "Inspect and operate the network through a BaseNode's admin API")
         {
-            baseNode, tls, json, cluster, regions,
+            baseNode, tls, json, cluster, regions, sessions, TokenCommand(output, baseNode, tls, json), revoke,
+            DisconnectCommand(output, baseNode, tls, json, peerId),
         };
+    }
+
+    /// <summary><c>admin disconnect PEER_ID --region R</c>: a Disconnect command through the peer's session.</summary>
+    private static Command DisconnectCommand(TextWriter output, Option<string> baseNode, Option<string> tls, Option<bool> json, Argument<string> peerId)
+    {
+        var region = new Option<string>("--region") { Description = "The peer's region", Required = true };
+        region.Validators.Add(RegionValidator);
+        var reason = new Option<string>("--reason") { Description = "Why, for the peer's log", DefaultValueFactory = _ => "disconnected by an operator" };
+        var noWait = new Option<bool>("--no-wait") { Description = "Return once the command is persisted instead of waiting for the peer's answer" };
+        var command = new Command("disconnect", "Tell a peer to disconnect (a DISCONNECT command: persisted, delivered, retried, answered)") { peerId, region, reason, noWait };
+        command.SetAction((parse, ct) => WithClient(parse, baseNode, tls, async client =>
+        {
+            var wait = !parse.GetValue(noWait);
+            var answer = await client.IssueCommandAsync(new AdminCommandRequest
+            {
+                Region = parse.GetRequiredValue(region),
+                Request = new IssueCommandRequest
+                {
+                    PeerId = parse.GetRequiredValue(peerId),
+                    Command = new Protocol.Control.Command { Disconnect = new Protocol.Control.Disconnect { Reason = parse.GetValue(reason) ?? "" } },
+                    Wait = wait,
+                },
+            }, new CallOptions(deadline: DateTime.UtcNow.AddSeconds(wait ? 75 : 20), cancellationToken: ct));
+            if (parse.GetValue(json))
+                await output.WriteLineAsync(Json.Format(answer));
+            else
+                await output.WriteLineAsync(CommandText(parse.GetRequiredValue(peerId), answer));
+            if (answer.OutcomeCase == IssueCommandResponse.OutcomeOneofCase.FailureReason
+                || answer.Response?.OutcomeCase == Protocol.Control.CommandResponse.OutcomeOneofCase.Failure)
+                throw new RpcException(new Grpc.Core.Status(StatusCode.Aborted, $"command {answer.CommandId} failed"));
+        }));
+        return command;
+    }
+
+    public static string CommandText(string peerId, IssueCommandResponse answer) => answer.OutcomeCase switch
+    {
+        IssueCommandResponse.OutcomeOneofCase.Response when answer.Response.OutcomeCase == Protocol.Control.CommandResponse.OutcomeOneofCase.Failure =>
+            $"Peer {peerId} refused command {answer.CommandId}: {answer.Response.Failure.Code} {answer.Response.Failure.Reason}",
+        IssueCommandResponse.OutcomeOneofCase.Response => $"Peer {peerId} applied command {answer.CommandId}.",
+        IssueCommandResponse.OutcomeOneofCase.FailureReason => $"Command {answer.CommandId} to peer {peerId} failed: {answer.FailureReason}",
+        _ => $"Command {answer.CommandId} to peer {peerId} is persisted; its session delivers it when the peer is connected.",
+    };
+
+    private static Command TokenCommand(TextWriter output, Option<string> baseNode, Option<string> tls, Option<bool> json)
+    {
+        var role = new Option<PeerRole>("--role")
+        {
+            Description = "What the token enrolls",
+            HelpName = "client|exit|both",
+            Required = true,
+            CustomParser = ParseRole,
+        };
+        var region = new Option<string>("--region") { Description = "The region its peers enroll in", Required = true };
+        region.Validators.Add(RegionValidator);
+        var uses = new Option<int>("--uses")
+        {
+            Description = "How many peers may enroll with it",
+            DefaultValueFactory = _ => 1,
+            CustomParser = ParseUses,
+        };
+        var ttl = new Option<TimeSpan>("--ttl")
+        {
+            Description = "How long it stays valid, e.g. 90s, 30m, 24h, 7d [default: 24h]",
+            HelpName = "DURATION",
+            CustomParser = ParseTtl,
+        };
+
+        var create = new Command("create", "Create an enrollment token; its secret is shown this once") { role, region, uses, ttl };
+        create.SetAction((parse, ct) => WithClient(parse, baseNode, tls, async client =>
+        {
+            var request = new CreateTokenRequest
+            {
+                Role = (int)parse.GetValue(role),
+                Region = parse.GetRequiredValue(region),
+                Uses = (uint)parse.GetValue(uses),
+                // Zero (no --ttl) lets the BaseNode apply its default.
+                TtlSeconds = (uint)parse.GetValue(ttl).TotalSeconds,
+            };
+            var token = await client.CreateTokenAsync(request, Deadline(ct));
+            if (parse.GetValue(json))
+            {
+                await output.WriteLineAsync(Json.Format(token));
+                return;
+            }
+            await output.WriteLineAsync(token.Token);
+            await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                $"token {token.TokenId}: {RoleName(parse.GetValue(role))}, region {request.Region}, {token.Uses} use(s), expires {token.ExpiresAt.ToDateTimeOffset():u}"));
+            await output.WriteLineAsync("The secret is not stored and cannot be shown again; give the token to the peer (`mydvpn peer --token`).");
+        }));
+
+        return new Command("token", "Enrollment tokens, with which new peers join") { create };
+    }
+
+    /// <summary>
+    /// A whole number and a unit: <c>90s</c>, <c>30m</c>, <c>24h</c>, <c>7d</c>.
+    /// </summary>
+    /// <param name="problem">Why the text is not a duration; empty when it is one.</param>
+    public static bool TryParseDuration(string? text, out TimeSpan duration, out string problem)
+    {
+        duration = TimeSpan.Zero;
+        problem = $"'{text}' is not a duration; write a whole number and a unit: 90s, 30m, 24h or 7d";
+        if (string.IsNullOrEmpty(text) || text.Length < 2)
+            return false;
+        TimeSpan? unit = text[^1] switch
+        {
+            's' => TimeSpan.FromSeconds(1),
+            'm' => TimeSpan.FromMinutes(1),
+            'h' => TimeSpan.FromHours(1),
+            'd' => TimeSpan.FromDays(1),
+            _ => null,
+        };
+        if (unit is null || !long.TryParse(text.AsSpan(0, text.Length - 1), NumberStyles.None, CultureInfo.InvariantCulture, out var count))
+            return false;
+        if (count == 0)
+        {
+            problem = $"'{text}' is not a positive duration";
+            return false;
+        }
+        if (count > TimeSpan.MaxValue.Ticks / unit.Value.Ticks)
+        {
+            problem = $"'{text}' is too long a duration";
+            return false;
+        }
+        duration = unit.Value * count;
+        problem = "";
+        return true;
+    }
+
+    private static TimeSpan ParseTtl(ArgumentResult result)
+    {
+        var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : null;
+        if (!TryParseDuration(text, out var ttl, out var problem))
+        {
+            result.AddError($"--ttl: {problem}");
+            return default;
+        }
+        // The admin API carries it as whole seconds in 32 bits.
+        if (ttl.TotalSeconds > uint.MaxValue)
+        {
+            result.AddError($"--ttl: '{text}' is longer than the longest a token may live ({uint.MaxValue} s)");
+            return default;
+        }
+        return ttl;
+    }
+
+    private static int ParseUses(ArgumentResult result)
+    {
+        var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+        if (int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var uses) && uses >= 1)
+            return uses;
+        result.AddError($"--uses: '{text}' is not a whole number of at least 1");
+        return default;
+    }
+
+    private static PeerRole ParseRole(ArgumentResult result)
+    {
+        var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+        switch (text.ToLowerInvariant())
+        {
+            case "client":
+                return PeerRole.Client;
+            case "exit":
+                return PeerRole.Exit;
+            case "both":
+                return PeerRole.Both;
+            default:
+                result.AddError($"--role: '{text}' is not a role a token grants; use client, exit or both");
+                return default;
+        }
+    }
+
+    private static void RegionValidator(OptionResult result)
+    {
+        var value = result.GetValueOrDefault<string>();
+        if (!RegionName.IsValid(value, out var problem))
+            result.AddError($"--region: {problem}");
+    }
+
+    private static string RoleName(PeerRole role) => role switch
+    {
+        PeerRole.Client => "client",
+        PeerRole.Exit => "exit",
+        PeerRole.Both => "both",
+        _ => role.ToString(),
+    };
+
+    public static string RevocationText(string peerId, RevokePeerResponse revoked)
+    {
+        var text = new System.Text.StringBuilder();
+        text.AppendLine(CultureInfo.InvariantCulture, $"Peer {peerId} is revoked (revocation version {revoked.Version}).");
+        text.AppendLine(revoked.NotifiedSupernodes.Count > 0
+            ? $"Told at once: {string.Join(", ", revoked.NotifiedSupernodes)}"
+            : "No SuperNode was told at once.");
+        if (revoked.UnreachableSupernodes.Count > 0)
+            text.AppendLine($"Unreachable, they refuse it from their next report on: {string.Join(", ", revoked.UnreachableSupernodes)}");
+        return text.ToString();
     }
 
     private static CallOptions Deadline(CancellationToken cancellationToken) =>
@@ -67,12 +305,19 @@ public static class AdminCommand
         return CliApplication.Success;
     }
 
-    private static IAnsiConsole ConsoleFor(TextWriter output) => AnsiConsole.Create(new AnsiConsoleSettings
+    private static IAnsiConsole ConsoleFor(TextWriter output)
     {
-        Out = new AnsiConsoleOutput(output),
-        Ansi = ReferenceEquals(output, Console.Out) ? AnsiSupport.Detect : AnsiSupport.No,
-        ColorSystem = ReferenceEquals(output, Console.Out) ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
-    });
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(output),
+            Ansi = ReferenceEquals(output, Console.Out) ? AnsiSupport.Detect : AnsiSupport.No,
+            ColorSystem = ReferenceEquals(output, Console.Out) ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
+        });
+        // Piped or captured output has no width to fit: keep one line per row (for grep) instead of wrapping at 80.
+        if (!ReferenceEquals(output, Console.Out) || Console.IsOutputRedirected)
+            console.Profile.Width = PipedWidth;
+        return console;
+    }
 
     public static Table ClusterTable(ClusterState state)
     {
@@ -100,6 +345,20 @@ public static class AdminCommand
             if (region.Supernodes.Count == 0)
                 table.AddRow(Markup.Escape(region.Region), "-", "-", "-", "-", "-", "-");
         }
+        return table;
+    }
+
+    public static Table SessionsTable(SessionList list)
+    {
+        var table = new Table().Title("Sessions")
+            .AddColumns("peer id", "role", "region", "SuperNode", "connected since", "RTT ms", "state", "commands in flight");
+        foreach (var session in list.Sessions)
+            table.AddRow(
+                Markup.Escape(session.PeerId), Markup.Escape(session.Role), Markup.Escape(session.Region),
+                Markup.Escape(session.SupernodeId), session.ConnectedSince?.ToDateTimeOffset().ToString("u") ?? "-",
+                // 0: no heartbeat has come back yet.
+                session.RttMicros == 0 ? "-" : (session.RttMicros / 1000.0).ToString("0.0", CultureInfo.InvariantCulture),
+                Markup.Escape(session.State), session.CommandsInFlight.ToString(CultureInfo.InvariantCulture));
         return table;
     }
 

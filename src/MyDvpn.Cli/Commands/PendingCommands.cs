@@ -5,8 +5,6 @@ namespace MyDvpn.Cli.Commands;
 /// <summary>Subcommands whose behaviour arrives with a later issue: they say so and fail.</summary>
 public static class PendingCommands
 {
-    public static Command Peer() => Pending("peer", "Run a client or exit peer (arrives with the control-stream issue)", "the peer agent");
-
     public static Command Status() => Pending("status", "Show the local peer's state (arrives with the exit-allocation issue)", "`mydvpn status`");
 
     private static Command Pending(string name, string description, string what)

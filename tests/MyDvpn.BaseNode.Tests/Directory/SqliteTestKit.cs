@@ -86,6 +86,8 @@ public abstract class SqliteTestKit : Akka.TestKit.Xunit2.TestKit
     {
         var connectionString = new SqliteConnectionStringBuilder { DataSource = databaseFile }.ToString();
         return ConfigurationFactory.ParseString($$"""
+            # A loaded 2-core CI machine can take longer than TestKit's 3 s default to answer.
+            akka.test.single-expect-default = 10s
             akka.persistence {
               journal {
                 plugin = "akka.persistence.journal.sql"

@@ -1,0 +1,97 @@
+using Akka.Actor;
+using Akka.Event;
+using Akka.Persistence;
+
+namespace MyDvpn.BaseNode.Enrollment;
+
+/// <summary>
+/// One enrollment token (sharded entity type <see cref="EnrollmentEntityTypes.Token"/>, entity id = token id). Its
+/// journal is the creation and one event per use, at most <see cref="TokenLimits.MaxUses"/> + 1 events, so no
+/// snapshots are taken. An id that was never created answers every redemption with
+/// <see cref="TokenRefusal.BadToken"/> and persists nothing.
+/// </summary>
+public sealed class EnrollmentTokenEntity : ReceivePersistentActor
+{
+    /// <summary>The persistence id of a token is this prefix followed by the token id.</summary>
+    public const string PersistenceIdPrefix = "enrollment-token-";
+
+    private readonly TimeProvider _time;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+
+    private EnrollmentTokenState _state;
+
+    public EnrollmentTokenEntity(string tokenId, TimeProvider time)
+    {
+        _time = time;
+        _state = EnrollmentTokenState.Empty(tokenId);
+        PersistenceId = PersistenceIdPrefix + tokenId;
+
+        Recover<IEnrollmentTokenEvent>(evt => _state = _state.Apply(evt));
+
+        Command<CreateToken>(HandleCreate);
+        Command<RedeemToken>(HandleRedeem);
+    }
+
+    public override string PersistenceId { get; }
+
+    public static Props Props(string tokenId) => Props(tokenId, TimeProvider.System);
+
+    public static Props Props(string tokenId, TimeProvider timeProvider)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(tokenId);
+        ArgumentNullException.ThrowIfNull(timeProvider);
+        return Akka.Actor.Props.Create(() => new EnrollmentTokenEntity(tokenId, timeProvider));
+    }
+
+    private void HandleCreate(CreateToken create)
+    {
+        var sender = Sender;
+        var created = _state.DecideCreate(create, _time.GetUtcNow(), out var problem);
+        if (created is null)
+        {
+            // The edge validates first and ids are random: this is a caller bug or a 64-bit collision.
+            sender.Tell(new Status.Failure(new ArgumentException(problem, nameof(create))));
+            return;
+        }
+
+        Persist(created, evt =>
+        {
+            _state = _state.Apply(evt);
+            _log.Info("Enrollment token {0} created: role {1}, region {2}, {3} uses, expires {4}", evt.TokenId,
+                evt.Role, evt.Region, evt.Uses, evt.ExpiresAt);
+            sender.Tell(new TokenIssued(evt.TokenId, evt.Role, evt.Region, evt.Uses, evt.ExpiresAt));
+        });
+    }
+
+    private void HandleRedeem(RedeemToken redeem)
+    {
+        var sender = Sender;
+        if (EnrollmentTokenState.CheckRedeem(redeem) is { } problem)
+        {
+            // Malformed input must not enter the journal; the gRPC edge refuses it before it gets here.
+            sender.Tell(new Status.Failure(new ArgumentException(problem, nameof(redeem))));
+            return;
+        }
+
+        switch (_state.DecideRedeem(redeem, _time.GetUtcNow()))
+        {
+            case RedeemDecision.Refuse refuse:
+                sender.Tell(new TokenRedeemRefused(_state.TokenId, redeem.PeerId, refuse.Reason, refuse.Detail));
+                break;
+            case RedeemDecision.AlreadyRedeemed:
+                sender.Tell(new TokenRedeemAccepted(_state.TokenId, redeem.PeerId, _state.UsesLeft, AlreadyRedeemed: true));
+                break;
+            case RedeemDecision.Redeem redeemed:
+                // Persist (not PersistAsync) stashes other commands until this use is counted: two peers racing
+                // for the last use cannot both get it.
+                Persist(redeemed.Event, evt =>
+                {
+                    _state = _state.Apply(evt);
+                    _log.Info("Enrollment token {0} redeemed by peer {1}, {2} uses left", _state.TokenId, evt.PeerId,
+                        _state.UsesLeft);
+                    sender.Tell(new TokenRedeemAccepted(_state.TokenId, evt.PeerId, _state.UsesLeft, AlreadyRedeemed: false));
+                });
+                break;
+        }
+    }
+}

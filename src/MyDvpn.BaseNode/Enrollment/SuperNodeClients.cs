@@ -1,0 +1,112 @@
+using System.Collections.Concurrent;
+using System.Collections.Immutable;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Microsoft.Extensions.Logging;
+using MyDvpn.BaseNode.Directory;
+using MyDvpn.Hosting;
+using MyDvpn.Protocol.SuperNode;
+using MyDvpn.Security;
+using Status = Grpc.Core.Status;
+
+namespace MyDvpn.BaseNode.Enrollment;
+
+/// <summary>What one call to each of several SuperNodes came to.</summary>
+/// <param name="Replies">The SuperNodes that answered, with their answers, in the order they were given.</param>
+/// <param name="Unreachable">The SuperNodes that did not answer in time or failed, in the order they were given.</param>
+public sealed record FanOutResult<T>(
+    ImmutableList<(SuperNodeInfo SuperNode, T Reply)> Replies,
+    ImmutableList<SuperNodeInfo> Unreachable);
+
+/// <summary>
+/// The BaseNode's clients of SuperNodes (<c>mydvpn.supernode.v1.SuperNodePeers</c>): one mutual-TLS channel per
+/// gRPC endpoint, made with the BaseNode's own node certificate, kept for the life of the process and disposed with
+/// it. Calls go to every SuperNode at once, each with a deadline of <see cref="CallTimeout"/>.
+/// </summary>
+public sealed class SuperNodeClients(TlsMaterial tls, ILogger<SuperNodeClients> logger) : IDisposable
+{
+    public static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(2);
+
+    private readonly ConcurrentDictionary<string, Lazy<GrpcChannel>> _channels = new(StringComparer.Ordinal);
+
+    /// <summary>Calls <paramref name="call"/> on every SuperNode in parallel; a failure marks that one unreachable.</summary>
+    /// <param name="what">The call, for the log (e.g. "revoke peer-1").</param>
+    public async Task<FanOutResult<T>> CallEachAsync<T>(
+        IEnumerable<SuperNodeInfo> superNodes,
+        Func<SuperNodePeers.SuperNodePeersClient, CallOptions, AsyncUnaryCall<T>> call,
+        string what,
+        CancellationToken cancellationToken)
+    {
+        var outcomes = await Task.WhenAll(superNodes.Select(async node =>
+        {
+            try
+            {
+                var options = new CallOptions(deadline: DateTime.UtcNow + CallTimeout, cancellationToken: cancellationToken);
+                return (Node: node, Reply: await call(ClientFor(node.GrpcEndpoint), options), Answered: true);
+            }
+            catch (RpcException ex) when (!cancellationToken.IsCancellationRequested)
+            {
+                logger.LogWarning("SuperNode {SuperNodeId} of region {Region} at {Endpoint} did not answer {Call}: {StatusCode} {Detail}",
+                    node.SuperNodeId, node.Region, node.GrpcEndpoint, what, ex.StatusCode, ex.Status.Detail);
+            }
+            catch (ConfigurationException ex)
+            {
+                // The directory validates endpoints on registration; this only guards against a bad journal entry.
+                logger.LogWarning("SuperNode {SuperNodeId} of region {Region} has an unusable endpoint: {Problem}",
+                    node.SuperNodeId, node.Region, ex.Message);
+            }
+
+            return (Node: node, Reply: default(T)!, Answered: false);
+        }));
+        return new FanOutResult<T>(
+            outcomes.Where(o => o.Answered).Select(o => (o.Node, o.Reply)).ToImmutableList(),
+            outcomes.Where(o => !o.Answered).Select(o => o.Node).ToImmutableList());
+    }
+
+    /// <summary>
+    /// Calls the SuperNodes in turn until one answers: any SuperNode of a region reaches every
+    /// session of it through sharding. Only an unreachable SuperNode moves on to the next.
+    /// </summary>
+    public async Task<T> CallAnyAsync<T>(
+        IReadOnlyList<SuperNodeInfo> superNodes,
+        Func<SuperNodePeers.SuperNodePeersClient, CallOptions, AsyncUnaryCall<T>> call,
+        TimeSpan timeout,
+        string what,
+        CancellationToken cancellationToken)
+    {
+        var failures = new List<string>();
+        foreach (var node in superNodes)
+        {
+            try
+            {
+                var options = new CallOptions(deadline: DateTime.UtcNow + timeout, cancellationToken: cancellationToken);
+                return await call(ClientFor(node.GrpcEndpoint), options);
+            }
+            catch (RpcException ex) when (ex.StatusCode == StatusCode.Unavailable && !cancellationToken.IsCancellationRequested)
+            {
+                logger.LogWarning("SuperNode {SuperNodeId} at {Endpoint} did not answer {Call}: {Detail}", node.SuperNodeId, node.GrpcEndpoint, what, ex.Status.Detail);
+                failures.Add($"{node.SuperNodeId}: {ex.Status.Detail}");
+            }
+        }
+        throw new RpcException(new Status(StatusCode.Unavailable,
+            failures.Count == 0 ? $"no SuperNode is up to {what}" : $"no SuperNode answered {what} ({string.Join("; ", failures)})"));
+    }
+
+    public void Dispose()
+    {
+        foreach (var channel in _channels.Values.Where(lazy => lazy.IsValueCreated))
+        {
+            channel.Value.Dispose();
+        }
+
+        _channels.Clear();
+    }
+
+    private SuperNodePeers.SuperNodePeersClient ClientFor(string grpcEndpoint)
+    {
+        // Lazy: GetOrAdd may run its factory twice under a race, and a channel made twice would leak one.
+        var channel = _channels.GetOrAdd(grpcEndpoint, endpoint => new Lazy<GrpcChannel>(() =>
+            GrpcChannels.MutualTls(HostPort.Parse(endpoint, "grpc_endpoint"), tls, connectTimeout: CallTimeout)));
+        return new SuperNodePeers.SuperNodePeersClient(channel.Value);
+    }
+}

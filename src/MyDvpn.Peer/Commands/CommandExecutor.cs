@@ -1,0 +1,184 @@
+using Akka.Actor;
+using Microsoft.Extensions.Logging;
+using MyDvpn.Protocol.Control;
+
+namespace MyDvpn.Peer.Commands;
+
+/// <summary>
+/// Applies commands at most once. A command id already applied is answered with its first answer, read from the
+/// <see cref="AppliedCommandStore"/>; a command past its deadline is answered <c>COMMAND_ERROR_EXPIRED</c> without
+/// being applied; any other goes to the <see cref="ICommandHandler"/>, and its answer is stored before it is sent.
+/// Commands are applied one at a time, in arrival order; a duplicate arriving while its id is queued or being applied
+/// gets the same answer when it is ready.
+/// </summary>
+public sealed class CommandExecutor : ReceiveActor
+{
+    private sealed record LookedUp(Command Command, CommandResponse? Stored);
+
+    private sealed record LookupFailed(Command Command, Exception Cause);
+
+    private sealed record Handled(Command Command, CommandResponse Response);
+
+    private sealed record Stored(string CommandId, CommandResponse Response);
+
+    private sealed record StoreFailed(string CommandId, CommandResponse Response, Exception Cause);
+
+    private readonly AppliedCommandStore store;
+    private readonly ICommandHandler handler;
+    private readonly TimeProvider time;
+    private readonly ILogger logger;
+    private readonly string peerId;
+    private readonly string region;
+    private readonly CancellationTokenSource stopping = new();
+    private readonly Queue<Command> queue = new();
+
+    // Who waits for each id that is queued or being applied.
+    private readonly Dictionary<string, List<IActorRef>> waiting = new(StringComparer.Ordinal);
+
+    // Answers the handler gave whose storing failed: never applied again, sent only once stored.
+    private readonly Dictionary<string, CommandResponse> unstored = new(StringComparer.Ordinal);
+
+    private bool busy;
+
+    public static Props Props(AppliedCommandStore store, ICommandHandler handler, TimeProvider time, ILogger logger, string peerId, string region) =>
+        Akka.Actor.Props.Create(() => new CommandExecutor(store, handler, time, logger, peerId, region));
+
+    public CommandExecutor(AppliedCommandStore store, ICommandHandler handler, TimeProvider time, ILogger logger, string peerId, string region)
+    {
+        this.store = store;
+        this.handler = handler;
+        this.time = time;
+        this.logger = logger;
+        this.peerId = peerId;
+        this.region = region;
+
+        Receive<ExecuteCommand>(OnExecute);
+        Receive<LookedUp>(OnLookedUp);
+        Receive<LookupFailed>(failed =>
+        {
+            using (Scope(failed.Command.CommandId))
+                logger.LogError(failed.Cause, "Could not read the applied-command store; command left unanswered for the SuperNode to resend");
+            Forget(failed.Command.CommandId);
+        });
+        Receive<Handled>(handled => Store(handled.Command.CommandId, handled.Response));
+        Receive<Stored>(stored =>
+        {
+            unstored.Remove(stored.CommandId);
+            Answer(stored.CommandId, stored.Response);
+        });
+        Receive<StoreFailed>(failed =>
+        {
+            unstored[failed.CommandId] = failed.Response;
+            using (Scope(failed.CommandId))
+                logger.LogError(failed.Cause, "Could not record the command as applied; its answer is held back until it is stored, when the SuperNode resends it");
+            Forget(failed.CommandId);
+        });
+    }
+
+    protected override void PostStop()
+    {
+        stopping.Cancel();
+        stopping.Dispose();
+    }
+
+    private void OnExecute(ExecuteCommand execute)
+    {
+        var command = execute.Command;
+        var id = command.CommandId;
+        if (string.IsNullOrEmpty(id))
+        {
+            using (Scope(""))
+                logger.LogWarning("Command without an id refused");
+            Sender.Tell(new CommandAnswered(CommandResponses.Failed("", CommandError.Invalid, "the command has no command_id")));
+            return;
+        }
+        if (waiting.TryGetValue(id, out var waiters))
+        {
+            waiters.Add(Sender);
+            return;
+        }
+        waiting[id] = [Sender];
+        queue.Enqueue(command);
+        StartNext();
+    }
+
+    private void StartNext()
+    {
+        if (busy || !queue.TryDequeue(out var command))
+            return;
+        busy = true;
+        if (unstored.TryGetValue(command.CommandId, out var response))
+        {
+            Store(command.CommandId, response);
+            return;
+        }
+        store.FindAsync(command.CommandId, stopping.Token).PipeTo(Self,
+            success: stored => new LookedUp(command, stored),
+            failure: ex => new LookupFailed(command, ex));
+    }
+
+    private void OnLookedUp(LookedUp lookedUp)
+    {
+        var command = lookedUp.Command;
+        var id = command.CommandId;
+        using var scope = Scope(id);
+        if (lookedUp.Stored is { } first)
+        {
+            logger.LogInformation("Command applied before; answering with its first answer");
+            Answer(id, first);
+            return;
+        }
+        if (command.Deadline is { } deadline && deadline.ToDateTimeOffset() <= time.GetUtcNow())
+        {
+            logger.LogWarning("Command {Kind} expired at {Deadline:o} before it could be applied", CommandResponses.KindOf(command), deadline.ToDateTimeOffset());
+            Answer(id, CommandResponses.Failed(id, CommandError.Expired, $"the deadline {deadline.ToDateTimeOffset():o} passed before the peer could apply the command"));
+            return;
+        }
+
+        logger.LogInformation("Applying command {Kind}", CommandResponses.KindOf(command));
+        var token = stopping.Token;
+        HandleAsync().PipeTo(Self, success: response => new Handled(command, response));
+
+        async Task<CommandResponse> HandleAsync()
+        {
+            try
+            {
+                return await handler.HandleAsync(command, token);
+            }
+            catch (Exception ex) when (!token.IsCancellationRequested)
+            {
+                // The handler was asked: this failure is the command's first and only answer.
+                return CommandResponses.Failed(id, CommandError.Dataplane, $"the peer failed to apply the command: {ex.Message}");
+            }
+        }
+    }
+
+    private void Store(string id, CommandResponse response)
+    {
+        var answer = response.Clone();
+        answer.CommandId = id;
+        store.StoreAsync(id, answer, stopping.Token).PipeTo(Self,
+            success: stored => new Stored(id, stored),
+            failure: ex => new StoreFailed(id, answer, ex));
+    }
+
+    private void Answer(string id, CommandResponse response)
+    {
+        if (waiting.Remove(id, out var waiters))
+        {
+            foreach (var waiter in waiters)
+                waiter.Tell(new CommandAnswered(response));
+        }
+        busy = false;
+        StartNext();
+    }
+
+    private void Forget(string id)
+    {
+        waiting.Remove(id);
+        busy = false;
+        StartNext();
+    }
+
+    private IDisposable? Scope(string commandId) => logger.BeginScope(LogScope.Of(peerId, region, commandId: commandId));
+}

@@ -1,0 +1,127 @@
+using System.Net.Security;
+using System.Security.Authentication;
+using System.Threading.Channels;
+using Akka.Actor;
+using Grpc.Core;
+using Grpc.Net.Client;
+using MyDvpn.Hosting;
+using MyDvpn.Protocol.Control;
+
+namespace MyDvpn.Peer.Control;
+
+/// <summary>
+/// One control stream to one SuperNode: a reader loop that tells its owner every message, and one writer draining a
+/// bounded outbox, so writes never overlap. It knows nothing of the protocol; the <see cref="ControlChannel"/> does.
+/// </summary>
+internal sealed class ControlConnection
+{
+    /// <summary>Messages waiting to be written; a stream that cannot take this many is treated as dead.</summary>
+    public const int OutboxCapacity = 256;
+
+    private readonly Channel<ControlMessage> outbox = Channel.CreateBounded<ControlMessage>(
+        new BoundedChannelOptions(OutboxCapacity) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
+    private readonly CancellationTokenSource aborted;
+    private readonly ServerCertificateValidator validator;
+    private readonly IActorRef owner;
+    private readonly TimeSpan connectTimeout;
+    private volatile string? certificateProblem;
+
+    public ControlConnection(int generation, HostPort endpoint, ServerCertificateValidator validator, IActorRef owner,
+        TimeSpan connectTimeout, CancellationToken stopping)
+    {
+        Generation = generation;
+        Endpoint = endpoint;
+        this.validator = validator;
+        this.owner = owner;
+        this.connectTimeout = connectTimeout;
+        aborted = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+    }
+
+    /// <summary>Tells this stream's messages from those of streams before it.</summary>
+    public int Generation { get; }
+
+    public HostPort Endpoint { get; }
+
+    /// <summary>Queues <paramref name="message"/> for the writer; false if the stream is closed or its outbox full.</summary>
+    public bool TrySend(ControlMessage message) => outbox.Writer.TryWrite(message);
+
+    /// <summary>Ends the stream; what it reads from now on is dropped.</summary>
+    public void Abort()
+    {
+        outbox.Writer.TryComplete();
+        try
+        {
+            aborted.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Already over.
+        }
+    }
+
+    /// <summary>
+    /// Opens the stream and reads it until it ends. Completes normally when the SuperNode ends the stream with OK;
+    /// throws what ended it otherwise (an <see cref="RpcException"/> carries the refusal reason).
+    /// </summary>
+    public async Task RunAsync()
+    {
+        var token = aborted.Token;
+        try
+        {
+            using var channel = GrpcChannel.ForAddress($"https://{Endpoint}", new GrpcChannelOptions
+            {
+                HttpHandler = new SocketsHttpHandler
+                {
+                    ConnectTimeout = connectTimeout,
+                    PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
+                    // HTTP/2 pings notice a dead TCP path even while the control stream is quiet.
+                    KeepAlivePingDelay = TimeSpan.FromSeconds(20),
+                    KeepAlivePingTimeout = TimeSpan.FromSeconds(10),
+                    KeepAlivePingPolicy = HttpKeepAlivePingPolicy.WithActiveRequests,
+                    SslOptions = new SslClientAuthenticationOptions
+                    {
+                        EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+                        RemoteCertificateValidationCallback = validator.Callback(problem => certificateProblem = problem),
+                    },
+                },
+                DisposeHttpClient = true,
+            });
+            var client = new ControlStream.ControlStreamClient(channel);
+            using var call = client.PersistentControlStream(cancellationToken: token);
+            var writer = WriteAsync(call.RequestStream, token);
+            try
+            {
+                await foreach (var message in call.ResponseStream.ReadAllAsync(token))
+                    owner.Tell(new ControlChannel.Incoming(Generation, message));
+            }
+            finally
+            {
+                outbox.Writer.TryComplete();
+                await writer;
+            }
+        }
+        catch (Exception ex) when (certificateProblem is { } problem && ex is not OperationCanceledException)
+        {
+            throw new AuthenticationException(problem, ex);
+        }
+        finally
+        {
+            aborted.Dispose();
+        }
+    }
+
+    private async Task WriteAsync(IClientStreamWriter<ControlMessage> requests, CancellationToken token)
+    {
+        try
+        {
+            await foreach (var message in outbox.Reader.ReadAllAsync(token))
+                await requests.WriteAsync(message, token);
+            await requests.CompleteAsync();
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or RpcException or InvalidOperationException or IOException)
+        {
+            // A stream that cannot be written is dead even if it can still be read: end it, and the reader reports it.
+            Abort();
+        }
+    }
+}

@@ -1,0 +1,246 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using MyDvpn.Hosting;
+using MyDvpn.Protocol.Control;
+using MyDvpn.Security;
+
+namespace MyDvpn.Peer;
+
+/// <summary>
+/// <c>mydvpn peer</c> settings as bound from flags, <c>--config</c> JSON or <c>MYDVPN__PEER__…</c>
+/// environment variables. <see cref="Validate"/> turns them into <see cref="PeerSettings"/> or says
+/// which setting is wrong.
+/// </summary>
+public sealed class PeerOptions
+{
+    public const int DefaultWireGuardPort = 51820;
+    public const int DefaultMaxClients = 100;
+    public const string DefaultWireGuardInterface = "mydvpn0";
+
+    public string? Role { get; set; }
+    public string? Id { get; set; }
+    public string? Region { get; set; }
+    public string? Key { get; set; }
+    public string? Ca { get; set; }
+    public List<string> Supernode { get; set; } = [];
+    public string? Token { get; set; }
+    public string? ExitRegion { get; set; }
+    public string? StateDir { get; set; }
+
+    // The data plane's settings: validated now, used when the data-plane issue lands.
+    public string? WgInterface { get; set; }
+    public string? Uplink { get; set; }
+    public string? PublicEndpoint { get; set; }
+    public int? MaxClients { get; set; }
+    public int? WgPort { get; set; }
+
+    /// <param name="isRoot">Whether the default state directory is the system one; the process's privilege if null.</param>
+    /// <param name="home">The home directory for a non-root default state directory; the user's if null.</param>
+    public PeerSettings Validate(bool? isRoot = null, string? home = null)
+    {
+        var role = ParseRole(Role);
+        if (!NodeId.IsValid(Id, out var idProblem))
+            throw new ConfigurationException("--id", $"'{Id}' {idProblem}");
+        if (!RegionName.IsValid(Region, out var regionProblem))
+            throw new ConfigurationException("--region", regionProblem);
+        var supernodes = HostPort.ParseList(Supernode, "--supernode");
+        if (supernodes.Count == 0)
+            throw new ConfigurationException("--supernode", "is required: the gRPC addresses of SuperNodes of the peer's region, HOST:PORT[,HOST:PORT...]");
+        var key = LoadKey(Key);
+        var ca = LoadCa(Ca);
+        var token = Token is null ? null : Token.Trim();
+        if (token is { Length: 0 })
+            throw new ConfigurationException("--token", "is empty: give the enrollment token from `mydvpn admin token create`, or leave the flag out once enrolled");
+
+        string? exitRegion = null;
+        if (!string.IsNullOrWhiteSpace(ExitRegion))
+        {
+            if (role == PeerRole.Exit)
+                throw new ConfigurationException("--exit-region", "only a client (role client or both) asks for an exit; an exit serves its own region");
+            if (!RegionName.IsValid(ExitRegion, out var exitRegionProblem))
+                throw new ConfigurationException("--exit-region", exitRegionProblem);
+            exitRegion = ExitRegion;
+        }
+
+        var dataPlane = ValidateDataPlane(role);
+        var stateDir = ValidateStateDir(StateDir, Id!, isRoot ?? Environment.IsPrivilegedProcess,
+            home ?? Environment.GetFolderPath(Environment.SpecialFolder.UserProfile));
+        return new PeerSettings(role, Id!, Region, key, ca, supernodes, token, exitRegion, stateDir, dataPlane);
+    }
+
+    private static PeerRole ParseRole(string? role) => role?.Trim().ToLowerInvariant() switch
+    {
+        "client" => PeerRole.Client,
+        "exit" => PeerRole.Exit,
+        "both" => PeerRole.Both,
+        null or "" => throw new ConfigurationException("--role", "is required: client, exit or both"),
+        _ => throw new ConfigurationException("--role", $"'{role}' is not a peer role: use client, exit or both"),
+    };
+
+    private static IdentityKey LoadKey(string? path)
+    {
+        if (string.IsNullOrWhiteSpace(path))
+            throw new ConfigurationException("--key", "is required: the peer's Ed25519 identity key file (make one with `mydvpn keygen --out FILE`)");
+        if (!File.Exists(path))
+            throw new ConfigurationException("--key", $"'{path}' does not exist: make the peer's identity key with `mydvpn keygen --out {path}`");
+        try
+        {
+            return IdentityKey.Load(path);
+        }
+        catch (CertificateException ex)
+        {
+            throw new ConfigurationException("--key", ex.Message, ex);
+        }
+    }
+
+    private static X509Certificate2 LoadCa(string? path)
+    {
+        if (string.IsNullOrWhiteSpace(path))
+            throw new ConfigurationException("--ca", "is required: the operator CA certificate (ca.crt from `mydvpn ca init`) the SuperNodes' certificates are checked against");
+        if (!File.Exists(path))
+            throw new ConfigurationException("--ca", $"'{path}' does not exist: give the operator's ca.crt (made by `mydvpn ca init`, copied by `mydvpn ca issue`)");
+        X509Certificate2 ca;
+        try
+        {
+            ca = X509Certificate2.CreateFromPem(File.ReadAllText(path));
+        }
+        catch (Exception ex) when (ex is CryptographicException or ArgumentException or IOException or UnauthorizedAccessException)
+        {
+            throw new ConfigurationException("--ca", $"'{path}' is not a readable PEM certificate ({ex.Message})", ex);
+        }
+        var constraints = ca.Extensions.OfType<X509BasicConstraintsExtension>().FirstOrDefault();
+        if (constraints is not { CertificateAuthority: true })
+        {
+            ca.Dispose();
+            throw new ConfigurationException("--ca", $"'{path}' is not a CA certificate: give the operator's ca.crt, not a node's tls.crt");
+        }
+        return ca;
+    }
+
+    private DataPlaneSettings ValidateDataPlane(PeerRole role)
+    {
+        var wgInterface = string.IsNullOrWhiteSpace(WgInterface) ? DefaultWireGuardInterface : WgInterface.Trim();
+        if (!InterfaceName.IsValid(wgInterface, out var interfaceProblem))
+            throw new ConfigurationException("--wg-interface", $"'{WgInterface}' {interfaceProblem}");
+        string? uplink = null;
+        if (!string.IsNullOrWhiteSpace(Uplink))
+        {
+            if (!InterfaceName.IsValid(Uplink.Trim(), out var uplinkProblem))
+                throw new ConfigurationException("--uplink", $"'{Uplink}' {uplinkProblem}");
+            uplink = Uplink.Trim();
+        }
+
+        HostPort? publicEndpoint = null;
+        if (!string.IsNullOrWhiteSpace(PublicEndpoint))
+        {
+            if (role == PeerRole.Client)
+                throw new ConfigurationException("--public-endpoint", "only an exit (role exit or both) is reached by clients; a client needs no public endpoint");
+            publicEndpoint = HostPort.Parse(PublicEndpoint, "--public-endpoint");
+        }
+
+        if (MaxClients is { } maxClients)
+        {
+            if (role == PeerRole.Client)
+                throw new ConfigurationException("--max-clients", "only an exit (role exit or both) serves clients");
+            if (maxClients < 1)
+                throw new ConfigurationException("--max-clients", $"{maxClients} is not a number of clients: give at least 1");
+        }
+
+        var wgPort = WgPort ?? DefaultWireGuardPort;
+        if (wgPort is < 1 or > 65535)
+            throw new ConfigurationException("--wg-port", $"{wgPort} is not a UDP port (1-65535)");
+        return new DataPlaneSettings(wgInterface, uplink, publicEndpoint, MaxClients ?? DefaultMaxClients, wgPort);
+    }
+
+    /// <summary>Where a peer keeps its state unless told: <c>/var/lib/mydvpn/ID</c> as root, <c>~/.local/state/mydvpn/ID</c> otherwise.</summary>
+    public static string DefaultStateDir(string id, bool isRoot, string home) =>
+        isRoot ? Path.Combine("/var/lib/mydvpn", id) : Path.Combine(home, ".local", "state", "mydvpn", id);
+
+    private static string ValidateStateDir(string? stateDir, string id, bool isRoot, string home)
+    {
+        var dir = stateDir;
+        if (string.IsNullOrWhiteSpace(dir))
+        {
+            if (!isRoot && string.IsNullOrEmpty(home))
+                throw new ConfigurationException("--state-dir", "is required: this user has no home directory for the default ~/.local/state/mydvpn/<id>");
+            dir = DefaultStateDir(id, isRoot, home);
+        }
+        try
+        {
+            var full = Path.GetFullPath(dir);
+            Directory.CreateDirectory(full);
+            var probe = Path.Combine(full, $".write-test-{Environment.ProcessId}");
+            File.WriteAllText(probe, "");
+            File.Delete(probe);
+            return full;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            throw new ConfigurationException("--state-dir", $"'{dir}' is not a writable directory ({ex.Message})", ex);
+        }
+    }
+}
+
+/// <summary>Validated settings of a peer agent.</summary>
+/// <param name="Token">The enrollment token; sent only until the peer has enrolled once.</param>
+/// <param name="StateDir">Where applied command ids, the enrollment record and the command log live.</param>
+public sealed record PeerSettings(
+    PeerRole Role,
+    string Id,
+    string Region,
+    IdentityKey Key,
+    X509Certificate2 Ca,
+    IReadOnlyList<HostPort> SuperNodes,
+    string? Token,
+    string? ExitRegion,
+    string StateDir,
+    DataPlaneSettings DataPlane)
+{
+    public PeerTimings Timings { get; init; } = new();
+}
+
+/// <summary>The data plane's settings. Accepted and validated; nothing uses them until the data-plane issue lands.</summary>
+public sealed record DataPlaneSettings(string WireGuardInterface, string? Uplink, HostPort? PublicEndpoint, int MaxClients, int WireGuardPort);
+
+/// <summary>The control stream's timing. The defaults are the protocol's; tests shorten them.</summary>
+public sealed record PeerTimings
+{
+    /// <summary>The first reconnect waits at most this long (full jitter: anything from zero).</summary>
+    public TimeSpan ReconnectBase { get; init; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>No reconnect waits longer than this.</summary>
+    public TimeSpan ReconnectCap { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>A stream that stayed authenticated this long resets the backoff.</summary>
+    public TimeSpan StableAfter { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>From opening a stream to its AuthResponse, at most.</summary>
+    public TimeSpan AuthTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>TCP and TLS connect, at most.</summary>
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Used when an AuthResponse carries no heartbeat interval.</summary>
+    public TimeSpan DefaultHeartbeat { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>A stream silent for this many heartbeat intervals is dead.</summary>
+    public int MissedHeartbeats { get; init; } = 3;
+}
+
+/// <summary>Linux network interface names (IFNAMSIZ): what <c>ip link</c> accepts.</summary>
+public static class InterfaceName
+{
+    public const int MaxLength = 15;
+
+    public static bool IsValid(string? name, out string reason)
+    {
+        reason = "";
+        if (string.IsNullOrEmpty(name))
+            reason = "is empty";
+        else if (name.Length > MaxLength)
+            reason = $"is longer than {MaxLength} characters, the limit of a network interface name";
+        else if (name is "." or ".." || name.Any(c => c is '/' or ':' || char.IsWhiteSpace(c) || char.IsControl(c) || c > '~'))
+            reason = "is not a network interface name: use letters, digits, '-', '_' and '.' (no '/', ':' or spaces)";
+        return reason.Length == 0;
+    }
+}

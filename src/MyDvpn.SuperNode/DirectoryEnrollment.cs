@@ -1,0 +1,34 @@
+using Grpc.Core;
+using MyDvpn.Protocol.Control;
+using MyDvpn.Protocol.Directory;
+using MyDvpn.SuperNode.Sessions;
+
+namespace MyDvpn.SuperNode;
+
+/// <summary>Redeems enrollment tokens at the directory, the one place that knows how many uses are left.</summary>
+public sealed class DirectoryEnrollment(DirectoryClient directory) : IEnrollmentClient
+{
+    public async Task<EnrollmentResult> RedeemAsync(string token, string peerId, PeerRole role, string region, byte[] publicKey, CancellationToken ct)
+    {
+        try
+        {
+            var redeemed = await directory.RedeemTokenAsync(new RedeemTokenRequest
+            {
+                Token = token,
+                PeerId = peerId,
+                Role = (int)role,
+                Region = region,
+                PublicKey = Google.Protobuf.ByteString.CopyFrom(publicKey),
+            }, ct);
+            return new EnrollmentResult.Redeemed(redeemed.TokenId);
+        }
+        catch (RpcException ex) when (ex.StatusCode is StatusCode.PermissionDenied or StatusCode.InvalidArgument)
+        {
+            return new EnrollmentResult.Refused(RefusalReasons.Of(ex) ?? RefusalReason.BadToken, ex.Status.Detail);
+        }
+        catch (Exception ex) when (ex is DirectoryUnavailableException or RpcException)
+        {
+            return new EnrollmentResult.Unavailable(ex.Message);
+        }
+    }
+}

@@ -1,0 +1,289 @@
+using System.Threading.Channels;
+using System.Threading.RateLimiting;
+using Akka.Actor;
+using Akka.Hosting;
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using MyDvpn.Hosting;
+using MyDvpn.Protocol.Control;
+using MyDvpn.Security;
+using MyDvpn.SuperNode.Sessions;
+
+namespace MyDvpn.SuperNode.Edge;
+
+/// <summary>Registry key of the region's <c>peers</c> shard region.</summary>
+public sealed class PeerSessionShard;
+
+/// <summary>
+/// The peers' gRPC edge: <c>ControlStream.PersistentControlStream</c>. It challenges, checks
+/// what it can alone (format, rate, challenge freshness), lets the peer's sharded session decide
+/// the identity, then runs the stream — one reader loop here, one writer draining the stream's
+/// bounded queue, and an <see cref="EdgeStream"/> actor in between.
+/// </summary>
+public sealed class ControlStreamService(
+    ActorSystem system,
+    IRequiredActor<PeerSessionShard> sessions,
+    SuperNodeSettings settings,
+    ChallengeBook challenges,
+    LocalStreams streams,
+    EdgeRateLimits limits,
+    DirectoryCache directory,
+    EdgeSecurityLog security,
+    ILogger<ControlStreamService> logger) : ControlStream.ControlStreamBase
+{
+    private EdgeSettings Edge => settings.Edge;
+
+    public override async Task PersistentControlStream(
+        IAsyncStreamReader<ControlMessage> requestStream, IServerStreamWriter<ControlMessage> responseStream, ServerCallContext context)
+    {
+        var source = SourceAddress(context);
+        string? peerId = null;
+        try
+        {
+            if (!limits.TryAcquireSource(source))
+                throw new StreamRefusal(RefusalReason.RateLimited, $"too many stream opens from {source}; back off and retry");
+            if (!streams.TryReserve(settings.MaxStreams))
+                throw new StreamRefusal(RefusalReason.AtCapacity, $"this SuperNode holds its maximum of {settings.MaxStreams} streams; try {OtherSuperNodesText()}");
+            AuthRequest auth;
+            StreamInfo identity;
+            try
+            {
+                (auth, identity) = await AuthenticateAsync(requestStream, responseStream, source, context);
+            }
+            finally
+            {
+                streams.Release();
+            }
+            peerId = auth.PeerId;
+            using (logger.BeginScope(new Dictionary<string, object> { ["peer_id"] = peerId, ["session_id"] = identity.SessionId, ["region"] = settings.Region }))
+                await RunAsync(identity, requestStream, responseStream, context);
+        }
+        catch (StreamRefusal refusal)
+        {
+            security.Refused(refusal, peerId, source);
+            throw refusal.ToRpcException();
+        }
+    }
+
+    private async Task<(AuthRequest, StreamInfo)> AuthenticateAsync(
+        IAsyncStreamReader<ControlMessage> requestStream, IServerStreamWriter<ControlMessage> responseStream, string source, ServerCallContext context)
+    {
+        var challenge = challenges.Issue(Edge.ChallengeLifetime, out var expiresAt);
+        await responseStream.WriteAsync(new ControlMessage
+        {
+            AuthChallenge = new AuthChallenge { Challenge = Google.Protobuf.ByteString.CopyFrom(challenge), SupernodeId = settings.Id, ExpiresAt = Timestamp.FromDateTimeOffset(expiresAt) },
+        }, context.CancellationToken);
+
+        var first = await ReadFirstAsync(requestStream, context.CancellationToken);
+        if (first.PayloadCase != ControlMessage.PayloadOneofCase.AuthRequest)
+            throw new StreamRefusal(RefusalReason.MalformedMessage, $"the first message must be an AuthRequest, not {first.PayloadCase}");
+        var auth = first.AuthRequest;
+        if (!NodeId.IsValid(auth.PeerId, out var idProblem))
+            throw new StreamRefusal(RefusalReason.MalformedMessage, $"peer_id: {idProblem}");
+        if (!RegionName.IsValid(auth.Region, out var regionProblem))
+            throw new StreamRefusal(RefusalReason.MalformedMessage, $"region: {regionProblem}");
+        if (auth.Role is PeerRole.Supernode or PeerRole.Unspecified || !System.Enum.IsDefined(auth.Role))
+            throw new StreamRefusal(RefusalReason.RoleNotAllowed, $"a peer may not take the role {auth.Role}");
+        if (auth.Region != settings.Region)
+            throw new StreamRefusal(RefusalReason.WrongRegion, $"this SuperNode serves region {settings.Region}, not {auth.Region}");
+        if (auth.Signature.Length != 64)
+            throw new StreamRefusal(RefusalReason.MalformedMessage, "signature must be 64 bytes (Ed25519)");
+        if (!limits.TryAcquirePeer(auth.PeerId))
+            throw new StreamRefusal(RefusalReason.RateLimited, $"too many authentication attempts for peer {auth.PeerId}; back off and retry");
+        switch (challenges.Consume(challenge, auth.Challenge.Span))
+        {
+            case ChallengeBook.Verdict.Replayed:
+                throw new StreamRefusal(RefusalReason.ReplayedChallenge, "this challenge was already answered or belongs to another stream");
+            case ChallengeBook.Verdict.Expired:
+                throw new StreamRefusal(RefusalReason.ExpiredChallenge, $"the challenge expired after {Edge.ChallengeLifetime.TotalSeconds:0.#} s");
+            case ChallengeBook.Verdict.Unknown:
+                throw new StreamRefusal(RefusalReason.BadSignature, "the signed challenge is not the one this stream was given");
+        }
+
+        var transcript = PeerAuthTranscript.Encode(auth.PeerId, (int)auth.Role, auth.Region, challenge, settings.Id);
+        var decision = await AskSessionAsync(new AuthenticatePeer(
+            auth.PeerId, auth.Role, auth.Region, transcript, auth.Signature.ToByteArray(),
+            string.IsNullOrEmpty(auth.EnrollmentToken) ? null : auth.EnrollmentToken,
+            auth.PublicKey.IsEmpty ? null : auth.PublicKey.ToByteArray()), context.CancellationToken);
+        return decision switch
+        {
+            PeerAuthenticated ok => (auth, new StreamInfo(auth.PeerId, ok.Role, ok.SessionId, source, DateTimeOffset.UtcNow, null)),
+            PeerRefused refused => throw new StreamRefusal(refused.Reason, refused.Detail),
+            _ => throw new StreamRefusal(RefusalReason.Unavailable, $"unexpected answer from the peer's session: {decision.GetType().Name}"),
+        };
+    }
+
+    private async Task RunAsync(StreamInfo identity, IAsyncStreamReader<ControlMessage> requestStream,
+        IServerStreamWriter<ControlMessage> responseStream, ServerCallContext context)
+    {
+        var outbound = Channel.CreateBounded<ControlMessage>(new BoundedChannelOptions(Edge.OutboundQueue)
+        {
+            SingleReader = true,
+            FullMode = BoundedChannelFullMode.Wait,
+        });
+        var closed = new TaskCompletionSource<StreamRefusal>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var edge = system.ActorOf(EdgeStream.Props(identity, outbound.Writer, closed, sessions.ActorRef, streams, Edge));
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
+        try
+        {
+            // The AuthResponse goes first; everything after it comes through the queue. The edge
+            // attaches itself to the session, which may still refuse it (e.g. a newer stream won).
+            await responseStream.WriteAsync(new ControlMessage { AuthResponse = AuthResponseFor(identity) }, context.CancellationToken);
+            SecurityLogAccepted(identity);
+
+            var writer = WriteAllAsync(outbound.Reader, responseStream, stop.Token);
+            var reader = ReadAllAsync(requestStream, edge, stop.Token);
+            var finished = await Task.WhenAny(closed.Task, reader, writer);
+            if (finished == closed.Task)
+                throw await closed.Task;
+            // The peer ended its side, or the connection broke: nothing to tell it.
+            await finished;
+        }
+        catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
+        {
+            // The peer went away.
+        }
+        catch (IOException ex)
+        {
+            logger.LogInformation("Stream of peer {PeerId} broke: {Reason}", identity.PeerId, ex.Message);
+        }
+        finally
+        {
+            stop.Cancel();
+            outbound.Writer.TryComplete();
+            system.Stop(edge);
+        }
+    }
+
+    private void SecurityLogAccepted(StreamInfo identity)
+    {
+        EdgeSecurityLog.Accepted();
+        logger.LogInformation("Peer {PeerId} ({Role}) authenticated from {Source}, session {SessionId}",
+            identity.PeerId, identity.Role, identity.RemoteAddress, identity.SessionId);
+    }
+
+    private static async Task ReadAllAsync(IAsyncStreamReader<ControlMessage> requestStream, IActorRef edge, CancellationToken cancellationToken)
+    {
+        await foreach (var message in requestStream.ReadAllAsync(cancellationToken))
+        {
+            if (message.PayloadCase == ControlMessage.PayloadOneofCase.None)
+                throw new StreamRefusal(RefusalReason.MalformedMessage, "empty message");
+            edge.Tell(new EdgeStream.Inbound(message));
+        }
+    }
+
+    private static async Task WriteAllAsync(ChannelReader<ControlMessage> outbound, IServerStreamWriter<ControlMessage> responseStream, CancellationToken cancellationToken)
+    {
+        await foreach (var message in outbound.ReadAllAsync(cancellationToken))
+            await responseStream.WriteAsync(message, cancellationToken);
+        // The queue completes only when the stream ends: stay pending so WhenAny waits for the reason.
+        await Task.Delay(Timeout.Infinite, cancellationToken);
+    }
+
+    private async Task<ControlMessage> ReadFirstAsync(IAsyncStreamReader<ControlMessage> requestStream, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(Edge.AuthTimeout);
+        try
+        {
+            if (!await requestStream.MoveNext(timeout.Token))
+                throw new StreamRefusal(RefusalReason.MalformedMessage, "the stream ended before an AuthRequest");
+            return requestStream.Current;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new StreamRefusal(RefusalReason.AuthTimeout, $"no AuthRequest within {Edge.AuthTimeout.TotalSeconds:0.#} s");
+        }
+        catch (RpcException ex) when (ex.StatusCode is StatusCode.ResourceExhausted or StatusCode.Internal)
+        {
+            throw new StreamRefusal(RefusalReason.MalformedMessage, $"unreadable message: {ex.Status.Detail}");
+        }
+        catch (InvalidOperationException ex) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            throw new StreamRefusal(RefusalReason.AuthTimeout, $"no AuthRequest within {Edge.AuthTimeout.TotalSeconds:0.#} s ({ex.Message})");
+        }
+    }
+
+    private async Task<object> AskSessionAsync(object message, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await sessions.ActorRef.Ask<object>(message, Edge.SessionTimeout, cancellationToken);
+        }
+        catch (AskTimeoutException)
+        {
+            throw new StreamRefusal(RefusalReason.Unavailable, $"the peer's session did not answer within {Edge.SessionTimeout.TotalSeconds:0} s (region cluster forming or journal unavailable); retry");
+        }
+    }
+
+    private AuthResponse AuthResponseFor(StreamInfo identity)
+    {
+        var response = new AuthResponse
+        {
+            SessionId = identity.SessionId,
+            HeartbeatIntervalMs = (uint)Edge.HeartbeatInterval.TotalMilliseconds,
+            SupernodeId = settings.Id,
+        };
+        response.RegionSupernodes.AddRange(OtherSuperNodes());
+        return response;
+    }
+
+    /// <summary>The region's other SuperNodes as the directory cache knows them, for failover.</summary>
+    private IEnumerable<SuperNodeEndpoint> OtherSuperNodes() =>
+        directory.Regions.Regions
+            .Where(r => r.Region == settings.Region)
+            .SelectMany(r => r.Supernodes)
+            .Where(s => s.Registration.SupernodeId != settings.Id && s.Status == Protocol.Directory.SuperNodeStatus.Up)
+            .Select(s => new SuperNodeEndpoint { SupernodeId = s.Registration.SupernodeId, GrpcEndpoint = s.Registration.GrpcEndpoint });
+
+    private string OtherSuperNodesText()
+    {
+        var others = OtherSuperNodes().Select(s => $"{s.SupernodeId} at {s.GrpcEndpoint}").ToList();
+        return others.Count == 0 ? "again later" : string.Join(", ", others);
+    }
+
+    private static string SourceAddress(ServerCallContext context)
+    {
+        var connection = context.GetHttpContext().Connection;
+        return connection.RemoteIpAddress?.ToString() ?? context.Peer;
+    }
+}
+
+/// <summary>Token buckets per source IP (stream opens) and per peer id (authentication attempts).</summary>
+public sealed class EdgeRateLimits : IDisposable
+{
+    private readonly PartitionedRateLimiter<string> perSource;
+    private readonly PartitionedRateLimiter<string> perPeer;
+
+    public EdgeRateLimits(EdgeSettings settings)
+    {
+        perSource = PartitionedRateLimiter.Create<string, string>(source => RateLimitPartition.GetTokenBucketLimiter(source, _ => Bucket(settings.PerSourceBurst, settings.PerSourcePerSecond)));
+        perPeer = PartitionedRateLimiter.Create<string, string>(peer => RateLimitPartition.GetTokenBucketLimiter(peer, _ => Bucket(settings.PerPeerBurst, settings.PerPeerPerSecond)));
+    }
+
+    private static TokenBucketRateLimiterOptions Bucket(int burst, int perSecond) => new()
+    {
+        TokenLimit = burst,
+        TokensPerPeriod = perSecond,
+        ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+        QueueLimit = 0,
+        AutoReplenishment = true,
+    };
+
+    public bool TryAcquireSource(string source) => Acquire(perSource, source);
+
+    public bool TryAcquirePeer(string peerId) => Acquire(perPeer, peerId);
+
+    private static bool Acquire(PartitionedRateLimiter<string> limiter, string key)
+    {
+        using var lease = limiter.AttemptAcquire(key);
+        return lease.IsAcquired;
+    }
+
+    public void Dispose()
+    {
+        perSource.Dispose();
+        perPeer.Dispose();
+    }
+}

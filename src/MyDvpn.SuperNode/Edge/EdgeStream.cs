@@ -1,0 +1,168 @@
+using System.Threading.Channels;
+using Akka.Actor;
+using Akka.Event;
+using Google.Protobuf.WellKnownTypes;
+using MyDvpn.Protocol.Control;
+using MyDvpn.SuperNode.Sessions;
+using Prometheus;
+
+namespace MyDvpn.SuperNode.Edge;
+
+/// <summary>
+/// One open, authenticated peer stream on this SuperNode (ARCHITECTURE §2 EdgeStream). It owns
+/// the stream's outbound queue, heartbeats the peer, hands command answers to the peer's session
+/// and is watched by it. When it stops, the stream ends; when the stream ends, it is stopped.
+/// </summary>
+public sealed class EdgeStream : ReceiveActor, IWithTimers
+{
+    private static readonly Histogram HeartbeatRtt = Metrics.CreateHistogram(
+        "mydvpn_heartbeat_rtt_seconds", "Round trip of Ping/Pong on peer streams.",
+        new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.0005, 2, 14) });
+    private static readonly Gauge OpenStreams = Metrics.CreateGauge(
+        "mydvpn_streams_open", "Authenticated peer streams held by this SuperNode.");
+
+    /// <summary>A message the peer sent on its stream (other than the AuthRequest).</summary>
+    public sealed record Inbound(ControlMessage Message);
+
+    private sealed record HeartbeatTick
+    {
+        public static readonly HeartbeatTick Instance = new();
+    }
+
+    private readonly StreamInfo identity;
+    private readonly ChannelWriter<ControlMessage> outbound;
+    private readonly TaskCompletionSource<StreamRefusal> closed;
+    private readonly IActorRef sessions;
+    private readonly LocalStreams registry;
+    private readonly EdgeSettings settings;
+    private readonly ILoggingAdapter log = Context.GetLogger();
+    private DateTimeOffset lastHeard = DateTimeOffset.UtcNow;
+    private ulong pingSequence;
+    private IActorRef? session;
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    public static Props Props(StreamInfo identity, ChannelWriter<ControlMessage> outbound, TaskCompletionSource<StreamRefusal> closed,
+        IActorRef sessions, LocalStreams registry, EdgeSettings settings) =>
+        Akka.Actor.Props.Create(() => new EdgeStream(identity, outbound, closed, sessions, registry, settings));
+
+    public EdgeStream(StreamInfo identity, ChannelWriter<ControlMessage> outbound, TaskCompletionSource<StreamRefusal> closed,
+        IActorRef sessions, LocalStreams registry, EdgeSettings settings)
+    {
+        this.identity = identity;
+        this.outbound = outbound;
+        this.closed = closed;
+        this.sessions = sessions;
+        this.registry = registry;
+        this.settings = settings;
+
+        Receive<Inbound>(OnInbound);
+        Receive<DeliverCommand>(deliver => Send(new ControlMessage { Command = deliver.Command }));
+        Receive<CloseStream>(close => Close(new StreamRefusal(close.Reason, close.Detail)));
+        Receive<HeartbeatTick>(_ => Heartbeat());
+        Receive<StreamAttached>(_ =>
+        {
+            // The session may live on another SuperNode of the region and move (hand-off, crash):
+            // watching it lets the stream re-attach to wherever sharding starts it next.
+            if (!Sender.Equals(session))
+            {
+                if (session is not null)
+                    Context.Unwatch(session);
+                session = Sender;
+                Context.Watch(session);
+            }
+        });
+        Receive<Terminated>(terminated =>
+        {
+            if (!terminated.ActorRef.Equals(session))
+                return;
+            session = null;
+            sessions.Tell(new AttachStream(identity.PeerId, identity.SessionId, Self));
+        });
+    }
+
+    protected override void PreStart()
+    {
+        sessions.Tell(new AttachStream(identity.PeerId, identity.SessionId, Self));
+        registry.Publish(identity);
+        OpenStreams.Inc();
+        Timers.StartPeriodicTimer(nameof(HeartbeatTick), HeartbeatTick.Instance, settings.HeartbeatInterval);
+    }
+
+    protected override void PostStop()
+    {
+        registry.Remove(identity.SessionId);
+        OpenStreams.Dec();
+        // The stream may still be open when the actor is stopped from outside (node shutting down).
+        closed.TrySetResult(new StreamRefusal(RefusalReason.Unavailable, "the SuperNode is shutting down; reconnect"));
+    }
+
+    private void OnInbound(Inbound inbound)
+    {
+        lastHeard = DateTimeOffset.UtcNow;
+        var message = inbound.Message;
+        switch (message.PayloadCase)
+        {
+            case ControlMessage.PayloadOneofCase.Pong:
+                OnPong(message.Pong);
+                break;
+            case ControlMessage.PayloadOneofCase.CommandResponse:
+                sessions.Tell(new CommandAnswered(identity.PeerId, message.CommandResponse));
+                break;
+            case ControlMessage.PayloadOneofCase.Ping:
+                Send(new ControlMessage { Pong = new Pong { Sequence = message.Ping.Sequence, PingSentAt = message.Ping.SentAt } });
+                break;
+            case ControlMessage.PayloadOneofCase.InfoRequest:
+                Send(new ControlMessage
+                {
+                    InfoResponse = new InfoResponse { SupernodeId = registry.SuperNodeId, Region = registry.Region, SessionId = identity.SessionId },
+                });
+                break;
+            case ControlMessage.PayloadOneofCase.StatusReport:
+                // Kept for the data-plane issue, which acts on handshakes; nothing to do yet.
+                break;
+            case ControlMessage.PayloadOneofCase.ExitRequest:
+                Close(new StreamRefusal(RefusalReason.Unavailable, "exit allocation is not available on this SuperNode yet"));
+                break;
+            default:
+                Close(new StreamRefusal(RefusalReason.MalformedMessage, $"unexpected {message.PayloadCase} after authentication"));
+                break;
+        }
+    }
+
+    private void OnPong(Pong pong)
+    {
+        if (pong.PingSentAt is null)
+            return;
+        var rtt = DateTimeOffset.UtcNow - pong.PingSentAt.ToDateTimeOffset();
+        if (rtt < TimeSpan.Zero || rtt > settings.HeartbeatTimeout)
+            return;
+        HeartbeatRtt.Observe(rtt.TotalSeconds);
+        registry.Publish(identity with { LastRtt = rtt });
+    }
+
+    private void Heartbeat()
+    {
+        var silentFor = DateTimeOffset.UtcNow - lastHeard;
+        if (silentFor > settings.HeartbeatTimeout)
+        {
+            Close(new StreamRefusal(RefusalReason.HeartbeatTimeout, $"no message for {silentFor.TotalSeconds:0.0} s"));
+            return;
+        }
+        Send(new ControlMessage { Ping = new Ping { Sequence = ++pingSequence, SentAt = Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow) } });
+    }
+
+    private void Send(ControlMessage message)
+    {
+        // The queue is bounded: a peer that does not read is closed rather than buffered without end.
+        if (!outbound.TryWrite(message))
+            Close(new StreamRefusal(RefusalReason.Unavailable, "the peer does not read its stream"));
+    }
+
+    private void Close(StreamRefusal reason)
+    {
+        if (closed.TrySetResult(reason))
+            log.Debug("Closing stream of peer {0}: {1}", identity.PeerId, reason.Reason);
+        Context.Stop(Self);
+    }
+}

@@ -1,0 +1,47 @@
+using System.Collections.Concurrent;
+using MyDvpn.Protocol.Control;
+
+namespace MyDvpn.SuperNode.Edge;
+
+/// <summary>What one open stream on this SuperNode looks like from outside (admin sessions).</summary>
+public sealed record StreamInfo(
+    string PeerId,
+    PeerRole Role,
+    string SessionId,
+    string RemoteAddress,
+    DateTimeOffset ConnectedSince,
+    TimeSpan? LastRtt);
+
+/// <summary>
+/// The streams this SuperNode holds. Each EdgeStream actor publishes its own entry (an immutable
+/// record swapped whole) so the admin API can list them without asking every actor.
+/// </summary>
+public sealed class LocalStreams(string superNodeId, string region)
+{
+    private readonly ConcurrentDictionary<string, StreamInfo> streams = new();
+    private int opening;
+
+    public string SuperNodeId { get; } = superNodeId;
+    public string Region { get; } = region;
+
+    public int Count => streams.Count;
+
+    public IReadOnlyCollection<StreamInfo> Snapshot() => [.. streams.Values];
+
+    public void Publish(StreamInfo info) => streams[info.SessionId] = info;
+
+    public void Remove(string sessionId) => streams.TryRemove(sessionId, out _);
+
+    /// <summary>Reserves a place for a stream being authenticated; false at capacity.</summary>
+    public bool TryReserve(int capacity)
+    {
+        if (Interlocked.Increment(ref opening) + streams.Count > capacity)
+        {
+            Interlocked.Decrement(ref opening);
+            return false;
+        }
+        return true;
+    }
+
+    public void Release() => Interlocked.Decrement(ref opening);
+}

@@ -1,0 +1,32 @@
+using MyDvpn.Protocol.Control;
+
+namespace MyDvpn.SuperNode.Sessions;
+
+/// <summary>
+/// An event in a peer's journal (<see cref="PeerSession"/>). Protobuf messages are stored as their bytes
+/// (<c>ToByteArray()</c>) so the default serializer never has to understand them.
+/// </summary>
+public interface IPeerSessionEvent
+{
+}
+
+/// <summary>The peer redeemed token <paramref name="TokenId"/> and is known by <paramref name="PublicKey"/> from now on.</summary>
+public sealed record PeerEnrolled(PeerRole Role, byte[] PublicKey, string TokenId, DateTimeOffset At) : IPeerSessionEvent;
+
+/// <summary>
+/// The peer authenticated as <paramref name="Role"/>; <paramref name="SessionId"/> is the only session a stream may
+/// attach with from now on (persisted so a re-attach after hand-off or a restart is still recognised).
+/// </summary>
+public sealed record SessionStarted(string SessionId, PeerRole Role, DateTimeOffset At) : IPeerSessionEvent;
+
+/// <summary>The peer is revoked for good. Also the reply to <see cref="RevokePeer"/>.</summary>
+public sealed record PeerRevoked(string PeerId) : IPeerSessionEvent;
+
+/// <summary>A command was issued; persisted before it is first delivered. <paramref name="Command"/> is its protobuf bytes.</summary>
+public sealed record CommandIssued(string CommandId, byte[] Command, string? ReplyToPeerId, DateTimeOffset At) : IPeerSessionEvent;
+
+/// <summary>The peer answered; <paramref name="Response"/> is the <c>CommandResponse</c>'s protobuf bytes.</summary>
+public sealed record CommandCompleted(string CommandId, byte[] Response, DateTimeOffset At) : IPeerSessionEvent;
+
+/// <summary>The session gave up on the command.</summary>
+public sealed record CommandFailed(string CommandId, string Reason, DateTimeOffset At) : IPeerSessionEvent;

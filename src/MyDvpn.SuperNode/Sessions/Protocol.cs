@@ -1,0 +1,112 @@
+using System.Collections.Immutable;
+using Akka.Actor;
+using MyDvpn.Protocol.Control;
+
+namespace MyDvpn.SuperNode.Sessions;
+
+/// <summary>A message addressed to one peer's <see cref="PeerSession"/> (the sharding key).</summary>
+public interface IWithPeerId
+{
+    string PeerId { get; }
+}
+
+/// <summary>
+/// Edge → session: a peer answered the challenge. The edge has already checked that the challenge is fresh and
+/// single-use, and <paramref name="Transcript"/> is exactly the bytes the peer signed. <paramref name="EnrollmentToken"/>
+/// and <paramref name="PublicKey"/> count only for a peer that is not enrolled yet.
+/// Reply: <see cref="PeerAuthenticated"/> or <see cref="PeerRefused"/>.
+/// </summary>
+public sealed record AuthenticatePeer(
+    string PeerId,
+    PeerRole Role,
+    string Region,
+    byte[] Transcript,
+    byte[] Signature,
+    string? EnrollmentToken,
+    byte[]? PublicKey) : IWithPeerId;
+
+/// <summary>The peer is who it claims and may take <paramref name="Role"/>; a new session id per authentication.</summary>
+public sealed record PeerAuthenticated(string PeerId, PeerRole Role, string SessionId);
+
+public sealed record PeerRefused(string PeerId, RefusalReason Reason, string Detail);
+
+/// <summary>
+/// Edge → session: the stream of session <paramref name="SessionId"/> is held by <paramref name="Edge"/>, which the
+/// session watches. Reply: <see cref="StreamAttached"/>, or <see cref="CloseStream"/> when the session id is not
+/// the peer's latest (<c>Replaced</c>), the peer never authenticated (<c>UnknownPeer</c>) or is revoked
+/// (<c>Revoked</c>). An edge attached before gets <see cref="CloseStream"/> with <c>Replaced</c>.
+/// </summary>
+public sealed record AttachStream(string PeerId, string SessionId, IActorRef Edge) : IWithPeerId;
+
+public sealed record StreamAttached(string PeerId, string SessionId);
+
+/// <summary>Session → edge: end the peer's stream with this reason.</summary>
+public sealed record CloseStream(RefusalReason Reason, string Detail);
+
+/// <summary>Session → edge: write this command to the peer. The same command may come again (a retry).</summary>
+public sealed record DeliverCommand(Command Command);
+
+/// <summary>Edge → session: the peer answered a command.</summary>
+public sealed record CommandAnswered(string PeerId, CommandResponse Response) : IWithPeerId;
+
+/// <summary>
+/// Have the peer carry out <paramref name="Command"/>. An empty command id is assigned (a Guid, "N" format); an
+/// unset deadline becomes now + <see cref="PeerSessionSettings.DefaultDeadline"/>. Reply: <see cref="CommandAccepted"/>
+/// once the command is persisted, or at once a final <see cref="CommandOutcome"/> when it is refused (peer revoked or
+/// not enrolled, deadline already passed, command id already finished). An id already in flight is accepted again
+/// without a second issue. The final <see cref="CommandOutcome"/> goes to the sender (if it is still alive: an Ask's
+/// temporary actor is not) and, when <paramref name="ReplyToPeerId"/> is set, as <see cref="CommandOutcomeFor"/>
+/// through the <c>peers</c> shard region — the durable route, since the sender is not remembered across restarts.
+/// </summary>
+public sealed record IssueCommand(string PeerId, Command Command, string? ReplyToPeerId = null) : IWithPeerId;
+
+public sealed record CommandAccepted(string PeerId, string CommandId);
+
+/// <summary>
+/// The end of a command: the peer's <paramref name="Response"/> (a result or a <c>CommandFailure</c>), or a
+/// <paramref name="FailureReason"/> when the session gave up (no answer after the attempts, deadline passed, peer
+/// revoked) or refused to issue it. Exactly one of the two is set.
+/// </summary>
+public sealed record CommandOutcome(string PeerId, string CommandId, CommandResponse? Response, string? FailureReason)
+{
+    public bool Succeeded => Response?.OutcomeCase == CommandResponse.OutcomeOneofCase.Result;
+}
+
+/// <summary>A <see cref="CommandOutcome"/> of a command issued on behalf of peer <paramref name="PeerId"/>'s session.</summary>
+public sealed record CommandOutcomeFor(string PeerId, CommandOutcome Outcome) : IWithPeerId;
+
+/// <summary>
+/// Revoke the peer for good: its stream is closed with <c>Revoked</c>, its commands in flight fail ("peer revoked")
+/// and it is refused from then on. Idempotent. Reply: <see cref="PeerRevoked"/> (also the persisted event).
+/// </summary>
+public sealed record RevokePeer(string PeerId) : IWithPeerId;
+
+/// <summary>Reply: <see cref="PeerStateView"/>.</summary>
+public sealed record GetPeerState(string PeerId) : IWithPeerId;
+
+/// <summary>
+/// What a session knows about its peer. <paramref name="Role"/> is the enrolled role (<c>Unspecified</c> when not
+/// enrolled); <paramref name="InFlightCommandIds"/> are in issue order.
+/// </summary>
+public sealed record PeerStateView(
+    string PeerId,
+    bool Enrolled,
+    PeerRole Role,
+    bool Revoked,
+    string? SessionId,
+    bool StreamAttached,
+    int CommandsInFlight,
+    ImmutableList<string> InFlightCommandIds);
+
+/// <summary>
+/// The shard's hand-off stop message for <c>peers</c> (and what a session passivates itself with): the session
+/// stops after the events it is persisting are written, which a <see cref="PoisonPill"/> would not wait for.
+/// </summary>
+public sealed record StopPeerSession
+{
+    public static readonly StopPeerSession Instance = new();
+
+    private StopPeerSession()
+    {
+    }
+}

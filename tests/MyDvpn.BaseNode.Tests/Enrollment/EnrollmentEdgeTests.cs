@@ -1,0 +1,299 @@
+using Akka.Actor;
+using Akka.Hosting;
+using Google.Protobuf;
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using MyDvpn.BaseNode.Directory;
+using MyDvpn.BaseNode.Enrollment;
+using MyDvpn.BaseNode.Tests.Directory;
+using MyDvpn.Hosting;
+using MyDvpn.Protocol.Admin;
+using MyDvpn.Protocol.Directory;
+using MyDvpn.Protocol.SuperNode;
+using MyDvpn.Security;
+using Xunit.Abstractions;
+
+namespace MyDvpn.BaseNode.Tests.Enrollment;
+
+/// <summary>
+/// The BaseNode's gRPC edge over real Kestrel with mutual TLS, real entities on a real SQLite journal and real
+/// SuperNode peer services; only the shard regions are stood in for by a local router.
+/// </summary>
+public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKit(output), IAsyncLifetime
+{
+    private const string Reason = "mydvpn-reason";
+
+    private readonly ManualTimeProvider _clock = new();
+    private readonly TestPki _pki = new();
+    private readonly List<TestGrpcServer> _servers = [];
+    private readonly List<GrpcChannel> _channels = [];
+    private TlsMaterial _nodeTls = null!;
+    private SuperNodeDirectory.SuperNodeDirectoryClient _directory = null!;
+    private Admin.AdminClient _admin = null!;
+
+    public async Task InitializeAsync()
+    {
+        var baseTls = _pki.Issue("base-1", CertificateKind.Node);
+        _nodeTls = _pki.Issue("sn-test", CertificateKind.Node);
+        var adminTls = _pki.Issue("ops", CertificateKind.Admin);
+
+        var directory = Sys.ActorOf(ShardStandIn.Props(new DirectoryMessageExtractor(),
+            region => DirectoryEntity.Props(region, DirectorySettings.Default, _clock)));
+        var regionIndex = Sys.ActorOf(ShardStandIn.Props(new RegionIndexMessageExtractor(), _ => RegionIndexEntity.Props()));
+        var tokens = Sys.ActorOf(ShardStandIn.Props(new EnrollmentTokenMessageExtractor(), id => EnrollmentTokenEntity.Props(id, _clock)));
+        var revocations = Sys.ActorOf(ShardStandIn.Props(new RevocationsMessageExtractor(), _ => RevocationsEntity.Props(_clock)));
+
+        var policy = new CertificatePolicy()
+            .Require(SuperNodeDirectory.Descriptor.FullName, CertificateKind.Node)
+            .Require(Admin.Descriptor.FullName, CertificateKind.Admin);
+        var server = await StartServerAsync(baseTls, policy, services =>
+        {
+            services.AddSingleton<IRequiredActor<DirectoryShard>>(new StandInRegistryEntry<DirectoryShard>(directory));
+            services.AddSingleton<IRequiredActor<RegionIndexShard>>(new StandInRegistryEntry<RegionIndexShard>(regionIndex));
+            services.AddSingleton<IRequiredActor<EnrollmentTokenShard>>(new StandInRegistryEntry<EnrollmentTokenShard>(tokens));
+            services.AddSingleton<IRequiredActor<RevocationsShard>>(new StandInRegistryEntry<RevocationsShard>(revocations));
+            services.AddSingleton(Sys);
+            services.AddSingleton<DirectoryQueries>();
+            services.AddSingleton<EnrollmentQueries>();
+            services.AddSingleton<SuperNodeClients>();
+        }, app =>
+        {
+            app.MapGrpcService<DirectoryGrpcService>();
+            app.MapGrpcService<AdminGrpcService>();
+        });
+        _directory = new SuperNodeDirectory.SuperNodeDirectoryClient(Channel(server.Address, _nodeTls));
+        _admin = new Admin.AdminClient(Channel(server.Address, adminTls));
+    }
+
+    public async Task DisposeAsync()
+    {
+        _channels.ForEach(channel => channel.Dispose());
+        foreach (var server in _servers)
+            await server.DisposeAsync();
+        _pki.Dispose();
+    }
+
+    [Fact]
+    public async Task Token_made_by_an_admin_enrolls_one_peer_and_then_is_refused_as_used_up_in_the_trailer()
+    {
+        var token = await _admin.CreateTokenAsync(new CreateTokenRequest { Role = 1, Region = "eu-west" });
+
+        Assert.Equal(_clock.GetUtcNow().AddHours(24), token.ExpiresAt.ToDateTimeOffset());
+        Assert.Equal(1u, token.Uses);
+        Assert.StartsWith(token.TokenId + ".", token.Token, StringComparison.Ordinal);
+        var enrolled = await _directory.RedeemTokenAsync(Redeem(token.Token, "peer-1"));
+        Assert.Equal((token.TokenId, 0u), (enrolled.TokenId, enrolled.UsesLeft));
+
+        var refused = await RefusedAsync(Redeem(token.Token, "peer-2", keyByte: 2));
+
+        Assert.Equal(StatusCode.PermissionDenied, refused.StatusCode);
+        Assert.Contains("used up", refused.Status.Detail, StringComparison.Ordinal);
+        Assert.Equal(["TOKEN_USED_UP"], ReasonsIn(refused));
+    }
+
+    [Fact]
+    public async Task Same_peer_and_key_redeeming_again_succeeds_without_spending_a_use()
+    {
+        var token = await _admin.CreateTokenAsync(new CreateTokenRequest { Role = 1, Region = "eu-west", Uses = 2 });
+
+        await _directory.RedeemTokenAsync(Redeem(token.Token, "peer-1"));
+        var again = await _directory.RedeemTokenAsync(Redeem(token.Token, "peer-1"));
+
+        Assert.Equal(1u, again.UsesLeft);
+    }
+
+    [Fact]
+    public async Task Each_refusal_goes_back_with_its_reason_name()
+    {
+        var token = await _admin.CreateTokenAsync(new CreateTokenRequest { Role = 2, Region = "eu-west", TtlSeconds = 60 });
+        var wrongSecret = token.TokenId + TokenCredential.Generate().Text[TokenCredential.TokenIdLength..];
+
+        Assert.Equal(["BAD_TOKEN"], ReasonsIn(await RefusedAsync(Redeem(wrongSecret, "peer-1", role: 2))));
+        Assert.Equal(["ROLE_NOT_ALLOWED"], ReasonsIn(await RefusedAsync(Redeem(token.Token, "peer-1", role: 1))));
+        Assert.Equal(["ROLE_NOT_ALLOWED"], ReasonsIn(await RefusedAsync(Redeem(token.Token, "peer-1", role: 4))));
+        Assert.Equal(["WRONG_REGION"], ReasonsIn(await RefusedAsync(Redeem(token.Token, "peer-1", role: 2, region: "us-east"))));
+        _clock.Advance(TimeSpan.FromSeconds(60));
+        Assert.Equal(["TOKEN_EXPIRED"], ReasonsIn(await RefusedAsync(Redeem(token.Token, "peer-1", role: 2))));
+    }
+
+    [Fact]
+    public async Task Revoked_peer_cannot_enroll_and_spends_no_use()
+    {
+        var token = await _admin.CreateTokenAsync(new CreateTokenRequest { Role = 1, Region = "eu-west" });
+        await _admin.RevokePeerAsync(new RevokePeerRequest { PeerId = "peer-1" });
+
+        var refused = await RefusedAsync(Redeem(token.Token, "peer-1"));
+
+        Assert.Equal(["REVOKED"], ReasonsIn(refused));
+        Assert.Equal(0u, (await _directory.RedeemTokenAsync(Redeem(token.Token, "peer-2", keyByte: 2))).UsesLeft);
+    }
+
+    [Theory]
+    [InlineData("not-a-token", "peer-1", 32)]
+    [InlineData(null, "bad peer!", 32)]
+    [InlineData(null, "peer-1", 31)]
+    public async Task Malformed_redeem_is_an_invalid_argument(string? token, string peerId, int keyLength)
+    {
+        var issued = await _admin.CreateTokenAsync(new CreateTokenRequest { Role = 1, Region = "eu-west" });
+        var request = Redeem(token ?? issued.Token, peerId);
+        request.PublicKey = ByteString.CopyFrom(new byte[keyLength]);
+
+        var refused = await RefusedAsync(request);
+
+        Assert.Equal(StatusCode.InvalidArgument, refused.StatusCode);
+        Assert.Empty(ReasonsIn(refused));
+    }
+
+    [Fact]
+    public async Task Supernode_token_is_an_invalid_argument()
+    {
+        var ex = await Assert.ThrowsAsync<RpcException>(() =>
+            _admin.CreateTokenAsync(new CreateTokenRequest { Role = 4, Region = "eu-west" }).ResponseAsync);
+
+        Assert.Equal(StatusCode.InvalidArgument, ex.StatusCode);
+    }
+
+    [Fact]
+    public async Task Report_acknowledges_with_the_revocation_version_and_revocations_after_a_version_are_listed()
+    {
+        Assert.Equal(0ul, (await ReportAsync("sn-a", "eu-west", "127.0.0.1:1")).RevocationVersion);
+        await _admin.RevokePeerAsync(new RevokePeerRequest { PeerId = "peer-a" });
+        await _admin.RevokePeerAsync(new RevokePeerRequest { PeerId = "peer-b" });
+
+        Assert.Equal(2ul, (await ReportAsync("sn-a", "eu-west", "127.0.0.1:1")).RevocationVersion);
+        var after = await _directory.GetRevocationsAsync(new GetRevocationsRequest { AfterVersion = 1 });
+        Assert.Equal(2ul, after.Version);
+        var only = Assert.Single(after.Revocations);
+        Assert.Equal(("peer-b", 2ul, _clock.GetUtcNow()), (only.PeerId, only.Version, only.RevokedAt.ToDateTimeOffset()));
+    }
+
+    [Fact]
+    public async Task Revocation_is_told_to_every_up_supernode_of_every_region_and_unreachable_ones_are_named()
+    {
+        var eu = await StartSuperNodeAsync("sn-eu", "eu-west");
+        var us = await StartSuperNodeAsync("sn-us", "us-east");
+        await ReportAsync("sn-gone", "us-east", "127.0.0.1:1");
+        var left = await StartSuperNodeAsync("sn-left", "eu-west");
+        await _directory.DeregisterAsync(new DeregisterRequest { SupernodeId = "sn-left", Region = "eu-west" });
+
+        var revoked = await _admin.RevokePeerAsync(new RevokePeerRequest { PeerId = "peer-1" });
+
+        Assert.Equal(1ul, revoked.Version);
+        Assert.Equal(["sn-eu", "sn-us"], revoked.NotifiedSupernodes);
+        Assert.Equal(["sn-gone"], revoked.UnreachableSupernodes);
+        Assert.Equal([new RevokeRequest { PeerId = "peer-1", Version = 1 }], eu.Revoked);
+        Assert.Equal([new RevokeRequest { PeerId = "peer-1", Version = 1 }], us.Revoked);
+        Assert.Empty(left.Revoked);
+    }
+
+    [Fact]
+    public async Task Revoking_again_keeps_the_version_and_tells_the_supernodes_again()
+    {
+        var eu = await StartSuperNodeAsync("sn-eu", "eu-west");
+        await _admin.RevokePeerAsync(new RevokePeerRequest { PeerId = "peer-1" });
+        await _admin.RevokePeerAsync(new RevokePeerRequest { PeerId = "peer-2" });
+
+        var again = await _admin.RevokePeerAsync(new RevokePeerRequest { PeerId = "peer-1" });
+
+        Assert.Equal(1ul, again.Version);
+        Assert.Equal([1ul, 2ul, 1ul], eu.Revoked.Select(r => r.Version));
+    }
+
+    [Fact]
+    public async Task Sessions_are_gathered_from_up_supernodes_ordered_by_region_then_peer()
+    {
+        await StartSuperNodeAsync("sn-eu", "eu-west", Session("peer-b", "eu-west", "sn-eu"), Session("peer-a", "eu-west", "sn-eu"));
+        await StartSuperNodeAsync("sn-us", "us-east", Session("peer-c", "us-east", "sn-us"));
+        await ReportAsync("sn-gone", "us-east", "127.0.0.1:1");
+
+        var all = await _admin.ListSessionsAsync(new ListSessionsRequest());
+        var usEast = await _admin.ListSessionsAsync(new ListSessionsRequest { Region = "us-east" });
+        var unknown = await _admin.ListSessionsAsync(new ListSessionsRequest { Region = "ap-south" });
+
+        Assert.Equal(["eu-west/peer-a", "eu-west/peer-b", "us-east/peer-c"], all.Sessions.Select(s => $"{s.Region}/{s.PeerId}"));
+        Assert.Equal(["sn-gone"], all.UnreachableSupernodes);
+        Assert.Equal(["peer-c"], usEast.Sessions.Select(s => s.PeerId));
+        Assert.Equal(["sn-gone"], usEast.UnreachableSupernodes);
+        Assert.Empty(unknown.Sessions);
+        Assert.Empty(unknown.UnreachableSupernodes);
+    }
+
+    [Fact]
+    public async Task Sessions_of_an_invalid_region_are_an_invalid_argument()
+    {
+        var ex = await Assert.ThrowsAsync<RpcException>(() =>
+            _admin.ListSessionsAsync(new ListSessionsRequest { Region = "EU_West" }).ResponseAsync);
+
+        Assert.Equal(StatusCode.InvalidArgument, ex.StatusCode);
+    }
+
+    private static RedeemTokenRequest Redeem(string token, string peerId, int role = 1, string region = "eu-west", byte keyByte = 1) => new()
+    {
+        Token = token,
+        PeerId = peerId,
+        Role = role,
+        Region = region,
+        PublicKey = ByteString.CopyFrom(Enumerable.Repeat(keyByte, 32).ToArray()),
+    };
+
+    private async Task<RpcException> RefusedAsync(RedeemTokenRequest request) =>
+        await Assert.ThrowsAsync<RpcException>(() => _directory.RedeemTokenAsync(request).ResponseAsync);
+
+    private static string[] ReasonsIn(RpcException ex) =>
+        ex.Trailers.Where(entry => entry.Key == Reason).Select(entry => entry.Value).ToArray();
+
+    private static Session Session(string peerId, string region, string superNodeId) => new()
+    {
+        PeerId = peerId,
+        Region = region,
+        SupernodeId = superNodeId,
+        Role = "client",
+        State = "connected",
+        ConnectedSince = Timestamp.FromDateTimeOffset(new DateTimeOffset(2030, 1, 1, 0, 0, 0, TimeSpan.Zero)),
+    };
+
+    private async Task<FakeSuperNode> StartSuperNodeAsync(string id, string region, params Session[] sessions)
+    {
+        var list = new SessionList();
+        list.Sessions.AddRange(sessions);
+        var fake = new FakeSuperNode(list);
+        var policy = new CertificatePolicy().Require(SuperNodePeers.Descriptor.FullName, CertificateKind.Node);
+        var server = await StartServerAsync(_nodeTls, policy, services => services.AddSingleton(fake),
+            app => app.MapGrpcService<FakeSuperNode>());
+        await ReportAsync(id, region, server.Address.ToString());
+        return fake;
+    }
+
+    private async Task<ReportAck> ReportAsync(string id, string region, string endpoint) =>
+        await _directory.ReportAsync(new SuperNodeReport
+        {
+            Registration = new SuperNodeRegistration
+            {
+                SupernodeId = id,
+                Region = region,
+                GrpcEndpoint = endpoint,
+                PublicIp = "127.0.0.1",
+                RelayPortLow = 40000,
+                RelayPortHigh = 40099,
+                Capacity = 100,
+            },
+        });
+
+    private async Task<TestGrpcServer> StartServerAsync(
+        TlsMaterial tls, CertificatePolicy policy, Action<IServiceCollection> addServices, Action<WebApplication> map)
+    {
+        var server = await TestGrpcServer.StartAsync(tls, policy, addServices, map);
+        _servers.Add(server);
+        return server;
+    }
+
+    private GrpcChannel Channel(HostPort server, TlsMaterial tls)
+    {
+        var channel = GrpcChannels.MutualTls(server, tls);
+        _channels.Add(channel);
+        return channel;
+    }
+}

@@ -1,0 +1,384 @@
+using Grpc.Core;
+using MyDvpn.Protocol.Control;
+using MyDvpn.Security;
+using Xunit.Abstractions;
+
+namespace MyDvpn.IntegrationTests;
+
+/// <summary>A BaseNode and a SuperNode (region "edge") shared by the control-stream tests.</summary>
+public sealed class EdgeNetwork : IAsyncLifetime
+{
+    public const string Region = "edge";
+
+    public TestNetwork Network { get; private set; } = null!;
+    public TestNetwork.Node Base { get; private set; } = null!;
+    public TestNetwork.Node Super { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        Network = new TestNetwork(new NullOutput());
+        Base = Network.BaseNode();
+        await Network.StartAsync(Base);
+        Super = Network.SuperNode("sn-edge", Region, Base);
+        foreach (var (key, value) in new Dictionary<string, string>
+        {
+            ["AUTHTIMEOUT"] = "00:00:02",
+            ["CHALLENGELIFETIME"] = "00:00:01",
+            ["HEARTBEATINTERVAL"] = "00:00:00.300",
+            ["HEARTBEATTIMEOUT"] = "00:00:01.500",
+            ["PERSOURCEBURST"] = "100000",
+            ["PERSOURCEPERSECOND"] = "100000",
+            ["PERPEERBURST"] = "3",
+            ["PERPEERPERSECOND"] = "1",
+        })
+            Super.Environment[$"MYDVPN__SUPER__EDGE__{key}"] = value;
+        await Network.StartAsync(Super);
+    }
+
+    public async Task DisposeAsync() => await Network.DisposeAsync();
+
+    private sealed class NullOutput : ITestOutputHelper
+    {
+        public void WriteLine(string message) { }
+
+        public void WriteLine(string format, params object[] args) { }
+    }
+
+    public Task<RawPeer> OpenAsync() => RawPeer.OpenAsync(Super.Listen, Network.CaFile);
+
+    /// <summary>Enrolls a new client peer with a fresh token; returns its key.</summary>
+    public async Task<IdentityKey> EnrollAsync(string peerId, PeerRole role = PeerRole.Client)
+    {
+        var key = IdentityKey.Generate();
+        var token = await Network.CreateTokenAsync(Base, role.ToString().ToLowerInvariant(), Region);
+        await using var peer = await OpenAsync();
+        await peer.SendAsync(peer.SignedRequest(key, peerId, role, Region, token));
+        var answer = await peer.ReadAsync();
+        Assert.Equal(ControlMessage.PayloadOneofCase.AuthResponse, answer.PayloadCase);
+        return key;
+    }
+}
+
+public sealed class ControlStreamTests(EdgeNetwork edge, ITestOutputHelper output) : IClassFixture<EdgeNetwork>
+{
+    private static string NewPeerId() => $"peer-{Guid.NewGuid():N}"[..20];
+
+    /// <summary>Runs the refusal and checks status, trailer reason and the refusal metric.</summary>
+    private async Task ExpectRefused(RawPeer peer, StatusCode status, string reason)
+    {
+        var series = $"mydvpn_auth_refusals_total{{reason=\"{reason}\"}}";
+        var (actualStatus, actualReason) = await peer.ExpectRefusalAsync();
+        output.WriteLine($"refused: {actualStatus} {actualReason}");
+        Assert.Equal(reason, actualReason);
+        Assert.Equal(status, actualStatus);
+        Assert.True(await TestNetwork.MetricAsync(edge.Super, series) >= 1, $"{series} was not counted");
+    }
+
+    [Fact]
+    public async Task A_peer_enrolls_with_a_token_then_authenticates_with_its_key_alone()
+    {
+        var peerId = NewPeerId();
+        var key = await edge.EnrollAsync(peerId);
+
+        await using var peer = await edge.OpenAsync();
+        await peer.SendAsync(peer.SignedRequest(key, peerId, PeerRole.Client, EdgeNetwork.Region));
+        var answer = await peer.ReadAsync();
+
+        Assert.Equal(ControlMessage.PayloadOneofCase.AuthResponse, answer.PayloadCase);
+        Assert.Equal("sn-edge", answer.AuthResponse.SupernodeId);
+        Assert.Equal(300u, answer.AuthResponse.HeartbeatIntervalMs);
+        Assert.NotEmpty(answer.AuthResponse.SessionId);
+    }
+
+    [Fact]
+    public async Task Bad_signature_is_refused()
+    {
+        var peerId = NewPeerId();
+        await edge.EnrollAsync(peerId);
+        await using var peer = await edge.OpenAsync();
+        await peer.SendAsync(peer.SignedRequest(IdentityKey.Generate(), peerId, PeerRole.Client, EdgeNetwork.Region));
+        await ExpectRefused(peer, StatusCode.Unauthenticated, "BAD_SIGNATURE");
+    }
+
+    [Fact]
+    public async Task A_captured_auth_request_replayed_on_a_new_stream_is_refused()
+    {
+        var peerId = NewPeerId();
+        var key = await edge.EnrollAsync(peerId);
+        AuthRequest captured;
+        await using (var first = await edge.OpenAsync())
+        {
+            captured = first.SignedRequest(key, peerId, PeerRole.Client, EdgeNetwork.Region);
+            await first.SendAsync(captured);
+            Assert.Equal(ControlMessage.PayloadOneofCase.AuthResponse, (await first.ReadAsync()).PayloadCase);
+        }
+        await using var replay = await edge.OpenAsync();
+        await replay.SendAsync(captured);
+        await ExpectRefused(replay, StatusCode.Unauthenticated, "REPLAYED_CHALLENGE");
+    }
+
+    [Fact]
+    public async Task An_answer_after_the_challenge_expired_is_refused()
+    {
+        var peerId = NewPeerId();
+        var key = await edge.EnrollAsync(peerId);
+        await using var peer = await edge.OpenAsync();
+        await Task.Delay(TimeSpan.FromSeconds(1.3));
+        await peer.SendAsync(peer.SignedRequest(key, peerId, PeerRole.Client, EdgeNetwork.Region));
+        await ExpectRefused(peer, StatusCode.Unauthenticated, "EXPIRED_CHALLENGE");
+    }
+
+    [Fact]
+    public async Task An_unknown_peer_without_a_token_is_refused()
+    {
+        await using var peer = await edge.OpenAsync();
+        await peer.SendAsync(peer.SignedRequest(IdentityKey.Generate(), NewPeerId(), PeerRole.Client, EdgeNetwork.Region));
+        await ExpectRefused(peer, StatusCode.Unauthenticated, "UNKNOWN_PEER");
+    }
+
+    [Fact]
+    public async Task A_made_up_token_is_refused()
+    {
+        await using var peer = await edge.OpenAsync();
+        await peer.SendAsync(peer.SignedRequest(IdentityKey.Generate(), NewPeerId(), PeerRole.Client, EdgeNetwork.Region,
+            "0123456789abcdef.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
+        await ExpectRefused(peer, StatusCode.PermissionDenied, "BAD_TOKEN");
+    }
+
+    [Fact]
+    public async Task A_used_up_token_is_refused()
+    {
+        var token = await edge.Network.CreateTokenAsync(edge.Base, "client", EdgeNetwork.Region, uses: 1);
+        await using (var first = await edge.OpenAsync())
+        {
+            await first.SendAsync(first.SignedRequest(IdentityKey.Generate(), NewPeerId(), PeerRole.Client, EdgeNetwork.Region, token));
+            Assert.Equal(ControlMessage.PayloadOneofCase.AuthResponse, (await first.ReadAsync()).PayloadCase);
+        }
+        await using var second = await edge.OpenAsync();
+        await second.SendAsync(second.SignedRequest(IdentityKey.Generate(), NewPeerId(), PeerRole.Client, EdgeNetwork.Region, token));
+        await ExpectRefused(second, StatusCode.PermissionDenied, "TOKEN_USED_UP");
+    }
+
+    [Fact]
+    public async Task An_expired_token_is_refused()
+    {
+        var token = await edge.Network.CreateTokenAsync(edge.Base, "client", EdgeNetwork.Region, ttl: "1s");
+        await Task.Delay(TimeSpan.FromSeconds(1.5));
+        await using var peer = await edge.OpenAsync();
+        await peer.SendAsync(peer.SignedRequest(IdentityKey.Generate(), NewPeerId(), PeerRole.Client, EdgeNetwork.Region, token));
+        await ExpectRefused(peer, StatusCode.PermissionDenied, "TOKEN_EXPIRED");
+    }
+
+    [Fact]
+    public async Task A_client_token_cannot_make_an_exit()
+    {
+        var token = await edge.Network.CreateTokenAsync(edge.Base, "client", EdgeNetwork.Region);
+        await using var peer = await edge.OpenAsync();
+        await peer.SendAsync(peer.SignedRequest(IdentityKey.Generate(), NewPeerId(), PeerRole.Exit, EdgeNetwork.Region, token));
+        await ExpectRefused(peer, StatusCode.PermissionDenied, "ROLE_NOT_ALLOWED");
+    }
+
+    [Fact]
+    public async Task A_peer_may_never_claim_the_supernode_role()
+    {
+        await using var peer = await edge.OpenAsync();
+        await peer.SendAsync(peer.SignedRequest(IdentityKey.Generate(), NewPeerId(), PeerRole.Supernode, EdgeNetwork.Region));
+        await ExpectRefused(peer, StatusCode.PermissionDenied, "ROLE_NOT_ALLOWED");
+    }
+
+    [Fact]
+    public async Task A_peer_of_another_region_is_refused()
+    {
+        await using var peer = await edge.OpenAsync();
+        await peer.SendAsync(peer.SignedRequest(IdentityKey.Generate(), NewPeerId(), PeerRole.Client, "elsewhere"));
+        await ExpectRefused(peer, StatusCode.PermissionDenied, "WRONG_REGION");
+    }
+
+    [Fact]
+    public async Task Silence_after_the_challenge_is_refused_at_the_auth_timeout()
+    {
+        await using var peer = await edge.OpenAsync();
+        await ExpectRefused(peer, StatusCode.DeadlineExceeded, "AUTH_TIMEOUT");
+    }
+
+    [Fact]
+    public async Task A_first_message_that_is_not_an_auth_request_is_refused()
+    {
+        await using var peer = await edge.OpenAsync();
+        await peer.SendAsync(new ControlMessage { Ping = new Ping { Sequence = 1 } });
+        await ExpectRefused(peer, StatusCode.InvalidArgument, "MALFORMED_MESSAGE");
+    }
+
+    [Fact]
+    public async Task An_oversized_message_is_refused()
+    {
+        await using var peer = await edge.OpenAsync();
+        var request = peer.SignedRequest(IdentityKey.Generate(), NewPeerId(), PeerRole.Client, EdgeNetwork.Region);
+        request.EnrollmentToken = new string('x', 200_000);
+        await peer.SendAsync(request);
+        await ExpectRefused(peer, StatusCode.InvalidArgument, "MALFORMED_MESSAGE");
+    }
+
+    [Fact]
+    public async Task Too_many_attempts_for_one_peer_are_rate_limited()
+    {
+        var peerId = NewPeerId();
+        var refusals = new List<string>();
+        for (var attempt = 0; attempt < 5; attempt++)
+        {
+            await using var peer = await edge.OpenAsync();
+            await peer.SendAsync(peer.SignedRequest(IdentityKey.Generate(), peerId, PeerRole.Client, EdgeNetwork.Region));
+            refusals.Add((await peer.ExpectRefusalAsync()).Reason);
+        }
+        Assert.Equal("UNKNOWN_PEER", refusals[0]);
+        Assert.Contains("RATE_LIMITED", refusals);
+        Assert.True(await TestNetwork.MetricAsync(edge.Super, "mydvpn_auth_refusals_total{reason=\"RATE_LIMITED\"}") >= 1);
+    }
+
+    [Fact]
+    public async Task Revocation_closes_the_live_stream_within_a_second_and_refuses_the_peer_after()
+    {
+        var peerId = NewPeerId();
+        var key = await edge.EnrollAsync(peerId);
+        await using var live = await edge.OpenAsync();
+        await live.SendAsync(live.SignedRequest(key, peerId, PeerRole.Client, EdgeNetwork.Region));
+        Assert.Equal(ControlMessage.PayloadOneofCase.AuthResponse, (await live.ReadAsync()).PayloadCase);
+        var pinging = AnswerPingsUntilRefusedAsync(live);
+
+        // The admin API directly (the CLI's process start would blur the timing).
+        using var adminTls = TlsMaterial.Load(edge.Network.AdminTls);
+        using var channel = Hosting.GrpcChannels.MutualTls(edge.Base.Listen, adminTls);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var revoked = await new Protocol.Admin.Admin.AdminClient(channel).RevokePeerAsync(new Protocol.Admin.RevokePeerRequest { PeerId = peerId });
+        var (status, reason) = await pinging;
+        clock.Stop();
+        output.WriteLine($"stream closed {clock.ElapsedMilliseconds} ms after the revocation was requested");
+        Assert.Equal("REVOKED", reason);
+        Assert.Equal(StatusCode.PermissionDenied, status);
+        Assert.Contains("sn-edge", revoked.NotifiedSupernodes);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(1), $"closed {clock.ElapsedMilliseconds} ms after the revocation was requested");
+
+        await using var again = await edge.OpenAsync();
+        await again.SendAsync(again.SignedRequest(key, peerId, PeerRole.Client, EdgeNetwork.Region));
+        await ExpectRefused(again, StatusCode.PermissionDenied, "REVOKED");
+    }
+
+    [Fact]
+    public async Task A_second_stream_of_the_same_peer_replaces_the_first()
+    {
+        var peerId = NewPeerId();
+        var key = await edge.EnrollAsync(peerId);
+        await using var first = await edge.OpenAsync();
+        await first.SendAsync(first.SignedRequest(key, peerId, PeerRole.Client, EdgeNetwork.Region));
+        Assert.Equal(ControlMessage.PayloadOneofCase.AuthResponse, (await first.ReadAsync()).PayloadCase);
+        var firstEnds = AnswerPingsUntilRefusedAsync(first);
+
+        await using var second = await edge.OpenAsync();
+        await second.SendAsync(second.SignedRequest(key, peerId, PeerRole.Client, EdgeNetwork.Region));
+        Assert.Equal(ControlMessage.PayloadOneofCase.AuthResponse, (await second.ReadAsync()).PayloadCase);
+
+        Assert.Equal("REPLACED", (await firstEnds).Reason);
+    }
+
+    [Fact]
+    public async Task A_peer_that_stops_answering_pings_is_closed_at_the_heartbeat_timeout()
+    {
+        var peerId = NewPeerId();
+        var key = await edge.EnrollAsync(peerId);
+        await using var peer = await edge.OpenAsync();
+        await peer.SendAsync(peer.SignedRequest(key, peerId, PeerRole.Client, EdgeNetwork.Region));
+        Assert.Equal(ControlMessage.PayloadOneofCase.AuthResponse, (await peer.ReadAsync()).PayloadCase);
+        // Reads pings but never answers them.
+        await ExpectRefused(peer, StatusCode.DeadlineExceeded, "HEARTBEAT_TIMEOUT");
+    }
+
+    [Fact]
+    public async Task Heartbeat_round_trips_are_measured()
+    {
+        var peerId = NewPeerId();
+        var key = await edge.EnrollAsync(peerId);
+        await using var peer = await edge.OpenAsync();
+        await peer.SendAsync(peer.SignedRequest(key, peerId, PeerRole.Client, EdgeNetwork.Region));
+        await peer.ReadAsync();
+        for (var answered = 0; answered < 3;)
+        {
+            var message = await peer.ReadAsync();
+            if (message.PayloadCase != ControlMessage.PayloadOneofCase.Ping)
+                continue;
+            await peer.SendAsync(new ControlMessage { Pong = new Pong { Sequence = message.Ping.Sequence, PingSentAt = message.Ping.SentAt } });
+            answered++;
+        }
+        await Eventually.Async(async () => await TestNetwork.MetricAsync(edge.Super, "mydvpn_heartbeat_rtt_seconds_count") >= 3, "RTTs are recorded");
+    }
+
+    [Fact]
+    public async Task A_command_that_is_never_acknowledged_is_retried_then_fails()
+    {
+        var peerId = NewPeerId();
+        var key = await edge.EnrollAsync(peerId);
+        await using var peer = await edge.OpenAsync();
+        await peer.SendAsync(peer.SignedRequest(key, peerId, PeerRole.Client, EdgeNetwork.Region));
+        await peer.ReadAsync();
+        var deliveries = new List<string>();
+        using var stop = new CancellationTokenSource();
+        // Answers pings (the stream stays up) but never a command.
+        var listening = Task.Run(async () =>
+        {
+            try
+            {
+                while (!stop.IsCancellationRequested)
+                {
+                    var message = await peer.ReadAsync(TimeSpan.FromSeconds(60));
+                    if (message.PayloadCase == ControlMessage.PayloadOneofCase.Ping)
+                        await peer.SendAsync(new ControlMessage { Pong = new Pong { Sequence = message.Ping.Sequence, PingSentAt = message.Ping.SentAt } });
+                    else if (message.PayloadCase == ControlMessage.PayloadOneofCase.Command)
+                        lock (deliveries)
+                            deliveries.Add(message.Command.CommandId);
+                }
+            }
+            catch (Exception ex) when (ex is RpcException or OperationCanceledException or TimeoutException)
+            {
+            }
+        });
+
+        using var adminTls = TlsMaterial.Load(edge.Network.AdminTls);
+        using var channel = Hosting.GrpcChannels.MutualTls(edge.Base.Listen, adminTls);
+        var answer = await new Protocol.Admin.Admin.AdminClient(channel).IssueCommandAsync(new Protocol.Admin.AdminCommandRequest
+        {
+            Region = EdgeNetwork.Region,
+            Request = new Protocol.SuperNode.IssueCommandRequest
+            {
+                PeerId = peerId,
+                Command = new Command { Disconnect = new Disconnect { Reason = "test" } },
+                Wait = true,
+            },
+        }, deadline: DateTime.UtcNow.AddSeconds(90));
+        await stop.CancelAsync();
+
+        output.WriteLine($"outcome: {answer}");
+        Assert.Equal(Protocol.SuperNode.IssueCommandResponse.OutcomeOneofCase.FailureReason, answer.OutcomeCase);
+        lock (deliveries)
+        {
+            Assert.All(deliveries, id => Assert.Equal(answer.CommandId, id));
+            // PeerSessionSettings.Default: four deliveries, each waited for, with backoff between.
+            Assert.Equal(4, deliveries.Count);
+        }
+    }
+
+    private static async Task<(StatusCode Status, string Reason)> AnswerPingsUntilRefusedAsync(RawPeer peer)
+    {
+        try
+        {
+            while (true)
+            {
+                var message = await peer.ReadAsync(TimeSpan.FromSeconds(30));
+                if (message.PayloadCase == ControlMessage.PayloadOneofCase.Ping)
+                    await peer.SendAsync(new ControlMessage { Pong = new Pong { Sequence = message.Ping.Sequence, PingSentAt = message.Ping.SentAt } });
+            }
+        }
+        catch (RpcException ex)
+        {
+            return (ex.StatusCode, ex.Trailers.GetValue("mydvpn-reason") ?? "(none)");
+        }
+    }
+}

@@ -1,0 +1,109 @@
+using System.Net.Security;
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
+using MyDvpn.Hosting;
+using MyDvpn.Protocol.Control;
+using MyDvpn.Security;
+
+namespace MyDvpn.IntegrationTests;
+
+/// <summary>
+/// A peer written against proto/ alone, which the tests make misbehave on purpose: wrong
+/// signatures, replays, silence, wrong roles. TLS trusts the operator CA only, as a real peer does.
+/// </summary>
+public sealed class RawPeer : IAsyncDisposable
+{
+    private readonly GrpcChannel channel;
+    private readonly AsyncDuplexStreamingCall<ControlMessage, ControlMessage> call;
+
+    public AuthChallenge Challenge { get; private set; } = null!;
+
+    private RawPeer(GrpcChannel channel, AsyncDuplexStreamingCall<ControlMessage, ControlMessage> call)
+    {
+        this.channel = channel;
+        this.call = call;
+    }
+
+    public static async Task<RawPeer> OpenAsync(HostPort superNode, string caFile)
+    {
+        var ca = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificateFromFile(caFile);
+        var handler = new SocketsHttpHandler
+        {
+            SslOptions = new SslClientAuthenticationOptions
+            {
+                RemoteCertificateValidationCallback = (_, certificate, _, _) =>
+                {
+                    using var chain = new System.Security.Cryptography.X509Certificates.X509Chain();
+                    chain.ChainPolicy.TrustMode = System.Security.Cryptography.X509Certificates.X509ChainTrustMode.CustomRootTrust;
+                    chain.ChainPolicy.CustomTrustStore.Add(ca);
+                    chain.ChainPolicy.RevocationMode = System.Security.Cryptography.X509Certificates.X509RevocationMode.NoCheck;
+                    return certificate is System.Security.Cryptography.X509Certificates.X509Certificate2 server && chain.Build(server);
+                },
+            },
+        };
+        var channel = GrpcChannel.ForAddress($"https://{superNode}", new GrpcChannelOptions { HttpHandler = handler, MaxSendMessageSize = null });
+        var call = new ControlStream.ControlStreamClient(channel).PersistentControlStream();
+        var peer = new RawPeer(channel, call);
+        var first = await peer.ReadAsync();
+        Assert.Equal(ControlMessage.PayloadOneofCase.AuthChallenge, first.PayloadCase);
+        peer.Challenge = first.AuthChallenge;
+        return peer;
+    }
+
+    /// <summary>A correctly signed AuthRequest for this stream's challenge (change it to misbehave).</summary>
+    public AuthRequest SignedRequest(IdentityKey key, string peerId, PeerRole role, string region, string? token = null)
+    {
+        var transcript = PeerAuthTranscript.Encode(peerId, (int)role, region, Challenge.Challenge.Span, Challenge.SupernodeId);
+        var request = new AuthRequest
+        {
+            PeerId = peerId,
+            Role = role,
+            Region = region,
+            Challenge = Challenge.Challenge,
+            Signature = ByteString.CopyFrom(key.Sign(transcript)),
+        };
+        if (token is not null)
+        {
+            request.EnrollmentToken = token;
+            request.PublicKey = ByteString.CopyFrom(key.PublicKey);
+        }
+        return request;
+    }
+
+    public Task SendAsync(ControlMessage message) => call.RequestStream.WriteAsync(message);
+
+    public Task SendAsync(AuthRequest request) => SendAsync(new ControlMessage { AuthRequest = request });
+
+    /// <summary>The next message; a refusal surfaces as the RpcException that ended the stream.</summary>
+    public async Task<ControlMessage> ReadAsync(TimeSpan? timeout = null)
+    {
+        using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(20));
+        if (!await call.ResponseStream.MoveNext(cts.Token))
+            throw new InvalidOperationException("the SuperNode ended the stream without a status");
+        return call.ResponseStream.Current;
+    }
+
+    /// <summary>Reads until the stream ends and returns the refusal reason from the trailer.</summary>
+    public async Task<(StatusCode Status, string Reason)> ExpectRefusalAsync(TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(20));
+        try
+        {
+            while (DateTime.UtcNow < deadline)
+                await ReadAsync(deadline - DateTime.UtcNow);
+        }
+        catch (RpcException ex)
+        {
+            return (ex.StatusCode, ex.Trailers.GetValue("mydvpn-reason") ?? "(no reason trailer)");
+        }
+        throw new TimeoutException("the stream was not refused in time");
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        call.Dispose();
+        channel.Dispose();
+        await Task.CompletedTask;
+    }
+}

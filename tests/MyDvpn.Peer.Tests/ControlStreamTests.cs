@@ -1,0 +1,304 @@
+using Google.Protobuf;
+using Google.Protobuf.WellKnownTypes;
+using MyDvpn.Hosting;
+using MyDvpn.Peer.Commands;
+using MyDvpn.Protocol.Control;
+using MyDvpn.Security;
+using Xunit.Abstractions;
+
+namespace MyDvpn.Peer.Tests;
+
+/// <summary>
+/// The whole agent (generic host, actor system, SQLite store, recording handler) against real gRPC SuperNodes:
+/// Kestrel on loopback with TLS node certificates from a temporary operator CA.
+/// </summary>
+public sealed class ControlStreamTests : Akka.TestKit.Xunit2.TestKit, IAsyncLifetime
+{
+    private const string PeerId = "peer-1", Region = "eu-west", Token = "enroll-me";
+
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(10);
+
+    private static readonly PeerTimings Fast = new()
+    {
+        ReconnectBase = TimeSpan.FromMilliseconds(50),
+        ReconnectCap = TimeSpan.FromMilliseconds(400),
+        AuthTimeout = TimeSpan.FromSeconds(5),
+        ConnectTimeout = TimeSpan.FromSeconds(2),
+    };
+
+    private readonly ITestOutputHelper output;
+    private readonly TempDirectory temp = new();
+    private readonly Pki pki;
+    private readonly IdentityKey key = IdentityKey.Generate();
+    private readonly string keyFile;
+    private readonly List<IAsyncDisposable> cleanup = [];
+
+    public ControlStreamTests(ITestOutputHelper output)
+        : base("akka.loglevel = INFO", nameof(ControlStreamTests), output)
+    {
+        this.output = output;
+        pki = new Pki(temp);
+        keyFile = temp.Sub("peer.key");
+        key.Save(keyFile);
+    }
+
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public async Task DisposeAsync()
+    {
+        for (var i = cleanup.Count - 1; i >= 0; i--)
+            await cleanup[i].DisposeAsync();
+        temp.Dispose();
+    }
+
+    [Fact]
+    public async Task Peer_enrolls_answers_pings_and_applies_a_command_at_most_once_also_across_restarts()
+    {
+        var superNode = new TestSuperNode("super-1") { AcceptedToken = Token };
+        var server = await StartServerAsync(superNode);
+        var settings = Settings([server.Address], Token);
+        var command = new Command
+        {
+            CommandId = "cmd-1",
+            Deadline = Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow.AddMinutes(5)),
+            RemoveExit = new RemoveExit { AssignmentId = "assignment-1", PeerPublicKey = ByteString.CopyFrom(new byte[32]) },
+        };
+        var commandLog = Path.Combine(settings.StateDir, RecordingCommandHandler.FileName);
+        CommandResponse first;
+
+        await using (var agent = PeerHost.Build(settings, logging: TestOutputLoggerProvider.For(output)))
+        {
+            await agent.StartAsync();
+            var stream = await superNode.NextStreamAsync(Patience);
+            Assert.Equal(PeerId, stream.Auth.PeerId);
+            Assert.Equal(PeerRole.Client, stream.Auth.Role);
+            Assert.Equal(Region, stream.Auth.Region);
+            Assert.Equal(Token, stream.Auth.EnrollmentToken);
+            Assert.Equal(key.PublicKey, stream.Auth.PublicKey.ToByteArray());
+
+            var sentAt = Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow);
+            stream.Send(new ControlMessage { Ping = new Ping { Sequence = 41, SentAt = sentAt } });
+            var pong = (await stream.ReceiveAsync(Patience)).Pong;
+            Assert.Equal(41ul, pong.Sequence);
+            Assert.Equal(sentAt, pong.PingSentAt);
+
+            stream.Send(new ControlMessage { Command = command });
+            first = (await stream.ReceiveAsync(Patience)).CommandResponse;
+            Assert.Equal("cmd-1", first.CommandId);
+            Assert.Equal(CommandResult.BodyOneofCase.Done, first.Result.BodyCase);
+
+            stream.Send(new ControlMessage { Command = command });
+            Assert.Equal(first, (await stream.ReceiveAsync(Patience)).CommandResponse);
+            Assert.Single(File.ReadAllLines(commandLog));
+            await AwaitAssertAsync(() => Assert.True(File.Exists(EnrollmentRecord.PathIn(settings.StateDir))), Patience);
+        }
+
+        // A new agent (new actor system) on the same state directory: enrolled already, and cmd-1 applied already.
+        await using (var restarted = PeerHost.Build(settings, logging: TestOutputLoggerProvider.For(output)))
+        {
+            await restarted.StartAsync();
+            var stream = await superNode.NextStreamAsync(Patience);
+            Assert.Equal("", stream.Auth.EnrollmentToken);
+            Assert.True(stream.Auth.PublicKey.IsEmpty);
+
+            stream.Send(new ControlMessage { Command = command });
+            Assert.Equal(first, (await stream.ReceiveAsync(Patience)).CommandResponse);
+            Assert.Single(File.ReadAllLines(commandLog));
+        }
+    }
+
+    [Fact]
+    public async Task Revoked_peer_stops_with_exit_code_1_after_a_single_attempt()
+    {
+        var superNode = new TestSuperNode("super-1") { RefuseWith = RefusalReason.Revoked };
+        superNode.Enroll(PeerId, key.PublicKey);
+        var server = await StartServerAsync(superNode);
+        await using var agent = PeerHost.Build(Settings([server.Address]), logging: TestOutputLoggerProvider.For(output));
+
+        var exitCode = await agent.RunAsync(CancellationToken.None).WaitAsync(Patience);
+
+        Assert.Equal(1, exitCode);
+        Assert.StartsWith("REVOKED", (await agent.Stopped).Reason, StringComparison.Ordinal);
+        Assert.Single(superNode.AuthRequests);
+    }
+
+    [Fact]
+    public async Task Peer_that_another_agent_replaced_stops_with_exit_code_1()
+    {
+        var superNode = new TestSuperNode("super-1") { RefuseWith = RefusalReason.Replaced };
+        superNode.Enroll(PeerId, key.PublicKey);
+        var server = await StartServerAsync(superNode);
+        await using var agent = PeerHost.Build(Settings([server.Address]), logging: TestOutputLoggerProvider.For(output));
+
+        var exitCode = await agent.RunAsync(CancellationToken.None).WaitAsync(Patience);
+
+        Assert.Equal(1, exitCode);
+        Assert.Contains("took over", (await agent.Stopped).Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Cancelled_agent_stops_with_exit_code_0()
+    {
+        var superNode = new TestSuperNode("super-1");
+        superNode.Enroll(PeerId, key.PublicKey);
+        var server = await StartServerAsync(superNode);
+        await using var agent = PeerHost.Build(Settings([server.Address]), logging: TestOutputLoggerProvider.For(output));
+        using var stop = new CancellationTokenSource();
+
+        var run = agent.RunAsync(stop.Token);
+        await superNode.NextStreamAsync(Patience);
+        await stop.CancelAsync();
+
+        Assert.Equal(0, await run.WaitAsync(Patience));
+    }
+
+    [Fact]
+    public async Task Peer_reconnects_when_the_supernode_closes_the_stream()
+    {
+        var superNode = new TestSuperNode("super-1");
+        superNode.Enroll(PeerId, key.PublicKey);
+        var server = await StartServerAsync(superNode);
+        var agent = await StartAgentAsync(Settings([server.Address]));
+        var first = await superNode.NextStreamAsync(Patience);
+
+        first.Close();
+
+        var second = await superNode.NextStreamAsync(Patience);
+        Assert.NotEqual(first.SessionId, second.SessionId);
+        second.Send(new ControlMessage { Ping = new Ping { Sequence = 1 } });
+        Assert.Equal(1ul, (await second.ReceiveAsync(Patience)).Pong.Sequence);
+        await AwaitAssertAsync(() => Assert.Equal(second.SessionId, agent.Status.Current.SessionId), Patience);
+        Assert.Equal(2, agent.Status.Current.Authentications);
+    }
+
+    [Fact]
+    public async Task Peer_treats_a_stream_silent_for_three_heartbeat_intervals_as_dead_and_reconnects()
+    {
+        var superNode = new TestSuperNode("super-1") { HeartbeatIntervalMs = 150 };
+        superNode.Enroll(PeerId, key.PublicKey);
+        var server = await StartServerAsync(superNode);
+        var agent = await StartAgentAsync(Settings([server.Address]));
+        var first = await superNode.NextStreamAsync(Patience);
+
+        // The SuperNode says nothing more on the first stream.
+        var second = await superNode.NextStreamAsync(Patience);
+
+        Assert.NotEqual(first.SessionId, second.SessionId);
+        Assert.Contains("nothing heard", agent.Status.Current.LastProblem, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Peer_retries_a_supernode_at_capacity()
+    {
+        var superNode = new TestSuperNode("super-1") { RefuseAtCapacity = 2 };
+        superNode.Enroll(PeerId, key.PublicKey);
+        var server = await StartServerAsync(superNode);
+
+        await StartAgentAsync(Settings([server.Address]));
+
+        await superNode.NextStreamAsync(Patience);
+        Assert.Equal(3, superNode.AuthRequests.Count);
+    }
+
+    [Fact]
+    public async Task Peer_moves_to_another_supernode_of_the_region_when_its_own_is_gone()
+    {
+        var tls = pki.Issue("super-b", CertificateKind.Node);
+        var superNodeB = new TestSuperNode("super-b");
+        var serverB = await StartServerAsync(superNodeB, tls);
+        var superNodeA = new TestSuperNode("super-a") { AcceptedToken = Token, RegionSuperNodes = [serverB.Endpoint] };
+        var serverA = await StartServerAsync(superNodeA);
+        var agent = await StartAgentAsync(Settings([serverA.Address], Token));
+        var onA = await superNodeA.NextStreamAsync(Patience);
+        // The region's SuperNodes share what they know of enrolled peers.
+        superNodeB.Enroll(PeerId, superNodeA.Enrolled[PeerId]);
+
+        await serverA.DisposeAsync();
+
+        var onB = await superNodeB.NextStreamAsync(Patience);
+        Assert.Equal(PeerId, onB.Auth.PeerId);
+        Assert.Equal("", onB.Auth.EnrollmentToken);
+        await AwaitAssertAsync(() =>
+        {
+            Assert.Equal(serverB.Address, agent.Status.Current.Endpoint);
+            Assert.Equal("super-b", agent.Status.Current.SuperNodeId);
+        }, Patience);
+        onB.Send(new ControlMessage { Ping = new Ping { Sequence = 9 } });
+        Assert.Equal(9ul, (await onB.ReceiveAsync(Patience)).Pong.Sequence);
+        Assert.NotEqual(onA.SessionId, onB.SessionId);
+    }
+
+    [Fact]
+    public async Task Peer_does_not_authenticate_to_a_server_whose_certificate_another_ca_issued()
+    {
+        var otherPki = new Pki(temp, "other-ca");
+        var superNode = new TestSuperNode("impostor");
+        superNode.Enroll(PeerId, key.PublicKey);
+        var server = await StartServerAsync(superNode, otherPki.Issue("impostor", CertificateKind.Node));
+
+        var agent = await StartAgentAsync(Settings([server.Address]));
+
+        await AwaitAssertAsync(() =>
+        {
+            Assert.True(agent.Status.Current.Attempts >= 2);
+            Assert.Contains("does not chain to the CA given with --ca", agent.Status.Current.LastProblem, StringComparison.Ordinal);
+        }, Patience);
+        Assert.Empty(superNode.AuthRequests);
+        Assert.False(agent.Status.Current.Connected);
+    }
+
+    [Fact]
+    public async Task Peer_does_not_authenticate_to_a_server_with_an_admin_certificate()
+    {
+        var superNode = new TestSuperNode("admin");
+        superNode.Enroll(PeerId, key.PublicKey);
+        var server = await StartServerAsync(superNode, pki.Issue("ops", CertificateKind.Admin));
+
+        var agent = await StartAgentAsync(Settings([server.Address]));
+
+        await AwaitAssertAsync(
+            () => Assert.Contains("not a myDvpn node certificate", agent.Status.Current.LastProblem, StringComparison.Ordinal),
+            Patience);
+        Assert.Empty(superNode.AuthRequests);
+    }
+
+    [Fact]
+    public async Task Second_agent_on_the_same_state_directory_is_refused()
+    {
+        var settings = Settings([new HostPort("127.0.0.1", 1)]);
+        await using var first = PeerHost.Build(settings, logging: TestOutputLoggerProvider.For(output));
+
+        var problem = Assert.Throws<ConfigurationException>(() => PeerHost.Build(settings, logging: TestOutputLoggerProvider.For(output)));
+
+        Assert.Equal("--state-dir", problem.Setting);
+    }
+
+    private PeerSettings Settings(IReadOnlyList<HostPort> superNodes, string? token = null) =>
+        new PeerOptions
+        {
+            Role = "client",
+            Id = PeerId,
+            Region = Region,
+            Key = keyFile,
+            Ca = pki.CaFile,
+            Supernode = [.. superNodes.Select(s => s.ToString())],
+            Token = token,
+            StateDir = temp.Sub("state"),
+        }.Validate() with
+        { Timings = Fast };
+
+    private async Task<TestSuperNodeServer> StartServerAsync(TestSuperNode superNode, string? tlsDir = null)
+    {
+        var server = await TestSuperNodeServer.StartAsync(tlsDir ?? pki.Issue(superNode.Id, CertificateKind.Node), superNode);
+        cleanup.Add(server);
+        return server;
+    }
+
+    private async Task<PeerAgent> StartAgentAsync(PeerSettings settings)
+    {
+        var agent = PeerHost.Build(settings, logging: TestOutputLoggerProvider.For(output));
+        cleanup.Add(agent);
+        await agent.StartAsync();
+        return agent;
+    }
+}

@@ -1,0 +1,305 @@
+using Akka.Actor;
+using MyDvpn.Protocol.Control;
+using MyDvpn.SuperNode.Sessions;
+using Xunit.Abstractions;
+
+namespace MyDvpn.SuperNode.Tests.Sessions;
+
+/// <summary>Commands from a session to its peer: issue, delivery, answer, retries, deadlines and revocation.</summary>
+public sealed class PeerSessionCommandTests(ITestOutputHelper output) : PeerSessionTestKit(output)
+{
+    private const string OtherPeer = "client-7";
+
+    [Fact]
+    public void Issued_command_is_delivered_answered_and_its_outcome_reaches_the_issuer_and_the_peer_it_was_for()
+    {
+        var entity = Start();
+        var edge = AttachEdge(entity, Enroll(entity, PeerRole.Exit));
+        var issuer = CreateTestProbe();
+
+        var id = Issue(entity, issuer, SetupExit("cmd-1"), replyToPeerId: OtherPeer);
+        var delivered = edge.ExpectMsg<DeliverCommand>(Patience).Command;
+        var answer = new CommandResponse
+        {
+            CommandId = id,
+            Result = new CommandResult { SetupExit = new SetupExitResult { Endpoint = "198.51.100.4:51820" } },
+        };
+        entity.Tell(new CommandAnswered(PeerId, answer));
+
+        Assert.Equal("cmd-1", id);
+        Assert.Equal(SetupExit("cmd-1").SetupExit, delivered.SetupExit);
+        var outcome = new CommandOutcome(PeerId, id, answer, null);
+        Assert.Equal(outcome, issuer.ExpectMsg<CommandOutcome>(Patience));
+        Assert.True(outcome.Succeeded);
+        Assert.Equal(new CommandOutcomeFor(OtherPeer, outcome), PeersRegion.ExpectMsg<CommandOutcomeFor>(Patience));
+        Assert.Empty(State(entity).InFlightCommandIds);
+        Assert.Equal(
+            [typeof(PeerEnrolled), typeof(SessionStarted), typeof(CommandIssued), typeof(CommandCompleted)],
+            JournalEvents(PersistenceId).Select(e => e.GetType()));
+        Assert.Equal(answer, CommandResponse.Parser.ParseFrom(Assert.Single(Journaled<CommandCompleted>()).Response));
+    }
+
+    [Fact]
+    public void Peer_answering_with_a_failure_ends_the_command_with_that_response()
+    {
+        var entity = Start();
+        var edge = AttachEdge(entity, Enroll(entity));
+        var issuer = CreateTestProbe();
+        var id = Issue(entity, issuer, SetupExit());
+        edge.ExpectMsg<DeliverCommand>(Patience);
+        var failure = new CommandResponse
+        {
+            CommandId = id,
+            Failure = new CommandFailure { Code = CommandError.Dataplane, Reason = "wg0 is missing" },
+        };
+
+        entity.Tell(new CommandAnswered(PeerId, failure));
+
+        var outcome = issuer.ExpectMsg<CommandOutcome>(Patience);
+        Assert.Equal(failure, outcome.Response);
+        Assert.Null(outcome.FailureReason);
+        Assert.False(outcome.Succeeded);
+    }
+
+    [Fact]
+    public void Command_without_id_or_deadline_gets_a_fresh_id_and_the_default_deadline()
+    {
+        var clock = new ManualTimeProvider();
+        var entity = Start(time: clock);
+        var edge = AttachEdge(entity, Enroll(entity));
+
+        var id = Issue(entity, CreateTestProbe(), SetupExit());
+
+        var delivered = edge.ExpectMsg<DeliverCommand>(Patience).Command;
+        Assert.Matches("^[0-9a-f]{32}$", id);
+        Assert.Equal(id, delivered.CommandId);
+        Assert.Equal(clock.GetUtcNow() + Fast.DefaultDeadline, delivered.Deadline.ToDateTimeOffset());
+        var issued = Assert.Single(Journaled<CommandIssued>());
+        Assert.Equal(delivered, Command.Parser.ParseFrom(issued.Command));
+    }
+
+    [Fact]
+    public void Duplicate_and_unknown_answers_are_ignored()
+    {
+        var entity = Start();
+        var edge = AttachEdge(entity, Enroll(entity));
+        var issuer = CreateTestProbe();
+        var id = Issue(entity, issuer, SetupExit(), replyToPeerId: OtherPeer);
+        edge.ExpectMsg<DeliverCommand>(Patience);
+        entity.Tell(new CommandAnswered(PeerId, Done(id)));
+        issuer.ExpectMsg<CommandOutcome>(Patience);
+        PeersRegion.ExpectMsg<CommandOutcomeFor>(Patience);
+
+        entity.Tell(new CommandAnswered(PeerId, Done(id)));
+        entity.Tell(new CommandAnswered(PeerId, Done("never-issued")));
+
+        State(entity); // the answers above were handled before this reply
+        issuer.ExpectNoMsg(TimeSpan.Zero);
+        PeersRegion.ExpectNoMsg(TimeSpan.Zero);
+        Assert.Single(Journaled<CommandCompleted>());
+    }
+
+    [Fact]
+    public void Unanswered_command_is_delivered_max_attempts_times_with_backoff_then_fails()
+    {
+        var entity = Start();
+        var edge = AttachEdge(entity, Enroll(entity));
+        var issuer = CreateTestProbe();
+
+        var id = Issue(entity, issuer, SetupExit(), replyToPeerId: OtherPeer);
+
+        for (var attempt = 1; attempt <= Fast.MaxAttempts; attempt++)
+        {
+            Assert.Equal(id, edge.ExpectMsg<DeliverCommand>(Patience).Command.CommandId);
+        }
+
+        var outcome = issuer.ExpectMsg<CommandOutcome>(Patience);
+        Assert.Null(outcome.Response);
+        Assert.Equal($"no answer after {Fast.MaxAttempts} deliveries", outcome.FailureReason);
+        Assert.Equal(new CommandOutcomeFor(OtherPeer, outcome), PeersRegion.ExpectMsg<CommandOutcomeFor>(Patience));
+        State(entity);
+        edge.ExpectNoMsg(TimeSpan.Zero);
+        Assert.Equal(outcome.FailureReason, Assert.Single(Journaled<CommandFailed>()).Reason);
+    }
+
+    [Fact]
+    public void Answer_to_a_retried_command_ends_its_retries()
+    {
+        var entity = Start();
+        var edge = AttachEdge(entity, Enroll(entity));
+        var issuer = CreateTestProbe();
+        var id = Issue(entity, issuer, SetupExit());
+        edge.ExpectMsg<DeliverCommand>(Patience);
+        edge.ExpectMsg<DeliverCommand>(Patience);
+
+        entity.Tell(new CommandAnswered(PeerId, Done(id)));
+
+        Assert.Equal(Done(id), issuer.ExpectMsg<CommandOutcome>(Patience).Response);
+        edge.ExpectNoMsg(Fast.WaitAfterDelivery(2) * 2);
+    }
+
+    [Fact]
+    public void Retries_stop_at_the_deadline()
+    {
+        var entity = Start(Fast with { MaxAttempts = 100 });
+        var edge = AttachEdge(entity, Enroll(entity));
+        var issuer = CreateTestProbe();
+
+        Issue(entity, issuer, SetupExit(deadline: DateTimeOffset.UtcNow.AddMilliseconds(500)));
+
+        var outcome = issuer.ExpectMsg<CommandOutcome>(Patience);
+        Assert.StartsWith("deadline passed after ", outcome.FailureReason);
+        State(entity);
+        var deliveries = 0;
+        while (edge.HasMessages)
+        {
+            edge.ExpectMsg<DeliverCommand>(TimeSpan.Zero);
+            deliveries++;
+        }
+
+        // 500 ms allow deliveries at 0, 200 and 450 ms of 100 allowed; a late start or timer tick shifts one.
+        Assert.InRange(deliveries, 2, 4);
+    }
+
+    [Fact]
+    public void Commands_wait_for_a_stream_and_are_delivered_in_issue_order_when_one_attaches()
+    {
+        var entity = Start();
+        var session = Enroll(entity);
+        var issuer = CreateTestProbe();
+        var ids = new[] { "cmd-a", "cmd-b", "cmd-c" }.Select(id => Issue(entity, issuer, SetupExit(id))).ToList();
+        Assert.Equal(ids, State(entity).InFlightCommandIds);
+
+        var edge = AttachEdge(entity, session);
+
+        Assert.Equal(ids, ids.Select(_ => edge.ExpectMsg<DeliverCommand>(Patience).Command.CommandId));
+    }
+
+    [Fact]
+    public void Command_whose_deadline_passes_without_a_stream_fails()
+    {
+        var entity = Start();
+        Enroll(entity);
+        var issuer = CreateTestProbe();
+
+        var id = Issue(entity, issuer, SetupExit(deadline: DateTimeOffset.UtcNow.AddMilliseconds(300)), OtherPeer);
+
+        var outcome = issuer.ExpectMsg<CommandOutcome>(Patience);
+        Assert.Equal(id, outcome.CommandId);
+        Assert.Equal("deadline passed while no stream was attached", outcome.FailureReason);
+        Assert.Equal(outcome, PeersRegion.ExpectMsg<CommandOutcomeFor>(Patience).Outcome);
+    }
+
+    [Fact]
+    public void Command_past_its_deadline_is_not_delivered_to_a_stream_that_attaches_late()
+    {
+        var clock = new ManualTimeProvider();
+        var entity = Start(time: clock);
+        var session = Enroll(entity);
+        var issuer = CreateTestProbe();
+        Issue(entity, issuer, SetupExit("expired", clock.GetUtcNow().AddSeconds(5)));
+        clock.Advance(TimeSpan.FromSeconds(10)); // its timer still waits for the deadline in real time
+
+        var edge = AttachEdge(entity, session);
+
+        Assert.Equal("deadline passed while no stream was attached", issuer.ExpectMsg<CommandOutcome>(Patience).FailureReason);
+        State(entity);
+        edge.ExpectNoMsg(TimeSpan.Zero);
+    }
+
+    [Fact]
+    public void Command_in_flight_is_redelivered_to_a_new_edge_after_the_previous_one_died()
+    {
+        var entity = Start();
+        var firstEdge = AttachEdge(entity, Enroll(entity));
+        var issuer = CreateTestProbe();
+        var id = Issue(entity, issuer, SetupExit());
+        firstEdge.ExpectMsg<DeliverCommand>(Patience);
+
+        Sys.Stop(firstEdge.Ref);
+        AwaitAssert(() => Assert.False(State(entity).StreamAttached), Patience);
+        Assert.Equal([id], State(entity).InFlightCommandIds);
+        var secondEdge = AttachEdge(entity, Authenticate(entity));
+
+        Assert.Equal(id, secondEdge.ExpectMsg<DeliverCommand>(Patience).Command.CommandId);
+        entity.Tell(new CommandAnswered(PeerId, Done(id)));
+        Assert.Equal(Done(id), issuer.ExpectMsg<CommandOutcome>(Patience).Response);
+    }
+
+    [Fact]
+    public void Command_already_in_flight_is_accepted_again_without_a_second_issue_and_its_latest_issuer_hears_the_outcome()
+    {
+        var entity = Start();
+        var edge = AttachEdge(entity, Enroll(entity));
+        var first = CreateTestProbe();
+        var retrying = CreateTestProbe();
+        Issue(entity, first, SetupExit("cmd-1"));
+
+        Assert.Equal("cmd-1", Issue(entity, retrying, SetupExit("cmd-1")));
+        Assert.Single(Journaled<CommandIssued>());
+        edge.ExpectMsg<DeliverCommand>(Patience);
+        entity.Tell(new CommandAnswered(PeerId, Done("cmd-1")));
+        Assert.Equal(Done("cmd-1"), retrying.ExpectMsg<CommandOutcome>(Patience).Response);
+        first.ExpectNoMsg(TimeSpan.Zero);
+    }
+
+    [Fact]
+    public void Command_is_refused_at_once_for_a_peer_not_enrolled_a_past_deadline_or_a_finished_id()
+    {
+        var entity = Start();
+        var issuer = CreateTestProbe();
+        entity.Tell(new IssueCommand(PeerId, SetupExit("cmd-0"), OtherPeer), issuer.Ref);
+        Assert.Equal(new CommandOutcome(PeerId, "cmd-0", null, "peer not enrolled"), issuer.ExpectMsg<CommandOutcome>(Patience));
+        Assert.Equal("cmd-0", PeersRegion.ExpectMsg<CommandOutcomeFor>(Patience).Outcome.CommandId);
+        var edge = AttachEdge(entity, Enroll(entity));
+
+        entity.Tell(new IssueCommand(PeerId, SetupExit("cmd-1", DateTimeOffset.UtcNow.AddSeconds(-1))), issuer.Ref);
+        Assert.Equal("deadline already passed", issuer.ExpectMsg<CommandOutcome>(Patience).FailureReason);
+
+        var id = Issue(entity, issuer, SetupExit("cmd-2"));
+        edge.ExpectMsg<DeliverCommand>(Patience);
+        entity.Tell(new CommandAnswered(PeerId, Done(id)));
+        issuer.ExpectMsg<CommandOutcome>(Patience);
+        entity.Tell(new IssueCommand(PeerId, SetupExit("cmd-2")), issuer.Ref);
+        Assert.Equal("command id already used by a finished command", issuer.ExpectMsg<CommandOutcome>(Patience).FailureReason);
+        Assert.Equal(["cmd-2"], Journaled<CommandIssued>().Select(c => c.CommandId));
+    }
+
+    [Fact]
+    public void Revocation_closes_the_stream_fails_commands_in_flight_and_refuses_the_peer_from_then_on()
+    {
+        var entity = Start();
+        var session = Enroll(entity);
+        var edge = AttachEdge(entity, session);
+        var issuer = CreateTestProbe();
+        var id = Issue(entity, issuer, SetupExit(), OtherPeer);
+        edge.ExpectMsg<DeliverCommand>(Patience);
+
+        Assert.Equal(new PeerRevoked(PeerId), Request<PeerRevoked>(entity, new RevokePeer(PeerId)));
+
+        Assert.Equal(RefusalReason.Revoked, edge.ExpectMsg<CloseStream>(Patience).Reason);
+        var outcome = new CommandOutcome(PeerId, id, null, "peer revoked");
+        Assert.Equal(outcome, issuer.ExpectMsg<CommandOutcome>(Patience));
+        Assert.Equal(new CommandOutcomeFor(OtherPeer, outcome), PeersRegion.ExpectMsg<CommandOutcomeFor>(Patience));
+        Assert.Equal(RefusalReason.Revoked, Request<PeerRefused>(entity, Auth()).Reason);
+        Assert.Equal(RefusalReason.Revoked, Request<CloseStream>(entity, new AttachStream(PeerId, session, edge.Ref)).Reason);
+        entity.Tell(new IssueCommand(PeerId, SetupExit()), issuer.Ref);
+        Assert.Equal("peer revoked", issuer.ExpectMsg<CommandOutcome>(Patience).FailureReason);
+        var state = State(entity);
+        Assert.True(state.Revoked);
+        Assert.False(state.StreamAttached);
+        Assert.Equal(0, state.CommandsInFlight);
+    }
+
+    [Fact]
+    public void Revoking_twice_records_one_revocation()
+    {
+        var entity = Start();
+        Enroll(entity);
+
+        Request<PeerRevoked>(entity, new RevokePeer(PeerId));
+        Request<PeerRevoked>(entity, new RevokePeer(PeerId));
+
+        Assert.Single(Journaled<PeerRevoked>());
+    }
+}
