@@ -21,6 +21,7 @@ namespace MyDvpn.Bench;
 public static class Program
 {
     private const string Region = "bench";
+    private const int TokenUses = 1000;
 
     public static Task<int> Main(string[] args)
     {
@@ -77,13 +78,16 @@ public static class Program
 
             using var adminTls = TlsMaterial.Load(Path.Combine(work, "admin"));
             using var adminChannel = GrpcChannels.MutualTls(baseListen, adminTls);
-            var token = await new Admin.AdminClient(adminChannel).CreateTokenAsync(new CreateTokenRequest
-            {
-                Role = (int)PeerRole.Client,
-                Region = Region,
-                Uses = (uint)streamCount,
-                TtlSeconds = 3600,
-            }, cancellationToken: cancellationToken);
+            // A token serves at most TokensUses peers: as many tokens as the run needs.
+            var tokens = new List<string>();
+            for (var enrolled = 0; enrolled < streamCount; enrolled += TokenUses)
+                tokens.Add((await new Admin.AdminClient(adminChannel).CreateTokenAsync(new CreateTokenRequest
+                {
+                    Role = (int)PeerRole.Client,
+                    Region = Region,
+                    Uses = (uint)Math.Min(TokenUses, streamCount - enrolled),
+                    TtlSeconds = 3600,
+                }, cancellationToken: cancellationToken)).Token);
 
             var rssBefore = RssBytes(super.Id);
             var caCert = X509CertificateLoader.LoadCertificateFromFile(Path.Combine(ca, CertificateAuthority.CaCertFile));
@@ -95,7 +99,7 @@ public static class Program
                 await gate.WaitAsync(cancellationToken);
                 try
                 {
-                    var peer = await BenchPeer.ConnectAsync(superListen, caCert, $"bench-{i:D6}", Region, token.Token, cancellationToken);
+                    var peer = await BenchPeer.ConnectAsync(superListen, caCert, $"bench-{i:D6}", Region, tokens[i / TokenUses], cancellationToken);
                     lock (peers)
                         peers.Add(peer);
                 }

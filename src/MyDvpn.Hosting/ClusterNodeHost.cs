@@ -129,6 +129,7 @@ public static class ClusterNodeHost
                 Roles = [.. node.Roles],
                 SeedNodes = [.. settings.SeedsOrSelf.Select(seed => $"akka.ssl.tcp://{node.ActorSystemName}@{seed}")],
             });
+            settings.Persistence.Prepare();
             akka.WithSqlPersistence(
                 connectionString: settings.Persistence.ConnectionString,
                 providerName: settings.Persistence.ProviderName,
