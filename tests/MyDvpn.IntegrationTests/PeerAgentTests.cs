@@ -62,6 +62,34 @@ public sealed class PeerAgentTests(ITestOutputHelper output)
         Assert.Equal(1, AppliedCount(stateDir, pending.CommandId));
     }
 
+    [Fact]
+    public async Task A_SuperNode_that_was_down_when_a_peer_was_revoked_refuses_it_after_catching_up()
+    {
+        await using var network = new TestNetwork(output);
+        var baseNode = network.BaseNode();
+        await network.StartAsync(baseNode);
+        var super = network.SuperNode("sn-away", Region, baseNode);
+        await network.StartAsync(super);
+        var key = IdentityKey.Generate();
+        var token = await network.CreateTokenAsync(baseNode, "client", Region);
+        await using (var peer = await RawPeer.OpenAsync(super.Listen, network.CaFile))
+        {
+            await peer.SendAsync(peer.SignedRequest(key, "away-peer", PeerRole.Client, Region, token));
+            Assert.Equal(ControlMessage.PayloadOneofCase.AuthResponse, (await peer.ReadAsync()).PayloadCase);
+        }
+
+        super.Process!.Kill();
+        var revoke = await network.RunAsync("admin", "--base", baseNode.Listen.ToString(), "--tls", network.AdminTls, "revoke", "away-peer", "--json");
+        Assert.True(revoke.ExitCode == 0, revoke.Output);
+        Assert.Contains("sn-away", JsonDocument.Parse(revoke.Output).RootElement.GetProperty("unreachableSupernodes").EnumerateArray().Select(e => e.GetString()));
+
+        await network.StartAsync(super);
+        await Eventually.Async(() => Task.FromResult(super.Process!.ReadLog().Contains("Applied 1 revocations", StringComparison.Ordinal)), "the SuperNode catches up");
+        await using var again = await RawPeer.OpenAsync(super.Listen, network.CaFile);
+        await again.SendAsync(again.SignedRequest(key, "away-peer", PeerRole.Client, Region));
+        Assert.Equal("REVOKED", (await again.ExpectRefusalAsync()).Reason);
+    }
+
     private static Task<IssueCommandResponse> DisconnectAsync(Admin.AdminClient admin, bool wait) =>
         admin.IssueCommandAsync(new AdminCommandRequest
         {
