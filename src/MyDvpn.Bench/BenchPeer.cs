@@ -30,7 +30,8 @@ public sealed class BenchPeer : IAsyncDisposable
         this.call = call;
     }
 
-    public static async Task<BenchPeer> ConnectAsync(HostPort superNode, X509Certificate2 ca, string peerId, string region, string token, CancellationToken cancellationToken)
+    /// <param name="token">Presented with the key: an enrolled peer's session ignores it.</param>
+    public static async Task<BenchPeer> ConnectAsync(HostPort superNode, X509Certificate2 ca, string peerId, IdentityKey key, string region, string token, CancellationToken cancellationToken)
     {
         var handler = new SocketsHttpHandler
         {
@@ -53,7 +54,6 @@ public sealed class BenchPeer : IAsyncDisposable
         {
             if (!await call.ResponseStream.MoveNext(cancellationToken) || call.ResponseStream.Current.AuthChallenge is not { } challenge)
                 throw new InvalidOperationException("no challenge");
-            var key = IdentityKey.Generate();
             var transcript = PeerAuthTranscript.Encode(peerId, (int)PeerRole.Client, region, challenge.Challenge.Span, challenge.SupernodeId);
             await call.RequestStream.WriteAsync(new ControlMessage
             {

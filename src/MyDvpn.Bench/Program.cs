@@ -25,7 +25,7 @@ public static class Program
 
     public static Task<int> Main(string[] args)
     {
-        var mode = new Option<string>("--mode") { Description = "streams | commands", Required = true };
+        var mode = new Option<string>("--mode") { Description = "streams | commands | reconnect (all streams dropped, then re-authenticated)", Required = true };
         var streams = new Option<int>("--streams") { Description = "Authenticated streams to open, each its own TLS connection", DefaultValueFactory = _ => 1000 };
         var commands = new Option<int>("--commands") { Description = "commands mode: commands to time", DefaultValueFactory = _ => 2000 };
         var concurrency = new Option<int>("--concurrency") { Description = "Connections opened / commands issued at once", DefaultValueFactory = _ => 64 };
@@ -36,9 +36,9 @@ public static class Program
 
     private static async Task<int> RunAsync(string mode, int streamCount, int commandCount, int concurrency, CancellationToken cancellationToken)
     {
-        if (mode is not ("streams" or "commands") || streamCount < 1 || concurrency < 1)
+        if (mode is not ("streams" or "commands" or "reconnect") || streamCount < 1 || concurrency < 1)
         {
-            await Console.Error.WriteLineAsync("error: --mode streams|commands, --streams >= 1, --concurrency >= 1");
+            await Console.Error.WriteLineAsync("error: --mode streams|commands|reconnect, --streams >= 1, --concurrency >= 1");
             return 2;
         }
         var work = Directory.CreateTempSubdirectory("mydvpn-bench-").FullName;
@@ -91,30 +91,42 @@ public static class Program
 
             var rssBefore = RssBytes(super.Id);
             var caCert = X509CertificateLoader.LoadCertificateFromFile(Path.Combine(ca, CertificateAuthority.CaCertFile));
-            var clock = Stopwatch.StartNew();
+            var keys = Enumerable.Range(0, streamCount).Select(_ => IdentityKey.Generate()).ToArray();
             var failures = 0;
             using var gate = new SemaphoreSlim(concurrency);
-            var connecting = Enumerable.Range(0, streamCount).Select(async i =>
+            async Task<double> ConnectAllAsync()
             {
-                await gate.WaitAsync(cancellationToken);
-                try
+                var clock = Stopwatch.StartNew();
+                await Task.WhenAll(Enumerable.Range(0, streamCount).Select(async i =>
                 {
-                    var peer = await BenchPeer.ConnectAsync(superListen, caCert, $"bench-{i:D6}", Region, tokens[i / TokenUses], cancellationToken);
-                    lock (peers)
-                        peers.Add(peer);
-                }
-                catch (Exception ex) when (ex is not OperationCanceledException)
-                {
-                    if (Interlocked.Increment(ref failures) <= 5)
-                        await Console.Error.WriteLineAsync($"stream {i} failed: {ex.Message}");
-                }
-                finally
-                {
-                    gate.Release();
-                }
-            }).ToList();
-            await Task.WhenAll(connecting);
-            var connectSeconds = clock.Elapsed.TotalSeconds;
+                    await gate.WaitAsync(cancellationToken);
+                    try
+                    {
+                        var peer = await BenchPeer.ConnectAsync(superListen, caCert, $"bench-{i:D6}", keys[i], Region, tokens[i / TokenUses], cancellationToken);
+                        lock (peers)
+                            peers.Add(peer);
+                    }
+                    catch (Exception ex) when (ex is not OperationCanceledException)
+                    {
+                        if (Interlocked.Increment(ref failures) <= 5)
+                            await Console.Error.WriteLineAsync($"stream {i} failed: {ex.Message}");
+                    }
+                    finally
+                    {
+                        gate.Release();
+                    }
+                }));
+                return clock.Elapsed.TotalSeconds;
+            }
+            var connectSeconds = await ConnectAllAsync();
+            double? reconnectSeconds = null;
+            if (mode == "reconnect")
+            {
+                // Every peer drops its stream at once and comes back with its key (already enrolled).
+                await Task.WhenAll(peers.Select(p => p.DisposeAsync().AsTask()));
+                peers.Clear();
+                reconnectSeconds = await ConnectAllAsync();
+            }
             // Let the SuperNode settle (heartbeats, GC) before reading its memory.
             await Task.Delay(TimeSpan.FromSeconds(5), cancellationToken);
             var rssAfter = RssBytes(super.Id);
@@ -131,6 +143,11 @@ public static class Program
                 ["supernode_rss_before_mib"] = Math.Round(rssBefore / 1048576.0, 1),
                 ["bytes_per_stream"] = peers.Count == 0 ? 0 : (rssAfter - rssBefore) / peers.Count,
             };
+            if (reconnectSeconds is { } seconds)
+            {
+                results["reconnect_seconds"] = Math.Round(seconds, 2);
+                results["reconnects_per_second"] = Math.Round(peers.Count / seconds, 1);
+            }
 
             if (mode == "commands" && peers.Count > 0)
             {

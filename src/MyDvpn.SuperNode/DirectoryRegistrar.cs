@@ -84,6 +84,7 @@ public sealed class DirectoryRegistrar : ReceiveActor, IWithTimers
             log.Warning("Directory cache not refreshed: {0}", failed.Cause.Message));
         Receive<RevocationsApplied>(applied =>
         {
+            status.MarkRevocationsCurrent();
             revocationSyncInFlight = false;
             if (applied.Count > 0)
                 log.Info("Applied {0} revocations from the directory (version {1})", applied.Count, applied.Version);
@@ -132,6 +133,8 @@ public sealed class DirectoryRegistrar : ReceiveActor, IWithTimers
             RefreshCache();
         if (reported.Ack.RevocationVersion > revocations.Version && !revocationSyncInFlight)
             SyncRevocations();
+        else if (reported.Ack.RevocationVersion <= revocations.Version)
+            status.MarkRevocationsCurrent();
     }
 
     private void OnReportFailed(ReportFailed failed)
@@ -202,11 +205,37 @@ public sealed class DirectoryRegistrar : ReceiveActor, IWithTimers
 }
 
 /// <summary>Whether this SuperNode has registered with the directory (part of readiness).</summary>
-public sealed class RegistrationStatus
+/// <summary>
+/// Whether this SuperNode has registered with the directory (part of readiness) and has applied
+/// every revocation the directory holds (the edge admits no peer before, for a while: see
+/// <see cref="AdmitsPeers"/>).
+/// </summary>
+public sealed class RegistrationStatus(TimeProvider time)
 {
+    /// <summary>How long a starting SuperNode waits for the directory before it serves from its cache.</summary>
+    public static readonly TimeSpan CatchUpGrace = TimeSpan.FromSeconds(20);
+
+    private readonly DateTimeOffset startedAt = time.GetUtcNow();
     private volatile bool registered;
+    private volatile bool revocationsCurrent;
+
+    public RegistrationStatus()
+        : this(TimeProvider.System)
+    {
+    }
 
     public bool IsRegistered => registered;
 
+    public bool RevocationsCurrent => revocationsCurrent;
+
     public void MarkRegistered() => registered = true;
+
+    public void MarkRevocationsCurrent() => revocationsCurrent = true;
+
+    /// <summary>
+    /// A SuperNode that was down when peers were revoked must not admit them before it caught up.
+    /// If no BaseNode answers for a while it admits anyway (revocations it already applied still
+    /// hold): a region keeps serving when cut off from the directory.
+    /// </summary>
+    public bool AdmitsPeers => revocationsCurrent || time.GetUtcNow() - startedAt > CatchUpGrace;
 }

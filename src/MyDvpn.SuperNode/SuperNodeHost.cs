@@ -134,7 +134,10 @@ public static class SuperNodeHost
 public sealed class RegisteredHealthCheck(RegistrationStatus status) : IHealthCheck
 {
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
-        Task.FromResult(status.IsRegistered
-            ? HealthCheckResult.Healthy("registered with the directory")
-            : HealthCheckResult.Unhealthy("not registered with the directory yet"));
+        Task.FromResult(status switch
+        {
+            { IsRegistered: false } => HealthCheckResult.Unhealthy("not registered with the directory yet"),
+            { AdmitsPeers: false } => HealthCheckResult.Unhealthy("catching up with the directory's revocations"),
+            _ => HealthCheckResult.Healthy("registered with the directory"),
+        });
 }

@@ -30,6 +30,7 @@ public sealed class ControlStreamService(
     EdgeRateLimits limits,
     DirectoryCache directory,
     EdgeSecurityLog security,
+    RegistrationStatus registration,
     ILogger<ControlStreamService> logger) : ControlStream.ControlStreamBase
 {
     private EdgeSettings Edge => settings.Edge;
@@ -43,6 +44,8 @@ public sealed class ControlStreamService(
         {
             if (!limits.TryAcquireSource(source))
                 throw new StreamRefusal(RefusalReason.RateLimited, $"too many stream opens from {source}; back off and retry");
+            if (!registration.AdmitsPeers)
+                throw new StreamRefusal(RefusalReason.Unavailable, "this SuperNode is starting and catching up with the directory's revocations; retry");
             if (!streams.TryReserve(settings.MaxStreams))
                 throw new StreamRefusal(RefusalReason.AtCapacity, $"this SuperNode holds its maximum of {settings.MaxStreams} streams; try {OtherSuperNodesText()}");
             AuthRequest auth;
