@@ -343,7 +343,8 @@ public sealed class ControlStreamTests(EdgeNetwork edge, ITestOutputHelper outpu
 
         using var adminTls = TlsMaterial.Load(edge.Network.AdminTls);
         using var channel = Hosting.GrpcChannels.MutualTls(edge.Base.Listen, adminTls);
-        var answer = await new Protocol.Admin.Admin.AdminClient(channel).IssueCommandAsync(new Protocol.Admin.AdminCommandRequest
+        var admin = new Protocol.Admin.Admin.AdminClient(channel);
+        var issuing = admin.IssueCommandAsync(new Protocol.Admin.AdminCommandRequest
         {
             Region = EdgeNetwork.Region,
             Request = new Protocol.SuperNode.IssueCommandRequest
@@ -352,7 +353,14 @@ public sealed class ControlStreamTests(EdgeNetwork edge, ITestOutputHelper outpu
                 Command = new Command { Disconnect = new Disconnect { Reason = "test" } },
                 Wait = true,
             },
-        }, deadline: DateTime.UtcNow.AddSeconds(90));
+        }, deadline: DateTime.UtcNow.AddSeconds(90)).ResponseAsync;
+        // While it is retried, the admin view counts it as unanswered on the peer's stream.
+        await Eventually.Async(async () =>
+        {
+            var sessions = await admin.ListSessionsAsync(new Protocol.Admin.ListSessionsRequest { Region = EdgeNetwork.Region });
+            return sessions.Sessions.Any(s => s.PeerId == peerId && s.CommandsInFlight == 1);
+        }, "the session list shows the unanswered command");
+        var answer = await issuing;
         await stop.CancelAsync();
 
         output.WriteLine($"outcome: {answer}");

@@ -4,6 +4,9 @@ using System.Net;
 using MyDvpn.Cli.Demo;
 using MyDvpn.Hosting;
 using MyDvpn.Protocol.Admin;
+using Disconnect = MyDvpn.Protocol.Control.Disconnect;
+using PeerRole = MyDvpn.Protocol.Control.PeerRole;
+using MyDvpn.Protocol.SuperNode;
 using MyDvpn.Protocol.Directory;
 using MyDvpn.Security;
 using Spectre.Console;
@@ -12,8 +15,8 @@ namespace MyDvpn.Cli.Commands;
 
 /// <summary>
 /// <c>mydvpn demo</c>: a whole myDvpn network on this machine. For now (until the data plane lands)
-/// a BaseNode and two SuperNodes of two regions on loopback, with TLS, each its own process; it
-/// prints the topology the directory holds and runs until Ctrl-C.
+/// a BaseNode, two SuperNodes of two regions and a client peer on loopback, with TLS, each its own
+/// process; it prints the topology, the peer's session and a command's round trip, and runs until Ctrl-C.
 /// </summary>
 public static class DemoCommand
 {
@@ -31,6 +34,8 @@ public static class DemoCommand
     private static async Task<int> RunAsync(TextWriter output, string? requestedDir, bool once, CancellationToken cancellationToken)
     {
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(output) });
+        if (Console.IsOutputRedirected)
+            console.Profile.Width = 160;
         var work = requestedDir ?? Path.Combine(Path.GetTempPath(), $"mydvpn-demo-{Environment.ProcessId}");
         var removeWork = requestedDir is null;
         var nodes = new List<NodeProcess>();
@@ -60,10 +65,11 @@ public static class DemoCommand
             console.MarkupLineInterpolated($"2. BaseNode up: directory and admin API on {baseListen} (mutual TLS), its own one-node Akka cluster.");
 
             var relayPort = 41000;
+            var edges = new Dictionary<string, HostPort>();
             foreach (var (id, region) in SuperNodes)
             {
                 var metrics = new HostPort("127.0.0.1", NodeProcess.FreeTcpPort());
-                var listen = new HostPort("127.0.0.1", NodeProcess.FreeTcpPort());
+                var listen = edges[region] = new HostPort("127.0.0.1", NodeProcess.FreeTcpPort());
                 nodes.Add(NodeProcess.Start(executable, id, Path.Combine(work, "logs", $"{id}.log"),
                 [
                     "super", "--data-dir", Path.Combine(work, id), "--region", region, "--id", id,
@@ -84,7 +90,36 @@ public static class DemoCommand
             console.MarkupLine("4. The topology, as `mydvpn admin cluster` and `mydvpn admin regions` show it:");
             console.Write(AdminCommand.ClusterTable(cluster));
             console.Write(AdminCommand.RegionsTable(regions));
-            console.MarkupLineInterpolated($"Try it yourself: mydvpn admin --base {baseListen} --tls {Path.Combine(certs, "admin")} regions");
+
+            var (peerId, peerRegion) = ("laptop-1", SuperNodes[0].Region);
+            var token = await admin.CreateTokenAsync(new CreateTokenRequest { Role = (int)PeerRole.Client, Region = peerRegion, Uses = 1, TtlSeconds = 600 },
+                cancellationToken: cancellationToken);
+            var keyFile = Path.Combine(work, $"{peerId}.key");
+            if (!File.Exists(keyFile))
+                IdentityKey.Generate().Save(keyFile);
+            nodes.Add(NodeProcess.Start(executable, peerId, Path.Combine(work, "logs", $"{peerId}.log"),
+            [
+                "peer", "--role", "client", "--id", peerId, "--region", peerRegion, "--key", keyFile,
+                "--ca", Path.Combine(certs, "ca", CertificateAuthority.CaCertFile), "--supernode", edges[peerRegion].ToString(),
+                "--token", token.Token, "--state-dir", Path.Combine(work, peerId),
+            ]));
+            var sessions = await WaitForSessionAsync(admin, nodes[^1], peerId, peerRegion, cancellationToken);
+            console.MarkupLineInterpolated($"5. Peer {peerId} enrolled with a one-time token (Ed25519 key, challenge signed) and holds a control stream to {SuperNodes[0].Id}:");
+            console.Write(AdminCommand.SessionsTable(sessions));
+
+            var disconnect = await admin.IssueCommandAsync(new AdminCommandRequest
+            {
+                Region = peerRegion,
+                Request = new IssueCommandRequest
+                {
+                    PeerId = peerId,
+                    Command = new MyDvpn.Protocol.Control.Command { Disconnect = new Disconnect { Reason = "demo" } },
+                    Wait = true,
+                },
+            }, cancellationToken: cancellationToken);
+            console.MarkupLineInterpolated($"6. A DISCONNECT command, persisted by the peer's session before delivery: {AdminCommand.CommandText(peerId, disconnect)}");
+            console.MarkupLineInterpolated($"   The peer records what it applies in {Path.Combine(work, peerId, "commands.jsonl")}; WireGuard arrives with the data-plane issue.");
+            console.MarkupLineInterpolated($"Try it yourself: mydvpn admin --base {baseListen} --tls {Path.Combine(certs, "admin")} sessions");
             console.MarkupLineInterpolated($"Node logs (JSON): {Path.Combine(work, "logs")}");
 
             if (!once)
@@ -110,6 +145,22 @@ public static class DemoCommand
             if (removeWork)
                 Directory.Delete(work, recursive: true);
         }
+    }
+
+    /// <summary>Polls the admin API until the peer's stream shows; fails with the end of its log if it exits.</summary>
+    private static async Task<SessionList> WaitForSessionAsync(Admin.AdminClient admin, NodeProcess peer, string peerId, string region, CancellationToken cancellationToken)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (deadline.Elapsed < TimeSpan.FromSeconds(60))
+        {
+            if (peer.HasExited)
+                throw new DemoNodeFailedException($"{peer.Name} exited with code {peer.ExitCode}:\n{Tail(peer.ReadLog())}");
+            var sessions = await admin.ListSessionsAsync(new ListSessionsRequest { Region = region }, cancellationToken: cancellationToken);
+            if (sessions.Sessions.Any(s => s.PeerId == peerId))
+                return sessions;
+            await Task.Delay(250, cancellationToken);
+        }
+        throw new DemoNodeFailedException($"{peer.Name} did not connect within 60 s:\n{Tail(peer.ReadLog())}");
     }
 
     /// <summary>Polls the node's <c>/readyz</c>; fails with the end of its log if it exits or stays unready.</summary>

@@ -29,7 +29,9 @@ public sealed class EdgeStream : ReceiveActor, IWithTimers
         public static readonly HeartbeatTick Instance = new();
     }
 
-    private readonly StreamInfo identity;
+    private StreamInfo identity;
+    /// <summary>Commands written to this stream that the peer has not answered yet.</summary>
+    private readonly HashSet<string> unanswered = [];
     private readonly ChannelWriter<ControlMessage> outbound;
     private readonly TaskCompletionSource<StreamRefusal> closed;
     private readonly IActorRef sessions;
@@ -57,7 +59,12 @@ public sealed class EdgeStream : ReceiveActor, IWithTimers
         this.settings = settings;
 
         Receive<Inbound>(OnInbound);
-        Receive<DeliverCommand>(deliver => Send(new ControlMessage { Command = deliver.Command }));
+        Receive<DeliverCommand>(deliver =>
+        {
+            if (unanswered.Add(deliver.Command.CommandId))
+                Publish(identity with { CommandsInFlight = unanswered.Count });
+            Send(new ControlMessage { Command = deliver.Command });
+        });
         Receive<CloseStream>(close => Close(new StreamRefusal(close.Reason, close.Detail)));
         Receive<HeartbeatTick>(_ => Heartbeat());
         Receive<StreamAttached>(_ =>
@@ -107,6 +114,8 @@ public sealed class EdgeStream : ReceiveActor, IWithTimers
                 OnPong(message.Pong);
                 break;
             case ControlMessage.PayloadOneofCase.CommandResponse:
+                if (unanswered.Remove(message.CommandResponse.CommandId))
+                    Publish(identity with { CommandsInFlight = unanswered.Count });
                 sessions.Tell(new CommandAnswered(identity.PeerId, message.CommandResponse));
                 break;
             case ControlMessage.PayloadOneofCase.Ping:
@@ -138,7 +147,13 @@ public sealed class EdgeStream : ReceiveActor, IWithTimers
         if (rtt < TimeSpan.Zero || rtt > settings.HeartbeatTimeout)
             return;
         HeartbeatRtt.Observe(rtt.TotalSeconds);
-        registry.Publish(identity with { LastRtt = rtt });
+        Publish(identity with { LastRtt = rtt });
+    }
+
+    private void Publish(StreamInfo latest)
+    {
+        identity = latest;
+        registry.Publish(latest);
     }
 
     private void Heartbeat()

@@ -10,7 +10,8 @@ public sealed record StreamInfo(
     string SessionId,
     string RemoteAddress,
     DateTimeOffset ConnectedSince,
-    TimeSpan? LastRtt);
+    TimeSpan? LastRtt,
+    int CommandsInFlight = 0);
 
 /// <summary>
 /// The streams this SuperNode holds. Each EdgeStream actor publishes its own entry (an immutable

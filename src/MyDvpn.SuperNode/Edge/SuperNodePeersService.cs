@@ -78,6 +78,7 @@ public sealed class SuperNodePeersService(
             RttMicros = s.LastRtt is { } rtt ? (uint)Math.Min(rtt.TotalMicroseconds, uint.MaxValue) : 0,
             RemoteAddress = s.RemoteAddress,
             State = "connected",
+            CommandsInFlight = (uint)s.CommandsInFlight,
         }));
         return Task.FromResult(list);
     }
