@@ -4,12 +4,12 @@ using System.Net;
 using MyDvpn.Cli.Demo;
 using MyDvpn.Hosting;
 using MyDvpn.Protocol.Admin;
-using Disconnect = MyDvpn.Protocol.Control.Disconnect;
-using PeerRole = MyDvpn.Protocol.Control.PeerRole;
-using MyDvpn.Protocol.SuperNode;
 using MyDvpn.Protocol.Directory;
+using MyDvpn.Protocol.SuperNode;
 using MyDvpn.Security;
 using Spectre.Console;
+using Disconnect = MyDvpn.Protocol.Control.Disconnect;
+using PeerRole = MyDvpn.Protocol.Control.PeerRole;
 
 namespace MyDvpn.Cli.Commands;
 
