@@ -131,10 +131,10 @@ public sealed class AdminEnrollmentCommandTests : IDisposable
     [InlineData("sessions", "--region", "eu-west", "--json")]
     public async Task Valid_command_against_an_unreachable_base_is_a_runtime_failure(params string[] command)
     {
-        CertificateAuthority.Init(temp["ca"]).Dispose();
-        CertificateAuthority.Issue(temp["ca"], "ops", CertificateKind.Admin, [], [], temp["admin"]).Dispose();
+        CertificateAuthority.Init(temp.Sub("ca")).Dispose();
+        CertificateAuthority.Issue(temp.Sub("ca"), "ops", CertificateKind.Admin, [], [], temp.Sub("admin")).Dispose();
 
-        var (exitCode, output, error) = await CliRunner.RunAsync(["admin", "--base", "127.0.0.1:1", "--tls", temp["admin"], .. command]);
+        var (exitCode, output, error) = await CliRunner.RunAsync(["admin", "--base", "127.0.0.1:1", "--tls", temp.Sub("admin"), .. command]);
 
         Assert.Equal(1, exitCode);
         Assert.Empty(output);

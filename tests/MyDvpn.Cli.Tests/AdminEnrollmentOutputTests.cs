@@ -1,15 +1,11 @@
 using System.Collections.Concurrent;
 using System.Net;
-using System.Security.Authentication;
 using System.Text.Json;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 using MyDvpn.Protocol.Admin;
 using MyDvpn.Protocol.SuperNode;
 using MyDvpn.Security;
@@ -26,45 +22,29 @@ public sealed class AdminEnrollmentOutputTests : IAsyncLifetime
 
     private readonly TempDirectory temp = new();
     private readonly FixedAdmin admin = new();
-    private WebApplication? app;
+    private TlsGrpcTestServer? server;
     private string baseAddress = "";
 
     public async Task InitializeAsync()
     {
-        CertificateAuthority.Init(temp["ca"]).Dispose();
-        CertificateAuthority.Issue(temp["ca"], "base-1", CertificateKind.Node, [IPAddress.Loopback], [], temp["base"]).Dispose();
-        CertificateAuthority.Issue(temp["ca"], "ops", CertificateKind.Admin, [], [], temp["admin"]).Dispose();
-        var tls = TlsMaterial.Load(temp["base"]);
+        CertificateAuthority.Init(temp.Sub("ca")).Dispose();
+        CertificateAuthority.Issue(temp.Sub("ca"), "base-1", CertificateKind.Node, [IPAddress.Loopback], [], temp.Sub("base")).Dispose();
+        CertificateAuthority.Issue(temp.Sub("ca"), "ops", CertificateKind.Admin, [], [], temp.Sub("admin")).Dispose();
+        var tls = TlsMaterial.Load(temp.Sub("base"));
 
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { EnvironmentName = "Production", ContentRootPath = AppContext.BaseDirectory });
-        builder.Logging.ClearProviders();
-        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, 0, listen =>
-        {
-            listen.Protocols = HttpProtocols.Http2;
-            listen.UseHttps(https =>
-            {
-                https.ServerCertificate = tls.Certificate;
-                https.SslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13;
-                https.ClientCertificateMode = ClientCertificateMode.RequireCertificate;
-                https.ClientCertificateValidation = (certificate, _, _) => tls.ValidatePeer(certificate, CertificateKind.Admin, out _);
-            });
-        }));
-        builder.Services.AddGrpc();
-        builder.Services.AddSingleton(admin);
-        app = builder.Build();
-        app.MapGrpcService<FixedAdmin>();
-        await app.StartAsync();
-        var bound = new Uri(app.Urls.Single());
-        baseAddress = $"{bound.Host}:{bound.Port}";
+        server = await TlsGrpcTestServer.StartAsync(
+            tls,
+            ClientCertificateMode.RequireCertificate,
+            services => services.AddSingleton(admin),
+            app => app.MapGrpcService<FixedAdmin>(),
+            clientCertificateKind: CertificateKind.Admin);
+        baseAddress = server.Address.ToString();
     }
 
     public async Task DisposeAsync()
     {
-        if (app is not null)
-        {
-            await app.StopAsync();
-            await app.DisposeAsync();
-        }
+        if (server is not null)
+            await server.DisposeAsync();
         temp.Dispose();
     }
 
@@ -136,7 +116,7 @@ public sealed class AdminEnrollmentOutputTests : IAsyncLifetime
     }
 
     private Task<(int ExitCode, string Output, string Error)> Admin(params string[] command) =>
-        CliRunner.RunAsync(["admin", "--base", baseAddress, "--tls", temp["admin"], .. command]);
+        CliRunner.RunAsync(["admin", "--base", baseAddress, "--tls", temp.Sub("admin"), .. command]);
 
     private sealed class FixedAdmin : MyDvpn.Protocol.Admin.Admin.AdminBase
     {

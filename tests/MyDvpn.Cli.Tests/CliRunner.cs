@@ -11,13 +11,3 @@ internal static class CliRunner
         return (exitCode, output.ToString(), error.ToString());
     }
 }
-
-/// <summary>A temporary directory removed when the test ends, pass or fail.</summary>
-internal sealed class TempDirectory : IDisposable
-{
-    public string Path { get; } = Directory.CreateTempSubdirectory("mydvpn-cli-test-").FullName;
-
-    public string this[string relative] => System.IO.Path.Combine(Path, relative);
-
-    public void Dispose() => Directory.Delete(Path, recursive: true);
-}

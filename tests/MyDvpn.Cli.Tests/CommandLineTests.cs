@@ -12,17 +12,17 @@ public sealed class CommandLineTests : IDisposable
 
     private string NodeCertificate(string name = "node")
     {
-        if (!File.Exists(temp["ca/ca.crt"]))
-            CertificateAuthority.Init(temp["ca"]);
-        CertificateAuthority.Issue(temp["ca"], name, CertificateKind.Node, [IPAddress.Loopback], [], temp[name]);
-        return temp[name];
+        if (!File.Exists(temp.Sub("ca/ca.crt")))
+            CertificateAuthority.Init(temp.Sub("ca"));
+        CertificateAuthority.Issue(temp.Sub("ca"), name, CertificateKind.Node, [IPAddress.Loopback], [], temp.Sub(name));
+        return temp.Sub(name);
     }
 
     private string[] SuperArgs(params string[] overrides)
     {
         var args = new Dictionary<string, string>
         {
-            ["--data-dir"] = temp["data"],
+            ["--data-dir"] = temp.Sub("data"),
             ["--region"] = "eu-west",
             ["--id"] = "sn-1",
             ["--cluster"] = $"127.0.0.1:{FreePort()}",
@@ -30,7 +30,7 @@ public sealed class CommandLineTests : IDisposable
             ["--listen"] = $"127.0.0.1:{FreePort()}",
             ["--public-ip"] = "127.0.0.1",
             ["--relay-ports"] = "40000-40099",
-            ["--tls"] = temp["node"],
+            ["--tls"] = temp.Sub("node"),
         };
         for (var i = 0; i < overrides.Length; i += 2)
             args[overrides[i]] = overrides[i + 1];
@@ -87,8 +87,8 @@ public sealed class CommandLineTests : IDisposable
     [Fact]
     public async Task Admin_certificate_cannot_run_a_node()
     {
-        CertificateAuthority.Init(temp["ca"]);
-        CertificateAuthority.Issue(temp["ca"], "ops", CertificateKind.Admin, [], [], temp["node"]);
+        CertificateAuthority.Init(temp.Sub("ca"));
+        CertificateAuthority.Issue(temp.Sub("ca"), "ops", CertificateKind.Admin, [], [], temp.Sub("node"));
         var (exitCode, _, error) = await CliRunner.RunAsync(SuperArgs());
         Assert.Equal(2, exitCode);
         Assert.Contains("admin certificate", error, StringComparison.Ordinal);
@@ -107,7 +107,7 @@ public sealed class CommandLineTests : IDisposable
     public async Task Flags_win_over_environment_and_config_file()
     {
         NodeCertificate();
-        File.WriteAllText(temp["config.json"], """{ "Super": { "Region": "from-file", "RelayPorts": "bad" } }""");
+        File.WriteAllText(temp.Sub("config.json"), """{ "Super": { "Region": "from-file", "RelayPorts": "bad" } }""");
         Environment.SetEnvironmentVariable("MYDVPN__SUPER__ID", "bad id from env");
         try
         {
@@ -115,12 +115,12 @@ public sealed class CommandLineTests : IDisposable
             var args = SuperArgs().ToList();
             RemoveFlag(args, "--relay-ports");
             RemoveFlag(args, "--id");
-            var (exitCode, _, error) = await CliRunner.RunAsync([.. args, "--config", temp["config.json"]]);
+            var (exitCode, _, error) = await CliRunner.RunAsync([.. args, "--config", temp.Sub("config.json")]);
             Assert.Equal(2, exitCode);
             Assert.StartsWith("error: --id: 'bad id from env'", error, StringComparison.Ordinal);
 
             // …and flags beat both.
-            (exitCode, _, error) = await CliRunner.RunAsync([.. args, "--config", temp["config.json"], "--id", "sn-9", "--relay-ports", "x"]);
+            (exitCode, _, error) = await CliRunner.RunAsync([.. args, "--config", temp.Sub("config.json"), "--id", "sn-9", "--relay-ports", "x"]);
             Assert.Equal(2, exitCode);
             Assert.StartsWith("error: --relay-ports: 'x'", error, StringComparison.Ordinal);
         }
@@ -133,7 +133,7 @@ public sealed class CommandLineTests : IDisposable
     [Fact]
     public async Task Missing_config_file_is_named()
     {
-        var (exitCode, _, error) = await CliRunner.RunAsync("base", "--config", temp["nope.json"]);
+        var (exitCode, _, error) = await CliRunner.RunAsync("base", "--config", temp.Sub("nope.json"));
         Assert.Equal(2, exitCode);
         Assert.StartsWith("error: --config", error, StringComparison.Ordinal);
     }
@@ -141,11 +141,11 @@ public sealed class CommandLineTests : IDisposable
     [Fact]
     public async Task Keygen_prints_the_public_key_and_never_overwrites()
     {
-        var (exitCode, output, _) = await CliRunner.RunAsync("keygen", "--out", temp["id.key"]);
+        var (exitCode, output, _) = await CliRunner.RunAsync("keygen", "--out", temp.Sub("id.key"));
         Assert.Equal(0, exitCode);
-        Assert.Equal(Convert.ToBase64String(IdentityKey.Load(temp["id.key"]).PublicKey), output.Trim());
+        Assert.Equal(Convert.ToBase64String(IdentityKey.Load(temp.Sub("id.key")).PublicKey), output.Trim());
 
-        (exitCode, _, var error) = await CliRunner.RunAsync("keygen", "--out", temp["id.key"]);
+        (exitCode, _, var error) = await CliRunner.RunAsync("keygen", "--out", temp.Sub("id.key"));
         Assert.Equal(2, exitCode);
         Assert.NotEmpty(error);
     }
@@ -153,11 +153,11 @@ public sealed class CommandLineTests : IDisposable
     [Fact]
     public async Task Ca_init_and_issue_make_a_loadable_node_certificate()
     {
-        Assert.Equal(0, (await CliRunner.RunAsync("ca", "init", "--dir", temp["ca"])).ExitCode);
-        var (exitCode, _, _) = await CliRunner.RunAsync("ca", "issue", "--dir", temp["ca"], "--name", "sn-1",
-            "--ip", "127.0.0.1", "--ip", "10.1.2.3", "--dns", "sn-1.example", "--out", temp["sn-1"]);
+        Assert.Equal(0, (await CliRunner.RunAsync("ca", "init", "--dir", temp.Sub("ca"))).ExitCode);
+        var (exitCode, _, _) = await CliRunner.RunAsync("ca", "issue", "--dir", temp.Sub("ca"), "--name", "sn-1",
+            "--ip", "127.0.0.1", "--ip", "10.1.2.3", "--dns", "sn-1.example", "--out", temp.Sub("sn-1"));
         Assert.Equal(0, exitCode);
-        using var tls = TlsMaterial.Load(temp["sn-1"]);
+        using var tls = TlsMaterial.Load(temp.Sub("sn-1"));
         Assert.Equal(CertificateKind.Node, tls.Kind);
         Assert.Equal("sn-1", tls.Name);
     }
@@ -165,7 +165,7 @@ public sealed class CommandLineTests : IDisposable
     [Fact]
     public async Task Ca_issue_without_a_ca_says_how_to_make_one()
     {
-        var (exitCode, _, error) = await CliRunner.RunAsync("ca", "issue", "--dir", temp["no-ca"], "--name", "x", "--out", temp["x"]);
+        var (exitCode, _, error) = await CliRunner.RunAsync("ca", "issue", "--dir", temp.Sub("no-ca"), "--name", "x", "--out", temp.Sub("x"));
         Assert.Equal(2, exitCode);
         Assert.Contains("ca init", error, StringComparison.Ordinal);
     }
@@ -173,8 +173,8 @@ public sealed class CommandLineTests : IDisposable
     [Fact]
     public async Task Ca_issue_with_a_bad_ip_names_the_flag()
     {
-        await CliRunner.RunAsync("ca", "init", "--dir", temp["ca"]);
-        var (exitCode, _, error) = await CliRunner.RunAsync("ca", "issue", "--dir", temp["ca"], "--name", "x", "--ip", "999.1.1.1", "--out", temp["x"]);
+        await CliRunner.RunAsync("ca", "init", "--dir", temp.Sub("ca"));
+        var (exitCode, _, error) = await CliRunner.RunAsync("ca", "issue", "--dir", temp.Sub("ca"), "--name", "x", "--ip", "999.1.1.1", "--out", temp.Sub("x"));
         Assert.Equal(2, exitCode);
         Assert.StartsWith("error: --ip", error, StringComparison.Ordinal);
     }
@@ -190,9 +190,9 @@ public sealed class CommandLineTests : IDisposable
     [Fact]
     public async Task Admin_against_an_unreachable_base_is_a_runtime_failure()
     {
-        CertificateAuthority.Init(temp["ca"]);
-        CertificateAuthority.Issue(temp["ca"], "ops", CertificateKind.Admin, [], [], temp["admin"]);
-        var (exitCode, _, error) = await CliRunner.RunAsync("admin", "--base", "127.0.0.1:1", "--tls", temp["admin"], "regions", "--json");
+        CertificateAuthority.Init(temp.Sub("ca"));
+        CertificateAuthority.Issue(temp.Sub("ca"), "ops", CertificateKind.Admin, [], [], temp.Sub("admin"));
+        var (exitCode, _, error) = await CliRunner.RunAsync("admin", "--base", "127.0.0.1:1", "--tls", temp.Sub("admin"), "regions", "--json");
         Assert.Equal(1, exitCode);
         Assert.Contains("unreachable", error, StringComparison.Ordinal);
     }

@@ -1,7 +1,9 @@
 using System.Net.Security;
 using Grpc.Core;
 using Grpc.Net.Client;
+using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
+using Microsoft.Extensions.DependencyInjection;
 using MyDvpn.Protocol.Admin;
 using MyDvpn.Protocol.Directory;
 using MyDvpn.Security;
@@ -106,8 +108,16 @@ public sealed class CertificateKindInterceptorTests : IDisposable
 
     private static DateTime Deadline() => DateTime.UtcNow + CallTimeout;
 
-    private Task<TlsGrpcServer> StartAsync(CertificatePolicy policy, ClientCertificateMode clientCertificates) =>
-        TlsGrpcServer.StartAsync(serverTls, policy, clientCertificates, admin);
+    /// <summary>
+    /// Real Kestrel serving this test's <see cref="FixedAdmin"/> (so it can see what reached it) with TLS from a node
+    /// certificate and <see cref="CertificateKindInterceptor"/> in front, as <see cref="ClusterNodeHost"/> sets it up.
+    /// </summary>
+    private Task<TlsGrpcTestServer> StartAsync(CertificatePolicy policy, ClientCertificateMode clientCertificates) =>
+        TlsGrpcTestServer.StartAsync(
+            serverTls,
+            clientCertificates,
+            services => services.AddCertificateKindInterceptor(serverTls, policy).AddSingleton(admin),
+            app => app.MapGrpcService<FixedAdmin>());
 
     /// <summary>An admin service that answers a fixed cluster state and counts the calls that reach it.</summary>
     private sealed class FixedAdmin : Admin.AdminBase

@@ -1,19 +1,12 @@
 using System.Collections.Concurrent;
-using System.Net;
-using System.Net.Security;
-using System.Security.Authentication;
 using System.Security.Cryptography;
 using System.Threading.Channels;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
-using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 using MyDvpn.Hosting;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Security;
@@ -210,66 +203,28 @@ internal sealed class TestStream(AuthRequest auth, string sessionId)
 }
 
 /// <summary>Real Kestrel on loopback serving a <see cref="TestSuperNode"/> over TLS with a node certificate, no client certificates.</summary>
-internal sealed class TestSuperNodeServer : IAsyncDisposable
+internal sealed class TestSuperNodeServer(TlsGrpcTestServer server, TestSuperNode superNode) : IAsyncDisposable
 {
-    private readonly WebApplication app;
     private int disposed;
 
-    private TestSuperNodeServer(WebApplication app, TestSuperNode superNode, HostPort address)
-    {
-        this.app = app;
-        SuperNode = superNode;
-        Address = address;
-    }
+    public TestSuperNode SuperNode => superNode;
 
-    public TestSuperNode SuperNode { get; }
-
-    public HostPort Address { get; }
+    public HostPort Address => server.Address;
 
     public SuperNodeEndpoint Endpoint => new() { SupernodeId = SuperNode.Id, GrpcEndpoint = Address.ToString() };
 
     public static async Task<TestSuperNodeServer> StartAsync(string tlsDir, TestSuperNode superNode)
     {
         var tls = TlsMaterial.Load(tlsDir);
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
-        {
-            EnvironmentName = "Production",
-            ContentRootPath = AppContext.BaseDirectory,
-        });
-        builder.Logging.ClearProviders();
-        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(2));
-        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, 0, listen =>
-        {
-            listen.Protocols = HttpProtocols.Http2;
-            // Through the handshake callback, so that Kestrel also serves a certificate it would refuse to configure
-            // (an admin certificate has no server-auth usage): the tests show the peer refuses it.
-            listen.UseHttps(new TlsHandshakeCallbackOptions
-            {
-                OnConnection = _ => ValueTask.FromResult(new SslServerAuthenticationOptions
-                {
-                    ServerCertificate = tls.Certificate,
-                    EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
-                    ApplicationProtocols = [SslApplicationProtocol.Http2],
-                    ClientCertificateRequired = false,
-                }),
-            });
-        }));
-        builder.Services.AddGrpc();
-        builder.Services.AddSingleton(superNode);
-
-        var app = builder.Build();
-        app.MapGrpcService<TestSuperNode>();
-        try
-        {
-            await app.StartAsync();
-            var bound = new Uri(app.Urls.Single());
-            return new TestSuperNodeServer(app, superNode, new HostPort(bound.Host, bound.Port));
-        }
-        catch
-        {
-            await app.DisposeAsync();
-            throw;
-        }
+        // Serving any certificate, so that Kestrel also serves one it would refuse to configure (an admin certificate
+        // has no server-auth usage): the tests show the peer refuses it.
+        var server = await TlsGrpcTestServer.StartServingAnyCertificateAsync(
+            tls,
+            services => services
+                .Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(2))
+                .AddSingleton(superNode),
+            app => app.MapGrpcService<TestSuperNode>());
+        return new TestSuperNodeServer(server, superNode);
     }
 
     /// <summary>Closes every stream and stops listening; a second call does nothing.</summary>
@@ -278,7 +233,6 @@ internal sealed class TestSuperNodeServer : IAsyncDisposable
         if (Interlocked.Exchange(ref disposed, 1) == 1)
             return;
         SuperNode.CloseAll();
-        await app.StopAsync();
-        await app.DisposeAsync();
+        await server.DisposeAsync();
     }
 }

@@ -44,7 +44,7 @@ public sealed class CertificateAuthorityTests : IDisposable
     [Fact]
     public void Init_refuses_to_overwrite_an_existing_CA()
     {
-        var dir = Pki.NewCa(_temp);
+        var dir = new Pki(_temp).CaDir;
         var certBefore = File.ReadAllText(Path.Combine(dir, CertificateAuthority.CaCertFile));
         var keyBefore = File.ReadAllText(Path.Combine(dir, CertificateAuthority.CaKeyFile));
 
@@ -76,8 +76,9 @@ public sealed class CertificateAuthorityTests : IDisposable
             return; // No Unix file modes there.
         }
 
-        var caDir = Pki.NewCa(_temp);
-        var outDir = Pki.Issue(_temp, caDir, "node1", CertificateKind.Node);
+        var pki = new Pki(_temp);
+        var caDir = pki.CaDir;
+        var outDir = pki.Issue("node1", CertificateKind.Node, dnsNames: []);
 
         const UnixFileMode OwnerReadWrite = UnixFileMode.UserRead | UnixFileMode.UserWrite;
         Assert.Equal(OwnerReadWrite, File.GetUnixFileMode(Path.Combine(caDir, CertificateAuthority.CaKeyFile)));
@@ -92,7 +93,7 @@ public sealed class CertificateAuthorityTests : IDisposable
             return; // No Unix file modes there.
         }
 
-        var caDir = Pki.NewCa(_temp);
+        var caDir = new Pki(_temp).CaDir;
         var outDir = _temp.Sub("out");
         Directory.CreateDirectory(outDir);
         var keyPath = Path.Combine(outDir, CertificateAuthority.KeyFile);
@@ -108,7 +109,7 @@ public sealed class CertificateAuthorityTests : IDisposable
     [Fact]
     public void Issued_node_certificate_has_subject_SANs_EKU_and_kind_and_validates_against_its_CA()
     {
-        var caDir = Pki.NewCa(_temp);
+        var caDir = new Pki(_temp).CaDir;
         var outDir = _temp.Sub("node1");
 
         using var cert = CertificateAuthority.Issue(
@@ -142,7 +143,7 @@ public sealed class CertificateAuthorityTests : IDisposable
     [Fact]
     public void Issue_honours_a_custom_validity()
     {
-        var caDir = Pki.NewCa(_temp);
+        var caDir = new Pki(_temp).CaDir;
 
         using var cert = CertificateAuthority.Issue(
             caDir, "node1", CertificateKind.Node, [], [], _temp.Sub("out"), TimeSpan.FromDays(7));
@@ -153,7 +154,7 @@ public sealed class CertificateAuthorityTests : IDisposable
     [Fact]
     public void Issue_refuses_a_validity_that_outlives_the_CA()
     {
-        var caDir = Pki.NewCa(_temp);
+        var caDir = new Pki(_temp).CaDir;
 
         var error = Assert.Throws<CertificateException>(() => CertificateAuthority.Issue(
             caDir, "node1", CertificateKind.Node, [], [], _temp.Sub("out"), TimeSpan.FromDays(11 * 365)));
@@ -164,7 +165,7 @@ public sealed class CertificateAuthorityTests : IDisposable
     [Fact]
     public void Serial_numbers_differ_between_certificates()
     {
-        var caDir = Pki.NewCa(_temp);
+        var caDir = new Pki(_temp).CaDir;
 
         using var first = CertificateAuthority.Issue(caDir, "node1", CertificateKind.Node, [], [], _temp.Sub("a"));
         using var second = CertificateAuthority.Issue(caDir, "node1", CertificateKind.Node, [], [], _temp.Sub("b"));
@@ -175,7 +176,7 @@ public sealed class CertificateAuthorityTests : IDisposable
     [Fact]
     public void Admin_certificate_is_for_client_authentication_only()
     {
-        var caDir = Pki.NewCa(_temp);
+        var caDir = new Pki(_temp).CaDir;
 
         using var cert = CertificateAuthority.Issue(caDir, "alice", CertificateKind.Admin, [], [], _temp.Sub("alice"));
 
@@ -209,7 +210,7 @@ public sealed class CertificateAuthorityTests : IDisposable
     [Fact]
     public void Issue_from_a_directory_without_the_CA_key_names_the_key()
     {
-        var caDir = Pki.NewCa(_temp);
+        var caDir = new Pki(_temp).CaDir;
         File.Delete(Path.Combine(caDir, CertificateAuthority.CaKeyFile));
 
         var error = Assert.Throws<CertificateException>(() =>
@@ -222,9 +223,9 @@ public sealed class CertificateAuthorityTests : IDisposable
     [Fact]
     public void Issue_refuses_a_CA_whose_key_belongs_to_another_CA()
     {
-        var caDir = Pki.NewCa(_temp, "a");
+        var caDir = new Pki(_temp, "a").CaDir;
         File.Copy(
-            Path.Combine(Pki.NewCa(_temp, "b"), CertificateAuthority.CaKeyFile),
+            Path.Combine(new Pki(_temp, "b").CaDir, CertificateAuthority.CaKeyFile),
             Path.Combine(caDir, CertificateAuthority.CaKeyFile),
             overwrite: true);
 
@@ -248,7 +249,7 @@ public sealed class CertificateAuthorityTests : IDisposable
     [InlineData("trailing.")]
     public void Bad_names_are_refused(string name)
     {
-        var caDir = Pki.NewCa(_temp);
+        var caDir = new Pki(_temp).CaDir;
         var outDir = _temp.Sub("out");
 
         var error = Assert.Throws<CertificateException>(() =>
@@ -264,7 +265,7 @@ public sealed class CertificateAuthorityTests : IDisposable
     [InlineData("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")] // 64
     public void Names_of_letters_digits_dots_underscores_and_dashes_are_accepted(string name)
     {
-        var caDir = Pki.NewCa(_temp);
+        var caDir = new Pki(_temp).CaDir;
 
         using var cert = CertificateAuthority.Issue(caDir, name, CertificateKind.Node, [], [], _temp.Sub("out"));
 

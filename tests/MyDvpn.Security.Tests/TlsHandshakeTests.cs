@@ -17,9 +17,9 @@ public sealed class TlsHandshakeTests : IDisposable
     [Fact]
     public async Task Node_server_and_admin_client_of_the_same_CA_complete_a_mutual_TLS_handshake()
     {
-        var caDir = Pki.NewCa(_temp);
-        using var node = TlsMaterial.Load(Pki.Issue(_temp, caDir, "node1", CertificateKind.Node));
-        using var admin = TlsMaterial.Load(Pki.Issue(_temp, caDir, "alice", CertificateKind.Admin));
+        var pki = new Pki(_temp);
+        using var node = TlsMaterial.Load(pki.Issue("node1", CertificateKind.Node, dnsNames: []));
+        using var admin = TlsMaterial.Load(pki.Issue("alice", CertificateKind.Admin, dnsNames: []));
 
         var result = await HandshakeAsync(node, admin);
 
@@ -33,8 +33,8 @@ public sealed class TlsHandshakeTests : IDisposable
     [Fact]
     public async Task Node_server_refuses_a_client_certificate_from_a_foreign_CA()
     {
-        using var node = TlsMaterial.Load(Pki.Issue(_temp, Pki.NewCa(_temp, "ours"), "node1", CertificateKind.Node));
-        using var intruder = TlsMaterial.Load(Pki.Issue(_temp, Pki.NewCa(_temp, "theirs"), "alice", CertificateKind.Admin));
+        using var node = TlsMaterial.Load(new Pki(_temp, "ours").Issue("node1", CertificateKind.Node, dnsNames: []));
+        using var intruder = TlsMaterial.Load(new Pki(_temp, "theirs").Issue("alice", CertificateKind.Admin, dnsNames: []));
 
         var result = await HandshakeAsync(node, intruder);
 
@@ -46,8 +46,8 @@ public sealed class TlsHandshakeTests : IDisposable
     [Fact]
     public async Task Admin_client_refuses_a_server_certificate_from_a_foreign_CA()
     {
-        using var impostor = TlsMaterial.Load(Pki.Issue(_temp, Pki.NewCa(_temp, "theirs"), "node1", CertificateKind.Node));
-        using var admin = TlsMaterial.Load(Pki.Issue(_temp, Pki.NewCa(_temp, "ours"), "alice", CertificateKind.Admin));
+        using var impostor = TlsMaterial.Load(new Pki(_temp, "theirs").Issue("node1", CertificateKind.Node, dnsNames: []));
+        using var admin = TlsMaterial.Load(new Pki(_temp, "ours").Issue("alice", CertificateKind.Admin, dnsNames: []));
 
         var result = await HandshakeAsync(impostor, admin);
 
@@ -58,9 +58,9 @@ public sealed class TlsHandshakeTests : IDisposable
     [Fact]
     public async Task Admin_client_refuses_a_server_presenting_an_admin_certificate()
     {
-        var caDir = Pki.NewCa(_temp);
-        using var notANode = TlsMaterial.Load(Pki.Issue(_temp, caDir, "bob", CertificateKind.Admin));
-        using var admin = TlsMaterial.Load(Pki.Issue(_temp, caDir, "alice", CertificateKind.Admin));
+        var pki = new Pki(_temp);
+        using var notANode = TlsMaterial.Load(pki.Issue("bob", CertificateKind.Admin, dnsNames: []));
+        using var admin = TlsMaterial.Load(pki.Issue("alice", CertificateKind.Admin, dnsNames: []));
 
         var result = await HandshakeAsync(notANode, admin);
 

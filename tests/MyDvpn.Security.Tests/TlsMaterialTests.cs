@@ -11,7 +11,7 @@ public sealed class TlsMaterialTests : IDisposable
     [Fact]
     public void Load_reads_what_Issue_wrote()
     {
-        var caDir = Pki.NewCa(_temp);
+        var caDir = new Pki(_temp).CaDir;
         var outDir = _temp.Sub("node1");
         using var issued = CertificateAuthority.Issue(caDir, "node1", CertificateKind.Node, [], [], outDir);
 
@@ -32,7 +32,7 @@ public sealed class TlsMaterialTests : IDisposable
     [InlineData(CertificateAuthority.CaCertFile)]
     public void Load_names_a_missing_file_and_how_to_issue_it(string file)
     {
-        var outDir = Pki.Issue(_temp, Pki.NewCa(_temp), "node1", CertificateKind.Node);
+        var outDir = new Pki(_temp).Issue("node1", CertificateKind.Node, dnsNames: []);
         File.Delete(Path.Combine(outDir, file));
 
         var error = Assert.Throws<CertificateException>(() => TlsMaterial.Load(outDir));
@@ -44,7 +44,7 @@ public sealed class TlsMaterialTests : IDisposable
     [Fact]
     public void Load_reports_a_corrupt_certificate_file()
     {
-        var outDir = Pki.Issue(_temp, Pki.NewCa(_temp), "node1", CertificateKind.Node);
+        var outDir = new Pki(_temp).Issue("node1", CertificateKind.Node, dnsNames: []);
         File.WriteAllText(Path.Combine(outDir, CertificateAuthority.CertFile), "not a certificate");
 
         var error = Assert.Throws<CertificateException>(() => TlsMaterial.Load(outDir));
@@ -55,9 +55,9 @@ public sealed class TlsMaterialTests : IDisposable
     [Fact]
     public void Load_refuses_a_key_that_belongs_to_another_certificate()
     {
-        var caDir = Pki.NewCa(_temp);
-        var first = Pki.Issue(_temp, caDir, "node1", CertificateKind.Node);
-        var second = Pki.Issue(_temp, caDir, "node2", CertificateKind.Node);
+        var pki = new Pki(_temp);
+        var first = pki.Issue("node1", CertificateKind.Node, dnsNames: []);
+        var second = pki.Issue("node2", CertificateKind.Node, dnsNames: []);
         File.Copy(Path.Combine(second, CertificateAuthority.KeyFile), Path.Combine(first, CertificateAuthority.KeyFile), overwrite: true);
 
         Assert.Throws<CertificateException>(() => TlsMaterial.Load(first));
@@ -66,9 +66,9 @@ public sealed class TlsMaterialTests : IDisposable
     [Fact]
     public void Load_refuses_a_certificate_from_another_CA_than_its_ca_crt()
     {
-        var outDir = Pki.Issue(_temp, Pki.NewCa(_temp, "ca-a"), "node1", CertificateKind.Node);
+        var outDir = new Pki(_temp, "ca-a").Issue("node1", CertificateKind.Node, dnsNames: []);
         File.Copy(
-            Path.Combine(Pki.NewCa(_temp, "ca-b"), CertificateAuthority.CaCertFile),
+            Path.Combine(new Pki(_temp, "ca-b").CaDir, CertificateAuthority.CaCertFile),
             Path.Combine(outDir, CertificateAuthority.CaCertFile),
             overwrite: true);
 
@@ -80,9 +80,9 @@ public sealed class TlsMaterialTests : IDisposable
     [Fact]
     public void Admin_certificate_passes_as_any_peer_but_fails_a_Node_requirement()
     {
-        var caDir = Pki.NewCa(_temp);
-        using var node = TlsMaterial.Load(Pki.Issue(_temp, caDir, "node1", CertificateKind.Node));
-        using var admin = TlsMaterial.Load(Pki.Issue(_temp, caDir, "alice", CertificateKind.Admin));
+        var pki = new Pki(_temp);
+        using var node = TlsMaterial.Load(pki.Issue("node1", CertificateKind.Node, dnsNames: []));
+        using var admin = TlsMaterial.Load(pki.Issue("alice", CertificateKind.Admin, dnsNames: []));
 
         Assert.Equal(CertificateKind.Admin, admin.Kind);
         Assert.True(node.ValidatePeer(admin.Certificate, requiredKind: null, out _));
@@ -94,8 +94,8 @@ public sealed class TlsMaterialTests : IDisposable
     [Fact]
     public void Certificate_from_a_different_CA_is_refused_with_a_reason()
     {
-        using var ours = TlsMaterial.Load(Pki.Issue(_temp, Pki.NewCa(_temp, "ours"), "node1", CertificateKind.Node));
-        using var theirs = TlsMaterial.Load(Pki.Issue(_temp, Pki.NewCa(_temp, "theirs"), "node1", CertificateKind.Node));
+        using var ours = TlsMaterial.Load(new Pki(_temp, "ours").Issue("node1", CertificateKind.Node, dnsNames: []));
+        using var theirs = TlsMaterial.Load(new Pki(_temp, "theirs").Issue("node1", CertificateKind.Node, dnsNames: []));
 
         Assert.False(ours.ValidatePeer(theirs.Certificate, CertificateKind.Node, out var reason));
         Assert.Contains("not issued by this network's CA", reason);
@@ -104,9 +104,9 @@ public sealed class TlsMaterialTests : IDisposable
     [Fact]
     public void Expired_certificate_is_refused_with_a_reason()
     {
-        var caDir = Pki.NewCa(_temp);
-        using var node = TlsMaterial.Load(Pki.Issue(_temp, caDir, "node1", CertificateKind.Node));
-        using var expired = Pki.Expired(caDir);
+        var pki = new Pki(_temp);
+        using var node = TlsMaterial.Load(pki.Issue("node1", CertificateKind.Node, dnsNames: []));
+        using var expired = pki.Expired();
 
         Assert.False(node.ValidatePeer(expired, CertificateKind.Node, out var reason));
         Assert.Contains("outside its validity period", reason);
@@ -115,7 +115,7 @@ public sealed class TlsMaterialTests : IDisposable
     [Fact]
     public void The_CA_certificate_itself_is_not_a_valid_peer()
     {
-        using var node = TlsMaterial.Load(Pki.Issue(_temp, Pki.NewCa(_temp), "node1", CertificateKind.Node));
+        using var node = TlsMaterial.Load(new Pki(_temp).Issue("node1", CertificateKind.Node, dnsNames: []));
 
         Assert.False(node.ValidatePeer(node.CaCertificate, requiredKind: null, out var reason));
         Assert.Contains("no myDvpn kind", reason);

@@ -1,14 +1,8 @@
 using System.Collections.Concurrent;
-using System.Net;
-using System.Security.Authentication;
 using Grpc.Core;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
-using MyDvpn.Hosting;
 using MyDvpn.Protocol.Directory;
 using MyDvpn.Security;
 
@@ -73,63 +67,15 @@ internal sealed class FakeDirectory(RegionList regions) : SuperNodeDirectory.Sup
 /// Real Kestrel on loopback serving a <see cref="FakeDirectory"/> over TLS with a node certificate, client
 /// certificates required and checked against the operator CA, as a BaseNode serves its directory.
 /// </summary>
-internal sealed class DirectoryServer : IAsyncDisposable
+internal static class DirectoryServer
 {
-    private readonly WebApplication app;
-    private int disposed;
-
-    private DirectoryServer(WebApplication app, HostPort address)
-    {
-        this.app = app;
-        Address = address;
-    }
-
-    public HostPort Address { get; }
-
     /// <param name="port">0 for any free port; a given port to come back where a stopped server was.</param>
-    public static async Task<DirectoryServer> StartAsync(TlsMaterial tls, FakeDirectory directory, int port = 0)
-    {
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
-        {
-            EnvironmentName = "Production",
-            ContentRootPath = AppContext.BaseDirectory,
-        });
-        builder.Logging.ClearProviders();
-        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, port, listen =>
-        {
-            listen.Protocols = HttpProtocols.Http2;
-            listen.UseHttps(https =>
-            {
-                https.ServerCertificate = tls.Certificate;
-                https.SslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13;
-                https.ClientCertificateMode = ClientCertificateMode.RequireCertificate;
-                https.ClientCertificateValidation = (certificate, _, _) => tls.ValidatePeer(certificate, CertificateKind.Node, out _);
-            });
-        }));
-        builder.Services.AddGrpc();
-        builder.Services.AddSingleton(directory);
-
-        var app = builder.Build();
-        app.MapGrpcService<FakeDirectory>();
-        try
-        {
-            await app.StartAsync();
-            var bound = new Uri(app.Urls.Single());
-            return new DirectoryServer(app, new HostPort(bound.Host, bound.Port));
-        }
-        catch
-        {
-            await app.DisposeAsync();
-            throw;
-        }
-    }
-
-    /// <summary>Stops the server; a second call does nothing.</summary>
-    public async ValueTask DisposeAsync()
-    {
-        if (Interlocked.Exchange(ref disposed, 1) == 1)
-            return;
-        await app.StopAsync();
-        await app.DisposeAsync();
-    }
+    public static Task<TlsGrpcTestServer> StartAsync(TlsMaterial tls, FakeDirectory directory, int port = 0) =>
+        TlsGrpcTestServer.StartAsync(
+            tls,
+            ClientCertificateMode.RequireCertificate,
+            services => services.AddSingleton(directory),
+            app => app.MapGrpcService<FakeDirectory>(),
+            clientCertificateKind: CertificateKind.Node,
+            port: port);
 }

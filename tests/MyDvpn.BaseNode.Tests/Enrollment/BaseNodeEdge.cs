@@ -1,17 +1,8 @@
 using System.Collections.Concurrent;
-using System.Net;
-using System.Security.Authentication;
 using Akka.Actor;
 using Akka.Cluster.Sharding;
 using Akka.Hosting;
 using Grpc.Core;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
-using Microsoft.AspNetCore.Server.Kestrel.Https;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
-using MyDvpn.Hosting;
 using MyDvpn.Protocol.SuperNode;
 using MyDvpn.Security;
 
@@ -55,21 +46,21 @@ internal sealed class StandInRegistryEntry<TKey>(IActorRef actor) : IRequiredAct
     public Task<IActorRef> GetAsync(CancellationToken cancel = default) => Task.FromResult(actor);
 }
 
-/// <summary>A real operator CA in a temporary directory (deleted on dispose), issuing real certificates.</summary>
+/// <summary>
+/// A real operator CA in a temporary directory (deleted on dispose), issuing real certificates as loaded TLS material
+/// that it also disposes.
+/// </summary>
 internal sealed class TestPki : IDisposable
 {
-    private readonly DirectoryInfo _root = System.IO.Directory.CreateTempSubdirectory("mydvpn-basenode-pki-");
+    private readonly TempDirectory _temp = new();
+    private readonly Pki _pki;
     private readonly List<TlsMaterial> _issued = [];
 
-    public TestPki() => CertificateAuthority.Init(CaDir).Dispose();
-
-    private string CaDir => Path.Combine(_root.FullName, "ca");
+    public TestPki() => _pki = new Pki(_temp);
 
     public TlsMaterial Issue(string name, CertificateKind kind)
     {
-        var dir = Path.Combine(_root.FullName, name);
-        CertificateAuthority.Issue(CaDir, name, kind, [IPAddress.Loopback], ["localhost"], dir).Dispose();
-        var tls = TlsMaterial.Load(dir);
+        var tls = TlsMaterial.Load(_pki.Issue(name, kind));
         _issued.Add(tls);
         return tls;
     }
@@ -77,74 +68,7 @@ internal sealed class TestPki : IDisposable
     public void Dispose()
     {
         _issued.ForEach(tls => tls.Dispose());
-        _root.Delete(recursive: true);
-    }
-}
-
-/// <summary>
-/// A real Kestrel gRPC server on a free loopback port with TLS from a node certificate, requiring client certificates
-/// of the operator CA and putting <see cref="CertificateKindInterceptor"/> in front, as <c>ClusterNodeHost</c> does.
-/// </summary>
-internal sealed class TestGrpcServer : IAsyncDisposable
-{
-    private readonly WebApplication _app;
-
-    private TestGrpcServer(WebApplication app, HostPort address)
-    {
-        _app = app;
-        Address = address;
-    }
-
-    public HostPort Address { get; }
-
-    public static async Task<TestGrpcServer> StartAsync(
-        TlsMaterial tls,
-        CertificatePolicy policy,
-        Action<IServiceCollection> addServices,
-        Action<WebApplication> mapServices)
-    {
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
-        {
-            EnvironmentName = "Production",
-            ContentRootPath = AppContext.BaseDirectory,
-        });
-        builder.Logging.ClearProviders();
-        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, 0, listen =>
-        {
-            listen.Protocols = HttpProtocols.Http2;
-            listen.UseHttps(https =>
-            {
-                https.ServerCertificate = tls.Certificate;
-                https.SslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13;
-                https.ClientCertificateMode = ClientCertificateMode.RequireCertificate;
-                https.ClientCertificateValidation = (certificate, _, _) => tls.ValidatePeer(certificate, null, out _);
-            });
-        }));
-        builder.Services.AddSingleton(tls);
-        builder.Services.AddSingleton(policy);
-        builder.Services.AddSingleton<CertificateKindInterceptor>();
-        builder.Services.AddGrpc(o => o.Interceptors.Add<CertificateKindInterceptor>());
-        addServices(builder.Services);
-
-        var app = builder.Build();
-        mapServices(app);
-        try
-        {
-            await app.StartAsync();
-            var bound = new Uri(app.Urls.Single());
-            return new TestGrpcServer(app, new HostPort(bound.Host, bound.Port));
-        }
-        catch
-        {
-            await app.DisposeAsync();
-            throw;
-        }
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        await _app.StopAsync();
-        await _app.DisposeAsync();
+        _temp.Dispose();
     }
 }
 

@@ -5,10 +5,10 @@ using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using Grpc.Net.Client;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using MyDvpn.BaseNode.Directory;
 using MyDvpn.BaseNode.Enrollment;
-using MyDvpn.BaseNode.Tests.Directory;
 using MyDvpn.Hosting;
 using MyDvpn.Protocol.Admin;
 using MyDvpn.Protocol.Directory;
@@ -28,7 +28,7 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
 
     private readonly ManualTimeProvider _clock = new();
     private readonly TestPki _pki = new();
-    private readonly List<TestGrpcServer> _servers = [];
+    private readonly List<TlsGrpcTestServer> _servers = [];
     private readonly List<GrpcChannel> _channels = [];
     private TlsMaterial _nodeTls = null!;
     private SuperNodeDirectory.SuperNodeDirectoryClient _directory = null!;
@@ -282,10 +282,18 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
             },
         });
 
-    private async Task<TestGrpcServer> StartServerAsync(
+    /// <summary>
+    /// Real Kestrel with TLS from a node certificate, requiring client certificates of the operator CA and putting
+    /// <see cref="CertificateKindInterceptor"/> in front, as <c>ClusterNodeHost</c> does.
+    /// </summary>
+    private async Task<TlsGrpcTestServer> StartServerAsync(
         TlsMaterial tls, CertificatePolicy policy, Action<IServiceCollection> addServices, Action<WebApplication> map)
     {
-        var server = await TestGrpcServer.StartAsync(tls, policy, addServices, map);
+        var server = await TlsGrpcTestServer.StartAsync(
+            tls,
+            ClientCertificateMode.RequireCertificate,
+            services => addServices(services.AddCertificateKindInterceptor(tls, policy)),
+            map);
         _servers.Add(server);
         return server;
     }

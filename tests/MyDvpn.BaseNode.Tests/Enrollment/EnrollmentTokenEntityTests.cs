@@ -1,6 +1,5 @@
 using Akka.Actor;
 using MyDvpn.BaseNode.Enrollment;
-using MyDvpn.BaseNode.Tests.Directory;
 using Xunit.Abstractions;
 
 namespace MyDvpn.BaseNode.Tests.Enrollment;

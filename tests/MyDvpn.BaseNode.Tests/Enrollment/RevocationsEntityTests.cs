@@ -1,7 +1,6 @@
 using Akka.Actor;
 using Akka.Persistence;
 using MyDvpn.BaseNode.Enrollment;
-using MyDvpn.BaseNode.Tests.Directory;
 using Xunit.Abstractions;
 
 namespace MyDvpn.BaseNode.Tests.Enrollment;

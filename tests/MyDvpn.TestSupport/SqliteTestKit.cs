@@ -5,7 +5,7 @@ using Akka.Persistence.Sql;
 using Microsoft.Data.Sqlite;
 using Xunit.Abstractions;
 
-namespace MyDvpn.SuperNode.Tests.Sessions;
+namespace MyDvpn.TestSupport;
 
 /// <summary>
 /// A TestKit whose journal and snapshot store are Akka.Persistence.Sql on a real SQLite file in a temp directory
@@ -18,7 +18,7 @@ public abstract class SqliteTestKit : Akka.TestKit.Xunit2.TestKit
     private readonly DirectoryInfo _dataDir;
 
     protected SqliteTestKit(ITestOutputHelper output)
-        : this(System.IO.Directory.CreateTempSubdirectory("mydvpn-supernode-sessions-"), output)
+        : this(System.IO.Directory.CreateTempSubdirectory("mydvpn-test-journal-"), output)
     {
     }
 

@@ -1,7 +1,7 @@
-namespace MyDvpn.SuperNode.Tests.Sessions;
+namespace MyDvpn.TestSupport;
 
 /// <summary>A clock that moves only when a test advances it (read from actor threads, so thread-safe).</summary>
-internal sealed class ManualTimeProvider(DateTimeOffset start) : TimeProvider
+public sealed class ManualTimeProvider(DateTimeOffset start) : TimeProvider
 {
     private long _utcTicks = start.UtcTicks;
 
