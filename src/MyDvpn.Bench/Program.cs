@@ -44,6 +44,7 @@ public static class Program
         var work = Directory.CreateTempSubdirectory("mydvpn-bench-").FullName;
         var nodes = new List<NodeProcess>();
         var peers = new List<BenchPeer>();
+        var succeeded = false;
         try
         {
             var ca = Path.Combine(work, "ca");
@@ -125,6 +126,9 @@ public static class Program
                 // Every peer drops its stream at once and comes back with its key (already enrolled).
                 await Task.WhenAll(peers.Select(p => p.DisposeAsync().AsTask()));
                 peers.Clear();
+                // Old and new sockets together would pass the file-descriptor limit: let the
+                // SuperNode close the old streams first.
+                await WaitForOpenStreamsAsync(superMetrics, 0, cancellationToken);
                 reconnectSeconds = await ConnectAllAsync();
             }
             // Let the SuperNode settle (heartbeats, GC) before reading its memory.
@@ -193,7 +197,8 @@ public static class Program
             foreach (var (name, value) in results)
                 Console.WriteLine($"{name,-26} {value}");
             Console.WriteLine(JsonSerializer.Serialize(results));
-            return failures == 0 ? 0 : 1;
+            succeeded = failures == 0;
+            return succeeded ? 0 : 1;
         }
         finally
         {
@@ -203,8 +208,27 @@ public static class Program
                 await node.StopAsync(TimeSpan.FromSeconds(15));
                 node.Dispose();
             }
-            Directory.Delete(work, recursive: true);
+            // A failed run keeps its node logs for the post-mortem.
+            if (succeeded)
+                Directory.Delete(work, recursive: true);
+            else
+                await Console.Error.WriteLineAsync($"node logs kept in {work}");
         }
+    }
+
+    private static async Task WaitForOpenStreamsAsync(HostPort metrics, int expected, CancellationToken cancellationToken)
+    {
+        using var http = new HttpClient();
+        var deadline = Stopwatch.StartNew();
+        while (deadline.Elapsed < TimeSpan.FromSeconds(120))
+        {
+            var text = await http.GetStringAsync($"http://{metrics}/metrics", cancellationToken);
+            var line = text.Split('\n').FirstOrDefault(l => l.StartsWith("mydvpn_streams_open ", StringComparison.Ordinal));
+            if (line is not null && double.Parse(line["mydvpn_streams_open ".Length..], CultureInfo.InvariantCulture) <= expected)
+                return;
+            await Task.Delay(250, cancellationToken);
+        }
+        throw new TimeoutException($"the SuperNode still holds streams after 120 s (expected {expected})");
     }
 
     private static double Percentile(double[] sorted, double p) =>
@@ -213,6 +237,8 @@ public static class Program
     /// <summary>Resident set size of a process, from /proc (Linux).</summary>
     private static long RssBytes(int pid)
     {
+        if (!File.Exists($"/proc/{pid}/status"))
+            throw new InvalidOperationException($"process {pid} is gone: the SuperNode exited during the run");
         foreach (var line in File.ReadLines($"/proc/{pid}/status"))
             if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
                 return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
