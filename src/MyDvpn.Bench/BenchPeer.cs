@@ -47,7 +47,8 @@ public sealed class BenchPeer : IAsyncDisposable
                 },
             },
         };
-        var channel = GrpcChannel.ForAddress($"https://{superNode}", new GrpcChannelOptions { HttpHandler = handler });
+        // DisposeHttpClient: without it disposing the channel leaves the TCP connection open.
+        var channel = GrpcChannel.ForAddress($"https://{superNode}", new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = true });
         var call = new ControlStream.ControlStreamClient(channel).PersistentControlStream(cancellationToken: cancellationToken);
         var peer = new BenchPeer(peerId, channel, call);
         try

@@ -37,7 +37,8 @@ public static class ClusterNodeHost
         ClusterNodeSettings settings,
         NodeIdentity node,
         ClientCertificateMode clientCertificates,
-        Action<AkkaConfigurationBuilder, IServiceProvider> configureActors)
+        Action<AkkaConfigurationBuilder, IServiceProvider> configureActors,
+        long? maxConnections = null)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
         {
@@ -59,6 +60,8 @@ public static class ClusterNodeHost
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
+            // Past this Kestrel refuses connections instead of running the process out of file descriptors.
+            kestrel.Limits.MaxConcurrentConnections = maxConnections;
             kestrel.Listen(settings.Listen.ToBindEndPoint("--listen"), listen =>
             {
                 listen.Protocols = HttpProtocols.Http2;

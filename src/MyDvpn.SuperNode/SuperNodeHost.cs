@@ -77,7 +77,9 @@ public static class SuperNodeHost
                     registry.Register<DirectoryRegistrar>(registrar);
                     DeregisterOnShutdown(system, registrar, settings, services);
                 });
-            });
+            },
+            // Room for BaseNodes, other SuperNodes and admins beside the peers' streams.
+            maxConnections: settings.MaxStreams + ConnectionsBesidePeers);
         builder.Services.AddSingleton(settings);
         builder.Services.AddSingleton(new CertificatePolicy()
             .Require(SuperNodePeers.Descriptor.FullName, CertificateKind.Node));
@@ -94,6 +96,7 @@ public static class SuperNodeHost
         builder.Services.AddHealthChecks().AddCheck<RegisteredHealthCheck>("directory-registration", tags: [HealthTags.Ready]);
 
         var app = builder.Build();
+        WarnIfFileDescriptorsTooFew(settings, app.Services.GetRequiredService<ILogger<DirectoryCache>>());
         var cache = app.Services.GetRequiredService<DirectoryCache>();
         app.Services.GetRequiredService<ILogger<DirectoryCache>>().LogInformation(
             "Directory cache loaded: {Regions} regions from {Path}", cache.Regions.Regions.Count, cache.Path);
@@ -102,6 +105,21 @@ public static class SuperNodeHost
         app.MapGrpcService<SuperNodePeersService>().RequireHost(grpcHost);
         ClusterNodeHost.MapNodeEndpoints(app);
         return app;
+    }
+
+    private const int ConnectionsBesidePeers = 256;
+
+    /// <summary>
+    /// Each peer stream holds a socket: a process that may open fewer files than --max-streams
+    /// needs fails at the limit instead of refusing cleanly. Say so at startup.
+    /// </summary>
+    private static void WarnIfFileDescriptorsTooFew(SuperNodeSettings settings, ILogger logger)
+    {
+        var needed = (ulong)settings.MaxStreams + ConnectionsBesidePeers + 1024;
+        if (FileDescriptorLimit.Current() is { } limit && limit < needed)
+            logger.LogWarning(
+                "--max-streams {MaxStreams} needs about {Needed} file descriptors but this process may open {Limit} (ulimit -n): raise the limit (LimitNOFILE= in a systemd unit) or lower --max-streams to about {Fits}",
+                settings.MaxStreams, needed, limit, Math.Max(1, (long)limit - ConnectionsBesidePeers - 1024));
     }
 
     /// <summary>A SuperNode that stops cleanly leaves the directory at once instead of after the grace.</summary>

@@ -42,7 +42,7 @@ public sealed class RawPeer : IAsyncDisposable
                 },
             },
         };
-        var channel = GrpcChannel.ForAddress($"https://{superNode}", new GrpcChannelOptions { HttpHandler = handler, MaxSendMessageSize = null });
+        var channel = GrpcChannel.ForAddress($"https://{superNode}", new GrpcChannelOptions { HttpHandler = handler, MaxSendMessageSize = null, DisposeHttpClient = true });
         var call = new ControlStream.ControlStreamClient(channel).PersistentControlStream();
         var peer = new RawPeer(channel, call);
         var first = await peer.ReadAsync();
