@@ -206,12 +206,7 @@ public sealed class CommandLineTests : IDisposable
         Assert.Contains("not implemented", error, StringComparison.Ordinal);
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    private static int FreePort() => Demo.NodeProcess.FreeTcpPort();
 
     private static void RemoveFlag(List<string> args, string flag)
     {

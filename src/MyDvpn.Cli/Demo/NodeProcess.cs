@@ -131,11 +131,22 @@ public sealed class NodeProcess : IDisposable
     [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static extern int SendSigterm(int pid, int signal = 15);
 
-    /// <summary>A TCP port that was free a moment ago on loopback.</summary>
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<int, byte> HandedOut = new();
+
+    /// <summary>
+    /// A TCP port that was free a moment ago on loopback, and never handed out before by this
+    /// process: the kernel gives a just-released port again, and one node needs several.
+    /// </summary>
     public static int FreeTcpPort()
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
+        for (var attempt = 0; attempt < 1000; attempt++)
+        {
+            using var listener = new TcpListener(IPAddress.Loopback, 0);
+            listener.Start();
+            var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+            if (HandedOut.TryAdd(port, 0))
+                return port;
+        }
+        throw new InvalidOperationException("no free loopback port that was not handed out already");
     }
 }
