@@ -37,14 +37,7 @@ public sealed class BenchPeer : IAsyncDisposable
         {
             SslOptions = new SslClientAuthenticationOptions
             {
-                RemoteCertificateValidationCallback = (_, certificate, _, _) =>
-                {
-                    using var chain = new X509Chain();
-                    chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-                    chain.ChainPolicy.CustomTrustStore.Add(ca);
-                    chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-                    return certificate is X509Certificate2 server && chain.Build(server);
-                },
+                RemoteCertificateValidationCallback = new OperatorCaTrust(ca).ValidateServerCertificate,
             },
         };
         // DisposeHttpClient: without it disposing the channel leaves the TCP connection open.

@@ -13,7 +13,10 @@ public sealed class TlsMaterial : IDisposable
         CaCertificate = caCertificate;
         Kind = kind;
         Name = certificate.GetNameInfo(X509NameType.SimpleName, forIssuer: false);
+        trust = new OperatorCaTrust(caCertificate);
     }
+
+    private readonly OperatorCaTrust trust;
 
     /// <summary>Own certificate with its private key, usable as an SslStream server and client certificate.</summary>
     public X509Certificate2 Certificate { get; }
@@ -82,59 +85,12 @@ public sealed class TlsMaterial : IDisposable
     /// Checks that <paramref name="peer"/> chains to <see cref="CaCertificate"/> and nothing else, is within its
     /// validity period and carries a myDvpn kind (<paramref name="requiredKind"/>, if given).
     /// </summary>
-    public bool ValidatePeer(X509Certificate2 peer, CertificateKind? requiredKind, out string reason)
-    {
-        using var chain = new X509Chain();
-        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-        chain.ChainPolicy.CustomTrustStore.Add(CaCertificate);
-        // There is no revocation list: the network is closed, and a compromised certificate means a new CA.
-        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-        chain.ChainPolicy.DisableCertificateDownloads = true;
+    public bool ValidatePeer(X509Certificate2 peer, CertificateKind? requiredKind, out string reason) =>
+        trust.Validate(peer, requiredKind, out reason);
 
-        if (!chain.Build(peer))
-        {
-            reason = $"certificate '{peer.Subject}' {Describe(peer, chain.ChainStatus)}";
-            return false;
-        }
-
-        var kind = CertificateAuthority.KindOf(peer);
-        if (kind is null)
-        {
-            // Also what keeps the CA certificate itself from passing as a peer.
-            reason = $"certificate '{peer.Subject}' has no myDvpn kind (OU={CertificateAuthority.NodeUnit} or OU={CertificateAuthority.AdminUnit})";
-            return false;
-        }
-
-        if (requiredKind is not null && kind != requiredKind)
-        {
-            reason = $"certificate '{peer.Subject}' is a {kind} certificate where a {requiredKind} certificate is required";
-            return false;
-        }
-
-        reason = "";
-        return true;
-    }
-
-    /// <summary>
-    /// A <see cref="RemoteCertificateValidationCallback"/> for clients: the server must present a Node certificate
-    /// valid under <see cref="CaCertificate"/>. The platform's verdict is ignored, since it checks the system roots
-    /// and the host name, neither of which applies in a private network.
-    /// </summary>
-    public bool ValidateServerCertificate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
-    {
-        switch (certificate)
-        {
-            case null:
-                return false;
-            case X509Certificate2 certificate2:
-                return ValidatePeer(certificate2, CertificateKind.Node, out _);
-            default:
-                using (var copy = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData()))
-                {
-                    return ValidatePeer(copy, CertificateKind.Node, out _);
-                }
-        }
-    }
+    /// <summary>A <see cref="RemoteCertificateValidationCallback"/> for clients: see <see cref="OperatorCaTrust.ValidateServerCertificate"/>.</summary>
+    public bool ValidateServerCertificate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors) =>
+        trust.ValidateServerCertificate(sender, certificate, chain, errors);
 
     public void Dispose()
     {
@@ -153,23 +109,5 @@ public sealed class TlsMaterial : IDisposable
             throw new CertificateException(
                 $"{problem} ({e.Message}). Issue the TLS material again with `mydvpn ca issue ... --out {dir}`.", e);
         }
-    }
-
-    private string Describe(X509Certificate2 peer, X509ChainStatus[] statuses)
-    {
-        var flags = statuses.Aggregate(X509ChainStatusFlags.NoError, (all, s) => all | s.Status);
-        if (flags.HasFlag(X509ChainStatusFlags.NotTimeValid))
-        {
-            return $"is outside its validity period ({peer.NotBefore.ToUniversalTime():u} to {peer.NotAfter.ToUniversalTime():u})";
-        }
-
-        if (flags.HasFlag(X509ChainStatusFlags.PartialChain) || flags.HasFlag(X509ChainStatusFlags.UntrustedRoot))
-        {
-            // Every operator CA has the same subject, so name this one by its fingerprint.
-            var fingerprint = CaCertificate.GetCertHashString(HashAlgorithmName.SHA256)[..16];
-            return $"was not issued by this network's CA ('{CaCertificate.Subject}', SHA-256 {fingerprint}...)";
-        }
-
-        return "did not validate: " + string.Join("; ", statuses.Select(s => s.StatusInformation.Trim()).Distinct());
     }
 }

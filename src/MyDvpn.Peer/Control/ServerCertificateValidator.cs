@@ -11,18 +11,13 @@ namespace MyDvpn.Peer.Control;
 /// </summary>
 public sealed class ServerCertificateValidator(X509Certificate2 ca)
 {
+    private readonly OperatorCaTrust trust = new(ca);
+
     public bool Validate(X509Certificate2 certificate, out string reason)
     {
-        using var chain = new X509Chain();
-        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-        chain.ChainPolicy.CustomTrustStore.Add(ca);
-        // The network is closed and has no revocation list for TLS certificates.
-        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-        chain.ChainPolicy.DisableCertificateDownloads = true;
-        if (!chain.Build(certificate))
+        if (!trust.Chains(certificate, out var problem))
         {
-            var problems = string.Join("; ", chain.ChainStatus.Select(s => s.StatusInformation.Trim()).Distinct());
-            reason = $"the SuperNode's certificate '{certificate.Subject}' does not chain to the CA given with --ca ({problems})";
+            reason = $"the SuperNode's certificate '{certificate.Subject}' does not chain to the CA given with --ca (it {problem})";
             return false;
         }
         if (CertificateAuthority.KindOf(certificate) != CertificateKind.Node)

@@ -1,0 +1,97 @@
+using System.Net.Security;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+
+namespace MyDvpn.Security;
+
+/// <summary>
+/// Trust in the operator CA and nothing else: the check every TLS end of myDvpn makes of the other
+/// (nodes of each other, admins and peers of a SuperNode). The system's roots do not count, and
+/// host names are not checked, because certificates name nodes, not addresses.
+/// </summary>
+public sealed class OperatorCaTrust(X509Certificate2 ca)
+{
+    public X509Certificate2 Ca { get; } = ca;
+
+    /// <summary>Whether <paramref name="certificate"/> chains to the CA and is within its validity period.</summary>
+    /// <param name="problem">Why not, in words ("was not issued by this network's CA …"); empty when it does.</param>
+    public bool Chains(X509Certificate2 certificate, out string problem)
+    {
+        using var chain = new X509Chain();
+        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        chain.ChainPolicy.CustomTrustStore.Add(Ca);
+        // There is no revocation list: the network is closed, and a compromised certificate means a new CA.
+        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        chain.ChainPolicy.DisableCertificateDownloads = true;
+        problem = chain.Build(certificate) ? "" : Describe(certificate, chain.ChainStatus);
+        return problem.Length == 0;
+    }
+
+    /// <summary>
+    /// Checks that <paramref name="peer"/> chains to the CA, is within its validity period and carries a myDvpn kind
+    /// (<paramref name="requiredKind"/>, if given).
+    /// </summary>
+    public bool Validate(X509Certificate2 peer, CertificateKind? requiredKind, out string reason)
+    {
+        if (!Chains(peer, out var problem))
+        {
+            reason = $"certificate '{peer.Subject}' {problem}";
+            return false;
+        }
+
+        var kind = CertificateAuthority.KindOf(peer);
+        if (kind is null)
+        {
+            // Also what keeps the CA certificate itself from passing as a peer.
+            reason = $"certificate '{peer.Subject}' has no myDvpn kind (OU={CertificateAuthority.NodeUnit} or OU={CertificateAuthority.AdminUnit})";
+            return false;
+        }
+
+        if (requiredKind is not null && kind != requiredKind)
+        {
+            reason = $"certificate '{peer.Subject}' is a {kind} certificate where a {requiredKind} certificate is required";
+            return false;
+        }
+
+        reason = "";
+        return true;
+    }
+
+    /// <summary>
+    /// A <see cref="RemoteCertificateValidationCallback"/> for clients: the server must present a Node certificate
+    /// valid under the CA. The platform's verdict is ignored, since it checks the system roots and the host name.
+    /// </summary>
+    public bool ValidateServerCertificate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
+    {
+        switch (certificate)
+        {
+            case null:
+                return false;
+            case X509Certificate2 certificate2:
+                return Validate(certificate2, CertificateKind.Node, out _);
+            default:
+                using (var copy = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData()))
+                {
+                    return Validate(copy, CertificateKind.Node, out _);
+                }
+        }
+    }
+
+    private string Describe(X509Certificate2 peer, X509ChainStatus[] statuses)
+    {
+        var flags = statuses.Aggregate(X509ChainStatusFlags.NoError, (all, s) => all | s.Status);
+        if (flags.HasFlag(X509ChainStatusFlags.NotTimeValid))
+        {
+            return $"is outside its validity period ({peer.NotBefore.ToUniversalTime():u} to {peer.NotAfter.ToUniversalTime():u})";
+        }
+
+        if (flags.HasFlag(X509ChainStatusFlags.PartialChain) || flags.HasFlag(X509ChainStatusFlags.UntrustedRoot))
+        {
+            // Every operator CA has the same subject, so name this one by its fingerprint.
+            var fingerprint = Ca.GetCertHashString(HashAlgorithmName.SHA256)[..16];
+            return $"was not issued by this network's CA ('{Ca.Subject}', SHA-256 {fingerprint}...)";
+        }
+
+        return "did not validate: " + string.Join("; ", statuses.Select(s => s.StatusInformation.Trim()).Distinct());
+    }
+}
