@@ -25,6 +25,33 @@ public sealed class DirectoryCache
     /// <summary>The last directory seen; empty before the first successful refresh.</summary>
     public RegionList Regions => Volatile.Read(ref regions);
 
+    private readonly object refreshLock = new();
+    private Task<RegionList>? refreshing;
+
+    /// <summary>
+    /// Fetches the directory's regions and saves them. Callers that ask while a refresh runs share it (a burst of
+    /// exit requests for a region the cache does not know yet makes one call, not one each).
+    /// </summary>
+    /// <exception cref="DirectoryUnavailableException">No BaseNode answered.</exception>
+    public Task<RegionList> RefreshAsync(DirectoryClient client, CancellationToken cancellationToken)
+    {
+        lock (refreshLock)
+        {
+            if (refreshing is { IsCompleted: false } running)
+                return running.WaitAsync(cancellationToken);
+            refreshing = RunAsync();
+            return refreshing.WaitAsync(cancellationToken);
+        }
+
+        async Task<RegionList> RunAsync()
+        {
+            // Not tied to one caller's token: others may share it; the client's own call deadline bounds it.
+            var regions = await client.ListRegionsAsync(CancellationToken.None);
+            await SaveAsync(regions, CancellationToken.None);
+            return regions;
+        }
+    }
+
     /// <summary>Replaces the cache; written to a temporary file first so a crash never leaves half a file.</summary>
     public async Task SaveAsync(RegionList latest, CancellationToken cancellationToken)
     {

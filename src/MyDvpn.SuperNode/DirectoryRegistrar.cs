@@ -195,16 +195,10 @@ public sealed class DirectoryRegistrar : ReceiveActor, IWithTimers
         var token = stopping.Token;
         RefreshAsync().PipeTo(Self, success: count => new CacheRefreshed(count), failure: ex => new CacheRefreshFailed(ex));
 
-        async Task<int> RefreshAsync()
-        {
-            var regions = await client.ListRegionsAsync(token);
-            await cache.SaveAsync(regions, token);
-            return regions.Regions.Count;
-        }
+        async Task<int> RefreshAsync() => (await cache.RefreshAsync(client, token)).Regions.Count;
     }
 }
 
-/// <summary>Whether this SuperNode has registered with the directory (part of readiness).</summary>
 /// <summary>
 /// Whether this SuperNode has registered with the directory (part of readiness) and has applied
 /// every revocation the directory holds (the edge admits no peer before, for a while: see

@@ -12,6 +12,7 @@ using MyDvpn.Protocol.Directory;
 using MyDvpn.Protocol.SuperNode;
 using MyDvpn.Security;
 using MyDvpn.SuperNode.Edge;
+using MyDvpn.SuperNode.Exits;
 using MyDvpn.SuperNode.Sessions;
 
 namespace MyDvpn.SuperNode;
@@ -43,12 +44,25 @@ public static class SuperNodeHost
             (akka, services) =>
             {
                 var enrollment = services.GetRequiredService<DirectoryEnrollment>();
+                var exitAllocator = services.GetRequiredService<ExitAllocationClient>();
+                akka.WithShardRegion<ExitPoolShard>(
+                    ExitPoolEntityTypes.ExitPool,
+                    (_, registry) => region => ExitPool.Props(region, settings.Exits, registry.Get<PeerSessionShard>()),
+                    new ExitPoolMessageExtractor(),
+                    new ShardOptions
+                    {
+                        Role = RegionRole(settings.Region),
+                        StateStoreMode = StateStoreMode.Persistence,
+                        // Exits re-announce themselves to the pool every few seconds; an idle pool must not forget them.
+                        ShouldPassivateIdleEntities = false,
+                        HandOffStopMessage = StopExitPool.Instance,
+                    });
                 // Session messages carry protobuf bytes, which the default JSON serializer cannot read back.
                 akka.AddHocon(PeerSessionSerializer.Configuration, HoconAddMode.Prepend);
                 akka.WithShardRegion<PeerSessionShard>(
                     PeerSessionEntityTypes.Peers,
                     (_, registry) => peerId => PeerSession.Props(peerId, settings.Region, PeerSessionSettings.Default, enrollment,
-                        registry.Get<PeerSessionShard>()),
+                        registry.Get<PeerSessionShard>(), exits: new ExitServices(settings.Exits, exitAllocator, registry.Get<ExitPoolShard>())),
                     new PeerSessionMessageExtractor(),
                     new ShardOptions
                     {
@@ -82,7 +96,11 @@ public static class SuperNodeHost
             maxConnections: settings.MaxStreams + ConnectionsBesidePeers);
         builder.Services.AddSingleton(settings);
         builder.Services.AddSingleton(new CertificatePolicy()
-            .Require(SuperNodePeers.Descriptor.FullName, CertificateKind.Node));
+            .Require(SuperNodePeers.Descriptor.FullName, CertificateKind.Node)
+            .Require(ExitAllocation.Descriptor.FullName, CertificateKind.Node));
+        builder.Services.AddSingleton(services => new ExitAllocationClient(
+            services.GetRequiredService<DirectoryCache>(), services.GetRequiredService<DirectoryClient>(), settings.Node.Tls,
+            settings.Exits.PoolAnswerWithin + TimeSpan.FromSeconds(1)));
         builder.Services.AddSingleton(new DirectoryClient(settings.BaseNodes, settings.Node.Tls));
         builder.Services.AddSingleton(new DirectoryCache(settings.Node.DataDir));
         builder.Services.AddSingleton<RegistrationStatus>();
@@ -103,6 +121,7 @@ public static class SuperNodeHost
         var grpcHost = $"*:{settings.Node.Listen.Port}";
         app.MapGrpcService<ControlStreamService>().RequireHost(grpcHost);
         app.MapGrpcService<SuperNodePeersService>().RequireHost(grpcHost);
+        app.MapGrpcService<ExitAllocationService>().RequireHost(grpcHost);
         ClusterNodeHost.MapNodeEndpoints(app);
         return app;
     }

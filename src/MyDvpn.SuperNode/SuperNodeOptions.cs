@@ -15,6 +15,8 @@ public sealed class SuperNodeOptions : ClusterNodeOptions
     public int MaxStreams { get; set; } = 100_000;
     /// <summary>Timing and limits of the peers' edge (config/environment only: Super:Edge:…).</summary>
     public EdgeSettings Edge { get; set; } = new();
+    /// <summary>Exit allocation and tunnel addressing (config/environment only: Super:Exits:…).</summary>
+    public Exits.ExitSettings Exits { get; set; } = new();
 
     public new SuperNodeSettings Validate()
     {
@@ -29,8 +31,16 @@ public sealed class SuperNodeOptions : ClusterNodeOptions
         var (relayLow, relayHigh) = ParseRelayPorts(RelayPorts);
         if (MaxStreams < 1)
             throw new ConfigurationException("--max-streams", "must be at least 1");
+        try
+        {
+            Exits.Validate();
+        }
+        catch (ArgumentException ex)
+        {
+            throw new ConfigurationException($"Super:Exits:{ex.ParamName}", ex.Message);
+        }
         var node = base.Validate();
-        return new SuperNodeSettings(node, Region!, Id!, bases, publicIp, relayLow, relayHigh, MaxStreams, Edge);
+        return new SuperNodeSettings(node, Region!, Id!, bases, publicIp, relayLow, relayHigh, MaxStreams, Edge) { Exits = Exits };
     }
 
     private static (int Low, int High) ParseRelayPorts(string? value)
@@ -54,6 +64,8 @@ public sealed record SuperNodeSettings(
     int MaxStreams,
     EdgeSettings Edge)
 {
+    public Exits.ExitSettings Exits { get; init; } = MyDvpn.SuperNode.Exits.ExitSettings.Default;
+
     /// <summary>The address peers and other SuperNodes dial: the public IP and the --listen port.</summary>
     public string GrpcEndpoint => new HostPort(PublicIp.ToString(), Node.Listen.Port).ToString();
 }

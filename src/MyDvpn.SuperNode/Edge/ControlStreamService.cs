@@ -50,9 +50,10 @@ public sealed class ControlStreamService(
                 throw new StreamRefusal(RefusalReason.AtCapacity, $"this SuperNode holds its maximum of {settings.MaxStreams} streams; try {OtherSuperNodesText()}");
             AuthRequest auth;
             StreamInfo identity;
+            string? exitAssignmentId;
             try
             {
-                (auth, identity) = await AuthenticateAsync(requestStream, responseStream, source, context);
+                (auth, identity, exitAssignmentId) = await AuthenticateAsync(requestStream, responseStream, source, context);
             }
             finally
             {
@@ -60,7 +61,7 @@ public sealed class ControlStreamService(
             }
             peerId = auth.PeerId;
             using (logger.BeginScope(new Dictionary<string, object> { ["peer_id"] = peerId, ["session_id"] = identity.SessionId, ["region"] = settings.Region }))
-                await RunAsync(identity, requestStream, responseStream, context);
+                await RunAsync(identity, ExitCapacityOf(auth), exitAssignmentId, requestStream, responseStream, context);
         }
         catch (StreamRefusal refusal)
         {
@@ -69,7 +70,7 @@ public sealed class ControlStreamService(
         }
     }
 
-    private async Task<(AuthRequest, StreamInfo)> AuthenticateAsync(
+    private async Task<(AuthRequest, StreamInfo, string?)> AuthenticateAsync(
         IAsyncStreamReader<ControlMessage> requestStream, IServerStreamWriter<ControlMessage> responseStream, string source, ServerCallContext context)
     {
         var challenge = challenges.Issue(Edge.ChallengeLifetime, out var expiresAt);
@@ -111,13 +112,17 @@ public sealed class ControlStreamService(
             auth.PublicKey.IsEmpty ? null : auth.PublicKey.ToByteArray()), context.CancellationToken);
         return decision switch
         {
-            PeerAuthenticated ok => (auth, new StreamInfo(auth.PeerId, ok.Role, ok.SessionId, source, DateTimeOffset.UtcNow, null)),
+            PeerAuthenticated ok => (auth, new StreamInfo(auth.PeerId, ok.Role, ok.SessionId, source, DateTimeOffset.UtcNow, null), ok.ExitAssignmentId),
             PeerRefused refused => throw new StreamRefusal(refused.Reason, refused.Detail),
             _ => throw new StreamRefusal(RefusalReason.Unavailable, $"unexpected answer from the peer's session: {decision.GetType().Name}"),
         };
     }
 
-    private async Task RunAsync(StreamInfo identity, IAsyncStreamReader<ControlMessage> requestStream,
+    /// <summary>What an exit (or both) offers to serve; a client's offer counts for nothing.</summary>
+    private static int ExitCapacityOf(AuthRequest auth) =>
+        auth.Role is PeerRole.Exit or PeerRole.Both && auth.ExitOffer is { } offer ? (int)Math.Min(offer.MaxClients, int.MaxValue) : 0;
+
+    private async Task RunAsync(StreamInfo identity, int exitCapacity, string? exitAssignmentId, IAsyncStreamReader<ControlMessage> requestStream,
         IServerStreamWriter<ControlMessage> responseStream, ServerCallContext context)
     {
         var outbound = Channel.CreateBounded<ControlMessage>(new BoundedChannelOptions(Edge.OutboundQueue)
@@ -126,13 +131,13 @@ public sealed class ControlStreamService(
             FullMode = BoundedChannelFullMode.Wait,
         });
         var closed = new TaskCompletionSource<StreamRefusal>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var edge = system.ActorOf(EdgeStream.Props(identity, outbound.Writer, closed, sessions.ActorRef, streams, Edge));
+        var edge = system.ActorOf(EdgeStream.Props(identity, outbound.Writer, closed, sessions.ActorRef, streams, Edge, exitCapacity));
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
         try
         {
             // The AuthResponse goes first; everything after it comes through the queue. The edge
             // attaches itself to the session, which may still refuse it (e.g. a newer stream won).
-            await responseStream.WriteAsync(new ControlMessage { AuthResponse = AuthResponseFor(identity) }, context.CancellationToken);
+            await responseStream.WriteAsync(new ControlMessage { AuthResponse = AuthResponseFor(identity, exitAssignmentId) }, context.CancellationToken);
             SecurityLogAccepted(identity);
 
             var writer = WriteAllAsync(outbound.Reader, responseStream, stop.Token);
@@ -220,10 +225,11 @@ public sealed class ControlStreamService(
         }
     }
 
-    private AuthResponse AuthResponseFor(StreamInfo identity)
+    private AuthResponse AuthResponseFor(StreamInfo identity, string? exitAssignmentId)
     {
         var response = new AuthResponse
         {
+            ExitAssignmentId = exitAssignmentId ?? "",
             SessionId = identity.SessionId,
             HeartbeatIntervalMs = (uint)Edge.HeartbeatInterval.TotalMilliseconds,
             SupernodeId = settings.Id,

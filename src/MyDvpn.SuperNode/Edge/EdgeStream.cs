@@ -37,6 +37,8 @@ public sealed class EdgeStream : ReceiveActor, IWithTimers
     private readonly IActorRef sessions;
     private readonly LocalStreams registry;
     private readonly EdgeSettings settings;
+    /// <summary>Clients the peer offered to serve as an exit when it authenticated; 0: none.</summary>
+    private readonly int exitCapacity;
     private readonly ILoggingAdapter log = Context.GetLogger();
     private DateTimeOffset lastHeard = DateTimeOffset.UtcNow;
     private ulong pingSequence;
@@ -45,12 +47,13 @@ public sealed class EdgeStream : ReceiveActor, IWithTimers
     public ITimerScheduler Timers { get; set; } = null!;
 
     public static Props Props(StreamInfo identity, ChannelWriter<ControlMessage> outbound, TaskCompletionSource<StreamRefusal> closed,
-        IActorRef sessions, LocalStreams registry, EdgeSettings settings) =>
-        Akka.Actor.Props.Create(() => new EdgeStream(identity, outbound, closed, sessions, registry, settings));
+        IActorRef sessions, LocalStreams registry, EdgeSettings settings, int exitCapacity = 0) =>
+        Akka.Actor.Props.Create(() => new EdgeStream(identity, outbound, closed, sessions, registry, settings, exitCapacity));
 
     public EdgeStream(StreamInfo identity, ChannelWriter<ControlMessage> outbound, TaskCompletionSource<StreamRefusal> closed,
-        IActorRef sessions, LocalStreams registry, EdgeSettings settings)
+        IActorRef sessions, LocalStreams registry, EdgeSettings settings, int exitCapacity)
     {
+        this.exitCapacity = exitCapacity;
         this.identity = identity;
         this.outbound = outbound;
         this.closed = closed;
@@ -66,6 +69,8 @@ public sealed class EdgeStream : ReceiveActor, IWithTimers
             Send(new ControlMessage { Command = deliver.Command });
         });
         Receive<CloseStream>(close => Close(new StreamRefusal(close.Reason, close.Detail)));
+        Receive<SendToPeer>(send => Send(send.Message));
+        Receive<PeerAssignments>(changed => Publish(this.identity with { Assignments = changed.Assignments }));
         Receive<HeartbeatTick>(_ => Heartbeat());
         Receive<StreamAttached>(_ =>
         {
@@ -84,17 +89,19 @@ public sealed class EdgeStream : ReceiveActor, IWithTimers
             if (!terminated.ActorRef.Equals(session))
                 return;
             session = null;
-            sessions.Tell(new AttachStream(identity.PeerId, identity.SessionId, Self));
+            sessions.Tell(Attach());
         });
     }
 
     protected override void PreStart()
     {
-        sessions.Tell(new AttachStream(identity.PeerId, identity.SessionId, Self));
+        sessions.Tell(Attach());
         registry.Publish(identity);
         OpenStreams.Inc();
         Timers.StartPeriodicTimer(nameof(HeartbeatTick), HeartbeatTick.Instance, settings.HeartbeatInterval);
     }
+
+    private AttachStream Attach() => new(identity.PeerId, identity.SessionId, Self, identity.RemoteAddress, exitCapacity);
 
     protected override void PostStop()
     {
@@ -131,7 +138,10 @@ public sealed class EdgeStream : ReceiveActor, IWithTimers
                 // Kept for the data-plane issue, which acts on handshakes; nothing to do yet.
                 break;
             case ControlMessage.PayloadOneofCase.ExitRequest:
-                Close(new StreamRefusal(RefusalReason.Unavailable, "exit allocation is not available on this SuperNode yet"));
+                sessions.Tell(new RequestExit(identity.PeerId, message.ExitRequest.Region, message.ExitRequest.WireguardPublicKey.ToByteArray()));
+                break;
+            case ControlMessage.PayloadOneofCase.ExitRelease:
+                sessions.Tell(new ClientReleasesExit(identity.PeerId, message.ExitRelease.AssignmentId));
                 break;
             default:
                 Close(new StreamRefusal(RefusalReason.MalformedMessage, $"unexpected {message.PayloadCase} after authentication"));
@@ -148,6 +158,9 @@ public sealed class EdgeStream : ReceiveActor, IWithTimers
             return;
         HeartbeatRtt.Observe(rtt.TotalSeconds);
         Publish(identity with { LastRtt = rtt });
+        // The exit pool prefers exits close to their SuperNode.
+        if (exitCapacity > 0)
+            sessions.Tell(new PeerRttMeasured(identity.PeerId, rtt));
     }
 
     private void Publish(StreamInfo latest)

@@ -11,7 +11,8 @@ public sealed record StreamInfo(
     string RemoteAddress,
     DateTimeOffset ConnectedSince,
     TimeSpan? LastRtt,
-    int CommandsInFlight = 0);
+    int CommandsInFlight = 0,
+    System.Collections.Immutable.ImmutableList<Exits.ExitAssignmentRecord>? Assignments = null);
 
 /// <summary>
 /// The streams this SuperNode holds. Each EdgeStream actor publishes its own entry (an immutable

@@ -5,6 +5,7 @@ using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using MyDvpn.Hosting;
 using MyDvpn.Protocol.SuperNode;
+using MyDvpn.SuperNode.Exits;
 using MyDvpn.SuperNode.Sessions;
 
 namespace MyDvpn.SuperNode.Edge;
@@ -79,6 +80,7 @@ public sealed class SuperNodePeersService(
             RemoteAddress = s.RemoteAddress,
             State = "connected",
             CommandsInFlight = (uint)s.CommandsInFlight,
+            Assignments = { (s.Assignments ?? []).Select(a => a.ToProto()) },
         }));
         return Task.FromResult(list);
     }

@@ -30,3 +30,22 @@ public sealed record CommandCompleted(string CommandId, byte[] Response, DateTim
 
 /// <summary>The session gave up on the command.</summary>
 public sealed record CommandFailed(string CommandId, string Reason, DateTimeOffset At) : IPeerSessionEvent;
+
+/// <summary>The client asked for an exit in <paramref name="Region"/>; the allocation runs under <paramref name="AssignmentId"/>.</summary>
+public sealed record ExitRequested(string AssignmentId, string Region, byte[] ClientPublicKey, DateTimeOffset At) : IPeerSessionEvent;
+
+/// <summary>
+/// The exit's region allocated <paramref name="Assignment"/> (its exit acked); SetupExit
+/// <paramref name="SetupCommandId"/> tells the client (its <see cref="CommandIssued"/> is persisted with this event).
+/// </summary>
+public sealed record ExitAssigned(Exits.ExitAssignmentRecord Assignment, string SetupCommandId, DateTimeOffset At) : IPeerSessionEvent;
+
+/// <summary>No exit was given; <paramref name="StatusCode"/> is the gRPC status code the client was told.</summary>
+public sealed record ExitRequestRefused(string AssignmentId, int StatusCode, RefusalReason Reason, string Detail, DateTimeOffset At)
+    : IPeerSessionEvent;
+
+/// <summary>The assignment is being given back (both halves); the exit's region is asked until it confirms.</summary>
+public sealed record ExitReleaseStarted(string AssignmentId, string Reason, DateTimeOffset At) : IPeerSessionEvent;
+
+/// <summary>The exit's region confirmed the release: the session holds no exit any more.</summary>
+public sealed record ExitReleaseCompleted(string AssignmentId, DateTimeOffset At) : IPeerSessionEvent;

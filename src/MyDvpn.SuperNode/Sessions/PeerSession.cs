@@ -2,7 +2,13 @@ using Akka.Actor;
 using Akka.Cluster.Sharding;
 using Akka.Event;
 using Akka.Persistence;
+using Google.Protobuf;
+using Google.Protobuf.WellKnownTypes;
 using MyDvpn.Protocol.Control;
+using MyDvpn.Protocol.SuperNode;
+using MyDvpn.SuperNode.Exits;
+using ControlCommand = MyDvpn.Protocol.Control.Command;
+using StatusCode = Grpc.Core.StatusCode;
 
 namespace MyDvpn.SuperNode.Sessions;
 
@@ -33,6 +39,16 @@ namespace MyDvpn.SuperNode.Sessions;
 /// watch the sender of <see cref="StreamAttached"/>, and attach again through the shard region with the same session
 /// id when that session terminates (hand-off, rebalance, crash).
 /// </para>
+/// <para>
+/// <b>Exits</b> (ARCHITECTURE §4 Direct). A client's <see cref="RequestExit"/> persists <see cref="ExitRequested"/> and
+/// asks the exit's region through <see cref="IExitAllocator"/> (its pool has the exit ack SetupExit first); the answer
+/// persists <see cref="ExitAssigned"/> with the client's own SetupExit, or <see cref="ExitRequestRefused"/> and an
+/// ExitRequestFailed to the peer. The client's answer to its SetupExit makes the assignment active — or failed, and
+/// then it is rolled back: RemoveExit to the client, the exit's half released at its region, ExitRequestFailed. A
+/// Disconnect, an ExitRelease from the client or a revocation releases both halves; a release is retried until the
+/// exit's region confirms it. An exit's session announces it to its region's pool while its stream is attached and
+/// keeps the clients it serves (from its acked SetupExit and RemoveExit commands).
+/// </para>
 /// </summary>
 public sealed class PeerSession : ReceivePersistentActor, IWithTimers
 {
@@ -41,6 +57,8 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
     public const string PersistenceIdPrefix = "peer/";
 
     private const string CommandTimerPrefix = "command:";
+    private const string ExitHeartbeatTimer = "exit-heartbeat";
+    private const string ReleaseTimer = "exit-release";
     private const string JournalUnavailable = "the session journal is unavailable; retry";
 
     private readonly PeerSessionSettings _settings;
@@ -56,6 +74,14 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
     private readonly List<AwaitingJournal> _awaitingJournal = [];
     private IActorRef? _edge;
     private bool _redeeming;
+    private readonly ExitServices? _exits;
+    private string _remoteAddress = "";
+    private int _exitCapacity;
+    private TimeSpan? _rtt;
+    private string _shownAssignments = "";
+    private string? _releaseStartedFor;
+    // Whether the pool was told this peer is an exit: only then is it told when it is not any more.
+    private bool _exitAnnounced;
 
     private PeerState _state;
 
@@ -65,9 +91,11 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
         PeerSessionSettings settings,
         IEnrollmentClient enrollment,
         IActorRef? peersShardRegion,
-        TimeProvider time)
+        TimeProvider time,
+        ExitServices? exits)
     {
         _settings = settings;
+        _exits = exits;
         _enrollment = enrollment;
         _peersShardRegion = peersShardRegion;
         _time = time;
@@ -99,6 +127,17 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
         Command<GetPeerState>(_ => Sender.Tell(_state.View(_edge is not null)));
         Command<CommandOutcomeFor>(HandleOutcomeFor);
         Command<ReceiveTimeout>(_ => HandleIdle());
+        Command<RequestExit>(HandleRequestExit);
+        Command<AllocationFinished>(HandleAllocationFinished);
+        Command<ClientReleasesExit>(release =>
+        {
+            if (_state.Exit?.AssignmentId == release.AssignmentId)
+                StartRelease("released by the client", removeFromClient: true);
+        });
+        Command<ReleaseFinished>(HandleReleaseFinished);
+        Command<RetryRelease>(_ => SendRelease());
+        Command<PeerRttMeasured>(measured => _rtt = measured.Rtt);
+        Command<ExitHeartbeatTick>(_ => AnnounceExit());
         Command<StopPeerSession>(_ => Context.Stop(Self));
         Command<SaveSnapshotSuccess>(success =>
             DeleteSnapshots(new SnapshotSelectionCriteria(success.Metadata.SequenceNr - 1)));
@@ -122,13 +161,15 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
     /// The <c>peers</c> shard region, for <see cref="CommandOutcomeFor"/>; null: those outcomes are not sent.
     /// </param>
     /// <param name="time">The clock for deadlines and event times; the system clock when null.</param>
+    /// <param name="exits">Exit allocation; null: exit requests are refused as unavailable.</param>
     public static Props Props(
         string peerId,
         string region,
         PeerSessionSettings settings,
         IEnrollmentClient enrollment,
         IActorRef? peersShardRegion,
-        TimeProvider? time = null)
+        TimeProvider? time = null,
+        ExitServices? exits = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(peerId);
         ArgumentException.ThrowIfNullOrEmpty(region);
@@ -136,7 +177,8 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
         ArgumentNullException.ThrowIfNull(enrollment);
         settings.Validate();
         var clock = time ?? TimeProvider.System;
-        return Akka.Actor.Props.Create(() => new PeerSession(peerId, region, settings, enrollment, peersShardRegion, clock));
+        exits?.Settings.Validate();
+        return Akka.Actor.Props.Create(() => new PeerSession(peerId, region, settings, enrollment, peersShardRegion, clock, exits));
     }
 
     protected override void PostStop()
@@ -183,6 +225,20 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
         if (_settings.PassivateIdleAfter is { } idle)
         {
             Context.SetReceiveTimeout(idle);
+        }
+
+        // An exit step the last incarnation left under way goes on from where the journal says it was.
+        switch (_state.Exit?.Phase)
+        {
+            case ExitPhase.Requested:
+                StartAllocation(_state.Exit);
+                break;
+            case ExitPhase.SetupFailed:
+                RollBackFailedSetup();
+                break;
+            case ExitPhase.Releasing:
+                SendRelease();
+                break;
         }
 
         if (_state.Enrolled || _state.Revoked)
@@ -252,7 +308,8 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
             () =>
             {
                 _log.Info("Session of peer {0}: authenticated as {1}, session {2}", PeerId, role, started.SessionId);
-                replyTo.Tell(new PeerAuthenticated(PeerId, role, started.SessionId));
+                var exit = _state.Exit is { Phase: ExitPhase.Requested or ExitPhase.SettingUp or ExitPhase.Active } held ? held.AssignmentId : null;
+                replyTo.Tell(new PeerAuthenticated(PeerId, role, started.SessionId, exit));
             });
     }
 
@@ -293,6 +350,9 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
         CloseEdge(RefusalReason.Replaced, "a newer stream of the peer took over");
         _edge = attach.Edge;
         Context.Watch(_edge);
+        _remoteAddress = attach.RemoteAddress;
+        _exitCapacity = attach.ExitCapacity;
+        _shownAssignments = "";
         _log.Info("Session of peer {0}: stream of session {1} attached at {2}, {3} commands to deliver",
             PeerId, attach.SessionId, _edge.Path, _state.InFlight.Count);
         sender.Tell(new StreamAttached(PeerId, attach.SessionId));
@@ -300,7 +360,16 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
         {
             Deliver(command);
         }
+
+        ShowAssignments();
+        if (ServesAsExit)
+        {
+            AnnounceExit();
+            Timers.StartPeriodicTimer(ExitHeartbeatTimer, ExitHeartbeatTick.Instance, _exits!.Settings.ExitHeartbeat);
+        }
     }
+
+    private bool ServesAsExit => _exits is not null && _exitCapacity > 0 && _state.SessionRole is PeerRole.Exit or PeerRole.Both;
 
     private void HandleTerminated(Terminated terminated)
     {
@@ -311,6 +380,7 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
 
         _edge = null;
         _log.Info("Session of peer {0}: stream detached, {1} commands wait for the next one", PeerId, _state.InFlight.Count);
+        WithdrawExit();
     }
 
     private void CloseEdge(RefusalReason reason, string detail)
@@ -323,6 +393,7 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
         Context.Unwatch(edge);
         edge.Tell(new CloseStream(reason, detail));
         _edge = null;
+        WithdrawExit();
     }
 
     private void HandleIssue(IssueCommand issue)
@@ -348,6 +419,11 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
                         RememberIssuer(id, sender);
                         sender.Tell(new CommandAccepted(PeerId, id));
                         Deliver(_state.FindInFlight(id)!);
+                        if (issue.Command.BodyCase == ControlCommand.BodyOneofCase.Disconnect && _state.Exit is not null)
+                        {
+                            // The Disconnect itself makes the client drop its half.
+                            StartRelease($"disconnected: {issue.Command.Disconnect.Reason}", removeFromClient: false);
+                        }
                     });
                 break;
         }
@@ -436,6 +512,17 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
         _deliveries.Remove(outcome.CommandId);
         _issuers.Remove(outcome.CommandId, out var issuer);
         Announce(issuer, command?.ReplyToPeerId, outcome);
+        if (_state.Exit is { Phase: ExitPhase.SetupFailed })
+        {
+            RollBackFailedSetup();
+        }
+        else if (_state.Exit is { Phase: ExitPhase.Active } exit && exit.SetupCommandId == outcome.CommandId)
+        {
+            _log.Info("Session of peer {0}: exit {1}@{2} active (assignment {3}, address {4})", PeerId, exit.Assignment!.ExitPeerId,
+                exit.Region, exit.AssignmentId, exit.Assignment.ClientAddress);
+        }
+
+        ShowAssignments();
     }
 
     private void Announce(IActorRef? issuer, string? replyToPeerId, CommandOutcome outcome)
@@ -477,7 +564,11 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
                         break;
                 }
             },
-            () => sender.Tell(new PeerRevoked(PeerId)));
+            () =>
+            {
+                sender.Tell(new PeerRevoked(PeerId));
+                StartRelease("peer revoked", removeFromClient: false);
+            });
     }
 
     private void HandleOutcomeFor(CommandOutcomeFor outcome) =>
@@ -486,9 +577,350 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
         _log.Info("Session of peer {0}: command {1} on peer {2} ended: {3}", PeerId, outcome.Outcome.CommandId,
             outcome.Outcome.PeerId, outcome.Outcome.FailureReason ?? outcome.Outcome.Response?.OutcomeCase.ToString());
 
+    private void HandleRequestExit(RequestExit request)
+    {
+        var decision = _state.DecideExitRequest(request.Region, request.ClientPublicKey ?? [], Guid.NewGuid().ToString("N"), _time.GetUtcNow());
+        switch (decision)
+        {
+            case ExitRequestDecision.Refuse refuse:
+                TellPeerExitFailed(request.Region, refuse.Code, refuse.Reason, refuse.Detail);
+                break;
+            case ExitRequestDecision.InProgress:
+                _log.Debug("Session of peer {0}: exit request for {1} ignored, assignment {2} is under way", PeerId, request.Region,
+                    _state.Exit?.AssignmentId);
+                break;
+            case ExitRequestDecision.Reissue reissue:
+                _log.Info("Session of peer {0}: asked again for the exit it holds; sending its SetupExit again", PeerId);
+                IssueInternally(ClientSetup(reissue.Exit.Assignment!, Guid.NewGuid().ToString("N")));
+                break;
+            case ExitRequestDecision.ReleaseFirst releaseFirst:
+                StartRelease(releaseFirst.Reason, removeFromClient: true);
+                TellPeerExitFailed(request.Region, StatusCode.Unavailable, RefusalReason.Unavailable,
+                    "the previous exit is being released first; ask again shortly");
+                break;
+            case ExitRequestDecision.Start start:
+                if (_exits is null)
+                {
+                    TellPeerExitFailed(request.Region, StatusCode.Unavailable, RefusalReason.Unavailable, "exit allocation is not configured on this SuperNode");
+                    return;
+                }
+
+                Persist(start.Event, evt =>
+                {
+                    ApplyPersisted(evt);
+                    _log.Info("Session of peer {0}: asking region {1} for an exit (assignment {2})", PeerId, evt.Region, evt.AssignmentId);
+                    ShowAssignments();
+                    StartAllocation(_state.Exit!);
+                });
+                break;
+        }
+    }
+
+    private void StartAllocation(ClientExit exit)
+    {
+        if (_exits is null)
+        {
+            Self.Tell(new AllocationFinished(exit.AssignmentId, new ExitAllocationResult.Refused(StatusCode.Unavailable,
+                RefusalReason.Unavailable, "exit allocation is not configured on this SuperNode")));
+            return;
+        }
+
+        var request = new AllocateExitRequest
+        {
+            AssignmentId = exit.AssignmentId,
+            Region = exit.Region,
+            ClientPeerId = PeerId,
+            ClientRegion = _state.Region,
+            ClientPublicKey = ByteString.CopyFrom(exit.ClientPublicKey),
+        };
+        var timeout = _exits.Settings.AllocationTimeout;
+        AllocateAsync(_exits.Allocator, request, timeout, _lifetime.Token).PipeTo(Self,
+            success: result => new AllocationFinished(exit.AssignmentId, result),
+            failure: e => new AllocationFinished(exit.AssignmentId,
+                new ExitAllocationResult.Refused(StatusCode.Unavailable, RefusalReason.RegionUnreachable, e.Message)));
+    }
+
+    private static async Task<ExitAllocationResult> AllocateAsync(IExitAllocator allocator, AllocateExitRequest request, TimeSpan timeout,
+        CancellationToken lifetime)
+    {
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(lifetime);
+        cancel.CancelAfter(timeout);
+        try
+        {
+            return await allocator.AllocateAsync(request, cancel.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or Grpc.Core.RpcException && !lifetime.IsCancellationRequested)
+        {
+            return new ExitAllocationResult.Refused(StatusCode.DeadlineExceeded, RefusalReason.RegionUnreachable,
+                $"region {request.Region} did not allocate an exit within {timeout.TotalSeconds:0} s");
+        }
+    }
+
+    private void HandleAllocationFinished(AllocationFinished finished)
+    {
+        var exit = _state.Exit;
+        if (exit is not { Phase: ExitPhase.Requested } || exit.AssignmentId != finished.AssignmentId)
+        {
+            if (finished.Result is ExitAllocationResult.Allocated allocated)
+            {
+                // Released or replaced while the region worked on it: give it back so no exit keeps a place for nobody.
+                _log.Info("Session of peer {0}: assignment {1} arrived after it was given up; releasing it", PeerId, finished.AssignmentId);
+                ReleaseAtRegionAsync(allocated.Assignment.Region, finished.AssignmentId, "given up by the client's session before it completed");
+            }
+
+            return;
+        }
+
+        switch (finished.Result)
+        {
+            case ExitAllocationResult.Allocated allocated:
+                var setup = ClientSetup(allocated.Assignment, Guid.NewGuid().ToString("N"));
+                var issued = _state.DecideIssue(new IssueCommand(PeerId, setup), setup.CommandId, _time.GetUtcNow(), _exits!.Settings.ClientSetupTimeout);
+                if (issued is not IssueDecision.Issue issue)
+                {
+                    Self.Tell(new AllocationFinished(finished.AssignmentId, new ExitAllocationResult.Refused(StatusCode.Internal,
+                        RefusalReason.ExitSetupFailed, "the client's SetupExit could not be issued")));
+                    return;
+                }
+
+                PersistAll(new IPeerSessionEvent[] { new ExitAssigned(allocated.Assignment, setup.CommandId, _time.GetUtcNow()), issue.Event }, evt =>
+                {
+                    ApplyPersisted(evt);
+                    if (evt is CommandIssued commandIssued)
+                    {
+                        _log.Info("Session of peer {0}: exit {1}@{2} acked assignment {3}; sending the client its SetupExit", PeerId,
+                            allocated.Assignment.ExitPeerId, allocated.Assignment.Region, finished.AssignmentId);
+                        Deliver(_state.FindInFlight(commandIssued.CommandId)!);
+                        ShowAssignments();
+                    }
+                });
+                break;
+            case ExitAllocationResult.Refused refused:
+                if (refused.Reason == RefusalReason.RegionUnreachable)
+                {
+                    // The region may have completed it after the call gave up.
+                    ReleaseAtRegionAsync(exit.Region, exit.AssignmentId, "the client's session gave up waiting for it");
+                }
+
+                Persist(new ExitRequestRefused(exit.AssignmentId, (int)refused.Code, refused.Reason, refused.Detail, _time.GetUtcNow()), evt =>
+                {
+                    ApplyPersisted(evt);
+                    _log.Info("Session of peer {0}: no exit in region {1}: {2} {3}", PeerId, exit.Region, refused.Reason, refused.Detail);
+                    TellPeerExitFailed(exit.Region, refused.Code, refused.Reason, refused.Detail);
+                    ShowAssignments();
+                });
+                break;
+        }
+    }
+
+    /// <summary>The client's SetupExit: the exit as its WireGuard peer, the client's tunnel address.</summary>
+    private ControlCommand ClientSetup(ExitAssignmentRecord assignment, string commandId) => new()
+    {
+        CommandId = commandId,
+        Deadline = Timestamp.FromDateTimeOffset(_time.GetUtcNow() + _exits!.Settings.ClientSetupTimeout),
+        SetupExit = new SetupExit
+        {
+            AssignmentId = assignment.AssignmentId,
+            Side = ExitSide.Client,
+            Peer = new WireGuardPeer
+            {
+                PublicKey = ByteString.CopyFrom(assignment.ExitPublicKey),
+                Endpoint = assignment.ExitEndpoint,
+                AllowedIps = { _exits.Settings.ClientAllowedIps },
+                PersistentKeepaliveSeconds = (uint)_exits.Settings.PersistentKeepaliveSeconds,
+            },
+            TunnelAddresses = { assignment.ClientAddress },
+            CounterpartPeerId = assignment.ExitPeerId,
+            CounterpartRegion = assignment.Region,
+        },
+    };
+
+    /// <summary>Issues a command of the session's own (no issuer waits for it).</summary>
+    private void IssueInternally(ControlCommand command)
+    {
+        if (_state.DecideIssue(new IssueCommand(PeerId, command), command.CommandId, _time.GetUtcNow(), _settings.DefaultDeadline)
+            is not IssueDecision.Issue issue)
+        {
+            return;
+        }
+
+        Persist(issue.Event, evt =>
+        {
+            ApplyPersisted(evt);
+            Deliver(_state.FindInFlight(evt.CommandId)!);
+        });
+    }
+
+    /// <summary>The client did not apply its half: undo both halves and tell it why.</summary>
+    private void RollBackFailedSetup()
+    {
+        if (_state.Exit is not { Phase: ExitPhase.SetupFailed } exit || _releaseStartedFor == exit.AssignmentId)
+        {
+            return;
+        }
+
+        var why = $"the client could not apply its SetupExit: {exit.Problem}";
+        _log.Warning("Session of peer {0}: rolling back assignment {1}: {2}", PeerId, exit.AssignmentId, why);
+        TellPeerExitFailed(exit.Region, (StatusCode)exit.ProblemStatus, RefusalReason.ExitSetupFailed, why);
+        StartRelease(why, removeFromClient: true);
+    }
+
+    /// <summary>
+    /// Gives the client's assignment back: persisted first, then the exit's region is asked until it confirms; with
+    /// <paramref name="removeFromClient"/> the client gets RemoveExit (it may have applied its half).
+    /// </summary>
+    private void StartRelease(string reason, bool removeFromClient)
+    {
+        if (_state.Exit is not { } exit || exit.Phase == ExitPhase.Releasing || _releaseStartedFor == exit.AssignmentId)
+        {
+            return;
+        }
+
+        // Until the event below is persisted the phase does not say so; a second trigger meanwhile changes nothing.
+        _releaseStartedFor = exit.AssignmentId;
+        var now = _time.GetUtcNow();
+        var events = new List<IPeerSessionEvent> { new ExitReleaseStarted(exit.AssignmentId, reason, now) };
+        if (removeFromClient && exit.Assignment is { } assignment)
+        {
+            var remove = new ControlCommand
+            {
+                CommandId = Guid.NewGuid().ToString("N"),
+                Deadline = Timestamp.FromDateTimeOffset(now + (_exits?.Settings.RemoveDeadline ?? _settings.DefaultDeadline)),
+                RemoveExit = new RemoveExit
+                {
+                    AssignmentId = exit.AssignmentId,
+                    PeerPublicKey = ByteString.CopyFrom(assignment.ExitPublicKey),
+                    Side = ExitSide.Client,
+                    Reason = reason,
+                },
+            };
+            if (_state.DecideIssue(new IssueCommand(PeerId, remove), remove.CommandId, now, _settings.DefaultDeadline) is IssueDecision.Issue issue)
+            {
+                events.Add(issue.Event);
+            }
+        }
+
+        PersistAll(events, evt =>
+        {
+            ApplyPersisted(evt);
+            switch (evt)
+            {
+                case ExitReleaseStarted:
+                    _log.Info("Session of peer {0}: releasing assignment {1}: {2}", PeerId, exit.AssignmentId, reason);
+                    ShowAssignments();
+                    SendRelease();
+                    break;
+                case CommandIssued issued:
+                    Deliver(_state.FindInFlight(issued.CommandId)!);
+                    break;
+            }
+        });
+    }
+
+    private void SendRelease()
+    {
+        if (_state.Exit is not { Phase: ExitPhase.Releasing } exit)
+        {
+            return;
+        }
+
+        if (_exits is null)
+        {
+            Self.Tell(new ReleaseFinished(exit.AssignmentId, null));
+            return;
+        }
+
+        var request = new ReleaseExitRequest { AssignmentId = exit.AssignmentId, Region = exit.Region, Reason = exit.Problem ?? "released" };
+        var allocator = _exits.Allocator;
+        var token = _lifetime.Token;
+        allocator.ReleaseAsync(request, token).PipeTo(Self,
+            success: _ => new ReleaseFinished(exit.AssignmentId, null),
+            failure: e => new ReleaseFinished(exit.AssignmentId, e.Message));
+    }
+
+    /// <summary>Best effort, nothing persisted: for an assignment the session no longer holds.</summary>
+    private void ReleaseAtRegionAsync(string region, string assignmentId, string reason)
+    {
+        if (_exits is null)
+        {
+            return;
+        }
+
+        _ = _exits.Allocator.ReleaseAsync(new ReleaseExitRequest { AssignmentId = assignmentId, Region = region, Reason = reason }, _lifetime.Token)
+            .ContinueWith(t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted);
+    }
+
+    private void HandleReleaseFinished(ReleaseFinished finished)
+    {
+        if (_state.Exit is not { Phase: ExitPhase.Releasing } exit || exit.AssignmentId != finished.AssignmentId)
+        {
+            return;
+        }
+
+        if (finished.Problem is not null)
+        {
+            _log.Warning("Session of peer {0}: releasing assignment {1} at region {2} failed, retrying in {3:0} s: {4}", PeerId,
+                exit.AssignmentId, exit.Region, _exits!.Settings.ReleaseRetry.TotalSeconds, finished.Problem);
+            Timers.StartSingleTimer(ReleaseTimer, RetryRelease.Instance, _exits.Settings.ReleaseRetry);
+            return;
+        }
+
+        Persist(new ExitReleaseCompleted(exit.AssignmentId, _time.GetUtcNow()), evt =>
+        {
+            ApplyPersisted(evt);
+            _log.Info("Session of peer {0}: assignment {1} released", PeerId, evt.AssignmentId);
+            ShowAssignments();
+        });
+    }
+
+    private void TellPeerExitFailed(string region, StatusCode code, RefusalReason reason, string detail) =>
+        _edge?.Tell(new SendToPeer(new ControlMessage
+        {
+            ExitRequestFailed = new Protocol.Control.ExitRequestFailed { Region = region, GrpcStatus = (int)code, Reason = reason, Detail = detail },
+        }));
+
+    /// <summary>The edge shows the assignments in the admin's session list; sent when they change.</summary>
+    private void ShowAssignments()
+    {
+        if (_edge is null)
+        {
+            return;
+        }
+
+        var assignments = _state.Assignments();
+        var shown = string.Join(",", assignments.Select(a => a.AssignmentId + ":" + a.State));
+        if (shown == _shownAssignments)
+        {
+            return;
+        }
+
+        _shownAssignments = shown;
+        _edge.Tell(new PeerAssignments(PeerId, assignments));
+    }
+
+    private void AnnounceExit()
+    {
+        if (_edge is not null && ServesAsExit)
+        {
+            _exits!.Pools.Tell(new ExitOnline(_state.Region, PeerId, _exitCapacity, _remoteAddress, _rtt));
+            _exitAnnounced = true;
+        }
+    }
+
+    private void WithdrawExit()
+    {
+        Timers.Cancel(ExitHeartbeatTimer);
+        if (_exitAnnounced)
+        {
+            _exits!.Pools.Tell(new ExitOffline(_state.Region, PeerId));
+            _exitAnnounced = false;
+        }
+    }
+
     private void HandleIdle()
     {
-        if (_edge is not null || !_state.InFlight.IsEmpty || _redeeming || _awaitingJournal.Count > 0)
+        if (_edge is not null || !_state.InFlight.IsEmpty || _redeeming || _awaitingJournal.Count > 0
+            || _state.Exit is { Phase: not ExitPhase.Active })
         {
             return;
         }
@@ -571,4 +1003,22 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
 
     /// <summary>A command's timer: its answer is overdue, its backoff is over, or its deadline came.</summary>
     private sealed record CommandTimerFired(string CommandId);
+
+    private sealed record AllocationFinished(string AssignmentId, ExitAllocationResult Result);
+
+    /// <summary>A release call ended; <paramref name="Problem"/> is null when the region confirmed it.</summary>
+    private sealed record ReleaseFinished(string AssignmentId, string? Problem);
+
+    private sealed record RetryRelease
+    {
+        public static readonly RetryRelease Instance = new();
+    }
+
+    private sealed record ExitHeartbeatTick
+    {
+        public static readonly ExitHeartbeatTick Instance = new();
+    }
 }
+
+/// <summary>What a session needs to allocate exits: the settings, the way to a region's pool, this region's pools.</summary>
+public sealed record ExitServices(ExitSettings Settings, IExitAllocator Allocator, IActorRef Pools);

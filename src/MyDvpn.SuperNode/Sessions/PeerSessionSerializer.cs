@@ -22,10 +22,11 @@ public sealed class PeerSessionSerializer(ExtendedActorSystem system) : Serializ
     private const string IssueCommandManifest = "issue-command";
     private const string CommandOutcomeManifest = "command-outcome";
     private const string CommandOutcomeForManifest = "command-outcome-for";
+    private const string SendToPeerManifest = "send-to-peer";
 
     /// <summary>The message types this serializer is for.</summary>
     public static readonly IReadOnlyList<Type> BoundTypes =
-        [typeof(DeliverCommand), typeof(CommandAnswered), typeof(IssueCommand), typeof(CommandOutcome), typeof(CommandOutcomeFor)];
+        [typeof(DeliverCommand), typeof(CommandAnswered), typeof(IssueCommand), typeof(CommandOutcome), typeof(CommandOutcomeFor), typeof(SendToPeer)];
 
     /// <summary>HOCON that registers this serializer as <c>peer-session</c> and binds <see cref="BoundTypes"/> to it.</summary>
     public static Config Configuration { get; } = ConfigurationFactory.ParseString(
@@ -41,6 +42,7 @@ public sealed class PeerSessionSerializer(ExtendedActorSystem system) : Serializ
         IssueCommand => IssueCommandManifest,
         CommandOutcome => CommandOutcomeManifest,
         CommandOutcomeFor => CommandOutcomeForManifest,
+        SendToPeer => SendToPeerManifest,
         _ => throw new ArgumentException($"{nameof(PeerSessionSerializer)} cannot serialize {o.GetType()}", nameof(o)),
     };
 
@@ -51,6 +53,7 @@ public sealed class PeerSessionSerializer(ExtendedActorSystem system) : Serializ
         IssueCommand m => Write(w => w.String(1, m.PeerId).Message(2, m.Command).String(3, m.ReplyToPeerId)),
         CommandOutcome m => Write(w => WriteOutcome(w, m)),
         CommandOutcomeFor m => Write(w => w.String(1, m.PeerId).Bytes(2, Write(o => WriteOutcome(o, m.Outcome)))),
+        SendToPeer m => Write(w => w.Message(1, m.Message)),
         _ => throw new ArgumentException($"{nameof(PeerSessionSerializer)} cannot serialize {obj.GetType()}", nameof(obj)),
     };
 
@@ -64,6 +67,7 @@ public sealed class PeerSessionSerializer(ExtendedActorSystem system) : Serializ
             IssueCommandManifest => new IssueCommand(fields.String(1), fields.Message(2, Command.Parser), fields.OptionalString(3)),
             CommandOutcomeManifest => ReadOutcome(fields),
             CommandOutcomeForManifest => new CommandOutcomeFor(fields.String(1), ReadOutcome(Read(fields.Bytes(2)))),
+            SendToPeerManifest => new SendToPeer(fields.Message(1, ControlMessage.Parser)),
             _ => throw new SerializationException($"{nameof(PeerSessionSerializer)} does not know manifest '{manifest}'"),
         };
     }

@@ -1,8 +1,11 @@
 using System.Collections.Immutable;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
+using MyDvpn.Hosting;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Security;
+using MyDvpn.SuperNode.Exits;
+using StatusCode = Grpc.Core.StatusCode;
 
 namespace MyDvpn.SuperNode.Sessions;
 
@@ -36,6 +39,12 @@ public sealed record PeerState(
 
     public const int PublicKeyLength = 32;
 
+    /// <summary>A client's exit, from its request until the release completes; null when it holds none.</summary>
+    public ClientExit? Exit { get; init; }
+
+    /// <summary>An exit's clients: the SetupExit (side exit) it acked and no RemoveExit ended yet.</summary>
+    public ImmutableList<ExitAssignmentRecord> Served { get; init; } = [];
+
     public static PeerState Empty(string peerId, string region, int rememberCompleted) =>
         new(peerId, region, rememberCompleted, null, false, null, PeerRole.Unspecified, [], []);
 
@@ -50,12 +59,123 @@ public sealed record PeerState(
         {
             InFlight = InFlight.Add(new InFlightCommand(e.CommandId, Command.Parser.ParseFrom(e.Command), e.ReplyToPeerId, e.At)),
         },
-        CommandCompleted e => Finish(e.CommandId),
-        CommandFailed e => Finish(e.CommandId),
+        CommandCompleted e => Concluded(e.CommandId, CommandResponse.Parser.ParseFrom(e.Response), null).Finish(e.CommandId),
+        CommandFailed e => Concluded(e.CommandId, null, e.Reason).Finish(e.CommandId),
+        ExitRequested e => this with { Exit = new ClientExit(e.AssignmentId, e.Region, e.ClientPublicKey, e.At) },
+        ExitAssigned e when Exit is { Phase: ExitPhase.Requested } exit && exit.AssignmentId == e.Assignment.AssignmentId => this with
+        {
+            Exit = exit with { Phase = ExitPhase.SettingUp, Assignment = e.Assignment, SetupCommandId = e.SetupCommandId },
+        },
+        ExitRequestRefused e when Exit?.AssignmentId == e.AssignmentId && Exit.Phase == ExitPhase.Requested => this with { Exit = null },
+        ExitReleaseStarted e when Exit?.AssignmentId == e.AssignmentId => this with
+        {
+            Exit = Exit with { Phase = ExitPhase.Releasing, Problem = Exit.Problem ?? e.Reason },
+        },
+        ExitReleaseCompleted e when Exit?.AssignmentId == e.AssignmentId => this with { Exit = null },
+        // Exit events that no longer match the current assignment (it was replaced or released meanwhile).
+        ExitAssigned or ExitRequestRefused or ExitReleaseStarted or ExitReleaseCompleted => this,
         _ => throw new ArgumentException($"Unknown peer session event {evt.GetType().Name}", nameof(evt)),
     };
 
     public InFlightCommand? FindInFlight(string commandId) => InFlight.Find(c => c.CommandId == commandId);
+
+    /// <summary>
+    /// What the end of a command means for the exit assignments: the client's SetupExit decides its assignment
+    /// (active, or failed and to be rolled back); an exit's acked SetupExit adds a client it serves, RemoveExit drops it.
+    /// </summary>
+    private PeerState Concluded(string commandId, CommandResponse? response, string? failureReason)
+    {
+        if (FindInFlight(commandId) is not { } command)
+            return this;
+        var succeeded = response?.OutcomeCase == CommandResponse.OutcomeOneofCase.Result;
+        var state = this;
+        if (Exit is { Phase: ExitPhase.SettingUp } exit && exit.SetupCommandId == commandId)
+        {
+            state = state with
+            {
+                Exit = succeeded
+                    ? exit with { Phase = ExitPhase.Active }
+                    : exit with
+                    {
+                        Phase = ExitPhase.SetupFailed,
+                        Problem = failureReason ?? $"{response!.Failure.Code}: {response.Failure.Reason}",
+                        ProblemStatus = failureReason is not null
+                            ? (int)StatusCode.DeadlineExceeded
+                            : (int)(response!.Failure.Code == CommandError.Invalid ? StatusCode.FailedPrecondition : StatusCode.Aborted),
+                    },
+            };
+        }
+
+        switch (command.Command)
+        {
+            case { BodyCase: Command.BodyOneofCase.SetupExit, SetupExit: { Side: ExitSide.Exit } setup } when succeeded
+                && response!.Result.SetupExit is { } result:
+                var served = new ExitAssignmentRecord(setup.AssignmentId, Region, PeerId, result.PublicKey.ToByteArray(), result.Endpoint,
+                    setup.Peer?.AllowedIps.FirstOrDefault() ?? "", setup.TunnelAddresses.FirstOrDefault() ?? "", setup.CounterpartPeerId,
+                    setup.CounterpartRegion, setup.Peer?.PublicKey.ToByteArray() ?? [], ExitAssignmentRecord.Active);
+                state = state with { Served = state.Served.RemoveAll(a => a.AssignmentId == setup.AssignmentId).Add(served) };
+                break;
+            case { BodyCase: Command.BodyOneofCase.RemoveExit, RemoveExit: { Side: ExitSide.Exit } remove }:
+                // Released at the pool either way: a peer that never got it drops the client when it reconciles.
+                state = state with { Served = state.Served.RemoveAll(a => a.AssignmentId == remove.AssignmentId) };
+                break;
+        }
+
+        return state;
+    }
+
+    /// <summary>
+    /// What to do with a client's ExitRequest for <paramref name="region"/>: refuse it (not a client, bad key or region),
+    /// start an allocation, ignore it (one is under way), tell the client its active exit again (same region and key: it
+    /// lost its state), or release the old assignment first (another region or key).
+    /// </summary>
+    public ExitRequestDecision DecideExitRequest(string region, byte[] clientPublicKey, string newAssignmentId, DateTimeOffset now)
+    {
+        if (SessionRole is not (PeerRole.Client or PeerRole.Both))
+        {
+            return new ExitRequestDecision.Refuse(StatusCode.PermissionDenied, RefusalReason.NotAnExitClient,
+                $"the peer is connected as {SessionRole}; only a client (or both) may ask for an exit");
+        }
+
+        if (clientPublicKey.Length != PublicKeyLength)
+        {
+            return new ExitRequestDecision.Refuse(StatusCode.InvalidArgument, RefusalReason.MalformedMessage,
+                $"wireguard_public_key must be {PublicKeyLength} bytes, was {clientPublicKey.Length}");
+        }
+
+        if (!RegionName.IsValid(region, out var problem))
+            return new ExitRequestDecision.Refuse(StatusCode.InvalidArgument, RefusalReason.MalformedMessage, $"region: {problem}");
+
+        return Exit switch
+        {
+            null => new ExitRequestDecision.Start(new ExitRequested(newAssignmentId, region, (byte[])clientPublicKey.Clone(), now)),
+            { Phase: ExitPhase.Requested or ExitPhase.SettingUp } => ExitRequestDecision.InProgress.Instance,
+            { Phase: ExitPhase.Active } exit when exit.Region == region && exit.ClientPublicKey.AsSpan().SequenceEqual(clientPublicKey) =>
+                new ExitRequestDecision.Reissue(exit),
+            { Phase: ExitPhase.Active } exit => new ExitRequestDecision.ReleaseFirst(
+                $"the client asked for an exit in {region} with {(exit.Region == region ? "a new key" : "another region")}"),
+            _ => new ExitRequestDecision.Refuse(StatusCode.Unavailable, RefusalReason.Unavailable,
+                $"the previous exit (assignment {Exit.AssignmentId}) is being released; ask again shortly"),
+        };
+    }
+
+    /// <summary>The assignments as the admin and the peer's stream show them: a client's exit, or an exit's clients.</summary>
+    public ImmutableList<ExitAssignmentRecord> Assignments()
+    {
+        if (Exit is not { } exit)
+            return Served;
+        var state = exit.Phase switch
+        {
+            ExitPhase.Requested => ExitAssignmentRecord.Requested,
+            ExitPhase.SettingUp => ExitAssignmentRecord.SettingUp,
+            ExitPhase.Active => ExitAssignmentRecord.Active,
+            _ => ExitAssignmentRecord.Releasing,
+        };
+        var record = exit.Assignment is { } assigned
+            ? assigned with { State = state }
+            : new ExitAssignmentRecord(exit.AssignmentId, exit.Region, "", [], "", "", "", PeerId, Region, exit.ClientPublicKey, state);
+        return Served.Add(record);
+    }
 
     public bool IsFinished(string commandId) => FinishedIds.Contains(commandId);
 
@@ -216,13 +336,20 @@ public sealed record PeerState(
 
     public PeerStateView View(bool streamAttached) =>
         new(PeerId, Enrolled, Enrollment?.Role ?? PeerRole.Unspecified, Revoked, SessionId, streamAttached, InFlight.Count,
-            InFlight.Select(c => c.CommandId).ToImmutableList());
+            InFlight.Select(c => c.CommandId).ToImmutableList())
+        {
+            Assignments = Assignments(),
+        };
 
     /// <summary>The form this state is stored in as a snapshot (see <see cref="PeerSnapshot"/>).</summary>
     public PeerSnapshot ToSnapshot() =>
         new(PeerId, Region, Enrollment, Revoked, SessionId, SessionRole,
             InFlight.Select(c => new CommandIssued(c.CommandId, c.Command.ToByteArray(), c.ReplyToPeerId, c.IssuedAt)).ToImmutableList(),
-            Finished);
+            Finished)
+        {
+            Exit = Exit,
+            Served = Served,
+        };
 
     public static PeerState FromSnapshot(PeerSnapshot snapshot, int rememberCompleted)
     {
@@ -232,6 +359,8 @@ public sealed record PeerState(
             Revoked = snapshot.Revoked,
             SessionId = snapshot.SessionId,
             SessionRole = snapshot.SessionRole,
+            Exit = snapshot.Exit,
+            Served = snapshot.Served ?? [],
         };
         state = snapshot.Finished.Aggregate(state, (s, id) => s.Remember(id));
         return snapshot.InFlight.Aggregate(state, (s, issued) => s.Apply(issued));
@@ -276,7 +405,68 @@ public sealed record PeerSnapshot(
     string? SessionId,
     PeerRole SessionRole,
     ImmutableList<CommandIssued> InFlight,
-    ImmutableList<string> Finished);
+    ImmutableList<string> Finished)
+{
+    public ClientExit? Exit { get; init; }
+
+    /// <summary>Null in snapshots written before exits existed.</summary>
+    public ImmutableList<ExitAssignmentRecord>? Served { get; init; }
+}
+
+public enum ExitPhase
+{
+    /// <summary>Asked of the exit's region; no answer yet.</summary>
+    Requested,
+
+    /// <summary>The exit acked; the client's SetupExit is in flight.</summary>
+    SettingUp,
+
+    Active,
+
+    /// <summary>The client did not apply its half: to be rolled back.</summary>
+    SetupFailed,
+
+    /// <summary>Being given back; the exit's region has not confirmed yet.</summary>
+    Releasing,
+}
+
+/// <summary>A client's exit assignment as its session holds it.</summary>
+public sealed record ClientExit(string AssignmentId, string Region, byte[] ClientPublicKey, DateTimeOffset Since)
+{
+    public ExitPhase Phase { get; init; } = ExitPhase.Requested;
+
+    /// <summary>Both halves' details, once the exit's region allocated it.</summary>
+    public ExitAssignmentRecord? Assignment { get; init; }
+
+    public string? SetupCommandId { get; init; }
+
+    /// <summary>Why the setup failed or the release started.</summary>
+    public string? Problem { get; init; }
+
+    /// <summary>The gRPC status code a failed setup is reported to the client with.</summary>
+    public int ProblemStatus { get; init; }
+}
+
+/// <summary>The outcome of <see cref="PeerState.DecideExitRequest"/>.</summary>
+public abstract record ExitRequestDecision
+{
+    private ExitRequestDecision()
+    {
+    }
+
+    public sealed record Refuse(StatusCode Code, RefusalReason Reason, string Detail) : ExitRequestDecision;
+
+    public sealed record Start(ExitRequested Event) : ExitRequestDecision;
+
+    public sealed record InProgress : ExitRequestDecision
+    {
+        public static readonly InProgress Instance = new();
+    }
+
+    public sealed record Reissue(ClientExit Exit) : ExitRequestDecision;
+
+    public sealed record ReleaseFirst(string Reason) : ExitRequestDecision;
+}
 
 /// <summary>The outcome of <see cref="PeerState.DecideAuthentication"/>.</summary>
 public abstract record AuthDecision

@@ -26,7 +26,8 @@ public sealed record AuthenticatePeer(
     byte[]? PublicKey) : IWithPeerId;
 
 /// <summary>The peer is who it claims and may take <paramref name="Role"/>; a new session id per authentication.</summary>
-public sealed record PeerAuthenticated(string PeerId, PeerRole Role, string SessionId);
+/// <param name="ExitAssignmentId">A client's exit assignment that is not being released; null: none.</param>
+public sealed record PeerAuthenticated(string PeerId, PeerRole Role, string SessionId, string? ExitAssignmentId = null);
 
 public sealed record PeerRefused(string PeerId, RefusalReason Reason, string Detail);
 
@@ -36,7 +37,9 @@ public sealed record PeerRefused(string PeerId, RefusalReason Reason, string Det
 /// the peer's latest (<c>Replaced</c>), the peer never authenticated (<c>UnknownPeer</c>) or is revoked
 /// (<c>Revoked</c>). An edge attached before gets <see cref="CloseStream"/> with <c>Replaced</c>.
 /// </summary>
-public sealed record AttachStream(string PeerId, string SessionId, IActorRef Edge) : IWithPeerId;
+/// <param name="RemoteAddress">The IP the stream comes from (an exit's endpoint when it does not know its own).</param>
+/// <param name="ExitCapacity">Clients the peer offers to serve as an exit (its ExitOffer); 0: none.</param>
+public sealed record AttachStream(string PeerId, string SessionId, IActorRef Edge, string RemoteAddress = "", int ExitCapacity = 0) : IWithPeerId;
 
 public sealed record StreamAttached(string PeerId, string SessionId);
 
@@ -96,7 +99,11 @@ public sealed record PeerStateView(
     string? SessionId,
     bool StreamAttached,
     int CommandsInFlight,
-    ImmutableList<string> InFlightCommandIds);
+    ImmutableList<string> InFlightCommandIds)
+{
+    /// <summary>A client's exit, or the clients an exit serves.</summary>
+    public ImmutableList<Exits.ExitAssignmentRecord> Assignments { get; init; } = [];
+}
 
 /// <summary>
 /// The shard's hand-off stop message for <c>peers</c> (and what a session passivates itself with): the session
@@ -110,3 +117,18 @@ public sealed record StopPeerSession
     {
     }
 }
+
+/// <summary>Edge → session: the client asked for an exit (its ExitRequest).</summary>
+public sealed record RequestExit(string PeerId, string Region, byte[] ClientPublicKey) : IWithPeerId;
+
+/// <summary>Edge → session: the client gives its exit back (its ExitRelease).</summary>
+public sealed record ClientReleasesExit(string PeerId, string AssignmentId) : IWithPeerId;
+
+/// <summary>Edge → session: the last heartbeat round trip of the peer's stream.</summary>
+public sealed record PeerRttMeasured(string PeerId, TimeSpan Rtt) : IWithPeerId;
+
+/// <summary>Session → edge: write this message to the peer (e.g. ExitRequestFailed).</summary>
+public sealed record SendToPeer(ControlMessage Message);
+
+/// <summary>Session → edge: the peer's exit assignments changed (shown by the admin's session list).</summary>
+public sealed record PeerAssignments(string PeerId, ImmutableList<Exits.ExitAssignmentRecord> Assignments);

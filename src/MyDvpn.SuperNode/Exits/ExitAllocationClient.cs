@@ -1,0 +1,169 @@
+using System.Collections.Concurrent;
+using Grpc.Core;
+using Grpc.Net.Client;
+using MyDvpn.Hosting;
+using MyDvpn.Protocol.Control;
+using MyDvpn.Protocol.Directory;
+using MyDvpn.Protocol.SuperNode;
+using MyDvpn.Security;
+
+namespace MyDvpn.SuperNode.Exits;
+
+/// <summary>The outcome of asking a region for an exit.</summary>
+public abstract record ExitAllocationResult
+{
+    private ExitAllocationResult()
+    {
+    }
+
+    public sealed record Allocated(ExitAssignmentRecord Assignment) : ExitAllocationResult;
+
+    public sealed record Refused(StatusCode Code, RefusalReason Reason, string Detail) : ExitAllocationResult;
+}
+
+/// <summary>How a client's session reaches the exit pool of a region (its own or another).</summary>
+public interface IExitAllocator
+{
+    Task<ExitAllocationResult> AllocateAsync(AllocateExitRequest request, CancellationToken cancellationToken);
+
+    /// <summary>True when the region released the assignment, false when it did not know it.</summary>
+    /// <exception cref="ExitRegionUnreachableException">No SuperNode of the region answered.</exception>
+    Task<bool> ReleaseAsync(ReleaseExitRequest request, CancellationToken cancellationToken);
+}
+
+public sealed class ExitRegionUnreachableException(string message) : Exception(message);
+
+/// <summary>
+/// Calls the <c>ExitAllocation</c> service of a region's SuperNodes over mutual TLS (ARCHITECTURE §4 Direct). The
+/// SuperNodes come from the <see cref="DirectoryCache"/>, so regions seen before stay reachable while no BaseNode
+/// answers; a region the cache does not know (yet) is looked up in the directory at once. SuperNodes marked up are
+/// tried first, starting at one picked by the assignment id (spreading load), then the others; a SuperNode that does
+/// not answer is skipped, while a refusal (a status with a reason) is the answer.
+/// </summary>
+public sealed class ExitAllocationClient(DirectoryCache directory, DirectoryClient directoryClient, TlsMaterial tls, TimeSpan callTimeout)
+    : IExitAllocator, IDisposable
+{
+    private readonly ConcurrentDictionary<string, Lazy<GrpcChannel>> channels = new(StringComparer.Ordinal);
+
+    public async Task<ExitAllocationResult> AllocateAsync(AllocateExitRequest request, CancellationToken cancellationToken)
+    {
+        var superNodes = await KnownSuperNodesAsync(request.Region, request.AssignmentId, cancellationToken);
+        if (superNodes.Count == 0)
+        {
+            return new ExitAllocationResult.Refused(StatusCode.NotFound, RefusalReason.UnknownRegion,
+                $"the directory knows no SuperNode of region {request.Region}");
+        }
+
+        var failures = new List<string>();
+        var tried = new HashSet<string>(StringComparer.Ordinal);
+        // The cache may be stale (a SuperNode moved or left): once every SuperNode it names failed, the directory's
+        // current list gets a turn for the ones not tried yet.
+        for (var round = 0; round < 2 && superNodes.Count > 0; round++)
+        {
+            foreach (var superNode in superNodes.Where(s => tried.Add(s.GrpcEndpoint)))
+            {
+                try
+                {
+                    var assignment = await ClientFor(superNode.GrpcEndpoint)
+                        .AllocateExitAsync(request, new CallOptions(deadline: DateTime.UtcNow + callTimeout, cancellationToken: cancellationToken));
+                    return new ExitAllocationResult.Allocated(ExitAssignmentRecord.FromProto(assignment));
+                }
+                catch (RpcException ex) when (RefusalReasons.Of(ex) is { } reason)
+                {
+                    return new ExitAllocationResult.Refused(ex.StatusCode, reason, WithoutReasonPrefix(ex.Status.Detail, reason));
+                }
+                catch (RpcException ex) when (!cancellationToken.IsCancellationRequested)
+                {
+                    failures.Add($"{superNode.SupernodeId}: {ex.StatusCode} {ex.Status.Detail}");
+                }
+            }
+
+            superNodes = round == 0 ? await RefreshedSuperNodesAsync(request.Region, request.AssignmentId, cancellationToken) : [];
+        }
+
+        return new ExitAllocationResult.Refused(StatusCode.Unavailable, RefusalReason.RegionUnreachable,
+            $"no SuperNode of region {request.Region} answered ({string.Join("; ", failures)})");
+    }
+
+    public async Task<bool> ReleaseAsync(ReleaseExitRequest request, CancellationToken cancellationToken)
+    {
+        var failures = new List<string>();
+        foreach (var superNode in await KnownSuperNodesAsync(request.Region, request.AssignmentId, cancellationToken))
+        {
+            try
+            {
+                var response = await ClientFor(superNode.GrpcEndpoint)
+                    .ReleaseExitAsync(request, new CallOptions(deadline: DateTime.UtcNow + callTimeout, cancellationToken: cancellationToken));
+                return response.Released;
+            }
+            catch (RpcException ex) when (!cancellationToken.IsCancellationRequested && RefusalReasons.Of(ex) is null)
+            {
+                failures.Add($"{superNode.SupernodeId}: {ex.StatusCode} {ex.Status.Detail}");
+            }
+        }
+
+        throw new ExitRegionUnreachableException(failures.Count == 0
+            ? $"the directory knows no SuperNode of region {request.Region}"
+            : $"no SuperNode of region {request.Region} answered ({string.Join("; ", failures)})");
+    }
+
+    /// <summary>The region's SuperNodes from the cache; from the directory when the cache knows none.</summary>
+    /// <exception cref="ExitRegionUnreachableException">The cache knows none and no BaseNode answered.</exception>
+    private async Task<List<SuperNodeRegistration>> KnownSuperNodesAsync(string region, string spreadKey, CancellationToken cancellationToken)
+    {
+        var known = SuperNodesOf(region, spreadKey);
+        if (known.Count > 0)
+            return known;
+        try
+        {
+            await directory.RefreshAsync(directoryClient, cancellationToken);
+        }
+        catch (DirectoryUnavailableException ex)
+        {
+            throw new ExitRegionUnreachableException($"region {region} is not in this SuperNode's directory cache and the directory cannot be reached ({ex.Message})");
+        }
+        return SuperNodesOf(region, spreadKey);
+    }
+
+    /// <summary>The region's SuperNodes after a refresh from the directory; none when no BaseNode answers.</summary>
+    private async Task<List<SuperNodeRegistration>> RefreshedSuperNodesAsync(string region, string spreadKey, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await directory.RefreshAsync(directoryClient, cancellationToken);
+        }
+        catch (DirectoryUnavailableException)
+        {
+            return [];
+        }
+        return SuperNodesOf(region, spreadKey);
+    }
+
+    /// <summary>The region's SuperNodes: up ones first (rotated by <paramref name="spreadKey"/>), then the rest.</summary>
+    private List<SuperNodeRegistration> SuperNodesOf(string region, string spreadKey)
+    {
+        var known = directory.Regions.Regions.Where(r => r.Region == region).SelectMany(r => r.Supernodes).ToList();
+        var up = known.Where(s => s.Status == SuperNodeStatus.Up).Select(s => s.Registration).ToList();
+        if (up.Count > 1)
+        {
+            var start = (int)((uint)StringComparer.Ordinal.GetHashCode(spreadKey) % (uint)up.Count);
+            up = [.. up.Skip(start), .. up.Take(start)];
+        }
+        return [.. up, .. known.Where(s => s.Status != SuperNodeStatus.Up).Select(s => s.Registration)];
+    }
+
+    private ExitAllocation.ExitAllocationClient ClientFor(string endpoint) =>
+        new(channels.GetOrAdd(endpoint, e => new Lazy<GrpcChannel>(() => GrpcChannels.MutualTls(HostPort.Parse(e, "grpc_endpoint"), tls))).Value);
+
+    private static string WithoutReasonPrefix(string detail, RefusalReason reason)
+    {
+        var prefix = RefusalReasons.WireName(reason) + ": ";
+        return detail.StartsWith(prefix, StringComparison.Ordinal) ? detail[prefix.Length..] : detail;
+    }
+
+    public void Dispose()
+    {
+        foreach (var channel in channels.Values.Where(c => c.IsValueCreated))
+            channel.Value.Dispose();
+    }
+}

@@ -1,0 +1,102 @@
+using Akka.Actor;
+using Akka.Hosting;
+using Google.Protobuf;
+using Grpc.Core;
+using MyDvpn.Hosting;
+using MyDvpn.Protocol.Control;
+using MyDvpn.Protocol.SuperNode;
+using Status = Grpc.Core.Status;
+
+namespace MyDvpn.SuperNode.Exits;
+
+/// <summary>Registry key of the region's <c>exit-pool</c> shard region.</summary>
+public sealed class ExitPoolShard;
+
+/// <summary>
+/// The <c>ExitAllocation</c> service: how SuperNodes (of any region) and BaseNodes reach this region's
+/// <see cref="ExitPool"/>. Node certificates only. Refusals are gRPC statuses with the <c>mydvpn-reason</c> trailer.
+/// </summary>
+public sealed class ExitAllocationService(IRequiredActor<ExitPoolShard> pools, SuperNodeSettings settings) : ExitAllocation.ExitAllocationBase
+{
+    private ExitSettings Exits => settings.Exits;
+
+
+    public override async Task<Protocol.SuperNode.ExitAssignment> AllocateExit(AllocateExitRequest request, ServerCallContext context)
+    {
+        CheckRegion(request.Region);
+        Require(request.AssignmentId.Length is > 0 and <= 64, "assignment_id must be 1 to 64 characters");
+        Require(NodeId.IsValid(request.ClientPeerId, out var idProblem), $"client_peer_id: {idProblem}");
+        Require(RegionName.IsValid(request.ClientRegion, out var regionProblem), $"client_region: {regionProblem}");
+        Require(request.ClientPublicKey.Length == 32, "client_public_key must be a 32-byte WireGuard public key");
+
+        var answer = await AskAsync(new AllocateExit(request.Region, request.AssignmentId, request.ClientPeerId, request.ClientRegion,
+            request.ClientPublicKey.ToByteArray()), Exits.PoolAnswerWithin, context);
+        return answer switch
+        {
+            ExitAllocated allocated => allocated.Assignment.ToProto(),
+            ExitAllocationRefused refused => throw RefusalReasons.ToRpcException(refused.Reason, refused.Code, refused.Detail),
+            _ => throw new RpcException(new Status(StatusCode.Internal, $"unexpected answer from the exit pool: {answer.GetType().Name}")),
+        };
+    }
+
+    public override async Task<ReleaseExitResponse> ReleaseExit(ReleaseExitRequest request, ServerCallContext context)
+    {
+        CheckRegion(request.Region);
+        Require(request.AssignmentId.Length is > 0 and <= 64, "assignment_id must be 1 to 64 characters");
+        var reason = string.IsNullOrWhiteSpace(request.Reason) ? "released" : request.Reason;
+        var answer = await AskAsync(new ReleaseExit(request.Region, request.AssignmentId, reason), Exits.PoolAnswerWithin, context);
+        return answer is ExitReleased released
+            ? new ReleaseExitResponse { Released = released.Known }
+            : throw new RpcException(new Status(StatusCode.Internal, $"unexpected answer from the exit pool: {answer.GetType().Name}"));
+    }
+
+    public override async Task<ExitPoolView> ListExits(ListExitsRequest request, ServerCallContext context)
+    {
+        CheckRegion(request.Region);
+        var answer = await AskAsync(new GetExitPool(request.Region), settings.Edge.SessionTimeout, context);
+        if (answer is not ExitPoolSnapshotView view)
+            throw new RpcException(new Status(StatusCode.Internal, $"unexpected answer from the exit pool: {answer.GetType().Name}"));
+        var result = new ExitPoolView { Region = view.Region };
+        result.Exits.AddRange(view.Exits.Select(e => new Protocol.SuperNode.ExitView
+        {
+            PeerId = e.PeerId,
+            Online = e.Online,
+            Capacity = (uint)e.Capacity,
+            Clients = (uint)e.Clients,
+            Subnet = e.Subnet,
+            RttMicros = e.Rtt is { } rtt ? (uint)Math.Min(rtt.TotalMicroseconds, uint.MaxValue) : 0,
+            RecentFailures = (uint)e.RecentFailures,
+            PublicAddress = e.PublicAddress,
+        }));
+        result.Assignments.AddRange(view.Assignments.Select(a => a.ToProto()));
+        return result;
+    }
+
+    private void CheckRegion(string region)
+    {
+        if (region != settings.Region)
+        {
+            throw RefusalReasons.ToRpcException(RefusalReason.WrongRegion, StatusCode.FailedPrecondition,
+                $"this SuperNode serves region {settings.Region}, not '{region}'");
+        }
+    }
+
+    private static void Require(bool condition, string problem)
+    {
+        if (!condition)
+            throw RefusalReasons.ToRpcException(RefusalReason.MalformedMessage, StatusCode.InvalidArgument, problem);
+    }
+
+    private async Task<object> AskAsync(object message, TimeSpan timeout, ServerCallContext context)
+    {
+        try
+        {
+            return await pools.ActorRef.Ask<object>(message, timeout, context.CancellationToken);
+        }
+        catch (AskTimeoutException)
+        {
+            throw new RpcException(new Status(StatusCode.DeadlineExceeded,
+                $"the exit pool of region {settings.Region} did not answer within {timeout.TotalSeconds:0} s (region cluster forming or journal unavailable); retry"));
+        }
+    }
+}

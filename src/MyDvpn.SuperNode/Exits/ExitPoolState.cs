@@ -1,0 +1,189 @@
+using System.Collections.Immutable;
+using Grpc.Core;
+using MyDvpn.Protocol.Control;
+
+namespace MyDvpn.SuperNode.Exits;
+
+/// <summary>An assignment as the pool holds it: host <paramref name="Host"/> of the exit's subnet, reserved or active.</summary>
+public sealed record PoolAssignment(
+    string AssignmentId,
+    string ExitPeerId,
+    int Host,
+    string ClientPeerId,
+    string ClientRegion,
+    byte[] ClientPublicKey,
+    bool Active,
+    byte[] ExitPublicKey,
+    string ExitEndpoint,
+    DateTimeOffset At);
+
+/// <summary>What the pool knows of an online exit (in memory only: its session re-announces it).</summary>
+public sealed record ExitPresence(int Capacity, string PublicAddress, TimeSpan? Rtt, DateTimeOffset LastHeard);
+
+/// <summary>
+/// The durable state of a region's exit pool: which subnet each exit owns and the assignments reserved or active.
+/// Pure: <see cref="Apply"/> folds an event in, <see cref="DecideReservation"/> picks an exit; neither does I/O.
+/// </summary>
+public sealed record ExitPoolState(
+    string Region,
+    ImmutableDictionary<string, int> Subnets,
+    ImmutableDictionary<string, PoolAssignment> Assignments)
+{
+    public static ExitPoolState Empty(string region) =>
+        new(region, ImmutableDictionary.Create<string, int>(StringComparer.Ordinal), ImmutableDictionary.Create<string, PoolAssignment>(StringComparer.Ordinal));
+
+    public ExitPoolState Apply(IExitPoolEvent evt) => evt switch
+    {
+        ExitSubnetAssigned e => this with { Subnets = Subnets.SetItem(e.PeerId, e.Subnet) },
+        AssignmentReserved e => this with
+        {
+            Assignments = Assignments.SetItem(e.AssignmentId,
+                new PoolAssignment(e.AssignmentId, e.ExitPeerId, e.Host, e.ClientPeerId, e.ClientRegion, e.ClientPublicKey, false, [], "", e.At)),
+        },
+        AssignmentActivated e when Assignments.TryGetValue(e.AssignmentId, out var a) => this with
+        {
+            Assignments = Assignments.SetItem(e.AssignmentId, a with { Active = true, ExitPublicKey = e.ExitPublicKey, ExitEndpoint = e.ExitEndpoint, At = e.At }),
+        },
+        AssignmentCancelled e => this with { Assignments = Assignments.Remove(e.AssignmentId) },
+        AssignmentReleased e => this with { Assignments = Assignments.Remove(e.AssignmentId) },
+        AssignmentActivated => this,
+        _ => throw new ArgumentException($"Unknown exit pool event {evt.GetType().Name}", nameof(evt)),
+    };
+
+    public int ClientsOf(string exitPeerId) => Assignments.Values.Count(a => a.ExitPeerId == exitPeerId);
+
+    /// <summary>The assignment with both halves' details, as the client and the admin see it.</summary>
+    public ExitAssignmentRecord Record(PoolAssignment a, TunnelAddressing addressing)
+    {
+        var subnet = Subnets[a.ExitPeerId];
+        return new ExitAssignmentRecord(a.AssignmentId, Region, a.ExitPeerId, a.ExitPublicKey, a.ExitEndpoint,
+            addressing.ClientAddress(subnet, a.Host), addressing.ExitAddress(subnet), a.ClientPeerId, a.ClientRegion, a.ClientPublicKey,
+            a.Active ? ExitAssignmentRecord.Active : ExitAssignmentRecord.SettingUp);
+    }
+
+    /// <summary>
+    /// Picks an exit for <paramref name="request"/>: online, with a free place (its declared capacity and its subnet's),
+    /// not in <paramref name="tried"/>, not failed within the cooldown; the least loaded first (clients ÷ capacity),
+    /// then the lowest RTT, then the fewest recent failures. Returns the events that reserve it, or why none fits.
+    /// </summary>
+    public ReservationDecision DecideReservation(
+        AllocateExit request,
+        IReadOnlyDictionary<string, ExitPresence> online,
+        IReadOnlyCollection<string> tried,
+        IReadOnlyDictionary<string, ExitFailures> failures,
+        DateTimeOffset now,
+        ExitSettings settings,
+        TunnelAddressing addressing)
+    {
+        if (online.Count == 0)
+            return Refuse($"region {Region} has no exit online");
+
+        var full = new List<string>();
+        var cooling = new List<string>();
+        var candidates = new List<(string PeerId, double Load, TimeSpan Rtt, int Failures)>();
+        foreach (var (peerId, presence) in online)
+        {
+            if (tried.Contains(peerId))
+                continue;
+            var capacity = Math.Min(presence.Capacity, addressing.ClientsPerSubnet);
+            var clients = ClientsOf(peerId);
+            if (clients >= capacity)
+            {
+                full.Add($"{peerId} {clients}/{capacity}");
+                continue;
+            }
+            var failed = failures.GetValueOrDefault(peerId);
+            if (failed is not null && now - failed.Last < settings.FailureCooldown)
+            {
+                cooling.Add(peerId);
+                continue;
+            }
+            candidates.Add((peerId, (double)clients / capacity, presence.Rtt ?? TimeSpan.MaxValue, failed?.Count ?? 0));
+        }
+
+        if (candidates.Count == 0)
+        {
+            var why = new List<string>();
+            if (full.Count > 0)
+                why.Add($"at capacity: {string.Join(", ", full.Order(StringComparer.Ordinal))}");
+            if (cooling.Count > 0)
+                why.Add($"failed a setup in the last {settings.FailureCooldown.TotalSeconds:0} s: {string.Join(", ", cooling.Order(StringComparer.Ordinal))}");
+            if (tried.Count > 0)
+                why.Add($"already tried for this request: {string.Join(", ", tried.Order(StringComparer.Ordinal))}");
+            return Refuse($"no free exit in region {Region} ({online.Count} online; {string.Join("; ", why)})");
+        }
+
+        var pick = candidates
+            .OrderBy(c => c.Load).ThenBy(c => c.Rtt).ThenBy(c => c.Failures).ThenBy(c => c.PeerId, StringComparer.Ordinal)
+            .First();
+        var events = ImmutableList.CreateBuilder<IExitPoolEvent>();
+        if (!Subnets.ContainsKey(pick.PeerId))
+        {
+            var subnet = FreeSubnet(addressing);
+            if (subnet is null)
+            {
+                return new ReservationDecision.Refuse(new ExitAllocationRefused(StatusCode.ResourceExhausted, RefusalReason.NoExitAvailable,
+                    $"the tunnel pool of region {Region} has no free /{addressing.SubnetPrefixLength} left for exit {pick.PeerId} ({addressing.SubnetCount} subnets in use)"));
+            }
+            events.Add(new ExitSubnetAssigned(pick.PeerId, subnet.Value));
+        }
+        var host = FreeHost(pick.PeerId, addressing);
+        events.Add(new AssignmentReserved(request.AssignmentId, pick.PeerId, host, request.ClientPeerId, request.ClientRegion,
+            request.ClientPublicKey, now));
+        return new ReservationDecision.Reserve(pick.PeerId, events.ToImmutable());
+
+        ReservationDecision Refuse(string detail) =>
+            new ReservationDecision.Refuse(new ExitAllocationRefused(StatusCode.ResourceExhausted, RefusalReason.NoExitAvailable, detail));
+    }
+
+    private int? FreeSubnet(TunnelAddressing addressing)
+    {
+        var used = Subnets.Values.ToHashSet();
+        for (var subnet = 0; subnet < addressing.SubnetCount; subnet++)
+        {
+            if (!used.Contains(subnet))
+                return subnet;
+        }
+        return null;
+    }
+
+    /// <summary>The lowest client host of the exit's subnet no assignment holds (capacity was checked before).</summary>
+    private int FreeHost(string exitPeerId, TunnelAddressing addressing)
+    {
+        var used = Assignments.Values.Where(a => a.ExitPeerId == exitPeerId).Select(a => a.Host).ToHashSet();
+        for (var host = TunnelAddressing.FirstClientHost; host <= addressing.LastClientHost; host++)
+        {
+            if (!used.Contains(host))
+                return host;
+        }
+        throw new InvalidOperationException($"exit {exitPeerId}'s subnet is full although its capacity was checked");
+    }
+
+    public ExitPoolSnapshot ToSnapshot() =>
+        new(Region, Subnets.Select(kv => new ExitSubnetAssigned(kv.Key, kv.Value)).ToImmutableList(), Assignments.Values.ToImmutableList());
+
+    public static ExitPoolState FromSnapshot(ExitPoolSnapshot snapshot) =>
+        Empty(snapshot.Region) with
+        {
+            Subnets = snapshot.Subnets.ToImmutableDictionary(s => s.PeerId, s => s.Subnet, StringComparer.Ordinal),
+            Assignments = snapshot.Assignments.ToImmutableDictionary(a => a.AssignmentId, StringComparer.Ordinal),
+        };
+}
+
+/// <summary>Setups an exit failed lately: how many, and the last one's time.</summary>
+public sealed record ExitFailures(int Count, DateTimeOffset Last);
+
+/// <summary>The pool as stored in the snapshot store: lists only (the default serializer cannot read dictionaries back).</summary>
+public sealed record ExitPoolSnapshot(string Region, ImmutableList<ExitSubnetAssigned> Subnets, ImmutableList<PoolAssignment> Assignments);
+
+/// <summary>The outcome of <see cref="ExitPoolState.DecideReservation"/>.</summary>
+public abstract record ReservationDecision
+{
+    private ReservationDecision()
+    {
+    }
+
+    public sealed record Reserve(string ExitPeerId, ImmutableList<IExitPoolEvent> Events) : ReservationDecision;
+
+    public sealed record Refuse(ExitAllocationRefused Refusal) : ReservationDecision;
+}

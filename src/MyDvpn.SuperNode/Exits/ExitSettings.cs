@@ -1,0 +1,86 @@
+namespace MyDvpn.SuperNode.Exits;
+
+/// <summary>
+/// How a region hands out exits and tunnel addresses. Bound from configuration (<c>Super:Exits:…</c>, environment
+/// <c>MYDVPN__SUPER__EXITS__…</c>); every SuperNode of a region must use the same <see cref="TunnelPool"/> and
+/// <see cref="SubnetPrefixLength"/>, since the pool's journal stores indexes into them.
+/// </summary>
+public sealed record ExitSettings
+{
+    /// <summary>The IPv4 block the region's exit subnets are cut from (CGNAT space by default, like Tailscale's).</summary>
+    public string TunnelPool { get; init; } = "100.96.0.0/12";
+
+    /// <summary>Each exit gets one subnet of this prefix length: its own address is the first host, clients get the rest.</summary>
+    public int SubnetPrefixLength { get; init; } = 24;
+
+    /// <summary>What a client routes through its exit.</summary>
+    public string[] ClientAllowedIps { get; init; } = ["0.0.0.0/0"];
+
+    public int PersistentKeepaliveSeconds { get; init; } = 25;
+
+    /// <summary>How long an exit has to acknowledge SetupExit before the pool tries another.</summary>
+    public TimeSpan AckTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Exits tried for one request before the client is told the setup failed.</summary>
+    public int MaxExitAttempts { get; init; } = 3;
+
+    /// <summary>An exit that failed a setup is not picked again for this long.</summary>
+    public TimeSpan FailureCooldown { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>An exit's session re-announces it this often while its stream is attached.</summary>
+    public TimeSpan ExitHeartbeat { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>An exit not announced for this long counts as offline.</summary>
+    public TimeSpan ExitOfflineAfter { get; init; } = TimeSpan.FromSeconds(20);
+
+    /// <summary>How long a client has to apply its half (SetupExit) before the assignment is rolled back.</summary>
+    public TimeSpan ClientSetupTimeout { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>RemoveExit waits this long for a peer that is away; its half goes with its next connect within it.</summary>
+    public TimeSpan RemoveDeadline { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>One allocation across regions, all SuperNodes of the region tried, at most.</summary>
+    public TimeSpan AllocationTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Between attempts to release an assignment at a region that does not answer.</summary>
+    public TimeSpan ReleaseRetry { get; init; } = TimeSpan.FromSeconds(5);
+
+    public static readonly ExitSettings Default = new();
+
+    /// <summary>How long past an exit's ack timeout the pool waits for its session to report the outcome.</summary>
+    public static readonly TimeSpan OverdueGrace = TimeSpan.FromSeconds(2);
+
+    /// <summary>The longest a pool takes to answer an allocation: every exit it may try, each until overdue, and some room.</summary>
+    public TimeSpan PoolAnswerWithin => (AckTimeout + OverdueGrace) * MaxExitAttempts + TimeSpan.FromSeconds(5);
+
+    /// <summary>The parsed pool; throws <see cref="ArgumentException"/> naming the setting that is wrong.</summary>
+    public TunnelAddressing Addressing() => TunnelAddressing.Parse(TunnelPool, SubnetPrefixLength);
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the setting that is wrong and why.</summary>
+    public void Validate()
+    {
+        Addressing();
+        foreach (var (value, name) in new[]
+                 {
+                     (AckTimeout, nameof(AckTimeout)), (FailureCooldown, nameof(FailureCooldown)), (ExitHeartbeat, nameof(ExitHeartbeat)),
+                     (ExitOfflineAfter, nameof(ExitOfflineAfter)), (ClientSetupTimeout, nameof(ClientSetupTimeout)),
+                     (RemoveDeadline, nameof(RemoveDeadline)), (AllocationTimeout, nameof(AllocationTimeout)), (ReleaseRetry, nameof(ReleaseRetry)),
+                 })
+        {
+            if (value <= TimeSpan.Zero)
+                throw new ArgumentException($"Super:Exits:{name} must be positive, was {value}.", name);
+        }
+        if (MaxExitAttempts < 1)
+            throw new ArgumentException($"Super:Exits:{nameof(MaxExitAttempts)} must be at least 1, was {MaxExitAttempts}.", nameof(MaxExitAttempts));
+        if (AllocationTimeout < PoolAnswerWithin)
+            throw new ArgumentException(
+                $"Super:Exits:{nameof(AllocationTimeout)} ({AllocationTimeout}) must be at least {PoolAnswerWithin}: {nameof(MaxExitAttempts)} × ({nameof(AckTimeout)} + {OverdueGrace.TotalSeconds:0} s) + 5 s, the longest a region's pool takes to answer.",
+                nameof(AllocationTimeout));
+        if (ExitOfflineAfter <= ExitHeartbeat)
+            throw new ArgumentException($"Super:Exits:{nameof(ExitOfflineAfter)} ({ExitOfflineAfter}) must be longer than {nameof(ExitHeartbeat)} ({ExitHeartbeat}).", nameof(ExitOfflineAfter));
+        if (PersistentKeepaliveSeconds is < 0 or > 65535)
+            throw new ArgumentException($"Super:Exits:{nameof(PersistentKeepaliveSeconds)} must be within 0-65535.", nameof(PersistentKeepaliveSeconds));
+        if (ClientAllowedIps.Length == 0 || ClientAllowedIps.Any(ip => !System.Net.IPNetwork.TryParse(ip, out _)))
+            throw new ArgumentException($"Super:Exits:{nameof(ClientAllowedIps)} must be CIDRs (e.g. 0.0.0.0/0), was [{string.Join(", ", ClientAllowedIps)}].", nameof(ClientAllowedIps));
+    }
+}

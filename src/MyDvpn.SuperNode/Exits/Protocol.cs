@@ -1,0 +1,148 @@
+using System.Collections.Immutable;
+using Grpc.Core;
+using MyDvpn.Protocol.Control;
+
+namespace MyDvpn.SuperNode.Exits;
+
+/// <summary>A message addressed to one region's <see cref="ExitPool"/> (the sharding key: one entity per region).</summary>
+public interface IWithRegion
+{
+    string Region { get; }
+}
+
+/// <summary>
+/// One exit assignment as both sides hold it: the client's half (its WireGuard key, its tunnel address) and the exit's
+/// (its key, endpoint and address). Plain values, so it crosses the cluster and the journal with the default serializer.
+/// </summary>
+public sealed record ExitAssignmentRecord(
+    string AssignmentId,
+    string Region,
+    string ExitPeerId,
+    byte[] ExitPublicKey,
+    string ExitEndpoint,
+    string ClientAddress,
+    string ExitAddress,
+    string ClientPeerId,
+    string ClientRegion,
+    byte[] ClientPublicKey,
+    string State)
+{
+    public const string Requested = "requested", SettingUp = "setting-up", Active = "active", Releasing = "releasing";
+
+    public Protocol.SuperNode.ExitAssignment ToProto() => new()
+    {
+        AssignmentId = AssignmentId,
+        Region = Region,
+        ExitPeerId = ExitPeerId,
+        ExitPublicKey = Google.Protobuf.ByteString.CopyFrom(ExitPublicKey),
+        ExitEndpoint = ExitEndpoint,
+        ClientAddress = ClientAddress,
+        ExitAddress = ExitAddress,
+        ClientPeerId = ClientPeerId,
+        ClientRegion = ClientRegion,
+        ClientPublicKey = Google.Protobuf.ByteString.CopyFrom(ClientPublicKey),
+        State = State,
+    };
+
+    public static ExitAssignmentRecord FromProto(Protocol.SuperNode.ExitAssignment a) => new(
+        a.AssignmentId, a.Region, a.ExitPeerId, a.ExitPublicKey.ToByteArray(), a.ExitEndpoint, a.ClientAddress, a.ExitAddress,
+        a.ClientPeerId, a.ClientRegion, a.ClientPublicKey.ToByteArray(), a.State);
+}
+
+/// <summary>
+/// Have an exit of <paramref name="Region"/> accept a client: the pool picks one, the exit's session sends it SetupExit
+/// and, once the exit acked, the pool answers <see cref="ExitAllocated"/>; otherwise <see cref="ExitAllocationRefused"/>.
+/// Idempotent per <paramref name="AssignmentId"/>.
+/// </summary>
+public sealed record AllocateExit(
+    string Region,
+    string AssignmentId,
+    string ClientPeerId,
+    string ClientRegion,
+    byte[] ClientPublicKey) : IWithRegion;
+
+public sealed record ExitAllocated(ExitAssignmentRecord Assignment);
+
+/// <summary>Why no exit was given: a gRPC status code and a reason for the client.</summary>
+public sealed record ExitAllocationRefused(StatusCode Code, RefusalReason Reason, string Detail);
+
+/// <summary>Remove the exit's half of an assignment and free its address. Reply: <see cref="ExitReleased"/>.</summary>
+public sealed record ReleaseExit(string Region, string AssignmentId, string Reason) : IWithRegion;
+
+/// <param name="Known">False: the pool did not hold the assignment (released before, or never made).</param>
+public sealed record ExitReleased(string AssignmentId, bool Known);
+
+/// <summary>
+/// An exit's session → the pool, on attach and then every <see cref="ExitSettings.ExitHeartbeat"/>: the exit is online,
+/// serves up to <paramref name="Capacity"/> clients and its stream comes from <paramref name="PublicAddress"/>.
+/// </summary>
+public sealed record ExitOnline(string Region, string PeerId, int Capacity, string PublicAddress, TimeSpan? Rtt) : IWithRegion;
+
+/// <summary>An exit's session → the pool: its stream is gone.</summary>
+public sealed record ExitOffline(string Region, string PeerId) : IWithRegion;
+
+/// <summary>Reply: <see cref="ExitPoolSnapshotView"/>.</summary>
+public sealed record GetExitPool(string Region) : IWithRegion;
+
+public sealed record ExitView(string PeerId, bool Online, int Capacity, int Clients, string Subnet, TimeSpan? Rtt, int RecentFailures, string PublicAddress);
+
+public sealed record ExitPoolSnapshotView(string Region, ImmutableList<ExitView> Exits, ImmutableList<ExitAssignmentRecord> Assignments);
+
+/// <summary>An event in a region's exit-pool journal (<see cref="ExitPool"/>).</summary>
+public interface IExitPoolEvent
+{
+}
+
+/// <summary>Exit <paramref name="PeerId"/> owns subnet <paramref name="Subnet"/> of the pool from now on.</summary>
+public sealed record ExitSubnetAssigned(string PeerId, int Subnet) : IExitPoolEvent;
+
+/// <summary>An exit was picked for a client and host <paramref name="Host"/> of its subnet set aside; SetupExit is under way.</summary>
+public sealed record AssignmentReserved(
+    string AssignmentId,
+    string ExitPeerId,
+    int Host,
+    string ClientPeerId,
+    string ClientRegion,
+    byte[] ClientPublicKey,
+    DateTimeOffset At) : IExitPoolEvent;
+
+/// <summary>The exit acked SetupExit: the assignment holds.</summary>
+public sealed record AssignmentActivated(string AssignmentId, byte[] ExitPublicKey, string ExitEndpoint, DateTimeOffset At) : IExitPoolEvent;
+
+/// <summary>The setup did not complete (the exit refused or did not answer); the host is free again.</summary>
+public sealed record AssignmentCancelled(string AssignmentId, string Reason, DateTimeOffset At) : IExitPoolEvent;
+
+/// <summary>The assignment was given back; the host is free again (the exit is told through RemoveExit).</summary>
+public sealed record AssignmentReleased(string AssignmentId, string Reason, DateTimeOffset At) : IExitPoolEvent;
+
+/// <summary>The shard's hand-off stop message for <c>exit-pool</c>: stops after the events being persisted are written.</summary>
+public sealed record StopExitPool
+{
+    public static readonly StopExitPool Instance = new();
+
+    private StopExitPool()
+    {
+    }
+}
+
+public static class ExitPoolEntityTypes
+{
+    public const string ExitPool = "exit-pool";
+}
+
+/// <summary>One entity per region; few shards, since a region cluster holds one pool.</summary>
+public sealed class ExitPoolMessageExtractor : Akka.Cluster.Sharding.HashCodeMessageExtractor
+{
+    public const int ShardCount = 10;
+
+    public ExitPoolMessageExtractor()
+        : base(ShardCount)
+    {
+    }
+
+    public override string? EntityId(object message) => message switch
+    {
+        IWithRegion withRegion => withRegion.Region,
+        _ => null,
+    };
+}
