@@ -20,7 +20,7 @@ public static class CliApplication
         NodeCommands.BuildBase(),
         NodeCommands.BuildSuper(),
         PeerCommand.Build(),
-        PendingCommands.Status(),
+        StatusCommand.Build(output),
         AdminCommand.Build(output),
         DemoCommand.Build(output),
     };

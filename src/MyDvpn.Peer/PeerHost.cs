@@ -7,52 +7,90 @@ using Microsoft.Extensions.Logging;
 using MyDvpn.Hosting;
 using MyDvpn.Peer.Commands;
 using MyDvpn.Peer.Control;
+using MyDvpn.Peer.LocalStatus;
+using MyDvpn.Peer.Tunnel;
+using MyDvpn.Security;
 using MsLogLevel = Microsoft.Extensions.Logging.LogLevel;
 
 namespace MyDvpn.Peer;
 
 /// <summary>
 /// <c>mydvpn peer</c>: a generic host with a local (non-clustered) actor system holding the peer's
-/// <see cref="ControlChannel"/> and <see cref="CommandExecutor"/>.
+/// <see cref="ControlChannel"/> and <see cref="CommandExecutor"/>, and the <see cref="StatusSocket"/>. The state
+/// directory holds the peer's WireGuard key (<c>wireguard.key</c>, made on first start) and its
+/// <see cref="TunnelState"/> (<c>tunnel.json</c>).
 /// </summary>
 public static class PeerHost
 {
     public const string ActorSystemName = "mydvpn-peer";
+    public const string WireGuardKeyFileName = "wireguard.key";
 
     /// <param name="handler">The command handler; the <see cref="RecordingCommandHandler"/> if null.</param>
     /// <param name="logging">Replaces the JSON console logging (tests send logs elsewhere).</param>
-    /// <exception cref="ConfigurationException">The state directory is in use by another agent or its store cannot be opened.</exception>
+    /// <exception cref="ConfigurationException">The state directory is in use by another agent, or its store, WireGuard key or tunnel state cannot be read.</exception>
     public static PeerAgent Build(PeerSettings settings, ICommandHandler? handler = null, Action<ILoggingBuilder>? logging = null)
     {
         var stateLock = StateDirectoryLock.Acquire(settings.StateDir);
-        AppliedCommandStore store;
+        AppliedCommandStore? store = null;
+        TunnelStateStore? tunnel = null;
         try
         {
-            store = AppliedCommandStore.Open(settings.StateDir);
-        }
-        catch (Exception ex) when (ex is Microsoft.Data.Sqlite.SqliteException or IOException or UnauthorizedAccessException)
-        {
-            stateLock.Dispose();
-            throw new ConfigurationException("--state-dir",
-                $"cannot open {Path.Combine(settings.StateDir, AppliedCommandStore.FileName)} ({ex.Message})", ex);
-        }
+            var wireGuardKey = LoadWireGuardKey(settings.StateDir);
+            tunnel = OpenTunnelState(settings.StateDir);
+            try
+            {
+                store = AppliedCommandStore.Open(settings.StateDir);
+            }
+            catch (Exception ex) when (ex is Microsoft.Data.Sqlite.SqliteException or IOException or UnauthorizedAccessException)
+            {
+                throw new ConfigurationException("--state-dir",
+                    $"cannot open {Path.Combine(settings.StateDir, AppliedCommandStore.FileName)} ({ex.Message})", ex);
+            }
 
-        try
-        {
             var status = new PeerStatus();
+            status.Update(s => s with { ExitRequest = ControlChannel.InitialExitStatus(settings) });
             var outcome = new PeerOutcome();
-            return new PeerAgent(BuildHost(settings, handler, logging, store, status, outcome), status, outcome, store, stateLock);
+            var host = BuildHost(settings, handler, logging, store, status, outcome, wireGuardKey, tunnel);
+            return new PeerAgent(host, status, outcome, store, tunnel, wireGuardKey, stateLock);
         }
         catch
         {
-            store.Dispose();
+            store?.Dispose();
+            tunnel?.Dispose();
             stateLock.Dispose();
             throw;
         }
     }
 
+    private static WireGuardKey LoadWireGuardKey(string stateDir)
+    {
+        var path = Path.Combine(stateDir, WireGuardKeyFileName);
+        try
+        {
+            return WireGuardKey.LoadOrCreate(path);
+        }
+        catch (CertificateException ex)
+        {
+            throw new ConfigurationException("--state-dir",
+                $"{ex.Message} If nothing else uses this key, delete it to make a new key: the SuperNode learns it with the next exit request.", ex);
+        }
+    }
+
+    private static TunnelStateStore OpenTunnelState(string stateDir)
+    {
+        try
+        {
+            return TunnelStateStore.Open(stateDir);
+        }
+        catch (Exception ex) when (ex is InvalidDataException or IOException or UnauthorizedAccessException)
+        {
+            throw new ConfigurationException("--state-dir",
+                $"cannot read the tunnel state {TunnelStateStore.PathIn(stateDir)} ({ex.Message}); delete it to start without tunnels: the SuperNode sets them up again", ex);
+        }
+    }
+
     private static IHost BuildHost(PeerSettings settings, ICommandHandler? handler, Action<ILoggingBuilder>? logging,
-        AppliedCommandStore store, PeerStatus status, PeerOutcome outcome)
+        AppliedCommandStore store, PeerStatus status, PeerOutcome outcome, WireGuardKey wireGuardKey, TunnelStateStore tunnel)
     {
         var enrolled = EnrollmentRecord.IsEnrolled(settings.StateDir, settings.Id, settings.Key.PublicKeyBase64);
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings
@@ -69,11 +107,18 @@ public static class PeerHost
         builder.Services.AddSingleton(status);
         builder.Services.AddSingleton(outcome);
         builder.Services.AddSingleton(store);
+        builder.Services.AddSingleton(tunnel);
+        builder.Services.AddSingleton(wireGuardKey);
         builder.Services.AddSingleton(TimeProvider.System);
         if (handler is null)
-            builder.Services.AddSingleton<ICommandHandler>(services => new RecordingCommandHandler(settings.StateDir, services.GetRequiredService<TimeProvider>()));
+        {
+            builder.Services.AddSingleton<ICommandHandler>(services => new RecordingCommandHandler(
+                settings.StateDir, TunnelSettings.Of(settings, wireGuardKey), tunnel, services.GetRequiredService<TimeProvider>()));
+        }
         else
+        {
             builder.Services.AddSingleton(handler);
+        }
         // PeerAgent.RunAsync decides when the agent stops (its token, SIGINT, SIGTERM); the host installs no handlers.
         builder.Services.AddSingleton<IHostLifetime, CallerLifetime>();
 
@@ -104,10 +149,31 @@ public static class PeerHost
                     settings.Region), "commands");
                 registry.Register<CommandExecutor>(executor);
                 var control = system.ActorOf(ControlChannel.Props(
-                    settings, executor, status, outcome, time, loggers.CreateLogger<ControlChannel>(), Random.Shared, enrolled), "control");
+                    settings, executor, status, outcome, time, loggers.CreateLogger<ControlChannel>(), Random.Shared, enrolled,
+                    wireGuardKey, tunnel), "control");
                 registry.Register<ControlChannel>(control);
+
+                // Before the actors stop, a held exit is given back while the stream is still up (best effort, bounded).
+                var releaseTimeout = settings.Timings.ExitReleaseTimeout + TimeSpan.FromSeconds(1);
+                CoordinatedShutdown.Get(system).AddTask(CoordinatedShutdown.PhaseBeforeServiceUnbind, "release-exit", async () =>
+                {
+                    if (!status.Current.Connected || tunnel.Current.Exit is null)
+                        return Akka.Done.Instance;
+                    try
+                    {
+                        await control.Ask<ControlChannel.ExitReleased>(ControlChannel.ReleaseExit.Instance, releaseTimeout);
+                    }
+                    catch (Exception ex) when (ex is AskTimeoutException or TaskCanceledException)
+                    {
+                        // The channel logs what it could not do; the SuperNode notices the stream is gone.
+                    }
+                    return Akka.Done.Instance;
+                });
             });
         });
+        // Started after the actor system, stopped before it.
+        builder.Services.AddHostedService(services => new StatusSocket(
+            settings, wireGuardKey, status, tunnel, services.GetRequiredService<ILogger<StatusSocket>>()));
 
         return builder.Build();
     }
@@ -142,16 +208,25 @@ public sealed class PeerAgent : IAsyncDisposable
     private int started;
     private int disposed;
 
-    internal PeerAgent(IHost host, PeerStatus status, PeerOutcome outcome, AppliedCommandStore store, StateDirectoryLock stateLock)
+    internal PeerAgent(IHost host, PeerStatus status, PeerOutcome outcome, AppliedCommandStore store, TunnelStateStore tunnel,
+        WireGuardKey wireGuardKey, StateDirectoryLock stateLock)
     {
         this.host = host;
         this.outcome = outcome;
         this.store = store;
         this.stateLock = stateLock;
         Status = status;
+        Tunnel = tunnel;
+        WireGuardKey = wireGuardKey;
     }
 
     public PeerStatus Status { get; }
+
+    /// <summary>The tunnel state the SuperNode's commands set up.</summary>
+    public TunnelStateStore Tunnel { get; }
+
+    /// <summary>This peer's WireGuard key (<c>wireguard.key</c> in the state directory).</summary>
+    public WireGuardKey WireGuardKey { get; }
 
     /// <summary>Completes when the agent decides to stop by itself (a permanent refusal).</summary>
     public Task<PeerStop> Stopped => outcome.Stopped;
@@ -208,6 +283,7 @@ public sealed class PeerAgent : IAsyncDisposable
         {
             host.Dispose();
             store.Dispose();
+            Tunnel.Dispose();
             stateLock.Dispose();
         }
     }

@@ -27,7 +27,8 @@ public sealed class PeerOptions
     public string? ExitRegion { get; set; }
     public string? StateDir { get; set; }
 
-    // The data plane's settings: validated now, used when the data-plane issue lands.
+    // The data plane's settings. --max-clients, --wg-port and --public-endpoint already shape the answers to exit
+    // commands; the interface itself is configured once the data-plane issue lands.
     public string? WgInterface { get; set; }
     public string? Uplink { get; set; }
     public string? PublicEndpoint { get; set; }
@@ -153,8 +154,18 @@ public sealed class PeerOptions
     }
 
     /// <summary>Where a peer keeps its state unless told: <c>/var/lib/mydvpn/ID</c> as root, <c>~/.local/state/mydvpn/ID</c> otherwise.</summary>
-    public static string DefaultStateDir(string id, bool isRoot, string home) =>
-        isRoot ? Path.Combine("/var/lib/mydvpn", id) : Path.Combine(home, ".local", "state", "mydvpn", id);
+    public static string DefaultStateDir(string id, bool isRoot, string home) => Path.Combine(DefaultStateRoot(isRoot, home), id);
+
+    /// <summary>The directory holding every peer's default state directory: <c>/var/lib/mydvpn</c> as root, <c>~/.local/state/mydvpn</c> otherwise.</summary>
+    public static string DefaultStateRoot(bool isRoot, string home) =>
+        isRoot ? "/var/lib/mydvpn" : Path.Combine(home, ".local", "state", "mydvpn");
+
+    /// <summary><see cref="DefaultStateRoot(bool, string)"/> for this process: its privilege and its user's home.</summary>
+    public static string DefaultStateRoot() =>
+        DefaultStateRoot(Environment.IsPrivilegedProcess, Environment.GetFolderPath(Environment.SpecialFolder.UserProfile));
+
+    /// <summary><see cref="DefaultStateDir(string, bool, string)"/> for this process: where <c>mydvpn peer --id ID</c> keeps its state unless told.</summary>
+    public static string DefaultStateDir(string id) => Path.Combine(DefaultStateRoot(), id);
 
     private static string ValidateStateDir(string? stateDir, string id, bool isRoot, string home)
     {
@@ -183,7 +194,7 @@ public sealed class PeerOptions
 
 /// <summary>Validated settings of a peer agent.</summary>
 /// <param name="Token">The enrollment token; sent only until the peer has enrolled once.</param>
-/// <param name="StateDir">Where applied command ids, the enrollment record and the command log live.</param>
+/// <param name="StateDir">Where applied command ids, the enrollment record, the command log, the WireGuard key, the tunnel state and the status socket live.</param>
 public sealed record PeerSettings(
     PeerRole Role,
     string Id,
@@ -199,7 +210,10 @@ public sealed record PeerSettings(
     public PeerTimings Timings { get; init; } = new();
 }
 
-/// <summary>The data plane's settings. Accepted and validated; nothing uses them until the data-plane issue lands.</summary>
+/// <summary>
+/// The data plane's settings. <see cref="MaxClients"/>, <see cref="WireGuardPort"/> and <see cref="PublicEndpoint"/> go into
+/// the ExitOffer and the answers to exit-side SetupExit; the interface settings wait for the data-plane issue.
+/// </summary>
 public sealed record DataPlaneSettings(string WireGuardInterface, string? Uplink, HostPort? PublicEndpoint, int MaxClients, int WireGuardPort);
 
 /// <summary>The control stream's timing. The defaults are the protocol's; tests shorten them.</summary>
@@ -225,6 +239,21 @@ public sealed record PeerTimings
 
     /// <summary>A stream silent for this many heartbeat intervals is dead.</summary>
     public int MissedHeartbeats { get; init; } = 3;
+
+    /// <summary>An ExitRequest unanswered this long is sent again (the SuperNode ignores a repeat while one is in progress).</summary>
+    public TimeSpan ExitRequestTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The first retry after a transient ExitRequestFailed waits at most this long (full jitter).</summary>
+    public TimeSpan ExitRetryBase { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>No retry of an ExitRequest waits longer than this.</summary>
+    public TimeSpan ExitRetryCap { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>After the exit went away (a client-side RemoveExit), a new ExitRequest goes out after this long.</summary>
+    public TimeSpan ExitReaskDelay { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>On a clean stop, how long the agent waits for its ExitRelease to be written before closing the stream.</summary>
+    public TimeSpan ExitReleaseTimeout { get; init; } = TimeSpan.FromSeconds(2);
 }
 
 /// <summary>Linux network interface names (IFNAMSIZ): what <c>ip link</c> accepts.</summary>

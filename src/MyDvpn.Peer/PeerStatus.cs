@@ -16,10 +16,50 @@ public sealed record PeerStatusSnapshot(
     string? LastProblem)
 {
     public static readonly PeerStatusSnapshot Initial = new(false, null, null, null, 0, 0, null);
+
+    /// <summary>Where asking the SuperNode for an exit stands.</summary>
+    public ExitRequestStatus ExitRequest { get; init; } = ExitRequestStatus.Idle;
+}
+
+/// <summary>Where asking for an exit stands.</summary>
+public enum ExitRequestState
+{
+    /// <summary>Not asking: no exit wanted (no --exit-region, or role exit), one is held, or the stream is not up yet.</summary>
+    Idle,
+
+    /// <summary>An ExitRequest is out, unanswered.</summary>
+    Requested,
+
+    /// <summary>The last request failed in a way that may pass; the next goes out at <see cref="ExitRequestStatus.NextAttemptAt"/>.</summary>
+    WaitingRetry,
+
+    /// <summary>No more requests until the agent restarts: a Disconnect, or a refusal no retry can fix.</summary>
+    Stopped,
+}
+
+/// <summary>Why the SuperNode could not give an exit (an ExitRequestFailed).</summary>
+/// <param name="GrpcStatus">The gRPC status name, e.g. <c>RESOURCE_EXHAUSTED</c>.</param>
+/// <param name="Reason">The refusal reason's wire name, e.g. <c>NO_EXIT_AVAILABLE</c>.</param>
+public sealed record ExitRequestError(string GrpcStatus, string Reason, string Detail, DateTimeOffset At);
+
+/// <param name="Region">The region asked for (<c>--exit-region</c>); null when the peer asks for no exit.</param>
+/// <param name="NextAttemptAt">When the next request goes out, while <see cref="ExitRequestState.WaitingRetry"/>.</param>
+public sealed record ExitRequestStatus(string? Region, ExitRequestState State, ExitRequestError? LastError, DateTimeOffset? NextAttemptAt)
+{
+    public static readonly ExitRequestStatus Idle = new(null, ExitRequestState.Idle, null, null);
+
+    /// <summary>The state as the status socket writes it: <c>idle</c>, <c>requested</c>, <c>waiting-retry</c>, <c>stopped</c>.</summary>
+    public static string WireName(ExitRequestState state) => state switch
+    {
+        ExitRequestState.Requested => "requested",
+        ExitRequestState.WaitingRetry => "waiting-retry",
+        ExitRequestState.Stopped => "stopped",
+        _ => "idle",
+    };
 }
 
 /// <summary>
-/// The agent's control-stream status for readers outside the actor system (tests now, <c>mydvpn status</c> later).
+/// The agent's control-stream and exit-request status for readers outside the actor system (the status socket, tests).
 /// Only the <see cref="Control.ControlChannel"/> writes it.
 /// </summary>
 public sealed class PeerStatus

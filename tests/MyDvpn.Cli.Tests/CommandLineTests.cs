@@ -197,15 +197,6 @@ public sealed class CommandLineTests : IDisposable
         Assert.Contains("unreachable", error, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task Status_says_it_arrives_later_and_fails()
-    {
-        var (exitCode, output, error) = await CliRunner.RunAsync("status");
-        Assert.Equal(1, exitCode);
-        Assert.Empty(output);
-        Assert.Contains("not implemented", error, StringComparison.Ordinal);
-    }
-
     private static int FreePort() => Demo.NodeProcess.FreeTcpPort();
 
     private static void RemoveFlag(List<string> args, string flag)

@@ -12,44 +12,9 @@ namespace MyDvpn.Peer.Tests;
 /// The whole agent (generic host, actor system, SQLite store, recording handler) against real gRPC SuperNodes:
 /// Kestrel on loopback with TLS node certificates from a temporary operator CA.
 /// </summary>
-public sealed class ControlStreamTests : Akka.TestKit.Xunit2.TestKit, IAsyncLifetime
+public sealed class ControlStreamTests(ITestOutputHelper output) : AgentTestKit(nameof(ControlStreamTests), output)
 {
-    private const string PeerId = "peer-1", Region = "eu-west", Token = "enroll-me";
-
-    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(10);
-
-    private static readonly PeerTimings Fast = new()
-    {
-        ReconnectBase = TimeSpan.FromMilliseconds(50),
-        ReconnectCap = TimeSpan.FromMilliseconds(400),
-        AuthTimeout = TimeSpan.FromSeconds(5),
-        ConnectTimeout = TimeSpan.FromSeconds(2),
-    };
-
-    private readonly ITestOutputHelper output;
-    private readonly TempDirectory temp = new();
-    private readonly Pki pki;
-    private readonly IdentityKey key = IdentityKey.Generate();
-    private readonly string keyFile;
-    private readonly List<IAsyncDisposable> cleanup = [];
-
-    public ControlStreamTests(ITestOutputHelper output)
-        : base("akka.loglevel = INFO", nameof(ControlStreamTests), output)
-    {
-        this.output = output;
-        pki = new Pki(temp);
-        keyFile = temp.Sub("peer.key");
-        key.Save(keyFile);
-    }
-
-    public Task InitializeAsync() => Task.CompletedTask;
-
-    public async Task DisposeAsync()
-    {
-        for (var i = cleanup.Count - 1; i >= 0; i--)
-            await cleanup[i].DisposeAsync();
-        temp.Dispose();
-    }
+    private const string Token = "enroll-me";
 
     [Fact]
     public async Task Peer_enrolls_answers_pings_and_applies_a_command_at_most_once_also_across_restarts()
@@ -66,7 +31,7 @@ public sealed class ControlStreamTests : Akka.TestKit.Xunit2.TestKit, IAsyncLife
         var commandLog = Path.Combine(settings.StateDir, RecordingCommandHandler.FileName);
         CommandResponse first;
 
-        await using (var agent = PeerHost.Build(settings, logging: TestOutputLoggerProvider.For(output)))
+        await using (var agent = PeerHost.Build(settings, logging: TestOutputLoggerProvider.For(Output)))
         {
             await agent.StartAsync();
             var stream = await superNode.NextStreamAsync(Patience);
@@ -74,7 +39,7 @@ public sealed class ControlStreamTests : Akka.TestKit.Xunit2.TestKit, IAsyncLife
             Assert.Equal(PeerRole.Client, stream.Auth.Role);
             Assert.Equal(Region, stream.Auth.Region);
             Assert.Equal(Token, stream.Auth.EnrollmentToken);
-            Assert.Equal(key.PublicKey, stream.Auth.PublicKey.ToByteArray());
+            Assert.Equal(Key.PublicKey, stream.Auth.PublicKey.ToByteArray());
 
             var sentAt = Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow);
             stream.Send(new ControlMessage { Ping = new Ping { Sequence = 41, SentAt = sentAt } });
@@ -94,7 +59,7 @@ public sealed class ControlStreamTests : Akka.TestKit.Xunit2.TestKit, IAsyncLife
         }
 
         // A new agent (new actor system) on the same state directory: enrolled already, and cmd-1 applied already.
-        await using (var restarted = PeerHost.Build(settings, logging: TestOutputLoggerProvider.For(output)))
+        await using (var restarted = PeerHost.Build(settings, logging: TestOutputLoggerProvider.For(Output)))
         {
             await restarted.StartAsync();
             var stream = await superNode.NextStreamAsync(Patience);
@@ -111,9 +76,9 @@ public sealed class ControlStreamTests : Akka.TestKit.Xunit2.TestKit, IAsyncLife
     public async Task Revoked_peer_stops_with_exit_code_1_after_a_single_attempt()
     {
         var superNode = new TestSuperNode("super-1") { RefuseWith = RefusalReason.Revoked };
-        superNode.Enroll(PeerId, key.PublicKey);
+        superNode.Enroll(PeerId, Key.PublicKey);
         var server = await StartServerAsync(superNode);
-        await using var agent = PeerHost.Build(Settings([server.Address]), logging: TestOutputLoggerProvider.For(output));
+        await using var agent = PeerHost.Build(Settings([server.Address]), logging: TestOutputLoggerProvider.For(Output));
 
         var exitCode = await agent.RunAsync(CancellationToken.None).WaitAsync(Patience);
 
@@ -126,9 +91,9 @@ public sealed class ControlStreamTests : Akka.TestKit.Xunit2.TestKit, IAsyncLife
     public async Task Peer_that_another_agent_replaced_stops_with_exit_code_1()
     {
         var superNode = new TestSuperNode("super-1") { RefuseWith = RefusalReason.Replaced };
-        superNode.Enroll(PeerId, key.PublicKey);
+        superNode.Enroll(PeerId, Key.PublicKey);
         var server = await StartServerAsync(superNode);
-        await using var agent = PeerHost.Build(Settings([server.Address]), logging: TestOutputLoggerProvider.For(output));
+        await using var agent = PeerHost.Build(Settings([server.Address]), logging: TestOutputLoggerProvider.For(Output));
 
         var exitCode = await agent.RunAsync(CancellationToken.None).WaitAsync(Patience);
 
@@ -140,9 +105,9 @@ public sealed class ControlStreamTests : Akka.TestKit.Xunit2.TestKit, IAsyncLife
     public async Task Cancelled_agent_stops_with_exit_code_0()
     {
         var superNode = new TestSuperNode("super-1");
-        superNode.Enroll(PeerId, key.PublicKey);
+        superNode.Enroll(PeerId, Key.PublicKey);
         var server = await StartServerAsync(superNode);
-        await using var agent = PeerHost.Build(Settings([server.Address]), logging: TestOutputLoggerProvider.For(output));
+        await using var agent = PeerHost.Build(Settings([server.Address]), logging: TestOutputLoggerProvider.For(Output));
         using var stop = new CancellationTokenSource();
 
         var run = agent.RunAsync(stop.Token);
@@ -156,7 +121,7 @@ public sealed class ControlStreamTests : Akka.TestKit.Xunit2.TestKit, IAsyncLife
     public async Task Peer_reconnects_when_the_supernode_closes_the_stream()
     {
         var superNode = new TestSuperNode("super-1");
-        superNode.Enroll(PeerId, key.PublicKey);
+        superNode.Enroll(PeerId, Key.PublicKey);
         var server = await StartServerAsync(superNode);
         var agent = await StartAgentAsync(Settings([server.Address]));
         var first = await superNode.NextStreamAsync(Patience);
@@ -175,7 +140,7 @@ public sealed class ControlStreamTests : Akka.TestKit.Xunit2.TestKit, IAsyncLife
     public async Task Peer_treats_a_stream_silent_for_three_heartbeat_intervals_as_dead_and_reconnects()
     {
         var superNode = new TestSuperNode("super-1") { HeartbeatIntervalMs = 150 };
-        superNode.Enroll(PeerId, key.PublicKey);
+        superNode.Enroll(PeerId, Key.PublicKey);
         var server = await StartServerAsync(superNode);
         var agent = await StartAgentAsync(Settings([server.Address]));
         var first = await superNode.NextStreamAsync(Patience);
@@ -191,7 +156,7 @@ public sealed class ControlStreamTests : Akka.TestKit.Xunit2.TestKit, IAsyncLife
     public async Task Peer_retries_a_supernode_at_capacity()
     {
         var superNode = new TestSuperNode("super-1") { RefuseAtCapacity = 2 };
-        superNode.Enroll(PeerId, key.PublicKey);
+        superNode.Enroll(PeerId, Key.PublicKey);
         var server = await StartServerAsync(superNode);
 
         await StartAgentAsync(Settings([server.Address]));
@@ -203,7 +168,7 @@ public sealed class ControlStreamTests : Akka.TestKit.Xunit2.TestKit, IAsyncLife
     [Fact]
     public async Task Peer_moves_to_another_supernode_of_the_region_when_its_own_is_gone()
     {
-        var tls = pki.Issue("super-b", CertificateKind.Node);
+        var tls = Pki.Issue("super-b", CertificateKind.Node);
         var superNodeB = new TestSuperNode("super-b");
         var serverB = await StartServerAsync(superNodeB, tls);
         var superNodeA = new TestSuperNode("super-a") { AcceptedToken = Token, RegionSuperNodes = [serverB.Endpoint] };
@@ -231,9 +196,9 @@ public sealed class ControlStreamTests : Akka.TestKit.Xunit2.TestKit, IAsyncLife
     [Fact]
     public async Task Peer_does_not_authenticate_to_a_server_whose_certificate_another_ca_issued()
     {
-        var otherPki = new Pki(temp, "other-ca");
+        var otherPki = new Pki(Temp, "other-ca");
         var superNode = new TestSuperNode("impostor");
-        superNode.Enroll(PeerId, key.PublicKey);
+        superNode.Enroll(PeerId, Key.PublicKey);
         var server = await StartServerAsync(superNode, otherPki.Issue("impostor", CertificateKind.Node));
 
         var agent = await StartAgentAsync(Settings([server.Address]));
@@ -251,8 +216,8 @@ public sealed class ControlStreamTests : Akka.TestKit.Xunit2.TestKit, IAsyncLife
     public async Task Peer_does_not_authenticate_to_a_server_with_an_admin_certificate()
     {
         var superNode = new TestSuperNode("admin");
-        superNode.Enroll(PeerId, key.PublicKey);
-        var server = await StartServerAsync(superNode, pki.Issue("ops", CertificateKind.Admin));
+        superNode.Enroll(PeerId, Key.PublicKey);
+        var server = await StartServerAsync(superNode, Pki.Issue("ops", CertificateKind.Admin));
 
         var agent = await StartAgentAsync(Settings([server.Address]));
 
@@ -266,9 +231,9 @@ public sealed class ControlStreamTests : Akka.TestKit.Xunit2.TestKit, IAsyncLife
     public async Task Second_agent_on_the_same_state_directory_is_refused()
     {
         var settings = Settings([new HostPort("127.0.0.1", 1)]);
-        await using var first = PeerHost.Build(settings, logging: TestOutputLoggerProvider.For(output));
+        await using var first = PeerHost.Build(settings, logging: TestOutputLoggerProvider.For(Output));
 
-        var problem = Assert.Throws<ConfigurationException>(() => PeerHost.Build(settings, logging: TestOutputLoggerProvider.For(output)));
+        var problem = Assert.Throws<ConfigurationException>(() => PeerHost.Build(settings, logging: TestOutputLoggerProvider.For(Output)));
 
         Assert.Equal("--state-dir", problem.Setting);
     }
@@ -279,26 +244,11 @@ public sealed class ControlStreamTests : Akka.TestKit.Xunit2.TestKit, IAsyncLife
             Role = "client",
             Id = PeerId,
             Region = Region,
-            Key = keyFile,
-            Ca = pki.CaFile,
+            Key = KeyFile,
+            Ca = Pki.CaFile,
             Supernode = [.. superNodes.Select(s => s.ToString())],
             Token = token,
-            StateDir = temp.Sub("state"),
+            StateDir = Temp.Sub("state"),
         }.Validate() with
         { Timings = Fast };
-
-    private async Task<TestSuperNodeServer> StartServerAsync(TestSuperNode superNode, string? tlsDir = null)
-    {
-        var server = await TestSuperNodeServer.StartAsync(tlsDir ?? pki.Issue(superNode.Id, CertificateKind.Node), superNode);
-        cleanup.Add(server);
-        return server;
-    }
-
-    private async Task<PeerAgent> StartAgentAsync(PeerSettings settings)
-    {
-        var agent = PeerHost.Build(settings, logging: TestOutputLoggerProvider.For(output));
-        cleanup.Add(agent);
-        await agent.StartAsync();
-        return agent;
-    }
 }

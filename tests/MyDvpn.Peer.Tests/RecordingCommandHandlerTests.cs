@@ -1,21 +1,38 @@
 using System.Text.Json;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
+using MyDvpn.Hosting;
 using MyDvpn.Peer.Commands;
+using MyDvpn.Peer.Tunnel;
 using MyDvpn.Protocol.Control;
+using MyDvpn.Security;
 
 namespace MyDvpn.Peer.Tests;
 
+/// <summary>The handler with its real tunnel-state file and command log in a temporary state directory.</summary>
 public sealed class RecordingCommandHandlerTests : IDisposable
 {
-    private readonly TempDirectory temp = new();
+    private static readonly WireGuardKey OwnKey = WireGuardKey.Generate();
+    private static readonly byte[] ClientKeyA = WireGuardKey.Generate().PublicKey;
+    private static readonly byte[] ClientKeyB = WireGuardKey.Generate().PublicKey;
+    private static readonly byte[] ClientKeyC = WireGuardKey.Generate().PublicKey;
+    private static readonly byte[] ExitKey = WireGuardKey.Generate().PublicKey;
 
-    public void Dispose() => temp.Dispose();
+    private readonly TempDirectory temp = new();
+    private readonly ManualTimeProvider time = new();
+    private readonly List<TunnelStateStore> stores = [];
+
+    public void Dispose()
+    {
+        foreach (var store in stores)
+            store.Dispose();
+        temp.Dispose();
+    }
 
     [Fact]
     public async Task Each_command_is_recorded_as_one_json_line_and_acknowledged_done()
     {
-        var handler = new RecordingCommandHandler(temp.Path, TimeProvider.System);
+        var handler = Handler(PeerRole.Client);
         var deadline = new DateTimeOffset(2030, 1, 2, 3, 4, 5, TimeSpan.Zero);
 
         var relay = await handler.HandleAsync(new Command
@@ -45,31 +62,271 @@ public sealed class RecordingCommandHandlerTests : IDisposable
     }
 
     [Fact]
-    public async Task SetupExit_is_answered_unsupported_rather_than_with_a_made_up_key()
+    public async Task Exit_side_SetupExit_adds_the_client_and_answers_with_the_wireguard_key_public_endpoint_and_port()
     {
-        var handler = new RecordingCommandHandler(temp.Path, TimeProvider.System);
+        var store = Store();
+        var handler = Handler(PeerRole.Exit, store: store, publicEndpoint: new HostPort("203.0.113.9", 51999), listenPort: 51999);
 
-        var answer = await handler.HandleAsync(new Command
-        {
-            CommandId = "cmd-1",
-            SetupExit = new SetupExit { AssignmentId = "a-1", Peer = new WireGuardPeer { Endpoint = "198.51.100.2:51820" } },
-        }, CancellationToken.None);
+        var answer = await handler.HandleAsync(ServeClient("cmd-1", "a-1", ClientKeyA), CancellationToken.None);
 
-        Assert.Equal(CommandResponse.OutcomeOneofCase.Failure, answer.OutcomeCase);
-        Assert.Equal(CommandError.Unsupported, answer.Failure.Code);
-        Assert.Equal("the data plane arrives with a later issue", answer.Failure.Reason);
-        var line = Assert.Single(File.ReadAllLines(handler.Path));
-        Assert.Contains("\"kind\":\"setup_exit\"", line, StringComparison.Ordinal);
-        Assert.Contains("COMMAND_ERROR_UNSUPPORTED", line, StringComparison.Ordinal);
+        var result = answer.Result.SetupExit;
+        Assert.Equal(OwnKey.PublicKey, result.PublicKey.ToByteArray());
+        Assert.Equal("203.0.113.9:51999", result.Endpoint);
+        Assert.Equal(51999u, result.ListenPort);
+        var client = Assert.Single(store.Current.Clients);
+        Assert.Equal(new ServedClient("a-1", "client-1", "eu-west", Convert.ToBase64String(ClientKeyA), ["100.96.0.2/32"], time.GetUtcNow()), client);
+        Assert.Equal<string>(["100.96.0.1/24"], store.Current.ExitAddresses);
+        Assert.Null(store.Current.Exit);
+        using var line = JsonDocument.Parse(Assert.Single(File.ReadAllLines(handler.Path)));
+        Assert.Equal(OwnKey.PublicKeyBase64, line.RootElement.GetProperty("result").GetProperty("public_key").GetString());
+    }
+
+    [Fact]
+    public async Task Exit_without_a_public_endpoint_answers_an_empty_endpoint_and_the_default_port()
+    {
+        var handler = Handler(PeerRole.Both);
+
+        var answer = await handler.HandleAsync(ServeClient("cmd-1", "a-1", ClientKeyA), CancellationToken.None);
+
+        Assert.Equal("", answer.Result.SetupExit.Endpoint);
+        Assert.Equal((uint)PeerOptions.DefaultWireGuardPort, answer.Result.SetupExit.ListenPort);
+    }
+
+    [Fact]
+    public async Task Client_side_SetupExit_sets_the_exit_and_a_newer_assignment_replaces_it()
+    {
+        var store = Store();
+        var handler = Handler(PeerRole.Client, store: store);
+
+        var first = await handler.HandleAsync(UseExit("cmd-1", "a-1", "198.51.100.7:51820"), CancellationToken.None);
+        var since = time.GetUtcNow();
+        time.Advance(TimeSpan.FromMinutes(1));
+        var second = await handler.HandleAsync(UseExit("cmd-2", "a-2", "198.51.100.8:51820"), CancellationToken.None);
+
+        Assert.Equal(CommandResult.BodyOneofCase.Done, first.Result.BodyCase);
+        Assert.Equal(CommandResult.BodyOneofCase.Done, second.Result.BodyCase);
+        var exit = store.Current.Exit;
+        Assert.NotNull(exit);
+        Assert.Equal(new ClientExit("a-2", "exit-1", "eu-west", Convert.ToBase64String(ExitKey), "198.51.100.8:51820",
+            ["0.0.0.0/0"], 25, ["100.96.0.2/32"], since + TimeSpan.FromMinutes(1)), exit);
+        Assert.Equal<string>(["100.96.0.2/32"], store.Current.TunnelAddresses);
+        Assert.Empty(store.Current.Clients);
+    }
+
+    [Fact]
+    public async Task Tunnel_state_is_read_back_after_reopening_the_state_directory()
+    {
+        var handler = Handler(PeerRole.Both);
+        await handler.HandleAsync(UseExit("cmd-1", "a-1", "[2001:db8::7]:51820"), CancellationToken.None);
+        await handler.HandleAsync(ServeClient("cmd-2", "a-2", ClientKeyA), CancellationToken.None);
+        var before = stores[0].Current;
+        stores[0].Dispose();
+        stores.Clear();
+
+        var reopened = Store();
+
+        Assert.Equal(before, reopened.Current);
+        Assert.Equal("[2001:db8::7]:51820", reopened.Current.Exit?.Endpoint);
+        Assert.Single(reopened.Current.Clients);
+        Assert.False(File.Exists(TunnelStateStore.PathIn(temp.Path) + ".tmp"));
+    }
+
+    [Fact]
+    public async Task Exit_serves_at_most_max_clients_and_refuses_more_with_capacity()
+    {
+        var store = Store();
+        var handler = Handler(PeerRole.Exit, store: store, maxClients: 2);
+        await handler.HandleAsync(ServeClient("cmd-1", "a-1", ClientKeyA), CancellationToken.None);
+        await handler.HandleAsync(ServeClient("cmd-2", "a-2", ClientKeyB), CancellationToken.None);
+
+        var third = await handler.HandleAsync(ServeClient("cmd-3", "a-3", ClientKeyC), CancellationToken.None);
+        var again = await handler.HandleAsync(ServeClient("cmd-4", "a-2", ClientKeyB), CancellationToken.None);
+
+        Assert.Equal(CommandError.Capacity, third.Failure.Code);
+        Assert.Contains("--max-clients", third.Failure.Reason, StringComparison.Ordinal);
+        Assert.Equal(CommandResponse.OutcomeOneofCase.Result, again.OutcomeCase);
+        Assert.Equal(["a-1", "a-2"], store.Current.Clients.Select(c => c.AssignmentId));
+    }
+
+    [Fact]
+    public async Task Applying_the_same_assignment_again_changes_nothing()
+    {
+        var store = Store();
+        var handler = Handler(PeerRole.Both, store: store);
+        await handler.HandleAsync(ServeClient("cmd-1", "a-1", ClientKeyA), CancellationToken.None);
+        await handler.HandleAsync(UseExit("cmd-2", "a-2", "198.51.100.7:51820"), CancellationToken.None);
+        var before = store.Current;
+        var written = File.GetLastWriteTimeUtc(store.Path);
+        File.SetLastWriteTimeUtc(store.Path, written - TimeSpan.FromHours(1));
+        time.Advance(TimeSpan.FromMinutes(5));
+
+        var serve = await handler.HandleAsync(ServeClient("cmd-3", "a-1", ClientKeyA), CancellationToken.None);
+        var use = await handler.HandleAsync(UseExit("cmd-4", "a-2", "198.51.100.7:51820"), CancellationToken.None);
+
+        Assert.Equal(OwnKey.PublicKey, serve.Result.SetupExit.PublicKey.ToByteArray());
+        Assert.Equal(CommandResult.BodyOneofCase.Done, use.Result.BodyCase);
+        Assert.Equal(before, store.Current);
+        Assert.Equal(written - TimeSpan.FromHours(1), File.GetLastWriteTimeUtc(store.Path));
+    }
+
+    [Fact]
+    public async Task A_new_assignment_for_a_served_clients_key_replaces_the_old_one()
+    {
+        var store = Store();
+        var handler = Handler(PeerRole.Exit, store: store, maxClients: 1);
+        await handler.HandleAsync(ServeClient("cmd-1", "a-1", ClientKeyA), CancellationToken.None);
+
+        var answer = await handler.HandleAsync(ServeClient("cmd-2", "a-2", ClientKeyA), CancellationToken.None);
+
+        Assert.Equal(CommandResponse.OutcomeOneofCase.Result, answer.OutcomeCase);
+        Assert.Equal("a-2", Assert.Single(store.Current.Clients).AssignmentId);
+    }
+
+    public static TheoryData<string, PeerRole, Command, string> InvalidCommands => new()
+    {
+        { "no assignment", PeerRole.Both, With(UseExit("c", "a", "198.51.100.7:51820"), s => s.AssignmentId = ""), "assignment_id is empty" },
+        { "short key", PeerRole.Both, With(UseExit("c", "a", "198.51.100.7:51820"), s => s.Peer.PublicKey = ByteString.CopyFrom(new byte[31])), "31 bytes" },
+        { "no side", PeerRole.Both, With(UseExit("c", "a", "198.51.100.7:51820"), s => s.Side = ExitSide.Unspecified), "side" },
+        { "bad endpoint", PeerRole.Client, UseExit("c", "a", "exit-without-port"), "peer.endpoint" },
+        { "empty endpoint", PeerRole.Client, UseExit("c", "a", ""), "peer.endpoint" },
+        { "bad allowed ip", PeerRole.Client, With(UseExit("c", "a", "198.51.100.7:51820"), s => s.Peer.AllowedIps[0] = "0.0.0.0/33"), "peer.allowed_ips" },
+        { "no allowed ips", PeerRole.Client, With(UseExit("c", "a", "198.51.100.7:51820"), s => s.Peer.AllowedIps.Clear()), "peer.allowed_ips is empty" },
+        { "bad tunnel address", PeerRole.Client, With(UseExit("c", "a", "198.51.100.7:51820"), s => s.TunnelAddresses[0] = "100.96.2/32"), "tunnel_addresses" },
+        { "keepalive", PeerRole.Client, With(UseExit("c", "a", "198.51.100.7:51820"), s => s.Peer.PersistentKeepaliveSeconds = 70000), "persistent_keepalive" },
+        { "exit uses no exit", PeerRole.Exit, UseExit("c", "a", "198.51.100.7:51820"), "only a client" },
+        { "client serves no one", PeerRole.Client, ServeClient("c", "a", ClientKeyA), "only an exit" },
+        { "bad client address", PeerRole.Exit, With(ServeClient("c", "a", ClientKeyA), s => s.Peer.AllowedIps[0] = "fe80::1%eth0/128"), "peer.allowed_ips" },
+        { "bad own address", PeerRole.Exit, With(ServeClient("c", "a", ClientKeyA), s => s.TunnelAddresses.Clear()), "tunnel_addresses is empty" },
+        { "remove without assignment", PeerRole.Both, new Command { CommandId = "c", RemoveExit = new RemoveExit { Side = ExitSide.Client } }, "assignment_id is empty" },
+    };
+
+    [Theory]
+    [MemberData(nameof(InvalidCommands))]
+    public async Task Invalid_command_is_refused_saying_what_is_wrong_and_changes_nothing(string why, PeerRole role, Command command, string reason)
+    {
+        var store = Store();
+        var handler = Handler(role, store: store);
+
+        var answer = await handler.HandleAsync(command, CancellationToken.None);
+
+        Assert.True(answer.OutcomeCase == CommandResponse.OutcomeOneofCase.Failure, why);
+        Assert.Equal(CommandError.Invalid, answer.Failure.Code);
+        Assert.Contains(reason, answer.Failure.Reason, StringComparison.Ordinal);
+        Assert.Equal(TunnelState.Empty, store.Current);
+        Assert.False(File.Exists(store.Path));
+        Assert.Contains("COMMAND_ERROR_INVALID", Assert.Single(File.ReadAllLines(handler.Path)), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task RemoveExit_removes_the_half_of_its_assignment_and_an_unknown_one_is_done_already()
+    {
+        var store = Store();
+        var handler = Handler(PeerRole.Both, store: store);
+        await handler.HandleAsync(UseExit("cmd-1", "a-1", "198.51.100.7:51820"), CancellationToken.None);
+        await handler.HandleAsync(ServeClient("cmd-2", "a-2", ClientKeyA), CancellationToken.None);
+        await handler.HandleAsync(ServeClient("cmd-3", "a-3", ClientKeyB), CancellationToken.None);
+
+        var unknown = await handler.HandleAsync(Remove("cmd-4", "a-9", ExitSide.Client), CancellationToken.None);
+        var wrongSide = await handler.HandleAsync(Remove("cmd-5", "a-1", ExitSide.Exit), CancellationToken.None);
+        Assert.NotNull(store.Current.Exit);
+        var client = await handler.HandleAsync(Remove("cmd-6", "a-2", ExitSide.Exit), CancellationToken.None);
+        var exit = await handler.HandleAsync(Remove("cmd-7", "a-1", ExitSide.Client), CancellationToken.None);
+        var again = await handler.HandleAsync(Remove("cmd-8", "a-1", ExitSide.Client), CancellationToken.None);
+
+        Assert.All([unknown, wrongSide, client, exit, again], answer => Assert.Equal(CommandResult.BodyOneofCase.Done, answer.Result.BodyCase));
+        Assert.Null(store.Current.Exit);
+        Assert.Equal("a-3", Assert.Single(store.Current.Clients).AssignmentId);
+    }
+
+    [Fact]
+    public async Task Disconnect_drops_the_exit_and_keeps_the_served_clients()
+    {
+        var store = Store();
+        var handler = Handler(PeerRole.Both, store: store);
+        await handler.HandleAsync(UseExit("cmd-1", "a-1", "198.51.100.7:51820"), CancellationToken.None);
+        await handler.HandleAsync(ServeClient("cmd-2", "a-2", ClientKeyA), CancellationToken.None);
+
+        var answer = await handler.HandleAsync(new Command { CommandId = "cmd-3", Disconnect = new Disconnect { Reason = "operator" } }, CancellationToken.None);
+
+        Assert.Equal(CommandResult.BodyOneofCase.Done, answer.Result.BodyCase);
+        Assert.Null(store.Current.Exit);
+        Assert.Single(store.Current.Clients);
     }
 
     [Fact]
     public async Task Command_without_a_body_is_answered_invalid()
     {
-        var handler = new RecordingCommandHandler(temp.Path, TimeProvider.System);
+        var handler = Handler(PeerRole.Client);
 
         var answer = await handler.HandleAsync(new Command { CommandId = "cmd-1" }, CancellationToken.None);
 
         Assert.Equal(CommandError.Invalid, answer.Failure.Code);
     }
+
+    [Fact]
+    public void Damaged_tunnel_state_is_refused_when_opened()
+    {
+        File.WriteAllText(TunnelStateStore.PathIn(temp.Path), "{ not json");
+
+        var problem = Assert.Throws<InvalidDataException>(() => TunnelStateStore.Open(temp.Path));
+
+        Assert.Contains(TunnelStateStore.FileName, problem.Message, StringComparison.Ordinal);
+    }
+
+    internal static Command ServeClient(string commandId, string assignmentId, byte[] clientKey) => new()
+    {
+        CommandId = commandId,
+        SetupExit = new SetupExit
+        {
+            AssignmentId = assignmentId,
+            Side = ExitSide.Exit,
+            Peer = new WireGuardPeer { PublicKey = ByteString.CopyFrom(clientKey), AllowedIps = { "100.96.0.2/32" } },
+            TunnelAddresses = { "100.96.0.1/24" },
+            CounterpartPeerId = "client-1",
+            CounterpartRegion = "eu-west",
+        },
+    };
+
+    internal static Command UseExit(string commandId, string assignmentId, string endpoint) => new()
+    {
+        CommandId = commandId,
+        SetupExit = new SetupExit
+        {
+            AssignmentId = assignmentId,
+            Side = ExitSide.Client,
+            Peer = new WireGuardPeer
+            {
+                PublicKey = ByteString.CopyFrom(ExitKey),
+                Endpoint = endpoint,
+                AllowedIps = { "0.0.0.0/0" },
+                PersistentKeepaliveSeconds = 25,
+            },
+            TunnelAddresses = { "100.96.0.2/32" },
+            CounterpartPeerId = "exit-1",
+            CounterpartRegion = "eu-west",
+        },
+    };
+
+    private static Command Remove(string commandId, string assignmentId, ExitSide side) => new()
+    {
+        CommandId = commandId,
+        RemoveExit = new RemoveExit { AssignmentId = assignmentId, Side = side, Reason = "test" },
+    };
+
+    private static Command With(Command command, Action<SetupExit> change)
+    {
+        change(command.SetupExit);
+        return command;
+    }
+
+    private TunnelStateStore Store()
+    {
+        var store = TunnelStateStore.Open(temp.Path);
+        stores.Add(store);
+        return store;
+    }
+
+    private RecordingCommandHandler Handler(PeerRole role, TunnelStateStore? store = null, int maxClients = PeerOptions.DefaultMaxClients,
+        HostPort? publicEndpoint = null, int listenPort = PeerOptions.DefaultWireGuardPort) =>
+        new(temp.Path, new TunnelSettings(role, OwnKey, maxClients, publicEndpoint, listenPort), store ?? Store(), time);
 }

@@ -48,6 +48,31 @@ public sealed class RefusalsTests
         Assert.False(Refusals.Classify(new HttpRequestException("no route")).Permanent);
     }
 
+    [Theory]
+    [InlineData(StatusCode.OK, "OK")]
+    [InlineData(StatusCode.ResourceExhausted, "RESOURCE_EXHAUSTED")]
+    [InlineData(StatusCode.DeadlineExceeded, "DEADLINE_EXCEEDED")]
+    [InlineData(StatusCode.PermissionDenied, "PERMISSION_DENIED")]
+    [InlineData(StatusCode.Unavailable, "UNAVAILABLE")]
+    [InlineData((StatusCode)99, "99")]
+    public void Exit_request_failures_name_the_grpc_status_as_the_grpc_spec_does(StatusCode code, string name)
+    {
+        Assert.Equal(name, ControlChannel.GrpcStatusName((int)code));
+    }
+
+    [Theory]
+    [InlineData(StatusCode.ResourceExhausted, true)]
+    [InlineData(StatusCode.Unavailable, true)]
+    [InlineData(StatusCode.DeadlineExceeded, true)]
+    [InlineData(StatusCode.Aborted, true)]
+    [InlineData(StatusCode.PermissionDenied, false)]
+    [InlineData(StatusCode.InvalidArgument, false)]
+    [InlineData(StatusCode.NotFound, false)]
+    public void Only_exit_request_failures_that_may_pass_are_retried(StatusCode code, bool retried)
+    {
+        Assert.Equal(retried, ControlChannel.TransientExitFailures.Contains(code));
+    }
+
     private static RpcException Refused(string reason) =>
         new(new Status(StatusCode.PermissionDenied, "refused"), new Metadata { { RefusalReasons.TrailerName, reason } });
 }

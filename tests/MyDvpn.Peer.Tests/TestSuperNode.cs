@@ -16,12 +16,15 @@ namespace MyDvpn.Peer.Tests;
 /// <summary>
 /// The SuperNode's side of the control stream, minimally: a challenge, the AuthRequest's signature checked with the
 /// peer's public key (enrolled before, or presented with the accepted token), an AuthResponse, and then whatever the
-/// test sends and reads through the <see cref="TestStream"/> it is handed.
+/// test sends and reads through the <see cref="TestStream"/> it is handed (commands such as SetupExit, ExitRequestFailed).
+/// Every ExitRequest and ExitRelease any stream reads is also kept in <see cref="ExitRequests"/> and <see cref="ExitReleases"/>.
 /// </summary>
 internal sealed class TestSuperNode(string id) : ControlStream.ControlStreamBase
 {
     private readonly ConcurrentDictionary<string, byte[]> enrolled = new();
     private readonly ConcurrentQueue<AuthRequest> authRequests = new();
+    private readonly ConcurrentQueue<ExitRequest> exitRequests = new();
+    private readonly ConcurrentQueue<ExitRelease> exitReleases = new();
     private readonly ConcurrentQueue<TestStream> open = new();
     private readonly Channel<TestStream> streams = Channel.CreateUnbounded<TestStream>();
     private int sessions;
@@ -44,10 +47,17 @@ internal sealed class TestSuperNode(string id) : ControlStream.ControlStreamBase
 
     public uint HeartbeatIntervalMs { get; set; } = 60_000;
 
+    /// <summary>The exit assignment the AuthResponse says the peer's session holds; null: none.</summary>
+    public string? ExitAssignmentId { get; set; }
+
     /// <summary>What the AuthResponse lists as the region's other SuperNodes.</summary>
     public IReadOnlyList<SuperNodeEndpoint> RegionSuperNodes { get; set; } = [];
 
     public IReadOnlyCollection<AuthRequest> AuthRequests => authRequests;
+
+    public IReadOnlyCollection<ExitRequest> ExitRequests => exitRequests;
+
+    public IReadOnlyCollection<ExitRelease> ExitReleases => exitReleases;
 
     public IReadOnlyDictionary<string, byte[]> Enrolled => enrolled;
 
@@ -116,7 +126,13 @@ internal sealed class TestSuperNode(string id) : ControlStream.ControlStreamBase
         enrolled[auth.PeerId] = publicKey;
 
         var stream = new TestStream(auth, $"{Id}-session-{Interlocked.Increment(ref sessions)}");
-        var response = new AuthResponse { SessionId = stream.SessionId, HeartbeatIntervalMs = HeartbeatIntervalMs, SupernodeId = Id };
+        var response = new AuthResponse
+        {
+            SessionId = stream.SessionId,
+            HeartbeatIntervalMs = HeartbeatIntervalMs,
+            SupernodeId = Id,
+            ExitAssignmentId = ExitAssignmentId ?? "",
+        };
         response.RegionSupernodes.AddRange(RegionSuperNodes);
         await responseStream.WriteAsync(new ControlMessage { AuthResponse = response }, token);
         open.Enqueue(stream);
@@ -136,12 +152,18 @@ internal sealed class TestSuperNode(string id) : ControlStream.ControlStreamBase
         stream.Close();
     }
 
-    private static async Task ReadAsync(IAsyncStreamReader<ControlMessage> requests, TestStream stream, CancellationToken token)
+    private async Task ReadAsync(IAsyncStreamReader<ControlMessage> requests, TestStream stream, CancellationToken token)
     {
         try
         {
             await foreach (var message in requests.ReadAllAsync(token))
+            {
+                if (message.PayloadCase == ControlMessage.PayloadOneofCase.ExitRequest)
+                    exitRequests.Enqueue(message.ExitRequest);
+                if (message.PayloadCase == ControlMessage.PayloadOneofCase.ExitRelease)
+                    exitReleases.Enqueue(message.ExitRelease);
                 stream.Receive(message);
+            }
         }
         catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException or RpcException)
         {
@@ -170,6 +192,22 @@ internal sealed class TestStream(AuthRequest auth, string sessionId)
     public ChannelReader<ControlMessage> Outgoing => outgoing.Reader;
 
     public void Send(ControlMessage message) => outgoing.Writer.TryWrite(message);
+
+    public void SendCommand(Command command) => Send(new ControlMessage { Command = command });
+
+    /// <summary>Answers an ExitRequest as the SuperNode does when it cannot serve it.</summary>
+    public void SendExitRequestFailed(string region, StatusCode status, RefusalReason reason, string detail) =>
+        Send(new ControlMessage
+        {
+            ExitRequestFailed = new ExitRequestFailed { Region = region, GrpcStatus = (int)status, Reason = reason, Detail = detail },
+        });
+
+    /// <summary>The next message of <paramref name="kind"/> from the peer; others before it are passed over.</summary>
+    public async Task<ControlMessage> ReceiveAsync(ControlMessage.PayloadOneofCase kind, TimeSpan timeout)
+    {
+        var others = System.Enum.GetValues<ControlMessage.PayloadOneofCase>().Where(k => k != kind).ToArray();
+        return await ReceiveAsync(timeout, others);
+    }
 
     /// <summary>Ends the stream with OK.</summary>
     public void Close() => outgoing.Writer.TryComplete();

@@ -1,20 +1,37 @@
+using System.Collections.Immutable;
 using System.Text.Json;
 using Google.Protobuf;
+using MyDvpn.Hosting;
+using MyDvpn.Peer.Tunnel;
 using MyDvpn.Protocol.Control;
+using MyDvpn.Security;
 
 namespace MyDvpn.Peer.Commands;
 
 /// <summary>
-/// The handler until the data plane lands: it changes nothing on the host. It appends what it was asked to
-/// <c>commands.jsonl</c> in the state directory, one JSON object per line (<c>command_id</c>, <c>kind</c>,
-/// <c>received_at</c>, <c>deadline</c>, <c>body</c> as protobuf JSON, <c>answer</c>), and acknowledges with
-/// <c>done</c> — except SetupExit, which needs a WireGuard key it does not have: that is answered
-/// <c>COMMAND_ERROR_UNSUPPORTED</c> rather than with a made-up key.
+/// Keeps the <see cref="TunnelState"/> the SuperNode's commands ask for, and records every command. SetupExit
+/// (side <c>EXIT_SIDE_EXIT</c>) adds a served client — at most <see cref="TunnelSettings.MaxClients"/>, more are
+/// <c>COMMAND_ERROR_CAPACITY</c> — and is answered with this peer's WireGuard public key, <c>--public-endpoint</c> (or
+/// "" for the SuperNode to fill in) and <c>--wg-port</c>; SetupExit (side <c>EXIT_SIDE_CLIENT</c>) sets the exit,
+/// replacing an older one; RemoveExit removes the half of its assignment (an unknown one is done already); Disconnect
+/// drops the exit. Applying the same assignment again changes nothing. A command that does not fit this peer's role or
+/// carries a bad key, endpoint or address is <c>COMMAND_ERROR_INVALID</c> with the reason. Other commands are
+/// acknowledged with <c>done</c>.
+/// <para>
+/// Every command and its answer is also appended to <c>commands.jsonl</c> in the state directory, one JSON object per
+/// line (<c>command_id</c>, <c>kind</c>, <c>received_at</c>, <c>deadline</c>, <c>body</c> as protobuf JSON,
+/// <c>answer</c>, and <c>result</c> for a SetupExitResult).
+/// </para>
+/// <para>
+/// No network interface is configured yet: the tunnel state is what the data plane will make true, and the data-plane
+/// issue puts the WireGuard interface behind this handler.
+/// </para>
 /// </summary>
-public sealed class RecordingCommandHandler(string stateDir, TimeProvider time) : ICommandHandler
+public sealed class RecordingCommandHandler(string stateDir, TunnelSettings local, TunnelStateStore tunnel, TimeProvider time) : ICommandHandler
 {
     public const string FileName = "commands.jsonl";
-    public const string NoDataPlane = "the data plane arrives with a later issue";
+
+    private const int MaxKeepaliveSeconds = 65535;
 
     private static readonly JsonFormatter BodyFormatter = new(JsonFormatter.Settings.Default.WithPreserveProtoFieldNames(true));
 
@@ -24,15 +41,166 @@ public sealed class RecordingCommandHandler(string stateDir, TimeProvider time) 
 
     public async Task<CommandResponse> HandleAsync(Command command, CancellationToken cancellationToken)
     {
+        var id = command.CommandId;
         var response = command.BodyCase switch
         {
-            Command.BodyOneofCase.None => CommandResponses.Failed(command.CommandId, CommandError.Invalid, "the command has no body"),
-            Command.BodyOneofCase.SetupExit => CommandResponses.Failed(command.CommandId, CommandError.Unsupported, NoDataPlane),
-            _ => CommandResponses.Done(command.CommandId),
+            Command.BodyOneofCase.None => CommandResponses.Failed(id, CommandError.Invalid, "the command has no body"),
+            Command.BodyOneofCase.SetupExit => await SetupExitAsync(id, command.SetupExit, cancellationToken),
+            Command.BodyOneofCase.RemoveExit => await RemoveExitAsync(id, command.RemoveExit, cancellationToken),
+            Command.BodyOneofCase.Disconnect => await DisconnectAsync(id, cancellationToken),
+            _ => CommandResponses.Done(id),
         };
         await AppendAsync(Line(command, response), cancellationToken);
         return response;
     }
+
+    private async Task<CommandResponse> SetupExitAsync(string id, SetupExit setup, CancellationToken cancellationToken)
+    {
+        if (string.IsNullOrEmpty(setup.AssignmentId))
+            return Invalid(id, "assignment_id is empty");
+        if (setup.Peer is null)
+            return Invalid(id, "peer is missing");
+        if (!WireGuardKey.IsPublicKey(setup.Peer.PublicKey.Span))
+            return Invalid(id, $"peer.public_key is {setup.Peer.PublicKey.Length} bytes; a WireGuard public key is {WireGuardKey.KeyLength}");
+        return setup.Side switch
+        {
+            ExitSide.Exit => await ServeClientAsync(id, setup, cancellationToken),
+            ExitSide.Client => await UseExitAsync(id, setup, cancellationToken),
+            _ => Invalid(id, $"side is {setup.Side}: a SetupExit is for the exit (EXIT_SIDE_EXIT) or the client (EXIT_SIDE_CLIENT)"),
+        };
+    }
+
+    private async Task<CommandResponse> ServeClientAsync(string id, SetupExit setup, CancellationToken cancellationToken)
+    {
+        if (local.Role is not (PeerRole.Exit or PeerRole.Both))
+            return Invalid(id, $"this peer runs with role {RoleName(local.Role)}: only an exit (role exit or both) serves clients");
+        if (Cidr.ProblemIn(setup.Peer.AllowedIps, "peer.allowed_ips") is { } ipsProblem)
+            return Invalid(id, ipsProblem);
+        if (Cidr.ProblemIn(setup.TunnelAddresses, "tunnel_addresses") is { } addressProblem)
+            return Invalid(id, addressProblem);
+
+        var assignment = setup.AssignmentId;
+        var key = setup.Peer.PublicKey.ToBase64();
+        var now = time.GetUtcNow();
+        var full = false;
+        await tunnel.UpdateAsync(state =>
+        {
+            var clients = ImmutableList.CreateBuilder<ServedClient>();
+            var placed = false;
+            foreach (var client in state.Clients)
+            {
+                if (client.AssignmentId == assignment)
+                {
+                    clients.Add(Client(client.Since));
+                    placed = true;
+                }
+                else if (client.PublicKey != key)
+                {
+                    // Another assignment for the same key is over: WireGuard holds one peer per key.
+                    clients.Add(client);
+                }
+            }
+            if (!placed)
+            {
+                if (clients.Count >= local.MaxClients)
+                {
+                    full = true;
+                    return state;
+                }
+                clients.Add(Client(now));
+            }
+            return state with { ExitAddresses = [.. setup.TunnelAddresses], Clients = clients.ToImmutable() };
+        }, cancellationToken);
+        if (full)
+        {
+            return CommandResponses.Failed(id, CommandError.Capacity,
+                $"this exit serves {local.MaxClients} clients already, its maximum (--max-clients)");
+        }
+
+        return new CommandResponse
+        {
+            CommandId = id,
+            Result = new CommandResult
+            {
+                SetupExit = new SetupExitResult
+                {
+                    PublicKey = ByteString.CopyFrom(local.Key.PublicKey),
+                    Endpoint = local.PublicEndpoint?.ToString() ?? "",
+                    ListenPort = (uint)local.ListenPort,
+                },
+            },
+        };
+
+        ServedClient Client(DateTimeOffset since) =>
+            new(assignment, setup.CounterpartPeerId, setup.CounterpartRegion, key, [.. setup.Peer.AllowedIps], since);
+    }
+
+    private async Task<CommandResponse> UseExitAsync(string id, SetupExit setup, CancellationToken cancellationToken)
+    {
+        if (local.Role is not (PeerRole.Client or PeerRole.Both))
+            return Invalid(id, $"this peer runs with role {RoleName(local.Role)}: only a client (role client or both) uses an exit");
+        HostPort endpoint;
+        try
+        {
+            endpoint = HostPort.Parse(setup.Peer.Endpoint, "peer.endpoint");
+        }
+        catch (ConfigurationException ex)
+        {
+            return Invalid(id, ex.Message);
+        }
+        if (Cidr.ProblemIn(setup.Peer.AllowedIps, "peer.allowed_ips") is { } ipsProblem)
+            return Invalid(id, ipsProblem);
+        if (Cidr.ProblemIn(setup.TunnelAddresses, "tunnel_addresses") is { } addressProblem)
+            return Invalid(id, addressProblem);
+        if (setup.Peer.PersistentKeepaliveSeconds > MaxKeepaliveSeconds)
+            return Invalid(id, $"peer.persistent_keepalive_seconds is {setup.Peer.PersistentKeepaliveSeconds}; WireGuard takes at most {MaxKeepaliveSeconds}");
+
+        var now = time.GetUtcNow();
+        await tunnel.UpdateAsync(state =>
+        {
+            var since = state.Exit is { } held && held.AssignmentId == setup.AssignmentId ? held.Since : now;
+            var exit = new ClientExit(
+                setup.AssignmentId,
+                setup.CounterpartPeerId,
+                setup.CounterpartRegion,
+                setup.Peer.PublicKey.ToBase64(),
+                endpoint.ToString(),
+                [.. setup.Peer.AllowedIps],
+                (int)setup.Peer.PersistentKeepaliveSeconds,
+                [.. setup.TunnelAddresses],
+                since);
+            return state with { Exit = exit };
+        }, cancellationToken);
+        return CommandResponses.Done(id);
+    }
+
+    private async Task<CommandResponse> RemoveExitAsync(string id, RemoveExit remove, CancellationToken cancellationToken)
+    {
+        if (string.IsNullOrEmpty(remove.AssignmentId))
+            return Invalid(id, "assignment_id is empty");
+        var assignment = remove.AssignmentId;
+        var exitSide = remove.Side is ExitSide.Exit or ExitSide.Unspecified;
+        var clientSide = remove.Side is ExitSide.Client or ExitSide.Unspecified;
+        await tunnel.UpdateAsync(state =>
+        {
+            if (clientSide && state.Exit?.AssignmentId == assignment)
+                state = state with { Exit = null };
+            if (exitSide && state.ClientOf(assignment) is { } client)
+                state = state with { Clients = state.Clients.Remove(client) };
+            return state;
+        }, cancellationToken);
+        return CommandResponses.Done(id);
+    }
+
+    private async Task<CommandResponse> DisconnectAsync(string id, CancellationToken cancellationToken)
+    {
+        await tunnel.UpdateAsync(state => state with { Exit = null }, cancellationToken);
+        return CommandResponses.Done(id);
+    }
+
+    private static CommandResponse Invalid(string id, string reason) => CommandResponses.Failed(id, CommandError.Invalid, reason);
+
+    private static string RoleName(PeerRole role) => role.ToString().ToLowerInvariant();
 
     private byte[] Line(Command command, CommandResponse response)
     {
@@ -55,6 +223,11 @@ public sealed class RecordingCommandHandler(string stateDir, TimeProvider time) 
             json.WriteString("answer", response.OutcomeCase == CommandResponse.OutcomeOneofCase.Result
                 ? "done"
                 : $"failed: {CommandResponses.NameOf(response.Failure.Code)}: {response.Failure.Reason}");
+            if (response.Result?.SetupExit is { } result)
+            {
+                json.WritePropertyName("result");
+                json.WriteRawValue(BodyFormatter.Format(result));
+            }
             json.WriteEndObject();
         }
         buffer.WriteByte((byte)'\n');
@@ -87,4 +260,15 @@ public sealed class RecordingCommandHandler(string stateDir, TimeProvider time) 
             gate.Release();
         }
     }
+}
+
+/// <summary>What the handler needs to know of this peer to answer exit commands.</summary>
+/// <param name="Key">This peer's WireGuard key: its public key is the answer to an exit-side SetupExit.</param>
+/// <param name="MaxClients">Clients served at once (<c>--max-clients</c>).</param>
+/// <param name="PublicEndpoint">Where clients reach this exit (<c>--public-endpoint</c>); null to let the SuperNode use the stream's address.</param>
+/// <param name="ListenPort">This peer's WireGuard UDP port (<c>--wg-port</c>).</param>
+public sealed record TunnelSettings(PeerRole Role, WireGuardKey Key, int MaxClients, HostPort? PublicEndpoint, int ListenPort)
+{
+    public static TunnelSettings Of(PeerSettings settings, WireGuardKey key) =>
+        new(settings.Role, key, settings.DataPlane.MaxClients, settings.DataPlane.PublicEndpoint, settings.DataPlane.WireGuardPort);
 }

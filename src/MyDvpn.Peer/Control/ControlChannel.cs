@@ -1,8 +1,10 @@
 using Akka.Actor;
 using Google.Protobuf;
+using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using MyDvpn.Hosting;
 using MyDvpn.Peer.Commands;
+using MyDvpn.Peer.Tunnel;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Security;
 
@@ -14,11 +16,43 @@ namespace MyDvpn.Peer.Control;
 /// reconnects after a jittered exponential backoff — to the same SuperNode if the stream had been authenticated,
 /// to the next known one if the attempt failed — unless the SuperNode refused the peer for good: then it logs why,
 /// completes the <see cref="PeerOutcome"/> with exit code 1 and stops.
+/// <para>
+/// A client (role client or both) with <c>--exit-region</c> asks for an exit after each authentication while its
+/// <see cref="TunnelState"/> holds none: one ExitRequest outstanding at a time, sent again when unanswered for
+/// <see cref="PeerTimings.ExitRequestTimeout"/> or after a reconnect. A transient ExitRequestFailed
+/// (<c>RESOURCE_EXHAUSTED</c>, <c>UNAVAILABLE</c>, <c>DEADLINE_EXCEEDED</c>, <c>ABORTED</c>) is retried after a jittered
+/// exponential backoff; any other stops the requests until the agent restarts, as a Disconnect does. A client-side
+/// SetupExit ends the asking; a client-side RemoveExit starts it again. On a clean stop (<see cref="ReleaseExit"/>,
+/// from the host's coordinated shutdown) a held exit is given back with an ExitRelease before the stream closes.
+/// </para>
 /// </summary>
 public sealed class ControlChannel : ReceiveActor, IWithTimers
 {
     /// <summary>A message read from the stream of <paramref name="Generation"/>.</summary>
     internal sealed record Incoming(int Generation, ControlMessage Message);
+
+    /// <summary>The agent is stopping: give the exit back (ExitRelease) and reconnect no more. Answered with <see cref="ExitReleased"/>.</summary>
+    public sealed record ReleaseExit
+    {
+        public static readonly ReleaseExit Instance = new();
+    }
+
+    /// <summary>The answer to <see cref="ReleaseExit"/>: whether an ExitRelease was written to the stream.</summary>
+    public sealed record ExitReleased(bool Sent);
+
+    private sealed record ExitReleaseWritten(string AssignmentId, bool Written, IActorRef ReplyTo);
+
+    private sealed record ExitRequestDue
+    {
+        public static readonly ExitRequestDue Instance = new();
+    }
+
+    private sealed record ExitRequestUnanswered(int Generation);
+
+    private sealed record StaleExitDropped
+    {
+        public static readonly StaleExitDropped Instance = new();
+    }
 
     private sealed record ConnectionEnded(int Generation, Exception? Cause);
 
@@ -43,7 +77,17 @@ public sealed class ControlChannel : ReceiveActor, IWithTimers
         Connected,
     }
 
-    private const string ConnectTimer = "connect", AuthTimer = "auth-deadline", SilenceTimer = "silence";
+    private const string ConnectTimer = "connect", AuthTimer = "auth-deadline", SilenceTimer = "silence",
+        ExitRetryTimer = "exit-retry", ExitTimeoutTimer = "exit-timeout";
+
+    /// <summary>gRPC statuses of an ExitRequestFailed that may pass: the request is sent again after a backoff.</summary>
+    public static readonly IReadOnlySet<StatusCode> TransientExitFailures = new HashSet<StatusCode>
+    {
+        StatusCode.ResourceExhausted,
+        StatusCode.Unavailable,
+        StatusCode.DeadlineExceeded,
+        StatusCode.Aborted,
+    };
 
     private readonly PeerSettings settings;
     private readonly IActorRef executor;
@@ -54,7 +98,13 @@ public sealed class ControlChannel : ReceiveActor, IWithTimers
     private readonly ReconnectBackoff backoff;
     private readonly SuperNodeRotation rotation;
     private readonly ServerCertificateValidator validator;
+    private readonly WireGuardKey wireGuardKey;
+    private readonly TunnelStateStore tunnel;
+    private readonly ReconnectBackoff exitBackoff;
     private readonly CancellationTokenSource stopping = new();
+
+    // The exit-related commands handed to the executor, by id, until their answer comes back.
+    private readonly Dictionary<string, Command> exitCommands = new(StringComparer.Ordinal);
 
     private ControlConnection? connection;
     private int generation;
@@ -67,15 +117,26 @@ public sealed class ControlChannel : ReceiveActor, IWithTimers
     private long authenticatedAt;
     private TimeSpan heartbeat;
 
+    // Asking for an exit.
+    private ExitRequestState exitState;
+    private int exitRequestGeneration;
+    private ExitRequestError? lastExitError;
+    private DateTimeOffset? nextExitAttempt;
+
+    // Set by ReleaseExit: the agent is stopping, no reconnect and no more requests.
+    private bool closing;
+
     public ITimerScheduler Timers { get; set; } = null!;
 
     /// <param name="enrolled">Whether the state directory records that this identity has enrolled.</param>
+    /// <param name="wireGuardKey">This peer's WireGuard key: its public key goes into ExitRequests.</param>
+    /// <param name="tunnel">The tunnel state: whether an exit is held decides whether to ask for one.</param>
     public static Props Props(PeerSettings settings, IActorRef executor, PeerStatus status, PeerOutcome outcome,
-        TimeProvider time, ILogger logger, Random random, bool enrolled) =>
-        Akka.Actor.Props.Create(() => new ControlChannel(settings, executor, status, outcome, time, logger, random, enrolled));
+        TimeProvider time, ILogger logger, Random random, bool enrolled, WireGuardKey wireGuardKey, TunnelStateStore tunnel) =>
+        Akka.Actor.Props.Create(() => new ControlChannel(settings, executor, status, outcome, time, logger, random, enrolled, wireGuardKey, tunnel));
 
     public ControlChannel(PeerSettings settings, IActorRef executor, PeerStatus status, PeerOutcome outcome,
-        TimeProvider time, ILogger logger, Random random, bool enrolled)
+        TimeProvider time, ILogger logger, Random random, bool enrolled, WireGuardKey wireGuardKey, TunnelStateStore tunnel)
     {
         this.settings = settings;
         this.executor = executor;
@@ -87,6 +148,9 @@ public sealed class ControlChannel : ReceiveActor, IWithTimers
         backoff = new ReconnectBackoff(settings.Timings.ReconnectBase, settings.Timings.ReconnectCap, random);
         rotation = new SuperNodeRotation(settings.SuperNodes);
         validator = new ServerCertificateValidator(settings.Ca);
+        this.wireGuardKey = wireGuardKey;
+        this.tunnel = tunnel;
+        exitBackoff = new ReconnectBackoff(settings.Timings.ExitRetryBase, settings.Timings.ExitRetryCap, random);
 
         Receive<Connect>(_ => Open());
         Receive<Incoming>(OnIncoming);
@@ -112,9 +176,36 @@ public sealed class ControlChannel : ReceiveActor, IWithTimers
             using (Scope())
                 logger.LogWarning(failed.Cause, "Enrolled, but could not record it in the state directory; after a restart the token is presented again");
         });
+        Receive<ExitRequestDue>(_ =>
+        {
+            if (exitState != ExitRequestState.WaitingRetry)
+                return;
+            exitState = ExitRequestState.Idle;
+            nextExitAttempt = null;
+            PublishExitStatus();
+            MaybeRequestExit();
+        });
+        Receive<ExitRequestUnanswered>(OnExitRequestUnanswered);
+        Receive<StaleExitDropped>(_ => MaybeRequestExit());
+        Receive<ReleaseExit>(_ => OnReleaseExit());
+        Receive<ExitReleaseWritten>(OnExitReleaseWritten);
     }
 
-    protected override void PreStart() => Self.Tell(Connect.Instance);
+    private bool WantsExit => AsksForExit(settings);
+
+    /// <summary>Whether a peer with <paramref name="settings"/> asks for an exit: a client (or both) with <c>--exit-region</c>.</summary>
+    public static bool AsksForExit(PeerSettings settings) =>
+        settings.Role is PeerRole.Client or PeerRole.Both && settings.ExitRegion is not null;
+
+    /// <summary>The exit-request status before anything was asked.</summary>
+    public static ExitRequestStatus InitialExitStatus(PeerSettings settings) =>
+        ExitRequestStatus.Idle with { Region = AsksForExit(settings) ? settings.ExitRegion : null };
+
+    protected override void PreStart()
+    {
+        PublishExitStatus();
+        Self.Tell(Connect.Instance);
+    }
 
     protected override void PostStop()
     {
@@ -127,7 +218,7 @@ public sealed class ControlChannel : ReceiveActor, IWithTimers
 
     private void Open()
     {
-        if (connection is not null)
+        if (connection is not null || closing)
             return;
         var endpoint = rotation.Current;
         var opened = new ControlConnection(++generation, endpoint, validator, Self, settings.Timings.ConnectTimeout, stopping.Token);
@@ -165,7 +256,15 @@ public sealed class ControlChannel : ReceiveActor, IWithTimers
                 Send(new ControlMessage { Pong = new Pong { Sequence = message.Ping.Sequence, PingSentAt = message.Ping.SentAt } });
                 break;
             case (Phase.Connected, ControlMessage.PayloadOneofCase.Command):
+                if (message.Command.BodyCase is Command.BodyOneofCase.SetupExit or Command.BodyOneofCase.RemoveExit or Command.BodyOneofCase.Disconnect
+                    && !string.IsNullOrEmpty(message.Command.CommandId))
+                {
+                    exitCommands[message.Command.CommandId] = message.Command;
+                }
                 executor.Tell(new ExecuteCommand(message.Command));
+                break;
+            case (Phase.Connected, ControlMessage.PayloadOneofCase.ExitRequestFailed):
+                OnExitRequestFailed(message.ExitRequestFailed);
                 break;
             case (Phase.Connected, _):
                 using (Scope())
@@ -189,6 +288,8 @@ public sealed class ControlChannel : ReceiveActor, IWithTimers
             Challenge = challenge.Challenge,
             Signature = ByteString.CopyFrom(settings.Key.Sign(transcript)),
         };
+        if (settings.Role is PeerRole.Exit or PeerRole.Both)
+            request.ExitOffer = new ExitOffer { MaxClients = (uint)settings.DataPlane.MaxClients };
         tokenPresented = !enrolled && settings.Token is not null;
         if (tokenPresented)
         {
@@ -239,6 +340,27 @@ public sealed class ControlChannel : ReceiveActor, IWithTimers
                 success: () => new EnrollmentSaved(EnrollmentRecord.PathIn(stateDir)),
                 failure: ex => new EnrollmentSaveFailed(ex));
         }
+        if (tunnel.Current.Exit is { } held && held.AssignmentId != response.ExitAssignmentId)
+        {
+            DropStaleExit(held.AssignmentId, response.ExitAssignmentId);
+            return;
+        }
+        MaybeRequestExit();
+    }
+
+    /// <summary>
+    /// The session no longer holds the exit this agent keeps (it was released while the agent was away and the
+    /// RemoveExit did not reach it in time): the agent drops it too, then asks again if it wants an exit.
+    /// </summary>
+    private void DropStaleExit(string held, string sessionHolds)
+    {
+        using (Scope())
+        {
+            logger.LogWarning("The SuperNode's session holds {SessionAssignment} instead of exit assignment {HeldAssignment}; dropping the stale exit",
+                sessionHolds.Length == 0 ? "no exit" : $"assignment {sessionHolds}", held);
+        }
+        tunnel.UpdateAsync(state => state.Exit?.AssignmentId == held ? state with { Exit = null } : state, stopping.Token)
+            .PipeTo(Self, success: _ => StaleExitDropped.Instance, failure: _ => StaleExitDropped.Instance);
     }
 
     private List<HostPort> RegionSuperNodes(AuthResponse response)
@@ -274,14 +396,223 @@ public sealed class ControlChannel : ReceiveActor, IWithTimers
         if (phase == Phase.Connected && connection is not null)
         {
             Send(new ControlMessage { CommandResponse = answered.Response });
+        }
+        else
+        {
+            using (Scope())
+            {
+                logger.LogInformation(
+                    "Answer to command {CommandId} not sent: no stream is up; the SuperNode resends the command and gets the same answer",
+                    answered.Response.CommandId);
+            }
+        }
+        if (exitCommands.Remove(answered.Response.CommandId, out var command))
+            OnExitCommandApplied(command, answered.Response);
+    }
+
+    /// <summary>Sends an ExitRequest if this peer wants an exit, holds none, has none outstanding on this stream and may ask.</summary>
+    private void MaybeRequestExit()
+    {
+        if (!WantsExit || closing || exitState is ExitRequestState.Stopped or ExitRequestState.WaitingRetry)
+            return;
+        if (tunnel.Current.Exit is not null)
+        {
+            Timers.Cancel(ExitTimeoutTimer);
+            SetExitState(ExitRequestState.Idle);
+            return;
+        }
+        if (phase != Phase.Connected || connection is not { } current)
+            return;
+        if (exitState == ExitRequestState.Requested && exitRequestGeneration == current.Generation)
+            return;
+        SendExitRequest(current.Generation);
+    }
+
+    private void SendExitRequest(int streamGeneration)
+    {
+        exitState = ExitRequestState.Requested;
+        exitRequestGeneration = streamGeneration;
+        nextExitAttempt = null;
+        PublishExitStatus();
+        using (Scope())
+            logger.LogInformation("Asking for an exit in region {ExitRegion} with WireGuard key {WireGuardKey}", settings.ExitRegion, wireGuardKey.PublicKeyBase64);
+        Timers.StartSingleTimer(ExitTimeoutTimer, new ExitRequestUnanswered(streamGeneration), settings.Timings.ExitRequestTimeout);
+        Send(new ControlMessage
+        {
+            ExitRequest = new ExitRequest { Region = settings.ExitRegion, WireguardPublicKey = ByteString.CopyFrom(wireGuardKey.PublicKey) },
+        });
+    }
+
+    private void OnExitRequestUnanswered(ExitRequestUnanswered unanswered)
+    {
+        if (exitState != ExitRequestState.Requested || !IsCurrent(unanswered.Generation) || phase != Phase.Connected || closing)
+            return;
+        if (tunnel.Current.Exit is not null)
+        {
+            SetExitState(ExitRequestState.Idle);
             return;
         }
         using (Scope())
         {
-            logger.LogInformation(
-                "Answer to command {CommandId} not sent: no stream is up; the SuperNode resends the command and gets the same answer",
-                answered.Response.CommandId);
+            logger.LogWarning("No answer to the ExitRequest for region {ExitRegion} within {TimeoutMs} ms; asking again",
+                settings.ExitRegion, (long)settings.Timings.ExitRequestTimeout.TotalMilliseconds);
         }
+        SendExitRequest(unanswered.Generation);
+    }
+
+    private void OnExitRequestFailed(ExitRequestFailed failed)
+    {
+        using var scope = Scope();
+        var statusName = GrpcStatusName(failed.GrpcStatus);
+        var reasonName = RefusalReasons.WireName(failed.Reason);
+        if (!WantsExit || closing || exitState == ExitRequestState.Stopped || tunnel.Current.Exit is not null)
+        {
+            logger.LogInformation("Ignoring ExitRequestFailed {GrpcStatus} {Reason} ({Detail}): no exit is being asked for",
+                statusName, reasonName, failed.Detail);
+            return;
+        }
+        Timers.Cancel(ExitTimeoutTimer);
+        lastExitError = new ExitRequestError(statusName, reasonName, failed.Detail, time.GetUtcNow());
+        if (TransientExitFailures.Contains((StatusCode)failed.GrpcStatus))
+        {
+            var delay = exitBackoff.Next();
+            exitState = ExitRequestState.WaitingRetry;
+            nextExitAttempt = time.GetUtcNow() + delay;
+            PublishExitStatus();
+            Timers.StartSingleTimer(ExitRetryTimer, ExitRequestDue.Instance, delay);
+            logger.LogWarning("No exit in region {ExitRegion} for now: {GrpcStatus} {Reason} ({Detail}); asking again in {DelayMs} ms",
+                failed.Region, statusName, reasonName, failed.Detail, (long)delay.TotalMilliseconds);
+            return;
+        }
+        var fix = failed.Reason switch
+        {
+            RefusalReason.NotAnExitClient => "only a client may use an exit: run this peer with --role client or both, as the operator allows it",
+            RefusalReason.UnknownRegion => $"no region '{settings.ExitRegion}' is known: check --exit-region",
+            _ when (StatusCode)failed.GrpcStatus == StatusCode.PermissionDenied => "this peer may not use an exit: ask the operator to allow it",
+            _ when (StatusCode)failed.GrpcStatus == StatusCode.InvalidArgument =>
+                "the SuperNode could not accept the request: check --exit-region and that this agent's version matches the SuperNode's",
+            _ => "fix the cause, then restart the agent",
+        };
+        StopExitRequests();
+        logger.LogError("Not asking for an exit again until the agent restarts: the SuperNode refused it with {GrpcStatus} {Reason} ({Detail}): {Fix}",
+            statusName, reasonName, failed.Detail, fix);
+    }
+
+    private void OnExitCommandApplied(Command command, CommandResponse response)
+    {
+        var applied = response.OutcomeCase == CommandResponse.OutcomeOneofCase.Result;
+        using var scope = Scope();
+        switch (command.BodyCase)
+        {
+            case Command.BodyOneofCase.SetupExit when command.SetupExit.Side == ExitSide.Client && applied:
+                var setup = command.SetupExit;
+                Timers.Cancel(ExitTimeoutTimer);
+                Timers.Cancel(ExitRetryTimer);
+                exitBackoff.Reset();
+                lastExitError = null;
+                nextExitAttempt = null;
+                if (exitState != ExitRequestState.Stopped)
+                    exitState = ExitRequestState.Idle;
+                PublishExitStatus();
+                logger.LogInformation("Using exit {ExitPeerId} of region {ExitRegion} at {Endpoint} (assignment {AssignmentId})",
+                    setup.CounterpartPeerId, setup.CounterpartRegion, setup.Peer?.Endpoint, setup.AssignmentId);
+                break;
+            case Command.BodyOneofCase.RemoveExit when command.RemoveExit.Side is ExitSide.Client or ExitSide.Unspecified && applied:
+                if (!WantsExit || closing || exitState != ExitRequestState.Idle || tunnel.Current.Exit is not null)
+                    return;
+                var delay = settings.Timings.ExitReaskDelay;
+                exitState = ExitRequestState.WaitingRetry;
+                nextExitAttempt = time.GetUtcNow() + delay;
+                PublishExitStatus();
+                Timers.StartSingleTimer(ExitRetryTimer, ExitRequestDue.Instance, delay);
+                logger.LogWarning("The exit of assignment {AssignmentId} went away ({Reason}); asking for another in {DelayMs} ms",
+                    command.RemoveExit.AssignmentId, command.RemoveExit.Reason, (long)delay.TotalMilliseconds);
+                break;
+            case Command.BodyOneofCase.Disconnect when WantsExit:
+                var wasStopped = exitState == ExitRequestState.Stopped;
+                StopExitRequests();
+                if (!wasStopped)
+                    logger.LogWarning("The SuperNode disconnected this peer ({Reason}): its exit is dropped, and no exit is asked for until the agent restarts", command.Disconnect.Reason);
+                break;
+        }
+    }
+
+    private void StopExitRequests()
+    {
+        Timers.Cancel(ExitTimeoutTimer);
+        Timers.Cancel(ExitRetryTimer);
+        exitState = ExitRequestState.Stopped;
+        nextExitAttempt = null;
+        PublishExitStatus();
+    }
+
+    private void SetExitState(ExitRequestState state)
+    {
+        if (exitState == state)
+            return;
+        exitState = state;
+        PublishExitStatus();
+    }
+
+    private void PublishExitStatus()
+    {
+        var exitStatus = new ExitRequestStatus(WantsExit ? settings.ExitRegion : null, exitState, lastExitError, nextExitAttempt);
+        status.Update(s => s with { ExitRequest = exitStatus });
+    }
+
+    /// <summary>The gRPC status as named in the gRPC spec (e.g. <c>RESOURCE_EXHAUSTED</c>); the number if it is none.</summary>
+    public static string GrpcStatusName(int code)
+    {
+        var status = (StatusCode)code;
+        if (!Enum.IsDefined(status))
+            return code.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var name = status.ToString();
+        var builder = new System.Text.StringBuilder(name.Length + 4);
+        for (var i = 0; i < name.Length; i++)
+        {
+            if (i > 0 && char.IsUpper(name[i]) && char.IsLower(name[i - 1]))
+                builder.Append('_');
+            builder.Append(char.ToUpperInvariant(name[i]));
+        }
+        return builder.ToString();
+    }
+
+    private void OnReleaseExit()
+    {
+        closing = true;
+        Timers.Cancel(ConnectTimer);
+        Timers.Cancel(ExitTimeoutTimer);
+        Timers.Cancel(ExitRetryTimer);
+        if (phase != Phase.Connected || connection is not { } current || tunnel.Current.Exit is not { } exit)
+        {
+            Sender.Tell(new ExitReleased(false));
+            return;
+        }
+        using (Scope())
+            logger.LogInformation("Stopping: giving back exit {ExitPeerId} (assignment {AssignmentId})", exit.PeerId, exit.AssignmentId);
+        var assignmentId = exit.AssignmentId;
+        var replyTo = Sender;
+        current.CloseAsync(new ControlMessage { ExitRelease = new ExitRelease { AssignmentId = assignmentId } })
+            .WaitAsync(settings.Timings.ExitReleaseTimeout)
+            .PipeTo(Self,
+                success: sent => new ExitReleaseWritten(assignmentId, sent, replyTo),
+                failure: _ => new ExitReleaseWritten(assignmentId, false, replyTo));
+    }
+
+    private void OnExitReleaseWritten(ExitReleaseWritten released)
+    {
+        using var scope = Scope();
+        if (!released.Written)
+        {
+            logger.LogWarning("Could not send the ExitRelease of assignment {AssignmentId}; the SuperNode keeps the exit until it notices", released.AssignmentId);
+            released.ReplyTo.Tell(new ExitReleased(false));
+            return;
+        }
+        // Released on both sides by the session: the data plane must no longer use it.
+        var assignmentId = released.AssignmentId;
+        var replyTo = released.ReplyTo;
+        tunnel.UpdateAsync(state => state.Exit?.AssignmentId == assignmentId ? state with { Exit = null } : state)
+            .PipeTo(replyTo, success: _ => new ExitReleased(true), failure: _ => new ExitReleased(true));
     }
 
     private void Send(ControlMessage message)
@@ -310,6 +641,8 @@ public sealed class ControlChannel : ReceiveActor, IWithTimers
         sessionId = null;
         status.Update(s => s with { Connected = false, SessionId = null, LastProblem = end.Description });
 
+        if (closing)
+            return;
         if (end.Permanent)
         {
             StopForGood(end, endpoint);

@@ -24,6 +24,7 @@ internal sealed class ControlConnection
     private readonly ServerCertificateValidator validator;
     private readonly IActorRef owner;
     private readonly TimeSpan connectTimeout;
+    private readonly TaskCompletionSource<bool> written = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private volatile string? certificateProblem;
 
     public ControlConnection(int generation, HostPort endpoint, ServerCertificateValidator validator, IActorRef owner,
@@ -44,6 +45,17 @@ internal sealed class ControlConnection
 
     /// <summary>Queues <paramref name="message"/> for the writer; false if the stream is closed or its outbox full.</summary>
     public bool TrySend(ControlMessage message) => outbox.Writer.TryWrite(message);
+
+    /// <summary>
+    /// Queues <paramref name="last"/> as the stream's last message and ends the stream from this side once it is
+    /// written. The task says whether everything queued was written and the stream half-closed.
+    /// </summary>
+    public Task<bool> CloseAsync(ControlMessage last)
+    {
+        outbox.Writer.TryWrite(last);
+        outbox.Writer.TryComplete();
+        return written.Task;
+    }
 
     /// <summary>Ends the stream; what it reads from now on is dropped.</summary>
     public void Abort()
@@ -106,6 +118,7 @@ internal sealed class ControlConnection
         }
         finally
         {
+            written.TrySetResult(false);
             aborted.Dispose();
         }
     }
@@ -117,10 +130,12 @@ internal sealed class ControlConnection
             await foreach (var message in outbox.Reader.ReadAllAsync(token))
                 await requests.WriteAsync(message, token);
             await requests.CompleteAsync();
+            written.TrySetResult(true);
         }
         catch (Exception ex) when (ex is OperationCanceledException or RpcException or InvalidOperationException or IOException)
         {
             // A stream that cannot be written is dead even if it can still be read: end it, and the reader reports it.
+            written.TrySetResult(false);
             Abort();
         }
     }

@@ -1,0 +1,91 @@
+using System.Collections.Immutable;
+
+namespace MyDvpn.Peer.Tunnel;
+
+/// <summary>
+/// What the data plane must make true on this host: the exit this peer uses as a client, and the clients it serves as
+/// an exit with its own address in their subnet. Changed only through the <see cref="TunnelStateStore"/>.
+/// </summary>
+/// <param name="Exit">The exit all traffic goes through (role client or both); null when there is none.</param>
+/// <param name="ExitAddresses">This peer's own tunnel addresses as an exit (e.g. <c>100.96.0.1/24</c>); empty until it serves a client.</param>
+/// <param name="Clients">The clients this peer serves as an exit, in the order they came.</param>
+/// <remarks>Equality compares the lists' contents, so a change that asks for nothing new is not written again.</remarks>
+public sealed record TunnelState(ClientExit? Exit, ImmutableArray<string> ExitAddresses, ImmutableList<ServedClient> Clients)
+{
+    public static readonly TunnelState Empty = new(null, [], []);
+
+    /// <summary>The served client of <paramref name="assignmentId"/>, if any.</summary>
+    public ServedClient? ClientOf(string assignmentId) => Clients.Find(c => c.AssignmentId == assignmentId);
+
+    /// <summary>The addresses this host holds in tunnels: its client address, then its exit addresses.</summary>
+    public ImmutableArray<string> TunnelAddresses =>
+        [.. (Exit?.TunnelAddresses ?? []).Concat(ExitAddresses).Distinct(StringComparer.Ordinal)];
+
+    public bool Equals(TunnelState? other) =>
+        other is not null
+        && Equals(Exit, other.Exit)
+        && ExitAddresses.SequenceEqual(other.ExitAddresses)
+        && Clients.SequenceEqual(other.Clients);
+
+    public override int GetHashCode() => HashCode.Combine(Exit, ExitAddresses.Length, Clients.Count);
+}
+
+/// <summary>This peer's exit, as a client: a SetupExit of side <c>EXIT_SIDE_CLIENT</c>.</summary>
+/// <param name="PeerId">The exit's peer id.</param>
+/// <param name="Region">The exit's region.</param>
+/// <param name="PublicKey">The exit's WireGuard public key, base64.</param>
+/// <param name="Endpoint">Where the exit's WireGuard listens, <c>HOST:PORT</c>.</param>
+/// <param name="AllowedIps">What goes through the exit (e.g. <c>0.0.0.0/0</c>).</param>
+/// <param name="TunnelAddresses">This peer's address in the tunnel (e.g. <c>100.96.0.2/32</c>).</param>
+/// <param name="Since">When this assignment was first applied.</param>
+public sealed record ClientExit(
+    string AssignmentId,
+    string PeerId,
+    string Region,
+    string PublicKey,
+    string Endpoint,
+    ImmutableArray<string> AllowedIps,
+    int PersistentKeepaliveSeconds,
+    ImmutableArray<string> TunnelAddresses,
+    DateTimeOffset Since)
+{
+    public bool Equals(ClientExit? other) =>
+        other is not null
+        && AssignmentId == other.AssignmentId
+        && PeerId == other.PeerId
+        && Region == other.Region
+        && PublicKey == other.PublicKey
+        && Endpoint == other.Endpoint
+        && AllowedIps.SequenceEqual(other.AllowedIps)
+        && PersistentKeepaliveSeconds == other.PersistentKeepaliveSeconds
+        && TunnelAddresses.SequenceEqual(other.TunnelAddresses)
+        && Since == other.Since;
+
+    public override int GetHashCode() => HashCode.Combine(AssignmentId, PublicKey, Endpoint, Since);
+}
+
+/// <summary>A client this peer serves as an exit: a SetupExit of side <c>EXIT_SIDE_EXIT</c>.</summary>
+/// <param name="PeerId">The client's peer id.</param>
+/// <param name="Region">The client's region.</param>
+/// <param name="PublicKey">The client's WireGuard public key, base64.</param>
+/// <param name="AllowedIps">The client's tunnel address (e.g. <c>100.96.0.2/32</c>).</param>
+/// <param name="Since">When this assignment was first applied.</param>
+public sealed record ServedClient(
+    string AssignmentId,
+    string PeerId,
+    string Region,
+    string PublicKey,
+    ImmutableArray<string> AllowedIps,
+    DateTimeOffset Since)
+{
+    public bool Equals(ServedClient? other) =>
+        other is not null
+        && AssignmentId == other.AssignmentId
+        && PeerId == other.PeerId
+        && Region == other.Region
+        && PublicKey == other.PublicKey
+        && AllowedIps.SequenceEqual(other.AllowedIps)
+        && Since == other.Since;
+
+    public override int GetHashCode() => HashCode.Combine(AssignmentId, PublicKey, Since);
+}

@@ -1,0 +1,114 @@
+using System.Collections.Immutable;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace MyDvpn.Peer.Tunnel;
+
+/// <summary>
+/// The durable <see cref="TunnelState"/>: <c>tunnel.json</c> in the state directory, replaced whole on every change
+/// (a temporary file, flushed to disk, renamed over the old one), read back when the agent starts. Changes are made one
+/// at a time; <see cref="Current"/> is a snapshot any thread may read (the status socket does).
+/// </summary>
+public sealed class TunnelStateStore : IDisposable
+{
+    public const string FileName = "tunnel.json";
+    private const int Version = 1;
+
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        WriteIndented = true,
+    };
+
+    private readonly SemaphoreSlim gate = new(1, 1);
+    private TunnelState current;
+
+    private TunnelStateStore(string path, TunnelState state)
+    {
+        Path = path;
+        current = state;
+    }
+
+    public string Path { get; }
+
+    public TunnelState Current => Volatile.Read(ref current);
+
+    public static string PathIn(string stateDir) => System.IO.Path.Combine(stateDir, FileName);
+
+    /// <summary>Reads the state in <paramref name="stateDir"/>; empty if there is none yet.</summary>
+    /// <exception cref="InvalidDataException">The file exists but is not tunnel state this version can read.</exception>
+    /// <exception cref="IOException">The file cannot be read.</exception>
+    public static TunnelStateStore Open(string stateDir)
+    {
+        var path = PathIn(stateDir);
+        if (!File.Exists(path))
+            return new TunnelStateStore(path, TunnelState.Empty);
+        StoredState? stored;
+        try
+        {
+            stored = JsonSerializer.Deserialize<StoredState>(File.ReadAllText(path), Json);
+        }
+        catch (JsonException ex)
+        {
+            throw new InvalidDataException($"{path} is not valid tunnel state ({ex.Message})", ex);
+        }
+        if (stored is null || stored.Version != Version)
+            throw new InvalidDataException($"{path} holds tunnel state of version {stored?.Version.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "null"}; this agent reads version {Version}");
+        return new TunnelStateStore(path, Normalize(stored));
+    }
+
+    /// <summary>
+    /// Applies <paramref name="change"/> to the current state and, if it changed anything, writes the result before
+    /// making it <see cref="Current"/>. Returns the state after the change.
+    /// </summary>
+    public async Task<TunnelState> UpdateAsync(Func<TunnelState, TunnelState> change, CancellationToken cancellationToken = default)
+    {
+        await gate.WaitAsync(cancellationToken);
+        try
+        {
+            var before = Current;
+            var after = change(before);
+            if (after.Equals(before))
+                return before;
+            await WriteAsync(after, cancellationToken);
+            Volatile.Write(ref current, after);
+            return after;
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
+    public void Dispose() => gate.Dispose();
+
+    private async Task WriteAsync(TunnelState state, CancellationToken cancellationToken)
+    {
+        var temporary = Path + ".tmp";
+        var stored = new StoredState(Version, state.Exit, state.ExitAddresses, state.Clients);
+        await using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None, 4096, FileOptions.Asynchronous))
+        {
+            await JsonSerializer.SerializeAsync(stream, stored, Json, cancellationToken);
+            await stream.FlushAsync(cancellationToken);
+            stream.Flush(flushToDisk: true);
+        }
+        File.Move(temporary, Path, overwrite: true);
+    }
+
+    private static TunnelState Normalize(StoredState stored)
+    {
+        var exit = stored.Exit is { } e
+            ? e with { AllowedIps = OrEmpty(e.AllowedIps), TunnelAddresses = OrEmpty(e.TunnelAddresses) }
+            : null;
+        var clients = (stored.Clients ?? []).Select(c => c with { AllowedIps = OrEmpty(c.AllowedIps) }).ToImmutableList();
+        return new TunnelState(exit, OrEmpty(stored.ExitAddresses), clients);
+    }
+
+    private static ImmutableArray<string> OrEmpty(ImmutableArray<string> values) => values.IsDefault ? [] : values;
+
+    private sealed record StoredState(
+        [property: JsonPropertyName("version")] int Version,
+        ClientExit? Exit,
+        ImmutableArray<string> ExitAddresses,
+        ImmutableList<ServedClient>? Clients);
+}
