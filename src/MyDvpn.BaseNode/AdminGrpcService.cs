@@ -19,6 +19,9 @@ public sealed class AdminGrpcService(
     SuperNodeClients superNodes,
     ILogger<AdminGrpcService> logger) : Admin.AdminBase
 {
+    /// <summary>How long a SuperNode has to show its region's exit pool before the next one is asked.</summary>
+    private static readonly TimeSpan ListExitsTimeout = TimeSpan.FromSeconds(5);
+
     public override Task<ClusterState> GetCluster(GetClusterRequest request, ServerCallContext context)
     {
         var cluster = Cluster.Get(system);
@@ -123,7 +126,23 @@ public sealed class AdminGrpcService(
             targets,
             (client, options) => client.IssueCommandAsync(issue, options),
             issue.Wait ? TimeSpan.FromSeconds(60) : TimeSpan.FromSeconds(15),
-            $"a command for peer {issue.PeerId}",
+            $"a command for peer {issue.PeerId} of region {request.Region}",
+            context.CancellationToken);
+    }
+
+    public override async Task<ExitPoolView> ListExits(ListExitsRequest request, ServerCallContext context)
+    {
+        if (!RegionName.IsValid(request.Region, out var problem))
+            throw new RpcException(new Status(StatusCode.InvalidArgument, $"region: {problem}"));
+        // Any SuperNode of the region reaches its exit pool; none up is UNAVAILABLE naming the region, and a
+        // SuperNode's refusal comes back as it gave it.
+        var targets = await directory.UpSuperNodes(request.Region, context.CancellationToken);
+        return await superNodes.CallAnyAsync(
+            targets,
+            invoker => new ExitAllocation.ExitAllocationClient(invoker),
+            (client, options) => client.ListExitsAsync(new ListExitsRequest { Region = request.Region }, options),
+            ListExitsTimeout,
+            $"the exits of region {request.Region}",
             context.CancellationToken);
     }
 

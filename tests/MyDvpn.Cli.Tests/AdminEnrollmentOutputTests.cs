@@ -1,14 +1,9 @@
 using System.Collections.Concurrent;
-using System.Net;
 using System.Text.Json;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Server.Kestrel.Https;
-using Microsoft.Extensions.DependencyInjection;
 using MyDvpn.Protocol.Admin;
 using MyDvpn.Protocol.SuperNode;
-using MyDvpn.Security;
 
 namespace MyDvpn.Cli.Tests;
 
@@ -16,37 +11,9 @@ namespace MyDvpn.Cli.Tests;
 /// What <c>mydvpn admin token create</c>, <c>revoke</c> and <c>sessions</c> send and print, against an admin API
 /// served by real Kestrel with mutual TLS that answers with fixed replies.
 /// </summary>
-public sealed class AdminEnrollmentOutputTests : IAsyncLifetime
+public sealed class AdminEnrollmentOutputTests : FixedAdminApiTestKit<AdminEnrollmentOutputTests.FixedAdmin>
 {
     private static readonly DateTimeOffset Expiry = new(2030, 1, 2, 3, 4, 5, TimeSpan.Zero);
-
-    private readonly TempDirectory temp = new();
-    private readonly FixedAdmin admin = new();
-    private TlsGrpcTestServer? server;
-    private string baseAddress = "";
-
-    public async Task InitializeAsync()
-    {
-        CertificateAuthority.Init(temp.Sub("ca")).Dispose();
-        CertificateAuthority.Issue(temp.Sub("ca"), "base-1", CertificateKind.Node, [IPAddress.Loopback], [], temp.Sub("base")).Dispose();
-        CertificateAuthority.Issue(temp.Sub("ca"), "ops", CertificateKind.Admin, [], [], temp.Sub("admin")).Dispose();
-        var tls = TlsMaterial.Load(temp.Sub("base"));
-
-        server = await TlsGrpcTestServer.StartAsync(
-            tls,
-            ClientCertificateMode.RequireCertificate,
-            services => services.AddSingleton(admin),
-            app => app.MapGrpcService<FixedAdmin>(),
-            clientCertificateKind: CertificateKind.Admin);
-        baseAddress = server.Address.ToString();
-    }
-
-    public async Task DisposeAsync()
-    {
-        if (server is not null)
-            await server.DisposeAsync();
-        temp.Dispose();
-    }
 
     [Fact]
     public async Task Token_create_sends_the_role_and_leaves_uses_and_ttl_to_the_defaults()
@@ -54,7 +21,7 @@ public sealed class AdminEnrollmentOutputTests : IAsyncLifetime
         var (exitCode, output, error) = await Admin("token", "create", "--role", "exit", "--region", "eu-west");
 
         Assert.Equal((0, ""), (exitCode, error));
-        var request = Assert.Single(admin.TokenRequests);
+        var request = Assert.Single(Service.TokenRequests);
         Assert.Equal(new CreateTokenRequest { Role = 2, Region = "eu-west", Uses = 1, TtlSeconds = 0 }, request);
         var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal("0123456789abcdef.secret", lines[0]);
@@ -67,7 +34,7 @@ public sealed class AdminEnrollmentOutputTests : IAsyncLifetime
         var (exitCode, _, _) = await Admin("token", "create", "--role", "both", "--region", "us-east", "--uses", "5", "--ttl", "7d");
 
         Assert.Equal(0, exitCode);
-        Assert.Equal(new CreateTokenRequest { Role = 3, Region = "us-east", Uses = 5, TtlSeconds = 7 * 86400 }, Assert.Single(admin.TokenRequests));
+        Assert.Equal(new CreateTokenRequest { Role = 3, Region = "us-east", Uses = 5, TtlSeconds = 7 * 86400 }, Assert.Single(Service.TokenRequests));
     }
 
     [Fact]
@@ -87,7 +54,7 @@ public sealed class AdminEnrollmentOutputTests : IAsyncLifetime
         var (exitCode, output, _) = await Admin("revoke", "peer-7");
 
         Assert.Equal(0, exitCode);
-        Assert.Equal(["peer-7"], admin.Revoked);
+        Assert.Equal(["peer-7"], Service.Revoked);
         Assert.Contains("Peer peer-7 is revoked (revocation version 4).", output, StringComparison.Ordinal);
         Assert.Contains("Told at once: sn-a", output, StringComparison.Ordinal);
         Assert.Contains("sn-down", output, StringComparison.Ordinal);
@@ -99,7 +66,7 @@ public sealed class AdminEnrollmentOutputTests : IAsyncLifetime
         var (exitCode, output, _) = await Admin("sessions", "--region", "eu-west");
 
         Assert.Equal(0, exitCode);
-        Assert.Equal("eu-west", Assert.Single(admin.SessionRequests).Region);
+        Assert.Equal("eu-west", Assert.Single(Service.SessionRequests).Region);
         foreach (var expected in new[] { "peer id", "RTT ms", "commands in flight", "peer-a", "client", "sn-a", "2030-01-01 00:00:00Z", "1.5", "connected", "Not included, did not answer: sn-down" })
             Assert.Contains(expected, output, StringComparison.Ordinal);
     }
@@ -115,10 +82,7 @@ public sealed class AdminEnrollmentOutputTests : IAsyncLifetime
         Assert.Equal("sn-down", json.GetProperty("unreachableSupernodes")[0].GetString());
     }
 
-    private Task<(int ExitCode, string Output, string Error)> Admin(params string[] command) =>
-        CliRunner.RunAsync(["admin", "--base", baseAddress, "--tls", temp.Sub("admin"), .. command]);
-
-    private sealed class FixedAdmin : MyDvpn.Protocol.Admin.Admin.AdminBase
+    public sealed class FixedAdmin : MyDvpn.Protocol.Admin.Admin.AdminBase
     {
         public ConcurrentQueue<CreateTokenRequest> TokenRequests { get; } = new();
 

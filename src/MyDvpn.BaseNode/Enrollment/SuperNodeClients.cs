@@ -19,9 +19,10 @@ public sealed record FanOutResult<T>(
     ImmutableList<SuperNodeInfo> Unreachable);
 
 /// <summary>
-/// The BaseNode's clients of SuperNodes (<c>mydvpn.supernode.v1.SuperNodePeers</c>): one mutual-TLS channel per
-/// gRPC endpoint, made with the BaseNode's own node certificate, kept for the life of the process and disposed with
-/// it. Calls go to every SuperNode at once, each with a deadline of <see cref="CallTimeout"/>.
+/// The BaseNode's clients of SuperNodes (<c>mydvpn.supernode.v1.SuperNodePeers</c> and <c>ExitAllocation</c>): one
+/// mutual-TLS channel per gRPC endpoint, made with the BaseNode's own node certificate, kept for the life of the
+/// process and disposed with it. Calls go to every SuperNode at once, each with a deadline of
+/// <see cref="CallTimeout"/>, or to one after another until one answers.
 /// </summary>
 public sealed class SuperNodeClients(TlsMaterial tls, ILogger<SuperNodeClients> logger) : IDisposable
 {
@@ -42,7 +43,7 @@ public sealed class SuperNodeClients(TlsMaterial tls, ILogger<SuperNodeClients> 
             try
             {
                 var options = new CallOptions(deadline: DateTime.UtcNow + CallTimeout, cancellationToken: cancellationToken);
-                return (Node: node, Reply: await call(ClientFor(node.GrpcEndpoint), options), Answered: true);
+                return (Node: node, Reply: await call(new SuperNodePeers.SuperNodePeersClient(ChannelFor(node.GrpcEndpoint)), options), Answered: true);
             }
             catch (RpcException ex) when (!cancellationToken.IsCancellationRequested)
             {
@@ -64,12 +65,27 @@ public sealed class SuperNodeClients(TlsMaterial tls, ILogger<SuperNodeClients> 
     }
 
     /// <summary>
-    /// Calls the SuperNodes in turn until one answers: any SuperNode of a region reaches every
+    /// Calls the SuperNodes' <c>SuperNodePeers</c> in turn until one answers: any SuperNode of a region reaches every
     /// session of it through sharding. Only an unreachable SuperNode moves on to the next.
     /// </summary>
-    public async Task<T> CallAnyAsync<T>(
+    public Task<T> CallAnyAsync<T>(
         IReadOnlyList<SuperNodeInfo> superNodes,
         Func<SuperNodePeers.SuperNodePeersClient, CallOptions, AsyncUnaryCall<T>> call,
+        TimeSpan timeout,
+        string what,
+        CancellationToken cancellationToken) =>
+        CallAnyAsync(superNodes, invoker => new SuperNodePeers.SuperNodePeersClient(invoker), call, timeout, what, cancellationToken);
+
+    /// <summary>
+    /// Calls a service of the SuperNodes (made by <paramref name="client"/>, e.g. <c>ExitAllocation</c>) in turn until
+    /// one answers. Only an unreachable SuperNode moves on to the next; any other status is the answer and is thrown
+    /// as it came, with its detail and trailers.
+    /// </summary>
+    /// <param name="what">What is asked, for the log and the error (e.g. "the exits of region eu-west").</param>
+    public async Task<T> CallAnyAsync<TClient, T>(
+        IReadOnlyList<SuperNodeInfo> superNodes,
+        Func<CallInvoker, TClient> client,
+        Func<TClient, CallOptions, AsyncUnaryCall<T>> call,
         TimeSpan timeout,
         string what,
         CancellationToken cancellationToken)
@@ -80,7 +96,7 @@ public sealed class SuperNodeClients(TlsMaterial tls, ILogger<SuperNodeClients> 
             try
             {
                 var options = new CallOptions(deadline: DateTime.UtcNow + timeout, cancellationToken: cancellationToken);
-                return await call(ClientFor(node.GrpcEndpoint), options);
+                return await call(client(ChannelFor(node.GrpcEndpoint).CreateCallInvoker()), options);
             }
             catch (RpcException ex) when (ex.StatusCode == StatusCode.Unavailable && !cancellationToken.IsCancellationRequested)
             {
@@ -89,7 +105,7 @@ public sealed class SuperNodeClients(TlsMaterial tls, ILogger<SuperNodeClients> 
             }
         }
         throw new RpcException(new Status(StatusCode.Unavailable,
-            failures.Count == 0 ? $"no SuperNode is up to {what}" : $"no SuperNode answered {what} ({string.Join("; ", failures)})"));
+            failures.Count == 0 ? $"no SuperNode is up for {what}" : $"no SuperNode answered for {what} ({string.Join("; ", failures)})"));
     }
 
     public void Dispose()
@@ -102,11 +118,8 @@ public sealed class SuperNodeClients(TlsMaterial tls, ILogger<SuperNodeClients> 
         _channels.Clear();
     }
 
-    private SuperNodePeers.SuperNodePeersClient ClientFor(string grpcEndpoint)
-    {
-        // Lazy: GetOrAdd may run its factory twice under a race, and a channel made twice would leak one.
-        var channel = _channels.GetOrAdd(grpcEndpoint, endpoint => new Lazy<GrpcChannel>(() =>
-            GrpcChannels.MutualTls(HostPort.Parse(endpoint, "grpc_endpoint"), tls, connectTimeout: CallTimeout)));
-        return new SuperNodePeers.SuperNodePeersClient(channel.Value);
-    }
+    // Lazy: GetOrAdd may run its factory twice under a race, and a channel made twice would leak one.
+    private GrpcChannel ChannelFor(string grpcEndpoint) =>
+        _channels.GetOrAdd(grpcEndpoint, endpoint => new Lazy<GrpcChannel>(() =>
+            GrpcChannels.MutualTls(HostPort.Parse(endpoint, "grpc_endpoint"), tls, connectTimeout: CallTimeout))).Value;
 }

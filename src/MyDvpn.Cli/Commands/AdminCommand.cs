@@ -16,8 +16,8 @@ namespace MyDvpn.Cli.Commands;
 /// <summary><c>mydvpn admin</c>: inspection and operations over the BaseNode's admin API.</summary>
 public static class AdminCommand
 {
-    /// <summary>Table width when the output is not a terminal.</summary>
-    private const int PipedWidth = 240;
+    /// <summary>In the sessions table, an exit serving more clients than this shows how many instead of who.</summary>
+    private const int MaxClientsListed = 3;
 
     private static readonly JsonFormatter Json = new(JsonFormatter.Settings.Default.WithFormatDefaultValues(true));
 
@@ -34,7 +34,7 @@ public static class AdminCommand
             if (parse.GetValue(json))
                 await output.WriteLineAsync(Json.Format(state));
             else
-                ConsoleFor(output).Write(ClusterTable(state));
+                CliConsole.For(output).Write(ClusterTable(state));
         }));
 
         var regions = new Command("regions", "Regions and their SuperNodes, as the directory knows them");
@@ -44,7 +44,7 @@ public static class AdminCommand
             if (parse.GetValue(json))
                 await output.WriteLineAsync(Json.Format(list));
             else
-                ConsoleFor(output).Write(RegionsTable(list));
+                CliConsole.For(output).Write(RegionsTable(list));
         }));
 
         var sessionsRegion = new Option<string>("--region") { Description = "Only the sessions of this region" };
@@ -58,10 +58,26 @@ public static class AdminCommand
                 await output.WriteLineAsync(Json.Format(list));
                 return;
             }
-            var console = ConsoleFor(output);
+            var console = CliConsole.For(output);
             console.Write(SessionsTable(list));
             if (list.UnreachableSupernodes.Count > 0)
                 console.MarkupLine($"[yellow]Not included, did not answer:[/] {Markup.Escape(string.Join(", ", list.UnreachableSupernodes))}");
+        }));
+
+        var exitsRegion = new Option<string>("--region") { Description = "The region whose exit pool to show", Required = true };
+        exitsRegion.Validators.Add(RegionValidator);
+        var exits = new Command("exits", "A region's exits and the clients assigned to them, from its exit pool (through a SuperNode of the region)") { exitsRegion };
+        exits.SetAction((parse, ct) => WithClient(parse, baseNode, tls, async client =>
+        {
+            var pool = await client.ListExitsAsync(new ListExitsRequest { Region = parse.GetRequiredValue(exitsRegion) }, Deadline(ct));
+            if (parse.GetValue(json))
+            {
+                await output.WriteLineAsync(Json.Format(pool));
+                return;
+            }
+            var console = CliConsole.For(output);
+            console.Write(ExitsTable(pool));
+            console.Write(AssignmentsTable(pool));
         }));
 
         var peerId = new Argument<string>("PEER_ID") { Description = "The peer to revoke" };
@@ -83,7 +99,7 @@ public static class AdminCommand
 
         return new Command("admin", "Inspect and operate the network through a BaseNode's admin API")
         {
-            baseNode, tls, json, cluster, regions, sessions, TokenCommand(output, baseNode, tls, json), revoke,
+            baseNode, tls, json, cluster, regions, sessions, exits, TokenCommand(output, baseNode, tls, json), revoke,
             DisconnectCommand(output, baseNode, tls, json, peerId),
         };
     }
@@ -95,7 +111,9 @@ public static class AdminCommand
         region.Validators.Add(RegionValidator);
         var reason = new Option<string>("--reason") { Description = "Why, for the peer's log", DefaultValueFactory = _ => "disconnected by an operator" };
         var noWait = new Option<bool>("--no-wait") { Description = "Return once the command is persisted instead of waiting for the peer's answer" };
-        var command = new Command("disconnect", "Tell a peer to disconnect (a DISCONNECT command: persisted, delivered, retried, answered)") { peerId, region, reason, noWait };
+        var command = new Command("disconnect",
+            "Tell a peer to disconnect (a DISCONNECT command: persisted, delivered, retried, answered); "
+            + "a client's disconnect also releases its exit, on the client's side and on the exit's") { peerId, region, reason, noWait };
         command.SetAction((parse, ct) => WithClient(parse, baseNode, tls, async client =>
         {
             var wait = !parse.GetValue(noWait);
@@ -298,25 +316,13 @@ public static class AdminCommand
         {
             await action(new Admin.AdminClient(channel));
         }
-        catch (RpcException ex) when (ex.StatusCode == StatusCode.Unavailable)
+        // Only a call that never reached the BaseNode carries the transport's exception; an UNAVAILABLE the BaseNode
+        // answered with (e.g. no SuperNode of a region up) is its own message.
+        catch (RpcException ex) when (ex.StatusCode == StatusCode.Unavailable && ex.Status.DebugException is not null)
         {
             throw new RpcException(new Grpc.Core.Status(ex.StatusCode, $"BaseNode {server} is unreachable: {ex.Status.Detail}"));
         }
         return CliApplication.Success;
-    }
-
-    private static IAnsiConsole ConsoleFor(TextWriter output)
-    {
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = new AnsiConsoleOutput(output),
-            Ansi = ReferenceEquals(output, Console.Out) ? AnsiSupport.Detect : AnsiSupport.No,
-            ColorSystem = ReferenceEquals(output, Console.Out) ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
-        });
-        // Piped or captured output has no width to fit: keep one line per row (for grep) instead of wrapping at 80.
-        if (!ReferenceEquals(output, Console.Out) || Console.IsOutputRedirected)
-            console.Profile.Width = PipedWidth;
-        return console;
     }
 
     public static Table ClusterTable(ClusterState state)
@@ -351,16 +357,69 @@ public static class AdminCommand
     public static Table SessionsTable(SessionList list)
     {
         var table = new Table().Title("Sessions")
-            .AddColumns("peer id", "role", "region", "SuperNode", "connected since", "RTT ms", "state", "commands in flight");
+            .AddColumns("peer id", "role", "region", "SuperNode", "connected since", "RTT ms", "state", "commands in flight", "exit / clients");
         foreach (var session in list.Sessions)
             table.AddRow(
                 Markup.Escape(session.PeerId), Markup.Escape(session.Role), Markup.Escape(session.Region),
                 Markup.Escape(session.SupernodeId), session.ConnectedSince?.ToDateTimeOffset().ToString("u") ?? "-",
-                // 0: no heartbeat has come back yet.
-                session.RttMicros == 0 ? "-" : (session.RttMicros / 1000.0).ToString("0.0", CultureInfo.InvariantCulture),
-                Markup.Escape(session.State), session.CommandsInFlight.ToString(CultureInfo.InvariantCulture));
+                RttText(session.RttMicros), Markup.Escape(session.State), session.CommandsInFlight.ToString(CultureInfo.InvariantCulture),
+                Markup.Escape(ExitOrClientsText(session)));
         return table;
     }
+
+    /// <summary>
+    /// A session's assignments in a line: its own exit (<c>exit-1@eu-west 100.96.0.2 active</c>), then the clients it
+    /// serves as an exit (their ids while few, else how many); <c>-</c> when it has neither.
+    /// </summary>
+    public static string ExitOrClientsText(Session session)
+    {
+        // A peer of role "both" may hold its own exit and serve clients at once.
+        var own = session.Assignments.Where(a => a.ClientPeerId == session.PeerId).ToList();
+        var served = session.Assignments.Where(a => a.ClientPeerId != session.PeerId).ToList();
+        var parts = own.Select(a => $"{a.ExitPeerId}@{a.Region} {AddressText(a.ClientAddress)} {a.State}").ToList();
+        if (served.Count > 0)
+        {
+            var count = served.Count == 1 ? "1 client" : $"{served.Count} clients";
+            parts.Add(served.Count <= MaxClientsListed
+                ? $"{count}: {string.Join(", ", served.Select(a => $"{a.ClientPeerId}@{a.ClientRegion}"))}"
+                : count);
+        }
+        return parts.Count == 0 ? "-" : string.Join("; ", parts);
+    }
+
+    public static Table ExitsTable(ExitPoolView pool)
+    {
+        var table = new Table().Title($"Exits of region {Markup.Escape(pool.Region)}")
+            .AddColumns("peer id", "online", "clients/capacity", "subnet", "RTT ms", "recent failures", "public address");
+        foreach (var exit in pool.Exits)
+            table.AddRow(
+                Markup.Escape(exit.PeerId), exit.Online ? "[green]yes[/]" : "[red]no[/]",
+                string.Create(CultureInfo.InvariantCulture, $"{exit.Clients}/{exit.Capacity}"), Markup.Escape(OrDash(exit.Subnet)),
+                RttText(exit.RttMicros), exit.RecentFailures.ToString(CultureInfo.InvariantCulture), Markup.Escape(OrDash(exit.PublicAddress)));
+        return table;
+    }
+
+    public static Table AssignmentsTable(ExitPoolView pool)
+    {
+        var table = new Table().Title($"Assignments in region {Markup.Escape(pool.Region)}")
+            .AddColumns("assignment id", "client", "exit peer id", "client address", "endpoint", "state");
+        foreach (var assignment in pool.Assignments)
+            table.AddRow(
+                Markup.Escape(assignment.AssignmentId), Markup.Escape($"{assignment.ClientPeerId}@{assignment.ClientRegion}"),
+                Markup.Escape(assignment.ExitPeerId), Markup.Escape(OrDash(assignment.ClientAddress)),
+                Markup.Escape(OrDash(assignment.ExitEndpoint)), Markup.Escape(assignment.State));
+        return table;
+    }
+
+    // 0: no heartbeat or probe has come back yet.
+    private static string RttText(uint micros) =>
+        micros == 0 ? "-" : (micros / 1000.0).ToString("0.0", CultureInfo.InvariantCulture);
+
+    /// <summary>A tunnel address without its /32: the address is what an operator looks for.</summary>
+    private static string AddressText(string cidr) =>
+        cidr.Length == 0 ? "-" : cidr.EndsWith("/32", StringComparison.Ordinal) ? cidr[..^3] : cidr;
+
+    private static string OrDash(string text) => text.Length == 0 ? "-" : text;
 
     private static string StatusText(MyDvpn.Protocol.Directory.SuperNodeStatus status) => status switch
     {

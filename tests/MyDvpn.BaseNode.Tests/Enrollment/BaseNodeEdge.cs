@@ -86,3 +86,18 @@ internal sealed class FakeSuperNode(SessionList sessions) : SuperNodePeers.Super
     public override Task<SessionList> ListSessions(ListLocalSessionsRequest request, ServerCallContext context) =>
         Task.FromResult(sessions);
 }
+
+/// <summary>
+/// A SuperNode's exit allocation service that answers <c>ListExits</c> with what <paramref name="answer"/> gives (or
+/// throws) and records who asked what, by the common name of the caller's certificate.
+/// </summary>
+internal sealed class FakeExitAllocation(Func<ListExitsRequest, ExitPoolView> answer) : ExitAllocation.ExitAllocationBase
+{
+    public ConcurrentQueue<(ListExitsRequest Request, string? Caller)> Asked { get; } = new();
+
+    public override Task<ExitPoolView> ListExits(ListExitsRequest request, ServerCallContext context)
+    {
+        Asked.Enqueue((request, context.AuthContext.FindPropertiesByName("x509_common_name").FirstOrDefault()?.Value));
+        return Task.FromResult(answer(request));
+    }
+}

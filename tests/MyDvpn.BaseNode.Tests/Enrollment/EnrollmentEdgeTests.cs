@@ -230,6 +230,61 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
         Assert.Equal(StatusCode.InvalidArgument, ex.StatusCode);
     }
 
+    [Theory]
+    [InlineData("", "must not be empty")]
+    [InlineData("EU_West", "must start with a lowercase letter")]
+    public async Task Exits_of_an_invalid_region_are_an_invalid_argument_saying_why(string region, string why)
+    {
+        var ex = await Assert.ThrowsAsync<RpcException>(() =>
+            _admin.ListExitsAsync(new ListExitsRequest { Region = region }).ResponseAsync);
+
+        Assert.Equal(StatusCode.InvalidArgument, ex.StatusCode);
+        Assert.StartsWith("region: ", ex.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains(why, ex.Status.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Exits_come_from_an_up_supernode_of_the_region_asked_with_the_basenodes_node_certificate()
+    {
+        await ReportAsync("sn-a-gone", "eu-west", "127.0.0.1:1");
+        var pool = new ExitPoolView { Region = "eu-west", Exits = { new ExitView { PeerId = "exit-1", Online = true, Capacity = 10 } } };
+        var eu = await StartExitPoolAsync("sn-eu", "eu-west", _ => pool);
+        var us = await StartExitPoolAsync("sn-us", "us-east", request => new ExitPoolView { Region = request.Region });
+
+        var answer = await _admin.ListExitsAsync(new ListExitsRequest { Region = "eu-west" });
+
+        Assert.Equal(pool, answer);
+        Assert.Equal([(new ListExitsRequest { Region = "eu-west" }, "base-1")], eu.Asked);
+        Assert.Empty(us.Asked);
+    }
+
+    [Fact]
+    public async Task Exits_of_a_region_with_no_supernode_up_are_unavailable_naming_the_region()
+    {
+        await StartExitPoolAsync("sn-us", "us-east", request => new ExitPoolView { Region = request.Region });
+        await ReportAsync("sn-gone", "ap-south", "127.0.0.1:1");
+
+        var none = await Assert.ThrowsAsync<RpcException>(() => _admin.ListExitsAsync(new ListExitsRequest { Region = "eu-west" }).ResponseAsync);
+        var unreachable = await Assert.ThrowsAsync<RpcException>(() => _admin.ListExitsAsync(new ListExitsRequest { Region = "ap-south" }).ResponseAsync);
+
+        Assert.Equal((StatusCode.Unavailable, "no SuperNode is up for the exits of region eu-west"), (none.StatusCode, none.Status.Detail));
+        Assert.Equal(StatusCode.Unavailable, unreachable.StatusCode);
+        Assert.StartsWith("no SuperNode answered for the exits of region ap-south (sn-gone: ", unreachable.Status.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Supernodes_refusal_of_exits_comes_back_with_its_status_detail_and_reason()
+    {
+        await StartExitPoolAsync("sn-eu", "eu-west", _ => throw new RpcException(
+            new Grpc.Core.Status(StatusCode.FailedPrecondition, "the exit pool of region eu-west is not ready"),
+            new Metadata { { Reason, "NO_EXIT_AVAILABLE" } }));
+
+        var refused = await Assert.ThrowsAsync<RpcException>(() => _admin.ListExitsAsync(new ListExitsRequest { Region = "eu-west" }).ResponseAsync);
+
+        Assert.Equal((StatusCode.FailedPrecondition, "the exit pool of region eu-west is not ready"), (refused.StatusCode, refused.Status.Detail));
+        Assert.Equal(["NO_EXIT_AVAILABLE"], ReasonsIn(refused));
+    }
+
     private static RedeemTokenRequest Redeem(string token, string peerId, int role = 1, string region = "eu-west", byte keyByte = 1) => new()
     {
         Token = token,
@@ -263,6 +318,16 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
         var policy = new CertificatePolicy().Require(SuperNodePeers.Descriptor.FullName, CertificateKind.Node);
         var server = await StartServerAsync(_nodeTls, policy, services => services.AddSingleton(fake),
             app => app.MapGrpcService<FakeSuperNode>());
+        await ReportAsync(id, region, server.Address.ToString());
+        return fake;
+    }
+
+    private async Task<FakeExitAllocation> StartExitPoolAsync(string id, string region, Func<ListExitsRequest, ExitPoolView> answer)
+    {
+        var fake = new FakeExitAllocation(answer);
+        var policy = new CertificatePolicy().Require(ExitAllocation.Descriptor.FullName, CertificateKind.Node);
+        var server = await StartServerAsync(_nodeTls, policy, services => services.AddSingleton(fake),
+            app => app.MapGrpcService<FakeExitAllocation>());
         await ReportAsync(id, region, server.Address.ToString());
         return fake;
     }
