@@ -15,8 +15,9 @@ namespace MyDvpn.Cli.Commands;
 
 /// <summary>
 /// <c>mydvpn demo</c>: a whole myDvpn network on this machine. For now (until the data plane lands)
-/// a BaseNode, two SuperNodes of two regions and a client peer on loopback, with TLS, each its own
-/// process; it prints the topology, the peer's session and a command's round trip, and runs until Ctrl-C.
+/// a BaseNode, two SuperNodes of two regions, an exit peer in one and a client peer in the other, on
+/// loopback with TLS, each its own process; it prints the topology, the client's cross-region exit
+/// assignment and a DISCONNECT that releases it, and runs until Ctrl-C.
 /// </summary>
 public static class DemoCommand
 {
@@ -91,21 +92,25 @@ public static class DemoCommand
             console.Write(AdminCommand.ClusterTable(cluster));
             console.Write(AdminCommand.RegionsTable(regions));
 
+            var caFile = Path.Combine(certs, "ca", CertificateAuthority.CaCertFile);
+            var (exitId, exitRegion) = ("exit-us-1", SuperNodes[1].Region);
+            nodes.Add(await StartPeerAsync(admin, executable, work, exitId, PeerRole.Exit, exitRegion, edges[exitRegion], caFile,
+                ["--max-clients", "10"], cancellationToken));
+            var pool = await WaitForExitPoolAsync(admin, nodes[^1], exitRegion,
+                p => p.Exits.Any(e => e.PeerId == exitId && e.Online), cancellationToken);
+            console.MarkupLineInterpolated($"5. Exit peer {exitId} enrolled with a one-time token and offered 10 client places; region {exitRegion}'s exit pool knows it:");
+            console.Write(AdminCommand.ExitsTable(pool));
+
             var (peerId, peerRegion) = ("laptop-1", SuperNodes[0].Region);
-            var token = await admin.CreateTokenAsync(new CreateTokenRequest { Role = (int)PeerRole.Client, Region = peerRegion, Uses = 1, TtlSeconds = 600 },
-                cancellationToken: cancellationToken);
-            var keyFile = Path.Combine(work, $"{peerId}.key");
-            if (!File.Exists(keyFile))
-                IdentityKey.Generate().Save(keyFile);
-            nodes.Add(NodeProcess.Start(executable, peerId, Path.Combine(work, "logs", $"{peerId}.log"),
-            [
-                "peer", "--role", "client", "--id", peerId, "--region", peerRegion, "--key", keyFile,
-                "--ca", Path.Combine(certs, "ca", CertificateAuthority.CaCertFile), "--supernode", edges[peerRegion].ToString(),
-                "--token", token.Token, "--state-dir", Path.Combine(work, peerId),
-            ]));
-            var sessions = await WaitForSessionAsync(admin, nodes[^1], peerId, peerRegion, cancellationToken);
-            console.MarkupLineInterpolated($"5. Peer {peerId} enrolled with a one-time token (Ed25519 key, challenge signed) and holds a control stream to {SuperNodes[0].Id}:");
+            nodes.Add(await StartPeerAsync(admin, executable, work, peerId, PeerRole.Client, peerRegion, edges[peerRegion], caFile,
+                ["--exit-region", exitRegion], cancellationToken));
+            var sessions = await WaitForSessionsAsync(admin, nodes[^1],
+                list => list.Sessions.Any(s => s.PeerId == peerId && s.Assignments.Any(a => a.State == "active")), cancellationToken);
+            pool = await admin.ListExitsAsync(new ListExitsRequest { Region = exitRegion }, cancellationToken: cancellationToken);
+            console.MarkupLineInterpolated($"6. Client {peerId} ({peerRegion}) asked for an exit in {exitRegion}: its session asked {SuperNodes[1].Id} over mutual TLS, the pool picked {exitId}, which accepted the client's WireGuard key, then the client got the exit's key, endpoint and its tunnel address:");
+            console.Write(AdminCommand.AssignmentsTable(pool));
             console.Write(AdminCommand.SessionsTable(sessions));
+            console.MarkupLineInterpolated($"   The agent's own view: mydvpn status --state-dir {Path.Combine(work, peerId)}");
 
             var disconnect = await admin.IssueCommandAsync(new AdminCommandRequest
             {
@@ -117,8 +122,10 @@ public static class DemoCommand
                     Wait = true,
                 },
             }, cancellationToken: cancellationToken);
-            console.MarkupLineInterpolated($"6. A DISCONNECT command, persisted by the peer's session before delivery: {AdminCommand.CommandText(peerId, disconnect)}");
-            console.MarkupLineInterpolated($"   The peer records what it applies in {Path.Combine(work, peerId, "commands.jsonl")}; WireGuard arrives with the data-plane issue.");
+            console.MarkupLineInterpolated($"7. A DISCONNECT command, persisted by the peer's session before delivery: {AdminCommand.CommandText(peerId, disconnect)}");
+            pool = await WaitForExitPoolAsync(admin, nodes[^1], exitRegion, p => p.Assignments.All(a => a.ClientPeerId != peerId), cancellationToken);
+            console.MarkupLineInterpolated($"   It released the exit on both sides; {exitId} serves {pool.Exits.FirstOrDefault(e => e.PeerId == exitId)?.Clients ?? 0} clients now.");
+            console.MarkupLineInterpolated($"   Peers keep the tunnel they were told to build in tunnel.json and log commands in commands.jsonl; WireGuard arrives with the data-plane issue.");
             console.MarkupLineInterpolated($"Try it yourself: mydvpn admin --base {baseListen} --tls {Path.Combine(certs, "admin")} sessions");
             console.MarkupLineInterpolated($"Node logs (JSON): {Path.Combine(work, "logs")}");
 
@@ -147,20 +154,47 @@ public static class DemoCommand
         }
     }
 
-    /// <summary>Polls the admin API until the peer's stream shows; fails with the end of its log if it exits.</summary>
-    private static async Task<SessionList> WaitForSessionAsync(Admin.AdminClient admin, NodeProcess peer, string peerId, string region, CancellationToken cancellationToken)
+    /// <summary>Enrolls a peer with a one-time token and starts its agent.</summary>
+    private static async Task<NodeProcess> StartPeerAsync(Admin.AdminClient admin, MydvpnExecutable executable, string work, string peerId,
+        PeerRole role, string region, HostPort superNode, string caFile, string[] extra, CancellationToken cancellationToken)
+    {
+        var token = await admin.CreateTokenAsync(new CreateTokenRequest { Role = (int)role, Region = region, Uses = 1, TtlSeconds = 600 },
+            cancellationToken: cancellationToken);
+        var keyFile = Path.Combine(work, $"{peerId}.key");
+        if (!File.Exists(keyFile))
+            IdentityKey.Generate().Save(keyFile);
+        return NodeProcess.Start(executable, peerId, Path.Combine(work, "logs", $"{peerId}.log"),
+        [
+            "peer", "--role", role == PeerRole.Exit ? "exit" : "client", "--id", peerId, "--region", region, "--key", keyFile,
+            "--ca", caFile, "--supernode", superNode.ToString(), "--token", token.Token, "--state-dir", Path.Combine(work, peerId), .. extra,
+        ]);
+    }
+
+    /// <summary>Polls the admin's session list until <paramref name="until"/> holds; fails with the end of the peer's log if it exits.</summary>
+    private static Task<SessionList> WaitForSessionsAsync(Admin.AdminClient admin, NodeProcess peer, Func<SessionList, bool> until,
+        CancellationToken cancellationToken) =>
+        PollAsync(peer, "the session list", async () => await admin.ListSessionsAsync(new ListSessionsRequest(), cancellationToken: cancellationToken),
+            until, cancellationToken);
+
+    /// <summary>Polls a region's exit pool until <paramref name="until"/> holds; fails with the end of the peer's log if it exits.</summary>
+    private static Task<ExitPoolView> WaitForExitPoolAsync(Admin.AdminClient admin, NodeProcess peer, string region,
+        Func<ExitPoolView, bool> until, CancellationToken cancellationToken) =>
+        PollAsync(peer, $"region {region}'s exit pool",
+            async () => await admin.ListExitsAsync(new ListExitsRequest { Region = region }, cancellationToken: cancellationToken), until, cancellationToken);
+
+    private static async Task<T> PollAsync<T>(NodeProcess peer, string what, Func<Task<T>> read, Func<T, bool> until, CancellationToken cancellationToken)
     {
         var deadline = Stopwatch.StartNew();
         while (deadline.Elapsed < TimeSpan.FromSeconds(60))
         {
             if (peer.HasExited)
                 throw new DemoNodeFailedException($"{peer.Name} exited with code {peer.ExitCode}:\n{Tail(peer.ReadLog())}");
-            var sessions = await admin.ListSessionsAsync(new ListSessionsRequest { Region = region }, cancellationToken: cancellationToken);
-            if (sessions.Sessions.Any(s => s.PeerId == peerId))
-                return sessions;
+            var value = await read();
+            if (until(value))
+                return value;
             await Task.Delay(250, cancellationToken);
         }
-        throw new DemoNodeFailedException($"{peer.Name} did not connect within 60 s:\n{Tail(peer.ReadLog())}");
+        throw new DemoNodeFailedException($"{what} did not get there within 60 s; {peer.Name}'s log:\n{Tail(peer.ReadLog())}");
     }
 
     /// <summary>Polls the node's <c>/readyz</c>; fails with the end of its log if it exits or stays unready.</summary>
