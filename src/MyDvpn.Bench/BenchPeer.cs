@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
 using Google.Protobuf;
@@ -9,29 +10,63 @@ using MyDvpn.Security;
 
 namespace MyDvpn.Bench;
 
+/// <summary>How a client's <see cref="BenchPeer.RequestExitAsync"/> ended.</summary>
+public abstract record ExitOutcome
+{
+    private ExitOutcome()
+    {
+    }
+
+    /// <summary>
+    /// The SuperNode sent SetupExit (side client) <paramref name="SetupExitAfter"/> after the request was written,
+    /// and the peer's ack was written <paramref name="AckedAfter"/> after it.
+    /// </summary>
+    public sealed record SetUp(TimeSpan SetupExitAfter, TimeSpan AckedAfter, SetupExit Command) : ExitOutcome;
+
+    public sealed record Refused(ExitRequestFailed Failure) : ExitOutcome
+    {
+        public override string ToString() =>
+            $"ExitRequestFailed grpc_status {Failure.GrpcStatus} ({(StatusCode)Failure.GrpcStatus}), reason {RefusalReasons.WireName(Failure.Reason)}, detail: {Failure.Detail}";
+    }
+
+    public sealed record NoAnswer(string Why) : ExitOutcome
+    {
+        public override string ToString() => $"no answer: {Why}";
+    }
+}
+
 /// <summary>
 /// One benchmark peer: its own TLS connection and control stream, enrolled with a token, answering
-/// pings and acknowledging every command at once (so what is measured is the SuperNode).
+/// pings and acknowledging every command at once (so what is measured is the SuperNode). An exit (role exit or
+/// both, with an offer) answers SetupExit with a WireGuard public key of its own; a client can ask for an exit.
 /// </summary>
 public sealed class BenchPeer : IAsyncDisposable
 {
+    /// <summary>What a bench exit tells the SuperNode it listens on (no interface is configured).</summary>
+    private const uint ExitListenPort = 51820;
+
     private readonly GrpcChannel channel;
     private readonly AsyncDuplexStreamingCall<ControlMessage, ControlMessage> call;
     private readonly CancellationTokenSource stop = new();
     private readonly SemaphoreSlim writeLock = new(1, 1);
+    private readonly WireGuardKey? exitKey;
+    private PendingExit? pendingExit;
     private Task? loop;
 
     public string PeerId { get; }
 
-    private BenchPeer(string peerId, GrpcChannel channel, AsyncDuplexStreamingCall<ControlMessage, ControlMessage> call)
+    private BenchPeer(string peerId, GrpcChannel channel, AsyncDuplexStreamingCall<ControlMessage, ControlMessage> call, WireGuardKey? exitKey)
     {
         PeerId = peerId;
         this.channel = channel;
         this.call = call;
+        this.exitKey = exitKey;
     }
 
     /// <param name="token">Presented with the key: an enrolled peer's session ignores it.</param>
-    public static async Task<BenchPeer> ConnectAsync(HostPort superNode, X509Certificate2 ca, string peerId, IdentityKey key, string region, string token, CancellationToken cancellationToken)
+    /// <param name="exitMaxClients">For role exit or both: the offer's max_clients (0: no offer).</param>
+    public static async Task<BenchPeer> ConnectAsync(HostPort superNode, X509Certificate2 ca, string peerId, IdentityKey key, PeerRole role,
+        string region, string token, uint exitMaxClients, CancellationToken cancellationToken)
     {
         var handler = new SocketsHttpHandler
         {
@@ -43,23 +78,25 @@ public sealed class BenchPeer : IAsyncDisposable
         // DisposeHttpClient: without it disposing the channel leaves the TCP connection open.
         var channel = GrpcChannel.ForAddress($"https://{superNode}", new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = true });
         var call = new ControlStream.ControlStreamClient(channel).PersistentControlStream(cancellationToken: cancellationToken);
-        var peer = new BenchPeer(peerId, channel, call);
+        var servesExits = role is PeerRole.Exit or PeerRole.Both && exitMaxClients > 0;
+        var peer = new BenchPeer(peerId, channel, call, servesExits ? WireGuardKey.Generate() : null);
         try
         {
             if (!await call.ResponseStream.MoveNext(cancellationToken) || call.ResponseStream.Current.AuthChallenge is not { } challenge)
                 throw new InvalidOperationException("no challenge");
-            var transcript = PeerAuthTranscript.Encode(peerId, (int)PeerRole.Client, region, challenge.Challenge.Span, challenge.SupernodeId);
+            var transcript = PeerAuthTranscript.Encode(peerId, (int)role, region, challenge.Challenge.Span, challenge.SupernodeId);
             await call.RequestStream.WriteAsync(new ControlMessage
             {
                 AuthRequest = new AuthRequest
                 {
                     PeerId = peerId,
-                    Role = PeerRole.Client,
+                    Role = role,
                     Region = region,
                     Challenge = challenge.Challenge,
                     Signature = ByteString.CopyFrom(key.Sign(transcript)),
                     EnrollmentToken = token,
                     PublicKey = ByteString.CopyFrom(key.PublicKey),
+                    ExitOffer = servesExits ? new ExitOffer { MaxClients = exitMaxClients } : null,
                 },
             }, cancellationToken);
             if (!await call.ResponseStream.MoveNext(cancellationToken) || call.ResponseStream.Current.AuthResponse is null)
@@ -74,37 +111,91 @@ public sealed class BenchPeer : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Asks for an exit in <paramref name="region"/> and waits for the SuperNode's answer: a SetupExit (acked at
+    /// once, the clock stops when the ack is written) or an ExitRequestFailed. One request at a time.
+    /// </summary>
+    public async Task<ExitOutcome> RequestExitAsync(string region, byte[] wireGuardPublicKey, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var pending = new PendingExit(Stopwatch.GetTimestamp());
+        if (Interlocked.CompareExchange(ref pendingExit, pending, null) is not null)
+            throw new InvalidOperationException($"{PeerId} already waits for an exit");
+        try
+        {
+            await WriteAsync(new ControlMessage
+            {
+                ExitRequest = new ExitRequest { Region = region, WireguardPublicKey = ByteString.CopyFrom(wireGuardPublicKey) },
+            }, cancellationToken);
+            return await pending.Done.Task.WaitAsync(timeout, cancellationToken);
+        }
+        catch (TimeoutException)
+        {
+            return new ExitOutcome.NoAnswer($"neither SetupExit nor ExitRequestFailed within {timeout.TotalSeconds:0} s");
+        }
+        finally
+        {
+            Interlocked.CompareExchange(ref pendingExit, null, pending);
+        }
+    }
+
     private async Task AnswerAsync()
     {
+        var ended = "the stream ended";
         try
         {
             await foreach (var message in call.ResponseStream.ReadAllAsync(stop.Token))
             {
-                var answer = message.PayloadCase switch
+                switch (message.PayloadCase)
                 {
-                    ControlMessage.PayloadOneofCase.Ping => new ControlMessage { Pong = new Pong { Sequence = message.Ping.Sequence, PingSentAt = message.Ping.SentAt } },
-                    ControlMessage.PayloadOneofCase.Command => new ControlMessage
-                    {
-                        CommandResponse = new CommandResponse { CommandId = message.Command.CommandId, Result = new CommandResult { Done = new Empty() } },
-                    },
-                    _ => null,
-                };
-                if (answer is null)
-                    continue;
-                await writeLock.WaitAsync(stop.Token);
-                try
-                {
-                    await call.RequestStream.WriteAsync(answer, stop.Token);
-                }
-                finally
-                {
-                    writeLock.Release();
+                    case ControlMessage.PayloadOneofCase.Ping:
+                        await WriteAsync(new ControlMessage { Pong = new Pong { Sequence = message.Ping.Sequence, PingSentAt = message.Ping.SentAt } }, stop.Token);
+                        break;
+                    case ControlMessage.PayloadOneofCase.Command:
+                        var received = Stopwatch.GetTimestamp();
+                        await WriteAsync(new ControlMessage
+                        {
+                            CommandResponse = new CommandResponse { CommandId = message.Command.CommandId, Result = Answer(message.Command) },
+                        }, stop.Token);
+                        if (message.Command.SetupExit is { Side: ExitSide.Client } setup && Volatile.Read(ref pendingExit) is { } waiting)
+                        {
+                            waiting.Done.TrySetResult(new ExitOutcome.SetUp(
+                                Stopwatch.GetElapsedTime(waiting.StartedAt, received), Stopwatch.GetElapsedTime(waiting.StartedAt), setup));
+                        }
+                        break;
+                    case ControlMessage.PayloadOneofCase.ExitRequestFailed:
+                        Volatile.Read(ref pendingExit)?.Done.TrySetResult(new ExitOutcome.Refused(message.ExitRequestFailed));
+                        break;
                 }
             }
         }
-        catch (Exception ex) when (ex is OperationCanceledException or RpcException or IOException)
+        catch (RpcException ex)
         {
-            // Ended by the benchmark or by the SuperNode.
+            // Ended by the SuperNode.
+            ended = $"the SuperNode ended the stream: {ex.StatusCode} {ex.Status.Detail}";
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException)
+        {
+            // Ended by the benchmark.
+        }
+        Volatile.Read(ref pendingExit)?.Done.TrySetResult(new ExitOutcome.NoAnswer(ended));
+    }
+
+    /// <summary>An exit's SetupExit gets its WireGuard key (the endpoint left to the SuperNode); anything else is done.</summary>
+    private CommandResult Answer(Command command) =>
+        command.SetupExit is { Side: ExitSide.Exit } && exitKey is not null
+            ? new CommandResult { SetupExit = new SetupExitResult { PublicKey = ByteString.CopyFrom(exitKey.PublicKey), Endpoint = "", ListenPort = ExitListenPort } }
+            : new CommandResult { Done = new Empty() };
+
+    private async Task WriteAsync(ControlMessage message, CancellationToken cancellationToken)
+    {
+        await writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            await call.RequestStream.WriteAsync(message, cancellationToken);
+        }
+        finally
+        {
+            writeLock.Release();
         }
     }
 
@@ -117,5 +208,12 @@ public sealed class BenchPeer : IAsyncDisposable
         channel.Dispose();
         stop.Dispose();
         writeLock.Dispose();
+    }
+
+    private sealed class PendingExit(long startedAt)
+    {
+        public long StartedAt { get; } = startedAt;
+
+        public TaskCompletionSource<ExitOutcome> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 }

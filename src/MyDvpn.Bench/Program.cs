@@ -1,13 +1,8 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
-using System.Net;
-using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
-using MyDvpn.Cli.Commands;
-using MyDvpn.Cli.Demo;
 using MyDvpn.Hosting;
-using MyDvpn.Protocol.Admin;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Protocol.SuperNode;
 using MyDvpn.Security;
@@ -15,205 +10,278 @@ using MyDvpn.Security;
 namespace MyDvpn.Bench;
 
 /// <summary>
-/// <c>mydvpn-bench</c>: starts a real BaseNode and SuperNode (separate processes, TLS, SQLite) and
-/// measures the SuperNode from outside. Prints a table and one JSON line. Not part of the tests.
+/// <c>mydvpn-bench</c>: starts a real BaseNode and SuperNodes (separate processes, TLS, SQLite, see
+/// <see cref="BenchCluster"/>) and measures them from outside. Prints a table and one JSON line. Not part of the tests.
 /// </summary>
 public static class Program
 {
     private const string Region = "bench";
-    private const int TokenUses = 1000;
 
     public static Task<int> Main(string[] args)
     {
-        var mode = new Option<string>("--mode") { Description = "streams | commands | reconnect (all streams dropped, then re-authenticated)", Required = true };
+        var mode = new Option<string>("--mode")
+        {
+            Description = "streams | commands | reconnect (all streams dropped, then re-authenticated) | setup (cross-region exit setups)",
+            Required = true,
+        };
         var streams = new Option<int>("--streams") { Description = "Authenticated streams to open, each its own TLS connection", DefaultValueFactory = _ => 1000 };
         var commands = new Option<int>("--commands") { Description = "commands mode: commands to time", DefaultValueFactory = _ => 2000 };
-        var concurrency = new Option<int>("--concurrency") { Description = "Connections opened / commands issued at once", DefaultValueFactory = _ => 64 };
-        var root = new RootCommand("myDvpn benchmarks: SuperNode streams and command round trips") { mode, streams, commands, concurrency };
-        root.SetAction((parse, ct) => RunAsync(parse.GetRequiredValue(mode), parse.GetValue(streams), parse.GetValue(commands), parse.GetValue(concurrency), ct));
+        var setups = new Option<int>("--setups") { Description = "setup mode: exit setups to time, one client each", DefaultValueFactory = _ => 100 };
+        var concurrency = new Option<int?>("--concurrency")
+        {
+            Description = "Connections opened / commands issued / setups run at once (default 64; setup mode: 1, one setup after another)",
+        };
+        var timeout = new Option<int>("--timeout") { Description = "The whole run, in seconds, at most", DefaultValueFactory = _ => 900 };
+        var root = new RootCommand("myDvpn benchmarks: SuperNode streams, command round trips and exit setups") { mode, streams, commands, setups, concurrency, timeout };
+        root.SetAction((parse, ct) => RunAsync(parse.GetRequiredValue(mode), parse.GetValue(streams), parse.GetValue(commands), parse.GetValue(setups),
+            parse.GetValue(concurrency), parse.GetValue(timeout), ct));
         return root.Parse(args).InvokeAsync();
     }
 
-    private static async Task<int> RunAsync(string mode, int streamCount, int commandCount, int concurrency, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(string mode, int streamCount, int commandCount, int setupCount, int? concurrency, int timeoutSeconds,
+        CancellationToken cancellationToken)
     {
-        if (mode is not ("streams" or "commands" or "reconnect") || streamCount < 1 || concurrency < 1)
+        if (mode is not ("streams" or "commands" or "reconnect" or "setup") || streamCount < 1 || commandCount < 1 || setupCount < 1
+            || concurrency < 1 || timeoutSeconds < 1)
         {
-            await Console.Error.WriteLineAsync("error: --mode streams|commands|reconnect, --streams >= 1, --concurrency >= 1");
+            await Console.Error.WriteLineAsync(
+                "error: --mode streams|commands|reconnect|setup, --streams >= 1, --commands >= 1, --setups >= 1, --concurrency >= 1, --timeout >= 1");
             return 2;
         }
-        var work = Directory.CreateTempSubdirectory("mydvpn-bench-").FullName;
-        var nodes = new List<NodeProcess>();
-        var peers = new List<BenchPeer>();
-        var succeeded = false;
+        using var run = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        run.CancelAfter(TimeSpan.FromSeconds(timeoutSeconds));
         try
         {
-            var ca = Path.Combine(work, "ca");
-            CertificateAuthority.Init(ca);
-            foreach (var name in new[] { "base", "sn-bench", "bench-client" })
-                CertificateAuthority.Issue(ca, name, CertificateKind.Node, [IPAddress.Loopback], [], Path.Combine(work, name));
-            CertificateAuthority.Issue(ca, "bench-admin", CertificateKind.Admin, [], [], Path.Combine(work, "admin"));
-            var executable = MydvpnExecutable.InDirectory(AppContext.BaseDirectory);
-
-            var baseListen = new HostPort("127.0.0.1", NodeProcess.FreeTcpPort());
-            var baseMetrics = new HostPort("127.0.0.1", NodeProcess.FreeTcpPort());
-            nodes.Add(NodeProcess.Start(executable, "base", Path.Combine(work, "base.log"),
-                ["base", "--data-dir", Path.Combine(work, "base-data"), "--cluster", $"127.0.0.1:{NodeProcess.FreeTcpPort()}",
-                 "--listen", baseListen.ToString(), "--metrics", baseMetrics.ToString(), "--tls", Path.Combine(work, "base")]));
-            await DemoCommand.WaitReadyAsync(nodes[^1], baseMetrics, cancellationToken);
-
-            var superListen = new HostPort("127.0.0.1", NodeProcess.FreeTcpPort());
-            var superMetrics = new HostPort("127.0.0.1", NodeProcess.FreeTcpPort());
-            var super = NodeProcess.Start(executable, "sn-bench", Path.Combine(work, "sn-bench.log"),
-                ["super", "--data-dir", Path.Combine(work, "sn-data"), "--region", Region, "--id", "sn-bench",
-                 "--cluster", $"127.0.0.1:{NodeProcess.FreeTcpPort()}", "--base", baseListen.ToString(), "--listen", superListen.ToString(),
-                 "--metrics", superMetrics.ToString(), "--public-ip", "127.0.0.1", "--relay-ports", "45000-45099",
-                 "--tls", Path.Combine(work, "sn-bench"), "--max-streams", (streamCount + 100).ToString(CultureInfo.InvariantCulture)],
-                new Dictionary<string, string>
-                {
-                    // One source address opens every stream here: lift the per-source limit for the run.
-                    ["MYDVPN__SUPER__EDGE__PERSOURCEBURST"] = "1000000",
-                    ["MYDVPN__SUPER__EDGE__PERSOURCEPERSECOND"] = "1000000",
-                });
-            nodes.Add(super);
-            await DemoCommand.WaitReadyAsync(super, superMetrics, cancellationToken);
-
-            using var adminTls = TlsMaterial.Load(Path.Combine(work, "admin"));
-            using var adminChannel = GrpcChannels.MutualTls(baseListen, adminTls);
-            // A token serves at most TokensUses peers: as many tokens as the run needs.
-            var tokens = new List<string>();
-            for (var enrolled = 0; enrolled < streamCount; enrolled += TokenUses)
-                tokens.Add((await new Admin.AdminClient(adminChannel).CreateTokenAsync(new CreateTokenRequest
-                {
-                    Role = (int)PeerRole.Client,
-                    Region = Region,
-                    Uses = (uint)Math.Min(TokenUses, streamCount - enrolled),
-                    TtlSeconds = 3600,
-                }, cancellationToken: cancellationToken)).Token);
-
-            var rssBefore = RssBytes(super.Id);
-            var caCert = X509CertificateLoader.LoadCertificateFromFile(Path.Combine(ca, CertificateAuthority.CaCertFile));
-            var keys = Enumerable.Range(0, streamCount).Select(_ => IdentityKey.Generate()).ToArray();
-            var failures = 0;
-            using var gate = new SemaphoreSlim(concurrency);
-            async Task<double> ConnectAllAsync()
-            {
-                var clock = Stopwatch.StartNew();
-                await Task.WhenAll(Enumerable.Range(0, streamCount).Select(async i =>
-                {
-                    await gate.WaitAsync(cancellationToken);
-                    try
-                    {
-                        var peer = await BenchPeer.ConnectAsync(superListen, caCert, $"bench-{i:D6}", keys[i], Region, tokens[i / TokenUses], cancellationToken);
-                        lock (peers)
-                            peers.Add(peer);
-                    }
-                    catch (Exception ex) when (ex is not OperationCanceledException)
-                    {
-                        if (Interlocked.Increment(ref failures) <= 5)
-                            await Console.Error.WriteLineAsync($"stream {i} failed: {ex.Message}");
-                    }
-                    finally
-                    {
-                        gate.Release();
-                    }
-                }));
-                return clock.Elapsed.TotalSeconds;
-            }
-            var connectSeconds = await ConnectAllAsync();
-            double? reconnectSeconds = null;
-            if (mode == "reconnect")
-            {
-                // Every peer drops its stream at once and comes back with its key (already enrolled).
-                await Task.WhenAll(peers.Select(p => p.DisposeAsync().AsTask()));
-                peers.Clear();
-                // Old and new sockets together would pass the file-descriptor limit: let the
-                // SuperNode close the old streams first.
-                await WaitForOpenStreamsAsync(superMetrics, 0, cancellationToken);
-                reconnectSeconds = await ConnectAllAsync();
-            }
-            // Let the SuperNode settle (heartbeats, GC) before reading its memory.
-            await Task.Delay(TimeSpan.FromSeconds(5), cancellationToken);
-            var rssAfter = RssBytes(super.Id);
-
-            var results = new Dictionary<string, object>
-            {
-                ["mode"] = mode,
-                ["streams_requested"] = streamCount,
-                ["streams_open"] = peers.Count,
-                ["stream_failures"] = failures,
-                ["connect_seconds"] = Math.Round(connectSeconds, 2),
-                ["connects_per_second"] = Math.Round(peers.Count / connectSeconds, 1),
-                ["supernode_rss_mib"] = Math.Round(rssAfter / 1048576.0, 1),
-                ["supernode_rss_before_mib"] = Math.Round(rssBefore / 1048576.0, 1),
-                ["bytes_per_stream"] = peers.Count == 0 ? 0 : (rssAfter - rssBefore) / peers.Count,
-            };
-            if (reconnectSeconds is { } seconds)
-            {
-                results["reconnect_seconds"] = Math.Round(seconds, 2);
-                results["reconnects_per_second"] = Math.Round(peers.Count / seconds, 1);
-            }
-
-            if (mode == "commands" && peers.Count > 0)
-            {
-                using var nodeTls = TlsMaterial.Load(Path.Combine(work, "bench-client"));
-                using var superChannel = GrpcChannels.MutualTls(superListen, nodeTls);
-                var client = new SuperNodePeers.SuperNodePeersClient(superChannel);
-                var latencies = new double[commandCount];
-                var commandFailures = 0;
-                var commandClock = Stopwatch.StartNew();
-                var issuing = Enumerable.Range(0, commandCount).Select(async i =>
-                {
-                    await gate.WaitAsync(cancellationToken);
-                    try
-                    {
-                        var peer = peers[i % peers.Count];
-                        var started = Stopwatch.GetTimestamp();
-                        var answer = await client.IssueCommandAsync(new IssueCommandRequest
-                        {
-                            PeerId = peer.PeerId,
-                            Command = new MyDvpn.Protocol.Control.Command { Disconnect = new Disconnect { Reason = "benchmark" } },
-                            Wait = true,
-                        }, cancellationToken: cancellationToken);
-                        latencies[i] = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-                        if (answer.OutcomeCase != IssueCommandResponse.OutcomeOneofCase.Response)
-                            Interlocked.Increment(ref commandFailures);
-                    }
-                    finally
-                    {
-                        gate.Release();
-                    }
-                }).ToList();
-                await Task.WhenAll(issuing);
-                Array.Sort(latencies);
-                results["commands"] = commandCount;
-                results["command_failures"] = commandFailures;
-                results["command_concurrency"] = concurrency;
-                results["commands_per_second"] = Math.Round(commandCount / commandClock.Elapsed.TotalSeconds, 1);
-                results["command_p50_ms"] = Math.Round(Percentile(latencies, 0.50), 2);
-                results["command_p99_ms"] = Math.Round(Percentile(latencies, 0.99), 2);
-                results["command_max_ms"] = Math.Round(latencies[^1], 2);
-            }
-
-            foreach (var (name, value) in results)
-                Console.WriteLine($"{name,-26} {value}");
-            Console.WriteLine(JsonSerializer.Serialize(results));
-            succeeded = failures == 0;
-            return succeeded ? 0 : 1;
+            return mode == "setup"
+                ? await RunSetupsAsync(setupCount, concurrency ?? 1, run.Token)
+                : await RunStreamsAsync(mode, streamCount, commandCount, concurrency ?? 64, run.Token);
         }
-        finally
+        catch (OperationCanceledException) when (run.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
-            await Task.WhenAll(peers.Select(p => p.DisposeAsync().AsTask()));
-            foreach (var node in Enumerable.Reverse(nodes))
-            {
-                await node.StopAsync(TimeSpan.FromSeconds(15));
-                node.Dispose();
-            }
-            // A failed run keeps its node logs for the post-mortem.
-            if (succeeded)
-                Directory.Delete(work, recursive: true);
-            else
-                await Console.Error.WriteLineAsync($"node logs kept in {work}");
+            await Console.Error.WriteLineAsync($"error: the run did not finish within {timeoutSeconds} s (--timeout)");
+            return 1;
         }
+    }
+
+    private static async Task<int> RunStreamsAsync(string mode, int streamCount, int commandCount, int concurrency, CancellationToken cancellationToken)
+    {
+        await using var cluster = BenchCluster.Create();
+        await cluster.StartBaseNodeAsync(cancellationToken);
+        var super = await cluster.StartSuperNodeAsync("sn-bench", Region, streamCount + 100, cancellationToken);
+        var tokens = await cluster.CreateTokensAsync(PeerRole.Client, Region, streamCount, cancellationToken);
+
+        var rssBefore = RssBytes(super.Process.Id);
+        var keys = Enumerable.Range(0, streamCount).Select(_ => IdentityKey.Generate()).ToArray();
+        var peers = new List<BenchPeer>();
+        var failures = 0;
+        async Task<double> ConnectAllAsync()
+        {
+            var clock = Stopwatch.StartNew();
+            var opened = await cluster.ConnectManyAsync(streamCount, concurrency, i => BenchPeer.ConnectAsync(super.Listen, cluster.CaCertificate,
+                $"bench-{i:D6}", keys[i], PeerRole.Client, Region, tokens[i / BenchCluster.TokenUses], 0, cancellationToken), cancellationToken);
+            peers.AddRange(opened.OfType<BenchPeer>());
+            failures += opened.Count(p => p is null);
+            return clock.Elapsed.TotalSeconds;
+        }
+        var connectSeconds = await ConnectAllAsync();
+        double? reconnectSeconds = null;
+        if (mode == "reconnect")
+        {
+            // Every peer drops its stream at once and comes back with its key (already enrolled).
+            await cluster.CloseTrackedAsync();
+            peers.Clear();
+            // Old and new sockets together would pass the file-descriptor limit: let the
+            // SuperNode close the old streams first.
+            await WaitForOpenStreamsAsync(super.Metrics, 0, cancellationToken);
+            reconnectSeconds = await ConnectAllAsync();
+        }
+        // Let the SuperNode settle (heartbeats, GC) before reading its memory.
+        await Task.Delay(TimeSpan.FromSeconds(5), cancellationToken);
+        var rssAfter = RssBytes(super.Process.Id);
+
+        var results = new Dictionary<string, object>
+        {
+            ["mode"] = mode,
+            ["streams_requested"] = streamCount,
+            ["streams_open"] = peers.Count,
+            ["stream_failures"] = failures,
+            ["connect_seconds"] = Math.Round(connectSeconds, 2),
+            ["connects_per_second"] = Math.Round(peers.Count / connectSeconds, 1),
+            ["supernode_rss_mib"] = Math.Round(rssAfter / 1048576.0, 1),
+            ["supernode_rss_before_mib"] = Math.Round(rssBefore / 1048576.0, 1),
+            ["bytes_per_stream"] = peers.Count == 0 ? 0 : (rssAfter - rssBefore) / peers.Count,
+        };
+        if (reconnectSeconds is { } seconds)
+        {
+            results["reconnect_seconds"] = Math.Round(seconds, 2);
+            results["reconnects_per_second"] = Math.Round(peers.Count / seconds, 1);
+        }
+
+        if (mode == "commands" && peers.Count > 0)
+        {
+            using var nodeTls = cluster.LoadClientTls();
+            using var superChannel = GrpcChannels.MutualTls(super.Listen, nodeTls);
+            var client = new SuperNodePeers.SuperNodePeersClient(superChannel);
+            var latencies = new double[commandCount];
+            var commandFailures = 0;
+            using var gate = new SemaphoreSlim(concurrency);
+            var commandClock = Stopwatch.StartNew();
+            var issuing = Enumerable.Range(0, commandCount).Select(async i =>
+            {
+                await gate.WaitAsync(cancellationToken);
+                try
+                {
+                    var peer = peers[i % peers.Count];
+                    var started = Stopwatch.GetTimestamp();
+                    var answer = await client.IssueCommandAsync(new IssueCommandRequest
+                    {
+                        PeerId = peer.PeerId,
+                        Command = new MyDvpn.Protocol.Control.Command { Disconnect = new Disconnect { Reason = "benchmark" } },
+                        Wait = true,
+                    }, cancellationToken: cancellationToken);
+                    latencies[i] = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+                    if (answer.OutcomeCase != IssueCommandResponse.OutcomeOneofCase.Response)
+                        Interlocked.Increment(ref commandFailures);
+                }
+                finally
+                {
+                    gate.Release();
+                }
+            }).ToList();
+            await Task.WhenAll(issuing);
+            results["commands"] = commandCount;
+            results["command_failures"] = commandFailures;
+            results["command_concurrency"] = concurrency;
+            results["commands_per_second"] = Math.Round(commandCount / commandClock.Elapsed.TotalSeconds, 1);
+            AddLatencies(results, "command", latencies);
+        }
+
+        Print(results);
+        cluster.Succeeded = failures == 0;
+        return cluster.Succeeded ? 0 : 1;
+    }
+
+    /// <summary>
+    /// setup mode: the control-plane latency of a cross-region exit setup. A BaseNode, SuperNode sn-a (region a, the
+    /// clients) and sn-b (region b, one exit); each client asks once for an exit in b and the clock runs from its
+    /// ExitRequest until it has acked its SetupExit (and, a second column, until that SetupExit arrived).
+    /// </summary>
+    private static async Task<int> RunSetupsAsync(int setupCount, int concurrency, CancellationToken cancellationToken)
+    {
+        const string clientRegion = "a", exitRegion = "b";
+        // The session allocates within 25 s and gives the client 15 s to apply its half (ExitSettings defaults).
+        var setupTimeout = TimeSpan.FromSeconds(60);
+        const int warmupAttempts = 20;
+        var warmupDelay = TimeSpan.FromMilliseconds(250);
+
+        await using var cluster = BenchCluster.Create();
+        await cluster.StartBaseNodeAsync(cancellationToken);
+        // Region b first: sn-a's first directory-cache refresh then already lists it.
+        var superB = await cluster.StartSuperNodeAsync("sn-b", exitRegion, setupCount + 100, cancellationToken);
+        var superA = await cluster.StartSuperNodeAsync("sn-a", clientRegion, setupCount + 100, cancellationToken);
+        var exitToken = (await cluster.CreateTokensAsync(PeerRole.Exit, exitRegion, 1, cancellationToken))[0];
+        // One client more than timed: the first is the warm-up.
+        var clientCount = setupCount + 1;
+        var clientTokens = await cluster.CreateTokensAsync(PeerRole.Client, clientRegion, clientCount, cancellationToken);
+
+        var exit = await BenchPeer.ConnectAsync(superB.Listen, cluster.CaCertificate, "bench-exit", IdentityKey.Generate(), PeerRole.Exit, exitRegion,
+            exitToken, (uint)(clientCount + 10), cancellationToken);
+        cluster.Track(exit);
+        // Connecting is not timed: at least 16 at once even when the setups run one by one.
+        var clients = await cluster.ConnectManyAsync(clientCount, Math.Max(concurrency, 16), i => BenchPeer.ConnectAsync(superA.Listen,
+            cluster.CaCertificate, $"client-{i:D6}", IdentityKey.Generate(), PeerRole.Client, clientRegion,
+            clientTokens[i / BenchCluster.TokenUses], 0, cancellationToken), cancellationToken);
+        if (clients.Any(c => c is null))
+        {
+            await Console.Error.WriteLineAsync($"error: {clients.Count(c => c is null)} of {clientCount} clients could not connect");
+            return 1;
+        }
+
+        // The exit's session announces it to region b's pool when its stream attaches; until the pool has it (and
+        // sn-a's directory cache lists region b) a request is refused. The first client asks until it gets an exit.
+        var warmupClock = Stopwatch.StartNew();
+        ExitOutcome warmup;
+        var attempt = 0;
+        while (true)
+        {
+            attempt++;
+            warmup = await clients[0]!.RequestExitAsync(exitRegion, WireGuardKey.Generate().PublicKey, setupTimeout, cancellationToken);
+            if (warmup is not ExitOutcome.Refused { Failure.Reason: RefusalReason.NoExitAvailable or RefusalReason.UnknownRegion } || attempt == warmupAttempts)
+                break;
+            await Console.Error.WriteLineAsync($"warm-up attempt {attempt}: {warmup}");
+            await Task.Delay(warmupDelay, cancellationToken);
+        }
+        if (warmup is not ExitOutcome.SetUp)
+        {
+            await Console.Error.WriteLineAsync($"error: warm-up setup failed after {attempt} attempts: {warmup}");
+            return 1;
+        }
+        var warmupMs = warmupClock.Elapsed.TotalMilliseconds;
+
+        var toSetupExit = new List<double>();
+        var toAck = new List<double>();
+        var failures = 0;
+        using var gate = new SemaphoreSlim(concurrency);
+        var clock = Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(1, setupCount).Select(async i =>
+        {
+            await gate.WaitAsync(cancellationToken);
+            try
+            {
+                var outcome = await clients[i]!.RequestExitAsync(exitRegion, WireGuardKey.Generate().PublicKey, setupTimeout, cancellationToken);
+                if (outcome is ExitOutcome.SetUp setUp)
+                {
+                    lock (toAck)
+                    {
+                        toSetupExit.Add(setUp.SetupExitAfter.TotalMilliseconds);
+                        toAck.Add(setUp.AckedAfter.TotalMilliseconds);
+                    }
+                }
+                else if (Interlocked.Increment(ref failures) <= 10)
+                {
+                    await Console.Error.WriteLineAsync($"setup {i} (client-{i:D6}) failed: {outcome}");
+                }
+            }
+            finally
+            {
+                gate.Release();
+            }
+        }));
+        var seconds = clock.Elapsed.TotalSeconds;
+
+        var results = new Dictionary<string, object>
+        {
+            ["mode"] = "setup",
+            ["setups"] = setupCount,
+            ["setup_failures"] = failures,
+            ["setup_concurrency"] = concurrency,
+            ["warmup_attempts"] = attempt,
+            ["warmup_ms"] = Math.Round(warmupMs, 1),
+            ["setups_per_second"] = Math.Round(toAck.Count / seconds, 1),
+        };
+        // Successful setups only: request → ack written, then request → SetupExit received.
+        AddLatencies(results, "setup", [.. toAck]);
+        AddLatencies(results, "setup_exit_received", [.. toSetupExit]);
+        Print(results);
+        cluster.Succeeded = failures == 0;
+        return cluster.Succeeded ? 0 : 1;
+    }
+
+    /// <summary>p50, p99 and max of <paramref name="milliseconds"/> (sorted in place) as <c>{prefix}_p50_ms</c> ….</summary>
+    private static void AddLatencies(Dictionary<string, object> results, string prefix, double[] milliseconds)
+    {
+        Array.Sort(milliseconds);
+        results[$"{prefix}_p50_ms"] = Math.Round(Percentile(milliseconds, 0.50), 2);
+        results[$"{prefix}_p99_ms"] = Math.Round(Percentile(milliseconds, 0.99), 2);
+        results[$"{prefix}_max_ms"] = Math.Round(milliseconds.Length == 0 ? 0 : milliseconds[^1], 2);
+    }
+
+    /// <summary>One line per result, then all of them as one JSON line.</summary>
+    private static void Print(Dictionary<string, object> results)
+    {
+        foreach (var (name, value) in results)
+            Console.WriteLine($"{name,-26} {value}");
+        Console.WriteLine(JsonSerializer.Serialize(results));
     }
 
     private static async Task WaitForOpenStreamsAsync(HostPort metrics, int expected, CancellationToken cancellationToken)
