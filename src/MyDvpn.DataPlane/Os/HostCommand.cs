@@ -1,0 +1,118 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace MyDvpn.DataPlane.Os;
+
+/// <summary>What a finished command printed and how it ended.</summary>
+public sealed record CommandResult(string Program, IReadOnlyList<string> Arguments, int ExitCode, string StandardOutput, string StandardError)
+{
+    public bool Succeeded => ExitCode == 0;
+
+    /// <summary>The command line for messages (arguments quoted when they hold spaces); never run through a shell.</summary>
+    public string CommandLine => HostCommand.Describe(Program, Arguments);
+
+    /// <summary>Throws <see cref="HostCommandException"/> naming the command, its exit code and stderr, unless it succeeded.</summary>
+    public CommandResult EnsureSuccess() =>
+        Succeeded ? this : throw new HostCommandException(this);
+}
+
+public sealed class HostCommandException(CommandResult result)
+    : Exception($"`{result.CommandLine}` failed with exit code {result.ExitCode}: {Trim(result.StandardError, result.StandardOutput)}")
+{
+    public CommandResult Result { get; } = result;
+
+    private static string Trim(string error, string output)
+    {
+        var text = (error.Length > 0 ? error : output).Trim();
+        return text.Length == 0 ? "(no output)" : text.Length > 2000 ? text[..2000] + "…" : text;
+    }
+}
+
+/// <summary>
+/// Runs host programs (ip, nft, wg, sysctl …) the way STYLE asks: an argument list, never a shell string; stdin
+/// optional; stdout and stderr captured; the exit code checked by the caller (<see cref="CommandResult.EnsureSuccess"/>).
+/// With <see cref="Namespace"/> set, every command runs inside that network namespace (<c>ip netns exec NAME …</c>).
+/// </summary>
+public sealed class HostCommand
+{
+    public static readonly HostCommand Host = new(null);
+
+    public HostCommand(string? networkNamespace) => Namespace = networkNamespace;
+
+    /// <summary>The network namespace commands run in; null: the caller's own.</summary>
+    public string? Namespace { get; }
+
+    /// <summary>The same runner for another namespace.</summary>
+    public HostCommand In(string? networkNamespace) => new(networkNamespace);
+
+    /// <exception cref="HostCommandException">The program could not be started (not installed); the result otherwise.</exception>
+    public async Task<CommandResult> RunAsync(string program, IReadOnlyList<string> arguments, string? standardInput = null,
+        CancellationToken cancellationToken = default)
+    {
+        var start = StartInfo(program, arguments);
+        start.RedirectStandardOutput = true;
+        start.RedirectStandardError = true;
+        start.RedirectStandardInput = standardInput is not null;
+        using var process = new Process { StartInfo = start };
+        try
+        {
+            process.Start();
+        }
+        catch (System.ComponentModel.Win32Exception ex)
+        {
+            throw new HostCommandException(new CommandResult(program, arguments, -1, "", $"cannot start {program}: {ex.Message} (is it installed?)"));
+        }
+
+        var output = process.StandardOutput.ReadToEndAsync(cancellationToken);
+        var error = process.StandardError.ReadToEndAsync(cancellationToken);
+        if (standardInput is not null)
+        {
+            await process.StandardInput.WriteAsync(standardInput.AsMemory(), cancellationToken);
+            process.StandardInput.Close();
+        }
+        try
+        {
+            await process.WaitForExitAsync(cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw;
+        }
+        return new CommandResult(program, arguments, process.ExitCode, await output, await error);
+    }
+
+    /// <summary>Runs and throws <see cref="HostCommandException"/> unless the command succeeded; returns its stdout.</summary>
+    public async Task<string> RunCheckedAsync(string program, IReadOnlyList<string> arguments, string? standardInput = null,
+        CancellationToken cancellationToken = default) =>
+        (await RunAsync(program, arguments, standardInput, cancellationToken)).EnsureSuccess().StandardOutput;
+
+    /// <summary>How a long-running program (wireguard-go, a node) is started in this runner's namespace.</summary>
+    public ProcessStartInfo StartInfo(string program, IReadOnlyList<string> arguments)
+    {
+        var start = new ProcessStartInfo { UseShellExecute = false };
+        if (Namespace is null)
+        {
+            start.FileName = program;
+        }
+        else
+        {
+            start.FileName = "ip";
+            start.ArgumentList.Add("netns");
+            start.ArgumentList.Add("exec");
+            start.ArgumentList.Add(Namespace);
+            start.ArgumentList.Add(program);
+        }
+        foreach (var argument in arguments)
+            start.ArgumentList.Add(argument);
+        return start;
+    }
+
+    public static string Describe(string program, IEnumerable<string> arguments)
+    {
+        var text = new StringBuilder(program);
+        foreach (var argument in arguments)
+            text.Append(' ').Append(argument.Any(char.IsWhiteSpace) || argument.Length == 0 ? $"'{argument}'" : argument);
+        return text.ToString();
+    }
+}
