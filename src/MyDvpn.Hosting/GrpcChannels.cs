@@ -8,10 +8,13 @@ namespace MyDvpn.Hosting;
 public static class GrpcChannels
 {
     /// <param name="tls">The caller's own certificate (node or admin) and the CA it trusts.</param>
-    public static GrpcChannel MutualTls(HostPort server, TlsMaterial tls, TimeSpan? connectTimeout = null)
+    /// <param name="connect">Opens the TCP connection (e.g. from a socket in another network namespace); null: the default.</param>
+    public static GrpcChannel MutualTls(HostPort server, TlsMaterial tls, TimeSpan? connectTimeout = null,
+        Func<SocketsHttpConnectionContext, CancellationToken, ValueTask<Stream>>? connect = null)
     {
         var handler = new SocketsHttpHandler
         {
+            ConnectCallback = connect,
             ConnectTimeout = connectTimeout ?? TimeSpan.FromSeconds(5),
             EnableMultipleHttp2Connections = true,
             PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,

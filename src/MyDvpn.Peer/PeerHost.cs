@@ -4,6 +4,8 @@ using Akka.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using MyDvpn.DataPlane;
+using MyDvpn.DataPlane.Os;
 using MyDvpn.Hosting;
 using MyDvpn.Peer.Commands;
 using MyDvpn.Peer.Control;
@@ -25,7 +27,7 @@ public static class PeerHost
     public const string ActorSystemName = "mydvpn-peer";
     public const string WireGuardKeyFileName = "wireguard.key";
 
-    /// <param name="handler">The command handler; the <see cref="RecordingCommandHandler"/> if null.</param>
+    /// <param name="handler">The command handler; the <see cref="TunnelCommandHandler"/> if null.</param>
     /// <param name="logging">Replaces the JSON console logging (tests send logs elsewhere).</param>
     /// <exception cref="ConfigurationException">The state directory is in use by another agent, or its store, WireGuard key or tunnel state cannot be read.</exception>
     public static PeerAgent Build(PeerSettings settings, ICommandHandler? handler = null, Action<ILoggingBuilder>? logging = null)
@@ -108,11 +110,16 @@ public static class PeerHost
         builder.Services.AddSingleton(outcome);
         builder.Services.AddSingleton(store);
         builder.Services.AddSingleton(tunnel);
+        if (settings.DataPlane.Mode == DataPlaneMode.WireGuard)
+        {
+            // The actor behind it is made with the actor system (StartDataPlane).
+            builder.Services.AddSingleton(new WireGuardTunnel(settings.DataPlane, wireGuardKey, DataPlaneTimeout));
+        }
         builder.Services.AddSingleton(wireGuardKey);
         builder.Services.AddSingleton(TimeProvider.System);
         if (handler is null)
         {
-            builder.Services.AddSingleton<ICommandHandler>(services => new RecordingCommandHandler(
+            builder.Services.AddSingleton<ICommandHandler>(services => new TunnelCommandHandler(
                 settings.StateDir, TunnelSettings.Of(settings, wireGuardKey), tunnel, services.GetRequiredService<TimeProvider>()));
         }
         else
@@ -140,6 +147,7 @@ public static class PeerHost
             {
                 var loggers = services.GetRequiredService<ILoggerFactory>();
                 var time = services.GetRequiredService<TimeProvider>();
+                var wireGuard = services.GetService<WireGuardTunnel>() is { } dataPlane ? StartDataPlane(system, services, settings, dataPlane, tunnel) : null;
                 var executor = system.ActorOf(CommandExecutor.Props(
                     store,
                     services.GetRequiredService<ICommandHandler>(),
@@ -152,6 +160,8 @@ public static class PeerHost
                     settings, executor, status, outcome, time, loggers.CreateLogger<ControlChannel>(), Random.Shared, enrolled,
                     wireGuardKey, tunnel), "control");
                 registry.Register<ControlChannel>(control);
+                if (wireGuard is not null)
+                    system.ActorOf(InterfaceMonitor.Props(wireGuard, control, settings.Timings.StatusReportInterval), "interface-monitor");
 
                 // Before the actors stop, a held exit is given back while the stream is still up (best effort, bounded).
                 var releaseTimeout = settings.Timings.ExitReleaseTimeout + TimeSpan.FromSeconds(1);
@@ -173,9 +183,47 @@ public static class PeerHost
         });
         // Started after the actor system, stopped before it.
         builder.Services.AddHostedService(services => new StatusSocket(
-            settings, wireGuardKey, status, tunnel, services.GetRequiredService<ILogger<StatusSocket>>()));
+            settings, wireGuardKey, status, tunnel, services.GetService<WireGuardTunnel>(), services.GetRequiredService<ILogger<StatusSocket>>()));
 
         return builder.Build();
+    }
+
+    /// <summary>How long one reconciliation of the interface may take before a command fails with a data-plane error.</summary>
+    private static readonly TimeSpan DataPlaneTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// The WireGuardActor owning the interface: every tunnel change is made true through it before it is written; the
+    /// state kept from the last run is applied again at once; a clean stop tears the interface down.
+    /// </summary>
+    private static WireGuardTunnel StartDataPlane(ActorSystem system, IServiceProvider services, PeerSettings settings, WireGuardTunnel wireGuard,
+        TunnelStateStore tunnel)
+    {
+        var loggers = services.GetRequiredService<ILoggerFactory>();
+        var actor = system.ActorOf(WireGuardActor.Props(HostCommand.Host, loggers.CreateLogger<WireGuardActor>()), "wireguard");
+        wireGuard.Attach(actor);
+        tunnel.UseDataPlane(wireGuard.ApplyAsync);
+        var logger = loggers.CreateLogger<WireGuardTunnel>();
+        tunnel.ApplyCurrentAsync(CancellationToken.None).ContinueWith(applied =>
+        {
+            if (applied.Exception?.GetBaseException() is { } problem)
+                logger.LogError("Could not bring the WireGuard interface {Interface} back to the kept tunnel state: {Problem}; it is retried",
+                    settings.DataPlane.WireGuardInterface, problem.Message);
+        }, TaskScheduler.Default);
+        CoordinatedShutdown.Get(system).AddTask(CoordinatedShutdown.PhaseServiceStop, "wireguard-teardown", async () =>
+        {
+            try
+            {
+                var done = await actor.Ask<TornDown>(Teardown.Instance, TimeSpan.FromSeconds(20));
+                foreach (var problem in done.Problems)
+                    logger.LogWarning("Tearing down {Interface}: {Problem}", settings.DataPlane.WireGuardInterface, problem);
+            }
+            catch (AskTimeoutException)
+            {
+                logger.LogWarning("The WireGuard interface {Interface} was not torn down within 20 s", settings.DataPlane.WireGuardInterface);
+            }
+            return Akka.Done.Instance;
+        });
+        return wireGuard;
     }
 
     private static void AddJsonConsole(ILoggingBuilder logging)

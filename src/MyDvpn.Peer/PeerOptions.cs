@@ -27,8 +27,10 @@ public sealed class PeerOptions
     public string? ExitRegion { get; set; }
     public string? StateDir { get; set; }
 
-    // The data plane's settings. --max-clients, --wg-port and --public-endpoint already shape the answers to exit
-    // commands; the interface itself is configured once the data-plane issue lands.
+    // The data plane's settings. --max-clients, --wg-port and --public-endpoint shape the answers to exit commands.
+    /// <summary>wireguard (default): drive a WireGuard interface; none: keep the tunnel state only.</summary>
+    public string? DataPlane { get; set; }
+
     public string? WgInterface { get; set; }
     public string? Uplink { get; set; }
     public string? PublicEndpoint { get; set; }
@@ -63,7 +65,7 @@ public sealed class PeerOptions
             exitRegion = ExitRegion;
         }
 
-        var dataPlane = ValidateDataPlane(role);
+        var dataPlane = ValidateDataPlane(role, isRoot ?? Environment.IsPrivilegedProcess);
         var stateDir = ValidateStateDir(StateDir, Id!, isRoot ?? Environment.IsPrivilegedProcess,
             home ?? Environment.GetFolderPath(Environment.SpecialFolder.UserProfile));
         return new PeerSettings(role, Id!, Region, key, ca, supernodes, token, exitRegion, stateDir, dataPlane);
@@ -118,8 +120,20 @@ public sealed class PeerOptions
         return ca;
     }
 
-    private DataPlaneSettings ValidateDataPlane(PeerRole role)
+    private DataPlaneSettings ValidateDataPlane(PeerRole role, bool isRoot)
     {
+        var mode = DataPlane?.Trim().ToLowerInvariant() switch
+        {
+            null or "" or "wireguard" => DataPlaneMode.WireGuard,
+            "none" => DataPlaneMode.None,
+            _ => throw new ConfigurationException("--data-plane", $"'{DataPlane}' is not a data plane: use wireguard (the default) or none"),
+        };
+        if (mode == DataPlaneMode.WireGuard && !isRoot)
+        {
+            throw new ConfigurationException("--data-plane",
+                "driving a WireGuard interface needs root (CAP_NET_ADMIN): run the agent as root, or pass --data-plane none to keep only the tunnel state (tests, several agents on one host)");
+        }
+
         var wgInterface = string.IsNullOrWhiteSpace(WgInterface) ? DefaultWireGuardInterface : WgInterface.Trim();
         if (!InterfaceName.IsValid(wgInterface, out var interfaceProblem))
             throw new ConfigurationException("--wg-interface", $"'{WgInterface}' {interfaceProblem}");
@@ -150,7 +164,7 @@ public sealed class PeerOptions
         var wgPort = WgPort ?? DefaultWireGuardPort;
         if (wgPort is < 1 or > 65535)
             throw new ConfigurationException("--wg-port", $"{wgPort} is not a UDP port (1-65535)");
-        return new DataPlaneSettings(wgInterface, uplink, publicEndpoint, MaxClients ?? DefaultMaxClients, wgPort);
+        return new DataPlaneSettings(wgInterface, uplink, publicEndpoint, MaxClients ?? DefaultMaxClients, wgPort, mode);
     }
 
     /// <summary>Where a peer keeps its state unless told: <c>/var/lib/mydvpn/ID</c> as root, <c>~/.local/state/mydvpn/ID</c> otherwise.</summary>
@@ -212,9 +226,26 @@ public sealed record PeerSettings(
 
 /// <summary>
 /// The data plane's settings. <see cref="MaxClients"/>, <see cref="WireGuardPort"/> and <see cref="PublicEndpoint"/> go into
-/// the ExitOffer and the answers to exit-side SetupExit; the interface settings wait for the data-plane issue.
+/// the ExitOffer and the answers to exit-side SetupExit; with <see cref="Mode"/> WireGuard the agent owns the interface
+/// <see cref="WireGuardInterface"/> and an exit forwards out of <see cref="Uplink"/> (null: the default route's).
 /// </summary>
-public sealed record DataPlaneSettings(string WireGuardInterface, string? Uplink, HostPort? PublicEndpoint, int MaxClients, int WireGuardPort);
+/// <param name="Mode">Whether the tunnel state is applied to a WireGuard interface (<c>--data-plane</c>).</param>
+public sealed record DataPlaneSettings(
+    string WireGuardInterface,
+    string? Uplink,
+    HostPort? PublicEndpoint,
+    int MaxClients,
+    int WireGuardPort,
+    DataPlaneMode Mode = DataPlaneMode.None);
+
+public enum DataPlaneMode
+{
+    /// <summary>The tunnel state is kept (tunnel.json) but no interface is touched: tests, benchmarks, several agents on one host.</summary>
+    None,
+
+    /// <summary>The agent's WireGuardActor makes the host match the tunnel state.</summary>
+    WireGuard,
+}
 
 /// <summary>The control stream's timing. The defaults are the protocol's; tests shorten them.</summary>
 public sealed record PeerTimings
@@ -239,6 +270,9 @@ public sealed record PeerTimings
 
     /// <summary>A stream silent for this many heartbeat intervals is dead.</summary>
     public int MissedHeartbeats { get; init; } = 3;
+
+    /// <summary>How often the WireGuard interface is read and reported to the SuperNode (StatusReport).</summary>
+    public TimeSpan StatusReportInterval { get; init; } = TimeSpan.FromSeconds(5);
 
     /// <summary>An ExitRequest unanswered this long is sent again (the SuperNode ignores a repeat while one is in progress).</summary>
     public TimeSpan ExitRequestTimeout { get; init; } = TimeSpan.FromSeconds(30);

@@ -113,6 +113,8 @@ public sealed class StatusCommandTests : IAsyncLifetime
         IdentityKey.Generate().Save(keyFile);
         var settings = new PeerOptions
         {
+            // In-process agents share this host: never let them drive a WireGuard interface here.
+            DataPlane = "none",
             Role = "client",
             Id = "peer-1",
             Region = "eu-west",

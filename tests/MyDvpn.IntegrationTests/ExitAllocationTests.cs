@@ -266,7 +266,7 @@ public sealed class ExitAllocationTests(ITestOutputHelper output)
         Directory.CreateDirectory(StateDir(network, peerId));
         var agent = new TestNetwork.Node(peerId, super.Listen, super.Metrics,
         [
-            "peer", "--role", role, "--id", peerId, "--region", region, "--key", keyFile, "--ca", network.CaFile,
+            "peer", "--data-plane", "none", "--role", role, "--id", peerId, "--region", region, "--key", keyFile, "--ca", network.CaFile,
             "--supernode", super.Listen.ToString(), "--token", token, "--state-dir", StateDir(network, peerId), .. extra,
         ]);
         await network.StartAsync(agent, waitUntilReady: false);

@@ -29,7 +29,7 @@ public sealed class PeerAgentTests(ITestOutputHelper output)
         var token = await network.CreateTokenAsync(baseNode, "client", Region);
         var agent = new TestNetwork.Node("agent-1", super.Listen, super.Metrics,
         [
-            "peer", "--role", "client", "--id", "agent-1", "--region", Region, "--key", keyFile, "--ca", network.CaFile,
+            "peer", "--data-plane", "none", "--role", "client", "--id", "agent-1", "--region", Region, "--key", keyFile, "--ca", network.CaFile,
             "--supernode", super.Listen.ToString(), "--token", token, "--state-dir", stateDir,
         ]);
         await network.StartAsync(agent, waitUntilReady: false);

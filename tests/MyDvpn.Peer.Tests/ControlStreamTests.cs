@@ -28,7 +28,7 @@ public sealed class ControlStreamTests(ITestOutputHelper output) : AgentTestKit(
             Deadline = Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow.AddMinutes(5)),
             RemoveExit = new RemoveExit { AssignmentId = "assignment-1", PeerPublicKey = ByteString.CopyFrom(new byte[32]) },
         };
-        var commandLog = Path.Combine(settings.StateDir, RecordingCommandHandler.FileName);
+        var commandLog = Path.Combine(settings.StateDir, TunnelCommandHandler.FileName);
         CommandResponse first;
 
         await using (var agent = PeerHost.Build(settings, logging: TestOutputLoggerProvider.For(Output)))
@@ -241,6 +241,8 @@ public sealed class ControlStreamTests(ITestOutputHelper output) : AgentTestKit(
     private PeerSettings Settings(IReadOnlyList<HostPort> superNodes, string? token = null) =>
         new PeerOptions
         {
+            // In-process agents share this host: never let them drive a WireGuard interface here.
+            DataPlane = "none",
             Role = "client",
             Id = PeerId,
             Region = Region,

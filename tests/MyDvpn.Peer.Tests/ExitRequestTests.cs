@@ -243,7 +243,7 @@ public sealed class ExitRequestTests(ITestOutputHelper output) : AgentTestKit(na
 
         Assert.Equal(7u, stream.Auth.ExitOffer?.MaxClients);
         await AssertSaysNothingBeforePongAsync(stream);
-        stream.SendCommand(RecordingCommandHandlerTests.ServeClient("serve-1", "assign-7", WireGuardKey.Generate().PublicKey));
+        stream.SendCommand(TunnelCommandHandlerTests.ServeClient("serve-1", "assign-7", WireGuardKey.Generate().PublicKey));
         var answer = (await stream.ReceiveAsync(PayloadCase.CommandResponse, Patience)).CommandResponse;
 
         Assert.Equal(agent.WireGuardKey.PublicKey, answer.Result.SetupExit.PublicKey.ToByteArray());
@@ -319,7 +319,7 @@ public sealed class ExitRequestTests(ITestOutputHelper output) : AgentTestKit(na
 
     private static async Task<CommandResponse> AssignExitAsync(TestStream stream, string commandId, string assignmentId)
     {
-        stream.SendCommand(RecordingCommandHandlerTests.UseExit(commandId, assignmentId, "198.51.100.7:51820"));
+        stream.SendCommand(TunnelCommandHandlerTests.UseExit(commandId, assignmentId, "198.51.100.7:51820"));
         var response = (await stream.ReceiveAsync(PayloadCase.CommandResponse, Patience)).CommandResponse;
         Assert.Equal(commandId, response.CommandId);
         return response;
@@ -351,6 +351,8 @@ public sealed class ExitRequestTests(ITestOutputHelper output) : AgentTestKit(na
         var server = await StartServerAsync(superNode);
         var settings = new PeerOptions
         {
+            // In-process agents share this host: never let them drive a WireGuard interface here.
+            DataPlane = "none",
             Role = role,
             Id = PeerId,
             Region = Region,

@@ -34,7 +34,7 @@ public sealed class PeerOptionsTests : IDisposable
         Assert.Null(settings.Token);
         Assert.Equal(Path.GetFullPath(temp.Sub("state")), settings.StateDir);
         Assert.True(Directory.Exists(settings.StateDir));
-        Assert.Equal(new DataPlaneSettings("mydvpn0", null, null, 100, 51820), settings.DataPlane);
+        Assert.Equal(new DataPlaneSettings("mydvpn0", null, null, 100, 51820, DataPlaneMode.None), settings.DataPlane);
         Assert.Equal(TimeSpan.FromMilliseconds(500), settings.Timings.ReconnectBase);
         Assert.Equal(TimeSpan.FromSeconds(30), settings.Timings.ReconnectCap);
     }
@@ -195,7 +195,32 @@ public sealed class PeerOptionsTests : IDisposable
     }
 
     [Fact]
-    public void Data_plane_settings_are_validated_though_not_used_yet()
+    public void The_data_plane_is_wireguard_unless_told_and_needs_root()
+    {
+        var options = Valid();
+        options.DataPlane = null;
+
+        Assert.Equal(DataPlaneMode.WireGuard, options.Validate(isRoot: true).DataPlane.Mode);
+        var problem = Assert.Throws<ConfigurationException>(() => options.Validate(isRoot: false, home: temp.Sub("home")));
+        Assert.Equal("--data-plane", problem.Setting);
+        Assert.Contains("needs root", problem.Message, StringComparison.Ordinal);
+        Assert.Contains("--data-plane none", problem.Message, StringComparison.Ordinal);
+        options.DataPlane = "none";
+        Assert.Equal(DataPlaneMode.None, options.Validate(isRoot: false, home: temp.Sub("home")).DataPlane.Mode);
+    }
+
+    [Fact]
+    public void An_unknown_data_plane_is_refused_naming_the_choices()
+    {
+        var options = Valid();
+        options.DataPlane = "kernel";
+
+        var problem = AssertRefused("--data-plane", options);
+        Assert.Contains("wireguard (the default) or none", problem.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Data_plane_settings_are_validated()
     {
         var options = Valid();
         options.Role = "both";
@@ -209,7 +234,7 @@ public sealed class PeerOptionsTests : IDisposable
         var settings = options.Validate();
 
         Assert.Equal("us-east", settings.ExitRegion);
-        Assert.Equal(new DataPlaneSettings("wg-test", "eth0", new HostPort("203.0.113.9", 51820), 5, 51821), settings.DataPlane);
+        Assert.Equal(new DataPlaneSettings("wg-test", "eth0", new HostPort("203.0.113.9", 51820), 5, 51821, DataPlaneMode.None), settings.DataPlane);
     }
 
     [Theory]
@@ -269,6 +294,7 @@ public sealed class PeerOptionsTests : IDisposable
         Ca = pki.CaFile,
         Supernode = ["127.0.0.1:7443,127.0.0.2:7443", "localhost:7444"],
         StateDir = temp.Sub("state"),
+        DataPlane = "none",
     };
 
     private static ConfigurationException AssertRefused(string setting, PeerOptions options)

@@ -1,201 +1,159 @@
 using System.CommandLine;
 using System.Diagnostics;
-using System.Net;
 using MyDvpn.Cli.Demo;
+using MyDvpn.DataPlane.Os;
 using MyDvpn.Hosting;
 using MyDvpn.Protocol.Admin;
-using MyDvpn.Protocol.Directory;
 using MyDvpn.Protocol.SuperNode;
-using MyDvpn.Security;
+using MyDvpn.Testbed;
 using Spectre.Console;
-using Disconnect = MyDvpn.Protocol.Control.Disconnect;
-using PeerRole = MyDvpn.Protocol.Control.PeerRole;
 
 namespace MyDvpn.Cli.Commands;
 
 /// <summary>
-/// <c>mydvpn demo</c>: a whole myDvpn network on this machine. For now (until the data plane lands)
-/// a BaseNode, two SuperNodes of two regions, an exit peer in one and a client peer in the other, on
-/// loopback with TLS, each its own process; it prints the topology, the client's cross-region exit
-/// assignment and a DISCONNECT that releases it, and runs until Ctrl-C.
+/// <c>mydvpn demo</c>: a whole myDvpn network on this machine, in network namespaces (root): a BaseNode, two SuperNodes
+/// of two regions, an exit peer and a client peer each behind its own NAT, every node its own <c>mydvpn</c> process,
+/// real WireGuard (wireguard-go) between the peers. It tells what happens — who runs where, which exit the client got,
+/// the public address an internet server sees, a ping through the tunnel — then runs until Ctrl-C and tears down.
 /// </summary>
 public static class DemoCommand
 {
-    private static readonly (string Id, string Region)[] SuperNodes = [("sn-eu-1", "eu-west"), ("sn-us-1", "us-east")];
+    /// <summary>The programs the demo runs, with the Debian package that has each.</summary>
+    public static readonly IReadOnlyList<(string Program, string Package)> Tools =
+    [
+        ("ip", "iproute2"), ("nft", "nftables"), ("sysctl", "procps"), ("ping", "iputils-ping"),
+        ("wireguard-go", "wireguard-go"), ("wg", "wireguard-tools"),
+    ];
 
     public static Command Build(TextWriter output)
     {
         var dir = new Option<string?>("--dir") { Description = "Working directory for certificates, data and logs (default: a new temporary one, removed afterwards)" };
-        var once = new Option<bool>("--once") { Description = "Print the topology, then stop the network and exit" };
-        var command = new Command("demo", "Run a whole myDvpn network on this machine and tell what happens") { dir, once };
-        command.SetAction((parse, cancellationToken) => RunAsync(output, parse.GetValue(dir), parse.GetValue(once), cancellationToken));
+        var once = new Option<bool>("--once") { Description = "Tell the story, then tear the network down and exit" };
+        var installDeps = new Option<bool>("--install-deps") { Description = "apt-get install the Debian packages the demo needs that are missing" };
+        var command = new Command("demo",
+            "Run a whole myDvpn network on this machine in network namespaces (root): BaseNode, two SuperNodes, an exit and a client behind NATs, real WireGuard")
+        {
+            dir, once, installDeps,
+        };
+        command.SetAction((parse, cancellationToken) =>
+            RunAsync(output, parse.InvocationConfiguration.Error, parse.GetValue(dir), parse.GetValue(once), parse.GetValue(installDeps), cancellationToken));
         return command;
     }
 
-    private static async Task<int> RunAsync(TextWriter output, string? requestedDir, bool once, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(TextWriter output, TextWriter error, string? requestedDir, bool once, bool installDeps,
+        CancellationToken cancellationToken)
     {
+        if (!OperatingSystem.IsLinux() || !Prerequisites.IsPrivileged())
+        {
+            await error.WriteLineAsync("error: the demo builds network namespaces, WireGuard interfaces and NAT rules, which needs root " +
+                                       "(CAP_NET_ADMIN, CAP_SYS_ADMIN) on Linux: run it as root, e.g. `sudo dotnet run --project src/MyDvpn.Cli -- demo`");
+            return CliApplication.BadUsage;
+        }
+        if (!await EnsurePackagesAsync(output, error, installDeps, cancellationToken))
+            return CliApplication.BadUsage;
+
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(output) });
         if (Console.IsOutputRedirected)
             console.Profile.Width = 160;
         var work = requestedDir ?? Path.Combine(Path.GetTempPath(), $"mydvpn-demo-{Environment.ProcessId}");
-        var removeWork = requestedDir is null;
-        var nodes = new List<NodeProcess>();
+        Directory.CreateDirectory(work);
+        console.MarkupLineInterpolated($"[bold]myDvpn demo[/] in {work}");
+        NetnsTestbed? testbed = null;
+        TestbedNetwork? network = null;
         try
         {
-            Directory.CreateDirectory(work);
-            console.MarkupLineInterpolated($"[bold]myDvpn demo[/] in {work}");
+            await NetnsTestbed.RemoveLeftoversAsync(cancellationToken);
+            testbed = await NetnsTestbed.CreateAsync(cancellationToken);
+            var ns = testbed.Namespaces;
+            console.MarkupLineInterpolated($"1. Network namespaces {testbed.Id}-*: an internet ({TestbedAddresses.Router}/24, an HTTP server that answers with the caller's address), base, sn-a, sn-b, and an exit ({TestbedAddresses.Exit}) and a client ({TestbedAddresses.Client}) each behind its own NAT router ({TestbedAddresses.ExitNatPublic}, UDP 51820 forwarded to the exit; {TestbedAddresses.ClientNatPublic}).");
+            var before = await testbed.HttpGetAsync(TestbedRoles.Client, testbed.EchoUrl, TimeSpan.FromSeconds(5), cancellationToken);
+            console.MarkupLineInterpolated($"   Before any tunnel, the internet server sees the client as {before.Trim()} (its own NAT).");
 
-            var certs = Path.Combine(work, "certs");
-            if (!File.Exists(Path.Combine(certs, "ca", CertificateAuthority.CaCertFile)))
-                CertificateAuthority.Init(Path.Combine(certs, "ca"));
-            var loopback = new[] { IPAddress.Loopback };
-            foreach (var name in SuperNodes.Select(s => s.Id).Prepend("base"))
-                CertificateAuthority.Issue(Path.Combine(certs, "ca"), name, CertificateKind.Node, loopback, ["localhost"], Path.Combine(certs, name));
-            CertificateAuthority.Issue(Path.Combine(certs, "ca"), "demo-admin", CertificateKind.Admin, [], [], Path.Combine(certs, "admin"));
-            console.MarkupLine("1. Made an operator CA and TLS certificates for the BaseNode, two SuperNodes and an admin.");
+            var step = 2;
+            network = await TestbedNetwork.StartAsync(testbed, MydvpnExecutable.Current, work,
+                line => console.MarkupLineInterpolated($"{step++}. {line}"), cancellationToken);
 
-            var executable = MydvpnExecutable.Current;
-            var baseListen = new HostPort("127.0.0.1", NodeProcess.FreeTcpPort());
-            var baseMetrics = new HostPort("127.0.0.1", NodeProcess.FreeTcpPort());
-            nodes.Add(NodeProcess.Start(executable, "base", Path.Combine(work, "logs", "base.log"),
-            [
-                "base", "--data-dir", Path.Combine(work, "base"), "--cluster", $"127.0.0.1:{NodeProcess.FreeTcpPort()}",
-                "--listen", baseListen.ToString(), "--tls", Path.Combine(certs, "base"), "--metrics", baseMetrics.ToString(),
-            ]));
-            await WaitReadyAsync(nodes[^1], baseMetrics, cancellationToken);
-            console.MarkupLineInterpolated($"2. BaseNode up: directory and admin API on {baseListen} (mutual TLS), its own one-node Akka cluster.");
+            await network.StartExitAsync(cancellationToken);
+            var exitStatus = await network.StatusAsync(TestbedNetwork.ExitId, cancellationToken);
+            console.MarkupLineInterpolated($"{step++}. Exit peer {TestbedNetwork.ExitId} (region {TestbedNetwork.ExitRegion}, namespace {ns.Exit}) enrolled with a one-time token, offers 10 client places; WireGuard key {exitStatus.GetProperty("wireguardPublicKey").GetString()}.");
 
-            var relayPort = 41000;
-            var edges = new Dictionary<string, HostPort>();
-            foreach (var (id, region) in SuperNodes)
+            var client = await network.StartClientAsync(cancellationToken);
+            var exit = client.GetProperty("exit");
+            console.MarkupLineInterpolated($"{step++}. Client peer {TestbedNetwork.ClientId} (region {TestbedNetwork.ClientRegion}, namespace {ns.Client}) asked for an exit in {TestbedNetwork.ExitRegion}: sn-eu-1 asked sn-us-1 over mutual TLS, its exit pool picked {exit.GetProperty("peerId").GetString()}, which accepted the client's key; the client got endpoint {exit.GetProperty("endpoint").GetString()} and tunnel address {client.GetProperty("tunnelAddresses")[0].GetString()}.");
+
+            var seen = "";
+            await network.UntilAsync(async () =>
             {
-                var metrics = new HostPort("127.0.0.1", NodeProcess.FreeTcpPort());
-                var listen = edges[region] = new HostPort("127.0.0.1", NodeProcess.FreeTcpPort());
-                nodes.Add(NodeProcess.Start(executable, id, Path.Combine(work, "logs", $"{id}.log"),
-                [
-                    "super", "--data-dir", Path.Combine(work, id), "--region", region, "--id", id,
-                    "--cluster", $"127.0.0.1:{NodeProcess.FreeTcpPort()}", "--base", baseListen.ToString(),
-                    "--listen", listen.ToString(), "--public-ip", "127.0.0.1", "--relay-ports", $"{relayPort}-{relayPort + 99}",
-                    "--tls", Path.Combine(certs, id), "--metrics", metrics.ToString(),
-                ]));
-                relayPort += 100;
-                await WaitReadyAsync(nodes[^1], metrics, cancellationToken);
-                console.MarkupLineInterpolated($"3. SuperNode {id} up: region {region} (a cluster of its own), peers' gRPC edge on {listen}, registered with the directory.");
-            }
+                seen = (await testbed.HttpGetAsync(TestbedRoles.Client, testbed.EchoUrl, TimeSpan.FromSeconds(5), cancellationToken)).Trim();
+                return seen == TestbedAddresses.ExitNatPublic.ToString();
+            }, "the client's traffic leaves through the exit", cancellationToken);
+            console.MarkupLineInterpolated($"{step++}. Through the tunnel, the internet server sees the client as [green]{seen}[/]: the exit's public address (its NAT), not the client's {before.Trim()}.");
+            var ping = await testbed.PingAsync(TestbedRoles.Client, TestbedAddresses.Router.ToString(), 5, cancellationToken);
+            // The human form: it hides the private key, which the dump form prints.
+            var handshake = await testbed.For(TestbedRoles.Client).RunAsync("wg", ["show", network.ClientInterface], cancellationToken: cancellationToken);
+            console.MarkupLineInterpolated($"   Ping from the client to {TestbedAddresses.Router} through the tunnel: {ping.Received}/{ping.Transmitted} answered, average RTT {ping.AverageRoundTrip?.TotalMilliseconds ?? double.NaN:0.###} ms.");
+            console.MarkupLineInterpolated($"   `wg show {network.ClientInterface}` in the client's namespace (wireguard-tools reading our interface):");
+            console.WriteLine(Indent(handshake.StandardOutput));
 
-            using var tls = TlsMaterial.Load(Path.Combine(certs, "admin"));
-            using var channel = GrpcChannels.MutualTls(baseListen, tls);
-            var admin = new Admin.AdminClient(channel);
-            var cluster = await admin.GetClusterAsync(new GetClusterRequest(), cancellationToken: cancellationToken);
-            var regions = await admin.ListRegionsAsync(new ListRegionsRequest(), cancellationToken: cancellationToken);
-            console.MarkupLine("4. The topology, as `mydvpn admin cluster` and `mydvpn admin regions` show it:");
-            console.Write(AdminCommand.ClusterTable(cluster));
-            console.Write(AdminCommand.RegionsTable(regions));
-
-            var caFile = Path.Combine(certs, "ca", CertificateAuthority.CaCertFile);
-            var (exitId, exitRegion) = ("exit-us-1", SuperNodes[1].Region);
-            nodes.Add(await StartPeerAsync(admin, executable, work, exitId, PeerRole.Exit, exitRegion, edges[exitRegion], caFile,
-                ["--max-clients", "10"], cancellationToken));
-            var pool = await WaitForExitPoolAsync(admin, nodes[^1], exitRegion,
-                p => p.Exits.Any(e => e.PeerId == exitId && e.Online), cancellationToken);
-            console.MarkupLineInterpolated($"5. Exit peer {exitId} enrolled with a one-time token and offered 10 client places; region {exitRegion}'s exit pool knows it:");
-            console.Write(AdminCommand.ExitsTable(pool));
-
-            var (peerId, peerRegion) = ("laptop-1", SuperNodes[0].Region);
-            nodes.Add(await StartPeerAsync(admin, executable, work, peerId, PeerRole.Client, peerRegion, edges[peerRegion], caFile,
-                ["--exit-region", exitRegion], cancellationToken));
-            var sessions = await WaitForSessionsAsync(admin, nodes[^1],
-                list => list.Sessions.Any(s => s.PeerId == peerId && s.Assignments.Any(a => a.State == "active")), cancellationToken);
-            pool = await admin.ListExitsAsync(new ListExitsRequest { Region = exitRegion }, cancellationToken: cancellationToken);
-            console.MarkupLineInterpolated($"6. Client {peerId} ({peerRegion}) asked for an exit in {exitRegion}: its session asked {SuperNodes[1].Id} over mutual TLS, the pool picked {exitId}, which accepted the client's WireGuard key, then the client got the exit's key, endpoint and its tunnel address:");
-            console.Write(AdminCommand.AssignmentsTable(pool));
+            var sessions = await network.Admin.ListSessionsAsync(new ListSessionsRequest(), cancellationToken: cancellationToken);
+            var pool = await network.Admin.ListExitsAsync(new ListExitsRequest { Region = TestbedNetwork.ExitRegion }, cancellationToken: cancellationToken);
+            console.MarkupLine($"{step++}. What an operator sees (`mydvpn admin sessions`, `mydvpn admin exits --region {TestbedNetwork.ExitRegion}`):");
             console.Write(AdminCommand.SessionsTable(sessions));
-            console.MarkupLineInterpolated($"   The agent's own view: mydvpn status --state-dir {Path.Combine(work, peerId)}");
-
-            var disconnect = await admin.IssueCommandAsync(new AdminCommandRequest
-            {
-                Region = peerRegion,
-                Request = new IssueCommandRequest
-                {
-                    PeerId = peerId,
-                    Command = new MyDvpn.Protocol.Control.Command { Disconnect = new Disconnect { Reason = "demo" } },
-                    Wait = true,
-                },
-            }, cancellationToken: cancellationToken);
-            console.MarkupLineInterpolated($"7. A DISCONNECT command, persisted by the peer's session before delivery: {AdminCommand.CommandText(peerId, disconnect)}");
-            pool = await WaitForExitPoolAsync(admin, nodes[^1], exitRegion, p => p.Assignments.All(a => a.ClientPeerId != peerId), cancellationToken);
-            console.MarkupLineInterpolated($"   It released the exit on both sides; {exitId} serves {pool.Exits.FirstOrDefault(e => e.PeerId == exitId)?.Clients ?? 0} clients now.");
-            console.MarkupLineInterpolated($"   Peers keep the tunnel they were told to build in tunnel.json and log commands in commands.jsonl; WireGuard arrives with the data-plane issue.");
-            console.MarkupLineInterpolated($"Try it yourself: mydvpn admin --base {baseListen} --tls {Path.Combine(certs, "admin")} sessions");
+            console.Write(AdminCommand.AssignmentsTable(pool));
+            console.MarkupLineInterpolated($"Try it yourself: mydvpn status --state-dir {network.StateDir(TestbedNetwork.ClientId)}");
+            console.MarkupLineInterpolated($"                 ip netns exec {ns.Client} ping 198.51.100.1");
             console.MarkupLineInterpolated($"Node logs (JSON): {Path.Combine(work, "logs")}");
 
             if (!once)
             {
-                console.MarkupLine("Running. Press Ctrl-C to stop the network.");
+                console.MarkupLine("Running. Press Ctrl-C to stop and tear everything down.");
                 await Task.Delay(Timeout.Infinite, cancellationToken).ContinueWith(_ => { }, TaskScheduler.Default);
             }
             return CliApplication.Success;
         }
-        catch (DemoNodeFailedException ex)
+        catch (Exception ex) when (ex is DemoNodeFailedException or TestbedException or HostCommandException or Grpc.Core.RpcException)
         {
-            await Console.Error.WriteLineAsync($"error: {ex.Message}");
+            await error.WriteLineAsync($"error: {ex.Message}");
             return CliApplication.RuntimeFailure;
         }
         finally
         {
-            console.MarkupLine("Stopping the network…");
-            foreach (var node in Enumerable.Reverse(nodes))
-            {
-                await node.StopAsync(TimeSpan.FromSeconds(10));
-                node.Dispose();
-            }
-            if (removeWork)
+            console.MarkupLine("Stopping: the peers give their exit back and remove their WireGuard interfaces, then the nodes leave…");
+            if (network is not null)
+                await network.DisposeAsync();
+            if (testbed is not null)
+                await testbed.DisposeAsync();
+            if (requestedDir is null)
                 Directory.Delete(work, recursive: true);
+            console.MarkupLine("Torn down: no namespace, interface, NAT rule or process of the demo is left.");
         }
     }
 
-    /// <summary>Enrolls a peer with a one-time token and starts its agent.</summary>
-    private static async Task<NodeProcess> StartPeerAsync(Admin.AdminClient admin, MydvpnExecutable executable, string work, string peerId,
-        PeerRole role, string region, HostPort superNode, string caFile, string[] extra, CancellationToken cancellationToken)
+    /// <summary>Says which Debian packages are missing; with <paramref name="install"/> apt-gets them.</summary>
+    private static async Task<bool> EnsurePackagesAsync(TextWriter output, TextWriter error, bool install, CancellationToken cancellationToken)
     {
-        var token = await admin.CreateTokenAsync(new CreateTokenRequest { Role = (int)role, Region = region, Uses = 1, TtlSeconds = 600 },
-            cancellationToken: cancellationToken);
-        var keyFile = Path.Combine(work, $"{peerId}.key");
-        if (!File.Exists(keyFile))
-            IdentityKey.Generate().Save(keyFile);
-        return NodeProcess.Start(executable, peerId, Path.Combine(work, "logs", $"{peerId}.log"),
-        [
-            "peer", "--role", role == PeerRole.Exit ? "exit" : "client", "--id", peerId, "--region", region, "--key", keyFile,
-            "--ca", caFile, "--supernode", superNode.ToString(), "--token", token.Token, "--state-dir", Path.Combine(work, peerId), .. extra,
-        ]);
-    }
-
-    /// <summary>Polls the admin's session list until <paramref name="until"/> holds; fails with the end of the peer's log if it exits.</summary>
-    private static Task<SessionList> WaitForSessionsAsync(Admin.AdminClient admin, NodeProcess peer, Func<SessionList, bool> until,
-        CancellationToken cancellationToken) =>
-        PollAsync(peer, "the session list", async () => await admin.ListSessionsAsync(new ListSessionsRequest(), cancellationToken: cancellationToken),
-            until, cancellationToken);
-
-    /// <summary>Polls a region's exit pool until <paramref name="until"/> holds; fails with the end of the peer's log if it exits.</summary>
-    private static Task<ExitPoolView> WaitForExitPoolAsync(Admin.AdminClient admin, NodeProcess peer, string region,
-        Func<ExitPoolView, bool> until, CancellationToken cancellationToken) =>
-        PollAsync(peer, $"region {region}'s exit pool",
-            async () => await admin.ListExitsAsync(new ListExitsRequest { Region = region }, cancellationToken: cancellationToken), until, cancellationToken);
-
-    private static async Task<T> PollAsync<T>(NodeProcess peer, string what, Func<Task<T>> read, Func<T, bool> until, CancellationToken cancellationToken)
-    {
-        var deadline = Stopwatch.StartNew();
-        while (deadline.Elapsed < TimeSpan.FromSeconds(60))
+        var missing = Prerequisites.MissingPackages(Tools);
+        if (missing.Count == 0)
+            return true;
+        if (!install)
         {
-            if (peer.HasExited)
-                throw new DemoNodeFailedException($"{peer.Name} exited with code {peer.ExitCode}:\n{Tail(peer.ReadLog())}");
-            var value = await read();
-            if (until(value))
-                return value;
-            await Task.Delay(250, cancellationToken);
+            await error.WriteLineAsync($"error: the demo needs these Debian packages: {string.Join(' ', missing)}. " +
+                                       $"Install them (apt-get install {string.Join(' ', missing)}) or run the demo with --install-deps.");
+            return false;
         }
-        throw new DemoNodeFailedException($"{what} did not get there within 60 s; {peer.Name}'s log:\n{Tail(peer.ReadLog())}");
+        await output.WriteLineAsync($"Installing {string.Join(' ', missing)} with apt-get…");
+        await HostCommand.Host.RunCheckedAsync("apt-get", ["update", "-qq"], cancellationToken: cancellationToken);
+        var installed = await new HostCommand(null).RunAsync("env",
+            ["DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq", .. missing], cancellationToken: cancellationToken);
+        if (!installed.Succeeded)
+        {
+            await error.WriteLineAsync($"error: apt-get install {string.Join(' ', missing)} failed: {installed.StandardError.Trim()}");
+            return false;
+        }
+        return Prerequisites.MissingPackages(Tools).Count == 0;
     }
+
+    private static string Indent(string text) => string.Join('\n', text.TrimEnd().Split('\n').Select(line => "     " + line));
 
     /// <summary>Polls the node's <c>/readyz</c>; fails with the end of its log if it exits or stays unready.</summary>
     public static async Task WaitReadyAsync(NodeProcess node, HostPort metrics, CancellationToken cancellationToken, TimeSpan? timeout = null)

@@ -6,8 +6,7 @@ namespace MyDvpn.Cli.Commands;
 /// <summary><c>mydvpn peer</c>: the peer agent (ARCHITECTURE §1, §7).</summary>
 public static class PeerCommand
 {
-    private const string DataPlaneNote = " (data plane: validated now, used once the data-plane issue lands)";
-    private const string NoInterfaceYet = " (no WireGuard interface is configured yet)";
+
 
     public static Command Build()
     {
@@ -24,19 +23,22 @@ public static class PeerCommand
         config.Flag<string>("--exit-region", nameof(PeerOptions.ExitRegion), "Region to take an exit in (client): asked for on every connect until one is held; `mydvpn status` shows it");
         config.Flag<string>("--state-dir", nameof(PeerOptions.StateDir),
             "Directory for applied command ids, the enrollment record, the command log, the WireGuard key, the tunnel state and the status socket (default ~/.local/state/mydvpn/ID, /var/lib/mydvpn/ID as root)");
+        config.Flag<string>("--data-plane", nameof(PeerOptions.DataPlane),
+            "wireguard (default, needs root): make a WireGuard interface, routes and NAT match what the SuperNode asks; " +
+            "none: keep only the tunnel state (tests, several agents on one host)");
         config.Flag<string>("--wg-interface", nameof(PeerOptions.WgInterface),
-            $"WireGuard interface name (default {PeerOptions.DefaultWireGuardInterface})" + DataPlaneNote);
-        config.Flag<string>("--uplink", nameof(PeerOptions.Uplink), "Interface an exit forwards client traffic out of (default: detected)" + DataPlaneNote);
+            $"WireGuard interface name (default {PeerOptions.DefaultWireGuardInterface})");
+        config.Flag<string>("--uplink", nameof(PeerOptions.Uplink), "Interface an exit forwards client traffic out of (default: the default route's)");
         config.Flag<string>("--public-endpoint", nameof(PeerOptions.PublicEndpoint), "HOST:PORT clients reach this exit's WireGuard on (exit; default: the address its control stream comes from, and --wg-port)");
         config.Flag<int>("--max-clients", nameof(PeerOptions.MaxClients),
             $"Clients an exit serves at once (default {PeerOptions.DefaultMaxClients}); the region's exit pool gives it no more");
-        config.Flag<int>("--wg-port", nameof(PeerOptions.WgPort), $"WireGuard UDP port (default {PeerOptions.DefaultWireGuardPort}), announced to clients" + NoInterfaceYet);
+        config.Flag<int>("--wg-port", nameof(PeerOptions.WgPort), $"WireGuard UDP port (default {PeerOptions.DefaultWireGuardPort}), announced to clients");
 
         var command = new Command("peer",
             "Run a peer agent: keeps an authenticated control stream to a SuperNode of its region and applies the commands it " +
-            "receives, each at most once; a client asks for an exit, an exit accepts clients. Until the data-plane issue lands, " +
-            "the tunnel the commands describe is kept in STATE_DIR/tunnel.json (and commands logged in STATE_DIR/commands.jsonl), " +
-            "not applied to a WireGuard interface.");
+            "receives, each at most once; a client asks for an exit and routes all its traffic through it, an exit accepts clients " +
+            "and forwards their traffic out of its uplink. The tunnel is kept in STATE_DIR/tunnel.json and applied to the " +
+            "WireGuard interface (--data-plane); commands are logged in STATE_DIR/commands.jsonl.");
         config.AddTo(command);
         command.SetAction(async (parse, cancellationToken) =>
         {

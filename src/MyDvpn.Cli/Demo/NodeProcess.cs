@@ -52,19 +52,17 @@ public sealed class NodeProcess : IDisposable
         LogFile = logFile;
     }
 
+    /// <param name="networkNamespace">Run inside this network namespace (<c>ip netns exec</c>, which execs the program: the
+    /// process is <c>mydvpn</c> itself and gets the signals); null: this process's namespace.</param>
     public static NodeProcess Start(MydvpnExecutable executable, string name, string logFile, IEnumerable<string> arguments,
-        IReadOnlyDictionary<string, string>? environment = null)
+        IReadOnlyDictionary<string, string>? environment = null, string? networkNamespace = null)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(logFile))!);
-        var start = new ProcessStartInfo(executable.FileName)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
-        };
-        foreach (var argument in executable.PrefixArguments.Concat(arguments))
-            start.ArgumentList.Add(argument);
+        var start = new MyDvpn.DataPlane.Os.HostCommand(networkNamespace)
+            .StartInfo(executable.FileName, [.. executable.PrefixArguments, .. arguments]);
+        start.RedirectStandardOutput = true;
+        start.RedirectStandardError = true;
+        start.RedirectStandardInput = true;
         foreach (var (key, value) in environment ?? new Dictionary<string, string>())
             start.Environment[key] = value;
         var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {name}");

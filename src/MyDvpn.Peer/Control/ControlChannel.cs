@@ -187,6 +187,11 @@ public sealed class ControlChannel : ReceiveActor, IWithTimers
         });
         Receive<ExitRequestUnanswered>(OnExitRequestUnanswered);
         Receive<StaleExitDropped>(_ => MaybeRequestExit());
+        Receive<Tunnel.InterfaceReadingChanged>(changed =>
+        {
+            if (phase == Phase.Connected && changed.Reading is { } reading)
+                Send(new ControlMessage { StatusReport = StatusReportOf(reading) });
+        });
         Receive<ReleaseExit>(_ => OnReleaseExit());
         Receive<ExitReleaseWritten>(OnExitReleaseWritten);
     }
@@ -221,7 +226,9 @@ public sealed class ControlChannel : ReceiveActor, IWithTimers
         if (connection is not null || closing)
             return;
         var endpoint = rotation.Current;
-        var opened = new ControlConnection(++generation, endpoint, validator, Self, settings.Timings.ConnectTimeout, stopping.Token);
+        // With a full tunnel up, the stream's socket carries WireGuard's mark so that it stays outside the tunnel.
+        var mark = settings.DataPlane.Mode == DataPlaneMode.WireGuard ? MyDvpn.DataPlane.FullTunnelSpec.DefaultFirewallMark : (int?)null;
+        var opened = new ControlConnection(++generation, endpoint, validator, Self, settings.Timings.ConnectTimeout, stopping.Token, mark);
         connection = opened;
         phase = Phase.AwaitingChallenge;
         superNodeId = null;
@@ -352,6 +359,21 @@ public sealed class ControlChannel : ReceiveActor, IWithTimers
     /// The session no longer holds the exit this agent keeps (it was released while the agent was away and the
     /// RemoveExit did not reach it in time): the agent drops it too, then asks again if it wants an exit.
     /// </summary>
+    /// <summary>What the SuperNode learns of this peer's WireGuard interface: each peer's endpoint, handshake and bytes.</summary>
+    private static StatusReport StatusReportOf(MyDvpn.DataPlane.InterfaceReading reading)
+    {
+        var report = new StatusReport();
+        report.Peers.AddRange(reading.Peers.Select(p => new WireGuardPeerStatus
+        {
+            PublicKey = ByteString.CopyFrom(p.PublicKey),
+            Endpoint = p.Endpoint ?? "",
+            LastHandshake = p.LastHandshake is { } at ? Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(at) : null,
+            RxBytes = p.RxBytes,
+            TxBytes = p.TxBytes,
+        }));
+        return report;
+    }
+
     private void DropStaleExit(string held, string sessionHolds)
     {
         using (Scope())

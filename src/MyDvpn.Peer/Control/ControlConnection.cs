@@ -26,10 +26,19 @@ internal sealed class ControlConnection
     private readonly TimeSpan connectTimeout;
     private readonly TaskCompletionSource<bool> written = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private volatile string? certificateProblem;
+    private readonly int? socketMark;
 
+    // Linux <sys/socket.h>: SOL_SOCKET, SO_MARK.
+    private const int SolSocket = 1, SoMark = 36;
+
+    /// <param name="socketMark">
+    /// The firewall mark (SO_MARK) put on the stream's socket, so the data plane's full-tunnel routing leaves the control
+    /// stream outside the tunnel (needs CAP_NET_ADMIN); null: none.
+    /// </param>
     public ControlConnection(int generation, HostPort endpoint, ServerCertificateValidator validator, IActorRef owner,
-        TimeSpan connectTimeout, CancellationToken stopping)
+        TimeSpan connectTimeout, CancellationToken stopping, int? socketMark = null)
     {
+        this.socketMark = socketMark;
         Generation = generation;
         Endpoint = endpoint;
         this.validator = validator;
@@ -85,6 +94,7 @@ internal sealed class ControlConnection
                 HttpHandler = new SocketsHttpHandler
                 {
                     ConnectTimeout = connectTimeout,
+                    ConnectCallback = socketMark is { } mark ? (context, cancel) => ConnectMarkedAsync(context.DnsEndPoint, mark, cancel) : null,
                     PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
                     // HTTP/2 pings notice a dead TCP path even while the control stream is quiet.
                     KeepAlivePingDelay = TimeSpan.FromSeconds(20),
@@ -120,6 +130,22 @@ internal sealed class ControlConnection
         {
             written.TrySetResult(false);
             aborted.Dispose();
+        }
+    }
+
+    private static async ValueTask<Stream> ConnectMarkedAsync(System.Net.DnsEndPoint server, int mark, CancellationToken cancellationToken)
+    {
+        var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            socket.SetRawSocketOption(SolSocket, SoMark, BitConverter.GetBytes(mark));
+            await socket.ConnectAsync(server, cancellationToken);
+            return new System.Net.Sockets.NetworkStream(socket, ownsSocket: true);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
         }
     }
 

@@ -1,4 +1,5 @@
 using System.Text.Json.Serialization;
+using MyDvpn.DataPlane;
 using MyDvpn.Peer.Tunnel;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Security;
@@ -14,9 +15,9 @@ namespace MyDvpn.Peer.LocalStatus;
 /// <param name="Exit">The exit this peer uses as a client; null when it holds none.</param>
 /// <param name="TunnelAddresses">This peer's addresses in its tunnels (as a client, then as an exit).</param>
 /// <param name="Path"><c>direct</c> while an exit is held, else <c>none</c> (the relay adds <c>relay</c>).</param>
-/// <param name="LastHandshake">Null until the data plane reads it from the WireGuard interface.</param>
-/// <param name="RxBytes">Null until the data plane reads it from the WireGuard interface.</param>
-/// <param name="TxBytes">Null until the data plane reads it from the WireGuard interface.</param>
+/// <param name="LastHandshake">The last WireGuard handshake with the exit, as read from the interface; null without a data plane or before the first.</param>
+/// <param name="RxBytes">Bytes received from the exit, as read from the interface; null without a data plane.</param>
+/// <param name="TxBytes">Bytes sent to the exit, as read from the interface; null without a data plane.</param>
 /// <param name="Clients">The clients this peer serves as an exit.</param>
 public sealed record AgentStatus(
     string PeerId,
@@ -36,7 +37,8 @@ public sealed record AgentStatus(
     public const string PathDirect = "direct", PathNone = "none";
 
     /// <summary>The document for this moment, from the snapshots the agent keeps.</summary>
-    public static AgentStatus Of(PeerSettings settings, WireGuardKey key, PeerStatusSnapshot status, TunnelState tunnel)
+    /// <param name="reading">The WireGuard interface as last read; null without a data plane or while it does not exist.</param>
+    public static AgentStatus Of(PeerSettings settings, WireGuardKey key, PeerStatusSnapshot status, TunnelState tunnel, InterfaceReading? reading = null)
     {
         var stream = new AgentStreamStatus(
             status.Connected ? "connected" : "connecting",
@@ -56,8 +58,14 @@ public sealed record AgentStatus(
             request.LastError is { } error ? new AgentExitRequestError(error.GrpcStatus, error.Reason, error.Detail) : null,
             request.NextAttemptAt);
         var clients = tunnel.Clients
-            .Select(c => new AgentClientStatus(c.AssignmentId, c.PeerId, c.Region, c.PublicKey, [.. c.AllowedIps]))
+            .Select(c =>
+            {
+                var peer = PeerIn(reading, c.PublicKey);
+                return new AgentClientStatus(c.AssignmentId, c.PeerId, c.Region, c.PublicKey, [.. c.AllowedIps],
+                    peer?.Endpoint, peer?.LastHandshake, peer?.RxBytes, peer?.TxBytes);
+            })
             .ToList();
+        var exitPeer = tunnel.Exit is { } used ? PeerIn(reading, used.PublicKey) : null;
         return new AgentStatus(
             settings.Id,
             RoleName(settings.Role),
@@ -67,13 +75,15 @@ public sealed record AgentStatus(
             exit,
             [.. tunnel.TunnelAddresses],
             exit is null ? PathNone : PathDirect,
-            // The data plane fills these from the WireGuard interface; there is none yet.
-            LastHandshake: null,
-            RxBytes: null,
-            TxBytes: null,
+            LastHandshake: exitPeer?.LastHandshake,
+            RxBytes: exitPeer?.RxBytes,
+            TxBytes: exitPeer?.TxBytes,
             exitRequest,
             clients);
     }
+
+    private static PeerReading? PeerIn(InterfaceReading? reading, string publicKeyBase64) =>
+        reading?.Peers.FirstOrDefault(p => Convert.ToBase64String(p.PublicKey) == publicKeyBase64);
 
     public static string RoleName(PeerRole role) => role switch
     {
@@ -120,7 +130,17 @@ public sealed record AgentExitRequestError(string GrpcStatus, string Reason, str
 
 /// <param name="PeerId">The client's peer id.</param>
 /// <param name="PublicKey">The client's WireGuard public key, base64.</param>
-public sealed record AgentClientStatus(string AssignmentId, string PeerId, string Region, string PublicKey, IReadOnlyList<string> AllowedIps);
+/// <param name="Endpoint">Where the client's WireGuard packets come from, as read from the interface (null before the first).</param>
+public sealed record AgentClientStatus(
+    string AssignmentId,
+    string PeerId,
+    string Region,
+    string PublicKey,
+    IReadOnlyList<string> AllowedIps,
+    string? Endpoint = null,
+    DateTimeOffset? LastHandshake = null,
+    ulong? RxBytes = null,
+    ulong? TxBytes = null);
 
 /// <summary>System.Text.Json metadata for <see cref="AgentStatus"/>, generated at build time: camelCase, nulls written.</summary>
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, DefaultIgnoreCondition = JsonIgnoreCondition.Never)]

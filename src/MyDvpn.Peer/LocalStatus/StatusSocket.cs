@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+
 using MyDvpn.Peer.Tunnel;
 using MyDvpn.Security;
 
@@ -15,7 +16,8 @@ namespace MyDvpn.Peer.LocalStatus;
 /// other agent uses it); the socket is removed on stop.
 /// </summary>
 public sealed class StatusSocket(
-    PeerSettings settings, WireGuardKey key, PeerStatus status, TunnelStateStore tunnel, ILogger<StatusSocket> logger) : IHostedService, IDisposable
+    PeerSettings settings, WireGuardKey key, PeerStatus status, TunnelStateStore tunnel, WireGuardTunnel? dataPlane, ILogger<StatusSocket> logger)
+    : IHostedService, IDisposable
 {
     public const string FileName = "agent.sock";
 
@@ -88,7 +90,7 @@ public sealed class StatusSocket(
     /// <summary>The document as it would be sent now.</summary>
     public byte[] Document()
     {
-        var document = AgentStatus.Of(settings, key, status.Current, tunnel.Current);
+        var document = AgentStatus.Of(settings, key, status.Current, tunnel.Current, dataPlane?.Latest);
         var json = JsonSerializer.SerializeToUtf8Bytes(document, AgentStatusJson.Default.AgentStatus);
         return [.. json, (byte)'\n'];
     }

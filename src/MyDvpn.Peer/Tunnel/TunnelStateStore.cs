@@ -22,6 +22,7 @@ public sealed class TunnelStateStore : IDisposable
 
     private readonly SemaphoreSlim gate = new(1, 1);
     private TunnelState current;
+    private Func<TunnelState, CancellationToken, Task>? dataPlane;
 
     private TunnelStateStore(string path, TunnelState state)
     {
@@ -58,8 +59,30 @@ public sealed class TunnelStateStore : IDisposable
     }
 
     /// <summary>
-    /// Applies <paramref name="change"/> to the current state and, if it changed anything, writes the result before
-    /// making it <see cref="Current"/>. Returns the state after the change.
+    /// From now on every change is first made true on the host by <paramref name="apply"/> (the data plane); a change
+    /// it cannot make is not written, the host is put back as it was, and the caller gets the exception.
+    /// </summary>
+    public void UseDataPlane(Func<TunnelState, CancellationToken, Task> apply) => dataPlane = apply;
+
+    /// <summary>Makes the host match the current state again (at start-up: the interface comes back after a restart).</summary>
+    public async Task ApplyCurrentAsync(CancellationToken cancellationToken)
+    {
+        if (dataPlane is not { } apply)
+            return;
+        await gate.WaitAsync(cancellationToken);
+        try
+        {
+            await apply(Current, cancellationToken);
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
+    /// <summary>
+    /// Applies <paramref name="change"/> to the current state and, if it changed anything, makes it true on the host
+    /// (see <see cref="UseDataPlane"/>) and writes it before making it <see cref="Current"/>. Returns the state after the change.
     /// </summary>
     public async Task<TunnelState> UpdateAsync(Func<TunnelState, TunnelState> change, CancellationToken cancellationToken = default)
     {
@@ -70,6 +93,18 @@ public sealed class TunnelStateStore : IDisposable
             var after = change(before);
             if (after.Equals(before))
                 return before;
+            if (dataPlane is { } apply)
+            {
+                try
+                {
+                    await apply(after, cancellationToken);
+                }
+                catch (Exception) when (!cancellationToken.IsCancellationRequested)
+                {
+                    await RestoreAsync(apply, before);
+                    throw;
+                }
+            }
             await WriteAsync(after, cancellationToken);
             Volatile.Write(ref current, after);
             return after;
@@ -77,6 +112,20 @@ public sealed class TunnelStateStore : IDisposable
         finally
         {
             gate.Release();
+        }
+    }
+
+    /// <summary>Puts the host back to the state before a change it could not make; the data plane's own repair loop
+    /// keeps trying if this fails too.</summary>
+    private static async Task RestoreAsync(Func<TunnelState, CancellationToken, Task> apply, TunnelState before)
+    {
+        try
+        {
+            await apply(before, CancellationToken.None);
+        }
+        catch (Exception)
+        {
+            // Reported by the failure of the change itself; the WireGuardActor reconciles again on its timer.
         }
     }
 

@@ -10,7 +10,7 @@ using MyDvpn.Security;
 namespace MyDvpn.Peer.Tests;
 
 /// <summary>The handler with its real tunnel-state file and command log in a temporary state directory.</summary>
-public sealed class RecordingCommandHandlerTests : IDisposable
+public sealed class TunnelCommandHandlerTests : IDisposable
 {
     private static readonly WireGuardKey OwnKey = WireGuardKey.Generate();
     private static readonly byte[] ClientKeyA = WireGuardKey.Generate().PublicKey;
@@ -45,7 +45,7 @@ public sealed class RecordingCommandHandlerTests : IDisposable
 
         Assert.Equal(CommandResult.BodyOneofCase.Done, relay.Result.BodyCase);
         Assert.Equal(CommandResult.BodyOneofCase.Done, disconnect.Result.BodyCase);
-        var lines = File.ReadAllLines(Path.Combine(temp.Path, RecordingCommandHandler.FileName));
+        var lines = File.ReadAllLines(Path.Combine(temp.Path, TunnelCommandHandler.FileName));
         Assert.Equal(2, lines.Length);
         using var first = JsonDocument.Parse(lines[0]);
         var root = first.RootElement;
@@ -326,7 +326,7 @@ public sealed class RecordingCommandHandlerTests : IDisposable
         return store;
     }
 
-    private RecordingCommandHandler Handler(PeerRole role, TunnelStateStore? store = null, int maxClients = PeerOptions.DefaultMaxClients,
+    private TunnelCommandHandler Handler(PeerRole role, TunnelStateStore? store = null, int maxClients = PeerOptions.DefaultMaxClients,
         HostPort? publicEndpoint = null, int listenPort = PeerOptions.DefaultWireGuardPort) =>
         new(temp.Path, new TunnelSettings(role, OwnKey, maxClients, publicEndpoint, listenPort), store ?? Store(), time);
 }

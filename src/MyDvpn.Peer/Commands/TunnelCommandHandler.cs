@@ -23,11 +23,12 @@ namespace MyDvpn.Peer.Commands;
 /// <c>answer</c>, and <c>result</c> for a SetupExitResult).
 /// </para>
 /// <para>
-/// No network interface is configured yet: the tunnel state is what the data plane will make true, and the data-plane
-/// issue puts the WireGuard interface behind this handler.
+/// Every change goes through the <see cref="TunnelStateStore"/>, which (with <c>--data-plane wireguard</c>) has the
+/// WireGuard interface made to match before the change is written: a change the host cannot take fails the command with
+/// <c>COMMAND_ERROR_DATAPLANE</c> and leaves the state as it was.
 /// </para>
 /// </summary>
-public sealed class RecordingCommandHandler(string stateDir, TunnelSettings local, TunnelStateStore tunnel, TimeProvider time) : ICommandHandler
+public sealed class TunnelCommandHandler(string stateDir, TunnelSettings local, TunnelStateStore tunnel, TimeProvider time) : ICommandHandler
 {
     public const string FileName = "commands.jsonl";
 

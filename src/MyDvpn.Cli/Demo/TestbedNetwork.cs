@@ -1,0 +1,248 @@
+using System.Net;
+using System.Text.Json;
+using Grpc.Net.Client;
+using MyDvpn.Cli.Commands;
+using MyDvpn.DataPlane.Os;
+using MyDvpn.Hosting;
+using MyDvpn.Peer.LocalStatus;
+using MyDvpn.Protocol.Admin;
+using MyDvpn.Protocol.Directory;
+using MyDvpn.Protocol.SuperNode;
+using MyDvpn.Security;
+using MyDvpn.Testbed;
+using PeerRole = MyDvpn.Protocol.Control.PeerRole;
+
+namespace MyDvpn.Cli.Demo;
+
+/// <summary>
+/// A whole myDvpn network in a <see cref="NetnsTestbed"/>, every node a real <c>mydvpn</c> process in its namespace:
+/// the BaseNode in <c>base</c>, SuperNode sn-eu-1 (region eu-west) in <c>sn-a</c>, sn-us-1 (us-east) in <c>sn-b</c>, an
+/// exit peer behind its NAT in <c>exit</c> and a client peer behind its NAT in <c>client</c>, both driving WireGuard.
+/// The admin API is reached from the internet router's namespace. Used by the netns tests and <c>mydvpn demo</c>.
+/// Disposing it stops the peers first (they tear their interfaces down), then the nodes; the testbed is the caller's.
+/// </summary>
+public sealed class TestbedNetwork : IAsyncDisposable
+{
+    public const string ClientRegion = "eu-west", ExitRegion = "us-east";
+    public const string ClientId = "laptop-1", ExitId = "exit-us-1";
+    private const int ClusterPort = 7000, GrpcPort = 7443, MetricsPort = 9100;
+
+    private readonly MydvpnExecutable executable;
+    private readonly List<NodeProcess> nodes = [];
+    private readonly Dictionary<string, NodeProcess> peers = new(StringComparer.Ordinal);
+    private readonly GrpcChannel adminChannel;
+    private readonly TlsMaterial adminTls;
+
+    private TestbedNetwork(NetnsTestbed testbed, MydvpnExecutable executable, string work)
+    {
+        Testbed = testbed;
+        this.executable = executable;
+        Work = work;
+        Certificates = Path.Combine(work, "certs");
+        adminTls = TlsMaterial.Load(Path.Combine(Certificates, "admin"));
+        adminChannel = GrpcChannels.MutualTls(new HostPort(TestbedAddresses.Base.ToString(), GrpcPort), adminTls, TimeSpan.FromSeconds(5),
+            (context, cancel) => ConnectFromAsync(testbed.Namespaces.Internet, context.DnsEndPoint, cancel));
+        Admin = new Admin.AdminClient(adminChannel);
+        // Interface names are host-wide for wireguard-go's socket: unique per testbed.
+        ClientInterface = "wgc" + testbed.Id[^6..];
+        ExitInterface = "wge" + testbed.Id[^6..];
+    }
+
+    public NetnsTestbed Testbed { get; }
+
+    public string Work { get; }
+
+    public string Certificates { get; }
+
+    public Admin.AdminClient Admin { get; }
+
+    public string ClientInterface { get; }
+
+    public string ExitInterface { get; }
+
+    public HostPort BaseGrpc => new(TestbedAddresses.Base.ToString(), GrpcPort);
+
+    public static HostPort SuperNodeGrpc(IPAddress address) => new(address.ToString(), GrpcPort);
+
+    public string StateDir(string peerId) => Path.Combine(Work, "peers", peerId);
+
+    /// <summary>Makes the certificates and starts the BaseNode and both SuperNodes; returns once the directory lists both up.</summary>
+    public static async Task<TestbedNetwork> StartAsync(NetnsTestbed testbed, MydvpnExecutable executable, string work,
+        Action<string>? progress, CancellationToken cancellationToken)
+    {
+        var certs = Path.Combine(work, "certs");
+        var ca = Path.Combine(certs, "ca");
+        if (!File.Exists(Path.Combine(ca, CertificateAuthority.CaCertFile)))
+            CertificateAuthority.Init(ca).Dispose();
+        foreach (var (name, address) in new[] { ("base", TestbedAddresses.Base), ("sn-eu-1", TestbedAddresses.SnA), ("sn-us-1", TestbedAddresses.SnB) })
+            CertificateAuthority.Issue(ca, name, CertificateKind.Node, [address], [], Path.Combine(certs, name)).Dispose();
+        CertificateAuthority.Issue(ca, "testbed-admin", CertificateKind.Admin, [], [], Path.Combine(certs, "admin")).Dispose();
+
+        var network = new TestbedNetwork(testbed, executable, work);
+        try
+        {
+            network.StartNode("base", testbed.Namespaces.Base,
+            [
+                "base", "--data-dir", Path.Combine(work, "base"), "--cluster", At(TestbedAddresses.Base, ClusterPort),
+                "--listen", At(TestbedAddresses.Base, GrpcPort), "--metrics", At(TestbedAddresses.Base, MetricsPort),
+                "--tls", Path.Combine(certs, "base"),
+            ]);
+            await network.UntilAsync(async () => await network.Admin.ListRegionsAsync(new ListRegionsRequest(), cancellationToken: cancellationToken) is not null,
+                "the BaseNode answers", cancellationToken);
+            progress?.Invoke($"BaseNode up in namespace {testbed.Namespaces.Base} ({TestbedAddresses.Base}): directory and admin API.");
+
+            foreach (var (id, region, ns, address) in new[]
+                     {
+                         ("sn-eu-1", ClientRegion, testbed.Namespaces.SnA, TestbedAddresses.SnA),
+                         ("sn-us-1", ExitRegion, testbed.Namespaces.SnB, TestbedAddresses.SnB),
+                     })
+            {
+                network.StartNode(id, ns,
+                [
+                    "super", "--data-dir", Path.Combine(work, id), "--region", region, "--id", id,
+                    "--cluster", At(address, ClusterPort), "--base", At(TestbedAddresses.Base, GrpcPort),
+                    "--listen", At(address, GrpcPort), "--metrics", At(address, MetricsPort), "--public-ip", address.ToString(),
+                    "--relay-ports", "40000-40999", "--tls", Path.Combine(certs, id), "--max-streams", "1000",
+                ]);
+            }
+            await network.UntilAsync(async () =>
+            {
+                var regions = await network.Admin.ListRegionsAsync(new ListRegionsRequest(), cancellationToken: cancellationToken);
+                return regions.Regions.Count(r => r.Supernodes.Any(s => s.Status == SuperNodeStatus.Up)) == 2;
+            }, "both SuperNodes are registered", cancellationToken);
+            progress?.Invoke($"SuperNodes up: sn-eu-1 (region {ClientRegion}) in {testbed.Namespaces.SnA} ({TestbedAddresses.SnA}), " +
+                             $"sn-us-1 (region {ExitRegion}) in {testbed.Namespaces.SnB} ({TestbedAddresses.SnB}), each a cluster of its own.");
+            return network;
+        }
+        catch
+        {
+            await network.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Starts the exit peer behind its NAT and waits until region us-east's exit pool has it online.</summary>
+    public async Task StartExitAsync(CancellationToken cancellationToken)
+    {
+        await StartPeerAsync(ExitId, PeerRole.Exit, ExitRegion, Testbed.Namespaces.Exit, TestbedAddresses.SnB, ExitInterface,
+            ["--max-clients", "10"], cancellationToken);
+        await UntilAsync(async () =>
+        {
+            var pool = await Admin.ListExitsAsync(new ListExitsRequest { Region = ExitRegion }, cancellationToken: cancellationToken);
+            return pool.Exits.Any(e => e.PeerId == ExitId && e.Online);
+        }, $"{ExitId} is online in region {ExitRegion}'s exit pool", cancellationToken);
+    }
+
+    /// <summary>Starts the client peer behind its NAT, asking for an exit in us-east, and waits until it holds one.</summary>
+    public async Task<JsonElement> StartClientAsync(CancellationToken cancellationToken)
+    {
+        await StartPeerAsync(ClientId, PeerRole.Client, ClientRegion, Testbed.Namespaces.Client, TestbedAddresses.SnA, ClientInterface,
+            ["--exit-region", ExitRegion], cancellationToken);
+        JsonElement status = default;
+        await UntilAsync(async () =>
+        {
+            status = await StatusAsync(ClientId, cancellationToken);
+            return status.GetProperty("exit").ValueKind == JsonValueKind.Object;
+        }, $"{ClientId} holds an exit", cancellationToken);
+        return status;
+    }
+
+    /// <summary>What <c>mydvpn status --json</c> shows for the peer (its agent's status socket).</summary>
+    public async Task<JsonElement> StatusAsync(string peerId, CancellationToken cancellationToken)
+    {
+        var bytes = await StatusSocket.ReadAsync(StatusSocket.PathIn(StateDir(peerId)), TimeSpan.FromSeconds(5), cancellationToken);
+        return JsonDocument.Parse(bytes).RootElement.Clone();
+    }
+
+    /// <summary><c>wg show IFACE dump</c> in the namespace: wireguard-tools' own reading of the interface.</summary>
+    public Task<CommandResult> WgShowAsync(string roleOrNamespace, string interfaceName, CancellationToken cancellationToken) =>
+        Testbed.For(roleOrNamespace).RunAsync("wg", ["show", interfaceName, "dump"], cancellationToken: cancellationToken);
+
+    public NodeProcess Peer(string peerId) => peers[peerId];
+
+    /// <summary>SIGTERM the peer and wait: its agent gives the exit back and tears its interface down.</summary>
+    public async Task StopPeerAsync(string peerId)
+    {
+        if (peers.Remove(peerId, out var peer))
+        {
+            await peer.StopAsync(TimeSpan.FromSeconds(30));
+            peer.Dispose();
+        }
+    }
+
+    private async Task StartPeerAsync(string peerId, PeerRole role, string region, string ns, IPAddress superNode, string wgInterface,
+        string[] extra, CancellationToken cancellationToken)
+    {
+        var token = await Admin.CreateTokenAsync(new CreateTokenRequest { Role = (int)role, Region = region, Uses = 1, TtlSeconds = 600 },
+            cancellationToken: cancellationToken);
+        var keyFile = Path.Combine(Work, $"{peerId}.key");
+        if (!File.Exists(keyFile))
+            IdentityKey.Generate().Save(keyFile);
+        Directory.CreateDirectory(StateDir(peerId));
+        peers[peerId] = NodeProcess.Start(executable, peerId, Path.Combine(Work, "logs", $"{peerId}.log"),
+        [
+            "peer", "--role", role == PeerRole.Exit ? "exit" : "client", "--id", peerId, "--region", region, "--key", keyFile,
+            "--ca", Path.Combine(Certificates, "ca", CertificateAuthority.CaCertFile), "--supernode", At(superNode, GrpcPort),
+            "--token", token.Token, "--state-dir", StateDir(peerId), "--wg-interface", wgInterface, .. extra,
+        ], networkNamespace: ns);
+    }
+
+    private void StartNode(string name, string ns, string[] arguments) =>
+        nodes.Add(NodeProcess.Start(executable, name, Path.Combine(Work, "logs", $"{name}.log"), arguments, networkNamespace: ns));
+
+    /// <summary>Polls until <paramref name="condition"/> holds (60 s at most); a node that exits meanwhile fails it with its log.</summary>
+    public async Task UntilAsync(Func<Task<bool>> condition, string what, CancellationToken cancellationToken, TimeSpan? within = null)
+    {
+        var deadline = DateTime.UtcNow + (within ?? TimeSpan.FromSeconds(60));
+        string? lastProblem = null;
+        while (DateTime.UtcNow < deadline)
+        {
+            if (nodes.Concat(peers.Values).FirstOrDefault(n => n.HasExited) is { } dead)
+                throw new DemoNodeFailedException($"{dead.Name} exited with code {dead.ExitCode}:\n{Tail(dead.ReadLog())}");
+            try
+            {
+                if (await condition())
+                    return;
+            }
+            catch (Exception ex) when (ex is Grpc.Core.RpcException or IOException or System.Net.Sockets.SocketException or JsonException
+                                           or TimeoutException or TestbedException)
+            {
+                lastProblem = ex.Message;
+            }
+            await Task.Delay(250, cancellationToken);
+        }
+        throw new DemoNodeFailedException($"timed out waiting until {what}{(lastProblem is null ? "" : $" (last: {lastProblem})")}; logs in {Path.Combine(Work, "logs")}");
+    }
+
+    private static string At(IPAddress address, int port) => new HostPort(address.ToString(), port).ToString();
+
+    private static string Tail(string log) => string.Join('\n', log.Split('\n').TakeLast(15));
+
+    private static async ValueTask<Stream> ConnectFromAsync(string ns, DnsEndPoint server, CancellationToken cancellationToken)
+    {
+        var socket = NetnsSockets.CreateTcp(ns);
+        try
+        {
+            await socket.ConnectAsync(server, cancellationToken);
+            return new System.Net.Sockets.NetworkStream(socket, ownsSocket: true);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var peerId in peers.Keys.ToList())
+            await StopPeerAsync(peerId);
+        foreach (var node in Enumerable.Reverse(nodes))
+        {
+            await node.StopAsync(TimeSpan.FromSeconds(15));
+            node.Dispose();
+        }
+        adminChannel.Dispose();
+        adminTls.Dispose();
+    }
+}

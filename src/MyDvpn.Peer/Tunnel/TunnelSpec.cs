@@ -1,0 +1,44 @@
+using System.Collections.Immutable;
+using System.Net;
+using MyDvpn.DataPlane;
+using MyDvpn.Peer.Tunnel;
+using MyDvpn.Security;
+
+namespace MyDvpn.Peer.Tunnel;
+
+/// <summary>
+/// What the tunnel state asks of the host's WireGuard interface: nothing while the peer holds no exit and serves no
+/// client; otherwise one interface with the exit as a peer and all IPv4 through it (client), the served clients as
+/// peers and their subnet forwarded and masqueraded out of the uplink (exit), or both.
+/// </summary>
+public static class TunnelSpec
+{
+    /// <summary>The interface for <paramref name="state"/>; null: the interface must not exist.</summary>
+    public static InterfaceSpec? For(TunnelState state, DataPlaneSettings settings, WireGuardKey key)
+    {
+        if (state.Exit is null && state.Clients.IsEmpty)
+            return null;
+
+        var peers = ImmutableList.CreateBuilder<PeerSpec>();
+        if (state.Exit is { } exit)
+        {
+            peers.Add(new PeerSpec(Convert.FromBase64String(exit.PublicKey), exit.Endpoint, exit.AllowedIps, exit.PersistentKeepaliveSeconds));
+        }
+        foreach (var client in state.Clients)
+        {
+            // A client's endpoint is learned from its first handshake (it may sit behind NAT): never set here.
+            peers.Add(new PeerSpec(Convert.FromBase64String(client.PublicKey), null, client.AllowedIps, 0));
+        }
+
+        var fullTunnel = state.Exit is { } used && used.AllowedIps.Any(IsDefaultRoute) ? new FullTunnelSpec() : null;
+        var exitNat = state.Clients.IsEmpty ? null : new ExitNatSpec([.. state.ExitAddresses.Select(NetworkOf).Distinct(StringComparer.Ordinal)], settings.Uplink);
+        return new InterfaceSpec(settings.WireGuardInterface, key.PrivateKey, settings.WireGuardPort, state.TunnelAddresses, peers.ToImmutable(),
+            fullTunnel, exitNat);
+    }
+
+    private static bool IsDefaultRoute(string cidr) => IPNetwork.TryParse(cidr, out var network) && network.PrefixLength == 0;
+
+    /// <summary>100.96.0.1/24 → 100.96.0.0/24: the subnet an exit's address sits in (parsing drops the host bits).</summary>
+    private static string NetworkOf(string address) =>
+        IPNetwork.TryParse(address.Contains('/') ? address : address + "/32", out var network) ? network.ToString() : address;
+}
