@@ -63,8 +63,5 @@ public static class Prerequisites
     public static bool IsPrivileged() => MissingCapabilities(File.ReadAllText("/proc/self/status")).Count == 0;
 
     public static string? FindOnPath(string program) =>
-        (Environment.GetEnvironmentVariable("PATH") ?? "")
-            .Split(':', StringSplitOptions.RemoveEmptyEntries)
-            .Select(directory => Path.Combine(directory, program))
-            .FirstOrDefault(File.Exists);
+        MyDvpn.DataPlane.Os.HostCommand.OnPath(program) is var resolved && resolved != program ? resolved : null;
 }

@@ -93,11 +93,11 @@ public sealed class HostCommand
         var start = new ProcessStartInfo { UseShellExecute = false };
         if (Namespace is null)
         {
-            start.FileName = program;
+            start.FileName = OnPath(program);
         }
         else
         {
-            start.FileName = "ip";
+            start.FileName = OnPath("ip");
             start.ArgumentList.Add("netns");
             start.ArgumentList.Add("exec");
             start.ArgumentList.Add(Namespace);
@@ -106,6 +106,25 @@ public sealed class HostCommand
         foreach (var argument in arguments)
             start.ArgumentList.Add(argument);
         return start;
+    }
+
+    /// <summary>
+    /// A bare program name resolved on PATH. Process.Start would look in the working directory first, and this runs as
+    /// root: a stray ./ip or ./nft must never be what runs. Unresolved names stay as they are (starting them fails).
+    /// </summary>
+    public static string OnPath(string program)
+    {
+        if (program.Contains('/'))
+            return program;
+        foreach (var directory in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
+        {
+            if (!Path.IsPathRooted(directory))
+                continue;
+            var candidate = Path.Combine(directory, program);
+            if (File.Exists(candidate))
+                return candidate;
+        }
+        return program;
     }
 
     public static string Describe(string program, IEnumerable<string> arguments)
