@@ -11,17 +11,22 @@ namespace MyDvpn.Bench;
 
 /// <summary>
 /// <c>mydvpn-bench</c>: starts a real BaseNode and SuperNodes (separate processes, TLS, SQLite, see
-/// <see cref="BenchCluster"/>) and measures them from outside. Prints a table and one JSON line. Not part of the tests.
+/// <see cref="BenchCluster"/>) and measures them from outside; throughput mode measures the data plane in network
+/// namespaces (<see cref="ThroughputBench"/>). Prints a table and one JSON line. Not part of the tests.
 /// </summary>
 public static class Program
 {
     private const string Region = "bench";
 
+    // After Ctrl-C or SIGTERM: time for the run to stop its peers and nodes and remove its namespaces.
+    private static readonly TimeSpan TeardownGrace = TimeSpan.FromSeconds(150);
+
     public static Task<int> Main(string[] args)
     {
         var mode = new Option<string>("--mode")
         {
-            Description = "streams | commands | reconnect (all streams dropped, then re-authenticated) | setup (cross-region exit setups)",
+            Description = "streams | commands | reconnect (all streams dropped, then re-authenticated) | setup (cross-region exit setups) "
+                          + "| throughput (iperf3 through the WireGuard tunnel vs the raw path, in network namespaces; root)",
             Required = true,
         };
         var streams = new Option<int>("--streams") { Description = "Authenticated streams to open, each its own TLS connection", DefaultValueFactory = _ => 1000 };
@@ -31,35 +36,55 @@ public static class Program
         {
             Description = "Connections opened / commands issued / setups run at once (default 64; setup mode: 1, one setup after another)",
         };
+        var seconds = new Option<int>("--seconds") { Description = "throughput mode: seconds each iperf3 run lasts (-t)", DefaultValueFactory = _ => 10 };
+        var repeat = new Option<int>("--repeat") { Description = "throughput mode: iperf3 runs per path and direction; the median is reported", DefaultValueFactory = _ => 1 };
+        var reverse = new Option<bool>("--reverse") { Description = "throughput mode: also measure the download direction (iperf3 -R)" };
         var timeout = new Option<int>("--timeout") { Description = "The whole run, in seconds, at most", DefaultValueFactory = _ => 900 };
-        var root = new RootCommand("myDvpn benchmarks: SuperNode streams, command round trips and exit setups") { mode, streams, commands, setups, concurrency, timeout };
+        var root = new RootCommand("myDvpn benchmarks: SuperNode streams, command round trips, exit setups and tunnel throughput")
+        {
+            mode, streams, commands, setups, concurrency, seconds, repeat, reverse, timeout,
+        };
         root.SetAction((parse, ct) => RunAsync(parse.GetRequiredValue(mode), parse.GetValue(streams), parse.GetValue(commands), parse.GetValue(setups),
-            parse.GetValue(concurrency), parse.GetValue(timeout), ct));
-        return root.Parse(args).InvokeAsync();
+            parse.GetValue(concurrency), parse.GetValue(seconds), parse.GetValue(repeat), parse.GetValue(reverse), parse.GetValue(timeout), ct));
+        return root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = TeardownGrace });
     }
 
-    private static async Task<int> RunAsync(string mode, int streamCount, int commandCount, int setupCount, int? concurrency, int timeoutSeconds,
-        CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(string mode, int streamCount, int commandCount, int setupCount, int? concurrency, int seconds, int repeat,
+        bool reverse, int timeoutSeconds, CancellationToken cancellationToken)
     {
-        if (mode is not ("streams" or "commands" or "reconnect" or "setup") || streamCount < 1 || commandCount < 1 || setupCount < 1
-            || concurrency < 1 || timeoutSeconds < 1)
+        if (mode is not ("streams" or "commands" or "reconnect" or "setup" or "throughput") || streamCount < 1 || commandCount < 1 || setupCount < 1
+            || concurrency < 1 || seconds < 1 || repeat < 1 || timeoutSeconds < 1)
         {
-            await Console.Error.WriteLineAsync(
-                "error: --mode streams|commands|reconnect|setup, --streams >= 1, --commands >= 1, --setups >= 1, --concurrency >= 1, --timeout >= 1");
+            await Console.Error.WriteLineAsync("error: --mode streams|commands|reconnect|setup|throughput, --streams >= 1, --commands >= 1, "
+                                               + "--setups >= 1, --concurrency >= 1, --seconds >= 1, --repeat >= 1, --timeout >= 1");
+            return 2;
+        }
+        if (mode == "throughput" && ThroughputBench.EstimatedSeconds(seconds, repeat, reverse) is var needed && needed > timeoutSeconds)
+        {
+            await Console.Error.WriteLineAsync($"error: --seconds {seconds} --repeat {repeat}{(reverse ? " --reverse" : "")} needs about {needed} s, "
+                                               + $"more than --timeout {timeoutSeconds}: raise --timeout");
             return 2;
         }
         using var run = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         run.CancelAfter(TimeSpan.FromSeconds(timeoutSeconds));
         try
         {
-            return mode == "setup"
-                ? await RunSetupsAsync(setupCount, concurrency ?? 1, run.Token)
-                : await RunStreamsAsync(mode, streamCount, commandCount, concurrency ?? 64, run.Token);
+            return mode switch
+            {
+                "setup" => await RunSetupsAsync(setupCount, concurrency ?? 1, run.Token),
+                "throughput" => await ThroughputBench.RunAsync(seconds, repeat, reverse, run.Token),
+                _ => await RunStreamsAsync(mode, streamCount, commandCount, concurrency ?? 64, run.Token),
+            };
         }
         catch (OperationCanceledException) when (run.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
             await Console.Error.WriteLineAsync($"error: the run did not finish within {timeoutSeconds} s (--timeout)");
             return 1;
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            await Console.Error.WriteLineAsync("interrupted: torn down");
+            return 130;
         }
     }
 
@@ -276,11 +301,11 @@ public static class Program
         results[$"{prefix}_max_ms"] = Math.Round(milliseconds.Length == 0 ? 0 : milliseconds[^1], 2);
     }
 
-    /// <summary>One line per result, then all of them as one JSON line.</summary>
-    private static void Print(Dictionary<string, object> results)
+    /// <summary>One line per result (an array's values space-separated), then all of them as one JSON line.</summary>
+    internal static void Print(Dictionary<string, object> results)
     {
         foreach (var (name, value) in results)
-            Console.WriteLine($"{name,-26} {value}");
+            Console.WriteLine($"{name,-26} {(value is double[] values ? string.Join(' ', values) : value)}");
         Console.WriteLine(JsonSerializer.Serialize(results));
     }
 
