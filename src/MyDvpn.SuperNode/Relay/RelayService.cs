@@ -1,0 +1,277 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using MyDvpn.SuperNode.Exits;
+
+namespace MyDvpn.SuperNode.Relay;
+
+/// <summary>
+/// The relay legs of this SuperNode (ARCHITECTURE §4 Relay): UDP ports of <c>--relay-ports</c>, one per peer of a
+/// relayed assignment, chained to a partner leg here or on another SuperNode. WireGuard stays end to end: a leg
+/// forwards ciphertext between its peer and its partner and accepts datagrams from nobody else.
+/// </summary>
+public sealed class RelayService : IRelayLegs, IAsyncDisposable
+{
+    private readonly Lock gate = new();
+    private readonly Dictionary<(string AssignmentId, string Side), RelayLeg> legs = [];
+    private readonly IPAddress publicAddress;
+    private readonly IPAddress bindAddress;
+    private readonly int portLow, portHigh;
+    private readonly RelaySettings settings;
+    private readonly TimeProvider time;
+    private readonly ILogger<RelayService> logger;
+    private readonly ITimer idleSweep;
+    private int nextPortOffset;
+    private bool disposed;
+
+    /// <param name="publicAddress">The SuperNode's public IP (<c>--public-ip</c>): leg endpoints are announced with it.</param>
+    /// <param name="portLow">The first port of <c>--relay-ports</c>.</param>
+    /// <param name="portHigh">The last port of <c>--relay-ports</c>.</param>
+    /// <param name="bindAddress">
+    /// Where legs bind; <paramref name="publicAddress"/> when null. <see cref="IPAddress.Any"/> where the public IP is not an
+    /// address of this host (a cloud VM behind 1:1 NAT) and in tests.
+    /// </param>
+    public RelayService(IPAddress publicAddress, int portLow, int portHigh, ILogger<RelayService> logger,
+        TimeProvider? time = null, RelaySettings? settings = null, IPAddress? bindAddress = null)
+    {
+        if (portLow is < 1 or > 65535 || portHigh is < 1 or > 65535 || portLow > portHigh)
+            throw new ArgumentOutOfRangeException(nameof(portLow), $"--relay-ports {portLow}-{portHigh} is not a port range within 1-65535");
+        this.settings = settings ?? RelaySettings.Default;
+        this.settings.Validate();
+        this.publicAddress = publicAddress;
+        this.bindAddress = bindAddress ?? publicAddress;
+        this.portLow = portLow;
+        this.portHigh = portHigh;
+        this.logger = logger;
+        this.time = time ?? TimeProvider.System;
+        CheckBindable(this.bindAddress, publicAddress);
+        idleSweep = this.time.CreateTimer(_ => _ = SweepAsync(), null, this.settings.IdleSweepInterval, this.settings.IdleSweepInterval);
+    }
+
+    public TimeSpan IdleTimeout => settings.IdleTimeout;
+
+    /// <summary>A snapshot of the open legs, by assignment and side.</summary>
+    public IReadOnlyList<RelayLegStatus> Legs
+    {
+        get
+        {
+            lock (gate)
+                return [.. legs.Values.Select(leg => leg.Status()).OrderBy(s => s.AssignmentId, StringComparer.Ordinal).ThenBy(s => s.Side, StringComparer.Ordinal)];
+        }
+    }
+
+    /// <summary>
+    /// Opens the leg of <paramref name="side"/> of the assignment on a free port of <c>--relay-ports</c>, or returns the one
+    /// open (re-targeted at this peer if it changed). It accepts datagrams only from <paramref name="peerAddress"/> (the
+    /// address the peer's control stream comes from) and from its partner. The peer's port is learned from its first
+    /// datagram unless <paramref name="peerEndpoint"/> (an exit's WireGuard endpoint) is known, in which case the leg can
+    /// send to the peer before hearing from it.
+    /// </summary>
+    /// <exception cref="RelayPortsExhaustedException">No port of <c>--relay-ports</c> is free.</exception>
+    /// <exception cref="ArgumentException">An unknown side, or an address the legs cannot reach.</exception>
+    public Task<RelayLeg> OpenLegAsync(string assignmentId, string side, IPAddress peerAddress, IPEndPoint? peerEndpoint,
+        CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(assignmentId);
+        if (side is not (RelaySides.Client or RelaySides.Exit))
+            throw new ArgumentException($"A relay leg's side is '{RelaySides.Client}' or '{RelaySides.Exit}', not '{side}'.", nameof(side));
+        cancellationToken.ThrowIfCancellationRequested();
+
+        RelayLeg leg;
+        lock (gate)
+        {
+            ObjectDisposedException.ThrowIf(disposed, this);
+            if (legs.TryGetValue((assignmentId, side), out var open))
+            {
+                if (!open.Retarget(peerAddress, peerEndpoint))
+                    logger.LogInformation("Relay leg {AssignmentId}/{Side} on port {Port} now serves peer {PeerAddress} ({PeerEndpoint})",
+                        assignmentId, side, open.Port, peerAddress, peerEndpoint);
+                return Task.FromResult(open);
+            }
+            var socket = BindFreePort();
+            try
+            {
+                var port = ((IPEndPoint)socket.LocalEndPoint!).Port;
+                leg = new RelayLeg(assignmentId, side, socket, new IPEndPoint(publicAddress, port), peerAddress, peerEndpoint, settings, time, logger);
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+            legs.Add((assignmentId, side), leg);
+            leg.Start();
+        }
+        RelayMetrics.LegsOpen.Inc();
+        logger.LogInformation("Relay leg {AssignmentId}/{Side} opened on port {Port} for peer {PeerAddress} ({PeerEndpoint})",
+            assignmentId, side, leg.Port, peerAddress, peerEndpoint?.ToString() ?? "port learned from its first datagram");
+        return Task.FromResult(leg);
+    }
+
+    /// <summary>
+    /// Chains the leg to <paramref name="partner"/>, the other leg of the assignment (on another SuperNode, or on this
+    /// one when client and exit share a region): the peer's datagrams go there, and only its datagrams go to the peer.
+    /// </summary>
+    /// <remarks>A partner on this SuperNode is open before it is named here, so the chain can tell it is local.</remarks>
+    /// <exception cref="InvalidOperationException">No such leg is open.</exception>
+    public void SetPartner(string assignmentId, string side, IPEndPoint partner)
+    {
+        if (partner.Port == 0)
+            throw new ArgumentException($"The partner of relay leg {assignmentId}/{side} needs a port, was {partner}.", nameof(partner));
+        lock (gate)
+        {
+            if (!legs.TryGetValue((assignmentId, side), out var leg))
+                throw new InvalidOperationException($"No relay leg {assignmentId}/{side} is open here.");
+            leg.SetPartner(partner, ReachableAs(partner));
+            logger.LogInformation("Relay leg {AssignmentId}/{Side} on port {Port} chained to {Partner}", assignmentId, side, leg.Port, partner);
+        }
+    }
+
+    /// <summary>Closes every leg of the assignment, freeing their ports; returns how many were open. Idempotent.</summary>
+    public async Task<int> CloseLegsAsync(string assignmentId)
+    {
+        List<RelayLeg> closing;
+        lock (gate)
+        {
+            closing = [.. legs.Values.Where(leg => leg.AssignmentId == assignmentId)];
+            foreach (var leg in closing)
+                legs.Remove((leg.AssignmentId, leg.Side));
+        }
+        foreach (var leg in closing)
+            await CloseAsync(leg, "closed");
+        return closing.Count;
+    }
+
+    /// <summary>Closes the legs that forwarded nothing for <see cref="RelaySettings.IdleTimeout"/>; a timer calls it every sweep interval.</summary>
+    public async Task<int> CloseIdleLegsAsync()
+    {
+        var now = time.GetUtcNow().UtcTicks;
+        List<RelayLeg> idle;
+        lock (gate)
+        {
+            idle = [.. legs.Values.Where(leg => leg.IsIdle(now, settings.IdleTimeout.Ticks))];
+            foreach (var leg in idle)
+                legs.Remove((leg.AssignmentId, leg.Side));
+        }
+        foreach (var leg in idle)
+            await CloseAsync(leg, $"idle for {settings.IdleTimeout}");
+        return idle.Count;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        List<RelayLeg> all;
+        lock (gate)
+        {
+            if (disposed)
+                return;
+            disposed = true;
+            all = [.. legs.Values];
+            legs.Clear();
+        }
+        await idleSweep.DisposeAsync();
+        foreach (var leg in all)
+            await CloseAsync(leg, "relay stopped");
+    }
+
+    async Task<IPEndPoint> IRelayLegs.OpenAsync(string assignmentId, string side, IPAddress peerAddress, IPEndPoint? peerEndpoint,
+        CancellationToken cancellationToken) =>
+        (await OpenLegAsync(assignmentId, side, peerAddress, peerEndpoint, cancellationToken)).Endpoint;
+
+    Task<int> IRelayLegs.CloseAsync(string assignmentId) => CloseLegsAsync(assignmentId);
+
+    private async Task SweepAsync()
+    {
+        try
+        {
+            await CloseIdleLegsAsync();
+        }
+        catch (Exception ex)
+        {
+            logger.LogError(ex, "Closing idle relay legs failed");
+        }
+    }
+
+    private async Task CloseAsync(RelayLeg leg, string why)
+    {
+        await leg.CloseAsync();
+        RelayMetrics.LegsOpen.Dec();
+        var status = leg.Status();
+        logger.LogInformation(
+            "Relay leg {AssignmentId}/{Side} on port {Port} {Why}: {PacketsToPartner} datagrams ({BytesToPartner} bytes) to its partner, {PacketsToPeer} ({BytesToPeer} bytes) to its peer, {Dropped} dropped",
+            leg.AssignmentId, leg.Side, leg.Port, why, status.PacketsToPartner, status.BytesToPartner, status.PacketsToPeer, status.BytesToPeer, status.Dropped);
+    }
+
+    /// <summary>
+    /// Where a partner is reached and sends from. A leg of this SuperNode is announced with the public IP; when legs bind
+    /// another address (the public IP is not on this host), its datagrams come from the bound address (loopback for
+    /// the wildcard), so the chain uses that on both sides.
+    /// </summary>
+    private IPEndPoint ReachableAs(IPEndPoint partner)
+    {
+        if (bindAddress.Equals(publicAddress) || !partner.Address.Equals(publicAddress) || !legs.Values.Any(leg => leg.Port == partner.Port))
+            return partner;
+        var local = bindAddress.Equals(IPAddress.Any) ? IPAddress.Loopback
+            : bindAddress.Equals(IPAddress.IPv6Any) ? IPAddress.IPv6Loopback
+            : bindAddress;
+        return new IPEndPoint(local, partner.Port);
+    }
+
+    /// <summary>Fails at startup, naming the setting, when legs could never bind.</summary>
+    private static void CheckBindable(IPAddress bindAddress, IPAddress publicAddress)
+    {
+        using var probe = new Socket(bindAddress.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+        try
+        {
+            probe.Bind(new IPEndPoint(bindAddress, 0));
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.AddressNotAvailable)
+        {
+            throw new ArgumentException(
+                $"Relay legs cannot bind {bindAddress}: it is not an address of this host (--public-ip {publicAddress}). Behind 1:1 NAT, bind the wildcard address and announce the public IP.",
+                nameof(bindAddress), ex);
+        }
+    }
+
+    /// <summary>A socket on the next free port of the range, tried round-robin so a port just freed is reused last.</summary>
+    private Socket BindFreePort()
+    {
+        var count = portHigh - portLow + 1;
+        var held = legs.Values.Select(leg => leg.Port).ToHashSet();
+        var taken = 0;
+        for (var i = 0; i < count; i++)
+        {
+            var offset = (nextPortOffset + i) % count;
+            var port = portLow + offset;
+            if (held.Contains(port))
+                continue;
+            var socket = new Socket(bindAddress.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+            try
+            {
+                if (bindAddress.Equals(IPAddress.IPv6Any))
+                    socket.DualMode = true;
+                socket.Bind(new IPEndPoint(bindAddress, port));
+                nextPortOffset = (offset + 1) % count;
+                return socket;
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.AddressAlreadyInUse or SocketError.AccessDenied)
+            {
+                socket.Dispose();
+                taken++;
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode == SocketError.AddressNotAvailable)
+            {
+                // Checked at startup: the address went away since. Not a capacity problem, so not an InvalidOperationException.
+                socket.Dispose();
+                throw new IOException($"Relay legs cannot bind {bindAddress} any more: it is no longer an address of this host.", ex);
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+        }
+        throw new RelayPortsExhaustedException(
+            $"No free UDP port for a relay leg in --relay-ports {portLow}-{portHigh} on {bindAddress}: {held.Count} held by relay legs, {taken} by other sockets. Widen --relay-ports.");
+    }
+}

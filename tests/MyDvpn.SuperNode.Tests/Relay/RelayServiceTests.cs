@@ -1,0 +1,340 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging.Abstractions;
+using MyDvpn.SuperNode.Exits;
+using MyDvpn.SuperNode.Relay;
+using Prometheus;
+
+namespace MyDvpn.SuperNode.Tests.Relay;
+
+/// <summary>Relay legs over real UDP sockets on loopback: chains on one and on two SuperNodes, who is let through, ports, idleness.</summary>
+public sealed class RelayServiceTests
+{
+    private const string Assignment = "asg-1";
+
+    [Fact]
+    public async Task Client_and_exit_exchange_datagrams_through_two_legs_of_one_supernode()
+    {
+        await using var relay = Relay();
+        using var client = new UdpPeer();
+        using var exit = new UdpPeer();
+        var (clientLeg, exitLeg) = await ChainAsync(relay, relay, exit);
+
+        await AssertRoundTripsAsync(client, exit, clientLeg, exitLeg);
+
+        var legs = relay.Legs;
+        Assert.Equal([RelaySides.Client, RelaySides.Exit], legs.Select(l => l.Side));
+        var clientStatus = legs[0];
+        Assert.Equal((Assignment, clientLeg.Port, client.Endpoint, exitLeg.Endpoint), (clientStatus.AssignmentId, clientStatus.Port, clientStatus.PeerEndpoint, clientStatus.Partner));
+        Assert.Equal((3L, 3L), (clientStatus.PacketsToPartner, clientStatus.PacketsToPeer));
+        Assert.Equal(PayloadBytes, clientStatus.BytesToPartner);
+        Assert.Equal(0, clientStatus.Dropped);
+        Assert.NotNull(clientStatus.LastPacketAt);
+    }
+
+    [Fact]
+    public async Task Client_and_exit_exchange_datagrams_through_legs_of_two_supernodes()
+    {
+        await using var clientRegion = Relay();
+        await using var exitRegion = Relay();
+        using var client = new UdpPeer();
+        using var exit = new UdpPeer();
+        // Kestrel reports a peer on a dual-stack listener as an IPv4-mapped IPv6 address.
+        var (clientLeg, exitLeg) = await ChainAsync(clientRegion, exitRegion, exit, clientAddress: IPAddress.Loopback.MapToIPv6());
+
+        await AssertRoundTripsAsync(client, exit, clientLeg, exitLeg);
+
+        Assert.Equal(3, Assert.Single(clientRegion.Legs).PacketsToPartner);
+        Assert.Equal(3, Assert.Single(exitRegion.Legs).PacketsToPeer);
+    }
+
+    [Fact]
+    public async Task Legs_chained_on_one_supernode_whose_public_ip_is_not_on_the_host_still_forward()
+    {
+        // 192.0.2.10 (TEST-NET) is announced, as a cloud VM's public IP behind 1:1 NAT; the legs bind loopback.
+        await using var relay = Relay(publicAddress: IPAddress.Parse("192.0.2.10"));
+        using var client = new UdpPeer();
+        using var exit = new UdpPeer();
+        var (clientLeg, exitLeg) = await ChainAsync(relay, relay, exit);
+        Assert.Equal(IPAddress.Parse("192.0.2.10"), clientLeg.Endpoint.Address);
+
+        await AssertRoundTripsAsync(client, exit, clientLeg, exitLeg);
+    }
+
+    [Fact]
+    public async Task Exit_leg_with_a_known_endpoint_forwards_to_the_exit_before_it_has_sent()
+    {
+        await using var relay = Relay();
+        using var client = new UdpPeer();
+        using var exit = new UdpPeer();
+        var (clientLeg, exitLeg) = await ChainAsync(relay, relay, exit);
+
+        await client.SendAsync("handshake initiation", Local(clientLeg));
+
+        Assert.Equal("handshake initiation", await exit.ReceiveTextAsync(Local(exitLeg)));
+        Assert.Equal(0, exit.Sent);
+        Assert.Equal(exit.Endpoint, relay.Legs.Single(l => l.Side == RelaySides.Exit).PeerEndpoint);
+    }
+
+    [Fact]
+    public async Task Client_leg_learns_the_clients_port_from_its_first_datagram()
+    {
+        await using var relay = Relay();
+        using var client = new UdpPeer();
+        using var exit = new UdpPeer();
+        var (clientLeg, exitLeg) = await ChainAsync(relay, relay, exit);
+        RelayLegStatus ClientStatus() => relay.Legs.Single(l => l.Side == RelaySides.Client);
+        Assert.Null(ClientStatus().PeerEndpoint);
+
+        // Before the client has sent, the client leg has nowhere to put the exit's datagram.
+        await exit.SendAsync("too early", Local(exitLeg));
+        await RelayTestPorts.EventuallyAsync(() => ClientStatus().Dropped == 1, "the client leg drops a datagram for a client whose port it does not know");
+
+        await client.SendAsync("first", Local(clientLeg));
+        Assert.Equal("first", await exit.ReceiveTextAsync(Local(exitLeg)));
+        Assert.Equal(client.Endpoint, ClientStatus().PeerEndpoint);
+        await exit.SendAsync("reply", Local(exitLeg));
+        Assert.Equal("reply", await client.ReceiveTextAsync(Local(clientLeg)));
+    }
+
+    [Fact]
+    public async Task Datagrams_from_unknown_sources_are_dropped_and_counted()
+    {
+        await using var relay = Relay();
+        using var client = new UdpPeer();
+        using var exit = new UdpPeer();
+        // All of 127.0.0.0/8 is loopback on Linux: a stranger at another address of it.
+        using var stranger = new UdpPeer(IPAddress.Parse("127.0.0.2"));
+        using var neighbour = new UdpPeer();
+        var (clientLeg, exitLeg) = await ChainAsync(relay, relay, exit);
+        var unknownBefore = Dropped("unknown_source");
+        var wrongPortBefore = Dropped("wrong_port");
+        await client.SendAsync("client", Local(clientLeg));
+        Assert.Equal("client", await exit.ReceiveTextAsync(Local(exitLeg)));
+
+        // Another address; then the client's own address on another port while the client is active.
+        await stranger.SendAsync("stranger", Local(clientLeg));
+        await stranger.SendAsync("stranger", Local(exitLeg));
+        await neighbour.SendAsync("neighbour", Local(clientLeg));
+        await client.SendAsync("client again", Local(clientLeg));
+
+        // Datagrams on loopback arrive in the order sent: the next one the exit sees is the client's.
+        Assert.Equal("client again", await exit.ReceiveTextAsync(Local(exitLeg)));
+        await RelayTestPorts.EventuallyAsync(() => relay.Legs.Sum(l => l.Dropped) == 3, "three datagrams counted as dropped");
+        Assert.Equal(client.Endpoint, relay.Legs.Single(l => l.Side == RelaySides.Client).PeerEndpoint);
+        Assert.True(Dropped("unknown_source") - unknownBefore >= 2);
+        Assert.True(Dropped("wrong_port") - wrongPortBefore >= 1);
+    }
+
+    [Fact]
+    public async Task Datagrams_before_a_partner_is_set_are_dropped()
+    {
+        await using var relay = Relay();
+        using var client = new UdpPeer();
+        var leg = await relay.OpenLegAsync(Assignment, RelaySides.Client, IPAddress.Loopback, null, CancellationToken.None);
+
+        await client.SendAsync("nowhere to go", Local(leg));
+
+        await RelayTestPorts.EventuallyAsync(() => Assert.Single(relay.Legs).Dropped == 1, "the datagram is dropped");
+        Assert.Equal(client.Endpoint, Assert.Single(relay.Legs).PeerEndpoint);
+    }
+
+    [Fact]
+    public async Task Datagrams_larger_than_the_buffer_are_dropped_not_truncated()
+    {
+        await using var relay = Relay();
+        using var client = new UdpPeer();
+        using var exit = new UdpPeer();
+        var (clientLeg, exitLeg) = await ChainAsync(relay, relay, exit);
+        var oversizeBefore = Dropped("oversize");
+
+        var largest = Enumerable.Range(0, RelaySettings.Default.DatagramBufferSize - 1).Select(i => (byte)i).ToArray();
+
+        await client.SendAsync(new byte[RelaySettings.Default.DatagramBufferSize + 100], Local(clientLeg));
+        await client.SendAsync(new byte[RelaySettings.Default.DatagramBufferSize], Local(clientLeg));
+        await client.SendAsync(largest, Local(clientLeg));
+
+        Assert.Equal(largest, (await exit.ReceiveAsync()).Datagram);
+        Assert.Equal(2, relay.Legs.Single(l => l.Side == RelaySides.Client).Dropped);
+        Assert.True(Dropped("oversize") - oversizeBefore >= 2);
+    }
+
+    [Fact]
+    public async Task Peer_on_another_port_takes_over_only_after_the_known_port_went_silent()
+    {
+        var clock = new ManualTimeProvider();
+        await using var relay = Relay(clock: clock);
+        using var client = new UdpPeer();
+        using var rebound = new UdpPeer();
+        using var exit = new UdpPeer();
+        var (clientLeg, exitLeg) = await ChainAsync(relay, relay, exit);
+        await client.SendAsync("from the first mapping", Local(clientLeg));
+        Assert.Equal("from the first mapping", await exit.ReceiveTextAsync(Local(exitLeg)));
+
+        clock.Advance(RelaySettings.Default.PeerRebindAfter - TimeSpan.FromSeconds(1));
+        await rebound.SendAsync("too soon", Local(clientLeg));
+        await client.SendAsync("still here", Local(clientLeg));
+        Assert.Equal("still here", await exit.ReceiveTextAsync(Local(exitLeg)));
+
+        clock.Advance(RelaySettings.Default.PeerRebindAfter + TimeSpan.FromSeconds(1));
+        await rebound.SendAsync("from the new mapping", Local(clientLeg));
+        Assert.Equal("from the new mapping", await exit.ReceiveTextAsync(Local(exitLeg)));
+        await exit.SendAsync("to the new mapping", Local(exitLeg));
+        Assert.Equal("to the new mapping", await rebound.ReceiveTextAsync(Local(clientLeg)));
+        Assert.Equal(rebound.Endpoint, relay.Legs.Single(l => l.Side == RelaySides.Client).PeerEndpoint);
+    }
+
+    [Fact]
+    public async Task Closing_an_assignment_stops_forwarding_and_frees_its_ports()
+    {
+        await using var relay = Relay(ports: 2);
+        using var client = new UdpPeer();
+        using var exit = new UdpPeer();
+        var (clientLeg, exitLeg) = await ChainAsync(relay, relay, exit);
+        await AssertRoundTripsAsync(client, exit, clientLeg, exitLeg);
+        int[] ports = [clientLeg.Port, exitLeg.Port];
+
+        Assert.Equal(2, await relay.CloseLegsAsync(Assignment));
+        Assert.Equal(0, await relay.CloseLegsAsync(Assignment));
+
+        Assert.Empty(relay.Legs);
+        // Nothing listens on the ports any more: nothing can forward, and they can be bound again.
+        Assert.All(ports, port => Assert.True(RelayTestPorts.IsFree(port), $"port {port} is free"));
+        var (client2, exit2) = await ChainAsync(relay, relay, exit, assignment: "asg-2");
+        Assert.Equal(ports.Order(), new[] { client2.Port, exit2.Port }.Order());
+        await AssertRoundTripsAsync(client, exit, client2, exit2);
+    }
+
+    [Fact]
+    public async Task Idle_legs_are_closed_and_legs_with_traffic_kept()
+    {
+        var clock = new ManualTimeProvider();
+        await using var relay = Relay(clock: clock, settings: new RelaySettings { IdleSweepInterval = TimeSpan.FromHours(1) });
+        using var client = new UdpPeer();
+        using var exit = new UdpPeer();
+        var (clientLeg, exitLeg) = await ChainAsync(relay, relay, exit);
+        var idle = await relay.OpenLegAsync("asg-idle", RelaySides.Client, IPAddress.Loopback, null, CancellationToken.None);
+
+        clock.Advance(TimeSpan.FromMinutes(2));
+        Assert.Equal(0, await relay.CloseIdleLegsAsync());
+        await client.SendAsync("keepalive", Local(clientLeg));
+        Assert.Equal("keepalive", await exit.ReceiveTextAsync(Local(exitLeg)));
+
+        clock.Advance(TimeSpan.FromMinutes(1.5));
+        Assert.Equal(1, await relay.CloseIdleLegsAsync());
+        Assert.Equal(2, relay.Legs.Count);
+        Assert.True(RelayTestPorts.IsFree(idle.Port));
+
+        clock.Advance(relay.IdleTimeout);
+        Assert.Equal(2, await relay.CloseIdleLegsAsync());
+        Assert.Empty(relay.Legs);
+    }
+
+    [Fact]
+    public async Task The_idle_timer_closes_a_leg_that_forwarded_nothing()
+    {
+        var clock = new ManualTimeProvider();
+        await using var relay = Relay(clock: clock, settings: new RelaySettings { IdleSweepInterval = TimeSpan.FromMilliseconds(20) });
+        var leg = await relay.OpenLegAsync(Assignment, RelaySides.Client, IPAddress.Loopback, null, CancellationToken.None);
+
+        clock.Advance(relay.IdleTimeout + TimeSpan.FromSeconds(1));
+
+        await RelayTestPorts.EventuallyAsync(() => relay.Legs.Count == 0, "the sweep closes the idle leg");
+        Assert.True(RelayTestPorts.IsFree(leg.Port));
+    }
+
+    [Fact]
+    public async Task Opening_an_open_leg_returns_it()
+    {
+        await using var relay = Relay();
+        var first = await relay.OpenLegAsync(Assignment, RelaySides.Exit, IPAddress.Loopback, new IPEndPoint(IPAddress.Loopback, 51820), CancellationToken.None);
+
+        var again = await ((IRelayLegs)relay).OpenAsync(Assignment, RelaySides.Exit, IPAddress.Loopback, new IPEndPoint(IPAddress.Loopback, 51820), CancellationToken.None);
+
+        Assert.Equal(first.Endpoint, again);
+        Assert.Single(relay.Legs);
+        await Assert.ThrowsAsync<ArgumentException>(() => relay.OpenLegAsync(Assignment, "middle", IPAddress.Loopback, null, CancellationToken.None));
+        Assert.Throws<InvalidOperationException>(() => relay.SetPartner("unknown", RelaySides.Client, first.Endpoint));
+    }
+
+    [Fact]
+    public async Task No_free_port_in_the_range_is_an_error_naming_relay_ports()
+    {
+        var (low, high) = RelayTestPorts.Range(2);
+        await using var relay = new RelayService(IPAddress.Loopback, low, high, NullLogger<RelayService>.Instance, bindAddress: IPAddress.Loopback);
+        // One port of the range goes to a leg, the other is taken by a socket that is not the relay's.
+        using var squatter = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        squatter.Bind(new IPEndPoint(IPAddress.Loopback, high));
+        var leg = await relay.OpenLegAsync("asg-1", RelaySides.Client, IPAddress.Loopback, null, CancellationToken.None);
+        Assert.Equal(low, leg.Port);
+
+        var refused = await Assert.ThrowsAsync<RelayPortsExhaustedException>(
+            () => relay.OpenLegAsync("asg-2", RelaySides.Client, IPAddress.Loopback, null, CancellationToken.None));
+
+        Assert.Contains($"--relay-ports {low}-{high}", refused.Message);
+        Assert.Contains("1 held by relay legs, 1 by other sockets", refused.Message);
+        Assert.IsAssignableFrom<InvalidOperationException>(refused);
+    }
+
+    [Fact]
+    public void An_address_not_on_this_host_is_refused_at_startup_naming_public_ip()
+    {
+        var (low, high) = RelayTestPorts.Range(1);
+
+        var refused = Assert.Throws<ArgumentException>(
+            () => new RelayService(IPAddress.Parse("192.0.2.10"), low, high, NullLogger<RelayService>.Instance));
+
+        Assert.Contains("--public-ip 192.0.2.10", refused.Message);
+    }
+
+    private static readonly byte[][] Payloads =
+    [
+        [1],
+        "hello through the relay"u8.ToArray(),
+        // A full WireGuard data message at the default MTU of 1420.
+        [.. Enumerable.Range(0, 1452).Select(i => (byte)(i * 7))],
+    ];
+
+    private static readonly long PayloadBytes = Payloads.Sum(p => (long)p.Length);
+
+    private static RelayService Relay(int ports = 4, ManualTimeProvider? clock = null, RelaySettings? settings = null, IPAddress? publicAddress = null)
+    {
+        var (low, high) = RelayTestPorts.Range(ports);
+        return new RelayService(publicAddress ?? IPAddress.Loopback, low, high, NullLogger<RelayService>.Instance, clock, settings,
+            bindAddress: IPAddress.Loopback);
+    }
+
+    /// <summary>Where a peer on this host sends to reach the leg (its announced endpoint may be a public IP).</summary>
+    private static IPEndPoint Local(RelayLeg leg) => new(IPAddress.Loopback, leg.Port);
+
+    private static async Task<(RelayLeg Client, RelayLeg Exit)> ChainAsync(RelayService clientSide, RelayService exitSide, UdpPeer exit,
+        string assignment = Assignment, IPAddress? clientAddress = null)
+    {
+        var clientLeg = await clientSide.OpenLegAsync(assignment, RelaySides.Client, clientAddress ?? IPAddress.Loopback, null, CancellationToken.None);
+        var exitLeg = await exitSide.OpenLegAsync(assignment, RelaySides.Exit, IPAddress.Loopback, exit.Endpoint, CancellationToken.None);
+        clientSide.SetPartner(assignment, RelaySides.Client, exitLeg.Endpoint);
+        exitSide.SetPartner(assignment, RelaySides.Exit, clientLeg.Endpoint);
+        return (clientLeg, exitLeg);
+    }
+
+    /// <summary>Every payload from the client reaches the exit unchanged, and back; each side sees only its own leg.</summary>
+    private static async Task AssertRoundTripsAsync(UdpPeer client, UdpPeer exit, RelayLeg clientLeg, RelayLeg exitLeg)
+    {
+        foreach (var payload in Payloads)
+        {
+            await client.SendAsync(payload, Local(clientLeg));
+            var (atExit, fromExitLeg) = await exit.ReceiveAsync();
+            Assert.Equal(payload, atExit);
+            Assert.Equal(Local(exitLeg), fromExitLeg);
+
+            await exit.SendAsync(payload, Local(exitLeg));
+            var (atClient, fromClientLeg) = await client.ReceiveAsync();
+            Assert.Equal(payload, atClient);
+            Assert.Equal(Local(clientLeg), fromClientLeg);
+        }
+    }
+
+    private static double Dropped(string reason) =>
+        Metrics.CreateCounter("mydvpn_relay_dropped_total", "Datagrams a relay leg received and did not forward, by reason.",
+            new CounterConfiguration { LabelNames = ["reason"] }).WithLabels(reason).Value;
+}
