@@ -13,6 +13,7 @@ using MyDvpn.Protocol.SuperNode;
 using MyDvpn.Security;
 using MyDvpn.SuperNode.Edge;
 using MyDvpn.SuperNode.Exits;
+using MyDvpn.SuperNode.Relay;
 using MyDvpn.SuperNode.Sessions;
 
 namespace MyDvpn.SuperNode;
@@ -45,6 +46,7 @@ public static class SuperNodeHost
             {
                 var enrollment = services.GetRequiredService<DirectoryEnrollment>();
                 var exitAllocator = services.GetRequiredService<ExitAllocationClient>();
+                var relay = services.GetRequiredService<IRelayLegs>();
                 akka.WithShardRegion<ExitPoolShard>(
                     ExitPoolEntityTypes.ExitPool,
                     (_, registry) => region => ExitPool.Props(region, settings.Exits, registry.Get<PeerSessionShard>()),
@@ -62,7 +64,7 @@ public static class SuperNodeHost
                 akka.WithShardRegion<PeerSessionShard>(
                     PeerSessionEntityTypes.Peers,
                     (_, registry) => peerId => PeerSession.Props(peerId, settings.Region, PeerSessionSettings.Default, enrollment,
-                        registry.Get<PeerSessionShard>(), exits: new ExitServices(settings.Exits, exitAllocator, registry.Get<ExitPoolShard>())),
+                        registry.Get<PeerSessionShard>(), exits: new ExitServices(settings.Exits, exitAllocator, registry.Get<ExitPoolShard>(), relay)),
                     new PeerSessionMessageExtractor(),
                     new ShardOptions
                     {
@@ -108,12 +110,23 @@ public static class SuperNodeHost
         builder.Services.AddSingleton(new RevocationCursor(settings.Node.DataDir));
         builder.Services.AddSingleton(new LocalStreams(settings.Id, settings.Region));
         builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton(services => new RelayService(settings.PublicIp, settings.RelayPortLow, settings.RelayPortHigh,
+            services.GetRequiredService<ILogger<RelayService>>(), services.GetRequiredService<TimeProvider>(), settings.Relay));
+        builder.Services.AddSingleton<IRelayLegs>(services => services.GetRequiredService<RelayService>());
         builder.Services.AddSingleton<ChallengeBook>();
         builder.Services.AddSingleton(new EdgeRateLimits(settings.Edge));
         builder.Services.AddSingleton<EdgeSecurityLog>();
         builder.Services.AddHealthChecks().AddCheck<RegisteredHealthCheck>("directory-registration", tags: [HealthTags.Ready]);
 
         var app = builder.Build();
+        try
+        {
+            app.Services.GetRequiredService<RelayService>();
+        }
+        catch (ArgumentException ex)
+        {
+            throw new ConfigurationException("--public-ip", $"relay legs cannot be bound: {ex.Message}", ex);
+        }
         WarnIfFileDescriptorsTooFew(settings, app.Services.GetRequiredService<ILogger<DirectoryCache>>());
         var cache = app.Services.GetRequiredService<DirectoryCache>();
         app.Services.GetRequiredService<ILogger<DirectoryCache>>().LogInformation(

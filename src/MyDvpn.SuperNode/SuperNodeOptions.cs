@@ -17,6 +17,8 @@ public sealed class SuperNodeOptions : ClusterNodeOptions
     public EdgeSettings Edge { get; set; } = new();
     /// <summary>Exit allocation and tunnel addressing (config/environment only: Super:Exits:…).</summary>
     public Exits.ExitSettings Exits { get; set; } = new();
+    /// <summary>Relay legs' timing and buffer (config/environment only: Super:Relay:…).</summary>
+    public Relay.RelaySettings Relay { get; set; } = new();
 
     public new SuperNodeSettings Validate()
     {
@@ -39,8 +41,16 @@ public sealed class SuperNodeOptions : ClusterNodeOptions
         {
             throw new ConfigurationException($"Super:Exits:{ex.ParamName}", ex.Message);
         }
+        try
+        {
+            Relay.Validate();
+        }
+        catch (ArgumentException ex)
+        {
+            throw new ConfigurationException($"Super:Relay:{ex.ParamName}", ex.Message);
+        }
         var node = base.Validate();
-        return new SuperNodeSettings(node, Region!, Id!, bases, publicIp, relayLow, relayHigh, MaxStreams, Edge) { Exits = Exits };
+        return new SuperNodeSettings(node, Region!, Id!, bases, publicIp, relayLow, relayHigh, MaxStreams, Edge) { Exits = Exits, Relay = Relay };
     }
 
     private static (int Low, int High) ParseRelayPorts(string? value)
@@ -65,6 +75,8 @@ public sealed record SuperNodeSettings(
     EdgeSettings Edge)
 {
     public Exits.ExitSettings Exits { get; init; } = MyDvpn.SuperNode.Exits.ExitSettings.Default;
+
+    public Relay.RelaySettings Relay { get; init; } = MyDvpn.SuperNode.Relay.RelaySettings.Default;
 
     /// <summary>The address peers and other SuperNodes dial: the public IP and the --listen port.</summary>
     public string GrpcEndpoint => new HostPort(PublicIp.ToString(), Node.Listen.Port).ToString();

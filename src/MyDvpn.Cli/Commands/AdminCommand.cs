@@ -376,7 +376,8 @@ public static class AdminCommand
         // A peer of role "both" may hold its own exit and serve clients at once.
         var own = session.Assignments.Where(a => a.ClientPeerId == session.PeerId).ToList();
         var served = session.Assignments.Where(a => a.ClientPeerId != session.PeerId).ToList();
-        var parts = own.Select(a => $"{a.ExitPeerId}@{a.Region} {AddressText(a.ClientAddress)} {a.State}").ToList();
+        var parts = own.Select(a => $"{a.ExitPeerId}@{a.Region} {AddressText(a.ClientAddress)} {a.State}"
+                                    + (a.Path == "relay" ? $" via relay {a.ClientRelayLeg} → {a.ExitRelayLeg}" : "")).ToList();
         if (served.Count > 0)
         {
             var count = served.Count == 1 ? "1 client" : $"{served.Count} clients";

@@ -49,6 +49,8 @@ public sealed class TunnelCommandHandler(string stateDir, TunnelSettings local, 
             Command.BodyOneofCase.SetupExit => await SetupExitAsync(id, command.SetupExit, cancellationToken),
             Command.BodyOneofCase.RemoveExit => await RemoveExitAsync(id, command.RemoveExit, cancellationToken),
             Command.BodyOneofCase.Disconnect => await DisconnectAsync(id, cancellationToken),
+            Command.BodyOneofCase.RelaySetup => await RelayAsync(id, command.RelaySetup.AssignmentId, command.RelaySetup.RelayEndpoint, cancellationToken),
+            Command.BodyOneofCase.RelayTeardown => await RelayAsync(id, command.RelayTeardown.AssignmentId, null, cancellationToken),
             _ => CommandResponses.Done(id),
         };
         await AppendAsync(Line(command, response), cancellationToken);
@@ -188,6 +190,28 @@ public sealed class TunnelCommandHandler(string stateDir, TunnelSettings local, 
                 state = state with { Exit = null };
             if (exitSide && state.ClientOf(assignment) is { } client)
                 state = state with { Clients = state.Clients.Remove(client) };
+            return state;
+        }, cancellationToken);
+        return CommandResponses.Done(id);
+    }
+
+    /// <summary>
+    /// RelaySetup points the WireGuard peer of the assignment (the exit, for a client; the client, for an exit) at a
+    /// relay leg; RelayTeardown (<paramref name="relayEndpoint"/> null) goes back to the direct path. An assignment this
+    /// peer does not hold is done already.
+    /// </summary>
+    private async Task<CommandResponse> RelayAsync(string id, string assignment, string? relayEndpoint, CancellationToken cancellationToken)
+    {
+        if (string.IsNullOrEmpty(assignment))
+            return Invalid(id, "assignment_id is empty");
+        if (relayEndpoint is not null && !System.Net.IPEndPoint.TryParse(relayEndpoint, out _))
+            return Invalid(id, $"relay_endpoint '{relayEndpoint}' is not an ip:port");
+        await tunnel.UpdateAsync(state =>
+        {
+            if (state.Exit?.AssignmentId == assignment)
+                state = state with { Exit = state.Exit with { RelayEndpoint = relayEndpoint } };
+            if (state.ClientOf(assignment) is { } client)
+                state = state with { Clients = state.Clients.Replace(client, client with { RelayEndpoint = relayEndpoint }) };
             return state;
         }, cancellationToken);
         return CommandResponses.Done(id);

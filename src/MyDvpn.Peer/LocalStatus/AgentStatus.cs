@@ -14,7 +14,7 @@ namespace MyDvpn.Peer.LocalStatus;
 /// <param name="WireguardPublicKey">This peer's WireGuard public key, base64.</param>
 /// <param name="Exit">The exit this peer uses as a client; null when it holds none.</param>
 /// <param name="TunnelAddresses">This peer's addresses in its tunnels (as a client, then as an exit).</param>
-/// <param name="Path"><c>direct</c> while an exit is held, else <c>none</c> (the relay adds <c>relay</c>).</param>
+/// <param name="Path"><c>direct</c> while an exit is held, <c>relay</c> when the tunnel goes through relay legs, else <c>none</c>.</param>
 /// <param name="LastHandshake">The last WireGuard handshake with the exit, as read from the interface; null without a data plane or before the first.</param>
 /// <param name="RxBytes">Bytes received from the exit, as read from the interface; null without a data plane.</param>
 /// <param name="TxBytes">Bytes sent to the exit, as read from the interface; null without a data plane.</param>
@@ -34,7 +34,7 @@ public sealed record AgentStatus(
     AgentExitRequestStatus ExitRequest,
     IReadOnlyList<AgentClientStatus> Clients)
 {
-    public const string PathDirect = "direct", PathNone = "none";
+    public const string PathDirect = "direct", PathRelay = "relay", PathNone = "none";
 
     /// <summary>The document for this moment, from the snapshots the agent keeps.</summary>
     /// <param name="reading">The WireGuard interface as last read; null without a data plane or while it does not exist.</param>
@@ -49,7 +49,8 @@ public sealed record AgentStatus(
             status.Authentications,
             status.LastProblem);
         var exit = tunnel.Exit is { } held
-            ? new AgentExitStatus(held.AssignmentId, held.PeerId, held.Region, held.Endpoint, held.PublicKey, [.. held.AllowedIps], held.Since)
+            ? new AgentExitStatus(held.AssignmentId, held.PeerId, held.Region, held.Endpoint, held.PublicKey, [.. held.AllowedIps], held.Since,
+                held.RelayEndpoint)
             : null;
         var request = status.ExitRequest;
         var exitRequest = new AgentExitRequestStatus(
@@ -74,7 +75,7 @@ public sealed record AgentStatus(
             stream,
             exit,
             [.. tunnel.TunnelAddresses],
-            exit is null ? PathNone : PathDirect,
+            exit is null ? PathNone : exit.RelayEndpoint is null ? PathDirect : PathRelay,
             LastHandshake: exitPeer?.LastHandshake,
             RxBytes: exitPeer?.RxBytes,
             TxBytes: exitPeer?.TxBytes,
@@ -117,7 +118,8 @@ public sealed record AgentExitStatus(
     string Endpoint,
     string PublicKey,
     IReadOnlyList<string> AllowedIps,
-    DateTimeOffset Since);
+    DateTimeOffset Since,
+    string? RelayEndpoint = null);
 
 /// <param name="Region">The region asked for (<c>--exit-region</c>); null when the peer asks for no exit.</param>
 /// <param name="State"><c>idle</c>, <c>requested</c>, <c>waiting-retry</c> or <c>stopped</c>.</param>

@@ -22,12 +22,13 @@ public static class TunnelSpec
         var peers = ImmutableList.CreateBuilder<PeerSpec>();
         if (state.Exit is { } exit)
         {
-            peers.Add(new PeerSpec(Convert.FromBase64String(exit.PublicKey), exit.Endpoint, exit.AllowedIps, exit.PersistentKeepaliveSeconds));
+            peers.Add(new PeerSpec(Convert.FromBase64String(exit.PublicKey), exit.RelayEndpoint ?? exit.Endpoint, exit.AllowedIps,
+                exit.PersistentKeepaliveSeconds));
         }
         foreach (var client in state.Clients)
         {
-            // A client's endpoint is learned from its first handshake (it may sit behind NAT): never set here.
-            peers.Add(new PeerSpec(Convert.FromBase64String(client.PublicKey), null, client.AllowedIps, 0));
+            // A client's endpoint is learned from its first handshake (it may sit behind NAT), unless it is relayed.
+            peers.Add(new PeerSpec(Convert.FromBase64String(client.PublicKey), client.RelayEndpoint, client.AllowedIps, 0));
         }
 
         var fullTunnel = state.Exit is { } used && used.AllowedIps.Any(IsDefaultRoute) ? new FullTunnelSpec() : null;

@@ -59,9 +59,13 @@ public sealed record ClientExit(
         && AllowedIps.SequenceEqual(other.AllowedIps)
         && PersistentKeepaliveSeconds == other.PersistentKeepaliveSeconds
         && TunnelAddresses.SequenceEqual(other.TunnelAddresses)
-        && Since == other.Since;
+        && Since == other.Since
+        && RelayEndpoint == other.RelayEndpoint;
 
     public override int GetHashCode() => HashCode.Combine(AssignmentId, PublicKey, Endpoint, Since);
+
+    /// <summary>The relay leg WireGuard sends to instead of <see cref="Endpoint"/> when the direct path failed (RelaySetup); null: direct.</summary>
+    public string? RelayEndpoint { get; init; }
 }
 
 /// <summary>A client this peer serves as an exit: a SetupExit of side <c>EXIT_SIDE_EXIT</c>.</summary>
@@ -85,7 +89,11 @@ public sealed record ServedClient(
         && Region == other.Region
         && PublicKey == other.PublicKey
         && AllowedIps.SequenceEqual(other.AllowedIps)
-        && Since == other.Since;
+        && Since == other.Since
+        && RelayEndpoint == other.RelayEndpoint;
 
     public override int GetHashCode() => HashCode.Combine(AssignmentId, PublicKey, Since);
+
+    /// <summary>The relay leg the client is reached through when the direct path failed (RelaySetup); null: wherever it roams from.</summary>
+    public string? RelayEndpoint { get; init; }
 }

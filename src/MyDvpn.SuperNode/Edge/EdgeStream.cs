@@ -50,11 +50,12 @@ public sealed class EdgeStream : ReceiveActor, IWithTimers
         IActorRef sessions, LocalStreams registry, EdgeSettings settings, int exitCapacity = 0) =>
         Akka.Actor.Props.Create(() => new EdgeStream(identity, outbound, closed, sessions, registry, settings, exitCapacity));
 
-    public EdgeStream(StreamInfo identity, ChannelWriter<ControlMessage> outbound, TaskCompletionSource<StreamRefusal> closed,
+    public EdgeStream(StreamInfo initial, ChannelWriter<ControlMessage> outbound, TaskCompletionSource<StreamRefusal> closed,
         IActorRef sessions, LocalStreams registry, EdgeSettings settings, int exitCapacity)
     {
         this.exitCapacity = exitCapacity;
-        this.identity = identity;
+        // Handlers read the field, which every Publish replaces: a captured parameter would publish stale copies.
+        identity = initial;
         this.outbound = outbound;
         this.closed = closed;
         this.sessions = sessions;
@@ -70,7 +71,7 @@ public sealed class EdgeStream : ReceiveActor, IWithTimers
         });
         Receive<CloseStream>(close => Close(new StreamRefusal(close.Reason, close.Detail)));
         Receive<SendToPeer>(send => Send(send.Message));
-        Receive<PeerAssignments>(changed => Publish(this.identity with { Assignments = changed.Assignments }));
+        Receive<PeerAssignments>(changed => Publish(identity with { Assignments = changed.Assignments }));
         Receive<HeartbeatTick>(_ => Heartbeat());
         Receive<StreamAttached>(_ =>
         {
@@ -135,7 +136,9 @@ public sealed class EdgeStream : ReceiveActor, IWithTimers
                 });
                 break;
             case ControlMessage.PayloadOneofCase.StatusReport:
-                // Kept for the data-plane issue, which acts on handshakes; nothing to do yet.
+                // The session decides from the handshakes whether a client's direct path to its exit works.
+                sessions.Tell(new HandshakesReported(identity.PeerId, [.. message.StatusReport.Peers.Select(p =>
+                    new ReportedHandshake(p.PublicKey.ToByteArray(), p.LastHandshake?.ToDateTimeOffset()))]));
                 break;
             case ControlMessage.PayloadOneofCase.ExitRequest:
                 sessions.Tell(new RequestExit(identity.PeerId, message.ExitRequest.Region, message.ExitRequest.WireguardPublicKey.ToByteArray()));

@@ -29,6 +29,11 @@ public interface IExitAllocator
     /// <summary>True when the region released the assignment, false when it did not know it.</summary>
     /// <exception cref="ExitRegionUnreachableException">No SuperNode of the region answered.</exception>
     Task<bool> ReleaseAsync(ReleaseExitRequest request, CancellationToken cancellationToken);
+
+    /// <summary>Has a SuperNode of the exit's region open the exit's relay leg, chained to the client's leg.</summary>
+    /// <exception cref="ExitRegionUnreachableException">No SuperNode of the region answered.</exception>
+    /// <exception cref="RpcException">It refused (the assignment is unknown there, no relay port free).</exception>
+    Task<RelayLegInfo> OpenRelayAsync(OpenRelayRequest request, CancellationToken cancellationToken);
 }
 
 public sealed class ExitRegionUnreachableException(string message) : Exception(message);
@@ -85,16 +90,24 @@ public sealed class ExitAllocationClient(DirectoryCache directory, DirectoryClie
             $"no SuperNode of region {request.Region} answered ({string.Join("; ", failures)})");
     }
 
-    public async Task<bool> ReleaseAsync(ReleaseExitRequest request, CancellationToken cancellationToken)
+    public async Task<bool> ReleaseAsync(ReleaseExitRequest request, CancellationToken cancellationToken) =>
+        (await CallAnyAsync(request.Region, request.AssignmentId,
+            (client, options) => client.ReleaseExitAsync(request, options).ResponseAsync, cancellationToken)).Released;
+
+    public Task<RelayLegInfo> OpenRelayAsync(OpenRelayRequest request, CancellationToken cancellationToken) =>
+        CallAnyAsync(request.Region, request.AssignmentId, (client, options) => client.OpenRelayAsync(request, options).ResponseAsync, cancellationToken);
+
+    /// <summary>Calls the region's SuperNodes in turn until one answers; a refusal (a status with a reason) is thrown as it came.</summary>
+    /// <exception cref="ExitRegionUnreachableException">None answered.</exception>
+    private async Task<T> CallAnyAsync<T>(string region, string spreadKey,
+        Func<ExitAllocation.ExitAllocationClient, CallOptions, Task<T>> call, CancellationToken cancellationToken)
     {
         var failures = new List<string>();
-        foreach (var superNode in await KnownSuperNodesAsync(request.Region, request.AssignmentId, cancellationToken))
+        foreach (var superNode in await KnownSuperNodesAsync(region, spreadKey, cancellationToken))
         {
             try
             {
-                var response = await ClientFor(superNode.GrpcEndpoint)
-                    .ReleaseExitAsync(request, new CallOptions(deadline: DateTime.UtcNow + callTimeout, cancellationToken: cancellationToken));
-                return response.Released;
+                return await call(ClientFor(superNode.GrpcEndpoint), new CallOptions(deadline: DateTime.UtcNow + callTimeout, cancellationToken: cancellationToken));
             }
             catch (RpcException ex) when (!cancellationToken.IsCancellationRequested && RefusalReasons.Of(ex) is null)
             {
@@ -103,8 +116,8 @@ public sealed class ExitAllocationClient(DirectoryCache directory, DirectoryClie
         }
 
         throw new ExitRegionUnreachableException(failures.Count == 0
-            ? $"the directory knows no SuperNode of region {request.Region}"
-            : $"no SuperNode of region {request.Region} answered ({string.Join("; ", failures)})");
+            ? $"the directory knows no SuperNode of region {region}"
+            : $"no SuperNode of region {region} answered ({string.Join("; ", failures)})");
     }
 
     /// <summary>The region's SuperNodes from the cache; from the directory when the cache knows none.</summary>

@@ -1,7 +1,9 @@
+using System.Net;
 using Akka.Actor;
 using Akka.Hosting;
 using Google.Protobuf;
 using Grpc.Core;
+using Microsoft.Extensions.Logging;
 using MyDvpn.Hosting;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Protocol.SuperNode;
@@ -16,7 +18,12 @@ public sealed class ExitPoolShard;
 /// The <c>ExitAllocation</c> service: how SuperNodes (of any region) and BaseNodes reach this region's
 /// <see cref="ExitPool"/>. Node certificates only. Refusals are gRPC statuses with the <c>mydvpn-reason</c> trailer.
 /// </summary>
-public sealed class ExitAllocationService(IRequiredActor<ExitPoolShard> pools, SuperNodeSettings settings) : ExitAllocation.ExitAllocationBase
+public sealed class ExitAllocationService(
+    IRequiredActor<ExitPoolShard> pools,
+    IRequiredActor<Edge.PeerSessionShard> sessions,
+    IRelayLegs relay,
+    SuperNodeSettings settings,
+    Microsoft.Extensions.Logging.ILogger<ExitAllocationService> logger) : ExitAllocation.ExitAllocationBase
 {
     private ExitSettings Exits => settings.Exits;
 
@@ -45,9 +52,56 @@ public sealed class ExitAllocationService(IRequiredActor<ExitPoolShard> pools, S
         Require(request.AssignmentId.Length is > 0 and <= 64, "assignment_id must be 1 to 64 characters");
         var reason = string.IsNullOrWhiteSpace(request.Reason) ? "released" : request.Reason;
         var answer = await AskAsync(new ReleaseExit(request.Region, request.AssignmentId, reason), Exits.PoolAnswerWithin, context);
+        // The exit's relay leg, if the assignment had one here, goes with it.
+        await relay.CloseAsync(request.AssignmentId);
         return answer is ExitReleased released
             ? new ReleaseExitResponse { Released = released.Known }
             : throw new RpcException(new Status(StatusCode.Internal, $"unexpected answer from the exit pool: {answer.GetType().Name}"));
+    }
+
+    public override async Task<RelayLegInfo> OpenRelay(OpenRelayRequest request, ServerCallContext context)
+    {
+        CheckRegion(request.Region);
+        Require(request.AssignmentId.Length is > 0 and <= 64, "assignment_id must be 1 to 64 characters");
+        Require(IPEndPoint.TryParse(request.PartnerEndpoint, out var partner) && partner.Port != 0,
+            "partner_endpoint must be the client side's relay leg as ip:port");
+        var answer = await AskAsync(new GetAssignment(request.Region, request.AssignmentId), settings.Edge.SessionTimeout, context);
+        if (answer is not AssignmentDetails { Assignment: { } assignment } details)
+            throw RefusalReasons.ToRpcException(RefusalReason.Unavailable, StatusCode.NotFound, $"region {settings.Region} holds no active assignment {request.AssignmentId}");
+        if (!IPAddress.TryParse(details.ExitPublicAddress, out var exitAddress))
+            throw RefusalReasons.ToRpcException(RefusalReason.Unavailable, StatusCode.Unavailable, $"exit {assignment.ExitPeerId} is offline; its relay leg cannot be opened");
+
+        IPEndPoint leg;
+        try
+        {
+            leg = await relay.OpenAsync(assignment.AssignmentId, RelaySides.Exit, exitAddress,
+                IPEndPoint.TryParse(assignment.ExitEndpoint, out var exitEndpoint) ? exitEndpoint : null, context.CancellationToken);
+        }
+        catch (InvalidOperationException ex)
+        {
+            throw RefusalReasons.ToRpcException(RefusalReason.AtCapacity, StatusCode.ResourceExhausted, ex.Message);
+        }
+        relay.SetPartner(assignment.AssignmentId, RelaySides.Exit, partner!);
+        // The exit's WireGuard sends to the client through this leg from now on (its own roaming would follow too).
+        sessions.ActorRef.Tell(new Sessions.IssueCommand(assignment.ExitPeerId, new Command
+        {
+            CommandId = Guid.NewGuid().ToString("N"),
+            RelaySetup = new RelaySetup
+            {
+                AssignmentId = assignment.AssignmentId,
+                PeerPublicKey = ByteString.CopyFrom(assignment.ClientPublicKey),
+                RelayEndpoint = leg.ToString(),
+            },
+        }));
+        logger.LogInformation("Relay leg for exit {ExitPeerId} of assignment {AssignmentId} open at {Leg}, chained to {Partner}",
+            assignment.ExitPeerId, assignment.AssignmentId, leg, partner);
+        return new RelayLegInfo { Endpoint = leg.ToString(), SupernodeId = settings.Id };
+    }
+
+    public override async Task<CloseRelayResponse> CloseRelay(CloseRelayRequest request, ServerCallContext context)
+    {
+        CheckRegion(request.Region);
+        return new CloseRelayResponse { LegsClosed = (uint)await relay.CloseAsync(request.AssignmentId) };
     }
 
     public override async Task<ExitPoolView> ListExits(ListExitsRequest request, ServerCallContext context)

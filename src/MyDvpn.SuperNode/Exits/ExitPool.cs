@@ -79,6 +79,12 @@ public sealed class ExitPool : ReceivePersistentActor, IWithTimers
                 _log.Info("Exit pool of region {0}: exit {1} went offline", Region, offline.PeerId);
         });
         Command<GetExitPool>(_ => Sender.Tell(View()));
+        Command<GetAssignment>(get =>
+        {
+            var held = _state.Assignments.GetValueOrDefault(get.AssignmentId);
+            Sender.Tell(new AssignmentDetails(held is { Active: true } ? _state.Record(held, _addressing) : null,
+                held is not null && _presence.TryGetValue(held.ExitPeerId, out var presence) ? presence.PublicAddress : ""));
+        });
         Command<StopExitPool>(_ => Context.Stop(Self));
         Command<SaveSnapshotSuccess>(success => DeleteSnapshots(new SnapshotSelectionCriteria(success.Metadata.SequenceNr - 1)));
         Command<SaveSnapshotFailure>(failure => _log.Warning(failure.Cause, "Exit pool of region {0}: saving a snapshot failed", Region));

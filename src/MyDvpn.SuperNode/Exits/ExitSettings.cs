@@ -36,6 +36,15 @@ public sealed record ExitSettings
     /// <summary>How long a client has to apply its half (SetupExit) before the assignment is rolled back.</summary>
     public TimeSpan ClientSetupTimeout { get; init; } = TimeSpan.FromSeconds(15);
 
+    /// <summary>
+    /// A client that reports no WireGuard handshake with its exit this long after the assignment became active (or its
+    /// stream attached) gets a relay chain instead of the direct path.
+    /// </summary>
+    public TimeSpan DirectPathTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>After a relay chain could not be set up, the next attempt waits this long.</summary>
+    public TimeSpan RelayRetry { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>RemoveExit waits this long for a peer that is away; its half goes with its next connect within it.</summary>
     public TimeSpan RemoveDeadline { get; init; } = TimeSpan.FromMinutes(10);
 
@@ -65,6 +74,7 @@ public sealed record ExitSettings
                      (AckTimeout, nameof(AckTimeout)), (FailureCooldown, nameof(FailureCooldown)), (ExitHeartbeat, nameof(ExitHeartbeat)),
                      (ExitOfflineAfter, nameof(ExitOfflineAfter)), (ClientSetupTimeout, nameof(ClientSetupTimeout)),
                      (RemoveDeadline, nameof(RemoveDeadline)), (AllocationTimeout, nameof(AllocationTimeout)), (ReleaseRetry, nameof(ReleaseRetry)),
+                     (DirectPathTimeout, nameof(DirectPathTimeout)), (RelayRetry, nameof(RelayRetry)),
                  })
         {
             if (value <= TimeSpan.Zero)

@@ -28,6 +28,15 @@ public sealed record ExitAssignmentRecord(
     string State)
 {
     public const string Requested = "requested", SettingUp = "setting-up", Active = "active", Releasing = "releasing";
+    public const string Direct = "direct", Relayed = "relay";
+
+    /// <summary>direct, or relay when the direct path failed and a relay chain carries the tunnel.</summary>
+    public string Path { get; init; } = Direct;
+
+    /// <summary>When relayed: the client's leg (a SuperNode of its region) and the exit's (one of the exit's region), host:port.</summary>
+    public string ClientRelayLeg { get; init; } = "";
+
+    public string ExitRelayLeg { get; init; } = "";
 
     public Protocol.SuperNode.ExitAssignment ToProto() => new()
     {
@@ -42,11 +51,19 @@ public sealed record ExitAssignmentRecord(
         ClientRegion = ClientRegion,
         ClientPublicKey = Google.Protobuf.ByteString.CopyFrom(ClientPublicKey),
         State = State,
+        Path = Path,
+        ClientRelayLeg = ClientRelayLeg,
+        ExitRelayLeg = ExitRelayLeg,
     };
 
     public static ExitAssignmentRecord FromProto(Protocol.SuperNode.ExitAssignment a) => new(
         a.AssignmentId, a.Region, a.ExitPeerId, a.ExitPublicKey.ToByteArray(), a.ExitEndpoint, a.ClientAddress, a.ExitAddress,
-        a.ClientPeerId, a.ClientRegion, a.ClientPublicKey.ToByteArray(), a.State);
+        a.ClientPeerId, a.ClientRegion, a.ClientPublicKey.ToByteArray(), a.State)
+    {
+        Path = a.Path.Length == 0 ? Direct : a.Path,
+        ClientRelayLeg = a.ClientRelayLeg,
+        ExitRelayLeg = a.ExitRelayLeg,
+    };
 }
 
 /// <summary>
@@ -80,6 +97,12 @@ public sealed record ExitOnline(string Region, string PeerId, int Capacity, stri
 
 /// <summary>An exit's session → the pool: its stream is gone.</summary>
 public sealed record ExitOffline(string Region, string PeerId) : IWithRegion;
+
+/// <summary>Reply: <see cref="AssignmentDetails"/> (null record when the pool does not hold it).</summary>
+public sealed record GetAssignment(string Region, string AssignmentId) : IWithRegion;
+
+/// <param name="ExitPublicAddress">The address the exit's control stream comes from ("" when it is offline).</param>
+public sealed record AssignmentDetails(ExitAssignmentRecord? Assignment, string ExitPublicAddress);
 
 /// <summary>Reply: <see cref="ExitPoolSnapshotView"/>.</summary>
 public sealed record GetExitPool(string Region) : IWithRegion;

@@ -49,3 +49,6 @@ public sealed record ExitReleaseStarted(string AssignmentId, string Reason, Date
 
 /// <summary>The exit's region confirmed the release: the session holds no exit any more.</summary>
 public sealed record ExitReleaseCompleted(string AssignmentId, DateTimeOffset At) : IPeerSessionEvent;
+
+/// <summary>The direct path failed: the tunnel goes through relay legs (host:port on a SuperNode of each region).</summary>
+public sealed record RelayEstablished(string AssignmentId, string ClientLeg, string ExitLeg, DateTimeOffset At) : IPeerSessionEvent;

@@ -59,6 +59,7 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
     private const string CommandTimerPrefix = "command:";
     private const string ExitHeartbeatTimer = "exit-heartbeat";
     private const string ReleaseTimer = "exit-release";
+    private const string DirectPathTimer = "direct-path";
     private const string JournalUnavailable = "the session journal is unavailable; retry";
 
     private readonly PeerSessionSettings _settings;
@@ -82,6 +83,10 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
     private string? _releaseStartedFor;
     // Whether the pool was told this peer is an exit: only then is it told when it is not any more.
     private bool _exitAnnounced;
+    // A client's StatusReport showed a handshake with its exit: the direct path works (until the next assignment).
+    private bool _directConfirmed;
+    private bool _directPathOverdue;
+    private bool _relayStarting;
 
     private PeerState _state;
 
@@ -138,6 +143,17 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
         Command<RetryRelease>(_ => SendRelease());
         Command<PeerRttMeasured>(measured => _rtt = measured.Rtt);
         Command<ExitHeartbeatTick>(_ => AnnounceExit());
+        Command<HandshakesReported>(HandleHandshakes);
+        Command<DirectPathExpired>(expired =>
+        {
+            if (_state.Exit is not { Phase: ExitPhase.Active, ClientRelayLeg: null } exit || exit.AssignmentId != expired.AssignmentId || _directConfirmed)
+                return;
+            // Decided by the next StatusReport: one without a handshake with the exit sets up the relay.
+            _directPathOverdue = true;
+            if (expired.Retry)
+                StartRelay(exit);
+        });
+        Command<RelayFinished>(HandleRelayFinished);
         Command<StopPeerSession>(_ => Context.Stop(Self));
         Command<SaveSnapshotSuccess>(success =>
             DeleteSnapshots(new SnapshotSelectionCriteria(success.Metadata.SequenceNr - 1)));
@@ -362,6 +378,7 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
         }
 
         ShowAssignments();
+        ArmDirectPathCheck();
         if (ServesAsExit)
         {
             AnnounceExit();
@@ -520,6 +537,8 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
         {
             _log.Info("Session of peer {0}: exit {1}@{2} active (assignment {3}, address {4})", PeerId, exit.Assignment!.ExitPeerId,
                 exit.Region, exit.AssignmentId, exit.Assignment.ClientAddress);
+            _directConfirmed = false;
+            ArmDirectPathCheck();
         }
 
         ShowAssignments();
@@ -778,6 +797,9 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
 
         // Until the event below is persisted the phase does not say so; a second trigger meanwhile changes nothing.
         _releaseStartedFor = exit.AssignmentId;
+        Timers.Cancel(DirectPathTimer);
+        // The client's relay leg here goes now; the exit's goes with the release at its region.
+        _ = _exits?.Relay?.CloseAsync(exit.AssignmentId);
         var now = _time.GetUtcNow();
         var events = new List<IPeerSessionEvent> { new ExitReleaseStarted(exit.AssignmentId, reason, now) };
         if (removeFromClient && exit.Assignment is { } assignment)
@@ -873,6 +895,148 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
         });
     }
 
+    /// <summary>
+    /// A client with an active, direct exit gets <see cref="ExitSettings.DirectPathTimeout"/> to report a handshake with it;
+    /// the first StatusReport after that which lists the exit without one sets up the relay (reports come every few
+    /// seconds from an agent that drives WireGuard; an agent that sends none is never relayed).
+    /// </summary>
+    private void ArmDirectPathCheck()
+    {
+        if (_exits?.Relay is null || _edge is null || _directConfirmed || _relayStarting
+            || _state.Exit is not { Phase: ExitPhase.Active, ClientRelayLeg: null } exit)
+        {
+            return;
+        }
+
+        _directPathOverdue = false;
+        Timers.StartSingleTimer(DirectPathTimer, new DirectPathExpired(exit.AssignmentId, Retry: false), _exits.Settings.DirectPathTimeout);
+    }
+
+    private void HandleHandshakes(HandshakesReported reported)
+    {
+        if (_directConfirmed || _state.Exit is not { Phase: ExitPhase.Active, Assignment: { } assignment } exit || exit.ClientRelayLeg is not null)
+        {
+            return;
+        }
+
+        var withExit = reported.Peers.FirstOrDefault(p => p.PublicKey.AsSpan().SequenceEqual(assignment.ExitPublicKey));
+        if (withExit?.LastHandshake is { } at && at >= exit.Since - TimeSpan.FromSeconds(5))
+        {
+            _directConfirmed = true;
+            _directPathOverdue = false;
+            Timers.Cancel(DirectPathTimer);
+            _log.Info("Session of peer {0}: direct path to exit {1} works (handshake at {2:o})", PeerId, assignment.ExitPeerId, at);
+        }
+        else if (_directPathOverdue && withExit is not null)
+        {
+            StartRelay(exit);
+        }
+    }
+
+    /// <summary>
+    /// No handshake over the direct path: a leg for the client here, one for the exit at a SuperNode of its region
+    /// (which points the exit at it), chained to each other; then the client is pointed at its leg (RelaySetup).
+    /// </summary>
+    private void StartRelay(ClientExit exit)
+    {
+        if (_exits?.Relay is not { } relay || _relayStarting)
+        {
+            return;
+        }
+
+        if (!System.Net.IPAddress.TryParse(_remoteAddress, out var clientAddress))
+        {
+            _log.Warning("Session of peer {0}: no relay for assignment {1}: the client's address '{2}' is unknown", PeerId, exit.AssignmentId, _remoteAddress);
+            return;
+        }
+
+        if (clientAddress.IsIPv4MappedToIPv6)
+        {
+            clientAddress = clientAddress.MapToIPv4();
+        }
+
+        _relayStarting = true;
+        _log.Warning("Session of peer {0}: no handshake with exit {1} within {2:0.#} s; setting up a relay chain", PeerId,
+            exit.Assignment!.ExitPeerId, _exits.Settings.DirectPathTimeout.TotalSeconds);
+        var allocator = _exits.Allocator;
+        var timeout = _exits.Settings.AllocationTimeout;
+        RelayAsync(relay, allocator, exit.AssignmentId, exit.Region, clientAddress, timeout, _lifetime.Token).PipeTo(Self,
+            success: legs => new RelayFinished(exit.AssignmentId, legs.ClientLeg, legs.ExitLeg, null),
+            failure: e => new RelayFinished(exit.AssignmentId, null, null, e.Message));
+    }
+
+    private static async Task<(string ClientLeg, string ExitLeg)> RelayAsync(IRelayLegs relay, IExitAllocator allocator, string assignmentId,
+        string region, System.Net.IPAddress clientAddress, TimeSpan timeout, CancellationToken lifetime)
+    {
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(lifetime);
+        cancel.CancelAfter(timeout);
+        var clientLeg = await relay.OpenAsync(assignmentId, RelaySides.Client, clientAddress, null, cancel.Token);
+        try
+        {
+            var exitLeg = await allocator.OpenRelayAsync(
+                new OpenRelayRequest { AssignmentId = assignmentId, Region = region, PartnerEndpoint = clientLeg.ToString() }, cancel.Token);
+            relay.SetPartner(assignmentId, RelaySides.Client, System.Net.IPEndPoint.Parse(exitLeg.Endpoint));
+            return (clientLeg.ToString(), exitLeg.Endpoint);
+        }
+        catch
+        {
+            await relay.CloseAsync(assignmentId);
+            throw;
+        }
+    }
+
+    private void HandleRelayFinished(RelayFinished finished)
+    {
+        _relayStarting = false;
+        if (_state.Exit is not { Phase: ExitPhase.Active, Assignment: { } assignment } exit || exit.AssignmentId != finished.AssignmentId)
+        {
+            // Released meanwhile: its legs go.
+            _ = _exits?.Relay?.CloseAsync(finished.AssignmentId);
+            return;
+        }
+
+        if (finished.Problem is not null || finished.ClientLeg is null || finished.ExitLeg is null)
+        {
+            _log.Warning("Session of peer {0}: relay chain for assignment {1} could not be set up ({2}); trying again in {3:0} s", PeerId,
+                finished.AssignmentId, finished.Problem, _exits!.Settings.RelayRetry.TotalSeconds);
+            Timers.StartSingleTimer(DirectPathTimer, new DirectPathExpired(finished.AssignmentId, Retry: true), _exits.Settings.RelayRetry);
+            return;
+        }
+
+        var now = _time.GetUtcNow();
+        var setup = new ControlCommand
+        {
+            CommandId = Guid.NewGuid().ToString("N"),
+            RelaySetup = new RelaySetup
+            {
+                AssignmentId = assignment.AssignmentId,
+                PeerPublicKey = ByteString.CopyFrom(assignment.ExitPublicKey),
+                RelayEndpoint = finished.ClientLeg,
+            },
+        };
+        var events = new List<IPeerSessionEvent> { new RelayEstablished(finished.AssignmentId, finished.ClientLeg, finished.ExitLeg, now) };
+        if (_state.DecideIssue(new IssueCommand(PeerId, setup), setup.CommandId, now, _settings.DefaultDeadline) is IssueDecision.Issue issue)
+        {
+            events.Add(issue.Event);
+        }
+
+        PersistAll(events, evt =>
+        {
+            ApplyPersisted(evt);
+            switch (evt)
+            {
+                case RelayEstablished established:
+                    _log.Info("Session of peer {0}: assignment {1} relayed: client leg {2}, exit leg {3}", PeerId, established.AssignmentId,
+                        established.ClientLeg, established.ExitLeg);
+                    ShowAssignments();
+                    break;
+                case CommandIssued issued:
+                    Deliver(_state.FindInFlight(issued.CommandId)!);
+                    break;
+            }
+        });
+    }
+
     private void TellPeerExitFailed(string region, StatusCode code, RefusalReason reason, string detail) =>
         _edge?.Tell(new SendToPeer(new ControlMessage
         {
@@ -888,7 +1052,7 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
         }
 
         var assignments = _state.Assignments();
-        var shown = string.Join(",", assignments.Select(a => a.AssignmentId + ":" + a.State));
+        var shown = string.Join(",", assignments.Select(a => $"{a.AssignmentId}:{a.State}:{a.Path}"));
         if (shown == _shownAssignments)
         {
             return;
@@ -1006,6 +1170,12 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
 
     private sealed record AllocationFinished(string AssignmentId, ExitAllocationResult Result);
 
+    /// <param name="Retry">A relay attempt failed before: try again now rather than wait for a report.</param>
+    private sealed record DirectPathExpired(string AssignmentId, bool Retry);
+
+    /// <summary>A relay chain was set up (both legs) or could not be (<paramref name="Problem"/>).</summary>
+    private sealed record RelayFinished(string AssignmentId, string? ClientLeg, string? ExitLeg, string? Problem);
+
     /// <summary>A release call ended; <paramref name="Problem"/> is null when the region confirmed it.</summary>
     private sealed record ReleaseFinished(string AssignmentId, string? Problem);
 
@@ -1021,4 +1191,5 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
 }
 
 /// <summary>What a session needs to allocate exits: the settings, the way to a region's pool, this region's pools.</summary>
-public sealed record ExitServices(ExitSettings Settings, IExitAllocator Allocator, IActorRef Pools);
+/// <param name="Relay">This SuperNode's relay legs; null: no relay (the direct path is all there is).</param>
+public sealed record ExitServices(ExitSettings Settings, IExitAllocator Allocator, IActorRef Pools, IRelayLegs? Relay = null);

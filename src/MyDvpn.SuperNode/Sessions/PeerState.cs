@@ -72,8 +72,9 @@ public sealed record PeerState(
             Exit = Exit with { Phase = ExitPhase.Releasing, Problem = Exit.Problem ?? e.Reason },
         },
         ExitReleaseCompleted e when Exit?.AssignmentId == e.AssignmentId => this with { Exit = null },
+        RelayEstablished e when Exit?.AssignmentId == e.AssignmentId => this with { Exit = Exit with { ClientRelayLeg = e.ClientLeg, ExitRelayLeg = e.ExitLeg } },
         // Exit events that no longer match the current assignment (it was replaced or released meanwhile).
-        ExitAssigned or ExitRequestRefused or ExitReleaseStarted or ExitReleaseCompleted => this,
+        ExitAssigned or ExitRequestRefused or ExitReleaseStarted or ExitReleaseCompleted or RelayEstablished => this,
         _ => throw new ArgumentException($"Unknown peer session event {evt.GetType().Name}", nameof(evt)),
     };
 
@@ -174,6 +175,8 @@ public sealed record PeerState(
         var record = exit.Assignment is { } assigned
             ? assigned with { State = state }
             : new ExitAssignmentRecord(exit.AssignmentId, exit.Region, "", [], "", "", "", PeerId, Region, exit.ClientPublicKey, state);
+        if (exit.ClientRelayLeg is { } clientLeg)
+            record = record with { Path = ExitAssignmentRecord.Relayed, ClientRelayLeg = clientLeg, ExitRelayLeg = exit.ExitRelayLeg ?? "" };
         return Served.Add(record);
     }
 
@@ -445,6 +448,11 @@ public sealed record ClientExit(string AssignmentId, string Region, byte[] Clien
 
     /// <summary>The gRPC status code a failed setup is reported to the client with.</summary>
     public int ProblemStatus { get; init; }
+
+    /// <summary>When the direct path failed: the client's relay leg (host:port) and the exit's; null while direct.</summary>
+    public string? ClientRelayLeg { get; init; }
+
+    public string? ExitRelayLeg { get; init; }
 }
 
 /// <summary>The outcome of <see cref="PeerState.DecideExitRequest"/>.</summary>

@@ -132,3 +132,9 @@ public sealed record SendToPeer(ControlMessage Message);
 
 /// <summary>Session → edge: the peer's exit assignments changed (shown by the admin's session list).</summary>
 public sealed record PeerAssignments(string PeerId, ImmutableList<Exits.ExitAssignmentRecord> Assignments);
+
+/// <summary>Edge → session: the WireGuard handshakes the peer's last StatusReport shows, per peer public key.</summary>
+public sealed record HandshakesReported(string PeerId, ImmutableList<ReportedHandshake> Peers) : IWithPeerId;
+
+/// <param name="LastHandshake">Null: no handshake yet.</param>
+public sealed record ReportedHandshake(byte[] PublicKey, DateTimeOffset? LastHandshake);

@@ -48,6 +48,18 @@ public sealed class FakeExitAllocator : IExitAllocator
         return await _respondToRelease(request, _releaseCalls.Count);
     }
 
+    /// <summary>Answers a relay request (the exit region's leg); by default it opens one at 192.0.2.2:40000.</summary>
+    public Func<OpenRelayRequest, Task<RelayLegInfo>> RespondToRelay { get; set; } =
+        _ => Task.FromResult(new RelayLegInfo { Endpoint = "192.0.2.2:40000", SupernodeId = "sn-b" });
+
+    public ConcurrentQueue<OpenRelayRequest> RelayCalls { get; } = new();
+
+    public Task<RelayLegInfo> OpenRelayAsync(OpenRelayRequest request, CancellationToken cancellationToken)
+    {
+        RelayCalls.Enqueue(request.Clone());
+        return RespondToRelay(request);
+    }
+
     /// <summary>The next allocation a session asked for, still unanswered.</summary>
     public async Task<PendingAllocation> NextAllocationAsync()
     {

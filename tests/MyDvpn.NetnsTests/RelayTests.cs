@@ -1,0 +1,149 @@
+using System.Globalization;
+using System.Net;
+using MyDvpn.Cli.Demo;
+using MyDvpn.Protocol.Admin;
+using MyDvpn.Protocol.SuperNode;
+using MyDvpn.Testbed;
+using Xunit.Abstractions;
+using Command = MyDvpn.Protocol.Control.Command;
+using Disconnect = MyDvpn.Protocol.Control.Disconnect;
+
+namespace MyDvpn.NetnsTests;
+
+/// <summary>
+/// The relay end to end: with UDP between the exit's and the client's NAT routers dropped on the internet router, the
+/// client's session chains a leg on sn-eu-1 to a leg on sn-us-1 and points both WireGuard peers at them.
+/// </summary>
+[Collection(DataPlaneCollection.Name)]
+public sealed class RelayTests(ITestOutputHelper output)
+{
+    private const string PacketsToPartner = "mydvpn_relay_packets_total{direction=\"to_partner\"}";
+    private const string LegsOpen = "mydvpn_relay_legs_open";
+
+    [Fact]
+    public async Task With_UDP_between_the_NATs_dropped_the_client_reaches_the_internet_through_relay_legs_on_both_SuperNodes()
+    {
+        await RunAsync(dropUdpBetweenNats: true, async (network, cancel) =>
+        {
+            await UntilRelayedAsync(network, cancel);
+
+            var exitKey = (await network.StatusAsync(TestbedNetwork.ExitId, cancel)).GetProperty("wireguardPublicKey").GetString()!;
+            var dump = await network.WgShowAsync(TestbedRoles.Client, network.ClientInterface, cancel);
+            var exitLine = dump.StandardOutput.Split('\n').Skip(1).Select(l => l.Split('\t')).Single(f => f[0] == exitKey);
+            Assert.StartsWith($"{TestbedAddresses.SnA}:", exitLine[2], StringComparison.Ordinal);
+            var status = await network.StatusAsync(TestbedNetwork.ClientId, cancel);
+            Assert.Equal("relay", status.GetProperty("path").GetString());
+
+            // Both SuperNodes forwarded the tunnel's packets, and the drop rule really dropped the direct attempts.
+            Assert.True(await MetricAsync(network, TestbedAddresses.SnA, PacketsToPartner, cancel) > 0, "sn-eu-1 relayed packets");
+            Assert.True(await MetricAsync(network, TestbedAddresses.SnB, PacketsToPartner, cancel) > 0, "sn-us-1 relayed packets");
+            Assert.True(await network.Testbed.DroppedUdpBetweenNatsAsync(cancel) > 0, "direct WireGuard packets were dropped between the NATs");
+            var sessions = await network.Admin.ListSessionsAsync(new ListSessionsRequest { Region = TestbedNetwork.ClientRegion }, cancellationToken: cancel);
+            var assignment = Assert.Single(sessions.Sessions.Single(s => s.PeerId == TestbedNetwork.ClientId).Assignments);
+            Assert.Equal("relay", assignment.Path);
+            Assert.StartsWith($"{TestbedAddresses.SnA}:", assignment.ClientRelayLeg, StringComparison.Ordinal);
+            Assert.StartsWith($"{TestbedAddresses.SnB}:", assignment.ExitRelayLeg, StringComparison.Ordinal);
+        });
+    }
+
+    [Fact]
+    public async Task Without_the_drop_rule_the_path_stays_direct_and_no_relay_leg_is_opened()
+    {
+        await RunAsync(dropUdpBetweenNats: false, async (network, cancel) =>
+        {
+            // The session decides once the client reports its handshake: the decision is in sn-eu-1's log.
+            await network.UntilAsync(() => Task.FromResult(Log(network, "sn-eu-1").Contains("direct path to exit", StringComparison.Ordinal)),
+                "sn-eu-1 sees the direct path work", cancel);
+            Assert.Equal(TestbedAddresses.ExitNatPublic.ToString(),
+                (await network.Testbed.HttpGetAsync(TestbedRoles.Client, network.Testbed.EchoUrl, TimeSpan.FromSeconds(5), cancel)).Trim());
+            Assert.Equal("direct", (await network.StatusAsync(TestbedNetwork.ClientId, cancel)).GetProperty("path").GetString());
+            Assert.Equal(0, await MetricAsync(network, TestbedAddresses.SnA, LegsOpen, cancel));
+            Assert.Equal(0, await MetricAsync(network, TestbedAddresses.SnB, LegsOpen, cancel));
+            Assert.DoesNotContain("Relay leg", Log(network, "sn-us-1"), StringComparison.Ordinal);
+        });
+    }
+
+    [Fact]
+    public async Task After_a_disconnect_no_relay_leg_remains_on_either_SuperNode()
+    {
+        await RunAsync(dropUdpBetweenNats: true, async (network, cancel) =>
+        {
+            await UntilRelayedAsync(network, cancel);
+            Assert.True(await MetricAsync(network, TestbedAddresses.SnA, LegsOpen, cancel) > 0);
+            Assert.True(await MetricAsync(network, TestbedAddresses.SnB, LegsOpen, cancel) > 0);
+
+            await network.Admin.IssueCommandAsync(new AdminCommandRequest
+            {
+                Region = TestbedNetwork.ClientRegion,
+                Request = new IssueCommandRequest
+                {
+                    PeerId = TestbedNetwork.ClientId,
+                    Command = new Command { Disconnect = new Disconnect { Reason = "relay teardown test" } },
+                    Wait = true,
+                },
+            }, cancellationToken: cancel);
+
+            await network.UntilAsync(async () => await MetricAsync(network, TestbedAddresses.SnA, LegsOpen, cancel) == 0
+                                                 && await MetricAsync(network, TestbedAddresses.SnB, LegsOpen, cancel) == 0,
+                "no relay leg is open on either SuperNode", cancel);
+        });
+    }
+
+    private static async Task UntilRelayedAsync(TestbedNetwork network, CancellationToken cancel) =>
+        await network.UntilAsync(async () =>
+                (await network.Testbed.HttpGetAsync(TestbedRoles.Client, network.Testbed.EchoUrl, TimeSpan.FromSeconds(3), cancel)).Trim()
+                == TestbedAddresses.ExitNatPublic.ToString(),
+            "the client's traffic leaves through the exit, relayed", cancel, TimeSpan.FromSeconds(90));
+
+    /// <summary>A series of the SuperNode's /metrics (on its metrics port, read from the router's namespace); 0 when absent.</summary>
+    private static async Task<double> MetricAsync(TestbedNetwork network, IPAddress superNode, string series, CancellationToken cancel)
+    {
+        var text = await network.Testbed.HttpGetAsync(TestbedRoles.Internet, $"http://{superNode}:9100/metrics", TimeSpan.FromSeconds(5), cancel);
+        var line = text.Split('\n').FirstOrDefault(l => l.StartsWith(series + " ", StringComparison.Ordinal));
+        return line is null ? 0 : double.Parse(line[(series.Length + 1)..], CultureInfo.InvariantCulture);
+    }
+
+    private static string Log(TestbedNetwork network, string node)
+    {
+        using var stream = new FileStream(Path.Combine(network.Work, "logs", $"{node}.log"), FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        return new StreamReader(stream).ReadToEnd();
+    }
+
+    private async Task RunAsync(bool dropUdpBetweenNats, Func<TestbedNetwork, CancellationToken, Task> test)
+    {
+        using var bound = new CancellationTokenSource(TimeSpan.FromMinutes(4));
+        var cancel = bound.Token;
+        await NetnsTestbed.RemoveLeftoversAsync(cancel);
+        var testbed = await NetnsTestbed.CreateAsync(cancel);
+        var work = Directory.CreateTempSubdirectory("mydvpn-relay-").FullName;
+        try
+        {
+            await using var network = await TestbedNetwork.StartAsync(testbed, MydvpnExecutable.InDirectory(AppContext.BaseDirectory), work,
+                output.WriteLine, cancel);
+            try
+            {
+                if (dropUdpBetweenNats)
+                    await testbed.DropUdpBetweenNatsAsync(cancel);
+                await network.StartExitAsync(cancel);
+                await network.StartClientAsync(cancel);
+                await test(network, cancel);
+            }
+            catch
+            {
+                foreach (var log in Directory.GetFiles(Path.Combine(work, "logs")))
+                {
+                    output.WriteLine($"--- {Path.GetFileName(log)} (last 25 lines) ---");
+                    using var stream = new FileStream(log, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+                    foreach (var line in new StreamReader(stream).ReadToEnd().Split('\n').TakeLast(25))
+                        output.WriteLine(line.Length > 400 ? line[..400] : line);
+                }
+                throw;
+            }
+        }
+        finally
+        {
+            await testbed.DisposeAsync();
+            Directory.Delete(work, recursive: true);
+        }
+    }
+}
