@@ -12,7 +12,8 @@ namespace MyDvpn.Bench;
 /// <summary>
 /// <c>mydvpn-bench</c>: starts a real BaseNode and SuperNodes (separate processes, TLS, SQLite, see
 /// <see cref="BenchCluster"/>) and measures them from outside; throughput mode measures the data plane in network
-/// namespaces (<see cref="ThroughputBench"/>). Prints a table and one JSON line. Not part of the tests.
+/// namespaces (<see cref="ThroughputBench"/>), and relay mode the relayed tunnel against the direct one
+/// (<see cref="RelayBench"/>). Prints a table and one JSON line. Not part of the tests.
 /// </summary>
 public static class Program
 {
@@ -26,7 +27,8 @@ public static class Program
         var mode = new Option<string>("--mode")
         {
             Description = "streams | commands | reconnect (all streams dropped, then re-authenticated) | setup (cross-region exit setups) "
-                          + "| throughput (iperf3 through the WireGuard tunnel vs the raw path, in network namespaces; root)",
+                          + "| throughput (iperf3 through the WireGuard tunnel vs the raw path, in network namespaces; root) "
+                          + "| relay (iperf3 and ping through the tunnel relayed by the SuperNodes vs direct, in network namespaces; root)",
             Required = true,
         };
         var streams = new Option<int>("--streams") { Description = "Authenticated streams to open, each its own TLS connection", DefaultValueFactory = _ => 1000 };
@@ -36,32 +38,45 @@ public static class Program
         {
             Description = "Connections opened / commands issued / setups run at once (default 64; setup mode: 1, one setup after another)",
         };
-        var seconds = new Option<int>("--seconds") { Description = "throughput mode: seconds each iperf3 run lasts (-t)", DefaultValueFactory = _ => 10 };
-        var repeat = new Option<int>("--repeat") { Description = "throughput mode: iperf3 runs per path and direction; the median is reported", DefaultValueFactory = _ => 1 };
-        var reverse = new Option<bool>("--reverse") { Description = "throughput mode: also measure the download direction (iperf3 -R)" };
-        var timeout = new Option<int>("--timeout") { Description = "The whole run, in seconds, at most", DefaultValueFactory = _ => 900 };
-        var root = new RootCommand("myDvpn benchmarks: SuperNode streams, command round trips, exit setups and tunnel throughput")
+        var seconds = new Option<int>("--seconds") { Description = "throughput, relay modes: seconds each iperf3 run lasts (-t)", DefaultValueFactory = _ => 10 };
+        var repeat = new Option<int>("--repeat")
         {
-            mode, streams, commands, setups, concurrency, seconds, repeat, reverse, timeout,
+            Description = "throughput, relay modes: iperf3 runs (relay mode: and ping series) per path and direction; the median is reported",
+            DefaultValueFactory = _ => 1,
+        };
+        var reverse = new Option<bool>("--reverse") { Description = "throughput, relay modes: also measure the download direction (iperf3 -R)" };
+        var pings = new Option<int>("--pings") { Description = "relay mode: pings per series through the tunnel, 0.2 s apart", DefaultValueFactory = _ => 20 };
+        var timeout = new Option<int>("--timeout") { Description = "The whole run, in seconds, at most", DefaultValueFactory = _ => 900 };
+        var root = new RootCommand("myDvpn benchmarks: SuperNode streams, command round trips, exit setups, tunnel throughput and the relay")
+        {
+            mode, streams, commands, setups, concurrency, seconds, repeat, reverse, pings, timeout,
         };
         root.SetAction((parse, ct) => RunAsync(parse.GetRequiredValue(mode), parse.GetValue(streams), parse.GetValue(commands), parse.GetValue(setups),
-            parse.GetValue(concurrency), parse.GetValue(seconds), parse.GetValue(repeat), parse.GetValue(reverse), parse.GetValue(timeout), ct));
+            parse.GetValue(concurrency), parse.GetValue(seconds), parse.GetValue(repeat), parse.GetValue(reverse), parse.GetValue(pings),
+            parse.GetValue(timeout), ct));
         return root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = TeardownGrace });
     }
 
     private static async Task<int> RunAsync(string mode, int streamCount, int commandCount, int setupCount, int? concurrency, int seconds, int repeat,
-        bool reverse, int timeoutSeconds, CancellationToken cancellationToken)
+        bool reverse, int pingCount, int timeoutSeconds, CancellationToken cancellationToken)
     {
-        if (mode is not ("streams" or "commands" or "reconnect" or "setup" or "throughput") || streamCount < 1 || commandCount < 1 || setupCount < 1
-            || concurrency < 1 || seconds < 1 || repeat < 1 || timeoutSeconds < 1)
+        if (mode is not ("streams" or "commands" or "reconnect" or "setup" or "throughput" or "relay") || streamCount < 1 || commandCount < 1
+            || setupCount < 1 || concurrency < 1 || seconds < 1 || repeat < 1 || pingCount < 1 || timeoutSeconds < 1)
         {
-            await Console.Error.WriteLineAsync("error: --mode streams|commands|reconnect|setup|throughput, --streams >= 1, --commands >= 1, "
-                                               + "--setups >= 1, --concurrency >= 1, --seconds >= 1, --repeat >= 1, --timeout >= 1");
+            await Console.Error.WriteLineAsync("error: --mode streams|commands|reconnect|setup|throughput|relay, --streams >= 1, --commands >= 1, "
+                                               + "--setups >= 1, --concurrency >= 1, --seconds >= 1, --repeat >= 1, --pings >= 1, --timeout >= 1");
             return 2;
         }
-        if (mode == "throughput" && ThroughputBench.EstimatedSeconds(seconds, repeat, reverse) is var needed && needed > timeoutSeconds)
+        var needed = mode switch
         {
-            await Console.Error.WriteLineAsync($"error: --seconds {seconds} --repeat {repeat}{(reverse ? " --reverse" : "")} needs about {needed} s, "
+            "throughput" => ThroughputBench.EstimatedSeconds(seconds, repeat, reverse),
+            "relay" => RelayBench.EstimatedSeconds(seconds, repeat, reverse, pingCount),
+            _ => 0,
+        };
+        if (needed > timeoutSeconds)
+        {
+            await Console.Error.WriteLineAsync($"error: --seconds {seconds} --repeat {repeat}{(reverse ? " --reverse" : "")}"
+                                               + $"{(mode == "relay" ? $" --pings {pingCount}" : "")} needs about {needed} s, "
                                                + $"more than --timeout {timeoutSeconds}: raise --timeout");
             return 2;
         }
@@ -73,6 +88,7 @@ public static class Program
             {
                 "setup" => await RunSetupsAsync(setupCount, concurrency ?? 1, run.Token),
                 "throughput" => await ThroughputBench.RunAsync(seconds, repeat, reverse, run.Token),
+                "relay" => await RelayBench.RunAsync(seconds, repeat, reverse, pingCount, run.Token),
                 _ => await RunStreamsAsync(mode, streamCount, commandCount, concurrency ?? 64, run.Token),
             };
         }
