@@ -611,6 +611,11 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
             case ExitRequestDecision.Reissue reissue:
                 _log.Info("Session of peer {0}: asked again for the exit it holds; sending its SetupExit again", PeerId);
                 IssueInternally(ClientSetup(reissue.Exit.Assignment!, Guid.NewGuid().ToString("N")));
+                if (reissue.Exit.ClientRelayLeg is { } leg)
+                {
+                    // Its SetupExit carries the direct endpoint: point it at its relay leg again.
+                    IssueInternally(RelaySetupFor(reissue.Exit.Assignment!, leg));
+                }
                 break;
             case ExitRequestDecision.ReleaseFirst releaseFirst:
                 StartRelease(releaseFirst.Reason, removeFromClient: true);
@@ -999,21 +1004,14 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
         {
             _log.Warning("Session of peer {0}: relay chain for assignment {1} could not be set up ({2}); trying again in {3:0} s", PeerId,
                 finished.AssignmentId, finished.Problem, _exits!.Settings.RelayRetry.TotalSeconds);
+            // The retry timer decides the next attempt; reports meanwhile must not bring it forward.
+            _directPathOverdue = false;
             Timers.StartSingleTimer(DirectPathTimer, new DirectPathExpired(finished.AssignmentId, Retry: true), _exits.Settings.RelayRetry);
             return;
         }
 
         var now = _time.GetUtcNow();
-        var setup = new ControlCommand
-        {
-            CommandId = Guid.NewGuid().ToString("N"),
-            RelaySetup = new RelaySetup
-            {
-                AssignmentId = assignment.AssignmentId,
-                PeerPublicKey = ByteString.CopyFrom(assignment.ExitPublicKey),
-                RelayEndpoint = finished.ClientLeg,
-            },
-        };
+        var setup = RelaySetupFor(assignment, finished.ClientLeg);
         var events = new List<IPeerSessionEvent> { new RelayEstablished(finished.AssignmentId, finished.ClientLeg, finished.ExitLeg, now) };
         if (_state.DecideIssue(new IssueCommand(PeerId, setup), setup.CommandId, now, _settings.DefaultDeadline) is IssueDecision.Issue issue)
         {
@@ -1036,6 +1034,18 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
             }
         });
     }
+
+    /// <summary>Points the client's WireGuard peer for its exit at its relay leg.</summary>
+    private static ControlCommand RelaySetupFor(ExitAssignmentRecord assignment, string clientLeg) => new()
+    {
+        CommandId = Guid.NewGuid().ToString("N"),
+        RelaySetup = new RelaySetup
+        {
+            AssignmentId = assignment.AssignmentId,
+            PeerPublicKey = ByteString.CopyFrom(assignment.ExitPublicKey),
+            RelayEndpoint = clientLeg,
+        },
+    };
 
     private void TellPeerExitFailed(string region, StatusCode code, RefusalReason reason, string detail) =>
         _edge?.Tell(new SendToPeer(new ControlMessage
