@@ -103,45 +103,7 @@ public sealed class DataPlaneTests(ITestOutputHelper output)
         });
     }
 
-    /// <summary>
-    /// Builds the testbed and the network, starts the exit and the client, runs <paramref name="test"/>, then stops
-    /// everything and checks nothing of ours is left: no namespace, no wireguard-go, no UAPI socket.
-    /// </summary>
-    private async Task RunAsync(Func<TestbedNetwork, CancellationToken, Task> test)
-    {
-        using var bound = new CancellationTokenSource(TimeSpan.FromMinutes(4));
-        var cancel = bound.Token;
-        await NetnsTestbed.RemoveLeftoversAsync(cancel);
-        var testbed = await NetnsTestbed.CreateAsync(cancel);
-        var work = Directory.CreateTempSubdirectory("mydvpn-netns-").FullName;
-        string[] interfaces = [];
-        try
-        {
-            await using (var network = await TestbedNetwork.StartAsync(testbed, MydvpnExecutable.InDirectory(AppContext.BaseDirectory), work,
-                             output.WriteLine, cancel))
-            {
-                interfaces = [network.ClientInterface, network.ExitInterface];
-                try
-                {
-                    await network.StartExitAsync(cancel);
-                    await network.StartClientAsync(cancel);
-                    await test(network, cancel);
-                }
-                catch
-                {
-                    WriteLogs(work);
-                    throw;
-                }
-            }
-            foreach (var name in interfaces)
-                Assert.False(File.Exists($"/var/run/wireguard/{name}.sock"), $"{name}'s UAPI socket is left after the agents stopped");
-        }
-        finally
-        {
-            await testbed.DisposeAsync();
-            Directory.Delete(work, recursive: true);
-        }
-    }
+    private Task RunAsync(Func<TestbedNetwork, CancellationToken, Task> test) => NetworkRun.RunAsync(output, test);
 
     private static async Task<string> EchoedAddressAsync(TestbedNetwork network, CancellationToken cancel) =>
         (await network.Testbed.HttpGetAsync(TestbedRoles.Client, network.Testbed.EchoUrl, Http, cancel)).Trim();
@@ -172,20 +134,6 @@ public sealed class DataPlaneTests(ITestOutputHelper output)
         var line = dump.StandardOutput.Split('\n').Skip(1).Select(l => l.Split('\t')).FirstOrDefault(f => f[0] == publicKey);
         Assert.True(line is not null, $"wg show lists no peer {publicKey}:\n{dump.StandardOutput}");
         return new WgShown(line[2], DateTimeOffset.FromUnixTimeSeconds(long.Parse(line[4], System.Globalization.CultureInfo.InvariantCulture)));
-    }
-
-    private void WriteLogs(string work)
-    {
-        var logs = Path.Combine(work, "logs");
-        if (!Directory.Exists(logs))
-            return;
-        foreach (var log in Directory.GetFiles(logs))
-        {
-            output.WriteLine($"--- {Path.GetFileName(log)} (last 30 lines) ---");
-            using var stream = new FileStream(log, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-            foreach (var line in new StreamReader(stream).ReadToEnd().Split('\n').TakeLast(30))
-                output.WriteLine(line.Length > 400 ? line[..400] : line);
-        }
     }
 }
 

@@ -103,47 +103,8 @@ public sealed class RelayTests(ITestOutputHelper output)
         return line is null ? 0 : double.Parse(line[(series.Length + 1)..], CultureInfo.InvariantCulture);
     }
 
-    private static string Log(TestbedNetwork network, string node)
-    {
-        using var stream = new FileStream(Path.Combine(network.Work, "logs", $"{node}.log"), FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-        return new StreamReader(stream).ReadToEnd();
-    }
+    private static string Log(TestbedNetwork network, string node) => NetworkRun.Log(network, node);
 
-    private async Task RunAsync(bool dropUdpBetweenNats, Func<TestbedNetwork, CancellationToken, Task> test)
-    {
-        using var bound = new CancellationTokenSource(TimeSpan.FromMinutes(4));
-        var cancel = bound.Token;
-        await NetnsTestbed.RemoveLeftoversAsync(cancel);
-        var testbed = await NetnsTestbed.CreateAsync(cancel);
-        var work = Directory.CreateTempSubdirectory("mydvpn-relay-").FullName;
-        try
-        {
-            await using var network = await TestbedNetwork.StartAsync(testbed, MydvpnExecutable.InDirectory(AppContext.BaseDirectory), work,
-                output.WriteLine, cancel);
-            try
-            {
-                if (dropUdpBetweenNats)
-                    await testbed.DropUdpBetweenNatsAsync(cancel);
-                await network.StartExitAsync(cancel);
-                await network.StartClientAsync(cancel);
-                await test(network, cancel);
-            }
-            catch
-            {
-                foreach (var log in Directory.GetFiles(Path.Combine(work, "logs")))
-                {
-                    output.WriteLine($"--- {Path.GetFileName(log)} (last 25 lines) ---");
-                    using var stream = new FileStream(log, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-                    foreach (var line in new StreamReader(stream).ReadToEnd().Split('\n').TakeLast(25))
-                        output.WriteLine(line.Length > 400 ? line[..400] : line);
-                }
-                throw;
-            }
-        }
-        finally
-        {
-            await testbed.DisposeAsync();
-            Directory.Delete(work, recursive: true);
-        }
-    }
+    private Task RunAsync(bool dropUdpBetweenNats, Func<TestbedNetwork, CancellationToken, Task> test) =>
+        NetworkRun.RunAsync(output, test, dropUdpBetweenNats);
 }

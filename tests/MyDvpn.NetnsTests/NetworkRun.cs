@@ -1,0 +1,73 @@
+using MyDvpn.Cli.Demo;
+using MyDvpn.Testbed;
+using Xunit.Abstractions;
+
+namespace MyDvpn.NetnsTests;
+
+/// <summary>
+/// One end-to-end run: a fresh testbed, the network in it (BaseNode, both SuperNodes), the exit, then the client;
+/// the test; then everything stopped, and checked that nothing of ours is left (no namespace, no wireguard-go, no
+/// UAPI socket). On failure the nodes' logs go to the test output.
+/// </summary>
+internal static class NetworkRun
+{
+    /// <param name="dropUdpBetweenNats">Drop UDP between the two NAT routers before the peers start (forces the relay).</param>
+    public static async Task RunAsync(ITestOutputHelper output, Func<TestbedNetwork, CancellationToken, Task> test, bool dropUdpBetweenNats = false)
+    {
+        using var bound = new CancellationTokenSource(TimeSpan.FromMinutes(4));
+        var cancel = bound.Token;
+        await NetnsTestbed.RemoveLeftoversAsync(cancel);
+        var testbed = await NetnsTestbed.CreateAsync(cancel);
+        var work = Directory.CreateTempSubdirectory("mydvpn-netns-").FullName;
+        string[] interfaces = [];
+        try
+        {
+            await using (var network = await TestbedNetwork.StartAsync(testbed, MydvpnExecutable.InDirectory(AppContext.BaseDirectory), work,
+                             output.WriteLine, cancel))
+            {
+                interfaces = [network.ClientInterface, network.ExitInterface];
+                try
+                {
+                    if (dropUdpBetweenNats)
+                        await testbed.DropUdpBetweenNatsAsync(cancel);
+                    await network.StartExitAsync(cancel);
+                    await network.StartClientAsync(cancel);
+                    await test(network, cancel);
+                }
+                catch
+                {
+                    WriteLogs(output, work);
+                    throw;
+                }
+            }
+            foreach (var name in interfaces)
+                Assert.False(File.Exists($"/var/run/wireguard/{name}.sock"), $"{name}'s UAPI socket is left after the agents stopped");
+        }
+        finally
+        {
+            await testbed.DisposeAsync();
+            Directory.Delete(work, recursive: true);
+        }
+    }
+
+    /// <summary>What a node of the run logged so far (its log is appended to while it runs).</summary>
+    public static string Log(TestbedNetwork network, string node)
+    {
+        using var stream = new FileStream(Path.Combine(network.Work, "logs", $"{node}.log"), FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        return new StreamReader(stream).ReadToEnd();
+    }
+
+    private static void WriteLogs(ITestOutputHelper output, string work)
+    {
+        var logs = Path.Combine(work, "logs");
+        if (!Directory.Exists(logs))
+            return;
+        foreach (var log in Directory.GetFiles(logs))
+        {
+            output.WriteLine($"--- {Path.GetFileName(log)} (last 30 lines) ---");
+            using var stream = new FileStream(log, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            foreach (var line in new StreamReader(stream).ReadToEnd().Split('\n').TakeLast(30))
+                output.WriteLine(line.Length > 400 ? line[..400] : line);
+        }
+    }
+}
