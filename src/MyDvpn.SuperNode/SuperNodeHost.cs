@@ -92,6 +92,7 @@ public static class SuperNodeHost
                         registry.Get<PeerSessionShard>()), "directory-registrar");
                     registry.Register<DirectoryRegistrar>(registrar);
                     DeregisterOnShutdown(system, registrar, settings, services);
+                    HandOverRelayOnShutdown(system, services);
                 });
             },
             // Room for BaseNodes, other SuperNodes and admins beside the peers' streams.
@@ -113,6 +114,8 @@ public static class SuperNodeHost
         builder.Services.AddSingleton(services => new RelayService(settings.PublicIp, settings.RelayPortLow, settings.RelayPortHigh,
             services.GetRequiredService<ILogger<RelayService>>(), services.GetRequiredService<TimeProvider>(), settings.Relay));
         builder.Services.AddSingleton<IRelayLegs>(services => services.GetRequiredService<RelayService>());
+        builder.Services.AddSingleton(services => new RelayHandOver(services.GetRequiredService<RelayService>(),
+            services.GetRequiredService<ExitAllocationClient>(), settings.Id, services.GetRequiredService<ILogger<RelayHandOver>>()));
         builder.Services.AddSingleton<ChallengeBook>();
         builder.Services.AddSingleton(new EdgeRateLimits(settings.Edge));
         builder.Services.AddSingleton<EdgeSecurityLog>();
@@ -152,6 +155,20 @@ public static class SuperNodeHost
             logger.LogWarning(
                 "--max-streams {MaxStreams} needs about {Needed} file descriptors but this process may open {Limit} (ulimit -n): raise the limit (LimitNOFILE= in a systemd unit) or lower --max-streams to about {Fits}",
                 settings.MaxStreams, needed, limit, Math.Max(1, (long)limit - ConnectionsBesidePeers - 1024));
+    }
+
+    /// <summary>How long a SuperNode that stops keeps relaying while the chains through it move elsewhere.</summary>
+    private static readonly TimeSpan RelayHandOverWithin = TimeSpan.FromSeconds(3);
+
+    /// <summary>Before the gRPC services go, the relay's chains are moved to other SuperNodes (<see cref="RelayHandOver"/>).</summary>
+    private static void HandOverRelayOnShutdown(ActorSystem system, IServiceProvider services)
+    {
+        var handOver = services.GetRequiredService<RelayHandOver>();
+        CoordinatedShutdown.Get(system).AddTask(CoordinatedShutdown.PhaseBeforeServiceUnbind, "relay-hand-over", async () =>
+        {
+            await handOver.HandOverAsync(RelayHandOverWithin, CancellationToken.None);
+            return Akka.Done.Instance;
+        });
     }
 
     /// <summary>A SuperNode that stops cleanly leaves the directory at once instead of after the grace.</summary>

@@ -89,6 +89,30 @@ public sealed class RelayTests(ITestOutputHelper output)
         });
     }
 
+    [Theory]
+    [InlineData("sn-us-1")] // holds the exit's leg: it tells the client's session, which chains a new exit leg
+    [InlineData("sn-eu-1")] // holds the client's leg and session: the client comes back, its session finds no leg here
+    public async Task A_SuperNode_restart_while_relayed_ends_with_a_new_chain_and_the_tunnel_working(string restarted)
+    {
+        await RunAsync(dropUdpBetweenNats: true, async (network, cancel) =>
+        {
+            await UntilRelayedAsync(network, cancel);
+            var (restartedAddress, keptAddress) = restarted == "sn-us-1" ? (TestbedAddresses.SnB, TestbedAddresses.SnA) : (TestbedAddresses.SnA, TestbedAddresses.SnB);
+            var keptBefore = await MetricAsync(network, keptAddress, PacketsToPartner, cancel);
+
+            await network.RestartNodeAsync(restarted, cancel);
+
+            await UntilRelayedAsync(network, cancel);
+            Assert.Contains(restarted == "sn-us-1" ? "lets its leg of the chain go" : "is not open on this SuperNode", Log(network, "sn-eu-1"), StringComparison.Ordinal);
+            if (restarted == "sn-us-1")
+                Assert.Contains("telling the sessions of 1 chains to move their exit leg", Log(network, "sn-us-1"), StringComparison.Ordinal);
+            // The restarted SuperNode's counters began at zero: its new leg carries the tunnel, and the other one's leg still does.
+            Assert.True(await MetricAsync(network, restartedAddress, PacketsToPartner, cancel) > 0, $"{restarted} relays through a new leg");
+            Assert.True(await MetricAsync(network, keptAddress, PacketsToPartner, cancel) > keptBefore, "the other SuperNode relays after the restart");
+            Assert.Equal("relay", (await network.StatusAsync(TestbedNetwork.ClientId, cancel)).GetProperty("path").GetString());
+        });
+    }
+
     private static async Task UntilRelayedAsync(TestbedNetwork network, CancellationToken cancel) =>
         await network.UntilAsync(async () =>
                 (await network.Testbed.HttpGetAsync(TestbedRoles.Client, network.Testbed.EchoUrl, TimeSpan.FromSeconds(3), cancel)).Trim()

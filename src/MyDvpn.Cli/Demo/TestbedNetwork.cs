@@ -29,6 +29,8 @@ public sealed class TestbedNetwork : IAsyncDisposable
 
     private readonly MydvpnExecutable executable;
     private readonly List<NodeProcess> nodes = [];
+    // How each node was started, so it can be restarted the same way.
+    private readonly Dictionary<string, (string Namespace, string[] Arguments)> nodeCommands = new(StringComparer.Ordinal);
     private readonly Dictionary<string, NodeProcess> peers = new(StringComparer.Ordinal);
     private readonly GrpcChannel adminChannel;
     private readonly TlsMaterial adminTls;
@@ -187,8 +189,31 @@ public sealed class TestbedNetwork : IAsyncDisposable
         ], networkNamespace: ns);
     }
 
-    private void StartNode(string name, string ns, string[] arguments) =>
+    private void StartNode(string name, string ns, string[] arguments)
+    {
+        nodeCommands[name] = (ns, arguments);
         nodes.Add(NodeProcess.Start(executable, name, Path.Combine(Work, "logs", $"{name}.log"), arguments, networkNamespace: ns));
+    }
+
+    /// <summary>
+    /// Stops the node (<c>base</c>, <c>sn-eu-1</c> or <c>sn-us-1</c>) with SIGTERM, as an operator's restart does, and starts it
+    /// again with the same data directory and arguments; returns once the directory lists every SuperNode up again.
+    /// </summary>
+    public async Task RestartNodeAsync(string name, CancellationToken cancellationToken)
+    {
+        if (!nodeCommands.TryGetValue(name, out var command))
+            throw new ArgumentException($"no node '{name}' in this network; it has {string.Join(", ", nodeCommands.Keys)}", nameof(name));
+        var running = nodes.Single(n => n.Name == name);
+        await running.StopAsync(TimeSpan.FromSeconds(30));
+        nodes.Remove(running);
+        running.Dispose();
+        StartNode(name, command.Namespace, command.Arguments);
+        await UntilAsync(async () =>
+        {
+            var regions = await Admin.ListRegionsAsync(new ListRegionsRequest(), cancellationToken: cancellationToken);
+            return regions.Regions.Count(r => r.Supernodes.Any(s => s.Status == SuperNodeStatus.Up)) == 2;
+        }, $"{name} is back and both SuperNodes are registered", cancellationToken, TimeSpan.FromSeconds(90));
+    }
 
     /// <summary>Polls until <paramref name="condition"/> holds (60 s at most); a node that exits meanwhile fails it with its log.</summary>
     public async Task UntilAsync(Func<Task<bool>> condition, string what, CancellationToken cancellationToken, TimeSpan? within = null)

@@ -97,6 +97,11 @@ public sealed class ExitAllocationClient(DirectoryCache directory, DirectoryClie
     public Task<RelayLegInfo> OpenRelayAsync(OpenRelayRequest request, CancellationToken cancellationToken) =>
         CallAnyAsync(request.Region, request.AssignmentId, (client, options) => client.OpenRelayAsync(request, options).ResponseAsync, cancellationToken);
 
+    /// <summary>Tells the client's region that this SuperNode's leg for the exit of the assignment is going away.</summary>
+    /// <exception cref="ExitRegionUnreachableException">No SuperNode of the client's region answered.</exception>
+    public Task RelayLegLostAsync(RelayLegLostRequest request, CancellationToken cancellationToken) =>
+        CallAnyAsync(request.Region, request.AssignmentId, (client, options) => client.RelayLegLostAsync(request, options).ResponseAsync, cancellationToken);
+
     /// <summary>Calls the region's SuperNodes in turn until one answers; a refusal (a status with a reason) is thrown as it came.</summary>
     /// <exception cref="ExitRegionUnreachableException">None answered.</exception>
     private async Task<T> CallAnyAsync<T>(string region, string spreadKey,

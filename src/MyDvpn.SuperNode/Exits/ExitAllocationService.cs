@@ -75,11 +75,17 @@ public sealed class ExitAllocationService(
         try
         {
             leg = await relay.OpenAsync(assignment.AssignmentId, RelaySides.Exit, exitAddress,
-                IPEndPoint.TryParse(assignment.ExitEndpoint, out var exitEndpoint) ? exitEndpoint : null, context.CancellationToken);
+                IPEndPoint.TryParse(assignment.ExitEndpoint, out var exitEndpoint) ? exitEndpoint : null,
+                new RelayLegOwner(assignment.ClientRegion, assignment.ClientPeerId), context.CancellationToken);
         }
         catch (InvalidOperationException ex)
         {
             throw RefusalReasons.ToRpcException(RefusalReason.AtCapacity, StatusCode.ResourceExhausted, ex.Message);
+        }
+        catch (RelayDrainingException ex)
+        {
+            // No reason trailer: the caller goes on to the region's next SuperNode.
+            throw new RpcException(new Status(StatusCode.Unavailable, ex.Message));
         }
         relay.SetPartner(assignment.AssignmentId, RelaySides.Exit, partner!);
         // The exit's WireGuard sends to the client through this leg from now on (its own roaming would follow too).
@@ -102,6 +108,18 @@ public sealed class ExitAllocationService(
     {
         CheckRegion(request.Region);
         return new CloseRelayResponse { LegsClosed = (uint)await relay.CloseAsync(request.AssignmentId) };
+    }
+
+    public override Task<RelayLegLostResponse> RelayLegLost(RelayLegLostRequest request, ServerCallContext context)
+    {
+        CheckRegion(request.Region);
+        Require(request.AssignmentId.Length is > 0 and <= 64, "assignment_id must be 1 to 64 characters");
+        Require(NodeId.IsValid(request.ClientPeerId, out var idProblem), $"client_peer_id: {idProblem}");
+        var reason = string.IsNullOrWhiteSpace(request.Reason) ? "its relay leg is going away" : request.Reason;
+        logger.LogInformation("Relay leg of assignment {AssignmentId} at SuperNode {SuperNodeId} goes ({Reason}); telling the session of {ClientPeerId}",
+            request.AssignmentId, request.SupernodeId, reason, request.ClientPeerId);
+        sessions.ActorRef.Tell(new Sessions.RelayLegLost(request.ClientPeerId, request.AssignmentId, request.SupernodeId, reason));
+        return Task.FromResult(new RelayLegLostResponse());
     }
 
     public override async Task<ExitPoolView> ListExits(ListExitsRequest request, ServerCallContext context)

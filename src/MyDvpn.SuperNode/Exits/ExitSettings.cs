@@ -45,6 +45,14 @@ public sealed record ExitSettings
     /// <summary>After a relay chain could not be set up, the next attempt waits this long.</summary>
     public TimeSpan RelayRetry { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// A path that worked (a direct one that handshook, or a relay chain) is broken once the client reports no
+    /// handshake with its exit for this long: a direct one gets a relay chain, a relayed one a new chain. WireGuard
+    /// renews its handshake every 2 minutes while packets flow (and the 25 s keepalive keeps them flowing), so a
+    /// working path's last handshake is never older than about 2.5 minutes.
+    /// </summary>
+    public TimeSpan PathStaleAfter { get; init; } = TimeSpan.FromMinutes(3);
+
     /// <summary>RemoveExit waits this long for a peer that is away; its half goes with its next connect within it.</summary>
     public TimeSpan RemoveDeadline { get; init; } = TimeSpan.FromMinutes(10);
 
@@ -75,6 +83,7 @@ public sealed record ExitSettings
                      (ExitOfflineAfter, nameof(ExitOfflineAfter)), (ClientSetupTimeout, nameof(ClientSetupTimeout)),
                      (RemoveDeadline, nameof(RemoveDeadline)), (AllocationTimeout, nameof(AllocationTimeout)), (ReleaseRetry, nameof(ReleaseRetry)),
                      (DirectPathTimeout, nameof(DirectPathTimeout)), (RelayRetry, nameof(RelayRetry)),
+                     (PathStaleAfter, nameof(PathStaleAfter)),
                  })
         {
             if (value <= TimeSpan.Zero)

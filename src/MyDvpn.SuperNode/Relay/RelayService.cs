@@ -14,6 +14,7 @@ public sealed class RelayService : IRelayLegs, IAsyncDisposable
 {
     private readonly Lock gate = new();
     private readonly Dictionary<(string AssignmentId, string Side), RelayLeg> legs = [];
+    private readonly Dictionary<(string AssignmentId, string Side), RelayLegOwner> owners = [];
     private readonly IPAddress publicAddress;
     private readonly IPAddress bindAddress;
     private readonly int portLow, portHigh;
@@ -23,6 +24,8 @@ public sealed class RelayService : IRelayLegs, IAsyncDisposable
     private readonly ITimer idleSweep;
     private int nextPortOffset;
     private bool disposed;
+    // Shutting down: the legs open keep forwarding while their chains move to another SuperNode; no new one opens.
+    private bool draining;
 
     /// <param name="publicAddress">The SuperNode's public IP (<c>--public-ip</c>): leg endpoints are announced with it.</param>
     /// <param name="portLow">The first port of <c>--relay-ports</c>.</param>
@@ -68,9 +71,10 @@ public sealed class RelayService : IRelayLegs, IAsyncDisposable
     /// send to the peer before hearing from it.
     /// </summary>
     /// <exception cref="RelayPortsExhaustedException">No port of <c>--relay-ports</c> is free.</exception>
+    /// <exception cref="RelayDrainingException">The relay is handing its legs over (<see cref="BeginHandOver"/>).</exception>
     /// <exception cref="ArgumentException">An unknown side, or an address the legs cannot reach.</exception>
     public Task<RelayLeg> OpenLegAsync(string assignmentId, string side, IPAddress peerAddress, IPEndPoint? peerEndpoint,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, RelayLegOwner? owner = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(assignmentId);
         if (side is not (RelaySides.Client or RelaySides.Exit))
@@ -81,6 +85,10 @@ public sealed class RelayService : IRelayLegs, IAsyncDisposable
         lock (gate)
         {
             ObjectDisposedException.ThrowIf(disposed, this);
+            if (draining)
+                throw new RelayDrainingException($"this SuperNode ({publicAddress}) is shutting down and opens no relay leg; another SuperNode of its region does");
+            if (owner is not null)
+                owners[(assignmentId, side)] = owner;
             if (legs.TryGetValue((assignmentId, side), out var open))
             {
                 if (!open.Retarget(peerAddress, peerEndpoint))
@@ -135,7 +143,7 @@ public sealed class RelayService : IRelayLegs, IAsyncDisposable
         {
             closing = [.. legs.Values.Where(leg => leg.AssignmentId == assignmentId)];
             foreach (var leg in closing)
-                legs.Remove((leg.AssignmentId, leg.Side));
+                Forget(leg);
         }
         foreach (var leg in closing)
             await CloseAsync(leg, "closed");
@@ -151,7 +159,7 @@ public sealed class RelayService : IRelayLegs, IAsyncDisposable
         {
             idle = [.. legs.Values.Where(leg => leg.IsIdle(now, settings.IdleTimeout.Ticks))];
             foreach (var leg in idle)
-                legs.Remove((leg.AssignmentId, leg.Side));
+                Forget(leg);
         }
         foreach (var leg in idle)
             await CloseAsync(leg, $"idle for {settings.IdleTimeout}");
@@ -168,17 +176,49 @@ public sealed class RelayService : IRelayLegs, IAsyncDisposable
             disposed = true;
             all = [.. legs.Values];
             legs.Clear();
+            owners.Clear();
         }
         await idleSweep.DisposeAsync();
         foreach (var leg in all)
             await CloseAsync(leg, "relay stopped");
     }
 
+    /// <summary>
+    /// Stops opening legs (each new one is refused with <see cref="RelayDrainingException"/>, so callers go to another
+    /// SuperNode of the region) and returns the open ones with the sessions that hold their chains, to be told. The legs
+    /// keep forwarding until <see cref="DisposeAsync"/>: a chain moves make-before-break.
+    /// </summary>
+    public IReadOnlyList<RelayLegHandOver> BeginHandOver()
+    {
+        lock (gate)
+        {
+            draining = true;
+            return [.. legs.Values.Select(leg => new RelayLegHandOver(leg.AssignmentId, leg.Side, leg.Endpoint,
+                owners.GetValueOrDefault((leg.AssignmentId, leg.Side))))];
+        }
+    }
+
+    public IPAddress? PeerAddressOf(string assignmentId, string side)
+    {
+        IPAddress? address;
+        lock (gate)
+            address = legs.TryGetValue((assignmentId, side), out var leg) ? leg.Status().PeerAddress : null;
+        // A dual-mode socket holds IPv4 peers as IPv4-mapped addresses; callers speak plain IPv4.
+        return address is { IsIPv4MappedToIPv6: true } ? address.MapToIPv4() : address;
+    }
+
     async Task<IPEndPoint> IRelayLegs.OpenAsync(string assignmentId, string side, IPAddress peerAddress, IPEndPoint? peerEndpoint,
-        CancellationToken cancellationToken) =>
-        (await OpenLegAsync(assignmentId, side, peerAddress, peerEndpoint, cancellationToken)).Endpoint;
+        RelayLegOwner owner, CancellationToken cancellationToken) =>
+        (await OpenLegAsync(assignmentId, side, peerAddress, peerEndpoint, cancellationToken, owner)).Endpoint;
 
     Task<int> IRelayLegs.CloseAsync(string assignmentId) => CloseLegsAsync(assignmentId);
+
+    /// <summary>Under <see cref="gate"/>: the leg is no longer this relay's.</summary>
+    private void Forget(RelayLeg leg)
+    {
+        legs.Remove((leg.AssignmentId, leg.Side));
+        owners.Remove((leg.AssignmentId, leg.Side));
+    }
 
     private async Task SweepAsync()
     {
@@ -275,3 +315,6 @@ public sealed class RelayService : IRelayLegs, IAsyncDisposable
             $"No free UDP port for a relay leg in --relay-ports {portLow}-{portHigh} on {bindAddress}: {held.Count} held by relay legs, {taken} by other sockets. Widen --relay-ports.");
     }
 }
+
+/// <summary>A leg open when its SuperNode began shutting down, and the session holding its chain (null: not known).</summary>
+public sealed record RelayLegHandOver(string AssignmentId, string Side, IPEndPoint Endpoint, RelayLegOwner? Owner);

@@ -146,14 +146,25 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
         Command<HandshakesReported>(HandleHandshakes);
         Command<DirectPathExpired>(expired =>
         {
-            if (_state.Exit is not { Phase: ExitPhase.Active, ClientRelayLeg: null } exit || exit.AssignmentId != expired.AssignmentId || _directConfirmed)
+            if (_state.Exit is not { Phase: ExitPhase.Active } exit || exit.AssignmentId != expired.AssignmentId)
+                return;
+            if (expired.Retry)
+            {
+                // An earlier attempt at a chain (a first one, or a new one for a chain that broke) failed.
+                StartRelay(exit, "the last attempt at a relay chain failed; trying again");
+                return;
+            }
+            if (exit.ClientRelayLeg is not null || _directConfirmed)
                 return;
             // Decided by the next StatusReport: one without a handshake with the exit sets up the relay.
             _directPathOverdue = true;
-            if (expired.Retry)
-                StartRelay(exit);
         });
         Command<RelayFinished>(HandleRelayFinished);
+        Command<RelayLegLost>(lost =>
+        {
+            if (_state.Exit is { Phase: ExitPhase.Active, ClientRelayLeg: not null } exit && exit.AssignmentId == lost.AssignmentId)
+                StartRelay(exit, $"SuperNode {lost.SuperNodeId} lets its leg of the chain go ({lost.Reason})");
+        });
         Command<StopPeerSession>(_ => Context.Stop(Self));
         Command<SaveSnapshotSuccess>(success =>
             DeleteSnapshots(new SnapshotSelectionCriteria(success.Metadata.SequenceNr - 1)));
@@ -379,6 +390,7 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
 
         ShowAssignments();
         ArmDirectPathCheck();
+        CheckRelayLegHere();
         if (ServesAsExit)
         {
             AnnounceExit();
@@ -917,14 +929,52 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
         Timers.StartSingleTimer(DirectPathTimer, new DirectPathExpired(exit.AssignmentId, Retry: false), _exits.Settings.DirectPathTimeout);
     }
 
+    /// <summary>
+    /// A relayed client attached here: its leg must be on this SuperNode and take its packets from the address its stream
+    /// comes from. It is not after this SuperNode restarted (legs live in memory), when the session moved here from
+    /// another SuperNode of the region, or when the client's public address changed; then the chain is set up again.
+    /// </summary>
+    private void CheckRelayLegHere()
+    {
+        if (_exits?.Relay is not { } relay || _state.Exit is not { Phase: ExitPhase.Active, ClientRelayLeg: { } leg } exit
+            || !System.Net.IPAddress.TryParse(_remoteAddress, out var clientAddress))
+        {
+            return;
+        }
+
+        var serving = relay.PeerAddressOf(exit.AssignmentId, RelaySides.Client);
+        if (serving is null)
+        {
+            StartRelay(exit, $"its relay leg {leg} is not open on this SuperNode");
+        }
+        else if (!serving.Equals(clientAddress.IsIPv4MappedToIPv6 ? clientAddress.MapToIPv4() : clientAddress))
+        {
+            StartRelay(exit, $"its public address moved from {serving} to {_remoteAddress}");
+        }
+    }
+
     private void HandleHandshakes(HandshakesReported reported)
     {
-        if (_directConfirmed || _state.Exit is not { Phase: ExitPhase.Active, Assignment: { } assignment } exit || exit.ClientRelayLeg is not null)
+        if (_state.Exit is not { Phase: ExitPhase.Active, Assignment: { } assignment } exit)
         {
             return;
         }
 
         var withExit = reported.Peers.FirstOrDefault(p => p.PublicKey.AsSpan().SequenceEqual(assignment.ExitPublicKey));
+        if (exit.ClientRelayLeg is not null || _directConfirmed)
+        {
+            // A path that worked: broken once no handshake renewed it for PathStaleAfter.
+            var now = _time.GetUtcNow();
+            var staleAfter = _exits?.Settings.PathStaleAfter ?? TimeSpan.MaxValue;
+            var workingSince = exit.ClientRelayLeg is null ? exit.Since : exit.RelayedSince ?? exit.Since;
+            if (withExit is not null && now - workingSince >= staleAfter && (withExit.LastHandshake is not { } last || now - last >= staleAfter))
+            {
+                StartRelay(exit, $"no handshake with exit {assignment.ExitPeerId} over the {(exit.ClientRelayLeg is null ? "direct path" : "relay chain")} " +
+                                 $"since {withExit.LastHandshake?.ToString("o") ?? "ever"} (more than {staleAfter.TotalSeconds:0} s)");
+            }
+            return;
+        }
+
         if (withExit?.LastHandshake is { } at && at >= exit.Since - TimeSpan.FromSeconds(5))
         {
             _directConfirmed = true;
@@ -934,17 +984,18 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
         }
         else if (_directPathOverdue && withExit is not null)
         {
-            StartRelay(exit);
+            StartRelay(exit, $"no handshake with exit {assignment.ExitPeerId} within {_exits!.Settings.DirectPathTimeout.TotalSeconds:0.#} s");
         }
     }
 
     /// <summary>
-    /// No handshake over the direct path: a leg for the client here, one for the exit at a SuperNode of its region
-    /// (which points the exit at it), chained to each other; then the client is pointed at its leg (RelaySetup).
+    /// No handshake over the direct path, or a chain that broke: a leg for the client here, one for the exit at a
+    /// SuperNode of its region (which points the exit at it), chained to each other; then the client is pointed at its
+    /// leg (RelaySetup). Legs already open are reused, so a chain that only lost one leg keeps the other.
     /// </summary>
-    private void StartRelay(ClientExit exit)
+    private void StartRelay(ClientExit exit, string why)
     {
-        if (_exits?.Relay is not { } relay || _relayStarting)
+        if (_exits?.Relay is not { } relay || _relayStarting || _edge is null)
         {
             return;
         }
@@ -961,21 +1012,26 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
         }
 
         _relayStarting = true;
-        _log.Warning("Session of peer {0}: no handshake with exit {1} within {2:0.#} s; setting up a relay chain", PeerId,
-            exit.Assignment!.ExitPeerId, _exits.Settings.DirectPathTimeout.TotalSeconds);
+        _directConfirmed = false;
+        _directPathOverdue = false;
+        Timers.Cancel(DirectPathTimer);
+        _log.Warning("Session of peer {0}: {1}; setting up a relay chain to exit {2}", PeerId, why, exit.Assignment!.ExitPeerId);
         var allocator = _exits.Allocator;
         var timeout = _exits.Settings.AllocationTimeout;
-        RelayAsync(relay, allocator, exit.AssignmentId, exit.Region, clientAddress, timeout, _lifetime.Token).PipeTo(Self,
+        var owner = new RelayLegOwner(_state.Region, PeerId);
+        RelayAsync(relay, allocator, exit.AssignmentId, exit.Region, clientAddress, owner, timeout, _lifetime.Token).PipeTo(Self,
             success: legs => new RelayFinished(exit.AssignmentId, legs.ClientLeg, legs.ExitLeg, null),
             failure: e => new RelayFinished(exit.AssignmentId, null, null, e.Message));
     }
 
     private static async Task<(string ClientLeg, string ExitLeg)> RelayAsync(IRelayLegs relay, IExitAllocator allocator, string assignmentId,
-        string region, System.Net.IPAddress clientAddress, TimeSpan timeout, CancellationToken lifetime)
+        string region, System.Net.IPAddress clientAddress, RelayLegOwner owner, TimeSpan timeout, CancellationToken lifetime)
     {
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(lifetime);
         cancel.CancelAfter(timeout);
-        var clientLeg = await relay.OpenAsync(assignmentId, RelaySides.Client, clientAddress, null, cancel.Token);
+        // A leg that carries the chain now stays open if the new chain cannot be made: the old one may still work.
+        var hadLeg = relay.PeerAddressOf(assignmentId, RelaySides.Client) is not null;
+        var clientLeg = await relay.OpenAsync(assignmentId, RelaySides.Client, clientAddress, null, owner, cancel.Token);
         try
         {
             var exitLeg = await allocator.OpenRelayAsync(
@@ -983,7 +1039,7 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
             relay.SetPartner(assignmentId, RelaySides.Client, System.Net.IPEndPoint.Parse(exitLeg.Endpoint));
             return (clientLeg.ToString(), exitLeg.Endpoint);
         }
-        catch
+        catch when (!hadLeg)
         {
             await relay.CloseAsync(assignmentId);
             throw;
@@ -1011,9 +1067,11 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
         }
 
         var now = _time.GetUtcNow();
-        var setup = RelaySetupFor(assignment, finished.ClientLeg);
         var events = new List<IPeerSessionEvent> { new RelayEstablished(finished.AssignmentId, finished.ClientLeg, finished.ExitLeg, now) };
-        if (_state.DecideIssue(new IssueCommand(PeerId, setup), setup.CommandId, now, _settings.DefaultDeadline) is IssueDecision.Issue issue)
+        // A new chain through the client's same leg changes nothing on the client: only its partner moved.
+        var setup = RelaySetupFor(assignment, finished.ClientLeg);
+        if (exit.ClientRelayLeg != finished.ClientLeg
+            && _state.DecideIssue(new IssueCommand(PeerId, setup), setup.CommandId, now, _settings.DefaultDeadline) is IssueDecision.Issue issue)
         {
             events.Add(issue.Event);
         }

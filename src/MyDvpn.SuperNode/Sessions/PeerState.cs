@@ -72,7 +72,8 @@ public sealed record PeerState(
             Exit = Exit with { Phase = ExitPhase.Releasing, Problem = Exit.Problem ?? e.Reason },
         },
         ExitReleaseCompleted e when Exit?.AssignmentId == e.AssignmentId => this with { Exit = null },
-        RelayEstablished e when Exit?.AssignmentId == e.AssignmentId => this with { Exit = Exit with { ClientRelayLeg = e.ClientLeg, ExitRelayLeg = e.ExitLeg } },
+        RelayEstablished e when Exit?.AssignmentId == e.AssignmentId =>
+            this with { Exit = Exit with { ClientRelayLeg = e.ClientLeg, ExitRelayLeg = e.ExitLeg, RelayedSince = e.At } },
         // Exit events that no longer match the current assignment (it was replaced or released meanwhile).
         ExitAssigned or ExitRequestRefused or ExitReleaseStarted or ExitReleaseCompleted or RelayEstablished => this,
         _ => throw new ArgumentException($"Unknown peer session event {evt.GetType().Name}", nameof(evt)),
@@ -453,6 +454,9 @@ public sealed record ClientExit(string AssignmentId, string Region, byte[] Clien
     public string? ClientRelayLeg { get; init; }
 
     public string? ExitRelayLeg { get; init; }
+
+    /// <summary>When the current relay chain was set up; null while direct (and in journals older than this field).</summary>
+    public DateTimeOffset? RelayedSince { get; init; }
 }
 
 /// <summary>The outcome of <see cref="PeerState.DecideExitRequest"/>.</summary>

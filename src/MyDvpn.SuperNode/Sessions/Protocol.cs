@@ -134,6 +134,12 @@ public sealed record SendToPeer(ControlMessage Message);
 public sealed record PeerAssignments(string PeerId, ImmutableList<Exits.ExitAssignmentRecord> Assignments);
 
 /// <summary>Edge → session: the WireGuard handshakes the peer's last StatusReport shows, per peer public key.</summary>
+/// <summary>
+/// A SuperNode holding a leg of the client's relay chain for <paramref name="AssignmentId"/> is letting it go (shutting
+/// down): the session chains the client's leg to a new one elsewhere.
+/// </summary>
+public sealed record RelayLegLost(string PeerId, string AssignmentId, string SuperNodeId, string Reason) : IWithPeerId;
+
 public sealed record HandshakesReported(string PeerId, ImmutableList<ReportedHandshake> Peers) : IWithPeerId;
 
 /// <param name="LastHandshake">Null: no handshake yet.</param>

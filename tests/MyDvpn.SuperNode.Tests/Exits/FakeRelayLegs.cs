@@ -14,15 +14,24 @@ namespace MyDvpn.SuperNode.Tests.Exits;
 public sealed class FakeRelayLegs(IActorRef observer) : IRelayLegs
 {
     private readonly ConcurrentDictionary<(string AssignmentId, string Side), IPEndPoint> _open = new();
+    private readonly ConcurrentDictionary<(string AssignmentId, string Side), IPAddress> _peers = new();
 
-    public IPEndPoint LegEndpoint { get; init; } = IPEndPoint.Parse("192.0.2.1:30000");
+    /// <summary>Where legs opened from now on are (a restarted SuperNode may give a new leg another port).</summary>
+    public IPEndPoint LegEndpoint { get; set; } = IPEndPoint.Parse("192.0.2.1:30000");
 
-    public Task<IPEndPoint> OpenAsync(string assignmentId, string side, IPAddress peerAddress, IPEndPoint? peerEndpoint,
+    public Task<IPEndPoint> OpenAsync(string assignmentId, string side, IPAddress peerAddress, IPEndPoint? peerEndpoint, RelayLegOwner owner,
         CancellationToken cancellationToken)
     {
-        observer.Tell(new RelayLegOpened(assignmentId, side, peerAddress, peerEndpoint));
+        observer.Tell(new RelayLegOpened(assignmentId, side, peerAddress, peerEndpoint, owner));
+        _peers[(assignmentId, side)] = peerAddress;
         return Task.FromResult(_open.GetOrAdd((assignmentId, side), LegEndpoint));
     }
+
+    public IPAddress? PeerAddressOf(string assignmentId, string side) =>
+        _open.ContainsKey((assignmentId, side)) ? _peers.GetValueOrDefault((assignmentId, side)) : null;
+
+    /// <summary>The legs are gone as after a restart of the SuperNode (legs live in memory).</summary>
+    public void Forget() => _open.Clear();
 
     public void SetPartner(string assignmentId, string side, IPEndPoint partner) =>
         observer.Tell(new RelayPartnerSet(assignmentId, side, partner));
@@ -35,7 +44,7 @@ public sealed class FakeRelayLegs(IActorRef observer) : IRelayLegs
     }
 }
 
-public sealed record RelayLegOpened(string AssignmentId, string Side, IPAddress PeerAddress, IPEndPoint? PeerEndpoint);
+public sealed record RelayLegOpened(string AssignmentId, string Side, IPAddress PeerAddress, IPEndPoint? PeerEndpoint, RelayLegOwner Owner);
 
 public sealed record RelayPartnerSet(string AssignmentId, string Side, IPEndPoint Partner);
 

@@ -249,7 +249,8 @@ public sealed class RelayServiceTests
         await using var relay = Relay();
         var first = await relay.OpenLegAsync(Assignment, RelaySides.Exit, IPAddress.Loopback, new IPEndPoint(IPAddress.Loopback, 51820), CancellationToken.None);
 
-        var again = await ((IRelayLegs)relay).OpenAsync(Assignment, RelaySides.Exit, IPAddress.Loopback, new IPEndPoint(IPAddress.Loopback, 51820), CancellationToken.None);
+        var again = await ((IRelayLegs)relay).OpenAsync(Assignment, RelaySides.Exit, IPAddress.Loopback, new IPEndPoint(IPAddress.Loopback, 51820),
+            new RelayLegOwner("eu-west", "laptop-1"), CancellationToken.None);
 
         Assert.Equal(first.Endpoint, again);
         Assert.Single(relay.Legs);
@@ -296,6 +297,41 @@ public sealed class RelayServiceTests
     ];
 
     private static readonly long PayloadBytes = Payloads.Sum(p => (long)p.Length);
+
+    [Fact]
+    public async Task Handing_over_names_each_leg_with_its_session_refuses_new_legs_and_keeps_the_open_ones_forwarding()
+    {
+        await using var relay = Relay();
+        using var client = new UdpPeer();
+        using var exit = new UdpPeer();
+        var owner = new RelayLegOwner("eu-west", "laptop-1");
+        var clientLeg = await relay.OpenLegAsync(Assignment, RelaySides.Client, IPAddress.Loopback, null, CancellationToken.None, owner);
+        var exitLeg = await relay.OpenLegAsync(Assignment, RelaySides.Exit, IPAddress.Loopback, exit.Endpoint, CancellationToken.None, owner);
+        relay.SetPartner(Assignment, RelaySides.Client, exitLeg.Endpoint);
+        relay.SetPartner(Assignment, RelaySides.Exit, clientLeg.Endpoint);
+
+        var handedOver = relay.BeginHandOver();
+
+        Assert.Equal(
+            [new RelayLegHandOver(Assignment, RelaySides.Client, clientLeg.Endpoint, owner), new RelayLegHandOver(Assignment, RelaySides.Exit, exitLeg.Endpoint, owner)],
+            handedOver.OrderBy(h => h.Side, StringComparer.Ordinal));
+        var refused = await Assert.ThrowsAsync<RelayDrainingException>(() => relay.OpenLegAsync("asg-2", RelaySides.Client, IPAddress.Loopback, null, CancellationToken.None));
+        Assert.Contains("shutting down", refused.Message, StringComparison.Ordinal);
+        await AssertRoundTripsAsync(client, exit, clientLeg, exitLeg);
+    }
+
+    [Fact]
+    public async Task Peer_address_of_a_leg_is_the_one_it_takes_packets_from_and_null_once_closed()
+    {
+        await using var relay = Relay();
+        // As Kestrel shows an IPv4 client on a dual-stack listener.
+        await relay.OpenLegAsync(Assignment, RelaySides.Client, IPAddress.Parse("::ffff:127.0.0.1"), null, CancellationToken.None);
+
+        Assert.Equal(IPAddress.Loopback, relay.PeerAddressOf(Assignment, RelaySides.Client));
+        Assert.Null(relay.PeerAddressOf(Assignment, RelaySides.Exit));
+        await relay.CloseLegsAsync(Assignment);
+        Assert.Null(relay.PeerAddressOf(Assignment, RelaySides.Client));
+    }
 
     private static RelayService Relay(int ports = 4, ManualTimeProvider? clock = null, RelaySettings? settings = null, IPAddress? publicAddress = null)
     {

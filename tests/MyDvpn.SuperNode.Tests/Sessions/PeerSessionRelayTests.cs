@@ -25,6 +25,9 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
     private const string ClientAddress = "203.0.113.5";
     private const string ClientLeg = "192.0.2.1:30000";
     private const string ExitLeg = "198.51.100.20:41000";
+    private const string OtherExitLeg = "198.51.100.30:41000";
+
+    private static readonly RelayLegOwner Owner = new(Region, PeerId);
 
     private static readonly byte[] ClientKey = Enumerable.Repeat((byte)0x11, 32).ToArray();
     private static readonly byte[] ExitKey = Enumerable.Repeat((byte)0xE1, 32).ToArray();
@@ -75,7 +78,7 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
 
         var opened = ReportUntilRelayOpens(entity);
 
-        Assert.Equal(new RelayLegOpened(assignmentId, RelaySides.Client, IPAddress.Parse(ClientAddress), null), opened);
+        Assert.Equal(new RelayLegOpened(assignmentId, RelaySides.Client, IPAddress.Parse(ClientAddress), null, Owner), opened);
         Assert.Equal(new OpenRelayRequest { AssignmentId = assignmentId, Region = ExitRegion, PartnerEndpoint = ClientLeg },
             Legs.ExpectMsg<OpenRelayRequest>(Patience));
         Assert.Equal(new RelayPartnerSet(assignmentId, RelaySides.Client, IPEndPoint.Parse(ExitLeg)), Legs.ExpectMsg<RelayPartnerSet>(Patience));
@@ -214,7 +217,7 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
         var again = Legs.ExpectMsg<RelayLegOpened>(Exits.RelayRetry + Patience);
 
         Assert.True(failedAt.Elapsed >= Exits.RelayRetry / 2, $"the second attempt came {failedAt.Elapsed} after the first failed");
-        Assert.Equal(new RelayLegOpened(assignmentId, RelaySides.Client, IPAddress.Parse(ClientAddress), null), again);
+        Assert.Equal(new RelayLegOpened(assignmentId, RelaySides.Client, IPAddress.Parse(ClientAddress), null, Owner), again);
         Assert.Equal(assignmentId, Legs.ExpectMsg<OpenRelayRequest>(Patience).AssignmentId);
         Legs.ExpectMsg<RelayPartnerSet>(Patience);
         Assert.Equal(ClientLeg, ExpectDelivered(edge, Command.BodyOneofCase.RelaySetup).RelaySetup.RelayEndpoint);
@@ -331,6 +334,155 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
 
         Assert.Equal(ExitAssignmentRecord.Relayed, Assert.Single(State(entity).Assignments).Path);
         Assert.Single(Allocator.RelayCalls);
+    }
+
+    [Fact]
+    public async Task Exit_leg_going_away_chains_the_client_leg_to_a_new_exit_leg_and_leaves_the_client_alone()
+    {
+        var entity = StartWithRelay();
+        var edge = ConnectClient(entity);
+        var assignmentId = await Relayed(entity, edge);
+        ExitRegionAnswers = _ => Task.FromResult(new RelayLegInfo { Endpoint = OtherExitLeg, SupernodeId = "sn-us-east-2" });
+
+        entity.Tell(new RelayLegLost(PeerId, assignmentId, "sn-us-east-1", "SuperNode sn-us-east-1 is shutting down"));
+
+        Assert.Equal(new RelayLegOpened(assignmentId, RelaySides.Client, IPAddress.Parse(ClientAddress), null, Owner), Legs.ExpectMsg<RelayLegOpened>(Patience));
+        Assert.Equal(new OpenRelayRequest { AssignmentId = assignmentId, Region = ExitRegion, PartnerEndpoint = ClientLeg },
+            Legs.ExpectMsg<OpenRelayRequest>(Patience));
+        Assert.Equal(new RelayPartnerSet(assignmentId, RelaySides.Client, IPEndPoint.Parse(OtherExitLeg)), Legs.ExpectMsg<RelayPartnerSet>(Patience));
+        AwaitAssert(() => Assert.Equal((ClientLeg, OtherExitLeg), (Assert.Single(State(entity).Assignments).ClientRelayLeg,
+            State(entity).Assignments[0].ExitRelayLeg)), Patience);
+        Assert.Equal(2, Journaled<RelayEstablished>().Count);
+        // The client's leg is the one its WireGuard already sends to: it gets no second RelaySetup.
+        Assert.Single(Journaled<CommandIssued>(), c => Command.Parser.ParseFrom(c.Command).BodyCase == Command.BodyOneofCase.RelaySetup);
+    }
+
+    [Fact]
+    public async Task Lost_leg_of_an_assignment_the_session_does_not_hold_changes_nothing()
+    {
+        var entity = StartWithRelay();
+        var edge = ConnectClient(entity);
+        await Relayed(entity, edge);
+
+        entity.Tell(new RelayLegLost(PeerId, "an-older-assignment", "sn-us-east-1", "SuperNode sn-us-east-1 is shutting down"));
+
+        Legs.ExpectNoMsg(FewTimeouts);
+        Assert.Single(Allocator.RelayCalls);
+    }
+
+    [Fact]
+    public async Task New_chain_that_cannot_be_made_keeps_the_client_leg_open_and_is_tried_again_after_the_relay_retry()
+    {
+        var entity = StartWithRelay();
+        var edge = ConnectClient(entity);
+        var assignmentId = await Relayed(entity, edge);
+        var calls = 0;
+        ExitRegionAnswers = _ => Interlocked.Increment(ref calls) == 1
+            ? Task.FromException<RelayLegInfo>(new ExitRegionUnreachableException("no SuperNode of region us-east answered"))
+            : Task.FromResult(new RelayLegInfo { Endpoint = OtherExitLeg, SupernodeId = "sn-us-east-2" });
+
+        entity.Tell(new RelayLegLost(PeerId, assignmentId, "sn-us-east-1", "SuperNode sn-us-east-1 is shutting down"));
+        Legs.ExpectMsg<RelayLegOpened>(Patience);
+        Legs.ExpectMsg<OpenRelayRequest>(Patience);
+
+        // The old chain may still carry the tunnel: its client leg stays, and the next attempt comes by itself.
+        Assert.IsType<RelayLegOpened>(Legs.ReceiveOne(Exits.RelayRetry + Patience));
+        Legs.ExpectMsg<OpenRelayRequest>(Patience);
+        Assert.Equal(new RelayPartnerSet(assignmentId, RelaySides.Client, IPEndPoint.Parse(OtherExitLeg)), Legs.ExpectMsg<RelayPartnerSet>(Patience));
+        AwaitAssert(() => Assert.Equal(OtherExitLeg, Assert.Single(State(entity).Assignments).ExitRelayLeg), Patience);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)] // the restarted SuperNode gave the new leg another port
+    public async Task Relayed_client_attaching_to_a_SuperNode_that_lost_its_leg_gets_a_new_chain(bool newPort)
+    {
+        var entity = StartWithRelay();
+        var assignmentId = await Relayed(entity, ConnectClient(entity));
+        Stop(entity);
+        Relay.Forget();
+        const string newClientLeg = "192.0.2.1:30001";
+        if (newPort)
+        {
+            Relay.LegEndpoint = IPEndPoint.Parse(newClientLeg);
+        }
+
+        var restarted = StartWithRelay();
+        var edge = AttachFrom(restarted, Authenticate(restarted), ClientAddress);
+
+        Assert.Equal(new RelayLegOpened(assignmentId, RelaySides.Client, IPAddress.Parse(ClientAddress), null, Owner), Legs.ExpectMsg<RelayLegOpened>(Patience));
+        var expectedLeg = newPort ? newClientLeg : ClientLeg;
+        Assert.Equal(expectedLeg, Legs.ExpectMsg<OpenRelayRequest>(Patience).PartnerEndpoint);
+        Legs.ExpectMsg<RelayPartnerSet>(Patience);
+        AwaitAssert(() => Assert.Equal(2, Journaled<RelayEstablished>().Count), Patience);
+        Assert.Equal(expectedLeg, Assert.Single(State(restarted).Assignments).ClientRelayLeg);
+        if (newPort)
+        {
+            Assert.Equal(newClientLeg, ExpectDelivered(edge, Command.BodyOneofCase.RelaySetup).RelaySetup.RelayEndpoint);
+        }
+        else
+        {
+            Assert.Single(Journaled<CommandIssued>(), c => Command.Parser.ParseFrom(c.Command).BodyCase == Command.BodyOneofCase.RelaySetup);
+        }
+    }
+
+    [Fact]
+    public async Task Relayed_client_back_from_another_public_address_gets_its_leg_retargeted()
+    {
+        var entity = StartWithRelay();
+        var assignmentId = await Relayed(entity, ConnectClient(entity));
+
+        AttachFrom(entity, Authenticate(entity), "203.0.113.99");
+
+        Assert.Equal(new RelayLegOpened(assignmentId, RelaySides.Client, IPAddress.Parse("203.0.113.99"), null, Owner), Legs.ExpectMsg<RelayLegOpened>(Patience));
+        Legs.ExpectMsg<OpenRelayRequest>(Patience);
+        Legs.ExpectMsg<RelayPartnerSet>(Patience);
+        // From the same address again: the leg serves it already.
+        AttachFrom(entity, Authenticate(entity), "203.0.113.99");
+        Legs.ExpectNoMsg(FewTimeouts);
+    }
+
+    [Fact]
+    public async Task Relay_chain_without_a_handshake_for_the_stale_time_is_set_up_again()
+    {
+        var exits = Exits with { PathStaleAfter = TimeSpan.FromSeconds(2) };
+        var entity = StartWithRelay(exits);
+        var assignmentId = await Relayed(entity, ConnectClient(entity));
+        var relayedAt = Stopwatch.StartNew();
+
+        // A handshake over the chain keeps it; none for PathStaleAfter means the chain broke.
+        for (var fresh = Stopwatch.StartNew(); fresh.Elapsed < exits.PathStaleAfter + TimeSpan.FromMilliseconds(500);)
+        {
+            entity.Tell(Report(DateTimeOffset.UtcNow));
+            Legs.ExpectNoMsg(ReportInterval);
+        }
+        var opened = ReportUntilRelayOpens(entity, exitHandshake: DateTimeOffset.UtcNow - TimeSpan.FromSeconds(1));
+
+        Assert.True(relayedAt.Elapsed >= exits.PathStaleAfter, $"a new chain after {relayedAt.Elapsed}");
+        Assert.Equal((assignmentId, RelaySides.Client), (opened.AssignmentId, opened.Side));
+        Legs.ExpectMsg<OpenRelayRequest>(Patience);
+        Legs.ExpectMsg<RelayPartnerSet>(Patience);
+        AwaitAssert(() => Assert.Equal(2, Journaled<RelayEstablished>().Count), Patience);
+    }
+
+    [Fact]
+    public async Task Direct_path_that_stops_handshaking_for_the_stale_time_is_relayed()
+    {
+        var exits = Exits with { PathStaleAfter = TimeSpan.FromSeconds(2) };
+        var entity = StartWithRelay(exits);
+        var edge = ConnectClient(entity);
+        var assignmentId = await ActivateExit(entity, edge);
+        var handshake = DateTimeOffset.UtcNow;
+        entity.Tell(Report(handshake));
+        var confirmed = Stopwatch.StartNew();
+
+        var opened = ReportUntilRelayOpens(entity, exitHandshake: handshake);
+
+        Assert.True(confirmed.Elapsed >= exits.PathStaleAfter - TimeSpan.FromMilliseconds(200), $"relayed {confirmed.Elapsed} after the handshake");
+        Assert.Equal((assignmentId, RelaySides.Client), (opened.AssignmentId, opened.Side));
+        Legs.ExpectMsg<OpenRelayRequest>(Patience);
+        Legs.ExpectMsg<RelayPartnerSet>(Patience);
+        Assert.Equal(ClientLeg, ExpectDelivered(edge, Command.BodyOneofCase.RelaySetup).RelaySetup.RelayEndpoint);
     }
 
     private IActorRef StartWithRelay(ExitSettings? exits = null, PeerSessionSettings? settings = null)
