@@ -122,6 +122,7 @@ public sealed class NetnsTestbed : IAsyncDisposable
         TestbedRoles.Base => TestbedAddresses.Base,
         TestbedRoles.SnA => TestbedAddresses.SnA,
         TestbedRoles.SnB => TestbedAddresses.SnB,
+        TestbedRoles.SnB2 => TestbedAddresses.SnB2,
         TestbedRoles.ExitNat or TestbedRoles.Exit => TestbedAddresses.ExitNatPublic,
         TestbedRoles.ClientNat or TestbedRoles.Client => TestbedAddresses.ClientNatPublic,
         var role => throw new ArgumentException($"no public address for role {role}", nameof(roleOrNamespace)),
@@ -331,6 +332,7 @@ public sealed class NetnsTestbed : IAsyncDisposable
         await PlugIntoInternetAsync(TestbedRoles.Base, HostInterface, TestbedAddresses.Base, ct);
         await PlugIntoInternetAsync(TestbedRoles.SnA, HostInterface, TestbedAddresses.SnA, ct);
         await PlugIntoInternetAsync(TestbedRoles.SnB, HostInterface, TestbedAddresses.SnB, ct);
+        await PlugIntoInternetAsync(TestbedRoles.SnB2, HostInterface, TestbedAddresses.SnB2, ct);
         await PlugIntoInternetAsync(TestbedRoles.ExitNat, WanInterface, TestbedAddresses.ExitNatPublic, ct);
         await PlugIntoInternetAsync(TestbedRoles.ClientNat, WanInterface, TestbedAddresses.ClientNatPublic, ct);
 

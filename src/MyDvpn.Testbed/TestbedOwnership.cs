@@ -78,10 +78,10 @@ internal static partial class TestbedOwnership
     public static string? TestbedIdOf(string namespaceName)
     {
         var match = NamespaceName().Match(namespaceName);
-        return match.Success ? match.Groups["id"].Value : null;
+        return match.Success && TestbedRoles.All.Contains(match.Groups["role"].Value) ? match.Groups["id"].Value : null;
     }
 
-    [GeneratedRegex("^(?<id>tb[0-9a-f]{6})-(?:internet|base|sn-a|sn-b|exit-nat|exit|client-nat|client)$")]
+    [GeneratedRegex("^(?<id>tb[0-9a-f]{6})-(?<role>.+)$")]
     private static partial Regex NamespaceName();
 
     [GeneratedRegex("^tb[0-9a-f]{6}$")]

@@ -11,6 +11,9 @@ public static class TestbedRoles
     public const string SnA = "sn-a";
     public const string SnB = "sn-b";
 
+    /// <summary>A second SuperNode host of the exit's region, for a region of two SuperNodes (sharing a PostgreSQL journal).</summary>
+    public const string SnB2 = "sn-b2";
+
     /// <summary>The NAT in front of <see cref="Exit"/>: masquerade plus a port forward of UDP 51820 to the exit.</summary>
     public const string ExitNat = "exit-nat";
     public const string Exit = "exit";
@@ -19,7 +22,7 @@ public static class TestbedRoles
     public const string ClientNat = "client-nat";
     public const string Client = "client";
 
-    public static IReadOnlyList<string> All { get; } = [Internet, Base, SnA, SnB, ExitNat, Exit, ClientNat, Client];
+    public static IReadOnlyList<string> All { get; } = [Internet, Base, SnA, SnB, SnB2, ExitNat, Exit, ClientNat, Client];
 }
 
 /// <summary>The fixed addressing of every testbed (each testbed lives in namespaces of its own, so they never clash).</summary>
@@ -33,6 +36,7 @@ public static class TestbedAddresses
     public static readonly IPAddress Base = IPAddress.Parse("198.51.100.10");
     public static readonly IPAddress SnA = IPAddress.Parse("198.51.100.11");
     public static readonly IPAddress SnB = IPAddress.Parse("198.51.100.12");
+    public static readonly IPAddress SnB2 = IPAddress.Parse("198.51.100.13");
     public static readonly IPAddress ExitNatPublic = IPAddress.Parse("198.51.100.20");
     public static readonly IPAddress ClientNatPublic = IPAddress.Parse("198.51.100.21");
 
@@ -63,6 +67,7 @@ public sealed record TestbedNamespaces(string TestbedId)
     public string Base => Name(TestbedRoles.Base);
     public string SnA => Name(TestbedRoles.SnA);
     public string SnB => Name(TestbedRoles.SnB);
+    public string SnB2 => Name(TestbedRoles.SnB2);
     public string ExitNat => Name(TestbedRoles.ExitNat);
     public string Exit => Name(TestbedRoles.Exit);
     public string ClientNat => Name(TestbedRoles.ClientNat);

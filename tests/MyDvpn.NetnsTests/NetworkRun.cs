@@ -12,7 +12,9 @@ namespace MyDvpn.NetnsTests;
 internal static class NetworkRun
 {
     /// <param name="dropUdpBetweenNats">Drop UDP between the two NAT routers before the peers start (forces the relay).</param>
-    public static async Task RunAsync(ITestOutputHelper output, Func<TestbedNetwork, CancellationToken, Task> test, bool dropUdpBetweenNats = false)
+    /// <param name="secondExitRegionSuperNode">Region us-east gets a second SuperNode, the two sharing a PostgreSQL journal.</param>
+    public static async Task RunAsync(ITestOutputHelper output, Func<TestbedNetwork, CancellationToken, Task> test, bool dropUdpBetweenNats = false,
+        bool secondExitRegionSuperNode = false)
     {
         using var bound = new CancellationTokenSource(TimeSpan.FromMinutes(4));
         var cancel = bound.Token;
@@ -23,7 +25,7 @@ internal static class NetworkRun
         try
         {
             await using (var network = await TestbedNetwork.StartAsync(testbed, MydvpnExecutable.InDirectory(AppContext.BaseDirectory), work,
-                             output.WriteLine, cancel))
+                             output.WriteLine, cancel, secondExitRegionSuperNode))
             {
                 interfaces = [network.ClientInterface, network.ExitInterface];
                 try

@@ -113,6 +113,43 @@ public sealed class RelayTests(ITestOutputHelper output)
         });
     }
 
+    [Fact]
+    public async Task A_stopping_SuperNode_hands_its_exit_leg_to_the_other_SuperNode_of_the_region_without_waiting_for_a_retry()
+    {
+        await RunAsync(dropUdpBetweenNats: true, secondExitRegionSuperNode: true, test: async (network, cancel) =>
+        {
+            await UntilRelayedAsync(network, cancel);
+            var before = await AssignmentAsync(network, cancel);
+            // The chain's exit leg is on whichever SuperNode of us-east answered OpenRelay first: that one stops.
+            var (holder, other, otherAddress) = before.ExitRelayLeg.StartsWith($"{TestbedAddresses.SnB}:", StringComparison.Ordinal)
+                ? ("sn-us-1", TestbedNetwork.SecondExitRegionSuperNode, TestbedAddresses.SnB2)
+                : (TestbedNetwork.SecondExitRegionSuperNode, "sn-us-1", TestbedAddresses.SnB);
+            output.WriteLine($"exit leg {before.ExitRelayLeg} on {holder}; stopping it");
+
+            var stopping = System.Diagnostics.Stopwatch.StartNew();
+            await network.StopNodeAsync(holder);
+            await UntilRelayedAsync(network, cancel);
+            output.WriteLine($"{holder} stopped and the tunnel works again {stopping.Elapsed.TotalSeconds:0.0} s after the SIGTERM");
+
+            var after = await AssignmentAsync(network, cancel);
+            output.WriteLine($"admin sessions: client leg {after.ClientRelayLeg}, exit leg {after.ExitRelayLeg}, path {after.Path}");
+            Assert.StartsWith($"{otherAddress}:", after.ExitRelayLeg, StringComparison.Ordinal);
+            Assert.Equal(before.ClientRelayLeg, after.ClientRelayLeg);
+            Assert.Contains("telling the sessions of 1 chains to move their exit leg", Log(network, holder), StringComparison.Ordinal);
+            var session = Log(network, "sn-eu-1");
+            Assert.Contains($"SuperNode {holder} lets its leg of the chain go", session, StringComparison.Ordinal);
+            // The region's other SuperNode took the leg at once: no attempt failed and waited for Super:Exits:RelayRetry.
+            Assert.DoesNotContain("could not be set up", session, StringComparison.Ordinal);
+            Assert.True(await MetricAsync(network, otherAddress, PacketsToPartner, cancel) > 0, $"{other} relays the chain");
+        });
+    }
+
+    private static async Task<ExitAssignment> AssignmentAsync(TestbedNetwork network, CancellationToken cancel)
+    {
+        var sessions = await network.Admin.ListSessionsAsync(new ListSessionsRequest { Region = TestbedNetwork.ClientRegion }, cancellationToken: cancel);
+        return Assert.Single(sessions.Sessions.Single(s => s.PeerId == TestbedNetwork.ClientId).Assignments);
+    }
+
     private static async Task UntilRelayedAsync(TestbedNetwork network, CancellationToken cancel) =>
         await network.UntilAsync(async () =>
                 (await network.Testbed.HttpGetAsync(TestbedRoles.Client, network.Testbed.EchoUrl, TimeSpan.FromSeconds(3), cancel)).Trim()
@@ -129,6 +166,6 @@ public sealed class RelayTests(ITestOutputHelper output)
 
     private static string Log(TestbedNetwork network, string node) => NetworkRun.Log(network, node);
 
-    private Task RunAsync(bool dropUdpBetweenNats, Func<TestbedNetwork, CancellationToken, Task> test) =>
-        NetworkRun.RunAsync(output, test, dropUdpBetweenNats);
+    private Task RunAsync(bool dropUdpBetweenNats, Func<TestbedNetwork, CancellationToken, Task> test, bool secondExitRegionSuperNode = false) =>
+        NetworkRun.RunAsync(output, test, dropUdpBetweenNats, secondExitRegionSuperNode);
 }

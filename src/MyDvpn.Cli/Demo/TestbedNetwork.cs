@@ -19,12 +19,15 @@ namespace MyDvpn.Cli.Demo;
 /// the BaseNode in <c>base</c>, SuperNode sn-eu-1 (region eu-west) in <c>sn-a</c>, sn-us-1 (us-east) in <c>sn-b</c>, an
 /// exit peer behind its NAT in <c>exit</c> and a client peer behind its NAT in <c>client</c>, both driving WireGuard.
 /// The admin API is reached from the internet router's namespace. Used by the netns tests and <c>mydvpn demo</c>.
+/// With a second SuperNode in the exit's region, sn-us-2 runs in <c>sn-b2</c>: region us-east is then a cluster of two
+/// sharing a PostgreSQL journal (a server in <c>base</c>), and the exit knows both.
 /// Disposing it stops the peers first (they tear their interfaces down), then the nodes; the testbed is the caller's.
 /// </summary>
 public sealed class TestbedNetwork : IAsyncDisposable
 {
     public const string ClientRegion = "eu-west", ExitRegion = "us-east";
     public const string ClientId = "laptop-1", ExitId = "exit-us-1";
+    public const string SecondExitRegionSuperNode = "sn-us-2";
     private const int ClusterPort = 7000, GrpcPort = 7443, MetricsPort = 9100;
 
     private readonly MydvpnExecutable executable;
@@ -34,6 +37,8 @@ public sealed class TestbedNetwork : IAsyncDisposable
     private readonly Dictionary<string, NodeProcess> peers = new(StringComparer.Ordinal);
     private readonly GrpcChannel adminChannel;
     private readonly TlsMaterial adminTls;
+    private PostgresServer? postgres;
+    private int superNodeCount = 2;
 
     private TestbedNetwork(NetnsTestbed testbed, MydvpnExecutable executable, string work)
     {
@@ -68,15 +73,20 @@ public sealed class TestbedNetwork : IAsyncDisposable
 
     public string StateDir(string peerId) => Path.Combine(Work, "peers", peerId);
 
-    /// <summary>Makes the certificates and starts the BaseNode and both SuperNodes; returns once the directory lists both up.</summary>
+    /// <summary>Makes the certificates and starts the BaseNode and the SuperNodes; returns once the directory lists them all up.</summary>
+    /// <param name="secondExitRegionSuperNode">Also start sn-us-2 in region us-east, with sn-us-1 on a shared PostgreSQL journal.</param>
     public static async Task<TestbedNetwork> StartAsync(NetnsTestbed testbed, MydvpnExecutable executable, string work,
-        Action<string>? progress, CancellationToken cancellationToken)
+        Action<string>? progress, CancellationToken cancellationToken, bool secondExitRegionSuperNode = false)
     {
         var certs = Path.Combine(work, "certs");
         var ca = Path.Combine(certs, "ca");
         if (!File.Exists(Path.Combine(ca, CertificateAuthority.CaCertFile)))
             CertificateAuthority.Init(ca).Dispose();
-        foreach (var (name, address) in new[] { ("base", TestbedAddresses.Base), ("sn-eu-1", TestbedAddresses.SnA), ("sn-us-1", TestbedAddresses.SnB) })
+        foreach (var (name, address) in new[]
+                 {
+                     ("base", TestbedAddresses.Base), ("sn-eu-1", TestbedAddresses.SnA), ("sn-us-1", TestbedAddresses.SnB),
+                     (SecondExitRegionSuperNode, TestbedAddresses.SnB2),
+                 })
             CertificateAuthority.Issue(ca, name, CertificateKind.Node, [address], [], Path.Combine(certs, name)).Dispose();
         CertificateAuthority.Issue(ca, "testbed-admin", CertificateKind.Admin, [], [], Path.Combine(certs, "admin")).Dispose();
 
@@ -93,25 +103,33 @@ public sealed class TestbedNetwork : IAsyncDisposable
                 "the BaseNode answers", cancellationToken);
             progress?.Invoke($"BaseNode up in namespace {testbed.Namespaces.Base} ({TestbedAddresses.Base}): directory and admin API.");
 
-            foreach (var (id, region, ns, address) in new[]
+            string[] exitRegionCluster = [];
+            if (secondExitRegionSuperNode)
+            {
+                network.postgres = await PostgresServer.StartAsync(testbed, TestbedRoles.Base, TestbedAddresses.Base,
+                    Path.Combine(work, "logs", "postgres.log"), cancellationToken);
+                exitRegionCluster = ["--seed", At(TestbedAddresses.SnB, ClusterPort), "--postgres", network.postgres.ConnectionString];
+                network.superNodeCount = 3;
+                progress?.Invoke($"PostgreSQL up in namespace {testbed.Namespaces.Base} ({TestbedAddresses.Base}:{PostgresServer.Port}): region {ExitRegion}'s journal.");
+            }
+
+            foreach (var (id, region, ns, address, cluster) in new[]
                      {
-                         ("sn-eu-1", ClientRegion, testbed.Namespaces.SnA, TestbedAddresses.SnA),
-                         ("sn-us-1", ExitRegion, testbed.Namespaces.SnB, TestbedAddresses.SnB),
+                         ("sn-eu-1", ClientRegion, testbed.Namespaces.SnA, TestbedAddresses.SnA, (string[])[]),
+                         ("sn-us-1", ExitRegion, testbed.Namespaces.SnB, TestbedAddresses.SnB, exitRegionCluster),
                      })
             {
-                network.StartNode(id, ns,
-                [
-                    "super", "--data-dir", Path.Combine(work, id), "--region", region, "--id", id,
-                    "--cluster", At(address, ClusterPort), "--base", At(TestbedAddresses.Base, GrpcPort),
-                    "--listen", At(address, GrpcPort), "--metrics", At(address, MetricsPort), "--public-ip", address.ToString(),
-                    "--relay-ports", "40000-40999", "--tls", Path.Combine(certs, id), "--max-streams", "1000",
-                ]);
+                network.StartSuperNode(id, region, ns, address, cluster);
             }
-            await network.UntilAsync(async () =>
+            if (secondExitRegionSuperNode)
             {
-                var regions = await network.Admin.ListRegionsAsync(new ListRegionsRequest(), cancellationToken: cancellationToken);
-                return regions.Regions.Count(r => r.Supernodes.Any(s => s.Status == SuperNodeStatus.Up)) == 2;
-            }, "both SuperNodes are registered", cancellationToken);
+                // Joins through sn-us-1, so it starts once sn-us-1 is up.
+                await network.UntilAsync(async () => await network.SuperNodesUpAsync(cancellationToken) == 2, "sn-eu-1 and sn-us-1 are registered",
+                    cancellationToken);
+                network.StartSuperNode(SecondExitRegionSuperNode, ExitRegion, testbed.Namespaces.SnB2, TestbedAddresses.SnB2, exitRegionCluster);
+            }
+            await network.UntilAsync(async () => await network.SuperNodesUpAsync(cancellationToken) == network.superNodeCount,
+                "every SuperNode is registered", cancellationToken);
             progress?.Invoke($"SuperNodes up: sn-eu-1 (region {ClientRegion}) in {testbed.Namespaces.SnA} ({TestbedAddresses.SnA}), " +
                              $"sn-us-1 (region {ExitRegion}) in {testbed.Namespaces.SnB} ({TestbedAddresses.SnB}), each a cluster of its own.");
             return network;
@@ -126,7 +144,8 @@ public sealed class TestbedNetwork : IAsyncDisposable
     /// <summary>Starts the exit peer behind its NAT and waits until region us-east's exit pool has it online.</summary>
     public async Task StartExitAsync(CancellationToken cancellationToken)
     {
-        await StartPeerAsync(ExitId, PeerRole.Exit, ExitRegion, Testbed.Namespaces.Exit, TestbedAddresses.SnB, ExitInterface,
+        IPAddress[] superNodes = postgres is null ? [TestbedAddresses.SnB] : [TestbedAddresses.SnB, TestbedAddresses.SnB2];
+        await StartPeerAsync(ExitId, PeerRole.Exit, ExitRegion, Testbed.Namespaces.Exit, superNodes, ExitInterface,
             ["--max-clients", "10"], cancellationToken);
         await UntilAsync(async () =>
         {
@@ -138,7 +157,7 @@ public sealed class TestbedNetwork : IAsyncDisposable
     /// <summary>Starts the client peer behind its NAT, asking for an exit in us-east, and waits until it holds one.</summary>
     public async Task<JsonElement> StartClientAsync(CancellationToken cancellationToken)
     {
-        await StartPeerAsync(ClientId, PeerRole.Client, ClientRegion, Testbed.Namespaces.Client, TestbedAddresses.SnA, ClientInterface,
+        await StartPeerAsync(ClientId, PeerRole.Client, ClientRegion, Testbed.Namespaces.Client, [TestbedAddresses.SnA], ClientInterface,
             ["--exit-region", ExitRegion], cancellationToken);
         JsonElement status = default;
         await UntilAsync(async () =>
@@ -172,7 +191,7 @@ public sealed class TestbedNetwork : IAsyncDisposable
         }
     }
 
-    private async Task StartPeerAsync(string peerId, PeerRole role, string region, string ns, IPAddress superNode, string wgInterface,
+    private async Task StartPeerAsync(string peerId, PeerRole role, string region, string ns, IPAddress[] superNodes, string wgInterface,
         string[] extra, CancellationToken cancellationToken)
     {
         var token = await Admin.CreateTokenAsync(new CreateTokenRequest { Role = (int)role, Region = region, Uses = 1, TtlSeconds = 600 },
@@ -184,10 +203,25 @@ public sealed class TestbedNetwork : IAsyncDisposable
         peers[peerId] = NodeProcess.Start(executable, peerId, Path.Combine(Work, "logs", $"{peerId}.log"),
         [
             "peer", "--role", role == PeerRole.Exit ? "exit" : "client", "--id", peerId, "--region", region, "--key", keyFile,
-            "--ca", Path.Combine(Certificates, "ca", CertificateAuthority.CaCertFile), "--supernode", At(superNode, GrpcPort),
+            "--ca", Path.Combine(Certificates, "ca", CertificateAuthority.CaCertFile),
+            "--supernode", string.Join(',', superNodes.Select(superNode => At(superNode, GrpcPort))),
             "--token", token.Token, "--state-dir", StateDir(peerId), "--wg-interface", wgInterface, .. extra,
         ], networkNamespace: ns);
     }
+
+    private void StartSuperNode(string id, string region, string ns, IPAddress address, string[] cluster) =>
+        StartNode(id, ns,
+        [
+            "super", "--data-dir", Path.Combine(Work, id), "--region", region, "--id", id,
+            "--cluster", At(address, ClusterPort), "--base", At(TestbedAddresses.Base, GrpcPort),
+            "--listen", At(address, GrpcPort), "--metrics", At(address, MetricsPort), "--public-ip", address.ToString(),
+            "--relay-ports", "40000-40999", "--tls", Path.Combine(Certificates, id), "--max-streams", "1000", .. cluster,
+        ]);
+
+    /// <summary>How many SuperNodes the directory lists up.</summary>
+    private async Task<int> SuperNodesUpAsync(CancellationToken cancellationToken) =>
+        (await Admin.ListRegionsAsync(new ListRegionsRequest(), cancellationToken: cancellationToken)).Regions
+        .Sum(r => r.Supernodes.Count(s => s.Status == SuperNodeStatus.Up));
 
     private void StartNode(string name, string ns, string[] arguments)
     {
@@ -203,16 +237,20 @@ public sealed class TestbedNetwork : IAsyncDisposable
     {
         if (!nodeCommands.TryGetValue(name, out var command))
             throw new ArgumentException($"no node '{name}' in this network; it has {string.Join(", ", nodeCommands.Keys)}", nameof(name));
-        var running = nodes.Single(n => n.Name == name);
+        await StopNodeAsync(name);
+        StartNode(name, command.Namespace, command.Arguments);
+        await UntilAsync(async () => await SuperNodesUpAsync(cancellationToken) == superNodeCount,
+            $"{name} is back and every SuperNode is registered", cancellationToken, TimeSpan.FromSeconds(90));
+    }
+
+    /// <summary>Stops the node with SIGTERM (it leaves its cluster and the directory cleanly) and waits until it exited.</summary>
+    public async Task StopNodeAsync(string name)
+    {
+        var running = nodes.SingleOrDefault(n => n.Name == name)
+                      ?? throw new ArgumentException($"no running node '{name}' in this network", nameof(name));
         await running.StopAsync(TimeSpan.FromSeconds(30));
         nodes.Remove(running);
         running.Dispose();
-        StartNode(name, command.Namespace, command.Arguments);
-        await UntilAsync(async () =>
-        {
-            var regions = await Admin.ListRegionsAsync(new ListRegionsRequest(), cancellationToken: cancellationToken);
-            return regions.Regions.Count(r => r.Supernodes.Any(s => s.Status == SuperNodeStatus.Up)) == 2;
-        }, $"{name} is back and both SuperNodes are registered", cancellationToken, TimeSpan.FromSeconds(90));
     }
 
     /// <summary>Polls until <paramref name="condition"/> holds (60 s at most); a node that exits meanwhile fails it with its log.</summary>
@@ -267,6 +305,8 @@ public sealed class TestbedNetwork : IAsyncDisposable
             await node.StopAsync(TimeSpan.FromSeconds(15));
             node.Dispose();
         }
+        if (postgres is not null)
+            await postgres.DisposeAsync();
         adminChannel.Dispose();
         adminTls.Dispose();
     }

@@ -68,14 +68,16 @@ public sealed class ExitAllocationService(
         var answer = await AskAsync(new GetAssignment(request.Region, request.AssignmentId), settings.Edge.SessionTimeout, context);
         if (answer is not AssignmentDetails { Assignment: { } assignment } details)
             throw RefusalReasons.ToRpcException(RefusalReason.Unavailable, StatusCode.NotFound, $"region {settings.Region} holds no active assignment {request.AssignmentId}");
-        if (!IPAddress.TryParse(details.ExitPublicAddress, out var exitAddress))
+        // The leg takes the exit's packets from the address its stream comes from; while the pool does not know it (the
+        // pool just moved to this SuperNode, the exit is reconnecting) the public address its endpoint was set up with.
+        var exitEndpoint = IPEndPoint.TryParse(assignment.ExitEndpoint, out var endpoint) ? endpoint : null;
+        if (!IPAddress.TryParse(details.ExitPublicAddress, out var exitAddress) && (exitAddress = exitEndpoint?.Address) is null)
             throw RefusalReasons.ToRpcException(RefusalReason.Unavailable, StatusCode.Unavailable, $"exit {assignment.ExitPeerId} is offline; its relay leg cannot be opened");
 
         IPEndPoint leg;
         try
         {
-            leg = await relay.OpenAsync(assignment.AssignmentId, RelaySides.Exit, exitAddress,
-                IPEndPoint.TryParse(assignment.ExitEndpoint, out var exitEndpoint) ? exitEndpoint : null,
+            leg = await relay.OpenAsync(assignment.AssignmentId, RelaySides.Exit, exitAddress, exitEndpoint,
                 new RelayLegOwner(assignment.ClientRegion, assignment.ClientPeerId), context.CancellationToken);
         }
         catch (InvalidOperationException ex)

@@ -1120,7 +1120,7 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
         }
 
         var assignments = _state.Assignments();
-        var shown = string.Join(",", assignments.Select(a => $"{a.AssignmentId}:{a.State}:{a.Path}"));
+        var shown = string.Join(",", assignments.Select(a => $"{a.AssignmentId}:{a.State}:{a.Path}:{a.ClientRelayLeg}:{a.ExitRelayLeg}"));
         if (shown == _shownAssignments)
         {
             return;

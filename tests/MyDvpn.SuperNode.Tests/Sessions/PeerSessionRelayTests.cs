@@ -352,6 +352,8 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
         Assert.Equal(new RelayPartnerSet(assignmentId, RelaySides.Client, IPEndPoint.Parse(OtherExitLeg)), Legs.ExpectMsg<RelayPartnerSet>(Patience));
         AwaitAssert(() => Assert.Equal((ClientLeg, OtherExitLeg), (Assert.Single(State(entity).Assignments).ClientRelayLeg,
             State(entity).Assignments[0].ExitRelayLeg)), Patience);
+        // The edge (and so `admin sessions`) shows the new leg too.
+        edge.FishForMessage<PeerAssignments>(shown => shown.Assignments.Any(a => a.ExitRelayLeg == OtherExitLeg), Patience);
         Assert.Equal(2, Journaled<RelayEstablished>().Count);
         // The client's leg is the one its WireGuard already sends to: it gets no second RelaySetup.
         Assert.Single(Journaled<CommandIssued>(), c => Command.Parser.ParseFrom(c.Command).BodyCase == Command.BodyOneofCase.RelaySetup);
