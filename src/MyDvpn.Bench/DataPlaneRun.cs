@@ -215,6 +215,52 @@ internal sealed partial class DataPlaneRun
         results[$"{prefix}{second}_retransmits"] = secondRuns.Sum(r => r.Retransmits);
     }
 
+    /// <summary>
+    /// What a namespace's kernel and processes did so far: UDP datagrams dropped for a full socket receive buffer
+    /// (<c>UdpRcvbufErrors</c>) and CPU seconds (user + system) of each process in it; two of them give
+    /// <see cref="Usage"/>.
+    /// </summary>
+    public sealed record NamespaceSample(long UdpReceiveBufferErrors, IReadOnlyDictionary<int, double> CpuSeconds, long Timestamp);
+
+    /// <summary>The role's namespace now (<c>nstat</c> in it; <c>ip netns pids</c> and <c>/proc/PID/stat</c> on the host).</summary>
+    public async Task<NamespaceSample> SampleAsync(string role, CancellationToken cancellationToken)
+    {
+        var snmp = await Testbed.For(role).RunCheckedAsync("nstat", ["-a", "-s", "-z", "UdpRcvbufErrors"], cancellationToken: cancellationToken);
+        var errors = snmp.Split('\n').Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .FirstOrDefault(fields => fields.Length >= 2 && fields[0] == "UdpRcvbufErrors") is { } counter
+            ? long.Parse(counter[1], CultureInfo.InvariantCulture)
+            : throw new DataPlaneBenchException($"`nstat` in {Testbed.Namespaces.Name(role)} shows no UdpRcvbufErrors: {snmp.Trim()}");
+        var pids = await HostCommand.Host.RunCheckedAsync("ip", ["netns", "pids", Testbed.Namespaces.Name(role)], cancellationToken: cancellationToken);
+        var cpu = new Dictionary<int, double>();
+        foreach (var pid in pids.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(p => int.Parse(p, CultureInfo.InvariantCulture)))
+        {
+            string stat;
+            try
+            {
+                stat = await File.ReadAllTextAsync($"/proc/{pid}/stat", cancellationToken);
+            }
+            catch (IOException)
+            {
+                continue; // gone since it was listed
+            }
+            // After the command name in parentheses: state is field 3, utime and stime fields 14 and 15, in clock ticks (USER_HZ, 100 on Linux).
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            cpu[pid] = (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
+        }
+        return new NamespaceSample(errors, cpu, Stopwatch.GetTimestamp());
+    }
+
+    /// <summary>
+    /// Between two samples: the UDP receive-buffer drops, and the CPU the namespace's processes used as percent of one
+    /// core (processes alive at both samples only: a short-lived one, such as an iperf3 client, is not counted).
+    /// </summary>
+    public static (long UdpReceiveBufferDrops, double CpuPercent) Usage(NamespaceSample before, NamespaceSample after)
+    {
+        var seconds = Stopwatch.GetElapsedTime(before.Timestamp, after.Timestamp).TotalSeconds;
+        var cpu = after.CpuSeconds.Where(p => before.CpuSeconds.ContainsKey(p.Key)).Sum(p => p.Value - before.CpuSeconds[p.Key]);
+        return (after.UdpReceiveBufferErrors - before.UdpReceiveBufferErrors, Math.Round(100 * cpu / seconds, 1));
+    }
+
     /// <summary>The WireGuard backend behind an interface (a tun device: wireguard-go; kind wireguard: the kernel) and its MTU.</summary>
     public async Task<(string Backend, int Mtu)> LinkAsync(string role, string wgInterface, CancellationToken cancellationToken)
     {

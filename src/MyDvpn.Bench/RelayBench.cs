@@ -23,6 +23,7 @@ internal static class RelayBench
     // TestbedNetwork starts each SuperNode with --metrics on this port.
     private const int SuperNodeMetricsPort = 9100;
     private const string RelayBytes = "mydvpn_relay_bytes_total";
+    private const string RelayDropped = "mydvpn_relay_dropped_total";
     private static readonly string[] RelayDirections = ["to_peer", "to_partner"];
     // The session waits about 5 s for a handshake before it sets up the legs; the restarted client first gets an exit.
     private static readonly TimeSpan RelayWithin = TimeSpan.FromSeconds(90);
@@ -49,7 +50,9 @@ internal static class RelayBench
         var link = await run.LinkAsync(TestbedRoles.Client, network.ClientInterface, cancellationToken);
 
         var directPings = await run.PingSeriesAsync("direct", pings, repeat, cancellationToken);
+        var directBefore = await SampleAsync(run, cancellationToken);
         var direct = await run.IperfSeriesAsync("direct", seconds, repeat, reverse, network.ClientInterface, cancellationToken);
+        var directUsage = Usage(directBefore, await SampleAsync(run, cancellationToken));
         await RequirePathAsync(network, AgentStatus.PathDirect, "direct", cancellationToken);
 
         await network.StopPeerAsync(TestbedNetwork.ClientId);
@@ -70,7 +73,9 @@ internal static class RelayBench
 
         var relayedPings = await run.PingSeriesAsync("relayed", pings, repeat, cancellationToken);
         var forwardedBefore = await RelayForwardedAsync(run, cancellationToken);
+        var relayedBefore = await SampleAsync(run, cancellationToken);
         var relayed = await run.IperfSeriesAsync("relayed", seconds, repeat, reverse, network.ClientInterface, cancellationToken);
+        var relayedUsage = Usage(relayedBefore, await SampleAsync(run, cancellationToken));
         var forwardedAfter = await RelayForwardedAsync(run, cancellationToken);
         await RequirePathAsync(network, AgentStatus.PathRelay, "relayed", cancellationToken);
         var dropped = await run.Testbed.DroppedUdpBetweenNatsAsync(cancellationToken);
@@ -120,8 +125,34 @@ internal static class RelayBench
         results["relayed_mib_sn_eu_1"] = Math.Round(forwarded[0] / 1048576, 1);
         results["relayed_mib_sn_us_1"] = Math.Round(forwarded[1] / 1048576, 1);
         results["dropped_direct_packets"] = dropped;
+        results["relay_dropped"] = forwardedAfter[2] - forwardedBefore[2];
+        // Where the CPU went and where datagrams were lost while each series ran: on this testbed every process competes
+        // for the same cores, and a datagram dropped for a full receive buffer is a retransmission inside the tunnel.
+        foreach (var (label, usage) in new[] { ("direct", directUsage), ("relayed", relayedUsage) })
+        {
+            foreach (var (name, (drops, cpu)) in usage)
+            {
+                results[$"{label}_cpu_percent_{name}"] = cpu;
+                results[$"{label}_rcvbuf_drops_{name}"] = drops;
+            }
+        }
         return results;
     }
+
+    /// <summary>The namespaces watched while a series runs, by the name results give them.</summary>
+    private static readonly (string Role, string Name)[] Observed =
+        [(TestbedRoles.Client, "client"), (TestbedRoles.SnA, "sn_eu_1"), (TestbedRoles.SnB, "sn_us_1"), (TestbedRoles.Exit, "exit")];
+
+    private static async Task<DataPlaneRun.NamespaceSample[]> SampleAsync(DataPlaneRun run, CancellationToken cancellationToken)
+    {
+        var samples = new DataPlaneRun.NamespaceSample[Observed.Length];
+        for (var i = 0; i < Observed.Length; i++)
+            samples[i] = await run.SampleAsync(Observed[i].Role, cancellationToken);
+        return samples;
+    }
+
+    private static (string Name, (long Drops, double Cpu) Usage)[] Usage(DataPlaneRun.NamespaceSample[] before, DataPlaneRun.NamespaceSample[] after) =>
+        [.. Observed.Select((o, i) => (o.Name, DataPlaneRun.Usage(before[i], after[i])))];
 
     /// <summary>The client's path as its status shows it (<c>mydvpn status</c>): direct, relay or none.</summary>
     private static async Task<string?> PathAsync(TestbedNetwork network, CancellationToken cancellationToken) =>
@@ -145,10 +176,13 @@ internal static class RelayBench
         return peer?[2] ?? throw new DataPlaneBenchException($"{network.ClientInterface} in the client namespace has no peer with the exit's key {exitKey}");
     }
 
-    /// <summary>The bytes each SuperNode's relay legs forwarded so far (to the leg's peer and to its partner leg): sn-eu-1, sn-us-1.</summary>
+    /// <summary>
+    /// The bytes each SuperNode's relay legs forwarded so far (to the leg's peer and to its partner leg): sn-eu-1, sn-us-1;
+    /// then the datagrams both SuperNodes' legs dropped, for any reason.
+    /// </summary>
     private static async Task<double[]> RelayForwardedAsync(DataPlaneRun run, CancellationToken cancellationToken)
     {
-        var forwarded = new double[2];
+        var forwarded = new double[3];
         foreach (var (index, superNode) in new[] { (0, TestbedAddresses.SnA), (1, TestbedAddresses.SnB) })
         {
             var text = await run.Testbed.HttpGetAsync(TestbedRoles.Internet, $"http://{superNode}:{SuperNodeMetricsPort}/metrics", MetricsTimeout,
@@ -160,6 +194,8 @@ internal static class RelayBench
                 if (line is not null)
                     forwarded[index] += double.Parse(line[series.Length..], CultureInfo.InvariantCulture);
             }
+            forwarded[2] += text.Split('\n').Where(l => l.StartsWith(RelayDropped + "{", StringComparison.Ordinal))
+                .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture));
         }
         return forwarded;
     }

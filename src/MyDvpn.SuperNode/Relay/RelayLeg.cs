@@ -1,6 +1,8 @@
 using System.Buffers;
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 
 namespace MyDvpn.SuperNode.Relay;
@@ -11,10 +13,13 @@ namespace MyDvpn.SuperNode.Relay;
 /// anything else is dropped and counted. The leg only moves WireGuard's ciphertext: it never decrypts.
 /// </summary>
 /// <remarks>
-/// One receive loop per leg reads into a buffer rented once and a reused <see cref="SocketAddress"/>, compares the
-/// source in place and sends from the same socket, so forwarding allocates nothing per datagram.
+/// On Linux the legs of a <see cref="RelayService"/> share a few forwarding threads (<see cref="RelaySettings.ForwardingThreads"/>,
+/// see <see cref="Forwarder"/>): each waits on its legs' sockets with epoll and moves a leg's queued datagrams with one
+/// <c>recvmmsg</c> and one <c>sendmmsg</c>. Elsewhere (or with 0 threads) one async receive loop per leg reads into a
+/// buffer rented once and a reused <see cref="SocketAddress"/>. Either way the source is compared in place and the
+/// datagram leaves from the same socket, so forwarding allocates nothing per datagram.
 /// </remarks>
-public sealed class RelayLeg
+public sealed partial class RelayLeg
 {
     /// <summary>Who the peer is. Replaced whole when the leg is re-targeted; its endpoint is written by the loop only.</summary>
     private sealed class PeerTarget(IPAddress address, IPEndPoint? known)
@@ -37,6 +42,7 @@ public sealed class RelayLeg
     }
 
     private readonly Socket socket;
+    private readonly Forwarder? forwarder;
     private readonly RelaySettings settings;
     private readonly TimeProvider time;
     private readonly ILogger logger;
@@ -46,11 +52,16 @@ public sealed class RelayLeg
     private volatile PartnerTarget? partner;
     private volatile bool closing;
     private Task loop = Task.CompletedTask;
+    private Forwarder.Worker? worker;
+    private int descriptor;
+    private GCHandle handle;
     private long packetsToPeer, bytesToPeer, packetsToPartner, bytesToPartner, dropped, lastForwardTicks;
 
+    /// <param name="forwarder">The relay's forwarding threads; null: the leg runs an async receive loop of its own.</param>
     internal RelayLeg(string assignmentId, string side, Socket socket, IPEndPoint endpoint, IPAddress peerAddress, IPEndPoint? peerEndpoint,
-        RelaySettings settings, TimeProvider time, ILogger logger)
+        RelaySettings settings, TimeProvider time, ILogger logger, Forwarder? forwarder)
     {
+        this.forwarder = forwarder;
         AssignmentId = assignmentId;
         Side = side;
         Endpoint = endpoint;
@@ -61,6 +72,7 @@ public sealed class RelayLeg
         openedTicks = time.GetUtcNow().UtcTicks;
         rebindTicks = settings.PeerRebindAfter.Ticks;
         peer = Target(peerAddress, peerEndpoint);
+        SetBuffers(socket, settings.SocketBufferBytes, logger);
     }
 
     public string AssignmentId { get; }
@@ -83,7 +95,22 @@ public sealed class RelayLeg
             new DateTimeOffset(openedTicks, TimeSpan.Zero), lastForward == 0 ? null : new DateTimeOffset(lastForward, TimeSpan.Zero));
     }
 
-    internal void Start() => loop = Task.Run(ReceiveLoopAsync);
+    internal void Start()
+    {
+        if (forwarder is not null)
+        {
+            try
+            {
+                worker = forwarder.Add(this);
+                return;
+            }
+            catch (IOException ex)
+            {
+                logger.LogWarning("Relay leg {AssignmentId}/{Side} on port {Port} forwards with an async loop: {Error}", AssignmentId, Side, Port, ex.Message);
+            }
+        }
+        loop = Task.Run(ReceiveLoopAsync);
+    }
 
     /// <summary>Whether the leg already serves this peer as given; if not, it serves it from now on (port and partner kept).</summary>
     internal bool Retarget(IPAddress peerAddress, IPEndPoint? peerEndpoint)
@@ -109,10 +136,17 @@ public sealed class RelayLeg
     internal bool IsIdle(long nowTicks, long idleTicks) =>
         nowTicks - Math.Max(openedTicks, Volatile.Read(ref lastForwardTicks)) >= idleTicks;
 
-    /// <summary>Closes the socket (freeing the port) and waits for the receive loop to end.</summary>
+    /// <summary>Closes the socket (freeing the port) once nothing forwards for the leg any more.</summary>
     internal async Task CloseAsync()
     {
         closing = true;
+        if (worker is { } forwarding)
+        {
+            // The socket stays open until its thread let go of it: its descriptor cannot be reused under it.
+            await forwarding.RemoveAsync(this).ConfigureAwait(false);
+            socket.Dispose();
+            return;
+        }
         socket.Dispose();
         await loop.ConfigureAwait(false);
     }
@@ -173,7 +207,7 @@ public sealed class RelayLeg
                 {
                     return;
                 }
-                Forwarded(toPeer, length, now);
+                Forwarded(toPeer, 1, length, now);
             }
         }
         catch (Exception ex)
@@ -236,21 +270,23 @@ public sealed class RelayLeg
                 AssignmentId, Side, Port, previous, seen);
     }
 
-    private void Forwarded(bool toPeer, int length, long now)
+    private void Forwarded(bool toPeer, long packets, long bytes, long now)
     {
+        if (packets == 0)
+            return;
         if (toPeer)
         {
-            Interlocked.Increment(ref packetsToPeer);
-            Interlocked.Add(ref bytesToPeer, length);
-            RelayMetrics.PacketsToPeer.Inc();
-            RelayMetrics.BytesToPeer.Inc(length);
+            Interlocked.Add(ref packetsToPeer, packets);
+            Interlocked.Add(ref bytesToPeer, bytes);
+            RelayMetrics.PacketsToPeer.Inc(packets);
+            RelayMetrics.BytesToPeer.Inc(bytes);
         }
         else
         {
-            Interlocked.Increment(ref packetsToPartner);
-            Interlocked.Add(ref bytesToPartner, length);
-            RelayMetrics.PacketsToPartner.Inc();
-            RelayMetrics.BytesToPartner.Inc(length);
+            Interlocked.Add(ref packetsToPartner, packets);
+            Interlocked.Add(ref bytesToPartner, bytes);
+            RelayMetrics.PacketsToPartner.Inc(packets);
+            RelayMetrics.BytesToPartner.Inc(bytes);
         }
         Volatile.Write(ref lastForwardTicks, now);
     }
@@ -259,6 +295,66 @@ public sealed class RelayLeg
     {
         Interlocked.Increment(ref dropped);
         RelayMetrics.DroppedFor(reason).Inc();
+    }
+
+    private const int SolSocket = 1, SoSendBufferForce = 32, SoReceiveBufferForce = 33;
+    private static int buffersReported;
+
+    /// <summary>
+    /// Sizes the socket's kernel buffers (<see cref="RelaySettings.SocketBufferBytes"/>): forced past the system's cap
+    /// where the process may (Linux, CAP_NET_ADMIN), else as far as the cap allows. Says once per process what it got.
+    /// </summary>
+    private static void SetBuffers(Socket socket, int bytes, ILogger logger)
+    {
+        if (bytes == 0)
+            return;
+        Span<byte> value = stackalloc byte[sizeof(int)];
+        BitConverter.TryWriteBytes(value, bytes);
+        var forced = OperatingSystem.IsLinux();
+        try
+        {
+            if (!(forced && TrySetRaw(socket, SoReceiveBufferForce, value)))
+            {
+                forced = false;
+                socket.ReceiveBufferSize = bytes;
+            }
+            if (!(forced && TrySetRaw(socket, SoSendBufferForce, value)))
+            {
+                forced = false;
+                socket.SendBufferSize = bytes;
+            }
+        }
+        catch (SocketException ex)
+        {
+            if (Interlocked.Exchange(ref buffersReported, 1) == 0)
+                logger.LogWarning("Relay leg sockets keep the system's buffer sizes: {Bytes} bytes (Super:Relay:SocketBufferBytes) refused: {Error}",
+                    bytes, ex.SocketErrorCode);
+            return;
+        }
+        if (Interlocked.Exchange(ref buffersReported, 1) != 0)
+            return;
+        // Linux reports twice what was set: the other half is its accounting of the datagrams' overhead.
+        var (receive, send) = (socket.ReceiveBufferSize, socket.SendBufferSize);
+        if (receive < bytes || send < bytes)
+            logger.LogWarning(
+                "Relay leg sockets got a receive buffer of {ReceiveBytes} and a send buffer of {SendBytes} bytes for {Bytes} asked (Super:Relay:SocketBufferBytes): " +
+                "the system caps them at net.core.rmem_max and wmem_max unless the process has CAP_NET_ADMIN", receive, send, bytes);
+        else
+            logger.LogInformation("Relay leg sockets: receive buffer {ReceiveBytes} bytes, send buffer {SendBytes} bytes{How}", receive, send,
+                forced ? " (forced past net.core.rmem_max/wmem_max)" : "");
+    }
+
+    private static bool TrySetRaw(Socket socket, int option, ReadOnlySpan<byte> value)
+    {
+        try
+        {
+            socket.SetRawSocketOption(SolSocket, option, value);
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
     }
 }
 

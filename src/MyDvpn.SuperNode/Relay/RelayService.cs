@@ -22,6 +22,8 @@ public sealed class RelayService : IRelayLegs, IAsyncDisposable
     private readonly TimeProvider time;
     private readonly ILogger<RelayService> logger;
     private readonly ITimer idleSweep;
+    // Linux: the threads that forward for every leg (Super:Relay:ForwardingThreads); null: each leg loops on its own.
+    private readonly RelayLeg.Forwarder? forwarder;
     private int nextPortOffset;
     private bool disposed;
     // Shutting down: the legs open keep forwarding while their chains move to another SuperNode; no new one opens.
@@ -48,6 +50,7 @@ public sealed class RelayService : IRelayLegs, IAsyncDisposable
         this.logger = logger;
         this.time = time ?? TimeProvider.System;
         CheckBindable(this.bindAddress, publicAddress);
+        forwarder = RelayLeg.Forwarder.TryStart(this.settings.ForwardingThreads, logger);
         idleSweep = this.time.CreateTimer(_ => _ = SweepAsync(), null, this.settings.IdleSweepInterval, this.settings.IdleSweepInterval);
     }
 
@@ -100,7 +103,8 @@ public sealed class RelayService : IRelayLegs, IAsyncDisposable
             try
             {
                 var port = ((IPEndPoint)socket.LocalEndPoint!).Port;
-                leg = new RelayLeg(assignmentId, side, socket, new IPEndPoint(publicAddress, port), peerAddress, peerEndpoint, settings, time, logger);
+                leg = new RelayLeg(assignmentId, side, socket, new IPEndPoint(publicAddress, port), peerAddress, peerEndpoint, settings, time, logger,
+                    forwarder);
             }
             catch
             {
@@ -181,6 +185,7 @@ public sealed class RelayService : IRelayLegs, IAsyncDisposable
         await idleSweep.DisposeAsync();
         foreach (var leg in all)
             await CloseAsync(leg, "relay stopped");
+        forwarder?.Dispose();
     }
 
     /// <summary>

@@ -23,13 +23,31 @@ public sealed record RelaySettings
     public TimeSpan PeerRebindAfter { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>
-    /// The receive buffer of one leg, rented once for the leg's life. A WireGuard datagram is its inner packet plus 32
-    /// bytes: 1452 at WireGuard's default MTU of 1420, at most 1472 over an internet path of MTU 1500. 2048 covers that
-    /// with room for an inner MTU of up to ~2000 and keeps 10 000 legs within 20 MiB (64 KiB each would be 640 MiB).
-    /// A datagram that fills the buffer may have been truncated (Linux cuts it silently): it is dropped and counted as
-    /// <c>oversize</c>, so the largest forwarded is one byte less than this.
+    /// The largest datagram a leg takes, plus one. A WireGuard datagram is its inner packet plus 32 bytes: 1452 at
+    /// WireGuard's default MTU of 1420, at most 1472 over an internet path of MTU 1500. 2048 covers that with room for an
+    /// inner MTU of up to ~2000. A datagram that fills the buffer may have been truncated (Linux cuts it silently): it is
+    /// dropped and counted as <c>oversize</c>, so the largest forwarded is one byte less than this. A leg with an async
+    /// loop of its own (<see cref="ForwardingThreads"/> 0) rents a buffer this large for its life, which keeps 10 000
+    /// legs within 20 MiB; the forwarding threads' buffers do not depend on it.
     /// </summary>
     public int DatagramBufferSize { get; init; } = 2048;
+
+    /// <summary>
+    /// The kernel's receive and send buffer of each leg's socket (SO_RCVBUF, SO_SNDBUF). Linux's default (~208 KiB)
+    /// holds about 140 full-size datagrams: a burst of WireGuard traffic overflows it while the leg waits for a CPU, and
+    /// every datagram dropped there is a retransmission inside the tunnel. Set with SO_RCVBUFFORCE/SO_SNDBUFFORCE where
+    /// the process may (CAP_NET_ADMIN), else capped at <c>net.core.rmem_max</c>/<c>wmem_max</c>. The kernel charges
+    /// only what is queued, not this much per leg. 0: the system default.
+    /// </summary>
+    public int SocketBufferBytes { get; init; } = 4 << 20;
+
+    /// <summary>
+    /// Linux: threads that forward for every leg of the process. Each waits on its legs' sockets with epoll and moves
+    /// a leg's queued datagrams with one <c>recvmmsg</c> and one <c>sendmmsg</c> per wakeup, without the thread pool.
+    /// A leg is served by one thread, so this many legs forward at once. 0, and on other systems: each leg runs an
+    /// async receive loop of its own.
+    /// </summary>
+    public int ForwardingThreads { get; init; } = Math.Clamp(Environment.ProcessorCount, 1, 4);
 
     public static readonly RelaySettings Default = new();
 
@@ -47,5 +65,11 @@ public sealed record RelaySettings
         if (DatagramBufferSize is < 1500 or > 65536)
             throw new ArgumentException($"Super:Relay:{nameof(DatagramBufferSize)} must be within 1500-65536 bytes, was {DatagramBufferSize}.",
                 nameof(DatagramBufferSize));
+        if (SocketBufferBytes is < 0 or > 1 << 30)
+            throw new ArgumentException($"Super:Relay:{nameof(SocketBufferBytes)} must be within 0-1073741824 bytes (0: the system default), was {SocketBufferBytes}.",
+                nameof(SocketBufferBytes));
+        if (ForwardingThreads is < 0 or > 256)
+            throw new ArgumentException($"Super:Relay:{nameof(ForwardingThreads)} must be within 0-256 (0: an async loop per leg), was {ForwardingThreads}.",
+                nameof(ForwardingThreads));
     }
 }

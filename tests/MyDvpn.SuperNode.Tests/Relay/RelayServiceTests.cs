@@ -12,10 +12,12 @@ public sealed class RelayServiceTests
 {
     private const string Assignment = "asg-1";
 
-    [Fact]
-    public async Task Client_and_exit_exchange_datagrams_through_two_legs_of_one_supernode()
+    [Theory]
+    [InlineData(2)] // Linux: the relay's forwarding threads (recvmmsg/sendmmsg)
+    [InlineData(0)] // an async receive loop per leg (other systems)
+    public async Task Client_and_exit_exchange_datagrams_through_two_legs_of_one_supernode(int forwardingThreads)
     {
-        await using var relay = Relay();
+        await using var relay = Relay(settings: RelaySettings.Default with { ForwardingThreads = forwardingThreads });
         using var client = new UdpPeer();
         using var exit = new UdpPeer();
         var (clientLeg, exitLeg) = await ChainAsync(relay, relay, exit);
@@ -32,11 +34,14 @@ public sealed class RelayServiceTests
         Assert.NotNull(clientStatus.LastPacketAt);
     }
 
-    [Fact]
-    public async Task Client_and_exit_exchange_datagrams_through_legs_of_two_supernodes()
+    [Theory]
+    [InlineData(2)]
+    [InlineData(0)]
+    public async Task Client_and_exit_exchange_datagrams_through_legs_of_two_supernodes(int forwardingThreads)
     {
-        await using var clientRegion = Relay();
-        await using var exitRegion = Relay();
+        var settings = RelaySettings.Default with { ForwardingThreads = forwardingThreads };
+        await using var clientRegion = Relay(settings: settings);
+        await using var exitRegion = Relay(settings: settings);
         using var client = new UdpPeer();
         using var exit = new UdpPeer();
         // Kestrel reports a peer on a dual-stack listener as an IPv4-mapped IPv6 address.
@@ -97,10 +102,12 @@ public sealed class RelayServiceTests
         Assert.Equal("reply", await client.ReceiveTextAsync(Local(clientLeg)));
     }
 
-    [Fact]
-    public async Task Datagrams_from_unknown_sources_are_dropped_and_counted()
+    [Theory]
+    [InlineData(2)]
+    [InlineData(0)]
+    public async Task Datagrams_from_unknown_sources_are_dropped_and_counted(int forwardingThreads)
     {
-        await using var relay = Relay();
+        await using var relay = Relay(settings: RelaySettings.Default with { ForwardingThreads = forwardingThreads });
         using var client = new UdpPeer();
         using var exit = new UdpPeer();
         // All of 127.0.0.0/8 is loopback on Linux: a stranger at another address of it.
@@ -139,10 +146,12 @@ public sealed class RelayServiceTests
         Assert.Equal(client.Endpoint, Assert.Single(relay.Legs).PeerEndpoint);
     }
 
-    [Fact]
-    public async Task Datagrams_larger_than_the_buffer_are_dropped_not_truncated()
+    [Theory]
+    [InlineData(2)]
+    [InlineData(0)]
+    public async Task Datagrams_larger_than_the_buffer_are_dropped_not_truncated(int forwardingThreads)
     {
-        await using var relay = Relay();
+        await using var relay = Relay(settings: RelaySettings.Default with { ForwardingThreads = forwardingThreads });
         using var client = new UdpPeer();
         using var exit = new UdpPeer();
         var (clientLeg, exitLeg) = await ChainAsync(relay, relay, exit);
