@@ -118,11 +118,13 @@ internal sealed partial class DataPlaneRun
     /// Starts the BaseNode, both SuperNodes, the exit and the client (see <see cref="TestbedNetwork"/>); returns once the
     /// echo server sees the client as the exit's NAT.
     /// </summary>
-    public async Task<TestbedNetwork> StartNetworkAsync(CancellationToken cancellationToken)
+    /// <param name="relayKernelOffload">The SuperNodes' kernels forward established relay legs (Super:Relay:KernelOffload).</param>
+    public async Task<TestbedNetwork> StartNetworkAsync(CancellationToken cancellationToken, bool relayKernelOffload = false)
     {
         if (network is not null)
             throw new InvalidOperationException("the network is already started");
-        network = await TestbedNetwork.StartAsync(Testbed, MydvpnExecutable.InDirectory(AppContext.BaseDirectory), work, Progress, cancellationToken);
+        network = await TestbedNetwork.StartAsync(Testbed, MydvpnExecutable.InDirectory(AppContext.BaseDirectory), work, Progress, cancellationToken,
+            relayKernelOffload: relayKernelOffload);
         await network.StartExitAsync(cancellationToken);
         Progress($"exit {TestbedNetwork.ExitId} online");
         await network.StartClientAsync(cancellationToken);

@@ -46,19 +46,23 @@ public static class Program
         };
         var reverse = new Option<bool>("--reverse") { Description = "throughput, relay modes: also measure the download direction (iperf3 -R)" };
         var pings = new Option<int>("--pings") { Description = "relay mode: pings per series through the tunnel, 0.2 s apart", DefaultValueFactory = _ => 20 };
+        var kernelOffload = new Option<bool>("--kernel-offload")
+        {
+            Description = "relay mode: the SuperNodes' kernels forward established relay legs (Super:Relay:KernelOffload); else their processes do",
+        };
         var timeout = new Option<int>("--timeout") { Description = "The whole run, in seconds, at most", DefaultValueFactory = _ => 900 };
         var root = new RootCommand("myDvpn benchmarks: SuperNode streams, command round trips, exit setups, tunnel throughput and the relay")
         {
-            mode, streams, commands, setups, concurrency, seconds, repeat, reverse, pings, timeout,
+            mode, streams, commands, setups, concurrency, seconds, repeat, reverse, pings, kernelOffload, timeout,
         };
         root.SetAction((parse, ct) => RunAsync(parse.GetRequiredValue(mode), parse.GetValue(streams), parse.GetValue(commands), parse.GetValue(setups),
             parse.GetValue(concurrency), parse.GetValue(seconds), parse.GetValue(repeat), parse.GetValue(reverse), parse.GetValue(pings),
-            parse.GetValue(timeout), ct));
+            parse.GetValue(kernelOffload), parse.GetValue(timeout), ct));
         return root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = TeardownGrace });
     }
 
     private static async Task<int> RunAsync(string mode, int streamCount, int commandCount, int setupCount, int? concurrency, int seconds, int repeat,
-        bool reverse, int pingCount, int timeoutSeconds, CancellationToken cancellationToken)
+        bool reverse, int pingCount, bool kernelOffload, int timeoutSeconds, CancellationToken cancellationToken)
     {
         if (mode is not ("streams" or "commands" or "reconnect" or "setup" or "throughput" or "relay") || streamCount < 1 || commandCount < 1
             || setupCount < 1 || concurrency < 1 || seconds < 1 || repeat < 1 || pingCount < 1 || timeoutSeconds < 1)
@@ -88,7 +92,7 @@ public static class Program
             {
                 "setup" => await RunSetupsAsync(setupCount, concurrency ?? 1, run.Token),
                 "throughput" => await ThroughputBench.RunAsync(seconds, repeat, reverse, run.Token),
-                "relay" => await RelayBench.RunAsync(seconds, repeat, reverse, pingCount, run.Token),
+                "relay" => await RelayBench.RunAsync(seconds, repeat, reverse, pingCount, kernelOffload, run.Token),
                 _ => await RunStreamsAsync(mode, streamCount, commandCount, concurrency ?? 64, run.Token),
             };
         }

@@ -33,13 +33,14 @@ internal static class RelayBench
     public static int EstimatedSeconds(int seconds, int repeat, bool reverse, int pings) =>
         330 + (seconds + 3) * repeat * (reverse ? 4 : 2) + 2 * (repeat * ((int)Math.Ceiling(pings * 0.2) + 3) + 3);
 
-    public static Task<int> RunAsync(int seconds, int repeat, bool reverse, int pings, CancellationToken cancellationToken) =>
-        DataPlaneRun.RunAsync("relay", (run, cancel) => MeasureAsync(run, seconds, repeat, reverse, pings, cancel), cancellationToken);
+    /// <param name="kernelOffload">The SuperNodes' kernels forward the legs once established; else their processes do.</param>
+    public static Task<int> RunAsync(int seconds, int repeat, bool reverse, int pings, bool kernelOffload, CancellationToken cancellationToken) =>
+        DataPlaneRun.RunAsync("relay", (run, cancel) => MeasureAsync(run, seconds, repeat, reverse, pings, kernelOffload, cancel), cancellationToken);
 
     private static async Task<Dictionary<string, object>> MeasureAsync(DataPlaneRun run, int seconds, int repeat, bool reverse, int pings,
-        CancellationToken cancellationToken)
+        bool kernelOffload, CancellationToken cancellationToken)
     {
-        var network = await run.StartNetworkAsync(cancellationToken);
+        var network = await run.StartNetworkAsync(cancellationToken, kernelOffload);
         await network.UntilAsync(async () => await PathAsync(network, cancellationToken) == AgentStatus.PathDirect,
             $"{TestbedNetwork.ClientId}'s status says path {AgentStatus.PathDirect}", cancellationToken);
         var directEndpoint = await ExitEndpointAsync(network, cancellationToken);
@@ -126,6 +127,7 @@ internal static class RelayBench
         results["relayed_mib_sn_us_1"] = Math.Round(forwarded[1] / 1048576, 1);
         results["dropped_direct_packets"] = dropped;
         results["relay_dropped"] = forwardedAfter[2] - forwardedBefore[2];
+        results["relay_forwarding"] = kernelOffload ? "kernel" : "user";
         // Where the CPU went and where datagrams were lost while each series ran: on this testbed every process competes
         // for the same cores, and a datagram dropped for a full receive buffer is a retransmission inside the tunnel.
         foreach (var (label, usage) in new[] { ("direct", directUsage), ("relayed", relayedUsage) })

@@ -122,13 +122,22 @@ public static class SuperNodeHost
         builder.Services.AddHealthChecks().AddCheck<RegisteredHealthCheck>("directory-registration", tags: [HealthTags.Ready]);
 
         var app = builder.Build();
+        RelayService relay;
         try
         {
-            app.Services.GetRequiredService<RelayService>();
+            relay = app.Services.GetRequiredService<RelayService>();
         }
         catch (ArgumentException ex)
         {
             throw new ConfigurationException("--public-ip", $"relay legs cannot be bound: {ex.Message}", ex);
+        }
+        try
+        {
+            relay.StartKernelOffloadAsync(CancellationToken.None).GetAwaiter().GetResult();
+        }
+        catch (RelayOffloadUnavailableException ex)
+        {
+            throw new ConfigurationException("Super:Relay:KernelOffload", $"{ex.Message}; or leave it off (user space forwards every leg)", ex);
         }
         WarnIfFileDescriptorsTooFew(settings, app.Services.GetRequiredService<ILogger<DirectoryCache>>());
         var cache = app.Services.GetRequiredService<DirectoryCache>();

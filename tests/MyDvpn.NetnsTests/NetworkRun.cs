@@ -13,8 +13,9 @@ internal static class NetworkRun
 {
     /// <param name="dropUdpBetweenNats">Drop UDP between the two NAT routers before the peers start (forces the relay).</param>
     /// <param name="secondExitRegionSuperNode">Region us-east gets a second SuperNode, the two sharing a PostgreSQL journal.</param>
+    /// <param name="relayKernelOffload">The SuperNodes' kernels forward established relay legs.</param>
     public static async Task RunAsync(ITestOutputHelper output, Func<TestbedNetwork, CancellationToken, Task> test, bool dropUdpBetweenNats = false,
-        bool secondExitRegionSuperNode = false)
+        bool secondExitRegionSuperNode = false, bool relayKernelOffload = false)
     {
         using var bound = new CancellationTokenSource(TimeSpan.FromMinutes(4));
         var cancel = bound.Token;
@@ -25,7 +26,7 @@ internal static class NetworkRun
         try
         {
             await using (var network = await TestbedNetwork.StartAsync(testbed, MydvpnExecutable.InDirectory(AppContext.BaseDirectory), work,
-                             output.WriteLine, cancel, secondExitRegionSuperNode))
+                             output.WriteLine, cancel, secondExitRegionSuperNode, relayKernelOffload))
             {
                 interfaces = [network.ClientInterface, network.ExitInterface];
                 try

@@ -33,7 +33,9 @@ public sealed class TestbedNetwork : IAsyncDisposable
     private readonly MydvpnExecutable executable;
     private readonly List<NodeProcess> nodes = [];
     // How each node was started, so it can be restarted the same way.
-    private readonly Dictionary<string, (string Namespace, string[] Arguments)> nodeCommands = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (string Namespace, string[] Arguments, Dictionary<string, string>? Environment)> nodeCommands =
+        new(StringComparer.Ordinal);
+    private Dictionary<string, string>? superNodeEnvironment;
     private readonly Dictionary<string, NodeProcess> peers = new(StringComparer.Ordinal);
     private readonly GrpcChannel adminChannel;
     private readonly TlsMaterial adminTls;
@@ -75,8 +77,9 @@ public sealed class TestbedNetwork : IAsyncDisposable
 
     /// <summary>Makes the certificates and starts the BaseNode and the SuperNodes; returns once the directory lists them all up.</summary>
     /// <param name="secondExitRegionSuperNode">Also start sn-us-2 in region us-east, with sn-us-1 on a shared PostgreSQL journal.</param>
+    /// <param name="relayKernelOffload">The SuperNodes' kernels forward established relay legs (Super:Relay:KernelOffload).</param>
     public static async Task<TestbedNetwork> StartAsync(NetnsTestbed testbed, MydvpnExecutable executable, string work,
-        Action<string>? progress, CancellationToken cancellationToken, bool secondExitRegionSuperNode = false)
+        Action<string>? progress, CancellationToken cancellationToken, bool secondExitRegionSuperNode = false, bool relayKernelOffload = false)
     {
         var certs = Path.Combine(work, "certs");
         var ca = Path.Combine(certs, "ca");
@@ -91,6 +94,15 @@ public sealed class TestbedNetwork : IAsyncDisposable
         CertificateAuthority.Issue(ca, "testbed-admin", CertificateKind.Admin, [], [], Path.Combine(certs, "admin")).Dispose();
 
         var network = new TestbedNetwork(testbed, executable, work);
+        if (relayKernelOffload)
+        {
+            network.superNodeEnvironment = new Dictionary<string, string>(StringComparer.Ordinal)
+            {
+                ["MYDVPN__SUPER__RELAY__KERNELOFFLOAD"] = "true",
+                // Tests and the bench read the relay counters right after traffic.
+                ["MYDVPN__SUPER__RELAY__KERNELCOUNTERSINTERVAL"] = "00:00:01",
+            };
+        }
         try
         {
             network.StartNode("base", testbed.Namespaces.Base,
@@ -210,7 +222,7 @@ public sealed class TestbedNetwork : IAsyncDisposable
     }
 
     private void StartSuperNode(string id, string region, string ns, IPAddress address, string[] cluster) =>
-        StartNode(id, ns,
+        StartNode(id, ns, superNodeEnvironment,
         [
             "super", "--data-dir", Path.Combine(Work, id), "--region", region, "--id", id,
             "--cluster", At(address, ClusterPort), "--base", At(TestbedAddresses.Base, GrpcPort),
@@ -223,10 +235,12 @@ public sealed class TestbedNetwork : IAsyncDisposable
         (await Admin.ListRegionsAsync(new ListRegionsRequest(), cancellationToken: cancellationToken)).Regions
         .Sum(r => r.Supernodes.Count(s => s.Status == SuperNodeStatus.Up));
 
-    private void StartNode(string name, string ns, string[] arguments)
+    private void StartNode(string name, string ns, string[] arguments) => StartNode(name, ns, null, arguments);
+
+    private void StartNode(string name, string ns, Dictionary<string, string>? environment, string[] arguments)
     {
-        nodeCommands[name] = (ns, arguments);
-        nodes.Add(NodeProcess.Start(executable, name, Path.Combine(Work, "logs", $"{name}.log"), arguments, networkNamespace: ns));
+        nodeCommands[name] = (ns, arguments, environment);
+        nodes.Add(NodeProcess.Start(executable, name, Path.Combine(Work, "logs", $"{name}.log"), arguments, environment, ns));
     }
 
     /// <summary>
@@ -238,7 +252,7 @@ public sealed class TestbedNetwork : IAsyncDisposable
         if (!nodeCommands.TryGetValue(name, out var command))
             throw new ArgumentException($"no node '{name}' in this network; it has {string.Join(", ", nodeCommands.Keys)}", nameof(name));
         await StopNodeAsync(name);
-        StartNode(name, command.Namespace, command.Arguments);
+        StartNode(name, command.Namespace, command.Environment, command.Arguments);
         await UntilAsync(async () => await SuperNodesUpAsync(cancellationToken) == superNodeCount,
             $"{name} is back and every SuperNode is registered", cancellationToken, TimeSpan.FromSeconds(90));
     }

@@ -32,8 +32,14 @@ public sealed class RelayHandOver(RelayService relay, ExitAllocationClient alloc
         var moving = exitLegs.Select(leg => (leg.AssignmentId, leg.Side)).ToHashSet();
         try
         {
-            while (relay.Legs.Any(leg => moving.Contains((leg.AssignmentId, leg.Side)) && leg.LastPacketAt > DateTimeOffset.UtcNow - Moved))
+            while (true)
+            {
+                // Legs the kernel forwards show their traffic once their counters are read.
+                await relay.ReadKernelCountersAsync();
+                if (!relay.Legs.Any(leg => moving.Contains((leg.AssignmentId, leg.Side)) && leg.LastPacketAt > DateTimeOffset.UtcNow - Moved))
+                    break;
                 await Task.Delay(TimeSpan.FromMilliseconds(200), deadline.Token);
+            }
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {

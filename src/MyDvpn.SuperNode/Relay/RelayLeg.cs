@@ -38,6 +38,7 @@ public sealed partial class RelayLeg
     private sealed class PartnerTarget(IPEndPoint announced, IPEndPoint actual)
     {
         public IPEndPoint Announced { get; } = announced;
+        public IPEndPoint Actual { get; } = actual;
         public SocketAddress Address { get; } = actual.Serialize();
     }
 
@@ -84,6 +85,34 @@ public sealed partial class RelayLeg
 
     /// <summary>Where the peer's WireGuard and the partner leg send to: the SuperNode's public IP and this leg's port.</summary>
     public IPEndPoint Endpoint { get; }
+
+    /// <summary>
+    /// Called (on the thread that forwards) when the leg learned its peer's port or the peer moved to another one: the
+    /// relay's kernel forwarding follows it.
+    /// </summary>
+    internal Action<RelayLeg>? PeerMoved { get; set; }
+
+    /// <summary>
+    /// What the kernel needs to forward for this leg (<see cref="RelayOffload"/>): its peer's endpoint and its partner,
+    /// both IPv4; null until both are known.
+    /// </summary>
+    internal OffloadedLeg? OffloadTarget() =>
+        peer.EndpointSeen is { AddressFamily: AddressFamily.InterNetwork } peerEndpoint
+        && partner?.Actual is { AddressFamily: AddressFamily.InterNetwork } partnerEndpoint
+            ? new OffloadedLeg(Port, peerEndpoint, partnerEndpoint)
+            : null;
+
+    /// <summary>
+    /// Datagrams the kernel forwarded for the leg since the last reading: counted as the leg's own, and the peer counts
+    /// as heard (a datagram from its address on another port may take over only after it went silent).
+    /// </summary>
+    internal void KernelForwarded(OffloadCounters delta, long now)
+    {
+        Forwarded(true, delta.PacketsToPeer, delta.BytesToPeer, now);
+        Forwarded(false, delta.PacketsToPartner, delta.BytesToPartner, now);
+        if (delta.PacketsToPartner > 0)
+            peer.LastHeardTicks = now;
+    }
 
     public RelayLegStatus Status()
     {
@@ -268,6 +297,7 @@ public sealed partial class RelayLeg
         else
             logger.LogInformation("Relay leg {AssignmentId}/{Side} on port {Port}: peer moved from {Previous} to {PeerEndpoint}",
                 AssignmentId, Side, Port, previous, seen);
+        PeerMoved?.Invoke(this);
     }
 
     private void Forwarded(bool toPeer, long packets, long bytes, long now)

@@ -24,6 +24,12 @@ public sealed class RelayService : IRelayLegs, IAsyncDisposable
     private readonly ITimer idleSweep;
     // Linux: the threads that forward for every leg (Super:Relay:ForwardingThreads); null: each leg loops on its own.
     private readonly RelayLeg.Forwarder? forwarder;
+    // Super:Relay:KernelOffload: the kernel forwards the legs whose peer and partner are known; null: user space only.
+    private RelayOffload? offload;
+    private ITimer? kernelCounterTimer;
+    private readonly SemaphoreSlim offloadSync = new(1, 1), kernelCounterRead = new(1, 1);
+    // What the kernel had counted per leg at the last reading (under gate).
+    private readonly Dictionary<RelayLeg, OffloadCounters> kernelCounted = [];
     private int nextPortOffset;
     private bool disposed;
     // Shutting down: the legs open keep forwarding while their chains move to another SuperNode; no new one opens.
@@ -55,6 +61,26 @@ public sealed class RelayService : IRelayLegs, IAsyncDisposable
     }
 
     public TimeSpan IdleTimeout => settings.IdleTimeout;
+
+    /// <summary>Whether the kernel forwards established legs (<see cref="RelaySettings.KernelOffload"/>, started).</summary>
+    public bool KernelOffload => offload is not null;
+
+    /// <summary>
+    /// With <see cref="RelaySettings.KernelOffload"/>: sets up the kernel forwarding of established legs (an nftables table
+    /// of this relay, IPv4 forwarding on); without it, nothing. Called once at startup.
+    /// </summary>
+    /// <exception cref="RelayOffloadUnavailableException">Asked for, but it cannot work here: the message says why.</exception>
+    public async Task StartKernelOffloadAsync(CancellationToken cancellationToken)
+    {
+        if (!settings.KernelOffload || offload is not null)
+            return;
+        if (bindAddress.AddressFamily != AddressFamily.InterNetwork || bindAddress.Equals(IPAddress.Any))
+            throw new RelayOffloadUnavailableException(
+                $"the kernel forwards relay legs bound to one IPv4 address of this host; these bind {bindAddress} (--public-ip {publicAddress})");
+        offload = await RelayOffload.StartAsync(bindAddress, portLow, logger, null, cancellationToken);
+        kernelCounterTimer = time.CreateTimer(_ => _ = ReadKernelCountersAsync(), null, settings.KernelCountersInterval, settings.KernelCountersInterval);
+        logger.LogInformation("Relay legs on {Address} are forwarded by the kernel once their peer and partner are known (Super:Relay:KernelOffload)", bindAddress);
+    }
 
     /// <summary>A snapshot of the open legs, by assignment and side.</summary>
     public IReadOnlyList<RelayLegStatus> Legs
@@ -95,8 +121,11 @@ public sealed class RelayService : IRelayLegs, IAsyncDisposable
             if (legs.TryGetValue((assignmentId, side), out var open))
             {
                 if (!open.Retarget(peerAddress, peerEndpoint))
+                {
                     logger.LogInformation("Relay leg {AssignmentId}/{Side} on port {Port} now serves peer {PeerAddress} ({PeerEndpoint})",
                         assignmentId, side, open.Port, peerAddress, peerEndpoint);
+                    RequestOffloadSync();
+                }
                 return Task.FromResult(open);
             }
             var socket = BindFreePort();
@@ -112,6 +141,7 @@ public sealed class RelayService : IRelayLegs, IAsyncDisposable
                 throw;
             }
             legs.Add((assignmentId, side), leg);
+            leg.PeerMoved = _ => RequestOffloadSync();
             leg.Start();
         }
         RelayMetrics.LegsOpen.Inc();
@@ -137,11 +167,13 @@ public sealed class RelayService : IRelayLegs, IAsyncDisposable
             leg.SetPartner(partner, ReachableAs(partner));
             logger.LogInformation("Relay leg {AssignmentId}/{Side} on port {Port} chained to {Partner}", assignmentId, side, leg.Port, partner);
         }
+        RequestOffloadSync();
     }
 
     /// <summary>Closes every leg of the assignment, freeing their ports; returns how many were open. Idempotent.</summary>
     public async Task<int> CloseLegsAsync(string assignmentId)
     {
+        await ReadKernelCountersAsync();
         List<RelayLeg> closing;
         lock (gate)
         {
@@ -149,14 +181,15 @@ public sealed class RelayService : IRelayLegs, IAsyncDisposable
             foreach (var leg in closing)
                 Forget(leg);
         }
-        foreach (var leg in closing)
-            await CloseAsync(leg, "closed");
+        await CloseAllAsync(closing, "closed");
         return closing.Count;
     }
 
     /// <summary>Closes the legs that forwarded nothing for <see cref="RelaySettings.IdleTimeout"/>; a timer calls it every sweep interval.</summary>
     public async Task<int> CloseIdleLegsAsync()
     {
+        // What the kernel forwarded counts as traffic too.
+        await ReadKernelCountersAsync();
         var now = time.GetUtcNow().UtcTicks;
         List<RelayLeg> idle;
         lock (gate)
@@ -165,8 +198,7 @@ public sealed class RelayService : IRelayLegs, IAsyncDisposable
             foreach (var leg in idle)
                 Forget(leg);
         }
-        foreach (var leg in idle)
-            await CloseAsync(leg, $"idle for {settings.IdleTimeout}");
+        await CloseAllAsync(idle, $"idle for {settings.IdleTimeout}");
         return idle.Count;
     }
 
@@ -183,9 +215,103 @@ public sealed class RelayService : IRelayLegs, IAsyncDisposable
             owners.Clear();
         }
         await idleSweep.DisposeAsync();
-        foreach (var leg in all)
-            await CloseAsync(leg, "relay stopped");
+        if (kernelCounterTimer is not null)
+            await kernelCounterTimer.DisposeAsync();
+        await CloseAllAsync(all, "relay stopped");
         forwarder?.Dispose();
+        if (offload is not null)
+            await offload.DisposeAsync();
+    }
+
+    /// <summary>Brings the kernel's counts of the legs it forwards into theirs (a timer does it every <see cref="RelaySettings.KernelCountersInterval"/>).</summary>
+    public async Task ReadKernelCountersAsync()
+    {
+        if (offload is null)
+            return;
+        await kernelCounterRead.WaitAsync();
+        try
+        {
+            var counters = await offload.ReadCountersAsync(CancellationToken.None);
+            var now = time.GetUtcNow().UtcTicks;
+            lock (gate)
+            {
+                foreach (var leg in legs.Values)
+                {
+                    if (!counters.TryGetValue(leg.Port, out var total))
+                        continue;
+                    var last = kernelCounted.GetValueOrDefault(leg) ?? NoneCounted;
+                    var delta = new OffloadCounters(total.PacketsToPeer - last.PacketsToPeer, total.BytesToPeer - last.BytesToPeer,
+                        total.PacketsToPartner - last.PacketsToPartner, total.BytesToPartner - last.BytesToPartner);
+                    // A counter that went back was made anew (the port left the kernel's set and came back).
+                    if (delta.PacketsToPeer < 0 || delta.PacketsToPartner < 0)
+                        delta = total;
+                    kernelCounted[leg] = total;
+                    if (delta.PacketsToPeer > 0 || delta.PacketsToPartner > 0)
+                        leg.KernelForwarded(delta, now);
+                }
+                var open = legs.Values.ToHashSet();
+                foreach (var gone in kernelCounted.Keys.Where(leg => !open.Contains(leg)).ToList())
+                    kernelCounted.Remove(gone);
+            }
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            logger.LogWarning("Reading the kernel's relay counters failed: {Error}", ex.Message);
+        }
+        finally
+        {
+            kernelCounterRead.Release();
+        }
+    }
+
+    private static readonly OffloadCounters NoneCounted = new(0, 0, 0, 0);
+
+    /// <summary>Closes legs already forgotten: the kernel stops forwarding for them first, so a port is never reused under its rules.</summary>
+    private async Task CloseAllAsync(List<RelayLeg> closing, string why)
+    {
+        if (closing.Count == 0)
+            return;
+        await SyncOffloadAsync();
+        foreach (var leg in closing)
+            await CloseAsync(leg, why);
+    }
+
+    private void RequestOffloadSync()
+    {
+        if (offload is not null)
+            _ = SyncOffloadAsync();
+    }
+
+    /// <summary>
+    /// Gives the kernel the legs it forwards now: those whose peer and partner are known, except those it cannot forward
+    /// (<see cref="RelayOffloadRules.Forwardable"/>: a partner on this relay, say, as when client and exit share a region —
+    /// one hop for the kernel would skip the second leg's rules): they stay in user space.
+    /// </summary>
+    private async Task SyncOffloadAsync()
+    {
+        if (offload is null)
+            return;
+        await offloadSync.WaitAsync();
+        try
+        {
+            List<OffloadedLeg> established;
+            lock (gate)
+                established = [.. legs.Values.OrderBy(leg => leg.Port).Select(leg => leg.OffloadTarget()).OfType<OffloadedLeg>()];
+            var leftToUserSpace = new List<string>();
+            var forwarded = RelayOffloadRules.Forwardable(bindAddress, RelayOffloadRules.Normalize(established), leftToUserSpace);
+            foreach (var why in leftToUserSpace)
+                logger.LogDebug("Relay leg forwarded in user space: {Why}", why);
+            await offload.ApplyAsync(forwarded, CancellationToken.None);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // The kernel keeps its previous set (each change is one transaction); user space forwards the rest.
+            logger.LogError(ex, "The kernel's relay forwarding could not be updated");
+        }
+        finally
+        {
+            offloadSync.Release();
+        }
     }
 
     /// <summary>

@@ -49,6 +49,19 @@ public sealed record RelaySettings
     /// </summary>
     public int ForwardingThreads { get; init; } = Math.Clamp(Environment.ProcessorCount, 1, 4);
 
+    /// <summary>
+    /// The kernel forwards a leg once its peer's endpoint and its partner are known: per leg four nftables rules (in a
+    /// table of this relay's, <c>mydvpn_relay_&lt;first port&gt;</c>) rewrite its datagrams' addresses statelessly, so they
+    /// never reach this process; everything else (a peer's first datagram, strangers, a peer that moved) still does.
+    /// Needs Linux, CAP_NET_ADMIN, nft, legs bound to one IPv4 address (--public-ip an address of this host), and turns
+    /// on <c>net.ipv4.ip_forward</c> (restored on stop); a host whose own forward chains drop forwarded traffic must let
+    /// it through. Off: user space forwards everything.
+    /// </summary>
+    public bool KernelOffload { get; init; }
+
+    /// <summary>How often the kernel's counts of the legs it forwards are brought into the legs' (metrics, idleness).</summary>
+    public TimeSpan KernelCountersInterval { get; init; } = TimeSpan.FromSeconds(5);
+
     public static readonly RelaySettings Default = new();
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the setting that is wrong and why.</summary>
@@ -57,6 +70,7 @@ public sealed record RelaySettings
         foreach (var (value, name) in new[]
                  {
                      (IdleTimeout, nameof(IdleTimeout)), (IdleSweepInterval, nameof(IdleSweepInterval)), (PeerRebindAfter, nameof(PeerRebindAfter)),
+                     (KernelCountersInterval, nameof(KernelCountersInterval)),
                  })
         {
             if (value <= TimeSpan.Zero)
