@@ -1068,10 +1068,10 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
 
         var now = _time.GetUtcNow();
         var events = new List<IPeerSessionEvent> { new RelayEstablished(finished.AssignmentId, finished.ClientLeg, finished.ExitLeg, now) };
-        // A new chain through the client's same leg changes nothing on the client: only its partner moved.
+        // Sent for every chain, also one through the client's same leg (where it changes nothing): a client that failed
+        // to apply the last one, or lost it, is pointed at its leg again.
         var setup = RelaySetupFor(assignment, finished.ClientLeg);
-        if (exit.ClientRelayLeg != finished.ClientLeg
-            && _state.DecideIssue(new IssueCommand(PeerId, setup), setup.CommandId, now, _settings.DefaultDeadline) is IssueDecision.Issue issue)
+        if (_state.DecideIssue(new IssueCommand(PeerId, setup), setup.CommandId, now, _settings.DefaultDeadline) is IssueDecision.Issue issue)
         {
             events.Add(issue.Event);
         }
