@@ -87,6 +87,8 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
     private bool _directConfirmed;
     private bool _directPathOverdue;
     private bool _relayStarting;
+    // Why a new chain is due while the client has no stream (its address is needed): set up when it attaches again.
+    private string? _relayDue;
 
     private PeerState _state;
 
@@ -943,7 +945,11 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
         }
 
         var serving = relay.PeerAddressOf(exit.AssignmentId, RelaySides.Client);
-        if (serving is null)
+        if (_relayDue is { } due)
+        {
+            StartRelay(exit, due);
+        }
+        else if (serving is null)
         {
             StartRelay(exit, $"its relay leg {leg} is not open on this SuperNode");
         }
@@ -995,10 +1001,19 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
     /// </summary>
     private void StartRelay(ClientExit exit, string why)
     {
-        if (_exits?.Relay is not { } relay || _relayStarting || _edge is null)
+        if (_exits?.Relay is not { } relay || _relayStarting)
         {
             return;
         }
+
+        if (_edge is null)
+        {
+            // The client's leg takes packets from the address its stream comes from: wait for the stream.
+            _relayDue = why;
+            return;
+        }
+
+        _relayDue = null;
 
         if (!System.Net.IPAddress.TryParse(_remoteAddress, out var clientAddress))
         {

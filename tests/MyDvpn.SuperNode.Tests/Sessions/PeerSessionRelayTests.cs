@@ -360,6 +360,28 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
     }
 
     [Fact]
+    public async Task Exit_leg_lost_while_the_client_is_away_is_replaced_when_it_attaches_again()
+    {
+        var entity = StartWithRelay();
+        var edge = ConnectClient(entity);
+        var assignmentId = await Relayed(entity, edge);
+        ExitRegionAnswers = _ => Task.FromResult(new RelayLegInfo { Endpoint = OtherExitLeg, SupernodeId = "sn-us-east-2" });
+        Watch(edge.Ref);
+        Sys.Stop(edge.Ref);
+        ExpectTerminated(edge.Ref, Patience);
+
+        entity.Tell(new RelayLegLost(PeerId, assignmentId, "sn-us-east-1", "SuperNode sn-us-east-1 is shutting down"));
+        Legs.ExpectNoMsg(FewTimeouts);
+
+        // Its client leg is still open here: only the lost exit leg calls for the new chain.
+        AttachFrom(entity, Authenticate(entity), ClientAddress);
+        Assert.Equal(new RelayLegOpened(assignmentId, RelaySides.Client, IPAddress.Parse(ClientAddress), null, Owner), Legs.ExpectMsg<RelayLegOpened>(Patience));
+        Legs.ExpectMsg<OpenRelayRequest>(Patience);
+        Assert.Equal(new RelayPartnerSet(assignmentId, RelaySides.Client, IPEndPoint.Parse(OtherExitLeg)), Legs.ExpectMsg<RelayPartnerSet>(Patience));
+        AwaitAssert(() => Assert.Equal(OtherExitLeg, Assert.Single(State(entity).Assignments).ExitRelayLeg), Patience);
+    }
+
+    [Fact]
     public async Task Lost_leg_of_an_assignment_the_session_does_not_hold_changes_nothing()
     {
         var entity = StartWithRelay();
