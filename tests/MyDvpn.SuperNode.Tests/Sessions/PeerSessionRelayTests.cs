@@ -232,7 +232,9 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
         ExitRegionAnswers = _ => Interlocked.Increment(ref calls) == 1
             ? Task.FromException<RelayLegInfo>(new ExitRegionUnreachableException("no SuperNode of region us-east answered"))
             : Task.FromResult(new RelayLegInfo { Endpoint = ExitLeg, SupernodeId = "sn-us-east-2" });
-        var entity = StartWithRelay();
+        // A retry far enough off that a slow test machine reports for a while before it, whatever its delays.
+        var exits = Exits with { RelayRetry = TimeSpan.FromSeconds(4) };
+        var entity = StartWithRelay(exits);
         var edge = ConnectClient(entity);
         var assignmentId = await ActivateExit(entity, edge);
         ReportUntilRelayOpens(entity);
@@ -240,7 +242,7 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
         Legs.ExpectMsg<RelayLegsClosed>(Patience);
 
         // The agent goes on reporting no handshake, every few seconds in production (RelayRetry is 30 s there).
-        ReportWithoutRelay(entity, Exits.RelayRetry / 2);
+        ReportWithoutRelay(entity, TimeSpan.FromSeconds(1));
 
         Assert.Single(Allocator.RelayCalls);
         Assert.Equal(assignmentId, ReportUntilRelayOpens(entity).AssignmentId);
