@@ -177,6 +177,8 @@ public sealed class ControlStreamTests(ITestOutputHelper output) : AgentTestKit(
         var onA = await superNodeA.NextStreamAsync(Patience);
         // The region's SuperNodes share what they know of enrolled peers.
         superNodeB.Enroll(PeerId, superNodeA.Enrolled[PeerId]);
+        // The agent learns of super-b from super-a's AuthResponse: it must have read it before super-a goes.
+        await AwaitAssertAsync(() => Assert.True(agent.Status.Current.Authentications >= 1, "the agent read super-a's AuthResponse"), Patience);
 
         await serverA.DisposeAsync();
 
