@@ -62,9 +62,6 @@ public sealed class RelayService : IRelayLegs, IAsyncDisposable
 
     public TimeSpan IdleTimeout => settings.IdleTimeout;
 
-    /// <summary>Whether the kernel forwards established legs (<see cref="RelaySettings.KernelOffload"/>, started).</summary>
-    public bool KernelOffload => offload is not null;
-
     /// <summary>
     /// With <see cref="RelaySettings.KernelOffload"/>: sets up the kernel forwarding of established legs (an nftables table
     /// of this relay, IPv4 forwarding on); without it, nothing. Called once at startup.
@@ -173,6 +170,13 @@ public sealed class RelayService : IRelayLegs, IAsyncDisposable
     /// <summary>Closes every leg of the assignment, freeing their ports; returns how many were open. Idempotent.</summary>
     public async Task<int> CloseLegsAsync(string assignmentId)
     {
+        lock (gate)
+        {
+            // Releases call this whether or not the assignment was relayed here: most find nothing to close.
+            if (!legs.Values.Any(leg => leg.AssignmentId == assignmentId))
+                return 0;
+        }
+        // Their last datagrams the kernel forwarded count too.
         await ReadKernelCountersAsync();
         List<RelayLeg> closing;
         lock (gate)
