@@ -3,7 +3,7 @@ using Akka.Cluster;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using MyDvpn.BaseNode.Enrollment;
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 using MyDvpn.Protocol.Admin;
 using MyDvpn.Protocol.Directory;
 using MyDvpn.Protocol.SuperNode;

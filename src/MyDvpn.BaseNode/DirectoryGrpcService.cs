@@ -1,7 +1,7 @@
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using MyDvpn.BaseNode.Enrollment;
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Protocol.Directory;
 using Prometheus;

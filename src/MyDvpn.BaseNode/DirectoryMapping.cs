@@ -2,7 +2,7 @@ using System.Net;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using MyDvpn.BaseNode.Directory;
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 using Proto = MyDvpn.Protocol.Directory;
 
 namespace MyDvpn.BaseNode;

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using MyDvpn.Common;
 using MyDvpn.Hosting;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Protocol.SuperNode;

@@ -1,7 +1,7 @@
 using System.CommandLine;
 using Grpc.Core;
 using MyDvpn.Cli.Commands;
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 using MyDvpn.Security;
 
 namespace MyDvpn.Cli;

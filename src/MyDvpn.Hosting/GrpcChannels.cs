@@ -1,5 +1,6 @@
 using System.Net.Security;
 using Grpc.Net.Client;
+using MyDvpn.Common;
 using MyDvpn.Security;
 
 namespace MyDvpn.Hosting;

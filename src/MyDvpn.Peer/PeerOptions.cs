@@ -1,6 +1,6 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Security;
 

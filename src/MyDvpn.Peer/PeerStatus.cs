@@ -1,4 +1,4 @@
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 
 namespace MyDvpn.Peer;
 

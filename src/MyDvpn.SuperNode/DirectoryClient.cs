@@ -1,5 +1,6 @@
 using Grpc.Core;
 using Grpc.Net.Client;
+using MyDvpn.Common;
 using MyDvpn.Hosting;
 using MyDvpn.Protocol.Directory;
 using MyDvpn.Security;

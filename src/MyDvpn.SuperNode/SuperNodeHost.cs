@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Logging;
+using MyDvpn.Common;
 using MyDvpn.Hosting;
 using MyDvpn.Protocol.Directory;
 using MyDvpn.Protocol.SuperNode;

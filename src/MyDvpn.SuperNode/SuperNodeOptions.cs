@@ -1,4 +1,5 @@
 using System.Net;
+using MyDvpn.Common;
 using MyDvpn.Hosting;
 using MyDvpn.SuperNode.Edge;
 

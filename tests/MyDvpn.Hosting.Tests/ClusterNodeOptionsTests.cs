@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using MyDvpn.Common;
 using MyDvpn.Security;
 
 namespace MyDvpn.Hosting.Tests;

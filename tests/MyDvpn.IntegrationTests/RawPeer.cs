@@ -2,7 +2,7 @@ using System.Net.Security;
 using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Security;
 

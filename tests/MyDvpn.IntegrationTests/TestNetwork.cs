@@ -2,7 +2,7 @@ using System.Net;
 using System.Text.Json;
 using MyDvpn.Cli.Commands;
 using MyDvpn.Cli.Demo;
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 using MyDvpn.Security;
 using Xunit.Abstractions;
 

@@ -1,6 +1,6 @@
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 using MyDvpn.Peer.Commands;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Security;

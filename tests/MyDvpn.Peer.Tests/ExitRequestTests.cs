@@ -1,6 +1,6 @@
 using System.Text.Json;
 using Grpc.Core;
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 using MyDvpn.Peer.LocalStatus;
 using MyDvpn.Peer.Tunnel;
 using MyDvpn.Protocol.Control;

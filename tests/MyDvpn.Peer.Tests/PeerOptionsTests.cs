@@ -1,4 +1,4 @@
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Security;
 

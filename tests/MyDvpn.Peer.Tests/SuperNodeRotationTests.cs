@@ -1,4 +1,4 @@
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 using MyDvpn.Peer.Control;
 
 namespace MyDvpn.Peer.Tests;

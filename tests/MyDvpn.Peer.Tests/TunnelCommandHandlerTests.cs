@@ -1,7 +1,7 @@
 using System.Text.Json;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 using MyDvpn.Peer.Commands;
 using MyDvpn.Peer.Tunnel;
 using MyDvpn.Protocol.Control;

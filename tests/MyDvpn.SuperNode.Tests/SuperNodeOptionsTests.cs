@@ -1,6 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 using MyDvpn.Security;
 
 namespace MyDvpn.SuperNode.Tests;

@@ -7,7 +7,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 using MyDvpn.Security;
 
 namespace MyDvpn.TestSupport;

@@ -1,7 +1,7 @@
 using System.Collections.Immutable;
 using Akka.Actor;
 using Akka.Persistence;
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 
 namespace MyDvpn.BaseNode.Directory;
 

@@ -1,6 +1,6 @@
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 using MyDvpn.Protocol.Admin;
 using MyDvpn.Protocol.Control;
 using Proto = MyDvpn.Protocol.Directory;

@@ -1,5 +1,5 @@
 using System.Collections.Immutable;
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 
 namespace MyDvpn.BaseNode.Enrollment;
 

@@ -1,7 +1,7 @@
 using Akka.Actor;
 using Akka.Event;
 using Akka.Persistence;
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 
 namespace MyDvpn.BaseNode.Enrollment;
 

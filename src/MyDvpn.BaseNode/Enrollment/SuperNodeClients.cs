@@ -4,6 +4,7 @@ using Grpc.Core;
 using Grpc.Net.Client;
 using Microsoft.Extensions.Logging;
 using MyDvpn.BaseNode.Directory;
+using MyDvpn.Common;
 using MyDvpn.Hosting;
 using MyDvpn.Protocol.SuperNode;
 using MyDvpn.Security;

@@ -3,6 +3,7 @@ using System.CommandLine.Parsing;
 using System.Globalization;
 using Google.Protobuf;
 using Grpc.Core;
+using MyDvpn.Common;
 using MyDvpn.Hosting;
 using MyDvpn.Protocol.Admin;
 using MyDvpn.Protocol.Directory;

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Net;
+using MyDvpn.Common;
 using MyDvpn.Security;
 
 namespace MyDvpn.Cli.Commands;
@@ -39,7 +40,7 @@ public static class CaCommand
         {
             var addresses = (parse.GetValue(ips) ?? []).Select(ip => IPAddress.TryParse(ip, out var parsed)
                 ? parsed
-                : throw new Hosting.ConfigurationException("--ip", $"'{ip}' is not an IP address")).ToList();
+                : throw new ConfigurationException("--ip", $"'{ip}' is not an IP address")).ToList();
             var certificate = CertificateAuthority.Issue(
                 parse.GetRequiredValue(dir), parse.GetRequiredValue(name), parse.GetValue(kind), addresses,
                 parse.GetValue(dnsNames) ?? [], parse.GetRequiredValue(outDir));

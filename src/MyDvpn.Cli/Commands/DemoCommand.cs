@@ -1,8 +1,8 @@
 using System.CommandLine;
 using System.Diagnostics;
 using MyDvpn.Cli.Demo;
+using MyDvpn.Common;
 using MyDvpn.DataPlane.Os;
-using MyDvpn.Hosting;
 using MyDvpn.Protocol.Admin;
 using MyDvpn.Protocol.SuperNode;
 using MyDvpn.Testbed;

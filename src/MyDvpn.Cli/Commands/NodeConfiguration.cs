@@ -1,6 +1,6 @@
 using System.CommandLine;
 using Microsoft.Extensions.Configuration;
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 
 namespace MyDvpn.Cli.Commands;
 

@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 using MyDvpn.Peer;
 using MyDvpn.Peer.LocalStatus;
 using Spectre.Console;

@@ -2,6 +2,7 @@ using System.Net;
 using System.Text.Json;
 using Grpc.Net.Client;
 using MyDvpn.Cli.Commands;
+using MyDvpn.Common;
 using MyDvpn.DataPlane.Os;
 using MyDvpn.Hosting;
 using MyDvpn.Peer.LocalStatus;

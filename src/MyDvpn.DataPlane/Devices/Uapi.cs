@@ -1,6 +1,7 @@
 using System.Collections.Immutable;
 using System.Globalization;
 using System.Text;
+using MyDvpn.Common;
 using MyDvpn.Security;
 
 namespace MyDvpn.DataPlane.Devices;
@@ -139,7 +140,7 @@ internal static class UapiText
                     peer.Keepalive = int.Parse(value, CultureInfo.InvariantCulture);
                     break;
                 case "allowed_ip" when peer is not null:
-                    peer.AllowedIps.Add(Os.Cidr.NormalizeNetwork(value));
+                    peer.AllowedIps.Add(Cidr.NormalizeNetwork(value));
                     break;
                 default:
                     // preshared_key, protocol_version, errno and keys of later versions: not needed.

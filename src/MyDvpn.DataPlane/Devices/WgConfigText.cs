@@ -1,6 +1,7 @@
 using System.Collections.Immutable;
 using System.Globalization;
 using System.Text;
+using MyDvpn.Common;
 using MyDvpn.DataPlane.Os;
 
 namespace MyDvpn.DataPlane.Devices;

@@ -1,6 +1,7 @@
 using System.Collections.Immutable;
 using System.Globalization;
 using System.Text.Json;
+using MyDvpn.Common;
 
 namespace MyDvpn.DataPlane.Os;
 

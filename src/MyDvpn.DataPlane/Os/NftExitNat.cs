@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json.Nodes;
+using MyDvpn.Common;
 
 namespace MyDvpn.DataPlane.Os;
 

@@ -1,6 +1,7 @@
 using System.Collections.Immutable;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using MyDvpn.Common;
 using MyDvpn.DataPlane.Devices;
 using MyDvpn.DataPlane.Os;
 

@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using MyDvpn.Common;
 using MyDvpn.DataPlane.Os;
 
 namespace MyDvpn.DataPlane.Reconciliation;

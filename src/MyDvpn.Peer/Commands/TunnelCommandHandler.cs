@@ -1,7 +1,7 @@
 using System.Collections.Immutable;
 using System.Text.Json;
 using Google.Protobuf;
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 using MyDvpn.Peer.Tunnel;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Security;

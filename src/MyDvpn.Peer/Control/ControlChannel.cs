@@ -2,7 +2,7 @@ using Akka.Actor;
 using Google.Protobuf;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 using MyDvpn.Peer.Commands;
 using MyDvpn.Peer.Tunnel;
 using MyDvpn.Protocol.Control;

@@ -4,7 +4,7 @@ using System.Threading.Channels;
 using Akka.Actor;
 using Grpc.Core;
 using Grpc.Net.Client;
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 using MyDvpn.Protocol.Control;
 
 namespace MyDvpn.Peer.Control;

@@ -3,7 +3,7 @@ using Akka.Hosting;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 using MyDvpn.Protocol.SuperNode;
 using MyDvpn.SuperNode.Exits;
 using MyDvpn.SuperNode.Sessions;

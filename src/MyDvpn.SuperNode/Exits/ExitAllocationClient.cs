@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Grpc.Core;
 using Grpc.Net.Client;
+using MyDvpn.Common;
 using MyDvpn.Hosting;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Protocol.Directory;

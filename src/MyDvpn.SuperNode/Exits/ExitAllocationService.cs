@@ -4,7 +4,7 @@ using Akka.Hosting;
 using Google.Protobuf;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Protocol.SuperNode;
 using Status = Grpc.Core.Status;

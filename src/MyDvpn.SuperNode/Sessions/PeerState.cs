@@ -1,7 +1,7 @@
 using System.Collections.Immutable;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
-using MyDvpn.Hosting;
+using MyDvpn.Common;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Security;
 using MyDvpn.SuperNode.Exits;

@@ -9,6 +9,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using MyDvpn.BaseNode.Directory;
 using MyDvpn.BaseNode.Enrollment;
+using MyDvpn.Common;
 using MyDvpn.Hosting;
 using MyDvpn.Protocol.Admin;
 using MyDvpn.Protocol.Directory;

@@ -1,6 +1,6 @@
 using System.Diagnostics.CodeAnalysis;
 
-namespace MyDvpn.Hosting;
+namespace MyDvpn.Common;
 
 /// <summary>
 /// The rule for region names: 1–32 characters of lowercase ASCII letters, digits and '-', starting with a letter

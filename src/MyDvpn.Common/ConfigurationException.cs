@@ -1,4 +1,4 @@
-namespace MyDvpn.Hosting;
+namespace MyDvpn.Common;
 
 /// <summary>
 /// A setting an operator must fix. The CLI prints it and exits with code 2.

@@ -1,6 +1,4 @@
-using MyDvpn.Hosting;
-
-namespace MyDvpn.Hosting.Tests;
+namespace MyDvpn.Common.Tests;
 
 public sealed class RegionNameTests
 {

@@ -1,6 +1,6 @@
 using System.Net;
 
-namespace MyDvpn.Hosting;
+namespace MyDvpn.Common;
 
 /// <summary>A <c>HOST:PORT</c> pair as given on the command line (IPv6 hosts in brackets).</summary>
 public sealed record HostPort(string Host, int Port)

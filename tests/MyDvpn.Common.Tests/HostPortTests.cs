@@ -1,4 +1,4 @@
-namespace MyDvpn.Hosting.Tests;
+namespace MyDvpn.Common.Tests;
 
 public sealed class HostPortTests
 {

@@ -1,6 +1,6 @@
 using System.Text.RegularExpressions;
 
-namespace MyDvpn.Hosting;
+namespace MyDvpn.Common;
 
 /// <summary>Ids of SuperNodes and peers: what appears in logs, metrics labels and certificates.</summary>
 public static partial class NodeId
