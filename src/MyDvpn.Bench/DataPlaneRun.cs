@@ -4,7 +4,7 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using MyDvpn.Cli.Commands;
 using MyDvpn.Cli.Demo;
-using MyDvpn.DataPlane.Os;
+using MyDvpn.HostOs;
 using MyDvpn.Testbed;
 
 namespace MyDvpn.Bench;

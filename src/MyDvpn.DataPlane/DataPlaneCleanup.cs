@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using MyDvpn.DataPlane.Os;
+using MyDvpn.HostOs;
 
 namespace MyDvpn.DataPlane;
 

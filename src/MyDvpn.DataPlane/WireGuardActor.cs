@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using MyDvpn.DataPlane.Devices;
 using MyDvpn.DataPlane.Os;
 using MyDvpn.DataPlane.Reconciliation;
+using MyDvpn.HostOs;
 
 namespace MyDvpn.DataPlane;
 

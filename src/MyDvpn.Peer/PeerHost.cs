@@ -6,7 +6,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using MyDvpn.Common;
 using MyDvpn.DataPlane;
-using MyDvpn.DataPlane.Os;
+using MyDvpn.HostOs;
 using MyDvpn.Peer.Commands;
 using MyDvpn.Peer.Control;
 using MyDvpn.Peer.LocalStatus;

@@ -5,7 +5,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text.Json;
-using MyDvpn.DataPlane.Os;
+using MyDvpn.HostOs;
 
 namespace MyDvpn.Testbed;
 

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Net;
-using MyDvpn.DataPlane.Os;
+using MyDvpn.HostOs;
 
 namespace MyDvpn.Testbed;
 

@@ -63,5 +63,5 @@ public static class Prerequisites
     public static bool IsPrivileged() => MissingCapabilities(File.ReadAllText("/proc/self/status")).Count == 0;
 
     public static string? FindOnPath(string program) =>
-        MyDvpn.DataPlane.Os.HostCommand.OnPath(program) is var resolved && resolved != program ? resolved : null;
+        MyDvpn.HostOs.HostCommand.OnPath(program) is var resolved && resolved != program ? resolved : null;
 }

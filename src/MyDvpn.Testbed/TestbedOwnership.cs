@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
-using MyDvpn.DataPlane.Os;
+using MyDvpn.HostOs;
 
 namespace MyDvpn.Testbed;
 

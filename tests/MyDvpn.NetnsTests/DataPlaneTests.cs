@@ -94,7 +94,7 @@ public sealed class DataPlaneTests(ITestOutputHelper output)
         {
             Assert.Equal(TestbedAddresses.ExitNatPublic.ToString(), await EchoedAddressAsync(network, cancel));
             var pid = await WireGuardGoPidAsync(network.Testbed.Namespaces.Exit);
-            await MyDvpn.DataPlane.Os.HostCommand.Host.RunCheckedAsync("kill", ["-9", pid.ToString(System.Globalization.CultureInfo.InvariantCulture)], cancellationToken: cancel);
+            await MyDvpn.HostOs.HostCommand.Host.RunCheckedAsync("kill", ["-9", pid.ToString(System.Globalization.CultureInfo.InvariantCulture)], cancellationToken: cancel);
 
             await network.UntilAsync(async () => await WireGuardGoPidAsync(network.Testbed.Namespaces.Exit) is var again && again != pid && again != 0,
                 "the exit's WireGuardActor starts wireguard-go again", cancel);
@@ -128,7 +128,7 @@ public sealed class DataPlaneTests(ITestOutputHelper output)
     private sealed record WgShown(string Endpoint, DateTimeOffset LatestHandshake);
 
     /// <summary>The peer's line of <c>wg show IFACE dump</c>: public key, preshared key, endpoint, allowed ips, latest handshake, rx, tx, keepalive.</summary>
-    private static WgShown WgPeer(MyDvpn.DataPlane.Os.CommandResult dump, string publicKey)
+    private static WgShown WgPeer(MyDvpn.HostOs.CommandResult dump, string publicKey)
     {
         Assert.True(dump.Succeeded, dump.StandardError);
         var line = dump.StandardOutput.Split('\n').Skip(1).Select(l => l.Split('\t')).FirstOrDefault(f => f[0] == publicKey);

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
-using MyDvpn.DataPlane.Os;
+using MyDvpn.HostOs;
 using MyDvpn.Testbed;
 using static MyDvpn.NetnsTests.NetnsTestHelpers;
 

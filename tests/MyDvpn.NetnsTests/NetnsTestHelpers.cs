@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
-using MyDvpn.DataPlane.Os;
+using MyDvpn.HostOs;
 using MyDvpn.Testbed;
 
 namespace MyDvpn.NetnsTests;

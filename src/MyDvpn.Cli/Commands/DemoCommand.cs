@@ -2,7 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using MyDvpn.Cli.Demo;
 using MyDvpn.Common;
-using MyDvpn.DataPlane.Os;
+using MyDvpn.HostOs;
 using MyDvpn.Protocol.Admin;
 using MyDvpn.Protocol.SuperNode;
 using MyDvpn.Testbed;

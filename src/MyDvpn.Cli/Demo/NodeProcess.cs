@@ -58,7 +58,7 @@ public sealed class NodeProcess : IDisposable
         IReadOnlyDictionary<string, string>? environment = null, string? networkNamespace = null)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(logFile))!);
-        var start = new MyDvpn.DataPlane.Os.HostCommand(networkNamespace)
+        var start = new MyDvpn.HostOs.HostCommand(networkNamespace)
             .StartInfo(executable.FileName, [.. executable.PrefixArguments, .. arguments]);
         start.RedirectStandardOutput = true;
         start.RedirectStandardError = true;

@@ -1,4 +1,5 @@
 using MyDvpn.DataPlane.Os;
+using MyDvpn.HostOs;
 
 namespace MyDvpn.DataPlane.Devices;
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using MyDvpn.DataPlane.Os;
+using MyDvpn.HostOs;
 
 namespace MyDvpn.DataPlane.Devices;
 

@@ -1,5 +1,5 @@
 using Microsoft.Extensions.Logging;
-using MyDvpn.DataPlane.Os;
+using MyDvpn.HostOs;
 
 namespace MyDvpn.DataPlane.Devices;
 

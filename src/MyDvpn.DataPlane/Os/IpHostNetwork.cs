@@ -1,6 +1,7 @@
 using System.Collections.Immutable;
 using System.Globalization;
 using MyDvpn.Common;
+using MyDvpn.HostOs;
 
 namespace MyDvpn.DataPlane.Os;
 

@@ -2,6 +2,7 @@ using System.Collections.Immutable;
 using System.Diagnostics;
 using System.Globalization;
 using MyDvpn.DataPlane.Devices;
+using MyDvpn.HostOs;
 
 namespace MyDvpn.DataPlane.Os;
 

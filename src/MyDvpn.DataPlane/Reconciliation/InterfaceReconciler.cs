@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using MyDvpn.Common;
 using MyDvpn.DataPlane.Devices;
 using MyDvpn.DataPlane.Os;
+using MyDvpn.HostOs;
 
 namespace MyDvpn.DataPlane.Reconciliation;
 

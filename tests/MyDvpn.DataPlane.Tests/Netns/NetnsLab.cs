@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text.Json;
 using MyDvpn.DataPlane.Os;
+using MyDvpn.HostOs;
 
 namespace MyDvpn.DataPlane.Tests.Netns;
 

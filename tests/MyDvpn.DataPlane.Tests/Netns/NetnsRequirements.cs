@@ -1,4 +1,4 @@
-using MyDvpn.DataPlane.Os;
+using MyDvpn.HostOs;
 
 namespace MyDvpn.DataPlane.Tests.Netns;
 

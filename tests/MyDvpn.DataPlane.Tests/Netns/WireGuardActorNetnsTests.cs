@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using Akka.Actor;
 using MyDvpn.DataPlane.Os;
+using MyDvpn.HostOs;
 using MyDvpn.Security;
 using Xunit.Abstractions;
 

@@ -1,6 +1,7 @@
 using System.Collections.Immutable;
 using MyDvpn.DataPlane.Devices;
 using MyDvpn.DataPlane.Os;
+using MyDvpn.HostOs;
 using MyDvpn.Security;
 
 namespace MyDvpn.DataPlane.Tests.Unit;

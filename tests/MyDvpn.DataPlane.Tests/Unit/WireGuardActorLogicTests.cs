@@ -1,5 +1,6 @@
 using Akka.Actor;
 using MyDvpn.DataPlane.Os;
+using MyDvpn.HostOs;
 using MyDvpn.Security;
 using Xunit.Abstractions;
 

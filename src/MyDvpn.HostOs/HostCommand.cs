@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Text;
 
-namespace MyDvpn.DataPlane.Os;
+namespace MyDvpn.HostOs;
 
 /// <summary>What a finished command printed and how it ended.</summary>
 public sealed record CommandResult(string Program, IReadOnlyList<string> Arguments, int ExitCode, string StandardOutput, string StandardError)

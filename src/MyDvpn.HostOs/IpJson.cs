@@ -3,19 +3,19 @@ using System.Globalization;
 using System.Text.Json;
 using MyDvpn.Common;
 
-namespace MyDvpn.DataPlane.Os;
+namespace MyDvpn.HostOs;
 
 /// <summary>A link as <c>ip -j link show</c> reports it.</summary>
-internal sealed record LinkReading(int Mtu, bool Up);
+public sealed record LinkReading(int Mtu, bool Up);
 
 /// <summary>An IPv4 policy rule as <c>ip -j rule show</c> reports it.</summary>
-internal sealed record RuleReading(int Priority, bool Not, long? Fwmark, string? Table, int? SuppressPrefixLength);
+public sealed record RuleReading(int Priority, bool Not, long? Fwmark, string? Table, int? SuppressPrefixLength);
 
 /// <summary>A route as <c>ip -j route show</c> reports it.</summary>
-internal sealed record RouteReading(string Destination, string? Device, string? Protocol, int Metric);
+public sealed record RouteReading(string Destination, string? Device, string? Protocol, int Metric);
 
 /// <summary>Parsers of iproute2's JSON output (<c>ip -j …</c>) and nft's (<c>nft -j list …</c>).</summary>
-internal static class IpJson
+public static class IpJson
 {
     public static LinkReading? ParseLink(string json)
     {
