@@ -7,6 +7,7 @@ using Microsoft.Extensions.Logging;
 using MyDvpn.Common;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Protocol.SuperNode;
+using MyDvpn.SuperNode.Relay;
 using Status = Grpc.Core.Status;
 
 namespace MyDvpn.SuperNode.Exits;

@@ -78,7 +78,7 @@ public sealed partial class RelayLeg
 
     public string AssignmentId { get; }
 
-    /// <summary><c>client</c> or <c>exit</c> (<see cref="Exits.RelaySides"/>).</summary>
+    /// <summary><c>client</c> or <c>exit</c> (<see cref="RelaySides"/>).</summary>
     public string Side { get; }
 
     public int Port => Endpoint.Port;

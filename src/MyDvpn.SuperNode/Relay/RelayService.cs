@@ -1,7 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
-using MyDvpn.SuperNode.Exits;
 
 namespace MyDvpn.SuperNode.Relay;
 

@@ -7,6 +7,7 @@ using Google.Protobuf.WellKnownTypes;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Protocol.SuperNode;
 using MyDvpn.SuperNode.Exits;
+using MyDvpn.SuperNode.Relay;
 using ControlCommand = MyDvpn.Protocol.Control.Command;
 using StatusCode = Grpc.Core.StatusCode;
 

@@ -1,7 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging.Abstractions;
-using MyDvpn.SuperNode.Exits;
 using MyDvpn.SuperNode.Relay;
 using Prometheus;
 

@@ -5,8 +5,10 @@ using Akka.TestKit;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Protocol.SuperNode;
 using MyDvpn.SuperNode.Exits;
+using MyDvpn.SuperNode.Relay;
 using MyDvpn.SuperNode.Sessions;
 using MyDvpn.SuperNode.Tests.Exits;
+using MyDvpn.SuperNode.Tests.Relay;
 using Xunit.Abstractions;
 
 namespace MyDvpn.SuperNode.Tests.Sessions;

@@ -1,6 +1,6 @@
 using System.Net;
 
-namespace MyDvpn.SuperNode.Exits;
+namespace MyDvpn.SuperNode.Relay;
 
 /// <summary>The relay legs this SuperNode holds for assignments whose direct path failed (ARCHITECTURE §4 Relay).</summary>
 public interface IRelayLegs

@@ -1,9 +1,9 @@
 using System.Collections.Concurrent;
 using System.Net;
 using Akka.Actor;
-using MyDvpn.SuperNode.Exits;
+using MyDvpn.SuperNode.Relay;
 
-namespace MyDvpn.SuperNode.Tests.Exits;
+namespace MyDvpn.SuperNode.Tests.Relay;
 
 /// <summary>
 /// Stands in for this SuperNode's relay legs (in production the <c>RelayService</c>, tested on real sockets in
