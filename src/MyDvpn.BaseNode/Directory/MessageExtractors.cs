@@ -1,4 +1,4 @@
-using Akka.Cluster.Sharding;
+using MyDvpn.Hosting;
 
 namespace MyDvpn.BaseNode.Directory;
 
@@ -10,33 +10,10 @@ public static class DirectoryEntityTypes
 }
 
 /// <summary>Routes <see cref="IWithRegion"/> messages to the region's <see cref="DirectoryEntity"/>.</summary>
-public sealed class DirectoryMessageExtractor : HashCodeMessageExtractor
+public sealed class DirectoryMessageExtractor() : EntityMessageExtractor<IWithRegion>(ShardCount, message => message.Region)
 {
     public const int ShardCount = 50;
-
-    public DirectoryMessageExtractor()
-        : base(ShardCount)
-    {
-    }
-
-    public override string? EntityId(object message) => message switch
-    {
-        IWithRegion withRegion => withRegion.Region,
-        _ => null,
-    };
 }
 
 /// <summary>Routes every <see cref="IRegionIndexCommand"/> to the single <see cref="RegionIndexEntity"/>.</summary>
-public sealed class RegionIndexMessageExtractor : HashCodeMessageExtractor
-{
-    public RegionIndexMessageExtractor()
-        : base(maxNumberOfShards: 1)
-    {
-    }
-
-    public override string? EntityId(object message) => message switch
-    {
-        IRegionIndexCommand => RegionIndexEntity.EntityId,
-        _ => null,
-    };
-}
+public sealed class RegionIndexMessageExtractor() : EntityMessageExtractor<IRegionIndexCommand>(shardCount: 1, _ => RegionIndexEntity.EntityId);

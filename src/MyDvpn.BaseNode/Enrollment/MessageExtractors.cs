@@ -1,4 +1,4 @@
-using Akka.Cluster.Sharding;
+using MyDvpn.Hosting;
 
 namespace MyDvpn.BaseNode.Enrollment;
 
@@ -10,33 +10,10 @@ public static class EnrollmentEntityTypes
 }
 
 /// <summary>Routes <see cref="IWithTokenId"/> messages to the token's <see cref="EnrollmentTokenEntity"/>.</summary>
-public sealed class EnrollmentTokenMessageExtractor : HashCodeMessageExtractor
+public sealed class EnrollmentTokenMessageExtractor() : EntityMessageExtractor<IWithTokenId>(ShardCount, message => message.TokenId)
 {
     public const int ShardCount = 50;
-
-    public EnrollmentTokenMessageExtractor()
-        : base(ShardCount)
-    {
-    }
-
-    public override string? EntityId(object message) => message switch
-    {
-        IWithTokenId withTokenId => withTokenId.TokenId,
-        _ => null,
-    };
 }
 
 /// <summary>Routes every <see cref="IRevocationsCommand"/> to the single <see cref="RevocationsEntity"/>.</summary>
-public sealed class RevocationsMessageExtractor : HashCodeMessageExtractor
-{
-    public RevocationsMessageExtractor()
-        : base(maxNumberOfShards: 1)
-    {
-    }
-
-    public override string? EntityId(object message) => message switch
-    {
-        IRevocationsCommand => RevocationsEntity.EntityId,
-        _ => null,
-    };
-}
+public sealed class RevocationsMessageExtractor() : EntityMessageExtractor<IRevocationsCommand>(shardCount: 1, _ => RevocationsEntity.EntityId);

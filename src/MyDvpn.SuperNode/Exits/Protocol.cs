@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using Grpc.Core;
+using MyDvpn.Hosting;
 using MyDvpn.Protocol.Control;
 
 namespace MyDvpn.SuperNode.Exits;
@@ -154,18 +155,7 @@ public static class ExitPoolEntityTypes
 }
 
 /// <summary>One entity per region; few shards, since a region cluster holds one pool.</summary>
-public sealed class ExitPoolMessageExtractor : Akka.Cluster.Sharding.HashCodeMessageExtractor
+public sealed class ExitPoolMessageExtractor() : EntityMessageExtractor<IWithRegion>(ShardCount, message => message.Region)
 {
     public const int ShardCount = 10;
-
-    public ExitPoolMessageExtractor()
-        : base(ShardCount)
-    {
-    }
-
-    public override string? EntityId(object message) => message switch
-    {
-        IWithRegion withRegion => withRegion.Region,
-        _ => null,
-    };
 }

@@ -1,4 +1,4 @@
-using Akka.Cluster.Sharding;
+using MyDvpn.Hosting;
 
 namespace MyDvpn.SuperNode.Sessions;
 
@@ -9,18 +9,7 @@ public static class PeerSessionEntityTypes
 }
 
 /// <summary>Routes <see cref="IWithPeerId"/> messages to the peer's <see cref="PeerSession"/>.</summary>
-public sealed class PeerSessionMessageExtractor : HashCodeMessageExtractor
+public sealed class PeerSessionMessageExtractor() : EntityMessageExtractor<IWithPeerId>(ShardCount, message => message.PeerId)
 {
     public const int ShardCount = 100;
-
-    public PeerSessionMessageExtractor()
-        : base(ShardCount)
-    {
-    }
-
-    public override string? EntityId(object message) => message switch
-    {
-        IWithPeerId withPeerId => withPeerId.PeerId,
-        _ => null,
-    };
 }
