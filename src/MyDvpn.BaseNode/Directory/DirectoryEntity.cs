@@ -2,6 +2,7 @@ using System.Collections.Immutable;
 using Akka.Actor;
 using Akka.Event;
 using Akka.Persistence;
+using MyDvpn.Hosting;
 
 namespace MyDvpn.BaseNode.Directory;
 
@@ -20,6 +21,7 @@ public sealed class DirectoryEntity : ReceivePersistentActor, IWithTimers
     private readonly DirectorySettings _settings;
     private readonly TimeProvider _time;
     private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly Snapshots _snapshots;
 
     /// <summary>Not persisted: the latest load and report time per SuperNode.</summary>
     private readonly Dictionary<string, LiveReport> _live = new(StringComparer.Ordinal);
@@ -32,19 +34,10 @@ public sealed class DirectoryEntity : ReceivePersistentActor, IWithTimers
         _time = time;
         _state = DirectoryState.Empty(region);
         PersistenceId = PersistenceIdPrefix + region;
+        _snapshots = new Snapshots(this, settings.SnapshotEvery, _log, $"Directory of region {region}");
 
         Recover<SnapshotOffer>(offer =>
-        {
-            if (offer.Snapshot is DirectorySnapshot snapshot)
-            {
-                _state = DirectoryState.FromSnapshot(snapshot);
-            }
-            else
-            {
-                _log.Warning("Directory of region {0}: ignoring a snapshot of unknown type {1}", _state.Region,
-                    offer.Snapshot.GetType());
-            }
-        });
+            _snapshots.Restore<DirectorySnapshot>(offer, snapshot => _state = DirectoryState.FromSnapshot(snapshot)));
         Recover<IDirectoryEvent>(evt => _state = _state.Apply(evt));
         Recover<RecoveryCompleted>(_ => OnRecovered());
 
@@ -52,14 +45,7 @@ public sealed class DirectoryEntity : ReceivePersistentActor, IWithTimers
         Command<DeregisterSuperNode>(HandleDeregister);
         Command<GetRegion>(_ => Sender.Tell(View()));
         Command<CheckSilence>(_ => HandleSilenceCheck());
-        Command<SaveSnapshotSuccess>(success =>
-            DeleteSnapshots(new SnapshotSelectionCriteria(success.Metadata.SequenceNr - 1)));
-        Command<SaveSnapshotFailure>(failure =>
-            _log.Warning(failure.Cause, "Directory of region {0}: saving a snapshot at {1} failed", _state.Region,
-                failure.Metadata.SequenceNr));
-        Command<DeleteSnapshotsSuccess>(_ => { });
-        Command<DeleteSnapshotsFailure>(failure =>
-            _log.Warning(failure.Cause, "Directory of region {0}: deleting old snapshots failed", _state.Region));
+        Command<ISnapshotResponse>(_snapshots.Handle);
     }
 
     public override string PersistenceId { get; }
@@ -153,10 +139,7 @@ public sealed class DirectoryEntity : ReceivePersistentActor, IWithTimers
     private void ApplyPersisted(IDirectoryEvent evt)
     {
         _state = _state.Apply(evt);
-        if (LastSequenceNr % _settings.SnapshotEvery == 0)
-        {
-            SaveSnapshot(_state.ToSnapshot());
-        }
+        _snapshots.AfterPersisted(_state.ToSnapshot);
     }
 
     private DateTimeOffset? LastReportAt(string superNodeId) =>

@@ -2,6 +2,7 @@ using Akka.Actor;
 using Akka.Event;
 using Akka.Persistence;
 using MyDvpn.Common;
+using MyDvpn.Hosting;
 
 namespace MyDvpn.BaseNode.Enrollment;
 
@@ -16,27 +17,18 @@ public sealed class RevocationsEntity : ReceivePersistentActor
     public const int DefaultSnapshotEvery = 100;
 
     private readonly TimeProvider _time;
-    private readonly int _snapshotEvery;
     private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly Snapshots _snapshots;
 
     private RevocationsState _state = RevocationsState.Empty;
 
     public RevocationsEntity(TimeProvider time, int snapshotEvery)
     {
         _time = time;
-        _snapshotEvery = snapshotEvery;
+        _snapshots = new Snapshots(this, snapshotEvery, _log, "Revocations");
 
         Recover<SnapshotOffer>(offer =>
-        {
-            if (offer.Snapshot is RevocationsSnapshot snapshot)
-            {
-                _state = RevocationsState.FromSnapshot(snapshot);
-            }
-            else
-            {
-                _log.Warning("Revocations: ignoring a snapshot of unknown type {0}", offer.Snapshot.GetType());
-            }
-        });
+            _snapshots.Restore<RevocationsSnapshot>(offer, snapshot => _state = RevocationsState.FromSnapshot(snapshot)));
         Recover<PeerRevoked>(evt => _state = _state.Apply(evt));
 
         Command<RevokePeer>(HandleRevoke);
@@ -45,13 +37,7 @@ public sealed class RevocationsEntity : ReceivePersistentActor
         Command<GetRevocationVersion>(_ => Sender.Tell(new RevocationVersion(_state.Version)));
         Command<GetRevocation>(get =>
             Sender.Tell(new RevocationOf(get.PeerId, _state.ByPeer.GetValueOrDefault(get.PeerId))));
-        Command<SaveSnapshotSuccess>(success =>
-            DeleteSnapshots(new SnapshotSelectionCriteria(success.Metadata.SequenceNr - 1)));
-        Command<SaveSnapshotFailure>(failure =>
-            _log.Warning(failure.Cause, "Revocations: saving a snapshot at {0} failed", failure.Metadata.SequenceNr));
-        Command<DeleteSnapshotsSuccess>(_ => { });
-        Command<DeleteSnapshotsFailure>(failure =>
-            _log.Warning(failure.Cause, "Revocations: deleting old snapshots failed"));
+        Command<ISnapshotResponse>(_snapshots.Handle);
     }
 
     public override string PersistenceId => EntityId;
@@ -85,10 +71,7 @@ public sealed class RevocationsEntity : ReceivePersistentActor
         Persist(revoked, evt =>
         {
             _state = _state.Apply(evt);
-            if (LastSequenceNr % _snapshotEvery == 0)
-            {
-                SaveSnapshot(_state.ToSnapshot());
-            }
+            _snapshots.AfterPersisted(_state.ToSnapshot);
 
             _log.Info("Peer {0} revoked: revocation version {1}", evt.PeerId, evt.Version);
             sender.Tell(new PeerRevocationRecorded(_state.ByPeer[evt.PeerId], AlreadyRevoked: false));

@@ -6,6 +6,7 @@ using Akka.Persistence;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
+using MyDvpn.Hosting;
 using MyDvpn.Protocol.Control;
 using MyDvpn.SuperNode.Sessions;
 
@@ -38,6 +39,7 @@ public sealed class ExitPool : ReceivePersistentActor, IWithTimers
     private readonly IActorRef _peers;
     private readonly TimeProvider _time;
     private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly Snapshots _snapshots;
 
     // In memory only: rebuilt from the exits' announcements within a heartbeat.
     private readonly Dictionary<string, ExitPresence> _presence = new(StringComparer.Ordinal);
@@ -53,12 +55,10 @@ public sealed class ExitPool : ReceivePersistentActor, IWithTimers
         _time = time;
         _state = ExitPoolState.Empty(region);
         PersistenceId = PersistenceIdPrefix + region;
+        _snapshots = new Snapshots(this, SnapshotEvery, _log, $"Exit pool of region {region}");
 
         Recover<SnapshotOffer>(offer =>
-        {
-            if (offer.Snapshot is ExitPoolSnapshot snapshot)
-                _state = ExitPoolState.FromSnapshot(snapshot);
-        });
+            _snapshots.Restore<ExitPoolSnapshot>(offer, snapshot => _state = ExitPoolState.FromSnapshot(snapshot)));
         Recover<IExitPoolEvent>(evt => _state = _state.Apply(evt));
         Recover<RecoveryCompleted>(_ => CancelSetupsCutShort());
 
@@ -86,10 +86,7 @@ public sealed class ExitPool : ReceivePersistentActor, IWithTimers
                 held is not null && _presence.TryGetValue(held.ExitPeerId, out var presence) ? presence.PublicAddress : ""));
         });
         Command<StopExitPool>(_ => Context.Stop(Self));
-        Command<SaveSnapshotSuccess>(success => DeleteSnapshots(new SnapshotSelectionCriteria(success.Metadata.SequenceNr - 1)));
-        Command<SaveSnapshotFailure>(failure => _log.Warning(failure.Cause, "Exit pool of region {0}: saving a snapshot failed", Region));
-        Command<DeleteSnapshotsSuccess>(_ => { });
-        Command<DeleteSnapshotsFailure>(failure => _log.Warning(failure.Cause, "Exit pool of region {0}: deleting old snapshots failed", Region));
+        Command<ISnapshotResponse>(_snapshots.Handle);
     }
 
     public override string PersistenceId { get; }
@@ -434,8 +431,7 @@ public sealed class ExitPool : ReceivePersistentActor, IWithTimers
     private void Apply(IExitPoolEvent evt)
     {
         _state = _state.Apply(evt);
-        if (LastSequenceNr % SnapshotEvery == 0)
-            SaveSnapshot(_state.ToSnapshot());
+        _snapshots.AfterPersisted(_state.ToSnapshot);
     }
 
     private static string CommandErrorName(CommandError code) =>

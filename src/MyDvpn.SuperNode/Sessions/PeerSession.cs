@@ -4,6 +4,7 @@ using Akka.Event;
 using Akka.Persistence;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
+using MyDvpn.Hosting;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Protocol.SuperNode;
 using MyDvpn.SuperNode.Exits;
@@ -68,6 +69,7 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
     private readonly IActorRef? _peersShardRegion;
     private readonly TimeProvider _time;
     private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly Snapshots _snapshots;
     private readonly CancellationTokenSource _lifetime = new();
 
     // Not persisted: what a restart forgets.
@@ -109,18 +111,10 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
         _time = time;
         _state = PeerState.Empty(peerId, region, settings.RememberCompleted);
         PersistenceId = PersistenceIdFor(region, peerId);
+        _snapshots = new Snapshots(this, settings.SnapshotEvery, _log, $"Session of peer {peerId}");
 
         Recover<SnapshotOffer>(offer =>
-        {
-            if (offer.Snapshot is PeerSnapshot snapshot)
-            {
-                _state = PeerState.FromSnapshot(snapshot, _settings.RememberCompleted);
-            }
-            else
-            {
-                _log.Warning("Session of peer {0}: ignoring a snapshot of unknown type {1}", PeerId, offer.Snapshot.GetType());
-            }
-        });
+            _snapshots.Restore<PeerSnapshot>(offer, snapshot => _state = PeerState.FromSnapshot(snapshot, _settings.RememberCompleted)));
         Recover<IPeerSessionEvent>(evt => _state = _state.Apply(evt));
         Recover<RecoveryCompleted>(_ => OnRecovered());
 
@@ -169,14 +163,7 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
                 StartRelay(exit, $"SuperNode {lost.SuperNodeId} lets its leg of the chain go ({lost.Reason})");
         });
         Command<StopPeerSession>(_ => Context.Stop(Self));
-        Command<SaveSnapshotSuccess>(success =>
-            DeleteSnapshots(new SnapshotSelectionCriteria(success.Metadata.SequenceNr - 1)));
-        Command<SaveSnapshotFailure>(failure =>
-            _log.Warning(failure.Cause, "Session of peer {0}: saving a snapshot at {1} failed", PeerId,
-                failure.Metadata.SequenceNr));
-        Command<DeleteSnapshotsSuccess>(_ => { });
-        Command<DeleteSnapshotsFailure>(failure =>
-            _log.Warning(failure.Cause, "Session of peer {0}: deleting old snapshots failed", PeerId));
+        Command<ISnapshotResponse>(_snapshots.Handle);
     }
 
     public override string PersistenceId { get; }
@@ -1207,10 +1194,7 @@ public sealed class PeerSession : ReceivePersistentActor, IWithTimers
     private void ApplyPersisted(IPeerSessionEvent evt)
     {
         _state = _state.Apply(evt);
-        if (LastSequenceNr % _settings.SnapshotEvery == 0)
-        {
-            SaveSnapshot(_state.ToSnapshot());
-        }
+        _snapshots.AfterPersisted(_state.ToSnapshot);
     }
 
     private static async Task<EnrollmentResult> RedeemAsync(
