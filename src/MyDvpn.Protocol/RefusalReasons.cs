@@ -26,6 +26,13 @@ public static class RefusalReasons
         return true;
     }
 
+    /// <summary>
+    /// A status (the reason's, from the <see cref="RefusalCatalogue"/>) whose detail starts with the reason's name and whose
+    /// trailer carries it.
+    /// </summary>
+    public static RpcException ToRpcException(RefusalReason reason, string detail) =>
+        ToRpcException(reason, RefusalCatalogue.StatusOf(reason), detail);
+
     /// <summary>A status whose detail starts with the reason's name and whose trailer carries it.</summary>
     public static RpcException ToRpcException(RefusalReason reason, StatusCode code, string detail) =>
         new(new Status(code, $"{WireName(reason)}: {detail}"), new Metadata { { TrailerName, WireName(reason) } });
