@@ -1,5 +1,6 @@
 using Akka.Event;
 using Akka.Persistence;
+using Microsoft.Extensions.Logging;
 
 namespace MyDvpn.Hosting;
 
@@ -14,11 +15,25 @@ namespace MyDvpn.Hosting;
 /// </summary>
 /// <param name="entity">The entity whose snapshots these are.</param>
 /// <param name="every">How many events between two snapshots (at least 1).</param>
-/// <param name="log">The entity's log.</param>
+/// <param name="warn">Logs a warning of the entity (its cause, a message template with <c>{Entity}</c> first, the arguments).</param>
 /// <param name="name">How the log names the entity, e.g. <c>Session of peer laptop-1</c>.</param>
-public sealed class Snapshots(Eventsourced entity, int every, ILoggingAdapter log, string name)
+public sealed class Snapshots(Eventsourced entity, int every, Action<Exception?, string, object?[]> warn, string name)
 {
     private readonly int _every = every >= 1 ? every : throw new ArgumentOutOfRangeException(nameof(every), every, "must be at least 1");
+
+    /// <summary>Snapshots of an entity that logs through Akka's logging adapter.</summary>
+    public Snapshots(Eventsourced entity, int every, ILoggingAdapter log, string name)
+        : this(entity, every, (cause, template, args) => log.Warning(cause, AkkaTemplate(template), args), name)
+    {
+    }
+
+    /// <summary>Snapshots of an entity that logs through an <see cref="ILogger"/> (its scopes name it already).</summary>
+    public Snapshots(Eventsourced entity, int every, ILogger log, string name)
+#pragma warning disable CA2254 // The templates are this class's constants.
+        : this(entity, every, (cause, template, args) => log.LogWarning(cause, template, args), name)
+#pragma warning restore CA2254
+    {
+    }
 
     /// <summary>Hands the offered snapshot to <paramref name="restore"/>; one of another type is logged and ignored.</summary>
     public void Restore<TSnapshot>(SnapshotOffer offer, Action<TSnapshot> restore)
@@ -26,13 +41,19 @@ public sealed class Snapshots(Eventsourced entity, int every, ILoggingAdapter lo
         if (offer.Snapshot is TSnapshot snapshot)
             restore(snapshot);
         else
-            log.Warning("{0}: ignoring a snapshot of unknown type {1}", name, offer.Snapshot.GetType());
+            warn(null, "{Entity}: ignoring a snapshot of unknown type {SnapshotType}", [name, offer.Snapshot.GetType()]);
     }
 
     /// <summary>Saves <paramref name="snapshot"/>'s result when the event just persisted is the Nth since the last snapshot.</summary>
-    public void AfterPersisted(Func<object> snapshot)
+    public void AfterPersisted(Func<object> snapshot) => AfterPersisted(1, snapshot);
+
+    /// <summary>
+    /// Saves <paramref name="snapshot"/>'s result (the state after all of them) when one of the <paramref name="events"/> just
+    /// persisted together was the Nth since the last snapshot.
+    /// </summary>
+    public void AfterPersisted(int events, Func<object> snapshot)
     {
-        if (entity.LastSequenceNr % _every == 0)
+        if (entity.LastSequenceNr / _every != (entity.LastSequenceNr - events) / _every)
             entity.SaveSnapshot(snapshot());
     }
 
@@ -45,15 +66,22 @@ public sealed class Snapshots(Eventsourced entity, int every, ILoggingAdapter lo
                 entity.DeleteSnapshots(new SnapshotSelectionCriteria(success.Metadata.SequenceNr - 1));
                 return true;
             case SaveSnapshotFailure failure:
-                log.Warning(failure.Cause, "{0}: saving a snapshot at {1} failed", name, failure.Metadata.SequenceNr);
+                warn(failure.Cause, "{Entity}: saving a snapshot at {SequenceNr} failed", [name, failure.Metadata.SequenceNr]);
                 return true;
             case DeleteSnapshotsSuccess:
                 return true;
             case DeleteSnapshotsFailure failure:
-                log.Warning(failure.Cause, "{0}: deleting old snapshots failed", name);
+                warn(failure.Cause, "{Entity}: deleting old snapshots failed", [name]);
                 return true;
             default:
                 return false;
         }
+    }
+
+    /// <summary>A named template as Akka's positional one: <c>{Entity}</c>, <c>{SequenceNr}</c> … become <c>{0}</c>, <c>{1}</c> ….</summary>
+    private static string AkkaTemplate(string template)
+    {
+        var position = 0;
+        return System.Text.RegularExpressions.Regex.Replace(template, @"\{[A-Za-z]+\}", _ => $"{{{position++}}}");
     }
 }

@@ -137,7 +137,7 @@ public sealed class PeerSessionExitTests(ITestOutputHelper output) : PeerSession
         }));
 
         var failed = edge.FishForMessage<SendToPeer>(_ => true, Patience).Message.ExitRequestFailed;
-        Assert.Equal((ExitRegion, (int)StatusCode.Aborted, RefusalReason.ExitSetupFailed), (failed.Region, failed.GrpcStatus, failed.Reason));
+        Assert.Equal((ExitRegion, (int)StatusCode.Unavailable, RefusalReason.ExitSetupFailed), (failed.Region, failed.GrpcStatus, failed.Reason));
         Assert.Contains("wg-mydvpn is missing", failed.Detail);
         var remove = ExpectDelivered(edge, Command.BodyOneofCase.RemoveExit).RemoveExit;
         Assert.Equal((assignmentId, ExitSide.Client), (remove.AssignmentId, remove.Side));
@@ -160,7 +160,7 @@ public sealed class PeerSessionExitTests(ITestOutputHelper output) : PeerSession
 
         var failed = edge.FishForMessage<SendToPeer>(_ => true, Patience).Message.ExitRequestFailed;
 
-        Assert.Equal(((int)StatusCode.DeadlineExceeded, RefusalReason.ExitSetupFailed), (failed.GrpcStatus, failed.Reason));
+        Assert.Equal(((int)StatusCode.Unavailable, RefusalReason.ExitSetupFailed), (failed.GrpcStatus, failed.Reason));
         Assert.Equal(allocation.Request.AssignmentId, (await Allocator.NextReleaseAsync()).AssignmentId);
         AwaitAssert(() => Assert.Empty(State(entity).Assignments), Patience);
     }
@@ -462,7 +462,7 @@ public sealed class PeerSessionExitTests(ITestOutputHelper output) : PeerSession
 
     private IActorRef StartWithExits(TimeProvider? time = null, PeerSessionSettings? settings = null) =>
         Sys.ActorOf(PeerSession.Props(PeerId, Region, settings ?? Settings, Enrollment, PeersRegion.Ref, time,
-            new ExitServices(Exits, Allocator, Pools.Ref)));
+            new ExitServices(Exits, Allocator, Pools.Ref), SessionLog));
 
     /// <summary>Enrolls the peer as a client and attaches a probe as its edge.</summary>
     private TestProbe ConnectClient(IActorRef entity) => AttachEdge(entity, Enroll(entity));

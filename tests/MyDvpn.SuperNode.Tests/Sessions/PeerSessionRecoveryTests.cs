@@ -116,7 +116,7 @@ public sealed class PeerSessionRecoveryTests(ITestOutputHelper output) : PeerSes
     public void Idle_session_asks_its_shard_to_passivate_it_and_stops_on_the_stop_message()
     {
         var entity = ChildActorOf(PeerSession.Props(PeerId, Region,
-            Fast with { PassivateIdleAfter = TimeSpan.FromMilliseconds(200) }, Enrollment, PeersRegion.Ref));
+            Fast with { PassivateIdleAfter = TimeSpan.FromMilliseconds(200) }, Enrollment, PeersRegion.Ref, logger: SessionLog));
         Enroll(entity);
 
         var passivate = ExpectMsg<Passivate>(Patience);
@@ -132,7 +132,7 @@ public sealed class PeerSessionRecoveryTests(ITestOutputHelper output) : PeerSes
     {
         var idle = TimeSpan.FromMilliseconds(150);
         var entity = ChildActorOf(PeerSession.Props(PeerId, Region,
-            Fast with { PassivateIdleAfter = idle, DefaultDeadline = TimeSpan.FromMinutes(1) }, Enrollment, PeersRegion.Ref));
+            Fast with { PassivateIdleAfter = idle, DefaultDeadline = TimeSpan.FromMinutes(1) }, Enrollment, PeersRegion.Ref, logger: SessionLog));
         var edge = AttachEdge(entity, Enroll(entity));
         ExpectNoMsg(idle * 4);
 

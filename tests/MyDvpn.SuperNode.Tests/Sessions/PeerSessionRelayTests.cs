@@ -517,7 +517,7 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
             return ExitRegionAnswers(request);
         };
         return Sys.ActorOf(PeerSession.Props(PeerId, Region, settings ?? Settings, Enrollment, PeersRegion.Ref, null,
-            new ExitServices(exits ?? Exits, Allocator, Pools.Ref, Relay)));
+            new ExitServices(exits ?? Exits, Allocator, Pools.Ref, Relay), SessionLog));
     }
 
     /// <summary>Enrolls the peer as a client and attaches a probe as its edge, its stream coming from <paramref name="remoteAddress"/>.</summary>

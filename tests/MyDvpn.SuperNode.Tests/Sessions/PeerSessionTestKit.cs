@@ -1,9 +1,11 @@
 using System.Security.Cryptography;
 using Akka.Actor;
 using Akka.TestKit;
+using Microsoft.Extensions.Logging;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Security;
 using MyDvpn.SuperNode.Sessions;
+using MyDvpn.TestSupport;
 using Xunit.Abstractions;
 
 namespace MyDvpn.SuperNode.Tests.Sessions;
@@ -14,6 +16,9 @@ namespace MyDvpn.SuperNode.Tests.Sessions;
 /// </summary>
 public abstract class PeerSessionTestKit(ITestOutputHelper output) : SqliteTestKit(output)
 {
+    /// <summary>The session's log, in the test's output.</summary>
+    protected ILogger SessionLog { get; } = new TestOutputLogger(output, nameof(PeerSession));
+
     protected const string Region = "eu-west";
     protected const string PeerId = "peer-1";
     protected const string Token = "enroll-secret";
@@ -45,7 +50,7 @@ public abstract class PeerSessionTestKit(ITestOutputHelper output) : SqliteTestK
     private TestProbe? _peersRegion;
 
     protected IActorRef Start(PeerSessionSettings? settings = null, TimeProvider? time = null) =>
-        Sys.ActorOf(PeerSession.Props(PeerId, Region, settings ?? Fast, Enrollment, PeersRegion.Ref, time));
+        Sys.ActorOf(PeerSession.Props(PeerId, Region, settings ?? Fast, Enrollment, PeersRegion.Ref, time, logger: SessionLog));
 
     /// <summary>An authentication signed by <paramref name="signer"/> (default: the peer's key) over fresh bytes.</summary>
     protected AuthenticatePeer Auth(

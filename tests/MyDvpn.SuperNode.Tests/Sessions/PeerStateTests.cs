@@ -23,7 +23,7 @@ public sealed class PeerStateTests
     [InlineData(PeerRole.Supernode, PeerRole.Supernode, false)]
     public void Enrolled_role_allows_exactly_the_roles_it_covers(PeerRole enrolled, PeerRole claimed, bool allowed)
     {
-        Assert.Equal(allowed, PeerState.RoleAllows(enrolled, claimed));
+        Assert.Equal(allowed, PeerIdentity.RoleAllows(enrolled, claimed));
     }
 
     [Fact]
@@ -35,10 +35,10 @@ public sealed class PeerStateTests
             state = state.Apply(Issued(id)).Apply(new CommandFailed(id, "gone", Now));
         }
 
-        Assert.Equal(["b", "c"], state.Finished);
-        Assert.False(state.IsFinished("a"));
-        Assert.True(state.IsFinished("c"));
-        Assert.Empty(state.InFlight);
+        Assert.Equal(["b", "c"], state.Commands.Finished);
+        Assert.False(state.Commands.IsFinished("a"));
+        Assert.True(state.Commands.IsFinished("c"));
+        Assert.Empty(state.Commands.InFlight);
     }
 
     [Fact]
@@ -46,25 +46,27 @@ public sealed class PeerStateTests
     {
         var state = Enrolled().Apply(Issued("a"));
 
-        Assert.Equal("a", state.DecideAnswer(new CommandResponse { CommandId = "a" }, Now)?.CommandId);
-        Assert.Null(state.DecideAnswer(new CommandResponse { CommandId = "b" }, Now));
+        Assert.Equal("a", state.Commands.DecideAnswer(new CommandResponse { CommandId = "a" }, Now)?.CommandId);
+        Assert.Null(state.Commands.DecideAnswer(new CommandResponse { CommandId = "b" }, Now));
         var finished = state.Apply(new CommandCompleted("a", [], Now));
-        Assert.Null(finished.DecideAnswer(new CommandResponse { CommandId = "a" }, Now));
+        Assert.Null(finished.Commands.DecideAnswer(new CommandResponse { CommandId = "a" }, Now));
     }
 
     [Fact]
     public void Retry_decision_fails_at_the_deadline_waits_without_a_stream_and_stops_after_the_attempts()
     {
-        var state = Enrolled().Apply(Issued("a", deadline: Now.AddSeconds(10)));
+        var book = Enrolled().Apply(Issued("a", deadline: Now.AddSeconds(10))).Commands;
+        var once = book.Delivered("a");
+        var thrice = once.Delivered("a").Delivered("a");
 
-        Assert.IsType<CommandStep.Deliver>(state.DecideRetry("a", Now, streamAttached: true, deliveries: 1, maxAttempts: 3));
+        Assert.IsType<CommandStep.Deliver>(once.DecideRetry("a", Now, streamAttached: true, maxAttempts: 3));
         Assert.Equal(new CommandStep.AwaitStream(TimeSpan.FromSeconds(10)),
-            state.DecideRetry("a", Now, streamAttached: false, deliveries: 3, maxAttempts: 3));
+            thrice.DecideRetry("a", Now, streamAttached: false, maxAttempts: 3));
         Assert.Equal("no answer after 3 deliveries",
-            Assert.IsType<CommandStep.Fail>(state.DecideRetry("a", Now, true, 3, 3)).Event.Reason);
+            Assert.IsType<CommandStep.Fail>(thrice.DecideRetry("a", Now, true, 3)).Event.Reason);
         Assert.Equal("deadline passed after 1 deliveries without an answer",
-            Assert.IsType<CommandStep.Fail>(state.DecideRetry("a", Now.AddSeconds(10), true, 1, 3)).Event.Reason);
-        Assert.IsType<CommandStep.Nothing>(state.DecideRetry("b", Now, true, 1, 3));
+            Assert.IsType<CommandStep.Fail>(once.DecideRetry("a", Now.AddSeconds(10), true, 3)).Event.Reason);
+        Assert.IsType<CommandStep.Nothing>(once.DecideRetry("b", Now, true, 3));
     }
 
     [Fact]
@@ -72,12 +74,12 @@ public sealed class PeerStateTests
     {
         var state = Enrolled().Apply(Issued("a")).Apply(Issued("b"));
 
-        var events = state.DecideRevoke(Now);
+        var revoked = state.Decide(new RevokePeer("peer-1"), Now, "unused");
 
         Assert.Equal(
             [new PeerRevoked("peer-1"), new CommandFailed("a", "peer revoked", Now), new CommandFailed("b", "peer revoked", Now)],
-            events);
-        Assert.Empty(events.Aggregate(state, (s, e) => s.Apply(e)).DecideRevoke(Now));
+            revoked.Events);
+        Assert.Empty(revoked.State.Decide(new RevokePeer("peer-1"), Now, "unused").Events);
     }
 
     [Fact]
@@ -86,7 +88,7 @@ public sealed class PeerStateTests
         var command = new Command { SetupExit = new SetupExit { AssignmentId = "x" } };
 
         var issued = Assert.IsType<IssueDecision.Issue>(
-            Enrolled().DecideIssue(new IssueCommand("peer-1", command), "fresh", Now, TimeSpan.FromSeconds(30)));
+            Enrolled().Commands.DecideIssue(new IssueCommand("peer-1", command), "fresh", Now, TimeSpan.FromSeconds(30), Enrolled().Identity));
 
         Assert.Equal("", command.CommandId);
         Assert.Null(command.Deadline);

@@ -115,14 +115,14 @@ public sealed class SerializationTests() : Akka.TestKit.Xunit2.TestKit(PeerSessi
             .Apply(new CommandIssued("cmd-1", Command.ToByteArray(), "client-7", At));
 
         var back = Assert.IsType<PeerSnapshot>(RoundTrip(state.ToSnapshot()));
-        var restored = PeerState.FromSnapshot(back, 10);
+        var restored = PeerState.FromSnapshot(back, state.Config);
 
-        Assert.Equivalent(state.View(false), restored.View(false), strict: true);
-        Assert.Equal(state.InFlight, restored.InFlight);
-        Assert.Equal(state.Finished, restored.Finished);
-        Assert.True(restored.IsFinished("done"));
-        Assert.Equal(state.Enrollment!.PublicKey, restored.Enrollment!.PublicKey);
-        Assert.Equal(PeerRole.Exit, restored.SessionRole);
+        Assert.Equivalent(state.View(), restored.View(), strict: true);
+        Assert.Equal(state.Commands.InFlight, restored.Commands.InFlight);
+        Assert.Equal(state.Commands.Finished, restored.Commands.Finished);
+        Assert.True(restored.Commands.IsFinished("done"));
+        Assert.Equal(state.Identity.Enrollment!.PublicKey, restored.Identity.Enrollment!.PublicKey);
+        Assert.Equal(PeerRole.Exit, restored.Identity.SessionRole);
     }
 
     private object RoundTrip(object message)

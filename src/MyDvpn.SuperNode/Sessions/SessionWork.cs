@@ -1,0 +1,71 @@
+using System.Net;
+using MyDvpn.Protocol.Control;
+using MyDvpn.Protocol.SuperNode;
+using MyDvpn.SuperNode.Exits;
+using MyDvpn.SuperNode.Relay;
+using StatusCode = Grpc.Core.StatusCode;
+
+namespace MyDvpn.SuperNode.Sessions;
+
+/// <summary>The work a session starts outside its actor, each bounded in time; failures become results where the flows expect them.</summary>
+internal static class SessionWork
+{
+    public static async Task<EnrollmentResult> RedeemAsync(IEnrollmentClient client, AuthDecision.Enroll enroll, string peerId, string region,
+        TimeSpan timeout, CancellationToken lifetime)
+    {
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(lifetime);
+        cancel.CancelAfter(timeout);
+        try
+        {
+            return await client.RedeemAsync(enroll.Token, peerId, enroll.Role, region, (byte[])enroll.PublicKey.Clone(), cancel.Token)
+                .WaitAsync(timeout, lifetime).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is TimeoutException || (e is OperationCanceledException && !lifetime.IsCancellationRequested))
+        {
+            return new EnrollmentResult.Unavailable($"no answer from the directory within {timeout}");
+        }
+    }
+
+    public static async Task<ExitAllocationResult> AllocateAsync(IExitAllocator allocator, AllocateExitRequest request, TimeSpan timeout,
+        CancellationToken lifetime)
+    {
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(lifetime);
+        cancel.CancelAfter(timeout);
+        try
+        {
+            return await allocator.AllocateAsync(request, cancel.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or Grpc.Core.RpcException && !lifetime.IsCancellationRequested)
+        {
+            return new ExitAllocationResult.Refused(StatusCode.DeadlineExceeded, RefusalReason.RegionUnreachable,
+                $"region {request.Region} did not allocate an exit within {timeout.TotalSeconds:0} s");
+        }
+        catch (Exception e) when (!lifetime.IsCancellationRequested)
+        {
+            return new ExitAllocationResult.Refused(StatusCode.Unavailable, RefusalReason.RegionUnreachable, e.Message);
+        }
+    }
+
+    /// <summary>Opens (or reuses) the client's leg here, has the exit's region open the exit's leg chained to it, and chains it back.</summary>
+    public static async Task<(string ClientLeg, string ExitLeg)> RelayAsync(IRelayLegs relay, IExitAllocator allocator,
+        SessionEffect.OpenRelayChain open, RelayLegOwner owner, TimeSpan timeout, CancellationToken lifetime)
+    {
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(lifetime);
+        cancel.CancelAfter(timeout);
+        // A leg that carries the chain now stays open if the new chain cannot be made: the old one may still work.
+        var hadLeg = relay.PeerAddressOf(open.AssignmentId, RelaySides.Client) is not null;
+        var clientLeg = await relay.OpenAsync(open.AssignmentId, RelaySides.Client, open.ClientAddress, null, owner, cancel.Token);
+        try
+        {
+            var exitLeg = await allocator.OpenRelayAsync(
+                new OpenRelayRequest { AssignmentId = open.AssignmentId, Region = open.ExitRegion, PartnerEndpoint = clientLeg.ToString() }, cancel.Token);
+            relay.SetPartner(open.AssignmentId, RelaySides.Client, IPEndPoint.Parse(exitLeg.Endpoint));
+            return (clientLeg.ToString(), exitLeg.Endpoint);
+        }
+        catch when (!hadLeg)
+        {
+            await relay.CloseAsync(open.AssignmentId);
+            throw;
+        }
+    }
+}
