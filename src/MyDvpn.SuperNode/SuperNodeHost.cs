@@ -48,6 +48,7 @@ public static class SuperNodeHost
                 var enrollment = services.GetRequiredService<DirectoryEnrollment>();
                 var exitAllocator = services.GetRequiredService<ExitAllocationClient>();
                 var relay = services.GetRequiredService<IRelayLegs>();
+                var sessionLogger = services.GetRequiredService<ILoggerFactory>().CreateLogger<PeerSession>();
                 akka.WithShardRegion<ExitPoolShard>(
                     ExitPoolEntityTypes.ExitPool,
                     (_, registry) => region => ExitPool.Props(region, settings.Exits, registry.Get<PeerSessionShard>()),
@@ -64,8 +65,9 @@ public static class SuperNodeHost
                 akka.AddHocon(PeerSessionSerializer.Configuration, HoconAddMode.Prepend);
                 akka.WithShardRegion<PeerSessionShard>(
                     PeerSessionEntityTypes.Peers,
-                    (_, registry) => peerId => PeerSession.Props(peerId, settings.Region, PeerSessionSettings.Default, enrollment,
-                        registry.Get<PeerSessionShard>(), exits: new ExitServices(settings.Exits, exitAllocator, registry.Get<ExitPoolShard>(), relay)),
+                    (_, registry) => peerId => PeerSession.Props(peerId, settings.Region, settings.Sessions, enrollment,
+                        registry.Get<PeerSessionShard>(), exits: new ExitServices(settings.Exits, exitAllocator, registry.Get<ExitPoolShard>(), relay),
+                        logger: sessionLogger),
                     new PeerSessionMessageExtractor(),
                     new ShardOptions
                     {

@@ -20,6 +20,8 @@ public sealed class SuperNodeOptions : ClusterNodeOptions
     public Exits.ExitSettings Exits { get; set; } = new();
     /// <summary>Relay legs' timing and buffer (config/environment only: Super:Relay:…).</summary>
     public Relay.RelaySettings Relay { get; set; } = new();
+    /// <summary>Command delivery and passivation of peer sessions (config/environment only: Super:Sessions:…).</summary>
+    public Sessions.PeerSessionSettings Sessions { get; set; } = new();
 
     public new SuperNodeSettings Validate()
     {
@@ -50,8 +52,21 @@ public sealed class SuperNodeOptions : ClusterNodeOptions
         {
             throw new ConfigurationException($"Super:Relay:{ex.ParamName}", ex.Message);
         }
+        try
+        {
+            Sessions.Validate();
+        }
+        catch (ArgumentException ex)
+        {
+            throw new ConfigurationException($"Super:Sessions:{ex.ParamName}", ex.Message);
+        }
         var node = base.Validate();
-        return new SuperNodeSettings(node, Region!, Id!, bases, publicIp, relayLow, relayHigh, MaxStreams, Edge) { Exits = Exits, Relay = Relay };
+        return new SuperNodeSettings(node, Region!, Id!, bases, publicIp, relayLow, relayHigh, MaxStreams, Edge)
+        {
+            Exits = Exits,
+            Relay = Relay,
+            Sessions = Sessions,
+        };
     }
 
     private static (int Low, int High) ParseRelayPorts(string? value)
@@ -78,6 +93,8 @@ public sealed record SuperNodeSettings(
     public Exits.ExitSettings Exits { get; init; } = MyDvpn.SuperNode.Exits.ExitSettings.Default;
 
     public Relay.RelaySettings Relay { get; init; } = MyDvpn.SuperNode.Relay.RelaySettings.Default;
+
+    public Sessions.PeerSessionSettings Sessions { get; init; } = MyDvpn.SuperNode.Sessions.PeerSessionSettings.Default;
 
     /// <summary>The address peers and other SuperNodes dial: the public IP and the --listen port.</summary>
     public string GrpcEndpoint => new HostPort(PublicIp.ToString(), Node.Listen.Port).ToString();

@@ -131,6 +131,18 @@ public sealed class CommandLineTests : IDisposable
     }
 
     [Fact]
+    public async Task Session_settings_come_from_the_config_file_and_a_bad_one_is_named()
+    {
+        NodeCertificate();
+        File.WriteAllText(temp.Sub("sessions.json"), """{ "Super": { "Sessions": { "MaxAttempts": 0 } } }""");
+
+        var (exitCode, _, error) = await CliRunner.RunAsync([.. SuperArgs(), "--config", temp.Sub("sessions.json")]);
+
+        Assert.Equal(2, exitCode);
+        Assert.StartsWith("error: Super:Sessions:MaxAttempts: MaxAttempts must be at least 1, was 0.", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Missing_config_file_is_named()
     {
         var (exitCode, _, error) = await CliRunner.RunAsync("base", "--config", temp.Sub("nope.json"));

@@ -7,7 +7,8 @@ namespace MyDvpn.SuperNode.Sessions;
 /// <paramref name="MaxRetryBackoff"/>) before the next one, never past the command's deadline. A command issued
 /// without a deadline gets <paramref name="DefaultDeadline"/>. The ids of the last
 /// <paramref name="RememberCompleted"/> finished commands are kept so late duplicate answers are recognised, and a
-/// snapshot is saved every <paramref name="SnapshotEvery"/> events.
+/// snapshot is saved every <paramref name="SnapshotEvery"/> events. Bound from configuration (<c>Super:Sessions:…</c>,
+/// environment <c>MYDVPN__SUPER__SESSIONS__…</c>) like the SuperNode's other settings.
 /// </summary>
 public sealed record PeerSessionSettings(
     TimeSpan AckTimeout,
@@ -18,8 +19,13 @@ public sealed record PeerSessionSettings(
     int RememberCompleted,
     int SnapshotEvery)
 {
-    public static readonly PeerSessionSettings Default = new(
-        TimeSpan.FromSeconds(3), 4, TimeSpan.FromMilliseconds(500), TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(30), 1000, 200);
+    public static readonly PeerSessionSettings Default = new();
+
+    /// <summary>The defaults: for configuration binding, which sets what the operator gives.</summary>
+    public PeerSessionSettings()
+        : this(TimeSpan.FromSeconds(3), 4, TimeSpan.FromMilliseconds(500), TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(30), 1000, 200)
+    {
+    }
 
     /// <summary>
     /// How long an enrollment-token redemption may take before the peer is refused with
