@@ -3,6 +3,7 @@ using Akka.Cluster.Sharding;
 using Akka.Persistence;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using MyDvpn.Common;
 using MyDvpn.SuperNode.Exits;
 using MyDvpn.SuperNode.Relay;
 

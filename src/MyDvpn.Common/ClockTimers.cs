@@ -1,4 +1,4 @@
-namespace MyDvpn.SuperNode.Sessions;
+namespace MyDvpn.Common;
 
 /// <summary>
 /// Keyed single and periodic timers on a <see cref="TimeProvider"/>, for an actor whose time a test moves by hand: the
