@@ -51,6 +51,7 @@ public sealed class PeerSession : ReceivePersistentActor
     private readonly List<AwaitingJournal> _awaitingJournal = [];
     private IActorRef? _edge;
     private string _shownAssignments = "";
+    private DateTimeOffset _lastActive;
 
     private PeerState _state;
 
@@ -103,8 +104,15 @@ public sealed class PeerSession : ReceivePersistentActor
         });
         Command<ClockTimers.Fired>(fired =>
         {
-            if (_timers.Accept(fired) is { } message)
-                Decide(message);
+            switch (_timers.Accept(fired))
+            {
+                case IdleCheck:
+                    PassivateIfIdle();
+                    break;
+                case { } message:
+                    Decide(message);
+                    break;
+            }
         });
         Command<RevokePeer>(revoke => Decide(revoke));
         Command<IssueCommand>(issue => Decide(issue));
@@ -121,7 +129,6 @@ public sealed class PeerSession : ReceivePersistentActor
         // The hand-over point to this session's rollback step for commands issued on other peers on its behalf.
         Command<CommandOutcomeFor>(outcome => Note(LogLevel.Information, "Command {CommandId} on peer {OtherPeerId} ended: {Outcome}",
             outcome.Outcome.CommandId, outcome.Outcome.PeerId, outcome.Outcome.FailureReason ?? outcome.Outcome.Response?.OutcomeCase.ToString()));
-        Command<ReceiveTimeout>(_ => PassivateIfIdle());
         Command<StopPeerSession>(_ => Context.Stop(Self));
         Command<SaveSnapshotSuccess>(success => DeleteSnapshots(new SnapshotSelectionCriteria(success.Metadata.SequenceNr - 1)));
         Command<SaveSnapshotFailure>(failure => Note(LogLevel.Warning, "Saving a snapshot at {SequenceNr} failed: {Problem}",
@@ -186,7 +193,10 @@ public sealed class PeerSession : ReceivePersistentActor
     private void OnRecovered()
     {
         if (_settings.PassivateIdleAfter is { } idle)
-            Context.SetReceiveTimeout(idle);
+        {
+            _lastActive = _time.GetUtcNow();
+            _timers.StartPeriodic(IdleTimer, IdleCheck.Instance, idle);
+        }
         Run(_state.DecideRecovered(_time.GetUtcNow()), ActorRefs.Nobody);
         if (_state.Identity.Enrolled || _state.Identity.Revoked)
         {
@@ -281,12 +291,12 @@ public sealed class PeerSession : ReceivePersistentActor
                     break;
                 case SessionEffect.RedeemToken redeem:
                     var authenticating = requester;
-                    SessionWork.RedeemAsync(_enrollment, redeem.Enroll, PeerId, _state.Region, _settings.EnrollmentTimeout, _lifetime.Token)
+                    SessionWork.RedeemAsync(_enrollment, redeem.Enroll, PeerId, _state.Region, _settings.EnrollmentTimeout, _time, _lifetime.Token)
                         .PipeTo(Self, success: result => new RedemptionFinished(authenticating, redeem.Enroll, result),
                             failure: e => new RedemptionFinished(authenticating, redeem.Enroll, new EnrollmentResult.Unavailable(e.Message)));
                     break;
                 case SessionEffect.AllocateExit allocate:
-                    SessionWork.AllocateAsync(_exits!.Allocator, allocate.Request, _exits.Settings.AllocationTimeout, _lifetime.Token)
+                    SessionWork.AllocateAsync(_exits!.Allocator, allocate.Request, _exits.Settings.AllocationTimeout, _time, _lifetime.Token)
                         .PipeTo(Self, success: result => new AllocationFinished(allocate.Request.AssignmentId, result));
                     break;
                 case SessionEffect.ReleaseExit { Tracked: true } release:
@@ -300,7 +310,7 @@ public sealed class PeerSession : ReceivePersistentActor
                     break;
                 case SessionEffect.OpenRelayChain open:
                     SessionWork.RelayAsync(_exits!.Relay!, _exits.Allocator, open, new RelayLegOwner(_state.Region, PeerId),
-                            _exits.Settings.AllocationTimeout, _lifetime.Token)
+                            _exits.Settings.AllocationTimeout, _time, _lifetime.Token)
                         .PipeTo(Self, success: legs => new RelayFinished(open.AssignmentId, legs.ClientLeg, legs.ExitLeg, null),
                             failure: e => new RelayFinished(open.AssignmentId, null, null, e.Message));
                     break;
@@ -333,12 +343,24 @@ public sealed class PeerSession : ReceivePersistentActor
         _edge.Tell(new PeerAssignments(PeerId, assignments));
     }
 
+    /// <summary>Counts every message but the session's own timers as activity, for passivation.</summary>
+    protected override bool AroundReceive(Receive receive, object message)
+    {
+        if (message is not ClockTimers.Fired)
+            _lastActive = _time.GetUtcNow();
+        return base.AroundReceive(receive, message);
+    }
+
+    /// <summary>
+    /// Quiet for <see cref="PeerSessionSettings.PassivateIdleAfter"/> with no stream, command in flight, enrollment or exit
+    /// step under way: the session asks its shard to passivate it (checked on the session's clock, once per that period).
+    /// </summary>
     private void PassivateIfIdle()
     {
-        if (_edge is not null || !_state.Idle || _awaitingJournal.Count > 0)
+        if (_time.GetUtcNow() - _lastActive < _settings.PassivateIdleAfter || _edge is not null || !_state.Idle || _awaitingJournal.Count > 0)
             return;
         Note(LogLevel.Debug, "Idle, asking to be passivated");
-        Context.SetReceiveTimeout(null);
+        _timers.Cancel(IdleTimer);
         Context.Parent.Tell(new Passivate(StopPeerSession.Instance));
     }
 
@@ -356,6 +378,13 @@ public sealed class PeerSession : ReceivePersistentActor
 #pragma warning disable CA2254 // The templates are the flows' constants, carried in effects.
             _logger.Log(level, template, args);
 #pragma warning restore CA2254
+    }
+
+    private const string IdleTimer = "idle";
+
+    private sealed record IdleCheck
+    {
+        public static readonly IdleCheck Instance = new();
     }
 
     private sealed record AwaitingJournal(IActorRef ReplyTo, object? ReplyIfLost, IReadOnlyList<IPeerSessionEvent> Events);

@@ -7,18 +7,28 @@ using StatusCode = Grpc.Core.StatusCode;
 
 namespace MyDvpn.SuperNode.Sessions;
 
-/// <summary>The work a session starts outside its actor, each bounded in time; failures become results where the flows expect them.</summary>
+/// <summary>
+/// The work a session starts outside its actor, each bounded in time on the session's clock; failures become results where
+/// the flows expect them.
+/// </summary>
 internal static class SessionWork
 {
-    public static async Task<EnrollmentResult> RedeemAsync(IEnrollmentClient client, AuthDecision.Enroll enroll, string peerId, string region,
-        TimeSpan timeout, CancellationToken lifetime)
+    /// <summary>A token cancelled when <paramref name="lifetime"/> ends or <paramref name="timeout"/> passes on <paramref name="time"/>.</summary>
+    private static CancellationTokenSource Bounded(CancellationToken lifetime, TimeSpan timeout, TimeProvider time, out CancellationTokenSource timer)
     {
-        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(lifetime);
-        cancel.CancelAfter(timeout);
+        timer = new CancellationTokenSource(timeout, time);
+        return CancellationTokenSource.CreateLinkedTokenSource(lifetime, timer.Token);
+    }
+
+    public static async Task<EnrollmentResult> RedeemAsync(IEnrollmentClient client, AuthDecision.Enroll enroll, string peerId, string region,
+        TimeSpan timeout, TimeProvider time, CancellationToken lifetime)
+    {
+        using var cancel = Bounded(lifetime, timeout, time, out var timer);
+        using var _ = timer;
         try
         {
             return await client.RedeemAsync(enroll.Token, peerId, enroll.Role, region, (byte[])enroll.PublicKey.Clone(), cancel.Token)
-                .WaitAsync(timeout, lifetime).ConfigureAwait(false);
+                .WaitAsync(cancel.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is TimeoutException || (e is OperationCanceledException && !lifetime.IsCancellationRequested))
         {
@@ -27,10 +37,10 @@ internal static class SessionWork
     }
 
     public static async Task<ExitAllocationResult> AllocateAsync(IExitAllocator allocator, AllocateExitRequest request, TimeSpan timeout,
-        CancellationToken lifetime)
+        TimeProvider time, CancellationToken lifetime)
     {
-        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(lifetime);
-        cancel.CancelAfter(timeout);
+        using var cancel = Bounded(lifetime, timeout, time, out var timer);
+        using var _ = timer;
         try
         {
             return await allocator.AllocateAsync(request, cancel.Token).ConfigureAwait(false);
@@ -48,10 +58,10 @@ internal static class SessionWork
 
     /// <summary>Opens (or reuses) the client's leg here, has the exit's region open the exit's leg chained to it, and chains it back.</summary>
     public static async Task<(string ClientLeg, string ExitLeg)> RelayAsync(IRelayLegs relay, IExitAllocator allocator,
-        SessionEffect.OpenRelayChain open, RelayLegOwner owner, TimeSpan timeout, CancellationToken lifetime)
+        SessionEffect.OpenRelayChain open, RelayLegOwner owner, TimeSpan timeout, TimeProvider time, CancellationToken lifetime)
     {
-        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(lifetime);
-        cancel.CancelAfter(timeout);
+        using var cancel = Bounded(lifetime, timeout, time, out var timer);
+        using var _ = timer;
         // A leg that carries the chain now stays open if the new chain cannot be made: the old one may still work.
         var hadLeg = relay.PeerAddressOf(open.AssignmentId, RelaySides.Client) is not null;
         var clientLeg = await relay.OpenAsync(open.AssignmentId, RelaySides.Client, open.ClientAddress, null, owner, cancel.Token);

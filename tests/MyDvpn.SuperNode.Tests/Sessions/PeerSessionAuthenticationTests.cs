@@ -192,8 +192,14 @@ public sealed class PeerSessionAuthenticationTests(ITestOutputHelper output) : P
         var entity = Start(Fast with { EnrollmentTimeout = TimeSpan.FromMilliseconds(300) });
         var neverAnswered = new TaskCompletionSource<EnrollmentResult>();
         Enrollment.Respond = (_, _) => neverAnswered.Task;
+        var peer = CreateTestProbe();
+        entity.Tell(EnrollingAuth(), peer.Ref);
+        AwaitAssert(() => Assert.Single(Enrollment.Calls), Patience);
+        peer.ExpectNoMsg(TimeSpan.Zero);
 
-        Assert.Equal(RefusalReason.Unavailable, Request<PeerRefused>(entity, EnrollingAuth()).Reason);
+        Clock.Advance(TimeSpan.FromMilliseconds(300));
+
+        Assert.Equal(RefusalReason.Unavailable, peer.ExpectMsg<PeerRefused>(Patience).Reason);
         Assert.False(State(entity).Enrolled);
     }
 
@@ -272,7 +278,7 @@ public sealed class PeerSessionAuthenticationTests(ITestOutputHelper output) : P
         Assert.Equal(RefusalReason.Replaced, oldEdge.ExpectMsg<CloseStream>(Patience).Reason);
         Watch(oldEdge.Ref);
         Sys.Stop(oldEdge.Ref);
-        ExpectTerminated(oldEdge.Ref);
+        ExpectTerminated(oldEdge.Ref, Patience);
         Assert.True(State(entity).StreamAttached); // the old edge's death did not detach the new one
 
         var issuer = CreateTestProbe();

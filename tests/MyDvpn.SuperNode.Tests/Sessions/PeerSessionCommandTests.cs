@@ -64,8 +64,7 @@ public sealed class PeerSessionCommandTests(ITestOutputHelper output) : PeerSess
     [Fact]
     public void Command_without_id_or_deadline_gets_a_fresh_id_and_the_default_deadline()
     {
-        var clock = new ManualTimeProvider();
-        var entity = Start(time: clock);
+        var entity = Start();
         var edge = AttachEdge(entity, Enroll(entity));
 
         var id = Issue(entity, CreateTestProbe(), SetupExit());
@@ -73,7 +72,7 @@ public sealed class PeerSessionCommandTests(ITestOutputHelper output) : PeerSess
         var delivered = edge.ExpectMsg<DeliverCommand>(Patience).Command;
         Assert.Matches("^[0-9a-f]{32}$", id);
         Assert.Equal(id, delivered.CommandId);
-        Assert.Equal(clock.GetUtcNow() + Fast.DefaultDeadline, delivered.Deadline.ToDateTimeOffset());
+        Assert.Equal(Clock.GetUtcNow() + Fast.DefaultDeadline, delivered.Deadline.ToDateTimeOffset());
         var issued = Assert.Single(Journaled<CommandIssued>());
         Assert.Equal(delivered, Command.Parser.ParseFrom(issued.Command));
     }
@@ -108,11 +107,16 @@ public sealed class PeerSessionCommandTests(ITestOutputHelper output) : PeerSess
 
         var id = Issue(entity, issuer, SetupExit(), replyToPeerId: OtherPeer);
 
-        for (var attempt = 1; attempt <= Fast.MaxAttempts; attempt++)
+        Assert.Equal(id, edge.ExpectMsg<DeliverCommand>(Patience).Command.CommandId);
+        for (var attempt = 2; attempt <= Fast.MaxAttempts; attempt++)
         {
-            Assert.Equal(id, edge.ExpectMsg<DeliverCommand>(Patience).Command.CommandId);
+            Advance(entity, Fast.WaitAfterDelivery(attempt - 1) - TimeSpan.FromMilliseconds(1));
+            edge.ExpectNoMsg(TimeSpan.Zero);
+            Advance(entity, TimeSpan.FromMilliseconds(1));
+            Assert.Equal(id, edge.ExpectMsg<DeliverCommand>(TimeSpan.Zero).Command.CommandId);
         }
 
+        Advance(entity, Fast.WaitAfterDelivery(Fast.MaxAttempts));
         var outcome = issuer.ExpectMsg<CommandOutcome>(Patience);
         Assert.Null(outcome.Response);
         Assert.Equal($"no answer after {Fast.MaxAttempts} deliveries", outcome.FailureReason);
@@ -130,12 +134,14 @@ public sealed class PeerSessionCommandTests(ITestOutputHelper output) : PeerSess
         var issuer = CreateTestProbe();
         var id = Issue(entity, issuer, SetupExit());
         edge.ExpectMsg<DeliverCommand>(Patience);
-        edge.ExpectMsg<DeliverCommand>(Patience);
+        Advance(entity, Fast.WaitAfterDelivery(1));
+        edge.ExpectMsg<DeliverCommand>(TimeSpan.Zero);
 
         entity.Tell(new CommandAnswered(PeerId, Done(id)));
 
         Assert.Equal(Done(id), issuer.ExpectMsg<CommandOutcome>(Patience).Response);
-        edge.ExpectNoMsg(Fast.WaitAfterDelivery(2) * 2);
+        Advance(entity, Fast.WaitAfterDelivery(2) * 2);
+        edge.ExpectNoMsg(TimeSpan.Zero);
     }
 
     [Fact]
@@ -145,11 +151,11 @@ public sealed class PeerSessionCommandTests(ITestOutputHelper output) : PeerSess
         var edge = AttachEdge(entity, Enroll(entity));
         var issuer = CreateTestProbe();
 
-        Issue(entity, issuer, SetupExit(deadline: DateTimeOffset.UtcNow.AddMilliseconds(500)));
+        Issue(entity, issuer, SetupExit(deadline: Clock.GetUtcNow().AddMilliseconds(500)));
+        Advance(entity, TimeSpan.FromMilliseconds(500), step: TimeSpan.FromMilliseconds(10));
 
         var outcome = issuer.ExpectMsg<CommandOutcome>(Patience);
-        Assert.StartsWith("deadline passed after ", outcome.FailureReason);
-        State(entity);
+        Assert.StartsWith("deadline passed after 3 deliveries", outcome.FailureReason);
         var deliveries = 0;
         while (edge.HasMessages)
         {
@@ -157,8 +163,8 @@ public sealed class PeerSessionCommandTests(ITestOutputHelper output) : PeerSess
             deliveries++;
         }
 
-        // 500 ms allow deliveries at 0, 200 and 450 ms of 100 allowed; a late start or timer tick shifts one.
-        Assert.InRange(deliveries, 2, 4);
+        // 500 ms allow deliveries at 0, 200 and 450 ms of the 100 allowed.
+        Assert.Equal(3, deliveries);
     }
 
     [Fact]
@@ -182,7 +188,8 @@ public sealed class PeerSessionCommandTests(ITestOutputHelper output) : PeerSess
         Enroll(entity);
         var issuer = CreateTestProbe();
 
-        var id = Issue(entity, issuer, SetupExit(deadline: DateTimeOffset.UtcNow.AddMilliseconds(300)), OtherPeer);
+        var id = Issue(entity, issuer, SetupExit(deadline: Clock.GetUtcNow().AddMilliseconds(300)), OtherPeer);
+        Advance(entity, TimeSpan.FromMilliseconds(300));
 
         var outcome = issuer.ExpectMsg<CommandOutcome>(Patience);
         Assert.Equal(id, outcome.CommandId);
@@ -193,12 +200,11 @@ public sealed class PeerSessionCommandTests(ITestOutputHelper output) : PeerSess
     [Fact]
     public void Command_past_its_deadline_is_not_delivered_to_a_stream_that_attaches_late()
     {
-        var clock = new ManualTimeProvider();
-        var entity = Start(time: clock);
+        var entity = Start();
         var session = Enroll(entity);
         var issuer = CreateTestProbe();
-        Issue(entity, issuer, SetupExit("expired", clock.GetUtcNow().AddSeconds(5)));
-        clock.Advance(TimeSpan.FromSeconds(10)); // its timer still waits for the deadline in real time
+        Issue(entity, issuer, SetupExit("expired", Clock.GetUtcNow().AddSeconds(5)));
+        Advance(entity, TimeSpan.FromSeconds(10));
 
         var edge = AttachEdge(entity, session);
 
@@ -253,7 +259,7 @@ public sealed class PeerSessionCommandTests(ITestOutputHelper output) : PeerSess
         Assert.Equal("cmd-0", PeersRegion.ExpectMsg<CommandOutcomeFor>(Patience).Outcome.CommandId);
         var edge = AttachEdge(entity, Enroll(entity));
 
-        entity.Tell(new IssueCommand(PeerId, SetupExit("cmd-1", DateTimeOffset.UtcNow.AddSeconds(-1))), issuer.Ref);
+        entity.Tell(new IssueCommand(PeerId, SetupExit("cmd-1", Clock.GetUtcNow().AddSeconds(-1))), issuer.Ref);
         Assert.Equal("deadline already passed", issuer.ExpectMsg<CommandOutcome>(Patience).FailureReason);
 
         var id = Issue(entity, issuer, SetupExit("cmd-2"));

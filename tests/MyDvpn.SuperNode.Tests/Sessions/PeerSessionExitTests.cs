@@ -24,7 +24,7 @@ public sealed class PeerSessionExitTests(ITestOutputHelper output) : PeerSession
     private static readonly byte[] ClientKey = Enumerable.Repeat((byte)0x11, 32).ToArray();
     private static readonly byte[] ExitKey = Enumerable.Repeat((byte)0xE1, 32).ToArray();
 
-    /// <summary>Commands wait long for an answer here, so a slow test machine sees no redeliveries.</summary>
+    /// <summary>Commands are delivered once here unless a test moves the clock past their ack timeout.</summary>
     private static readonly PeerSessionSettings Settings = Fast with { AckTimeout = TimeSpan.FromSeconds(3) };
 
     private static readonly ExitSettings Exits = ExitSettings.Default with
@@ -43,8 +43,7 @@ public sealed class PeerSessionExitTests(ITestOutputHelper output) : PeerSession
     [Fact]
     public async Task Client_exit_request_is_allocated_at_the_exit_region_and_the_client_applies_its_half()
     {
-        var clock = new ManualTimeProvider();
-        var entity = StartWithExits(clock);
+        var entity = StartWithExits();
         var edge = ConnectClient(entity);
 
         entity.Tell(new RequestExit(PeerId, ExitRegion, ClientKey));
@@ -67,7 +66,7 @@ public sealed class PeerSessionExitTests(ITestOutputHelper output) : PeerSession
         Assert.Equal(["0.0.0.0/0"], setup.Peer.AllowedIps);
         Assert.Equal(25u, setup.Peer.PersistentKeepaliveSeconds);
         Assert.Equal(["100.96.0.2/32"], setup.TunnelAddresses);
-        Assert.Equal(clock.GetUtcNow() + Exits.ClientSetupTimeout, command.Deadline.ToDateTimeOffset());
+        Assert.Equal(Clock.GetUtcNow() + Exits.ClientSetupTimeout, command.Deadline.ToDateTimeOffset());
         Assert.Equal(ExitAssignmentRecord.SettingUp, Assert.Single(edge.ExpectMsg<PeerAssignments>(Patience).Assignments).State);
 
         entity.Tell(new CommandAnswered(PeerId, Done(command.CommandId)));
@@ -152,11 +151,13 @@ public sealed class PeerSessionExitTests(ITestOutputHelper output) : PeerSession
     [Fact]
     public async Task Client_that_never_answers_its_setup_exit_is_rolled_back_when_the_command_fails()
     {
-        var entity = StartWithExits(settings: Fast); // 3 deliveries within about 0.6 s
+        var entity = StartWithExits(settings: Fast); // 3 deliveries, then it fails at 600 ms
         var edge = ConnectClient(entity);
         entity.Tell(new RequestExit(PeerId, ExitRegion, ClientKey));
         var allocation = await Allocator.NextAllocationAsync();
         allocation.Allocate(Assignment(allocation.Request.AssignmentId));
+        ExpectDelivered(edge, Command.BodyOneofCase.SetupExit);
+        Advance(entity, TimeSpan.FromMilliseconds(600), step: TimeSpan.FromMilliseconds(50));
 
         var failed = edge.FishForMessage<SendToPeer>(_ => true, Patience).Message.ExitRequestFailed;
 
@@ -211,7 +212,9 @@ public sealed class PeerSessionExitTests(ITestOutputHelper output) : PeerSession
         Assert.Equal((assignmentId, ExitSide.Client), (remove.AssignmentId, remove.Side));
         Assert.Equal(assignmentId, (await Allocator.NextReleaseAsync()).AssignmentId);
         Assert.Equal(ExitAssignmentRecord.Releasing, Assert.Single(State(entity).Assignments).State);
+        AdvanceUntil(entity, Exits.ReleaseRetry, () => Assert.Equal(2, Allocator.ReleaseCalls.Count));
         Assert.Equal(assignmentId, (await Allocator.NextReleaseAsync()).AssignmentId);
+        AdvanceUntil(entity, Exits.ReleaseRetry, () => Assert.Equal(3, Allocator.ReleaseCalls.Count));
         Assert.Equal(assignmentId, (await Allocator.NextReleaseAsync()).AssignmentId);
         AwaitAssert(() => Assert.Empty(State(entity).Assignments), Patience);
         Assert.Equal(3, Allocator.ReleaseCalls.Count);
@@ -341,10 +344,12 @@ public sealed class PeerSessionExitTests(ITestOutputHelper output) : PeerSession
 
         Assert.Equal(new ExitOnline(Region, PeerId, 4, "203.0.113.9", null), Pools.ExpectMsg<ExitOnline>(Patience));
         entity.Tell(new PeerRttMeasured(PeerId, TimeSpan.FromMilliseconds(7)));
-        Pools.FishForMessage<ExitOnline>(online => online.Rtt == TimeSpan.FromMilliseconds(7), Patience, "re-announced with its RTT");
+        Advance(entity, Exits.ExitHeartbeat); // re-announced with its RTT
+        Assert.Equal(new ExitOnline(Region, PeerId, 4, "203.0.113.9", TimeSpan.FromMilliseconds(7)), Pools.ExpectMsg<ExitOnline>(TimeSpan.Zero));
         Sys.Stop(edge.Ref);
         Assert.Equal(new ExitOffline(Region, PeerId), Pools.FishForMessage<ExitOffline>(_ => true, Patience));
-        Pools.ExpectNoMsg(Exits.ExitHeartbeat * 3);
+        Advance(entity, Exits.ExitHeartbeat * 3);
+        Pools.ExpectNoMsg(TimeSpan.Zero);
     }
 
     [Fact]
@@ -461,7 +466,7 @@ public sealed class PeerSessionExitTests(ITestOutputHelper output) : PeerSession
     }
 
     private IActorRef StartWithExits(TimeProvider? time = null, PeerSessionSettings? settings = null) =>
-        Sys.ActorOf(PeerSession.Props(PeerId, Region, settings ?? Settings, Enrollment, PeersRegion.Ref, time,
+        Sys.ActorOf(PeerSession.Props(PeerId, Region, settings ?? Settings, Enrollment, PeersRegion.Ref, time ?? Clock,
             new ExitServices(Exits, Allocator, Pools.Ref), SessionLog));
 
     /// <summary>Enrolls the peer as a client and attaches a probe as its edge.</summary>

@@ -67,15 +67,14 @@ public sealed class PeerSessionRecoveryTests(ITestOutputHelper output) : PeerSes
     [Fact]
     public void Command_whose_deadline_passed_while_the_session_was_stopped_fails_on_recovery()
     {
-        var clock = new ManualTimeProvider();
-        var entity = Start(time: clock);
+        var entity = Start();
         Enroll(entity);
-        var expiring = Issue(entity, CreateTestProbe(), SetupExit("expiring", clock.GetUtcNow().AddSeconds(5)), OtherPeer);
-        var lasting = Issue(entity, CreateTestProbe(), SetupExit("lasting", clock.GetUtcNow().AddMinutes(5)), OtherPeer);
+        var expiring = Issue(entity, CreateTestProbe(), SetupExit("expiring", Clock.GetUtcNow().AddSeconds(5)), OtherPeer);
+        var lasting = Issue(entity, CreateTestProbe(), SetupExit("lasting", Clock.GetUtcNow().AddMinutes(5)), OtherPeer);
         Stop(entity);
-        clock.Advance(TimeSpan.FromSeconds(10));
+        Clock.Advance(TimeSpan.FromSeconds(10));
 
-        var restarted = Start(time: clock);
+        var restarted = Start();
 
         var failed = PeersRegion.ExpectMsg<CommandOutcomeFor>(Patience).Outcome;
         Assert.Equal((expiring, "deadline passed while no stream was attached"), (failed.CommandId, failed.FailureReason));
@@ -94,7 +93,7 @@ public sealed class PeerSessionRecoveryTests(ITestOutputHelper output) : PeerSes
         edge.ExpectMsg<DeliverCommand>(Patience);
         entity.Tell(new CommandAnswered(PeerId, Done(finished)));
         issuer.ExpectMsg<CommandOutcome>(Patience); // events 3, 4: snapshot
-        var pending = Issue(entity, issuer, SetupExit("pending", DateTimeOffset.UtcNow.AddMinutes(5)), OtherPeer); // event 5
+        var pending = Issue(entity, issuer, SetupExit("pending", Clock.GetUtcNow().AddMinutes(5)), OtherPeer); // event 5
         await AwaitAssertAsync(async () => Assert.Equal(4, (await LatestSnapshotAsync(PersistenceId))?.Metadata.SequenceNr),
             Patience);
         Stop(entity);
@@ -115,10 +114,15 @@ public sealed class PeerSessionRecoveryTests(ITestOutputHelper output) : PeerSes
     [Fact]
     public void Idle_session_asks_its_shard_to_passivate_it_and_stops_on_the_stop_message()
     {
+        var idle = TimeSpan.FromSeconds(120);
         var entity = ChildActorOf(PeerSession.Props(PeerId, Region,
-            Fast with { PassivateIdleAfter = TimeSpan.FromMilliseconds(200) }, Enrollment, PeersRegion.Ref, logger: SessionLog));
+            Fast with { PassivateIdleAfter = idle }, Enrollment, PeersRegion.Ref, Clock, logger: SessionLog));
         Enroll(entity);
 
+        Advance(entity, idle / 2); // its round trip half-way is activity: the check at one period finds it too recent
+        Advance(entity, idle / 2);
+        ExpectNoMsg(TimeSpan.Zero);
+        Advance(entity, idle);
         var passivate = ExpectMsg<Passivate>(Patience);
 
         Assert.Same(StopPeerSession.Instance, passivate.StopMessage);
@@ -130,15 +134,19 @@ public sealed class PeerSessionRecoveryTests(ITestOutputHelper output) : PeerSes
     [Fact]
     public void Session_with_an_attached_stream_or_a_command_in_flight_does_not_ask_to_be_passivated()
     {
-        var idle = TimeSpan.FromMilliseconds(150);
+        var idle = TimeSpan.FromSeconds(120);
         var entity = ChildActorOf(PeerSession.Props(PeerId, Region,
-            Fast with { PassivateIdleAfter = idle, DefaultDeadline = TimeSpan.FromMinutes(1) }, Enrollment, PeersRegion.Ref, logger: SessionLog));
+            Fast with { PassivateIdleAfter = idle, DefaultDeadline = TimeSpan.FromHours(1) }, Enrollment, PeersRegion.Ref, Clock,
+            logger: SessionLog));
         var edge = AttachEdge(entity, Enroll(entity));
-        ExpectNoMsg(idle * 4);
+        Advance(entity, idle * 4);
+        ExpectNoMsg(TimeSpan.Zero);
 
         Sys.Stop(edge.Ref);
+        AwaitAssert(() => Assert.False(State(entity).StreamAttached), Patience);
         Issue(entity, CreateTestProbe(), SetupExit());
-        ExpectNoMsg(idle * 4);
+        Advance(entity, idle * 4);
+        ExpectNoMsg(TimeSpan.Zero);
 
         Assert.Equal(1, State(entity).CommandsInFlight);
     }

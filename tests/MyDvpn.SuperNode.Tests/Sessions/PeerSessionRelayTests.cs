@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net;
 using Akka.Actor;
 using Akka.TestKit;
@@ -17,7 +16,8 @@ namespace MyDvpn.SuperNode.Tests.Sessions;
 /// A client's direct path to its exit and the relay chain that replaces it (ARCHITECTURE §4 Relay), through the
 /// client's session over a real SQLite journal: its StatusReports (as <see cref="HandshakesReported"/>) decide, this
 /// SuperNode's legs are a <see cref="FakeRelayLegs"/> and the exit region's leg comes from a
-/// <see cref="FakeExitAllocator"/>; both tell one probe, so the order of the calls shows.
+/// <see cref="FakeExitAllocator"/>; both tell one probe, so the order of the calls shows. The agent reports on the
+/// test's <see cref="PeerSessionTestKit.Clock"/>, which moves the session's timers too: nothing here waits on real time.
 /// </summary>
 public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessionTestKit(output)
 {
@@ -35,10 +35,10 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
     private static readonly byte[] ExitKey = Enumerable.Repeat((byte)0xE1, 32).ToArray();
     private static readonly byte[] OtherKey = Enumerable.Repeat((byte)0x77, 32).ToArray();
 
-    /// <summary>How often the client's agent sends a StatusReport here (5 s in production).</summary>
+    /// <summary>How often (on the test's clock) the client's agent sends a StatusReport here (5 s in production).</summary>
     private static readonly TimeSpan ReportInterval = TimeSpan.FromMilliseconds(100);
 
-    /// <summary>Commands wait long for an answer here, so a slow test machine sees no redeliveries.</summary>
+    /// <summary>Commands wait long for an answer here: reports of a few seconds see no redeliveries.</summary>
     private static readonly PeerSessionSettings Settings = Fast with { AckTimeout = TimeSpan.FromSeconds(3) };
 
     private static readonly ExitSettings Exits = ExitSettings.Default with
@@ -111,9 +111,8 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
         var edge = ConnectClient(entity);
         var assignmentId = await ActivateExit(entity, edge);
 
-        entity.Tell(Report(exitHandshake: null));
+        ReportWithoutRelay(entity, exits.DirectPathTimeout - ReportInterval);
 
-        Legs.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
         Assert.Equal(ExitAssignmentRecord.Direct, Assert.Single(State(entity).Assignments).Path);
         // Past the timeout the next report decides.
         Assert.Equal(assignmentId, ReportUntilRelayOpens(entity).AssignmentId);
@@ -129,10 +128,10 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
         await ActivateExit(entity, edge);
         if (afterTheTimeout)
         {
-            Legs.ExpectNoMsg(Exits.DirectPathTimeout * 2);
+            Advance(entity, Exits.DirectPathTimeout * 2);
         }
 
-        entity.Tell(Report(exitHandshake: DateTimeOffset.UtcNow));
+        entity.Tell(Report(exitHandshake: Clock.GetUtcNow()));
 
         // Even reports that show no handshake any more change nothing: the direct path was seen to work.
         ReportWithoutRelay(entity, FewTimeouts);
@@ -149,7 +148,7 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
         var assignmentId = await ActivateExit(entity, edge);
 
         // A handshake with the same exit under an assignment the client held before.
-        var opened = ReportUntilRelayOpens(entity, exitHandshake: DateTimeOffset.UtcNow - TimeSpan.FromMinutes(10));
+        var opened = ReportUntilRelayOpens(entity, exitHandshake: Clock.GetUtcNow() - TimeSpan.FromMinutes(10));
 
         Assert.Equal((assignmentId, RelaySides.Client), (opened.AssignmentId, opened.Side));
     }
@@ -170,13 +169,15 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
             for (var waited = TimeSpan.Zero; waited < FewTimeouts; waited += ReportInterval)
             {
                 entity.Tell(others);
-                Legs.ExpectNoMsg(ReportInterval);
+                Advance(entity, ReportInterval);
+                Legs.ExpectNoMsg(TimeSpan.Zero);
             }
         }
         else
         {
             // An agent without a data plane sends no StatusReport at all.
-            Legs.ExpectNoMsg(FewTimeouts);
+            Advance(entity, FewTimeouts);
+            Legs.ExpectNoMsg(TimeSpan.Zero);
         }
 
         Assert.Empty(Allocator.RelayCalls);
@@ -211,14 +212,15 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
 
         Legs.ExpectMsg<OpenRelayRequest>(Patience);
         Assert.Equal(new RelayLegsClosed(assignmentId), Legs.ExpectMsg<RelayLegsClosed>(Patience));
-        var failedAt = Stopwatch.StartNew();
         Assert.Empty(Journaled<RelayEstablished>());
         Assert.Equal(ExitAssignmentRecord.Direct, Assert.Single(State(entity).Assignments).Path);
 
-        // No report comes meanwhile: the retry needs none.
-        var again = Legs.ExpectMsg<RelayLegOpened>(Exits.RelayRetry + Patience);
+        // No report comes meanwhile: the retry needs none, and it comes at the relay retry, not before.
+        Advance(entity, Exits.RelayRetry - TimeSpan.FromMilliseconds(1));
+        Legs.ExpectNoMsg(TimeSpan.Zero);
+        Advance(entity, TimeSpan.FromMilliseconds(1));
+        var again = Legs.ExpectMsg<RelayLegOpened>(TimeSpan.Zero);
 
-        Assert.True(failedAt.Elapsed >= Exits.RelayRetry / 2, $"the second attempt came {failedAt.Elapsed} after the first failed");
         Assert.Equal(new RelayLegOpened(assignmentId, RelaySides.Client, IPAddress.Parse(ClientAddress), null, Owner), again);
         Assert.Equal(assignmentId, Legs.ExpectMsg<OpenRelayRequest>(Patience).AssignmentId);
         Legs.ExpectMsg<RelayPartnerSet>(Patience);
@@ -234,7 +236,6 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
         ExitRegionAnswers = _ => Interlocked.Increment(ref calls) == 1
             ? Task.FromException<RelayLegInfo>(new ExitRegionUnreachableException("no SuperNode of region us-east answered"))
             : Task.FromResult(new RelayLegInfo { Endpoint = ExitLeg, SupernodeId = "sn-us-east-2" });
-        // A retry far enough off that a slow test machine reports for a while before it, whatever its delays.
         var exits = Exits with { RelayRetry = TimeSpan.FromSeconds(4) };
         var entity = StartWithRelay(exits);
         var edge = ConnectClient(entity);
@@ -244,7 +245,7 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
         Legs.ExpectMsg<RelayLegsClosed>(Patience);
 
         // The agent goes on reporting no handshake, every few seconds in production (RelayRetry is 30 s there).
-        ReportWithoutRelay(entity, TimeSpan.FromSeconds(1));
+        ReportWithoutRelay(entity, exits.RelayRetry - ReportInterval);
 
         Assert.Single(Allocator.RelayCalls);
         Assert.Equal(assignmentId, ReportUntilRelayOpens(entity).AssignmentId);
@@ -375,7 +376,8 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
         ExpectTerminated(edge.Ref, Patience);
 
         entity.Tell(new RelayLegLost(PeerId, assignmentId, "sn-us-east-1", "SuperNode sn-us-east-1 is shutting down"));
-        Legs.ExpectNoMsg(FewTimeouts);
+        Advance(entity, FewTimeouts);
+        Legs.ExpectNoMsg(TimeSpan.Zero);
 
         // Its client leg is still open here: only the lost exit leg calls for the new chain.
         AttachFrom(entity, Authenticate(entity), ClientAddress);
@@ -394,7 +396,8 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
 
         entity.Tell(new RelayLegLost(PeerId, "an-older-assignment", "sn-us-east-1", "SuperNode sn-us-east-1 is shutting down"));
 
-        Legs.ExpectNoMsg(FewTimeouts);
+        Advance(entity, FewTimeouts);
+        Legs.ExpectNoMsg(TimeSpan.Zero);
         Assert.Single(Allocator.RelayCalls);
     }
 
@@ -414,7 +417,10 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
         Legs.ExpectMsg<OpenRelayRequest>(Patience);
 
         // The old chain may still carry the tunnel: its client leg stays, and the next attempt comes by itself.
-        Assert.IsType<RelayLegOpened>(Legs.ReceiveOne(Exits.RelayRetry + Patience));
+        State(entity);
+        Legs.ExpectNoMsg(TimeSpan.Zero);
+        Advance(entity, Exits.RelayRetry);
+        Assert.IsType<RelayLegOpened>(Legs.ReceiveOne(TimeSpan.Zero));
         Legs.ExpectMsg<OpenRelayRequest>(Patience);
         Assert.Equal(new RelayPartnerSet(assignmentId, RelaySides.Client, IPEndPoint.Parse(OtherExitLeg)), Legs.ExpectMsg<RelayPartnerSet>(Patience));
         AwaitAssert(() => Assert.Equal(OtherExitLeg, Assert.Single(State(entity).Assignments).ExitRelayLeg), Patience);
@@ -460,7 +466,8 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
         Legs.ExpectMsg<RelayPartnerSet>(Patience);
         // From the same address again: the leg serves it already.
         AttachFrom(entity, Authenticate(entity), "203.0.113.99");
-        Legs.ExpectNoMsg(FewTimeouts);
+        Advance(entity, FewTimeouts);
+        Legs.ExpectNoMsg(TimeSpan.Zero);
     }
 
     [Fact]
@@ -470,17 +477,20 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
         var entity = StartWithRelay(exits);
         var edge = ConnectClient(entity);
         var assignmentId = await Relayed(entity, edge);
-        var relayedAt = Stopwatch.StartNew();
+        var relayedAt = Clock.GetUtcNow();
 
         // A handshake over the chain keeps it; none for PathStaleAfter means the chain broke.
-        for (var fresh = Stopwatch.StartNew(); fresh.Elapsed < exits.PathStaleAfter + TimeSpan.FromMilliseconds(500);)
+        for (var fresh = Clock.GetUtcNow(); Clock.GetUtcNow() - fresh < exits.PathStaleAfter + TimeSpan.FromMilliseconds(500);)
         {
-            entity.Tell(Report(DateTimeOffset.UtcNow));
-            Legs.ExpectNoMsg(ReportInterval);
+            entity.Tell(Report(Clock.GetUtcNow()));
+            Advance(entity, ReportInterval);
+            Legs.ExpectNoMsg(TimeSpan.Zero);
         }
-        var opened = ReportUntilRelayOpens(entity, exitHandshake: DateTimeOffset.UtcNow - TimeSpan.FromSeconds(1));
+        var lastHandshake = Clock.GetUtcNow() - TimeSpan.FromSeconds(1);
+        var opened = ReportUntilRelayOpens(entity, exitHandshake: lastHandshake);
 
-        Assert.True(relayedAt.Elapsed >= exits.PathStaleAfter, $"a new chain after {relayedAt.Elapsed}");
+        Assert.True(Clock.GetUtcNow() - lastHandshake >= exits.PathStaleAfter, $"a new chain {Clock.GetUtcNow() - lastHandshake} after the last handshake");
+        Assert.True(Clock.GetUtcNow() - relayedAt >= exits.PathStaleAfter);
         Assert.Equal((assignmentId, RelaySides.Client), (opened.AssignmentId, opened.Side));
         Legs.ExpectMsg<OpenRelayRequest>(Patience);
         Legs.ExpectMsg<RelayPartnerSet>(Patience);
@@ -496,13 +506,12 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
         var entity = StartWithRelay(exits);
         var edge = ConnectClient(entity);
         var assignmentId = await ActivateExit(entity, edge);
-        var handshake = DateTimeOffset.UtcNow;
+        var handshake = Clock.GetUtcNow();
         entity.Tell(Report(handshake));
-        var confirmed = Stopwatch.StartNew();
 
         var opened = ReportUntilRelayOpens(entity, exitHandshake: handshake);
 
-        Assert.True(confirmed.Elapsed >= exits.PathStaleAfter - TimeSpan.FromMilliseconds(200), $"relayed {confirmed.Elapsed} after the handshake");
+        Assert.True(Clock.GetUtcNow() - handshake >= exits.PathStaleAfter, $"relayed {Clock.GetUtcNow() - handshake} after the handshake");
         Assert.Equal((assignmentId, RelaySides.Client), (opened.AssignmentId, opened.Side));
         Legs.ExpectMsg<OpenRelayRequest>(Patience);
         Legs.ExpectMsg<RelayPartnerSet>(Patience);
@@ -516,7 +525,7 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
             Legs.Ref.Tell(request.Clone());
             return ExitRegionAnswers(request);
         };
-        return Sys.ActorOf(PeerSession.Props(PeerId, Region, settings ?? Settings, Enrollment, PeersRegion.Ref, null,
+        return Sys.ActorOf(PeerSession.Props(PeerId, Region, settings ?? Settings, Enrollment, PeersRegion.Ref, Clock,
             new ExitServices(exits ?? Exits, Allocator, Pools.Ref, Relay), SessionLog));
     }
 
@@ -559,35 +568,37 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
     }
 
     /// <summary>The client's StatusReport: the exit (handshake at <paramref name="exitHandshake"/>, null: none yet) and another peer.</summary>
-    private static HandshakesReported Report(DateTimeOffset? exitHandshake) =>
-        new(PeerId, [new ReportedHandshake(OtherKey, DateTimeOffset.UtcNow), new ReportedHandshake(ExitKey, exitHandshake)]);
+    private HandshakesReported Report(DateTimeOffset? exitHandshake) =>
+        new(PeerId, [new ReportedHandshake(OtherKey, Clock.GetUtcNow()), new ReportedHandshake(ExitKey, exitHandshake)]);
 
-    /// <summary>Reports like an agent, every <see cref="ReportInterval"/>, until this SuperNode's relay leg opens; returns that call.</summary>
+    /// <summary>
+    /// Reports like an agent, every <see cref="ReportInterval"/> of the clock, until this SuperNode's relay leg opens (within
+    /// the path's stale time and a few timeouts); returns that call.
+    /// </summary>
     private RelayLegOpened ReportUntilRelayOpens(IActorRef entity, DateTimeOffset? exitHandshake = null)
     {
-        var giveUp = Stopwatch.StartNew();
-        while (giveUp.Elapsed < Patience)
+        var from = Clock.GetUtcNow();
+        while (Clock.GetUtcNow() - from < Exits.PathStaleAfter + FewTimeouts)
         {
             entity.Tell(Report(exitHandshake));
-            if (Legs.ReceiveOne(ReportInterval) is { } call)
-            {
-                return Assert.IsType<RelayLegOpened>(call);
-            }
+            State(entity);
+            if (Legs.HasMessages)
+                return Assert.IsType<RelayLegOpened>(Legs.ReceiveOne(TimeSpan.Zero));
+            Advance(entity, ReportInterval);
         }
 
-        Assert.Fail($"no relay leg was opened within {Patience} of reports without a handshake with the exit");
+        Assert.Fail($"no relay leg was opened within {Clock.GetUtcNow() - from} of reports without a handshake with the exit");
         return null!;
     }
 
-    /// <summary>Reports no handshake with the exit like an agent for <paramref name="duration"/>; no relay leg may be touched meanwhile.</summary>
+    /// <summary>Reports no handshake with the exit like an agent for <paramref name="duration"/> of the clock; no relay leg may be touched.</summary>
     private void ReportWithoutRelay(IActorRef entity, TimeSpan duration)
     {
-        // By the clock, not by rounds: on a loaded machine a round takes longer than the interval.
-        var reporting = Stopwatch.StartNew();
-        while (reporting.Elapsed < duration)
+        for (var from = Clock.GetUtcNow(); Clock.GetUtcNow() - from < duration;)
         {
             entity.Tell(Report(exitHandshake: null));
-            Legs.ExpectNoMsg(ReportInterval);
+            Advance(entity, ReportInterval);
+            Legs.ExpectNoMsg(TimeSpan.Zero);
         }
     }
 

@@ -19,13 +19,20 @@ public abstract class PeerSessionTestKit(ITestOutputHelper output) : SqliteTestK
     /// <summary>The session's log, in the test's output.</summary>
     protected ILogger SessionLog { get; } = new TestOutputLogger(output, nameof(PeerSession));
 
+    /// <summary>The sessions' clock: their deadlines, event times and timers move only when a test advances it.</summary>
+    protected ManualTimeProvider Clock { get; } = new();
+
     protected const string Region = "eu-west";
     protected const string PeerId = "peer-1";
     protected const string Token = "enroll-secret";
 
-    protected static readonly TimeSpan Patience = TimeSpan.FromSeconds(5);
+    /// <summary>
+    /// How long a test waits for what real I/O (the SQLite journal, a piped task) brings back: only a failing test waits it
+    /// out, so it is generous for a loaded machine. Nothing here waits on the session's own timers: those run on <see cref="Clock"/>.
+    /// </summary>
+    protected static readonly TimeSpan Patience = TimeSpan.FromSeconds(15);
 
-    /// <summary>Short timers so a command runs out of its 3 deliveries in about 0.6 s: 0, 200 ms, 450 ms, fail at 600 ms.</summary>
+    /// <summary>Short timers: a command is delivered at 0, 200 and 450 ms of <see cref="Clock"/> and fails at 600 ms.</summary>
     protected static readonly PeerSessionSettings Fast = new(
         AckTimeout: TimeSpan.FromMilliseconds(150),
         MaxAttempts: 3,
@@ -50,7 +57,38 @@ public abstract class PeerSessionTestKit(ITestOutputHelper output) : SqliteTestK
     private TestProbe? _peersRegion;
 
     protected IActorRef Start(PeerSessionSettings? settings = null, TimeProvider? time = null) =>
-        Sys.ActorOf(PeerSession.Props(PeerId, Region, settings ?? Fast, Enrollment, PeersRegion.Ref, time, logger: SessionLog));
+        Sys.ActorOf(PeerSession.Props(PeerId, Region, settings ?? Fast, Enrollment, PeersRegion.Ref, time ?? Clock, logger: SessionLog));
+
+    /// <summary>
+    /// Moves <see cref="Clock"/> on, firing the session's timers due meanwhile, and waits until <paramref name="entity"/> has
+    /// handled them (a round trip: its reply comes after the timers' messages and any events they persist).
+    /// </summary>
+    protected void Advance(IActorRef entity, TimeSpan by)
+    {
+        Clock.Advance(by);
+        State(entity);
+    }
+
+    /// <summary>
+    /// <see cref="Advance"/> in steps of <paramref name="step"/>, for timers the session arms as earlier ones fire (a
+    /// command's redeliveries): one big move would fire only the first.
+    /// </summary>
+    protected void Advance(IActorRef entity, TimeSpan by, TimeSpan step)
+    {
+        for (var moved = TimeSpan.Zero; moved < by; moved += step)
+            Advance(entity, step < by - moved ? step : by - moved);
+    }
+
+    /// <summary>
+    /// Advances <see cref="Clock"/> by <paramref name="step"/> until <paramref name="assertion"/> holds: for a timer the
+    /// session arms only once work it started outside the actor (a fake region's answer) has come back.
+    /// </summary>
+    protected void AdvanceUntil(IActorRef entity, TimeSpan step, Action assertion) =>
+        AwaitAssert(() =>
+        {
+            Advance(entity, step);
+            assertion();
+        }, Patience, TimeSpan.FromMilliseconds(20));
 
     /// <summary>An authentication signed by <paramref name="signer"/> (default: the peer's key) over fresh bytes.</summary>
     protected AuthenticatePeer Auth(
