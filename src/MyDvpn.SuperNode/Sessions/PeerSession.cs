@@ -4,6 +4,7 @@ using Akka.Persistence;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using MyDvpn.Common;
+using MyDvpn.Hosting;
 using MyDvpn.SuperNode.Exits;
 using MyDvpn.SuperNode.Relay;
 
@@ -44,6 +45,7 @@ public sealed class PeerSession : ReceivePersistentActor
     private readonly ExitServices? _exits;
     private readonly ILogger _logger;
     private readonly ClockTimers _timers;
+    private readonly Snapshots _snapshots;
     private readonly CancellationTokenSource _lifetime = new();
 
     // Not persisted: what a restart forgets.
@@ -70,13 +72,8 @@ public sealed class PeerSession : ReceivePersistentActor
         _state = PeerState.Empty(peerId, region, config);
         PersistenceId = PersistenceIdFor(region, peerId);
 
-        Recover<SnapshotOffer>(offer =>
-        {
-            if (offer.Snapshot is PeerSnapshot snapshot)
-                _state = PeerState.FromSnapshot(snapshot, config);
-            else
-                Note(LogLevel.Warning, "Ignoring a snapshot of unknown type {SnapshotType}", offer.Snapshot.GetType());
-        });
+        _snapshots = new Snapshots(this, settings.SnapshotEvery, logger, $"Session of peer {peerId}");
+        Recover<SnapshotOffer>(offer => _snapshots.Restore<PeerSnapshot>(offer, snapshot => _state = PeerState.FromSnapshot(snapshot, config)));
         Recover<IPeerSessionEvent>(evt => _state = _state.Apply(evt));
         Recover<RecoveryCompleted>(_ => OnRecovered());
 
@@ -130,11 +127,7 @@ public sealed class PeerSession : ReceivePersistentActor
         Command<CommandOutcomeFor>(outcome => Note(LogLevel.Information, "Command {CommandId} on peer {OtherPeerId} ended: {Outcome}",
             outcome.Outcome.CommandId, outcome.Outcome.PeerId, outcome.Outcome.FailureReason ?? outcome.Outcome.Response?.OutcomeCase.ToString()));
         Command<StopPeerSession>(_ => Context.Stop(Self));
-        Command<SaveSnapshotSuccess>(success => DeleteSnapshots(new SnapshotSelectionCriteria(success.Metadata.SequenceNr - 1)));
-        Command<SaveSnapshotFailure>(failure => Note(LogLevel.Warning, "Saving a snapshot at {SequenceNr} failed: {Problem}",
-            failure.Metadata.SequenceNr, failure.Cause.Message));
-        Command<DeleteSnapshotsSuccess>(_ => { });
-        Command<DeleteSnapshotsFailure>(failure => Note(LogLevel.Warning, "Deleting old snapshots failed: {Problem}", failure.Cause.Message));
+        Command<ISnapshotResponse>(_snapshots.Handle);
     }
 
     public override string PersistenceId { get; }
@@ -226,15 +219,12 @@ public sealed class PeerSession : ReceivePersistentActor
         var waiting = new AwaitingJournal(requester, decision.ReplyIfLost, decision.Events);
         _awaitingJournal.Add(waiting);
         var remaining = decision.Events.Count;
-        var snapshotDue = false;
         PersistAll(decision.Events, _ =>
         {
-            snapshotDue |= LastSequenceNr % _settings.SnapshotEvery == 0;
             if (--remaining > 0 || !_awaitingJournal.Remove(waiting))
                 return;
             _state = decision.State;
-            if (snapshotDue)
-                SaveSnapshot(_state.ToSnapshot());
+            _snapshots.AfterPersisted(decision.Events.Count, _state.ToSnapshot);
             Perform(decision.Effects, requester);
         });
     }
