@@ -69,9 +69,11 @@ public static class EnrollmentMapping
         _ => throw new ArgumentOutOfRangeException(nameof(refusal), refusal, "unknown refusal"),
     };
 
-    /// <summary>PermissionDenied with the reason in words and its name in the <c>mydvpn-reason</c> trailer.</summary>
-    public static RpcException Refused(RefusalReason reason, string detail) =>
-        RefusalReasons.ToRpcException(reason, StatusCode.PermissionDenied, detail);
+    /// <summary>
+    /// The reason's status from the refusal catalogue (PermissionDenied for every token refusal and a revocation), the
+    /// reason in words and its name in the <c>mydvpn-reason</c> trailer.
+    /// </summary>
+    public static RpcException Refused(RefusalReason reason, string detail) => RefusalReasons.ToRpcException(reason, detail);
 
     public static Proto.RevocationList ToProto(RevocationsAfter after)
     {

@@ -11,19 +11,8 @@ public sealed class StreamRefusal(RefusalReason reason, string detail) : Excepti
     public RefusalReason Reason { get; } = reason;
     public string Detail { get; } = detail;
 
-    public StatusCode StatusCode => Reason switch
-    {
-        RefusalReason.AuthTimeout or RefusalReason.HeartbeatTimeout => StatusCode.DeadlineExceeded,
-        RefusalReason.MalformedMessage => StatusCode.InvalidArgument,
-        RefusalReason.RateLimited or RefusalReason.AtCapacity => StatusCode.ResourceExhausted,
-        RefusalReason.Unavailable => StatusCode.Unavailable,
-        RefusalReason.Replaced => StatusCode.Aborted,
-        RefusalReason.UnknownPeer => StatusCode.Unauthenticated,
-        RefusalReason.BadSignature or RefusalReason.ReplayedChallenge or RefusalReason.ExpiredChallenge => StatusCode.Unauthenticated,
-        _ => StatusCode.PermissionDenied,
-    };
-
-    public RpcException ToRpcException() => RefusalReasons.ToRpcException(Reason, StatusCode, Detail);
+    /// <summary>The refusal as the call's end: the reason's status from the refusal catalogue, the reason in the trailer.</summary>
+    public RpcException ToRpcException() => RefusalReasons.ToRpcException(Reason, Detail);
 }
 
 /// <summary>Counts and logs refusals as security events (not the ordinary closes).</summary>

@@ -19,7 +19,15 @@ public abstract record ExitAllocationResult
 
     public sealed record Allocated(ExitAssignmentRecord Assignment) : ExitAllocationResult;
 
-    public sealed record Refused(StatusCode Code, RefusalReason Reason, string Detail) : ExitAllocationResult;
+    /// <param name="Code">The reason's status in the refusal catalogue (kept for the callers that still name one).</param>
+    public sealed record Refused(StatusCode Code, RefusalReason Reason, string Detail) : ExitAllocationResult
+    {
+        /// <summary>A refusal with the status the refusal catalogue gives <paramref name="reason"/>.</summary>
+        public Refused(RefusalReason reason, string detail)
+            : this(RefusalCatalogue.StatusOf(reason), reason, detail)
+        {
+        }
+    }
 }
 
 /// <summary>How a client's session reaches the exit pool of a region (its own or another).</summary>
@@ -56,7 +64,7 @@ public sealed class ExitAllocationClient(DirectoryCache directory, DirectoryClie
         var superNodes = await KnownSuperNodesAsync(request.Region, request.AssignmentId, cancellationToken);
         if (superNodes.Count == 0)
         {
-            return new ExitAllocationResult.Refused(StatusCode.NotFound, RefusalReason.UnknownRegion,
+            return new ExitAllocationResult.Refused(RefusalReason.UnknownRegion,
                 $"the directory knows no SuperNode of region {request.Region}");
         }
 
@@ -76,7 +84,7 @@ public sealed class ExitAllocationClient(DirectoryCache directory, DirectoryClie
                 }
                 catch (RpcException ex) when (RefusalReasons.Of(ex) is { } reason)
                 {
-                    return new ExitAllocationResult.Refused(ex.StatusCode, reason, WithoutReasonPrefix(ex.Status.Detail, reason));
+                    return new ExitAllocationResult.Refused(reason, WithoutReasonPrefix(ex.Status.Detail, reason));
                 }
                 catch (RpcException ex) when (!cancellationToken.IsCancellationRequested)
                 {
@@ -87,7 +95,7 @@ public sealed class ExitAllocationClient(DirectoryCache directory, DirectoryClie
             superNodes = round == 0 ? await RefreshedSuperNodesAsync(request.Region, request.AssignmentId, cancellationToken) : [];
         }
 
-        return new ExitAllocationResult.Refused(StatusCode.Unavailable, RefusalReason.RegionUnreachable,
+        return new ExitAllocationResult.Refused(RefusalReason.RegionUnreachable,
             $"no SuperNode of region {request.Region} answered ({string.Join("; ", failures)})");
     }
 

@@ -42,7 +42,7 @@ public sealed class ExitAllocationService(
         return answer switch
         {
             ExitAllocated allocated => allocated.Assignment.ToProto(),
-            ExitAllocationRefused refused => throw RefusalReasons.ToRpcException(refused.Reason, refused.Code, refused.Detail),
+            ExitAllocationRefused refused => throw RefusalReasons.ToRpcException(refused.Reason, refused.Detail),
             _ => throw new RpcException(new Status(StatusCode.Internal, $"unexpected answer from the exit pool: {answer.GetType().Name}")),
         };
     }
@@ -68,12 +68,12 @@ public sealed class ExitAllocationService(
             "partner_endpoint must be the client side's relay leg as ip:port");
         var answer = await AskAsync(new GetAssignment(request.Region, request.AssignmentId), settings.Edge.SessionTimeout, context);
         if (answer is not AssignmentDetails { Assignment: { } assignment } details)
-            throw RefusalReasons.ToRpcException(RefusalReason.Unavailable, StatusCode.NotFound, $"region {settings.Region} holds no active assignment {request.AssignmentId}");
+            throw RefusalReasons.ToRpcException(RefusalReason.Unavailable, $"region {settings.Region} holds no active assignment {request.AssignmentId}");
         // The leg takes the exit's packets from the address its stream comes from; while the pool does not know it (the
         // pool just moved to this SuperNode, the exit is reconnecting) the public address its endpoint was set up with.
         var exitEndpoint = IPEndPoint.TryParse(assignment.ExitEndpoint, out var endpoint) ? endpoint : null;
         if (!IPAddress.TryParse(details.ExitPublicAddress, out var exitAddress) && (exitAddress = exitEndpoint?.Address) is null)
-            throw RefusalReasons.ToRpcException(RefusalReason.Unavailable, StatusCode.Unavailable, $"exit {assignment.ExitPeerId} is offline; its relay leg cannot be opened");
+            throw RefusalReasons.ToRpcException(RefusalReason.Unavailable, $"exit {assignment.ExitPeerId} is offline; its relay leg cannot be opened");
 
         IPEndPoint leg;
         try
@@ -83,7 +83,7 @@ public sealed class ExitAllocationService(
         }
         catch (InvalidOperationException ex)
         {
-            throw RefusalReasons.ToRpcException(RefusalReason.AtCapacity, StatusCode.ResourceExhausted, ex.Message);
+            throw RefusalReasons.ToRpcException(RefusalReason.AtCapacity, ex.Message);
         }
         catch (RelayDrainingException ex)
         {
@@ -151,7 +151,7 @@ public sealed class ExitAllocationService(
     {
         if (region != settings.Region)
         {
-            throw RefusalReasons.ToRpcException(RefusalReason.WrongRegion, StatusCode.FailedPrecondition,
+            throw RefusalReasons.ToRpcException(RefusalReason.WrongRegion,
                 $"this SuperNode serves region {settings.Region}, not '{region}'");
         }
     }
@@ -159,7 +159,7 @@ public sealed class ExitAllocationService(
     private static void Require(bool condition, string problem)
     {
         if (!condition)
-            throw RefusalReasons.ToRpcException(RefusalReason.MalformedMessage, StatusCode.InvalidArgument, problem);
+            throw RefusalReasons.ToRpcException(RefusalReason.MalformedMessage, problem);
     }
 
     private async Task<object> AskAsync(object message, TimeSpan timeout, ServerCallContext context)

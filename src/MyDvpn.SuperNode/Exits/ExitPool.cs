@@ -5,7 +5,6 @@ using Akka.Event;
 using Akka.Persistence;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
-using Grpc.Core;
 using MyDvpn.Hosting;
 using MyDvpn.Protocol.Control;
 using MyDvpn.SuperNode.Sessions;
@@ -107,7 +106,7 @@ public sealed class ExitPool : ReceivePersistentActor, IWithTimers
         var sender = Sender;
         if (request.Region != Region)
         {
-            sender.Tell(new ExitAllocationRefused(StatusCode.InvalidArgument, RefusalReason.WrongRegion,
+            sender.Tell(new ExitAllocationRefused(RefusalReason.WrongRegion,
                 $"the exit pool of region {Region} got a request for region {request.Region}"));
             return;
         }
@@ -116,7 +115,7 @@ public sealed class ExitPool : ReceivePersistentActor, IWithTimers
         {
             if (existing.ClientPeerId != request.ClientPeerId || existing.ClientRegion != request.ClientRegion)
             {
-                sender.Tell(new ExitAllocationRefused(StatusCode.AlreadyExists, RefusalReason.MalformedMessage,
+                sender.Tell(new ExitAllocationRefused(RefusalReason.MalformedMessage,
                     $"assignment {request.AssignmentId} belongs to another client"));
             }
             else if (existing.Active)
@@ -129,7 +128,7 @@ public sealed class ExitPool : ReceivePersistentActor, IWithTimers
             }
             else
             {
-                sender.Tell(new ExitAllocationRefused(StatusCode.Unavailable, RefusalReason.Unavailable,
+                sender.Tell(new ExitAllocationRefused(RefusalReason.Unavailable,
                     $"assignment {request.AssignmentId} is being rolled back; ask again"));
             }
             return;
@@ -184,7 +183,7 @@ public sealed class ExitPool : ReceivePersistentActor, IWithTimers
             case ReservationDecision.Refuse refuse:
                 var refusal = setup.Failures.Count == 0
                     ? refuse.Refusal
-                    : new ExitAllocationRefused(StatusCode.Unavailable, RefusalReason.ExitSetupFailed,
+                    : new ExitAllocationRefused(RefusalReason.ExitSetupFailed,
                         $"{string.Join("; ", setup.Failures)}; then {refuse.Refusal.Detail}");
                 _log.Info("Exit pool of region {0}: no exit for client {1}@{2}: {3}", Region, setup.Request.ClientPeerId,
                     setup.Request.ClientRegion, refusal.Detail);
@@ -300,7 +299,7 @@ public sealed class ExitPool : ReceivePersistentActor, IWithTimers
                 SendRemove(reserved, "setup rolled back: " + why);
             if (setup.ReleaseRequested || setup.Tried.Count >= _settings.MaxExitAttempts)
             {
-                Finish(setup, new ExitAllocationRefused(StatusCode.Unavailable, RefusalReason.ExitSetupFailed,
+                Finish(setup, new ExitAllocationRefused(RefusalReason.ExitSetupFailed,
                     setup.ReleaseRequested ? $"released during the setup; {why}" : string.Join("; ", setup.Failures)));
                 return;
             }

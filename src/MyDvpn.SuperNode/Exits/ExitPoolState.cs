@@ -1,5 +1,4 @@
 using System.Collections.Immutable;
-using Grpc.Core;
 using MyDvpn.Protocol.Control;
 
 namespace MyDvpn.SuperNode.Exits;
@@ -122,7 +121,7 @@ public sealed record ExitPoolState(
             var subnet = FreeSubnet(addressing);
             if (subnet is null)
             {
-                return new ReservationDecision.Refuse(new ExitAllocationRefused(StatusCode.ResourceExhausted, RefusalReason.NoExitAvailable,
+                return new ReservationDecision.Refuse(new ExitAllocationRefused(RefusalReason.NoExitAvailable,
                     $"the tunnel pool of region {Region} has no free /{addressing.SubnetPrefixLength} left for exit {pick.PeerId} ({addressing.SubnetCount} subnets in use)"));
             }
             events.Add(new ExitSubnetAssigned(pick.PeerId, subnet.Value));
@@ -133,7 +132,7 @@ public sealed record ExitPoolState(
         return new ReservationDecision.Reserve(pick.PeerId, events.ToImmutable());
 
         ReservationDecision Refuse(string detail) =>
-            new ReservationDecision.Refuse(new ExitAllocationRefused(StatusCode.ResourceExhausted, RefusalReason.NoExitAvailable, detail));
+            new ReservationDecision.Refuse(new ExitAllocationRefused(RefusalReason.NoExitAvailable, detail));
     }
 
     private int? FreeSubnet(TunnelAddressing addressing)

@@ -81,8 +81,11 @@ public sealed record AllocateExit(
 
 public sealed record ExitAllocated(ExitAssignmentRecord Assignment);
 
-/// <summary>Why no exit was given: a gRPC status code and a reason for the client.</summary>
-public sealed record ExitAllocationRefused(StatusCode Code, RefusalReason Reason, string Detail);
+/// <summary>Why no exit was given: a reason for the client, whose gRPC status is the refusal catalogue's.</summary>
+public sealed record ExitAllocationRefused(RefusalReason Reason, string Detail)
+{
+    public StatusCode Code => RefusalCatalogue.StatusOf(Reason);
+}
 
 /// <summary>Remove the exit's half of an assignment and free its address. Reply: <see cref="ExitReleased"/>.</summary>
 public sealed record ReleaseExit(string Region, string AssignmentId, string Reason) : IWithRegion;

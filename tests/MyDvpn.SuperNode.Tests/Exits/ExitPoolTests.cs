@@ -125,8 +125,8 @@ public sealed class ExitPoolTests(ITestOutputHelper output) : SqliteTestKit(outp
         var elsewhere = CreateTestProbe();
         pool.Tell(new AllocateExit("ap-south", "as-2", "client-1", ClientRegion, ClientKey), elsewhere.Ref);
 
-        Assert.Equal(StatusCode.AlreadyExists, stolen.Code);
-        Assert.Equal((StatusCode.InvalidArgument, RefusalReason.WrongRegion), Reason(elsewhere.ExpectMsg<ExitAllocationRefused>(Patience)));
+        Assert.Equal((StatusCode.InvalidArgument, RefusalReason.MalformedMessage), Reason(stolen));
+        Assert.Equal((StatusCode.PermissionDenied, RefusalReason.WrongRegion), Reason(elsewhere.ExpectMsg<ExitAllocationRefused>(Patience)));
         Peers.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
     }
 
