@@ -49,9 +49,10 @@ public static class SuperNodeHost
                 var exitAllocator = services.GetRequiredService<ExitAllocationClient>();
                 var relay = services.GetRequiredService<IRelayLegs>();
                 var sessionLogger = services.GetRequiredService<ILoggerFactory>().CreateLogger<PeerSession>();
+                var poolLogger = services.GetRequiredService<ILoggerFactory>().CreateLogger<ExitPool>();
                 akka.WithShardRegion<ExitPoolShard>(
                     ExitPoolEntityTypes.ExitPool,
-                    (_, registry) => region => ExitPool.Props(region, settings.Exits, registry.Get<PeerSessionShard>()),
+                    (_, registry) => region => ExitPool.Props(region, settings.Exits, registry.Get<PeerSessionShard>(), logger: poolLogger),
                     new ExitPoolMessageExtractor(),
                     new ShardOptions
                     {

@@ -20,8 +20,9 @@ public sealed record PoolAssignment(
 public sealed record ExitPresence(int Capacity, string PublicAddress, TimeSpan? Rtt, DateTimeOffset LastHeard);
 
 /// <summary>
-/// The durable state of a region's exit pool: which subnet each exit owns and the assignments reserved or active.
-/// Pure: <see cref="Apply"/> folds an event in, <see cref="DecideReservation"/> picks an exit; neither does I/O.
+/// The durable state of a region's exit pool (the journal's part of <see cref="PoolState"/>): which subnet each exit owns
+/// and the assignments reserved or active. Pure: <see cref="Apply"/> folds an event in, <see cref="DecideReservation"/>
+/// picks an exit; neither does I/O.
 /// </summary>
 public sealed record ExitPoolState(
     string Region,
