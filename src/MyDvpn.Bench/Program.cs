@@ -7,6 +7,7 @@ using MyDvpn.Hosting;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Protocol.SuperNode;
 using MyDvpn.Security;
+using MyDvpn.SuperNode.Commands;
 
 namespace MyDvpn.Bench;
 
@@ -182,7 +183,7 @@ public static class Program
                     var answer = await client.IssueCommandAsync(new IssueCommandRequest
                     {
                         PeerId = peer.PeerId,
-                        Command = new MyDvpn.Protocol.Control.Command { Disconnect = new Disconnect { Reason = "benchmark" } },
+                        Command = PeerCommands.Disconnect("benchmark"),
                         Wait = true,
                     }, cancellationToken: cancellationToken);
                     latencies[i] = Stopwatch.GetElapsedTime(started).TotalMilliseconds;

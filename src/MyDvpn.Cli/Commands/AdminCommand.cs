@@ -9,6 +9,7 @@ using MyDvpn.Protocol.Admin;
 using MyDvpn.Protocol.Directory;
 using MyDvpn.Protocol.SuperNode;
 using MyDvpn.Security;
+using MyDvpn.SuperNode.Commands;
 using Spectre.Console;
 using PeerRole = MyDvpn.Protocol.Control.PeerRole;
 
@@ -124,7 +125,7 @@ public static class AdminCommand
                 Request = new IssueCommandRequest
                 {
                     PeerId = parse.GetRequiredValue(peerId),
-                    Command = new Protocol.Control.Command { Disconnect = new Protocol.Control.Disconnect { Reason = parse.GetValue(reason) ?? "" } },
+                    Command = PeerCommands.Disconnect(parse.GetValue(reason) ?? ""),
                     Wait = wait,
                 },
             }, new CallOptions(deadline: DateTime.UtcNow.AddSeconds(wait ? 75 : 20), cancellationToken: ct));

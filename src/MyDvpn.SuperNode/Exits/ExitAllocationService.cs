@@ -1,12 +1,12 @@
 using System.Net;
 using Akka.Actor;
 using Akka.Hosting;
-using Google.Protobuf;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using MyDvpn.Common;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Protocol.SuperNode;
+using MyDvpn.SuperNode.Commands;
 using MyDvpn.SuperNode.Relay;
 using Status = Grpc.Core.Status;
 
@@ -92,16 +92,8 @@ public sealed class ExitAllocationService(
         }
         relay.SetPartner(assignment.AssignmentId, RelaySides.Exit, partner!);
         // The exit's WireGuard sends to the client through this leg from now on (its own roaming would follow too).
-        sessions.ActorRef.Tell(new Sessions.IssueCommand(assignment.ExitPeerId, new Command
-        {
-            CommandId = Guid.NewGuid().ToString("N"),
-            RelaySetup = new RelaySetup
-            {
-                AssignmentId = assignment.AssignmentId,
-                PeerPublicKey = ByteString.CopyFrom(assignment.ClientPublicKey),
-                RelayEndpoint = leg.ToString(),
-            },
-        }));
+        sessions.ActorRef.Tell(new Sessions.IssueCommand(assignment.ExitPeerId,
+            PeerCommands.RelaySetup(assignment.AssignmentId, assignment.ClientPublicKey, leg.ToString())));
         logger.LogInformation("Relay leg for exit {ExitPeerId} of assignment {AssignmentId} open at {Leg}, chained to {Partner}",
             assignment.ExitPeerId, assignment.AssignmentId, leg, partner);
         return new RelayLegInfo { Endpoint = leg.ToString(), SupernodeId = settings.Id };
