@@ -249,7 +249,11 @@ public sealed partial class RelayLeg
         }
     }
 
-    /// <summary>Where a datagram from <paramref name="from"/> goes, or null (dropped and counted).</summary>
+    /// <summary>
+    /// Where a datagram from <paramref name="from"/> goes, or null (dropped and counted). A datagram that goes somewhere
+    /// marks the leg in use now, before it is sent: whoever receives it must find the leg active (an idle sweep right
+    /// after must not close it). Its packet and byte counts follow once the send returned.
+    /// </summary>
     private SocketAddress? Route(SocketAddress from, long now, out bool toPeer)
     {
         var chained = partner;
@@ -258,7 +262,10 @@ public sealed partial class RelayLeg
         {
             toPeer = true;
             if (target.Endpoint is { } peerEndpoint)
+            {
+                Volatile.Write(ref lastForwardTicks, now);
                 return peerEndpoint;
+            }
             Drop(RelayDropReason.PeerPortUnknown);
             return null;
         }
@@ -280,7 +287,10 @@ public sealed partial class RelayLeg
         }
         target.LastHeardTicks = now;
         if (chained is not null)
+        {
+            Volatile.Write(ref lastForwardTicks, now);
             return chained.Address;
+        }
         Drop(RelayDropReason.NoPartner);
         return null;
     }

@@ -23,6 +23,9 @@ public sealed class RelayServiceTests
 
         await AssertRoundTripsAsync(client, exit, clientLeg, exitLeg);
 
+        // A leg counts a datagram once its send returned, which can be after the datagram arrived.
+        await RelayTestPorts.EventuallyAsync(() => relay.Legs.All(l => l.PacketsToPartner + l.PacketsToPeer >= 2 * Payloads.Length),
+            "both legs counted every datagram they forwarded");
         var legs = relay.Legs;
         Assert.Equal([RelaySides.Client, RelaySides.Exit], legs.Select(l => l.Side));
         var clientStatus = legs[0];
@@ -48,6 +51,10 @@ public sealed class RelayServiceTests
 
         await AssertRoundTripsAsync(client, exit, clientLeg, exitLeg);
 
+        // A leg counts a datagram once its send returned, which can be after the datagram arrived.
+        await RelayTestPorts.EventuallyAsync(
+            () => clientRegion.Legs.Sum(l => l.PacketsToPartner) >= Payloads.Length && exitRegion.Legs.Sum(l => l.PacketsToPeer) >= Payloads.Length,
+            "both legs counted every datagram they forwarded");
         Assert.Equal(3, Assert.Single(clientRegion.Legs).PacketsToPartner);
         Assert.Equal(3, Assert.Single(exitRegion.Legs).PacketsToPeer);
     }
