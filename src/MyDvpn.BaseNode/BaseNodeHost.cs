@@ -3,6 +3,7 @@ using Akka.Cluster.Sharding;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using MyDvpn.BaseNode.Directory;
 using MyDvpn.BaseNode.Enrollment;
 using MyDvpn.Hosting;
@@ -58,6 +59,9 @@ public static class BaseNodeHost
         builder.Services.AddSingleton<DirectoryQueries>();
         builder.Services.AddSingleton<EnrollmentQueries>();
         builder.Services.AddSingleton<SuperNodeClients>();
+        builder.Services.AddHostedService(services => new SuperNodeConnections(
+            services.GetRequiredService<DirectoryQueries>(), services.GetRequiredService<SuperNodeClients>(), directory.ReportInterval,
+            TimeProvider.System, services.GetRequiredService<ILogger<SuperNodeConnections>>()));
 
         var app = builder.Build();
         var grpcHost = $"*:{settings.Listen.Port}";

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using Grpc.Core;
+using Grpc.Health.V1;
 using Grpc.Net.Client;
 using Microsoft.Extensions.Logging;
 using MyDvpn.BaseNode.Directory;
@@ -29,7 +30,11 @@ public sealed class SuperNodeClients(TlsMaterial tls, ILogger<SuperNodeClients> 
 {
     public static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(2);
 
+    /// <summary>A connection checked this recently (<see cref="ConnectAsync"/>) is not checked again: HTTP/2 pings keep it open.</summary>
+    public static readonly TimeSpan ConnectedFor = TimeSpan.FromSeconds(30);
+
     private readonly ConcurrentDictionary<string, Lazy<GrpcChannel>> _channels = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, DateTimeOffset> _connectedAt = new(StringComparer.Ordinal);
 
     /// <summary>Calls <paramref name="call"/> on every SuperNode in parallel; a failure marks that one unreachable.</summary>
     /// <param name="what">The call, for the log (e.g. "revoke peer-1").</param>
@@ -108,6 +113,35 @@ public sealed class SuperNodeClients(TlsMaterial tls, ILogger<SuperNodeClients> 
         throw new RpcException(new Status(StatusCode.Unavailable,
             failures.Count == 0 ? $"no SuperNode is up for {what}" : $"no SuperNode answered for {what} ({string.Join("; ", failures)})"));
     }
+
+    /// <summary>
+    /// Makes sure this BaseNode's mutual-TLS connection to each SuperNode is open, with a gRPC health check on those not
+    /// checked in the last <see cref="ConnectedFor"/>: a revocation must close the peer's stream within a second, and
+    /// the first call to a SuperNode otherwise waits for its TCP and TLS handshakes (half a second on a loaded host).
+    /// One that does not answer is tried again at the next call of this.
+    /// </summary>
+    public Task ConnectAsync(IEnumerable<SuperNodeInfo> superNodes, DateTimeOffset now, CancellationToken cancellationToken) =>
+        Task.WhenAll(superNodes
+            .Where(node => !_connectedAt.TryGetValue(node.GrpcEndpoint, out var at) || now - at >= ConnectedFor)
+            .Select(async node =>
+            {
+                try
+                {
+                    var options = new CallOptions(deadline: DateTime.UtcNow + CallTimeout, cancellationToken: cancellationToken);
+                    await new Health.HealthClient(ChannelFor(node.GrpcEndpoint)).CheckAsync(new HealthCheckRequest(), options);
+                    _connectedAt[node.GrpcEndpoint] = now;
+                }
+                catch (RpcException ex) when (!cancellationToken.IsCancellationRequested)
+                {
+                    _connectedAt.TryRemove(node.GrpcEndpoint, out _);
+                    logger.LogDebug("No connection to SuperNode {SuperNodeId} of region {Region} at {Endpoint} yet: {StatusCode} {Detail}",
+                        node.SuperNodeId, node.Region, node.GrpcEndpoint, ex.StatusCode, ex.Status.Detail);
+                }
+                catch (ConfigurationException)
+                {
+                    // Said by the calls that use it (CallEachAsync).
+                }
+            }));
 
     public void Dispose()
     {
