@@ -57,20 +57,51 @@ public sealed class RefusalsTests
     [InlineData((StatusCode)99, "99")]
     public void Exit_request_failures_name_the_grpc_status_as_the_grpc_spec_does(StatusCode code, string name)
     {
-        Assert.Equal(name, ControlChannel.GrpcStatusName((int)code));
+        Assert.Equal(name, Refusals.GrpcStatusName((int)code));
     }
 
+    // By reason, from the refusal catalogue (it was by gRPC status before the catalogue): a failure is asked again unless
+    // its reason is permanent, whatever status it came with; a reason this version does not know is asked again.
     [Theory]
-    [InlineData(StatusCode.ResourceExhausted, true)]
-    [InlineData(StatusCode.Unavailable, true)]
-    [InlineData(StatusCode.DeadlineExceeded, true)]
-    [InlineData(StatusCode.Aborted, true)]
-    [InlineData(StatusCode.PermissionDenied, false)]
-    [InlineData(StatusCode.InvalidArgument, false)]
-    [InlineData(StatusCode.NotFound, false)]
-    public void Only_exit_request_failures_that_may_pass_are_retried(StatusCode code, bool retried)
+    [InlineData(RefusalReason.NoExitAvailable, true)]
+    [InlineData(RefusalReason.ExitSetupFailed, true)]
+    [InlineData(RefusalReason.RegionUnreachable, true)]
+    [InlineData(RefusalReason.Unavailable, true)]
+    [InlineData(RefusalReason.RateLimited, true)]
+    [InlineData((RefusalReason)999, true)]
+    [InlineData(RefusalReason.NotAnExitClient, false)]
+    [InlineData(RefusalReason.UnknownRegion, false)]
+    [InlineData(RefusalReason.MalformedMessage, false)]
+    public void Only_exit_request_failures_that_may_pass_are_retried(RefusalReason reason, bool retried)
     {
-        Assert.Equal(retried, ControlChannel.TransientExitFailures.Contains(code));
+        Assert.Equal(retried, Refusals.RetriesExitRequest(reason));
+    }
+
+    [Fact]
+    public void A_stream_refusal_is_permanent_exactly_when_the_catalogue_says_so()
+    {
+        foreach (var reason in RefusalCatalogue.Known)
+            Assert.Equal(RefusalCatalogue.IsPermanent(reason), Refusals.Classify(Refused(RefusalReasons.WireName(reason))).Permanent);
+    }
+
+    [Fact]
+    public void Advice_is_the_catalogues_with_what_only_the_agent_knows_around_it()
+    {
+        var settings = new PeerSettings(PeerRole.Client, "peer-7", "eu-west", null!, null!, [new MyDvpn.Common.HostPort("127.0.0.1", 1)], null, null,
+            "/var/lib/mydvpn/peer-7", null!);
+
+        var replaced = Refusals.Explain(RefusalReason.Replaced, settings, enrolled: false);
+        var unknown = Refusals.Explain(RefusalReason.UnknownPeer, settings, enrolled: true);
+        var revoked = Refusals.Explain(RefusalReason.Revoked, settings, enrolled: true);
+        var region = Refusals.ExplainExitRefusal(RefusalReason.UnknownRegion, "mars-1");
+
+        Assert.StartsWith(RefusalCatalogue.AdviceFor(RefusalReason.Replaced), replaced, StringComparison.Ordinal);
+        Assert.Contains("peer id 'peer-7'", replaced, StringComparison.Ordinal);
+        Assert.StartsWith(RefusalCatalogue.AdviceFor(RefusalReason.UnknownPeer), unknown, StringComparison.Ordinal);
+        Assert.Contains(EnrollmentRecord.PathIn("/var/lib/mydvpn/peer-7"), unknown, StringComparison.Ordinal);
+        Assert.Equal(RefusalCatalogue.AdviceFor(RefusalReason.Revoked), revoked);
+        Assert.StartsWith(RefusalCatalogue.AdviceFor(RefusalReason.UnknownRegion), region, StringComparison.Ordinal);
+        Assert.Contains("--exit-region is 'mars-1'", region, StringComparison.Ordinal);
     }
 
     private static RpcException Refused(string reason) =>

@@ -1,6 +1,5 @@
 using Akka.Actor;
 using Google.Protobuf;
-using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using MyDvpn.Common;
 using MyDvpn.Peer.Commands;
@@ -19,9 +18,9 @@ namespace MyDvpn.Peer.Control;
 /// <para>
 /// A client (role client or both) with <c>--exit-region</c> asks for an exit after each authentication while its
 /// <see cref="TunnelState"/> holds none: one ExitRequest outstanding at a time, sent again when unanswered for
-/// <see cref="PeerTimings.ExitRequestTimeout"/> or after a reconnect. A transient ExitRequestFailed
-/// (<c>RESOURCE_EXHAUSTED</c>, <c>UNAVAILABLE</c>, <c>DEADLINE_EXCEEDED</c>, <c>ABORTED</c>) is retried after a jittered
-/// exponential backoff; any other stops the requests until the agent restarts, as a Disconnect does. A client-side
+/// <see cref="PeerTimings.ExitRequestTimeout"/> or after a reconnect. An ExitRequestFailed is retried after a jittered
+/// exponential backoff unless the <see cref="RefusalCatalogue"/> calls its reason permanent (a reason this version does
+/// not know is retried); a permanent one stops the requests until the agent restarts, as a Disconnect does. A client-side
 /// SetupExit ends the asking; a client-side RemoveExit starts it again. On a clean stop (<see cref="ReleaseExit"/>,
 /// from the host's coordinated shutdown) a held exit is given back with an ExitRelease before the stream closes.
 /// </para>
@@ -79,15 +78,6 @@ public sealed class ControlChannel : ReceiveActor, IWithTimers
 
     private const string ConnectTimer = "connect", AuthTimer = "auth-deadline", SilenceTimer = "silence",
         ExitRetryTimer = "exit-retry", ExitTimeoutTimer = "exit-timeout";
-
-    /// <summary>gRPC statuses of an ExitRequestFailed that may pass: the request is sent again after a backoff.</summary>
-    public static readonly IReadOnlySet<StatusCode> TransientExitFailures = new HashSet<StatusCode>
-    {
-        StatusCode.ResourceExhausted,
-        StatusCode.Unavailable,
-        StatusCode.DeadlineExceeded,
-        StatusCode.Aborted,
-    };
 
     private readonly PeerSettings settings;
     private readonly IActorRef executor;
@@ -485,7 +475,7 @@ public sealed class ControlChannel : ReceiveActor, IWithTimers
     private void OnExitRequestFailed(ExitRequestFailed failed)
     {
         using var scope = Scope();
-        var statusName = GrpcStatusName(failed.GrpcStatus);
+        var statusName = Refusals.GrpcStatusName(failed.GrpcStatus);
         var reasonName = RefusalReasons.WireName(failed.Reason);
         if (!WantsExit || closing || exitState == ExitRequestState.Stopped || tunnel.Current.Exit is not null)
         {
@@ -495,7 +485,7 @@ public sealed class ControlChannel : ReceiveActor, IWithTimers
         }
         Timers.Cancel(ExitTimeoutTimer);
         lastExitError = new ExitRequestError(statusName, reasonName, failed.Detail, time.GetUtcNow());
-        if (TransientExitFailures.Contains((StatusCode)failed.GrpcStatus))
+        if (Refusals.RetriesExitRequest(failed.Reason))
         {
             var delay = exitBackoff.Next();
             exitState = ExitRequestState.WaitingRetry;
@@ -506,15 +496,7 @@ public sealed class ControlChannel : ReceiveActor, IWithTimers
                 failed.Region, statusName, reasonName, failed.Detail, (long)delay.TotalMilliseconds);
             return;
         }
-        var fix = failed.Reason switch
-        {
-            RefusalReason.NotAnExitClient => "only a client may use an exit: run this peer with --role client or both, as the operator allows it",
-            RefusalReason.UnknownRegion => $"no region '{settings.ExitRegion}' is known: check --exit-region",
-            _ when (StatusCode)failed.GrpcStatus == StatusCode.PermissionDenied => "this peer may not use an exit: ask the operator to allow it",
-            _ when (StatusCode)failed.GrpcStatus == StatusCode.InvalidArgument =>
-                "the SuperNode could not accept the request: check --exit-region and that this agent's version matches the SuperNode's",
-            _ => "fix the cause, then restart the agent",
-        };
+        var fix = Refusals.ExplainExitRefusal(failed.Reason, settings.ExitRegion);
         StopExitRequests();
         logger.LogError("Not asking for an exit again until the agent restarts: the SuperNode refused it with {GrpcStatus} {Reason} ({Detail}): {Fix}",
             statusName, reasonName, failed.Detail, fix);
@@ -580,23 +562,6 @@ public sealed class ControlChannel : ReceiveActor, IWithTimers
     {
         var exitStatus = new ExitRequestStatus(WantsExit ? settings.ExitRegion : null, exitState, lastExitError, nextExitAttempt);
         status.Update(s => s with { ExitRequest = exitStatus });
-    }
-
-    /// <summary>The gRPC status as named in the gRPC spec (e.g. <c>RESOURCE_EXHAUSTED</c>); the number if it is none.</summary>
-    public static string GrpcStatusName(int code)
-    {
-        var status = (StatusCode)code;
-        if (!Enum.IsDefined(status))
-            return code.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        var name = status.ToString();
-        var builder = new System.Text.StringBuilder(name.Length + 4);
-        for (var i = 0; i < name.Length; i++)
-        {
-            if (i > 0 && char.IsUpper(name[i]) && char.IsLower(name[i - 1]))
-                builder.Append('_');
-            builder.Append(char.ToUpperInvariant(name[i]));
-        }
-        return builder.ToString();
     }
 
     private void OnReleaseExit()
@@ -683,22 +648,8 @@ public sealed class ControlChannel : ReceiveActor, IWithTimers
 
     private void StopForGood(StreamEnd end, HostPort endpoint)
     {
-        var explanation = end.Reason switch
-        {
-            RefusalReason.Revoked => "the operator revoked this peer; it may not connect again",
-            RefusalReason.Replaced =>
-                $"another agent with peer id '{settings.Id}' connected and took over this peer's session; stopping, so that the two do not keep replacing each other",
-            RefusalReason.UnknownPeer when enrolled =>
-                $"the region does not know this peer although it enrolled before; delete {EnrollmentRecord.PathIn(settings.StateDir)} and start again with a new --token",
-            RefusalReason.UnknownPeer => "the region does not know this peer: enroll it with --token TOKEN (from `mydvpn admin token create`)",
-            RefusalReason.BadToken or RefusalReason.TokenUsedUp or RefusalReason.TokenExpired =>
-                "the enrollment token was not accepted: get a new one from the operator (`mydvpn admin token create`) and pass it with --token",
-            RefusalReason.BadSignature => "the SuperNode did not accept this peer's signature: --key is not the key this peer enrolled with",
-            RefusalReason.RoleNotAllowed => $"this peer may not take the role '{settings.Role}' it asked for with --role",
-            RefusalReason.WrongRegion => $"this peer does not belong to region '{settings.Region}' given with --region",
-            RefusalReason.MalformedMessage => "the SuperNode could not read this agent's messages (a protocol version mismatch?)",
-            _ => "the SuperNode refused this peer for good",
-        };
+        // Permanent only for a reason the catalogue knows.
+        var explanation = Refusals.Explain(end.Reason!.Value, settings, enrolled);
         logger.LogError("Stopping: the SuperNode at {Endpoint} refused this peer with {Reason}: {Explanation} ({Detail})",
             endpoint.ToString(), end.ReasonName, explanation, end.Description);
         outcome.Stop(new PeerStop(1, $"{end.ReasonName}: {explanation}"));
