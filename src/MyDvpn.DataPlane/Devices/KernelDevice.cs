@@ -42,12 +42,23 @@ internal sealed class KernelDevice : IWireGuardDevice
     public async Task<DeviceState> ReadAsync(CancellationToken cancellationToken) =>
         WgConfigText.ParseDump(await runner.RunCheckedAsync("wg", ["show", Name, "dump"], cancellationToken: cancellationToken));
 
+    /// <summary>
+    /// <c>wg syncconf</c> removes the peers the config does not name before it sets the others, so a peer that takes over
+    /// the allowed IPs of one that goes (a client moving to another exit: 0.0.0.0/0) would leave a moment with no peer for
+    /// them. Such a change is made in two steps, make-before-break: first the config with the leaving peers still named
+    /// (kept as they are, while the new ones take their allowed IPs), then the config itself, which removes them.
+    /// </summary>
     public async Task ApplyAsync(DeviceConfig desired, DeviceChange change, CancellationToken cancellationToken)
     {
         if (change.IsEmpty)
             return;
-        await runner.RunCheckedAsync("wg", ["syncconf", Name, "/dev/stdin"], WgConfigText.Format(desired), cancellationToken);
+        if (!change.RemovedPeers.IsEmpty && (!change.AddedPeers.IsEmpty || !change.ChangedPeers.IsEmpty))
+            await SyncAsync(WgConfigText.Format(desired, keeping: change.RemovedPeers), cancellationToken);
+        await SyncAsync(WgConfigText.Format(desired), cancellationToken);
     }
+
+    private Task<string> SyncAsync(string config, CancellationToken cancellationToken) =>
+        runner.RunCheckedAsync("wg", ["syncconf", Name, "/dev/stdin"], config, cancellationToken);
 
     public Task DestroyAsync(CancellationToken cancellationToken) => IpLinks.DeleteIfPresentAsync(runner, Name, cancellationToken);
 

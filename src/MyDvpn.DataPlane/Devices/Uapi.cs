@@ -37,7 +37,10 @@ internal static class UapiText
     public const string GetRequest = "get=1\n\n";
 
     /// <summary>The <c>set=1</c> request for a change: unchanged peers are not mentioned; changed ones carry
-    /// <c>update_only=true</c> and only the keys that differ; removed ones <c>remove=true</c>.</summary>
+    /// <c>update_only=true</c> and only the keys that differ; removed ones <c>remove=true</c>, last. wireguard-go applies
+    /// the lines in order and an allowed IP goes to the peer that is given it last, so a new peer takes over the allowed
+    /// IPs of one it replaces (a client moving to another exit: 0.0.0.0/0) before that one is removed: no moment without
+    /// a peer for them (make-before-break).</summary>
     public static string FormatSet(DeviceChange change)
     {
         var text = new StringBuilder("set=1\n");
@@ -47,8 +50,6 @@ internal static class UapiText
             text.Append("listen_port=").Append(port.ToString(CultureInfo.InvariantCulture)).Append('\n');
         if (change.FirewallMark is { } mark)
             text.Append("fwmark=").Append(mark.ToString(CultureInfo.InvariantCulture)).Append('\n');
-        foreach (var removed in change.RemovedPeers)
-            text.Append("public_key=").Append(Hex(removed)).Append("\nremove=true\n");
         foreach (var peer in change.AddedPeers)
         {
             text.Append("public_key=").Append(Hex(peer.PublicKey)).Append('\n');
@@ -74,6 +75,8 @@ internal static class UapiText
                     text.Append("allowed_ip=").Append(ip).Append('\n');
             }
         }
+        foreach (var removed in change.RemovedPeers)
+            text.Append("public_key=").Append(Hex(removed)).Append("\nremove=true\n");
         return text.Append('\n').ToString();
     }
 

@@ -11,13 +11,19 @@ internal static class WgConfigText
 {
     /// <summary>The whole device config in wg(8)'s format. Every setting is written explicitly (FwMark and
     /// PersistentKeepalive as <c>off</c> when unset), since <c>wg syncconf</c> leaves settings it is not given alone.</summary>
-    public static string Format(DeviceConfig config)
+    /// <param name="keeping">
+    /// Peers the device holds that the config drops, listed first with their public key only, so that <c>wg syncconf</c>
+    /// keeps them as they are (it removes a peer only when the config does not name it).
+    /// </param>
+    public static string Format(DeviceConfig config, IEnumerable<byte[]>? keeping = null)
     {
         var text = new StringBuilder("[Interface]\n");
         text.Append("PrivateKey = ").Append(Convert.ToBase64String(config.PrivateKey)).Append('\n');
         if (config.ListenPort != 0)
             text.Append("ListenPort = ").Append(config.ListenPort.ToString(CultureInfo.InvariantCulture)).Append('\n');
         text.Append("FwMark = ").Append(config.FirewallMark == 0 ? "off" : config.FirewallMark.ToString(CultureInfo.InvariantCulture)).Append('\n');
+        foreach (var kept in keeping ?? [])
+            text.Append("\n[Peer]\nPublicKey = ").Append(Convert.ToBase64String(kept)).Append('\n');
         foreach (var peer in config.Peers)
         {
             text.Append("\n[Peer]\n");

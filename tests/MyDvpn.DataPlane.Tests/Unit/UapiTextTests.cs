@@ -31,13 +31,27 @@ public sealed class UapiTextTests
             $"private_key={Hex(0x11)}\n" +
             "listen_port=51820\n" +
             "fwmark=51820\n" +
-            $"public_key={Hex(0xaa)}\nremove=true\n" +
             $"public_key={Hex(0xbb)}\nprotocol_version=1\nendpoint=192.0.2.1:51821\npersistent_keepalive_interval=25\n" +
             "replace_allowed_ips=true\nallowed_ip=10.0.0.2/32\nallowed_ip=fd00::2/128\n" +
             $"public_key={Hex(0xcc)}\nupdate_only=true\nreplace_allowed_ips=true\nallowed_ip=10.0.0.3/32\n" +
+            $"public_key={Hex(0xaa)}\nremove=true\n" +
             "\n",
             text);
         Assert.DoesNotContain("replace_peers", text);
+    }
+
+    [Fact]
+    public void A_peer_that_replaces_another_takes_its_allowed_ips_before_the_other_is_removed()
+    {
+        // A client moving from exit A to exit B: B gets 0.0.0.0/0 (moving it off A), then A goes.
+        var text = UapiText.FormatSet(DeviceChange.None with
+        {
+            RemovedPeers = [PeerA],
+            AddedPeers = [new DevicePeerConfig(PeerB, new IPEndPoint(IPAddress.Parse("192.0.2.2"), 51820), ["0.0.0.0/0"], 25)],
+        });
+
+        Assert.True(text.IndexOf($"public_key={Hex(0xbb)}", StringComparison.Ordinal) < text.IndexOf($"public_key={Hex(0xaa)}", StringComparison.Ordinal));
+        Assert.EndsWith($"allowed_ip=0.0.0.0/0\npublic_key={Hex(0xaa)}\nremove=true\n\n", text, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -39,6 +39,29 @@ public sealed class WgConfigTextTests
     }
 
     [Fact]
+    public void Peers_kept_for_a_first_syncconf_are_named_by_key_only_before_the_others()
+    {
+        var key = WireGuardKey.Generate();
+        var leaving = WireGuardKey.Generate();
+        var taking = WireGuardKey.Generate();
+        var config = new DeviceConfig(key.PrivateKey, 0, 0, [new DevicePeerConfig(taking.PublicKey, null, ["0.0.0.0/0"], 25)]);
+
+        var text = WgConfigText.Format(config, keeping: [leaving.PublicKey]);
+
+        Assert.Equal(
+            "[Interface]\n" +
+            $"PrivateKey = {Convert.ToBase64String(key.PrivateKey)}\n" +
+            "FwMark = off\n" +
+            "\n[Peer]\n" +
+            $"PublicKey = {leaving.PublicKeyBase64}\n" +
+            "\n[Peer]\n" +
+            $"PublicKey = {taking.PublicKeyBase64}\n" +
+            "AllowedIPs = 0.0.0.0/0\n" +
+            "PersistentKeepalive = 25\n",
+            text);
+    }
+
+    [Fact]
     public void Config_sets_the_fwmark_of_a_full_tunnel_and_leaves_out_an_unset_port()
     {
         var text = WgConfigText.Format(new DeviceConfig(WireGuardKey.Generate().PrivateKey, 0, 51820, []));

@@ -104,6 +104,24 @@ public sealed class WireGuardActorLogicTests : Akka.TestKit.Xunit2.TestKit
     }
 
     [Fact]
+    public async Task A_peer_replaced_by_another_with_its_allowed_ips_goes_in_the_same_change()
+    {
+        var actor = Start();
+        await ReconcileAsync(actor, Spec(B("10.70.0.0/16")));
+
+        var reading = await ReconcileAsync(actor, Spec(new PeerSpec(peerC.PublicKey, "192.0.2.3:51820", ["10.70.0.0/16"], 25)));
+
+        // One reconcile, one change: the new peer added and the old one removed (the device applies the removal last).
+        Assert.Equal(2, devices.Current.Applied.Count);
+        var change = devices.Current.Applied[^1];
+        Assert.Equal([peerC.PublicKeyBase64], change.AddedPeers.Select(p => p.Key));
+        Assert.Equal([peerB.PublicKeyBase64], change.RemovedPeers.Select(Convert.ToBase64String));
+        var peer = Assert.Single(reading.Peers);
+        Assert.Equal(peerC.PublicKey, peer.PublicKey);
+        Assert.Equal(["10.70.0.0/16"], peer.AllowedIps.AsEnumerable());
+    }
+
+    [Fact]
     public async Task Changed_allowed_ips_update_the_peer_in_place()
     {
         var actor = Start();
