@@ -27,7 +27,7 @@ public static class PeerHost
     public const string ActorSystemName = "mydvpn-peer";
     public const string WireGuardKeyFileName = "wireguard.key";
 
-    /// <param name="handler">The command handler; the <see cref="TunnelCommandHandler"/> if null.</param>
+    /// <param name="handler">The command handler; the agent's <see cref="AgentCommands.Registry"/> if null.</param>
     /// <param name="logging">Replaces the JSON console logging (tests send logs elsewhere).</param>
     /// <exception cref="ConfigurationException">The state directory is in use by another agent, or its store, WireGuard key or tunnel state cannot be read.</exception>
     public static PeerAgent Build(PeerSettings settings, ICommandHandler? handler = null, Action<ILoggingBuilder>? logging = null)
@@ -119,7 +119,7 @@ public static class PeerHost
         builder.Services.AddSingleton(TimeProvider.System);
         if (handler is null)
         {
-            builder.Services.AddSingleton<ICommandHandler>(services => new TunnelCommandHandler(
+            builder.Services.AddSingleton<ICommandHandler>(services => AgentCommands.Registry(
                 settings.StateDir, TunnelSettings.Of(settings, wireGuardKey), tunnel, services.GetRequiredService<TimeProvider>()));
         }
         else

@@ -134,6 +134,25 @@ public sealed class CommandExecutorTests : Akka.TestKit.Xunit2.TestKit
     }
 
     [Fact]
+    public void What_a_command_changed_of_the_exit_is_published_once_before_its_answer()
+    {
+        var events = CreateTestProbe();
+        Sys.EventStream.Subscribe(events.Ref, typeof(ExitChanged));
+        handler.Change = new ExitChanged.Removed("assignment-1", "the exit went offline");
+        var executor = Start();
+        var command = Remove("cmd-1");
+
+        executor.Tell(new ExecuteCommand(command));
+        Assert.Equal(handler.Change, events.ExpectMsg<ExitChanged>(Patience));
+        ExpectMsg<CommandAnswered>(Patience);
+        executor.Tell(new ExecuteCommand(command));
+        ExpectMsg<CommandAnswered>(Patience);
+
+        // A change is published before the answer it goes with: none came with the duplicate's.
+        Assert.False(events.HasMessages);
+    }
+
+    [Fact]
     public void Command_without_an_id_is_refused_as_invalid()
     {
         var executor = Start();
@@ -165,13 +184,16 @@ public sealed class CommandExecutorTests : Akka.TestKit.Xunit2.TestKit
 
         public volatile bool Throw;
 
-        public async Task<CommandResponse> HandleAsync(Command command, CancellationToken cancellationToken)
+        /// <summary>What every command is said to change of the exit.</summary>
+        public ExitChanged? Change { get; set; }
+
+        public async Task<CommandApplied> HandleAsync(Command command, CancellationToken cancellationToken)
         {
             calls.Enqueue(command.CommandId);
             await Gate.WaitAsync(cancellationToken);
             if (Throw)
                 throw new InvalidOperationException("wireguard exploded");
-            return CommandResponses.Done(command.CommandId);
+            return new CommandApplied(CommandResponses.Done(command.CommandId), Change);
         }
     }
 }

@@ -28,7 +28,7 @@ public sealed class ControlStreamTests(ITestOutputHelper output) : AgentTestKit(
             Deadline = Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow.AddMinutes(5)),
             RemoveExit = new RemoveExit { AssignmentId = "assignment-1", PeerPublicKey = ByteString.CopyFrom(new byte[32]) },
         };
-        var commandLog = Path.Combine(settings.StateDir, TunnelCommandHandler.FileName);
+        var commandLog = Path.Combine(settings.StateDir, CommandLog.FileName);
         CommandResponse first;
 
         await using (var agent = PeerHost.Build(settings, logging: TestOutputLoggerProvider.For(Output)))

@@ -45,7 +45,7 @@ public sealed class TunnelCommandHandlerTests : IDisposable
 
         Assert.Equal(CommandResult.BodyOneofCase.Done, relay.Result.BodyCase);
         Assert.Equal(CommandResult.BodyOneofCase.Done, disconnect.Result.BodyCase);
-        var lines = File.ReadAllLines(Path.Combine(temp.Path, TunnelCommandHandler.FileName));
+        var lines = File.ReadAllLines(Path.Combine(temp.Path, CommandLog.FileName));
         Assert.Equal(2, lines.Length);
         using var first = JsonDocument.Parse(lines[0]);
         var root = first.RootElement;
@@ -264,6 +264,57 @@ public sealed class TunnelCommandHandlerTests : IDisposable
     }
 
     [Fact]
+    public async Task Command_of_a_kind_without_a_handler_is_answered_unsupported_naming_the_kind_and_changes_nothing()
+    {
+        var store = Store();
+        var handler = Handler(PeerRole.Both, store: store, without: Command.BodyOneofCase.RelaySetup);
+        await handler.HandleAsync(UseExit("cmd-1", "a-1", "198.51.100.7:51820"), CancellationToken.None);
+        var before = store.Current;
+
+        var answer = await handler.HandleAsync(new Command
+        {
+            CommandId = "cmd-2",
+            RelaySetup = new RelaySetup { AssignmentId = "a-1", PeerPublicKey = ByteString.CopyFrom(ExitKey), RelayEndpoint = "198.51.100.1:40001" },
+        }, CancellationToken.None);
+
+        Assert.Equal(CommandError.Unsupported, answer.Failure.Code);
+        Assert.Contains("relay_setup", answer.Failure.Reason, StringComparison.Ordinal);
+        Assert.Equal(before, store.Current);
+        Assert.Contains("COMMAND_ERROR_UNSUPPORTED", File.ReadAllLines(handler.Path)[^1], StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_registry_takes_one_handler_per_kind()
+    {
+        var store = Store();
+        var local = new TunnelSettings(PeerRole.Both, OwnKey, 1, null, PeerOptions.DefaultWireGuardPort);
+        var handlers = AgentCommands.Handlers(local, store, time);
+
+        var problem = Assert.Throws<ArgumentException>(() => new CommandRegistry([.. handlers, handlers[0]]));
+
+        Assert.Contains("two handlers for setup_exit", problem.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task What_a_command_changed_of_the_exit_is_told_with_its_answer()
+    {
+        var handler = Handler(PeerRole.Both);
+
+        await handler.HandleAsync(ServeClient("cmd-1", "a-9", ClientKeyA), CancellationToken.None);
+        await handler.HandleAsync(UseExit("cmd-2", "a-1", "198.51.100.7:51820"), CancellationToken.None);
+        await handler.HandleAsync(Remove("cmd-3", "a-9", ExitSide.Exit), CancellationToken.None);
+        await handler.HandleAsync(Remove("cmd-4", "a-1", ExitSide.Client), CancellationToken.None);
+        await handler.HandleAsync(new Command { CommandId = "cmd-5", Disconnect = new Disconnect { Reason = "operator" } }, CancellationToken.None);
+
+        Assert.Equal<ExitChanged>(
+        [
+            new ExitChanged.Assigned("a-1", "exit-1", "eu-west", "198.51.100.7:51820"),
+            new ExitChanged.Removed("a-1", "test"),
+            new ExitChanged.Disconnected("operator"),
+        ], handler.Changes);
+    }
+
+    [Fact]
     public void Damaged_tunnel_state_is_refused_when_opened()
     {
         File.WriteAllText(TunnelStateStore.PathIn(temp.Path), "{ not json");
@@ -326,7 +377,29 @@ public sealed class TunnelCommandHandlerTests : IDisposable
         return store;
     }
 
-    private TunnelCommandHandler Handler(PeerRole role, TunnelStateStore? store = null, int maxClients = PeerOptions.DefaultMaxClients,
-        HostPort? publicEndpoint = null, int listenPort = PeerOptions.DefaultWireGuardPort) =>
-        new(temp.Path, new TunnelSettings(role, OwnKey, maxClients, publicEndpoint, listenPort), store ?? Store(), time);
+    private AgentHandler Handler(PeerRole role, TunnelStateStore? store = null, int maxClients = PeerOptions.DefaultMaxClients,
+        HostPort? publicEndpoint = null, int listenPort = PeerOptions.DefaultWireGuardPort, Command.BodyOneofCase? without = null)
+    {
+        var local = new TunnelSettings(role, OwnKey, maxClients, publicEndpoint, listenPort);
+        var handlers = AgentCommands.Handlers(local, store ?? Store(), time).Where(h => h.Kind != without);
+        return new AgentHandler(new CommandRegistry(handlers, new CommandLog(temp.Path, time)));
+    }
+
+    /// <summary>The agent's registry as these tests read it: the answer, and every exit change kept in <see cref="Changes"/>.</summary>
+    private sealed class AgentHandler(CommandRegistry registry)
+    {
+        public List<ExitChanged> Changes { get; } = [];
+
+        public string Path => registry.LogPath!;
+
+        public IReadOnlyCollection<Command.BodyOneofCase> Kinds => registry.Kinds;
+
+        public async Task<CommandResponse> HandleAsync(Command command, CancellationToken cancellationToken)
+        {
+            var applied = await registry.HandleAsync(command, cancellationToken);
+            if (applied.Change is { } change)
+                Changes.Add(change);
+            return applied.Response;
+        }
+    }
 }

@@ -9,7 +9,8 @@ namespace MyDvpn.Peer.Commands;
 /// <see cref="AppliedCommandStore"/>; a command past its deadline is answered <c>COMMAND_ERROR_EXPIRED</c> without
 /// being applied; any other goes to the <see cref="ICommandHandler"/>, and its answer is stored before it is sent.
 /// Commands are applied one at a time, in arrival order; a duplicate arriving while its id is queued or being applied
-/// gets the same answer when it is ready.
+/// gets the same answer when it is ready. What a command changed of the exit (<see cref="ExitChanged"/>) is published on
+/// the actor system's event stream once, when its answer is stored, before the answer goes out.
 /// </summary>
 public sealed class CommandExecutor : ReceiveActor
 {
@@ -17,11 +18,11 @@ public sealed class CommandExecutor : ReceiveActor
 
     private sealed record LookupFailed(Command Command, Exception Cause);
 
-    private sealed record Handled(Command Command, CommandResponse Response);
+    private sealed record Handled(Command Command, CommandApplied Applied);
 
-    private sealed record Stored(string CommandId, CommandResponse Response);
+    private sealed record Stored(string CommandId, CommandResponse Response, ExitChanged? Change);
 
-    private sealed record StoreFailed(string CommandId, CommandResponse Response, Exception Cause);
+    private sealed record StoreFailed(string CommandId, CommandApplied Applied, Exception Cause);
 
     private readonly AppliedCommandStore store;
     private readonly ICommandHandler handler;
@@ -36,7 +37,7 @@ public sealed class CommandExecutor : ReceiveActor
     private readonly Dictionary<string, List<IActorRef>> waiting = new(StringComparer.Ordinal);
 
     // Answers the handler gave whose storing failed: never applied again, sent only once stored.
-    private readonly Dictionary<string, CommandResponse> unstored = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, CommandApplied> unstored = new(StringComparer.Ordinal);
 
     private bool busy;
 
@@ -60,15 +61,17 @@ public sealed class CommandExecutor : ReceiveActor
                 logger.LogError(failed.Cause, "Could not read the applied-command store; command left unanswered for the SuperNode to resend");
             Forget(failed.Command.CommandId);
         });
-        Receive<Handled>(handled => Store(handled.Command.CommandId, handled.Response));
+        Receive<Handled>(handled => Store(handled.Command.CommandId, handled.Applied));
         Receive<Stored>(stored =>
         {
             unstored.Remove(stored.CommandId);
+            if (stored.Change is { } change)
+                Context.System.EventStream.Publish(change);
             Answer(stored.CommandId, stored.Response);
         });
         Receive<StoreFailed>(failed =>
         {
-            unstored[failed.CommandId] = failed.Response;
+            unstored[failed.CommandId] = failed.Applied;
             using (Scope(failed.CommandId))
                 logger.LogError(failed.Cause, "Could not record the command as applied; its answer is held back until it is stored, when the SuperNode resends it");
             Forget(failed.CommandId);
@@ -107,9 +110,9 @@ public sealed class CommandExecutor : ReceiveActor
         if (busy || !queue.TryDequeue(out var command))
             return;
         busy = true;
-        if (unstored.TryGetValue(command.CommandId, out var response))
+        if (unstored.TryGetValue(command.CommandId, out var applied))
         {
-            Store(command.CommandId, response);
+            Store(command.CommandId, applied);
             return;
         }
         store.FindAsync(command.CommandId, stopping.Token).PipeTo(Self,
@@ -137,9 +140,9 @@ public sealed class CommandExecutor : ReceiveActor
 
         logger.LogInformation("Applying command {Kind}", CommandResponses.KindOf(command));
         var token = stopping.Token;
-        HandleAsync().PipeTo(Self, success: response => new Handled(command, response));
+        HandleAsync().PipeTo(Self, success: applied => new Handled(command, applied));
 
-        async Task<CommandResponse> HandleAsync()
+        async Task<CommandApplied> HandleAsync()
         {
             try
             {
@@ -148,18 +151,19 @@ public sealed class CommandExecutor : ReceiveActor
             catch (Exception ex) when (!token.IsCancellationRequested)
             {
                 // The handler was asked: this failure is the command's first and only answer.
-                return CommandResponses.Failed(id, CommandError.Dataplane, $"the peer failed to apply the command: {ex.Message}");
+                return new CommandApplied(CommandResponses.NotApplied(id, ex));
             }
         }
     }
 
-    private void Store(string id, CommandResponse response)
+    private void Store(string id, CommandApplied applied)
     {
-        var answer = response.Clone();
+        var answer = applied.Response.Clone();
         answer.CommandId = id;
+        var change = applied.Change;
         store.StoreAsync(id, answer, stopping.Token).PipeTo(Self,
-            success: stored => new Stored(id, stored),
-            failure: ex => new StoreFailed(id, answer, ex));
+            success: stored => new Stored(id, stored, change),
+            failure: ex => new StoreFailed(id, applied with { Response = answer }, ex));
     }
 
     private void Answer(string id, CommandResponse response)
