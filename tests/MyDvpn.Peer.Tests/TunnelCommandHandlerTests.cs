@@ -2,6 +2,7 @@ using System.Text.Json;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using MyDvpn.Common;
+using MyDvpn.DataPlane;
 using MyDvpn.Peer.Commands;
 using MyDvpn.Peer.Tunnel;
 using MyDvpn.Protocol.Control;
@@ -17,6 +18,7 @@ public sealed class TunnelCommandHandlerTests : IDisposable
     private static readonly byte[] ClientKeyB = WireGuardKey.Generate().PublicKey;
     private static readonly byte[] ClientKeyC = WireGuardKey.Generate().PublicKey;
     private static readonly byte[] ExitKey = WireGuardKey.Generate().PublicKey;
+    private static readonly byte[] NewExitKey = WireGuardKey.Generate().PublicKey;
 
     private readonly TempDirectory temp = new();
     private readonly ManualTimeProvider time = new();
@@ -198,6 +200,14 @@ public sealed class TunnelCommandHandlerTests : IDisposable
         { "bad client address", PeerRole.Exit, With(ServeClient("c", "a", ClientKeyA), s => s.Peer.AllowedIps[0] = "fe80::1%eth0/128"), "peer.allowed_ips" },
         { "bad own address", PeerRole.Exit, With(ServeClient("c", "a", ClientKeyA), s => s.TunnelAddresses.Clear()), "tunnel_addresses is empty" },
         { "remove without assignment", PeerRole.Both, new Command { CommandId = "c", RemoveExit = new RemoveExit { Side = ExitSide.Client } }, "assignment_id is empty" },
+        { "exit rotates no exit", PeerRole.Exit, Rotate("c", "a-2", ExitKey), "only a client" },
+        { "rotate without assignment", PeerRole.Client, WithRotate(Rotate("c", "a-2", ExitKey), r => r.AssignmentId = ""), "assignment_id is empty" },
+        { "rotate without new peer", PeerRole.Client, WithRotate(Rotate("c", "a-2", ExitKey), r => r.NewPeer = null), "new_peer is missing" },
+        { "rotate to a short key", PeerRole.Client, WithRotate(Rotate("c", "a-2", ExitKey), r => r.NewPeer.PublicKey = ByteString.CopyFrom(new byte[31])), "new_peer.public_key is 31 bytes" },
+        { "rotate from no key", PeerRole.Client, Rotate("c", "a-2", []), "old_peer_public_key is 0 bytes" },
+        { "rotate to a bad endpoint", PeerRole.Client, WithRotate(Rotate("c", "a-2", ExitKey), r => r.NewPeer.Endpoint = "exit-without-port"), "new_peer.endpoint" },
+        { "rotate to a bad address", PeerRole.Client, WithRotate(Rotate("c", "a-2", ExitKey), r => r.TunnelAddresses[0] = "100.96.1/32"), "tunnel_addresses" },
+        { "rotate holding no exit", PeerRole.Client, Rotate("c", "a-2", ExitKey), "holds no exit and does not use assignment a-2: nothing to rotate" },
     };
 
     [Theory]
@@ -261,6 +271,116 @@ public sealed class TunnelCommandHandlerTests : IDisposable
         var answer = await handler.HandleAsync(new Command { CommandId = "cmd-1" }, CancellationToken.None);
 
         Assert.Equal(CommandError.Invalid, answer.Failure.Code);
+    }
+
+    [Fact]
+    public void Every_kind_of_command_has_a_handler_in_the_agent()
+    {
+        var handled = Handler(PeerRole.Both).Kinds;
+
+        foreach (var kind in System.Enum.GetValues<Command.BodyOneofCase>().Where(k => k != Command.BodyOneofCase.None))
+            Assert.True(handled.Contains(kind), $"the agent has no handler for {kind}: add one to AgentCommands.Handlers");
+    }
+
+    [Fact]
+    public async Task RotatePeer_moves_the_client_to_the_new_exit_in_one_change_and_records_why()
+    {
+        var store = Store();
+        var applied = new List<TunnelState>();
+        store.UseDataPlane((state, _) =>
+        {
+            applied.Add(state);
+            return Task.CompletedTask;
+        });
+        var handler = Handler(PeerRole.Client, store: store);
+        await handler.HandleAsync(UseExit("cmd-1", "a-1", "198.51.100.7:51820"), CancellationToken.None);
+        await handler.HandleAsync(new Command
+        {
+            CommandId = "cmd-2",
+            RelaySetup = new RelaySetup { AssignmentId = "a-1", PeerPublicKey = ByteString.CopyFrom(ExitKey), RelayEndpoint = "198.51.100.1:40001" },
+        }, CancellationToken.None);
+        var old = store.Current.Exit!;
+        time.Advance(TimeSpan.FromMinutes(3));
+        applied.Clear();
+
+        var answer = await handler.HandleAsync(Rotate("cmd-3", "a-2", ExitKey), CancellationToken.None);
+
+        Assert.Equal(CommandResult.BodyOneofCase.Done, answer.Result.BodyCase);
+        var now = time.GetUtcNow();
+        var exit = new ClientExit("a-2", "exit-2", "us-east", Convert.ToBase64String(NewExitKey), "198.51.100.8:51820", ["0.0.0.0/0"], 25,
+            ["100.96.1.2/32"], now);
+        // One change reaches the data plane: the new exit in place of the old one, no relay leg carried over.
+        var reconciled = Assert.Single(applied);
+        Assert.Equal(exit, reconciled.Exit);
+        Assert.Equal(exit, store.Current.Exit);
+        Assert.Null(store.Current.Exit!.RelayEndpoint);
+        Assert.Equal<string>(["100.96.1.2/32"], store.Current.TunnelAddresses);
+        var spec = TunnelSpec.For(reconciled, new DataPlaneSettings("mydvpn0", null, null, 10, 51820, DataPlaneMode.WireGuard), OwnKey)!;
+        var peer = Assert.Single(spec.Peers);
+        Assert.Equal(NewExitKey, peer.PublicKey);
+        Assert.Equal(["0.0.0.0/0"], peer.AllowedIps.AsEnumerable());
+        Assert.NotNull(spec.FullTunnel);
+        Assert.Equal(new ExitRotation(now, "exit exit-1 lost: its stream ended",
+            new RotationEnd("a-1", "exit-1", "eu-west", ["100.96.0.2/32"]),
+            new RotationEnd("a-2", "exit-2", "us-east", ["100.96.1.2/32"])), store.Current.LastRotation);
+        Assert.Equal(new ExitChanged.Rotated("a-1", old.PeerId, "a-2", "exit-2", "us-east", "198.51.100.8:51820", "exit exit-1 lost: its stream ended"),
+            handler.Changes[^1]);
+        using var reopened = TunnelStateStore.Open(temp.Path);
+        Assert.Equal(store.Current, reopened.Current);
+    }
+
+    [Fact]
+    public async Task A_redelivered_RotatePeer_is_applied_once()
+    {
+        var store = Store();
+        var handler = Handler(PeerRole.Client, store: store);
+        await handler.HandleAsync(UseExit("cmd-1", "a-1", "198.51.100.7:51820"), CancellationToken.None);
+        await handler.HandleAsync(Rotate("cmd-2", "a-2", ExitKey), CancellationToken.None);
+        var rotated = store.Current;
+        var changes = handler.Changes.Count;
+        time.Advance(TimeSpan.FromMinutes(1));
+
+        // The same rotation under another command id: the old key is gone, the assignment is in use.
+        var again = await handler.HandleAsync(Rotate("cmd-3", "a-2", ExitKey), CancellationToken.None);
+
+        Assert.Equal(CommandResult.BodyOneofCase.Done, again.Result.BodyCase);
+        Assert.Equal(rotated, store.Current);
+        Assert.Equal(changes, handler.Changes.Count);
+    }
+
+    [Fact]
+    public async Task RotatePeer_from_an_exit_the_client_does_not_hold_is_refused()
+    {
+        var store = Store();
+        var handler = Handler(PeerRole.Both, store: store);
+        await handler.HandleAsync(UseExit("cmd-1", "a-1", "198.51.100.7:51820"), CancellationToken.None);
+        var before = store.Current;
+
+        var answer = await handler.HandleAsync(Rotate("cmd-2", "a-2", ClientKeyA), CancellationToken.None);
+
+        Assert.Equal(CommandError.Invalid, answer.Failure.Code);
+        Assert.Contains("this peer's exit is exit-1 (assignment a-1)", answer.Failure.Reason, StringComparison.Ordinal);
+        Assert.Equal(before, store.Current);
+    }
+
+    [Fact]
+    public async Task RotatePeer_the_data_plane_cannot_take_fails_and_leaves_the_old_exit()
+    {
+        var store = Store();
+        var handler = Handler(PeerRole.Client, store: store);
+        await handler.HandleAsync(UseExit("cmd-1", "a-1", "198.51.100.7:51820"), CancellationToken.None);
+        var before = store.Current;
+        store.UseDataPlane((state, _) =>
+            state.Exit?.AssignmentId == "a-2" ? throw new DataPlaneException("WireGuard interface mydvpn0: no such device") : Task.CompletedTask);
+
+        var answer = await handler.HandleAsync(Rotate("cmd-2", "a-2", ExitKey), CancellationToken.None);
+
+        Assert.Equal(CommandError.Dataplane, answer.Failure.Code);
+        Assert.Contains("no such device", answer.Failure.Reason, StringComparison.Ordinal);
+        Assert.Equal(before, store.Current);
+        Assert.Null(store.Current.LastRotation);
+        Assert.DoesNotContain(handler.Changes, c => c is ExitChanged.Rotated);
+        Assert.Contains("COMMAND_ERROR_DATAPLANE", File.ReadAllLines(handler.Path)[^1], StringComparison.Ordinal);
     }
 
     [Fact]
@@ -357,6 +477,35 @@ public sealed class TunnelCommandHandlerTests : IDisposable
             CounterpartRegion = "eu-west",
         },
     };
+
+    /// <summary>From the exit with <paramref name="oldKey"/> (<see cref="UseExit"/>'s) to exit-2 of us-east at 198.51.100.8:51820.</summary>
+    internal static Command Rotate(string commandId, string assignmentId, byte[] oldKey) => new()
+    {
+        CommandId = commandId,
+        RotatePeer = new RotatePeer
+        {
+            AssignmentId = assignmentId,
+            NewPeer = new WireGuardPeer
+            {
+                PublicKey = ByteString.CopyFrom(NewExitKey),
+                Endpoint = "198.51.100.8:51820",
+                AllowedIps = { "0.0.0.0/0" },
+                PersistentKeepaliveSeconds = 25,
+            },
+            OldPeerPublicKey = ByteString.CopyFrom(oldKey),
+            TunnelAddresses = { "100.96.1.2/32" },
+            CounterpartPeerId = "exit-2",
+            CounterpartRegion = "us-east",
+            PreviousAssignmentId = "a-1",
+            Reason = "exit exit-1 lost: its stream ended",
+        },
+    };
+
+    private static Command WithRotate(Command command, Action<RotatePeer> change)
+    {
+        change(command.RotatePeer);
+        return command;
+    }
 
     private static Command Remove(string commandId, string assignmentId, ExitSide side) => new()
     {

@@ -21,6 +21,7 @@ public static class AgentCommands
     [
         new SetupExitHandler(local, tunnel, time),
         new RemoveExitHandler(tunnel),
+        new RotatePeerHandler(local, tunnel, time),
         new RelaySetupHandler(tunnel),
         new RelayTeardownHandler(tunnel),
         new DisconnectHandler(tunnel),

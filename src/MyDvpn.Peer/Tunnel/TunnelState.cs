@@ -14,6 +14,9 @@ public sealed record TunnelState(ClientExit? Exit, ImmutableArray<string> ExitAd
 {
     public static readonly TunnelState Empty = new(null, [], []);
 
+    /// <summary>The last time this peer moved from one exit to another (RotatePeer); null if it never did.</summary>
+    public ExitRotation? LastRotation { get; init; }
+
     /// <summary>The served client of <paramref name="assignmentId"/>, if any.</summary>
     public ServedClient? ClientOf(string assignmentId) => Clients.Find(c => c.AssignmentId == assignmentId);
 
@@ -25,7 +28,8 @@ public sealed record TunnelState(ClientExit? Exit, ImmutableArray<string> ExitAd
         other is not null
         && Equals(Exit, other.Exit)
         && ExitAddresses.SequenceEqual(other.ExitAddresses)
-        && Clients.SequenceEqual(other.Clients);
+        && Clients.SequenceEqual(other.Clients)
+        && Equals(LastRotation, other.LastRotation);
 
     public override int GetHashCode() => HashCode.Combine(Exit, ExitAddresses.Length, Clients.Count);
 }
@@ -66,6 +70,29 @@ public sealed record ClientExit(
 
     /// <summary>The relay leg WireGuard sends to instead of <see cref="Endpoint"/> when the direct path failed (RelaySetup); null: direct.</summary>
     public string? RelayEndpoint { get; init; }
+}
+
+/// <summary>A move of this client from one exit to another (a RotatePeer), kept for <c>mydvpn status</c>.</summary>
+/// <param name="At">When the agent applied it.</param>
+/// <param name="Reason">Why, as the SuperNode gave it (e.g. <c>exit exit-1 lost: its stream ended</c>).</param>
+/// <param name="From">The exit left: its assignment, peer id, region and this peer's tunnel addresses with it.</param>
+/// <param name="To">The exit taken, likewise.</param>
+public sealed record ExitRotation(DateTimeOffset At, string Reason, RotationEnd From, RotationEnd To);
+
+/// <summary>One end of an <see cref="ExitRotation"/>.</summary>
+/// <param name="TunnelAddresses">This peer's addresses in the tunnel through that exit.</param>
+public sealed record RotationEnd(string AssignmentId, string PeerId, string Region, ImmutableArray<string> TunnelAddresses)
+{
+    public static RotationEnd Of(ClientExit exit) => new(exit.AssignmentId, exit.PeerId, exit.Region, exit.TunnelAddresses);
+
+    public bool Equals(RotationEnd? other) =>
+        other is not null
+        && AssignmentId == other.AssignmentId
+        && PeerId == other.PeerId
+        && Region == other.Region
+        && TunnelAddresses.SequenceEqual(other.TunnelAddresses);
+
+    public override int GetHashCode() => HashCode.Combine(AssignmentId, PeerId);
 }
 
 /// <summary>A client this peer serves as an exit: a SetupExit of side <c>EXIT_SIDE_EXIT</c>.</summary>

@@ -134,7 +134,7 @@ public sealed class TunnelStateStore : IDisposable
     private async Task WriteAsync(TunnelState state, CancellationToken cancellationToken)
     {
         var temporary = Path + ".tmp";
-        var stored = new StoredState(Version, state.Exit, state.ExitAddresses, state.Clients);
+        var stored = new StoredState(Version, state.Exit, state.ExitAddresses, state.Clients, state.LastRotation);
         await using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None, 4096, FileOptions.Asynchronous))
         {
             await JsonSerializer.SerializeAsync(stream, stored, Json, cancellationToken);
@@ -150,7 +150,10 @@ public sealed class TunnelStateStore : IDisposable
             ? e with { AllowedIps = OrEmpty(e.AllowedIps), TunnelAddresses = OrEmpty(e.TunnelAddresses) }
             : null;
         var clients = (stored.Clients ?? []).Select(c => c with { AllowedIps = OrEmpty(c.AllowedIps) }).ToImmutableList();
-        return new TunnelState(exit, OrEmpty(stored.ExitAddresses), clients);
+        var rotation = stored.LastRotation is { } r
+            ? r with { From = r.From with { TunnelAddresses = OrEmpty(r.From.TunnelAddresses) }, To = r.To with { TunnelAddresses = OrEmpty(r.To.TunnelAddresses) } }
+            : null;
+        return new TunnelState(exit, OrEmpty(stored.ExitAddresses), clients) { LastRotation = rotation };
     }
 
     private static ImmutableArray<string> OrEmpty(ImmutableArray<string> values) => values.IsDefault ? [] : values;
@@ -159,5 +162,6 @@ public sealed class TunnelStateStore : IDisposable
         [property: JsonPropertyName("version")] int Version,
         ClientExit? Exit,
         ImmutableArray<string> ExitAddresses,
-        ImmutableList<ServedClient>? Clients);
+        ImmutableList<ServedClient>? Clients,
+        ExitRotation? LastRotation = null);
 }
