@@ -4,6 +4,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using MyDvpn.Peer;
 using MyDvpn.Peer.LocalStatus;
+using MyDvpn.Peer.Tunnel;
 using MyDvpn.Security;
 
 namespace MyDvpn.Cli.Tests;
@@ -69,6 +70,7 @@ public sealed class StatusCommandTests : IAsyncLifetime
         Assert.Equal(JsonValueKind.Null, root.GetProperty("exit").ValueKind);
         Assert.Equal("none", root.GetProperty("path").GetString());
         Assert.Equal("us-east", root.GetProperty("exitRequest").GetProperty("region").GetString());
+        Assert.Equal(JsonValueKind.Null, root.GetProperty("lastRotation").ValueKind);
 
         (exitCode, output, error) = await CliRunner.RunAsync("status", "--state-dir", stateDir);
 
@@ -78,6 +80,47 @@ public sealed class StatusCommandTests : IAsyncLifetime
         Assert.Contains("last handshake", output, StringComparison.Ordinal);
         Assert.Contains("n/a (no data plane yet)", output, StringComparison.Ordinal);
         Assert.Contains("(region us-east)", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Status_shows_the_last_rotation_when_why_from_which_exit_and_the_address_change()
+    {
+        var stateDir = temp.Sub("state");
+        Directory.CreateDirectory(stateDir);
+        var at = new DateTimeOffset(2030, 1, 2, 3, 4, 5, TimeSpan.Zero);
+        using (var store = TunnelStateStore.Open(stateDir))
+        {
+            await store.UpdateAsync(s => s with
+            {
+                Exit = new ClientExit("a-2", "exit-2", "us-east", Convert.ToBase64String(new byte[32]), "198.51.100.8:51820", ["0.0.0.0/0"], 25,
+                    ["100.96.1.2/32"], at),
+                LastRotation = new ExitRotation(at, "exit exit-1 lost: its stream ended",
+                    new RotationEnd("a-1", "exit-1", "us-east", ["100.96.0.2/32"]), new RotationEnd("a-2", "exit-2", "us-east", ["100.96.1.2/32"])),
+            });
+        }
+        await using var agent = await StartAgentAsync(stateDir);
+
+        var (exitCode, output, error) = await CliRunner.RunAsync("status", "--state-dir", stateDir, "--json");
+
+        Assert.True(exitCode == CliApplication.Success, error);
+        using var document = JsonDocument.Parse(output);
+        var rotation = document.RootElement.GetProperty("lastRotation");
+        Assert.Equal(at, rotation.GetProperty("at").GetDateTimeOffset());
+        Assert.Equal("exit exit-1 lost: its stream ended", rotation.GetProperty("reason").GetString());
+        Assert.Equal("exit-1", rotation.GetProperty("from").GetProperty("peerId").GetString());
+        Assert.Equal("a-1", rotation.GetProperty("from").GetProperty("assignmentId").GetString());
+        Assert.Equal(["100.96.0.2/32"], rotation.GetProperty("from").GetProperty("tunnelAddresses").EnumerateArray().Select(e => e.GetString()));
+        Assert.Equal("exit-2", rotation.GetProperty("to").GetProperty("peerId").GetString());
+        Assert.Equal(["100.96.1.2/32"], document.RootElement.GetProperty("tunnelAddresses").EnumerateArray().Select(e => e.GetString()));
+
+        (exitCode, output, error) = await CliRunner.RunAsync("status", "--state-dir", stateDir);
+
+        Assert.True(exitCode == CliApplication.Success, error);
+        Assert.Contains("last rotation", output, StringComparison.Ordinal);
+        Assert.Contains("2030-01-02 03:04:05Z from exit exit-1 (region us-east, assignment a-1) to exit-2 (assignment a-2): exit exit-1 lost: its stream ended",
+            output, StringComparison.Ordinal);
+        Assert.Contains("address change", output, StringComparison.Ordinal);
+        Assert.Contains("100.96.0.2/32 with exit exit-1, 100.96.1.2/32 with exit exit-2", output, StringComparison.Ordinal);
     }
 
     [Fact]

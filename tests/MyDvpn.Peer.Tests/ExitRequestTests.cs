@@ -218,6 +218,34 @@ public sealed class ExitRequestTests(ITestOutputHelper output) : AgentTestKit(na
     }
 
     [Fact]
+    public async Task RotatePeer_moves_the_client_to_another_exit_and_the_status_says_when_why_and_from_which()
+    {
+        var (superNode, settings) = await StartAsync("client");
+        var agent = await StartAgentAsync(settings);
+        var stream = await superNode.NextStreamAsync(Patience);
+        await stream.ReceiveAsync(PayloadCase.ExitRequest, Patience);
+        await AssignExitAsync(stream, "setup-1", "assign-1");
+        var oldKey = Convert.FromBase64String(agent.Tunnel.Current.Exit!.PublicKey);
+
+        stream.SendCommand(TunnelCommandHandlerTests.Rotate("rotate-1", "assign-2", oldKey));
+
+        Assert.Equal(CommandResult.BodyOneofCase.Done, (await stream.ReceiveAsync(PayloadCase.CommandResponse, Patience)).CommandResponse.Result.BodyCase);
+        Assert.Equal("assign-2", agent.Tunnel.Current.Exit?.AssignmentId);
+        using var document = await ReadStatusAsync(settings);
+        var root = document.RootElement;
+        Assert.Equal("exit-2", root.GetProperty("exit").GetProperty("peerId").GetString());
+        Assert.Equal(["100.96.1.2/32"], root.GetProperty("tunnelAddresses").EnumerateArray().Select(e => e.GetString()));
+        var rotation = root.GetProperty("lastRotation");
+        Assert.Equal("exit exit-1 lost: its stream ended", rotation.GetProperty("reason").GetString());
+        Assert.Equal("assign-1", rotation.GetProperty("from").GetProperty("assignmentId").GetString());
+        Assert.Equal("exit-1", rotation.GetProperty("from").GetProperty("peerId").GetString());
+        Assert.Equal(["100.96.0.2/32"], rotation.GetProperty("from").GetProperty("tunnelAddresses").EnumerateArray().Select(e => e.GetString()));
+        Assert.True(rotation.GetProperty("at").TryGetDateTimeOffset(out _));
+        Assert.Equal("idle", root.GetProperty("exitRequest").GetProperty("state").GetString());
+        Assert.Single(superNode.ExitRequests);
+    }
+
+    [Fact]
     public async Task Clean_stop_gives_the_exit_back_before_the_stream_closes()
     {
         var (superNode, settings) = await StartAsync("client");

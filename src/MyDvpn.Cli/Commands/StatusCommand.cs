@@ -12,7 +12,8 @@ namespace MyDvpn.Cli.Commands;
 
 /// <summary>
 /// <c>mydvpn status</c>: what the local peer agent reports on its status socket (<c>STATE_DIR/agent.sock</c>): its
-/// control stream, its exit, its tunnel addresses, its exit requests and the clients it serves.
+/// control stream, its exit, its tunnel addresses, the last time it moved to another exit and why, its exit requests and
+/// the clients it serves.
 /// </summary>
 public static class StatusCommand
 {
@@ -159,6 +160,15 @@ public static class StatusCommand
             Row(grid, "exit", "none");
         }
         Row(grid, "tunnel address", status.TunnelAddresses.Count == 0 ? "none" : string.Join(", ", status.TunnelAddresses));
+        if (status.LastRotation is { } rotation)
+        {
+            var from = rotation.From;
+            var to = rotation.To;
+            Row(grid, "last rotation", $"{rotation.At.ToString("u", CultureInfo.InvariantCulture)} from exit {from.PeerId} (region {from.Region}, " +
+                $"assignment {from.AssignmentId}) to {to.PeerId} (assignment {to.AssignmentId}): {rotation.Reason}");
+            if (!from.TunnelAddresses.SequenceEqual(to.TunnelAddresses))
+                Row(grid, "address change", $"{AddressesOf(from)} with exit {from.PeerId}, {AddressesOf(to)} with exit {to.PeerId}");
+        }
         Row(grid, "path", status.Path);
         Row(grid, "last handshake", status.LastHandshake?.ToString("u", CultureInfo.InvariantCulture) ?? NoDataPlane);
         Row(grid, "bytes", status.RxBytes is { } rx && status.TxBytes is { } tx
@@ -184,6 +194,8 @@ public static class StatusCommand
         }
         console.Write(table);
     }
+
+    private static string AddressesOf(AgentRotationEnd end) => end.TunnelAddresses.Count == 0 ? "none" : string.Join(", ", end.TunnelAddresses);
 
     private static void Row(Grid grid, string label, string value) =>
         grid.AddRow(new Text(label), new Text(value));

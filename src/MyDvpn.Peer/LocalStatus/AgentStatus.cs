@@ -19,6 +19,7 @@ namespace MyDvpn.Peer.LocalStatus;
 /// <param name="RxBytes">Bytes received from the exit, as read from the interface; null without a data plane.</param>
 /// <param name="TxBytes">Bytes sent to the exit, as read from the interface; null without a data plane.</param>
 /// <param name="Clients">The clients this peer serves as an exit.</param>
+/// <param name="LastRotation">The last time this client moved from one exit to another (RotatePeer); null if it never did.</param>
 public sealed record AgentStatus(
     string PeerId,
     string Role,
@@ -32,7 +33,8 @@ public sealed record AgentStatus(
     ulong? RxBytes,
     ulong? TxBytes,
     AgentExitRequestStatus ExitRequest,
-    IReadOnlyList<AgentClientStatus> Clients)
+    IReadOnlyList<AgentClientStatus> Clients,
+    AgentRotationStatus? LastRotation = null)
 {
     public const string PathDirect = "direct", PathRelay = "relay", PathNone = "none";
 
@@ -80,7 +82,8 @@ public sealed record AgentStatus(
             RxBytes: exitPeer?.RxBytes,
             TxBytes: exitPeer?.TxBytes,
             exitRequest,
-            clients);
+            clients,
+            tunnel.LastRotation is { } rotation ? AgentRotationStatus.Of(rotation) : null);
     }
 
     private static PeerReading? PeerIn(InterfaceReading? reading, string publicKeyBase64) =>
@@ -143,6 +146,23 @@ public sealed record AgentClientStatus(
     DateTimeOffset? LastHandshake = null,
     ulong? RxBytes = null,
     ulong? TxBytes = null);
+
+/// <param name="At">When the agent moved to the new exit.</param>
+/// <param name="Reason">Why, as the SuperNode said (e.g. <c>exit exit-1 lost: its stream ended</c>).</param>
+/// <param name="From">The exit left, with this peer's tunnel addresses through it.</param>
+/// <param name="To">The exit taken, likewise: the tunnel address may have changed.</param>
+public sealed record AgentRotationStatus(DateTimeOffset At, string Reason, AgentRotationEnd From, AgentRotationEnd To)
+{
+    public static AgentRotationStatus Of(ExitRotation rotation) =>
+        new(rotation.At, rotation.Reason, AgentRotationEnd.Of(rotation.From), AgentRotationEnd.Of(rotation.To));
+}
+
+/// <param name="PeerId">The exit's peer id.</param>
+/// <param name="TunnelAddresses">This peer's addresses in the tunnel through that exit.</param>
+public sealed record AgentRotationEnd(string AssignmentId, string PeerId, string Region, IReadOnlyList<string> TunnelAddresses)
+{
+    public static AgentRotationEnd Of(RotationEnd end) => new(end.AssignmentId, end.PeerId, end.Region, [.. end.TunnelAddresses]);
+}
 
 /// <summary>System.Text.Json metadata for <see cref="AgentStatus"/>, generated at build time: camelCase, nulls written.</summary>
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, DefaultIgnoreCondition = JsonIgnoreCondition.Never)]
