@@ -29,8 +29,9 @@ public static class PeerHost
 
     /// <param name="handler">The command handler; the agent's <see cref="AgentCommands.Registry"/> if null.</param>
     /// <param name="logging">Replaces the JSON console logging (tests send logs elsewhere).</param>
+    /// <param name="time">The agent's clock, for its timers and deadlines; the system's if null (tests move a manual one).</param>
     /// <exception cref="ConfigurationException">The state directory is in use by another agent, or its store, WireGuard key or tunnel state cannot be read.</exception>
-    public static PeerAgent Build(PeerSettings settings, ICommandHandler? handler = null, Action<ILoggingBuilder>? logging = null)
+    public static PeerAgent Build(PeerSettings settings, ICommandHandler? handler = null, Action<ILoggingBuilder>? logging = null, TimeProvider? time = null)
     {
         var stateLock = StateDirectoryLock.Acquire(settings.StateDir);
         AppliedCommandStore? store = null;
@@ -50,9 +51,9 @@ public static class PeerHost
             }
 
             var status = new PeerStatus();
-            status.Update(s => s with { ExitRequest = ControlChannel.InitialExitStatus(settings) });
+            status.Update(s => s with { ExitRequest = ExitRequestMachine.InitialStatus(settings) });
             var outcome = new PeerOutcome();
-            var host = BuildHost(settings, handler, logging, store, status, outcome, wireGuardKey, tunnel);
+            var host = BuildHost(settings, handler, logging, time ?? TimeProvider.System, store, status, outcome, wireGuardKey, tunnel);
             return new PeerAgent(host, status, outcome, store, tunnel, wireGuardKey, stateLock);
         }
         catch
@@ -91,7 +92,7 @@ public static class PeerHost
         }
     }
 
-    private static IHost BuildHost(PeerSettings settings, ICommandHandler? handler, Action<ILoggingBuilder>? logging,
+    private static IHost BuildHost(PeerSettings settings, ICommandHandler? handler, Action<ILoggingBuilder>? logging, TimeProvider time,
         AppliedCommandStore store, PeerStatus status, PeerOutcome outcome, WireGuardKey wireGuardKey, TunnelStateStore tunnel)
     {
         var enrolled = EnrollmentRecord.IsEnrolled(settings.StateDir, settings.Id, settings.Key.PublicKeyBase64);
@@ -116,7 +117,7 @@ public static class PeerHost
             builder.Services.AddSingleton(new WireGuardTunnel(settings.DataPlane, wireGuardKey, DataPlaneTimeout));
         }
         builder.Services.AddSingleton(wireGuardKey);
-        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton(time);
         if (handler is null)
         {
             builder.Services.AddSingleton<ICommandHandler>(services => AgentCommands.Registry(
@@ -161,7 +162,7 @@ public static class PeerHost
                     wireGuardKey, tunnel), "control");
                 registry.Register<ControlChannel>(control);
                 if (wireGuard is not null)
-                    system.ActorOf(InterfaceMonitor.Props(wireGuard, control, settings.Timings.StatusReportInterval), "interface-monitor");
+                    system.ActorOf(InterfaceMonitor.Props(wireGuard, control, settings.Timings.StatusReportInterval, time), "interface-monitor");
 
                 // Before the actors stop, a held exit is given back while the stream is still up (best effort, bounded).
                 var releaseTimeout = settings.Timings.ExitReleaseTimeout + TimeSpan.FromSeconds(1);
@@ -171,7 +172,7 @@ public static class PeerHost
                         return Akka.Done.Instance;
                     try
                     {
-                        await control.Ask<ControlChannel.ExitReleased>(ControlChannel.ReleaseExit.Instance, releaseTimeout);
+                        await control.Ask<ExitReleased>(ReleaseExit.Instance, releaseTimeout);
                     }
                     catch (Exception ex) when (ex is AskTimeoutException or TaskCanceledException)
                     {

@@ -9,9 +9,9 @@ public sealed class ReconnectBackoffTests
     [Fact]
     public void Ceiling_doubles_from_500_ms_and_is_capped_at_30_s()
     {
-        var backoff = new ReconnectBackoff(Base, Cap, new HighestRandom());
+        var backoff = new ReconnectBackoff(Base, Cap);
 
-        var waits = Enumerable.Range(0, 9).Select(_ => backoff.Next().TotalMilliseconds).ToArray();
+        var waits = Enumerable.Range(0, 9).Select(_ => Next(ref backoff, Highest).TotalMilliseconds).ToArray();
 
         Assert.Equal([500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000], waits);
     }
@@ -19,16 +19,18 @@ public sealed class ReconnectBackoffTests
     [Fact]
     public void Waits_are_full_jitter_below_the_ceiling_and_the_same_for_the_same_seed()
     {
-        var backoff = new ReconnectBackoff(Base, Cap, new Random(1234));
-        var again = new ReconnectBackoff(Base, Cap, new Random(1234));
+        var backoff = new ReconnectBackoff(Base, Cap);
+        var again = new ReconnectBackoff(Base, Cap);
+        var samples = new Random(1234);
+        var resamples = new Random(1234);
         var draws = new Random(1234);
 
         for (var attempt = 0; attempt < 12; attempt++)
         {
             var ceiling = backoff.Ceiling;
-            var wait = backoff.Next();
+            var wait = Next(ref backoff, samples.NextDouble());
             Assert.Equal(TimeSpan.FromTicks((long)(draws.NextDouble() * ceiling.Ticks)), wait);
-            Assert.Equal(wait, again.Next());
+            Assert.Equal(wait, Next(ref again, resamples.NextDouble()));
             Assert.InRange(wait, TimeSpan.Zero, ceiling);
         }
     }
@@ -36,9 +38,10 @@ public sealed class ReconnectBackoffTests
     [Fact]
     public void Waits_are_spread_between_zero_and_the_ceiling()
     {
-        var backoff = new ReconnectBackoff(Cap, Cap, new Random(7));
+        var backoff = new ReconnectBackoff(Cap, Cap);
+        var samples = new Random(7);
 
-        var waits = Enumerable.Range(0, 200).Select(_ => backoff.Next()).ToList();
+        var waits = Enumerable.Range(0, 200).Select(_ => Next(ref backoff, samples.NextDouble())).ToList();
 
         Assert.Contains(waits, w => w < TimeSpan.FromSeconds(10));
         Assert.Contains(waits, w => w > TimeSpan.FromSeconds(20));
@@ -47,21 +50,26 @@ public sealed class ReconnectBackoffTests
     [Fact]
     public void Reset_starts_the_schedule_over()
     {
-        var backoff = new ReconnectBackoff(Base, Cap, new HighestRandom());
+        var backoff = new ReconnectBackoff(Base, Cap);
         for (var i = 0; i < 5; i++)
-            backoff.Next();
+            Next(ref backoff, Highest);
         Assert.Equal(TimeSpan.FromSeconds(16), backoff.Ceiling);
 
-        backoff.Reset();
+        backoff = backoff.Reset();
 
         Assert.Equal(0, backoff.Attempt);
-        Assert.Equal(Base, backoff.Next());
-        Assert.Equal(TimeSpan.FromSeconds(1), backoff.Next());
+        Assert.Equal(Base, Next(ref backoff, Highest));
+        Assert.Equal(TimeSpan.FromSeconds(1), Next(ref backoff, Highest));
     }
 
-    /// <summary>Always draws the top of the range, so every wait is its ceiling.</summary>
-    private sealed class HighestRandom : Random
+    /// <summary>The top of the range, so the wait is its ceiling.</summary>
+    private const double Highest = 1.0;
+
+    /// <summary>The next wait for <paramref name="sample"/>, moving <paramref name="backoff"/> one step on.</summary>
+    private static TimeSpan Next(ref ReconnectBackoff backoff, double sample)
     {
-        public override double NextDouble() => 1.0;
+        var (wait, next) = backoff.Next(sample);
+        backoff = next;
+        return wait;
     }
 }

@@ -13,9 +13,9 @@ public sealed class SuperNodeRotationTests
         var rotation = new SuperNodeRotation([A, B]);
 
         Assert.Equal(A, rotation.Current);
-        rotation.MoveNext();
+        rotation = rotation.MoveNext();
         Assert.Equal(B, rotation.Current);
-        rotation.MoveNext();
+        rotation = rotation.MoveNext();
         Assert.Equal(A, rotation.Current);
     }
 
@@ -23,13 +23,13 @@ public sealed class SuperNodeRotationTests
     public void Region_supernodes_are_added_after_the_configured_ones_and_the_current_one_stays_current()
     {
         var rotation = new SuperNodeRotation([A, B]);
-        rotation.MoveNext();
+        rotation = rotation.MoveNext();
 
-        rotation.Learn([C, A]);
+        rotation = rotation.Learn([C, A]);
 
         Assert.Equal([A, B, C], rotation.Endpoints);
         Assert.Equal(B, rotation.Current);
-        rotation.MoveNext();
+        rotation = rotation.MoveNext();
         Assert.Equal(C, rotation.Current);
     }
 
@@ -37,12 +37,12 @@ public sealed class SuperNodeRotationTests
     public void Latest_region_list_replaces_the_learned_one_but_never_drops_the_configured_or_current_supernode()
     {
         var rotation = new SuperNodeRotation([A]);
-        rotation.Learn([B, C]);
-        rotation.MoveNext();
-        rotation.MoveNext();
+        rotation = rotation.Learn([B, C]);
+        rotation = rotation.MoveNext();
+        rotation = rotation.MoveNext();
         Assert.Equal(C, rotation.Current);
 
-        rotation.Learn([D]);
+        rotation = rotation.Learn([D]);
 
         Assert.Equal(C, rotation.Current);
         Assert.Equal([C, A, D], rotation.Endpoints);

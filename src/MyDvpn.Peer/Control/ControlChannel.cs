@@ -10,74 +10,26 @@ using MyDvpn.Security;
 namespace MyDvpn.Peer.Control;
 
 /// <summary>
-/// Owns the peer's control stream: opens it to a SuperNode of the region, answers the challenge, answers pings,
-/// hands commands to the <see cref="CommandExecutor"/> and sends its answers back. When the stream ends it
-/// reconnects after a jittered exponential backoff — to the same SuperNode if the stream had been authenticated,
-/// to the next known one if the attempt failed — unless the SuperNode refused the peer for good: then it logs why,
-/// completes the <see cref="PeerOutcome"/> with exit code 1 and stops.
-/// <para>
-/// A client (role client or both) with <c>--exit-region</c> asks for an exit after each authentication while its
-/// <see cref="TunnelState"/> holds none: one ExitRequest outstanding at a time, sent again when unanswered for
-/// <see cref="PeerTimings.ExitRequestTimeout"/> or after a reconnect. An ExitRequestFailed is retried after a jittered
-/// exponential backoff unless the <see cref="RefusalCatalogue"/> calls its reason permanent (a reason this version does
-/// not know is retried); a permanent one stops the requests until the agent restarts, as a Disconnect does. A client-side
-/// SetupExit ends the asking; a client-side RemoveExit starts it again. On a clean stop (<see cref="ReleaseExit"/>,
-/// from the host's coordinated shutdown) a held exit is given back with an ExitRelease before the stream closes.
-/// </para>
+/// Owns the peer's control stream and its asking for an exit. A thin actor over two pure machines: the
+/// <see cref="ConnectionMachine"/> (connection, authentication, heartbeat, backoff, SuperNode failover, permanent stop)
+/// and the <see cref="ExitRequestMachine"/> (one ExitRequest outstanding, timeout, retry by the refusal catalogue, asking again
+/// after the exit went away). Every message goes to one of them; the actor runs the effects they decide — the only place
+/// that touches the stream, timers, the executor, the tunnel state, the state directory and the
+/// <see cref="PeerStatus"/>, which it sets from their states after each decision. What commands change of the exit
+/// comes as <see cref="ExitChanged"/> from the executor, on the event stream; the channel does not read commands.
+/// Timers run on the injected <see cref="TimeProvider"/> (<see cref="ClockTimers"/>). On a clean stop
+/// (<see cref="ReleaseExit"/>, from the host's coordinated shutdown) a held exit is given back with an ExitRelease before
+/// the stream closes.
 /// </summary>
-public sealed class ControlChannel : ReceiveActor, IWithTimers
+public sealed class ControlChannel : ReceiveActor
 {
-    /// <summary>A message read from the stream of <paramref name="Generation"/>.</summary>
-    internal sealed record Incoming(int Generation, ControlMessage Message);
-
-    /// <summary>The agent is stopping: give the exit back (ExitRelease) and reconnect no more. Answered with <see cref="ExitReleased"/>.</summary>
-    public sealed record ReleaseExit
-    {
-        public static readonly ReleaseExit Instance = new();
-    }
-
-    /// <summary>The answer to <see cref="ReleaseExit"/>: whether an ExitRelease was written to the stream.</summary>
-    public sealed record ExitReleased(bool Sent);
-
-    private sealed record ExitReleaseWritten(string AssignmentId, bool Written, IActorRef ReplyTo);
-
-    private sealed record ExitRequestDue
-    {
-        public static readonly ExitRequestDue Instance = new();
-    }
-
-    private sealed record ExitRequestUnanswered(int Generation);
-
-    private sealed record StaleExitDropped
-    {
-        public static readonly StaleExitDropped Instance = new();
-    }
-
     private sealed record ConnectionEnded(int Generation, Exception? Cause);
 
-    private sealed record Connect
-    {
-        public static readonly Connect Instance = new();
-    }
-
-    private sealed record AuthDeadline(int Generation);
-
-    private sealed record SilenceCheck(int Generation);
+    private sealed record ExitReleaseWritten(string AssignmentId, bool Written, IActorRef ReplyTo);
 
     private sealed record EnrollmentSaved(string Path);
 
     private sealed record EnrollmentSaveFailed(Exception Cause);
-
-    private enum Phase
-    {
-        Waiting,
-        AwaitingChallenge,
-        AwaitingAuthResponse,
-        Connected,
-    }
-
-    private const string ConnectTimer = "connect", AuthTimer = "auth-deadline", SilenceTimer = "silence",
-        ExitRetryTimer = "exit-retry", ExitTimeoutTimer = "exit-timeout";
 
     private readonly PeerSettings settings;
     private readonly IActorRef executor;
@@ -85,38 +37,15 @@ public sealed class ControlChannel : ReceiveActor, IWithTimers
     private readonly PeerOutcome outcome;
     private readonly TimeProvider time;
     private readonly ILogger logger;
-    private readonly ReconnectBackoff backoff;
-    private readonly SuperNodeRotation rotation;
-    private readonly ServerCertificateValidator validator;
-    private readonly WireGuardKey wireGuardKey;
+    private readonly Random random;
     private readonly TunnelStateStore tunnel;
-    private readonly ReconnectBackoff exitBackoff;
+    private readonly ServerCertificateValidator validator;
+    private readonly ClockTimers timers;
     private readonly CancellationTokenSource stopping = new();
 
-    // The exit-related commands handed to the executor, by id, until their answer comes back.
-    private readonly Dictionary<string, Command> exitCommands = new(StringComparer.Ordinal);
-
+    private ConnectionMachine connectionMachine;
+    private ExitRequestMachine exitRequestMachine;
     private ControlConnection? connection;
-    private int generation;
-    private Phase phase = Phase.Waiting;
-    private bool enrolled;
-    private bool tokenPresented;
-    private string? superNodeId;
-    private string? sessionId;
-    private long lastHeard;
-    private long authenticatedAt;
-    private TimeSpan heartbeat;
-
-    // Asking for an exit.
-    private ExitRequestState exitState;
-    private int exitRequestGeneration;
-    private ExitRequestError? lastExitError;
-    private DateTimeOffset? nextExitAttempt;
-
-    // Set by ReleaseExit: the agent is stopping, no reconnect and no more requests.
-    private bool closing;
-
-    public ITimerScheduler Timers { get; set; } = null!;
 
     /// <param name="enrolled">Whether the state directory records that this identity has enrolled.</param>
     /// <param name="wireGuardKey">This peer's WireGuard key: its public key goes into ExitRequests.</param>
@@ -134,28 +63,26 @@ public sealed class ControlChannel : ReceiveActor, IWithTimers
         this.outcome = outcome;
         this.time = time;
         this.logger = logger;
-        this.enrolled = enrolled;
-        backoff = new ReconnectBackoff(settings.Timings.ReconnectBase, settings.Timings.ReconnectCap, random);
-        rotation = new SuperNodeRotation(settings.SuperNodes);
-        validator = new ServerCertificateValidator(settings.Ca);
-        this.wireGuardKey = wireGuardKey;
+        this.random = random;
         this.tunnel = tunnel;
-        exitBackoff = new ReconnectBackoff(settings.Timings.ExitRetryBase, settings.Timings.ExitRetryCap, random);
+        validator = new ServerCertificateValidator(settings.Ca);
+        var self = Self;
+        timers = new ClockTimers(time, message => self.Tell(message));
+        connectionMachine = ConnectionMachine.Initial(settings, enrolled);
+        exitRequestMachine = ExitRequestMachine.Initial(settings, wireGuardKey.PublicKey);
 
-        Receive<Connect>(_ => Open());
-        Receive<Incoming>(OnIncoming);
-        Receive<ConnectionEnded>(ended =>
+        Receive<ClockTimers.Fired>(fired =>
         {
-            if (IsCurrent(ended.Generation))
-                OnStreamEnded(Refusals.Classify(ended.Cause));
+            if (timers.Accept(fired) is { } message)
+                Decide(message);
         });
-        Receive<AuthDeadline>(deadline =>
-        {
-            if (IsCurrent(deadline.Generation) && phase != Phase.Connected)
-                Drop($"no AuthResponse within {settings.Timings.AuthTimeout.TotalMilliseconds:F0} ms");
-        });
-        Receive<SilenceCheck>(OnSilenceCheck);
-        Receive<CommandAnswered>(OnAnswered);
+        Receive<Connect>(Connection);
+        Receive<Incoming>(Connection);
+        Receive<ConnectionEnded>(ended => Connection(new StreamEnded(ended.Generation, Refusals.Classify(ended.Cause))));
+        Receive<CommandAnswered>(Connection);
+        Receive<InterfaceReadingChanged>(Connection);
+        Receive<ExitChanged>(Exits);
+        Receive<StaleExitDropped>(Exits);
         Receive<EnrollmentSaved>(saved =>
         {
             using (Scope())
@@ -166,116 +93,127 @@ public sealed class ControlChannel : ReceiveActor, IWithTimers
             using (Scope())
                 logger.LogWarning(failed.Cause, "Enrolled, but could not record it in the state directory; after a restart the token is presented again");
         });
-        Receive<ExitRequestDue>(_ =>
-        {
-            if (exitState != ExitRequestState.WaitingRetry)
-                return;
-            exitState = ExitRequestState.Idle;
-            nextExitAttempt = null;
-            PublishExitStatus();
-            MaybeRequestExit();
-        });
-        Receive<ExitRequestUnanswered>(OnExitRequestUnanswered);
-        Receive<StaleExitDropped>(_ => MaybeRequestExit());
-        Receive<Tunnel.InterfaceReadingChanged>(changed =>
-        {
-            if (phase == Phase.Connected && changed.Reading is { } reading)
-                Send(new ControlMessage { StatusReport = StatusReportOf(reading) });
-        });
         Receive<ReleaseExit>(_ => OnReleaseExit());
         Receive<ExitReleaseWritten>(OnExitReleaseWritten);
     }
 
-    private bool WantsExit => AsksForExit(settings);
-
-    /// <summary>Whether a peer with <paramref name="settings"/> asks for an exit: a client (or both) with <c>--exit-region</c>.</summary>
-    public static bool AsksForExit(PeerSettings settings) =>
-        settings.Role is PeerRole.Client or PeerRole.Both && settings.ExitRegion is not null;
-
-    /// <summary>The exit-request status before anything was asked.</summary>
-    public static ExitRequestStatus InitialExitStatus(PeerSettings settings) =>
-        ExitRequestStatus.Idle with { Region = AsksForExit(settings) ? settings.ExitRegion : null };
-
     protected override void PreStart()
     {
-        PublishExitStatus();
+        Context.System.EventStream.Subscribe(Self, typeof(ExitChanged));
+        Publish();
         Self.Tell(Connect.Instance);
     }
 
     protected override void PostStop()
     {
+        Context.System.EventStream.Unsubscribe(Self);
+        timers.Dispose();
         connection?.Abort();
         stopping.Cancel();
         stopping.Dispose();
     }
 
-    private bool IsCurrent(int streamGeneration) => connection is { } current && current.Generation == streamGeneration;
-
-    private void Open()
+    /// <summary>A timer's message, to the machine it belongs to.</summary>
+    private void Decide(object message)
     {
-        if (connection is not null || closing)
-            return;
-        var endpoint = rotation.Current;
+        if (message is ExitRequestDue or ExitRequestUnanswered)
+            Exits(message);
+        else
+            Connection(message);
+    }
+
+    private void Connection(object message)
+    {
+        var decision = connectionMachine.Decide(message, time.GetUtcNow(), random.NextDouble());
+        connectionMachine = decision.State;
+        Perform(decision.Effects);
+    }
+
+    private void Exits(object message)
+    {
+        var decision = exitRequestMachine.Decide(message, time.GetUtcNow(), random.NextDouble(), tunnel.Current.Exit?.AssignmentId);
+        exitRequestMachine = decision.State;
+        Perform(decision.Effects);
+    }
+
+    /// <summary>Runs the effects in order, then shows the machines' states (so a timer the status reveals is already running).</summary>
+    private void Perform(IEnumerable<ChannelEffect> effects)
+    {
+        foreach (var effect in effects)
+        {
+            switch (effect)
+            {
+                case ChannelEffect.Send send:
+                    Send(send.Message);
+                    break;
+                case ChannelEffect.StartTimer { Periodic: true } timer:
+                    timers.StartPeriodic(timer.Key, timer.Message, timer.Delay);
+                    break;
+                case ChannelEffect.StartTimer timer:
+                    timers.StartSingle(timer.Key, timer.Message, timer.Delay);
+                    break;
+                case ChannelEffect.CancelTimer cancel:
+                    timers.Cancel(cancel.Key);
+                    break;
+                case ChannelEffect.Log log:
+                    Note(log.Level, log.Template, log.Args);
+                    break;
+                case ChannelEffect.OpenStream open:
+                    Open(open.Generation, open.Endpoint);
+                    break;
+                case ChannelEffect.EndStream:
+                    connection?.Abort();
+                    connection = null;
+                    break;
+                case ChannelEffect.AnswerChallenge answer:
+                    Send(new ControlMessage { AuthRequest = AuthRequestFor(answer.Challenge, answer.PresentToken) });
+                    break;
+                case ChannelEffect.SaveEnrollment save:
+                    var record = new EnrollmentRecord(settings.Id, settings.Key.PublicKeyBase64, save.SuperNodeId, save.At);
+                    var stateDir = settings.StateDir;
+                    record.SaveAsync(stateDir, stopping.Token).PipeTo(Self,
+                        success: () => new EnrollmentSaved(EnrollmentRecord.PathIn(stateDir)),
+                        failure: ex => new EnrollmentSaveFailed(ex));
+                    break;
+                case ChannelEffect.Execute execute:
+                    executor.Tell(new ExecuteCommand(execute.Command));
+                    break;
+                case ChannelEffect.StopAgent stop:
+                    outcome.Stop(stop.Stop);
+                    Context.Stop(Self);
+                    break;
+                case ChannelEffect.TellExitRequestMachine tell:
+                    Exits(tell.Message);
+                    break;
+                case ChannelEffect.DropStaleExit drop:
+                    var held = drop.AssignmentId;
+                    tunnel.UpdateAsync(state => state.Exit?.AssignmentId == held ? state with { Exit = null } : state, stopping.Token)
+                        .PipeTo(Self, success: _ => StaleExitDropped.Instance, failure: _ => StaleExitDropped.Instance);
+                    break;
+            }
+        }
+        Publish();
+    }
+
+    private void Send(ControlMessage message)
+    {
+        if (connection is { } current && !current.TrySend(message))
+            Connection(new DropStream($"the stream took no more messages (closed, or {ControlConnection.OutboxCapacity} waiting)"));
+    }
+
+    private void Open(int generation, HostPort endpoint)
+    {
         // With a full tunnel up, the stream's socket carries WireGuard's mark so that it stays outside the tunnel.
         var mark = settings.DataPlane.Mode == DataPlaneMode.WireGuard ? MyDvpn.DataPlane.FullTunnelSpec.DefaultFirewallMark : (int?)null;
-        var opened = new ControlConnection(++generation, endpoint, validator, Self, settings.Timings.ConnectTimeout, stopping.Token, mark);
+        var opened = new ControlConnection(generation, endpoint, validator, Self, settings.Timings.ConnectTimeout, stopping.Token, mark);
         connection = opened;
-        phase = Phase.AwaitingChallenge;
-        superNodeId = null;
-        sessionId = null;
-        lastHeard = time.GetTimestamp();
-        status.Update(s => s with { Connected = false, Endpoint = endpoint, SuperNodeId = null, SessionId = null, Attempts = s.Attempts + 1 });
-        using (Scope())
-            logger.LogDebug("Opening the control stream to {Endpoint}", endpoint.ToString());
-
-        var streamGeneration = opened.Generation;
         opened.RunAsync().PipeTo(Self,
-            success: () => new ConnectionEnded(streamGeneration, null),
-            failure: ex => new ConnectionEnded(streamGeneration, ex));
-        Timers.StartSingleTimer(AuthTimer, new AuthDeadline(streamGeneration), settings.Timings.AuthTimeout);
+            success: () => new ConnectionEnded(generation, null),
+            failure: ex => new ConnectionEnded(generation, ex));
     }
 
-    private void OnIncoming(Incoming incoming)
+    private AuthRequest AuthRequestFor(AuthChallenge challenge, bool presentToken)
     {
-        if (!IsCurrent(incoming.Generation))
-            return;
-        lastHeard = time.GetTimestamp();
-        var message = incoming.Message;
-        switch (phase, message.PayloadCase)
-        {
-            case (Phase.AwaitingChallenge, ControlMessage.PayloadOneofCase.AuthChallenge):
-                Authenticate(message.AuthChallenge);
-                break;
-            case (Phase.AwaitingAuthResponse, ControlMessage.PayloadOneofCase.AuthResponse):
-                OnAuthenticated(message.AuthResponse);
-                break;
-            case (Phase.Connected, ControlMessage.PayloadOneofCase.Ping):
-                Send(new ControlMessage { Pong = new Pong { Sequence = message.Ping.Sequence, PingSentAt = message.Ping.SentAt } });
-                break;
-            case (Phase.Connected, ControlMessage.PayloadOneofCase.Command):
-                if (message.Command.BodyCase is Command.BodyOneofCase.SetupExit or Command.BodyOneofCase.RemoveExit or Command.BodyOneofCase.Disconnect
-                    && !string.IsNullOrEmpty(message.Command.CommandId))
-                {
-                    exitCommands[message.Command.CommandId] = message.Command;
-                }
-                executor.Tell(new ExecuteCommand(message.Command));
-                break;
-            case (Phase.Connected, ControlMessage.PayloadOneofCase.ExitRequestFailed):
-                OnExitRequestFailed(message.ExitRequestFailed);
-                break;
-            case (Phase.Connected, _):
-                using (Scope())
-                    logger.LogDebug("Ignoring {Payload} from the SuperNode", message.PayloadCase.ToString());
-                break;
-            default:
-                Drop($"the SuperNode sent {message.PayloadCase} while the peer waited for {(phase == Phase.AwaitingChallenge ? "an AuthChallenge" : "an AuthResponse")}");
-                break;
-        }
-    }
-
-    private void Authenticate(AuthChallenge challenge)
-    {
-        superNodeId = challenge.SupernodeId;
         var transcript = PeerAuthTranscript.Encode(settings.Id, (int)settings.Role, settings.Region, challenge.Challenge.Span, challenge.SupernodeId);
         var request = new AuthRequest
         {
@@ -287,290 +225,19 @@ public sealed class ControlChannel : ReceiveActor, IWithTimers
         };
         if (settings.Role is PeerRole.Exit or PeerRole.Both)
             request.ExitOffer = new ExitOffer { MaxClients = (uint)settings.DataPlane.MaxClients };
-        tokenPresented = !enrolled && settings.Token is not null;
-        if (tokenPresented)
+        if (presentToken)
         {
             request.EnrollmentToken = settings.Token;
             request.PublicKey = ByteString.CopyFrom(settings.Key.PublicKey);
         }
-        phase = Phase.AwaitingAuthResponse;
-        using (Scope())
-            logger.LogDebug("Answering the challenge of SuperNode {SuperNodeId}{Enrollment}", superNodeId, tokenPresented ? " with the enrollment token" : "");
-        Send(new ControlMessage { AuthRequest = request });
-    }
-
-    private void OnAuthenticated(AuthResponse response)
-    {
-        Timers.Cancel(AuthTimer);
-        phase = Phase.Connected;
-        sessionId = response.SessionId;
-        if (!string.IsNullOrEmpty(response.SupernodeId))
-            superNodeId = response.SupernodeId;
-        authenticatedAt = time.GetTimestamp();
-        heartbeat = response.HeartbeatIntervalMs > 0 ? TimeSpan.FromMilliseconds(response.HeartbeatIntervalMs) : settings.Timings.DefaultHeartbeat;
-        rotation.Learn(RegionSuperNodes(response));
-        var endpoint = rotation.Current;
-        status.Update(s => s with
-        {
-            Connected = true,
-            Endpoint = endpoint,
-            SuperNodeId = superNodeId,
-            SessionId = sessionId,
-            Authentications = s.Authentications + 1,
-        });
-        using (Scope())
-        {
-            logger.LogInformation(
-                "Control stream authenticated by SuperNode {SuperNodeId} at {Endpoint}; heartbeat {HeartbeatMs} ms; {Known} SuperNodes known in region {Region}",
-                superNodeId, endpoint.ToString(), (long)heartbeat.TotalMilliseconds, rotation.Endpoints.Count, settings.Region);
-        }
-        // Checked twice an interval: a silent stream is noticed within 3 to 3.5 intervals.
-        var check = TimeSpan.FromTicks(Math.Max(heartbeat.Ticks / 2, TimeSpan.FromMilliseconds(10).Ticks));
-        Timers.StartPeriodicTimer(SilenceTimer, new SilenceCheck(connection!.Generation), check);
-
-        if (tokenPresented && !enrolled)
-        {
-            enrolled = true;
-            var record = new EnrollmentRecord(settings.Id, settings.Key.PublicKeyBase64, superNodeId ?? "", time.GetUtcNow());
-            var stateDir = settings.StateDir;
-            record.SaveAsync(stateDir, stopping.Token).PipeTo(Self,
-                success: () => new EnrollmentSaved(EnrollmentRecord.PathIn(stateDir)),
-                failure: ex => new EnrollmentSaveFailed(ex));
-        }
-        if (tunnel.Current.Exit is { } held && held.AssignmentId != response.ExitAssignmentId)
-        {
-            DropStaleExit(held.AssignmentId, response.ExitAssignmentId);
-            return;
-        }
-        MaybeRequestExit();
-    }
-
-    /// <summary>
-    /// The session no longer holds the exit this agent keeps (it was released while the agent was away and the
-    /// RemoveExit did not reach it in time): the agent drops it too, then asks again if it wants an exit.
-    /// </summary>
-    /// <summary>What the SuperNode learns of this peer's WireGuard interface: each peer's endpoint, handshake and bytes.</summary>
-    private static StatusReport StatusReportOf(MyDvpn.DataPlane.InterfaceReading reading)
-    {
-        var report = new StatusReport();
-        report.Peers.AddRange(reading.Peers.Select(p => new WireGuardPeerStatus
-        {
-            PublicKey = ByteString.CopyFrom(p.PublicKey),
-            Endpoint = p.Endpoint ?? "",
-            LastHandshake = p.LastHandshake is { } at ? Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(at) : null,
-            RxBytes = p.RxBytes,
-            TxBytes = p.TxBytes,
-        }));
-        return report;
-    }
-
-    private void DropStaleExit(string held, string sessionHolds)
-    {
-        using (Scope())
-        {
-            logger.LogWarning("The SuperNode's session holds {SessionAssignment} instead of exit assignment {HeldAssignment}; dropping the stale exit",
-                sessionHolds.Length == 0 ? "no exit" : $"assignment {sessionHolds}", held);
-        }
-        tunnel.UpdateAsync(state => state.Exit?.AssignmentId == held ? state with { Exit = null } : state, stopping.Token)
-            .PipeTo(Self, success: _ => StaleExitDropped.Instance, failure: _ => StaleExitDropped.Instance);
-    }
-
-    private List<HostPort> RegionSuperNodes(AuthResponse response)
-    {
-        var endpoints = new List<HostPort>();
-        foreach (var superNode in response.RegionSupernodes)
-        {
-            try
-            {
-                endpoints.Add(HostPort.Parse(superNode.GrpcEndpoint, "region_supernodes"));
-            }
-            catch (ConfigurationException ex)
-            {
-                using (Scope())
-                    logger.LogWarning("Ignoring SuperNode {SuperNodeId} of the region's list: {Problem}", superNode.SupernodeId, ex.Message);
-            }
-        }
-        return endpoints;
-    }
-
-    private void OnSilenceCheck(SilenceCheck check)
-    {
-        if (!IsCurrent(check.Generation) || phase != Phase.Connected)
-            return;
-        var silent = time.GetElapsedTime(lastHeard);
-        var limit = heartbeat * settings.Timings.MissedHeartbeats;
-        if (silent > limit)
-            Drop($"nothing heard for {silent.TotalMilliseconds:F0} ms ({settings.Timings.MissedHeartbeats} heartbeat intervals of {heartbeat.TotalMilliseconds:F0} ms)");
-    }
-
-    private void OnAnswered(CommandAnswered answered)
-    {
-        if (phase == Phase.Connected && connection is not null)
-        {
-            Send(new ControlMessage { CommandResponse = answered.Response });
-        }
-        else
-        {
-            using (Scope())
-            {
-                logger.LogInformation(
-                    "Answer to command {CommandId} not sent: no stream is up; the SuperNode resends the command and gets the same answer",
-                    answered.Response.CommandId);
-            }
-        }
-        if (exitCommands.Remove(answered.Response.CommandId, out var command))
-            OnExitCommandApplied(command, answered.Response);
-    }
-
-    /// <summary>Sends an ExitRequest if this peer wants an exit, holds none, has none outstanding on this stream and may ask.</summary>
-    private void MaybeRequestExit()
-    {
-        if (!WantsExit || closing || exitState is ExitRequestState.Stopped or ExitRequestState.WaitingRetry)
-            return;
-        if (tunnel.Current.Exit is not null)
-        {
-            Timers.Cancel(ExitTimeoutTimer);
-            SetExitState(ExitRequestState.Idle);
-            return;
-        }
-        if (phase != Phase.Connected || connection is not { } current)
-            return;
-        if (exitState == ExitRequestState.Requested && exitRequestGeneration == current.Generation)
-            return;
-        SendExitRequest(current.Generation);
-    }
-
-    private void SendExitRequest(int streamGeneration)
-    {
-        exitState = ExitRequestState.Requested;
-        exitRequestGeneration = streamGeneration;
-        nextExitAttempt = null;
-        PublishExitStatus();
-        using (Scope())
-            logger.LogInformation("Asking for an exit in region {ExitRegion} with WireGuard key {WireGuardKey}", settings.ExitRegion, wireGuardKey.PublicKeyBase64);
-        Timers.StartSingleTimer(ExitTimeoutTimer, new ExitRequestUnanswered(streamGeneration), settings.Timings.ExitRequestTimeout);
-        Send(new ControlMessage
-        {
-            ExitRequest = new ExitRequest { Region = settings.ExitRegion, WireguardPublicKey = ByteString.CopyFrom(wireGuardKey.PublicKey) },
-        });
-    }
-
-    private void OnExitRequestUnanswered(ExitRequestUnanswered unanswered)
-    {
-        if (exitState != ExitRequestState.Requested || !IsCurrent(unanswered.Generation) || phase != Phase.Connected || closing)
-            return;
-        if (tunnel.Current.Exit is not null)
-        {
-            SetExitState(ExitRequestState.Idle);
-            return;
-        }
-        using (Scope())
-        {
-            logger.LogWarning("No answer to the ExitRequest for region {ExitRegion} within {TimeoutMs} ms; asking again",
-                settings.ExitRegion, (long)settings.Timings.ExitRequestTimeout.TotalMilliseconds);
-        }
-        SendExitRequest(unanswered.Generation);
-    }
-
-    private void OnExitRequestFailed(ExitRequestFailed failed)
-    {
-        using var scope = Scope();
-        var statusName = Refusals.GrpcStatusName(failed.GrpcStatus);
-        var reasonName = RefusalReasons.WireName(failed.Reason);
-        if (!WantsExit || closing || exitState == ExitRequestState.Stopped || tunnel.Current.Exit is not null)
-        {
-            logger.LogInformation("Ignoring ExitRequestFailed {GrpcStatus} {Reason} ({Detail}): no exit is being asked for",
-                statusName, reasonName, failed.Detail);
-            return;
-        }
-        Timers.Cancel(ExitTimeoutTimer);
-        lastExitError = new ExitRequestError(statusName, reasonName, failed.Detail, time.GetUtcNow());
-        if (Refusals.RetriesExitRequest(failed.Reason))
-        {
-            var delay = exitBackoff.Next();
-            exitState = ExitRequestState.WaitingRetry;
-            nextExitAttempt = time.GetUtcNow() + delay;
-            PublishExitStatus();
-            Timers.StartSingleTimer(ExitRetryTimer, ExitRequestDue.Instance, delay);
-            logger.LogWarning("No exit in region {ExitRegion} for now: {GrpcStatus} {Reason} ({Detail}); asking again in {DelayMs} ms",
-                failed.Region, statusName, reasonName, failed.Detail, (long)delay.TotalMilliseconds);
-            return;
-        }
-        var fix = Refusals.ExplainExitRefusal(failed.Reason, settings.ExitRegion);
-        StopExitRequests();
-        logger.LogError("Not asking for an exit again until the agent restarts: the SuperNode refused it with {GrpcStatus} {Reason} ({Detail}): {Fix}",
-            statusName, reasonName, failed.Detail, fix);
-    }
-
-    private void OnExitCommandApplied(Command command, CommandResponse response)
-    {
-        var applied = response.OutcomeCase == CommandResponse.OutcomeOneofCase.Result;
-        using var scope = Scope();
-        switch (command.BodyCase)
-        {
-            case Command.BodyOneofCase.SetupExit when command.SetupExit.Side == ExitSide.Client && applied:
-                var setup = command.SetupExit;
-                Timers.Cancel(ExitTimeoutTimer);
-                Timers.Cancel(ExitRetryTimer);
-                exitBackoff.Reset();
-                lastExitError = null;
-                nextExitAttempt = null;
-                if (exitState != ExitRequestState.Stopped)
-                    exitState = ExitRequestState.Idle;
-                PublishExitStatus();
-                logger.LogInformation("Using exit {ExitPeerId} of region {ExitRegion} at {Endpoint} (assignment {AssignmentId})",
-                    setup.CounterpartPeerId, setup.CounterpartRegion, setup.Peer?.Endpoint, setup.AssignmentId);
-                break;
-            case Command.BodyOneofCase.RemoveExit when command.RemoveExit.Side is ExitSide.Client or ExitSide.Unspecified && applied:
-                if (!WantsExit || closing || exitState != ExitRequestState.Idle || tunnel.Current.Exit is not null)
-                    return;
-                var delay = settings.Timings.ExitReaskDelay;
-                exitState = ExitRequestState.WaitingRetry;
-                nextExitAttempt = time.GetUtcNow() + delay;
-                PublishExitStatus();
-                Timers.StartSingleTimer(ExitRetryTimer, ExitRequestDue.Instance, delay);
-                logger.LogWarning("The exit of assignment {AssignmentId} went away ({Reason}); asking for another in {DelayMs} ms",
-                    command.RemoveExit.AssignmentId, command.RemoveExit.Reason, (long)delay.TotalMilliseconds);
-                break;
-            case Command.BodyOneofCase.Disconnect when WantsExit:
-                var wasStopped = exitState == ExitRequestState.Stopped;
-                StopExitRequests();
-                if (!wasStopped)
-                    logger.LogWarning("The SuperNode disconnected this peer ({Reason}): its exit is dropped, and no exit is asked for until the agent restarts", command.Disconnect.Reason);
-                break;
-        }
-    }
-
-    private void StopExitRequests()
-    {
-        Timers.Cancel(ExitTimeoutTimer);
-        Timers.Cancel(ExitRetryTimer);
-        exitState = ExitRequestState.Stopped;
-        nextExitAttempt = null;
-        PublishExitStatus();
-    }
-
-    private void SetExitState(ExitRequestState state)
-    {
-        if (exitState == state)
-            return;
-        exitState = state;
-        PublishExitStatus();
-    }
-
-    private void PublishExitStatus()
-    {
-        var exitStatus = new ExitRequestStatus(WantsExit ? settings.ExitRegion : null, exitState, lastExitError, nextExitAttempt);
-        status.Update(s => s with { ExitRequest = exitStatus });
+        return request;
     }
 
     private void OnReleaseExit()
     {
-        closing = true;
-        Timers.Cancel(ConnectTimer);
-        Timers.Cancel(ExitTimeoutTimer);
-        Timers.Cancel(ExitRetryTimer);
-        if (phase != Phase.Connected || connection is not { } current || tunnel.Current.Exit is not { } exit)
+        Connection(ChannelClosing.Instance);
+        Exits(ChannelClosing.Instance);
+        if (connectionMachine.Phase != ConnectionPhase.Connected || connection is not { } current || tunnel.Current.Exit is not { } exit)
         {
             Sender.Tell(new ExitReleased(false));
             return;
@@ -580,7 +247,7 @@ public sealed class ControlChannel : ReceiveActor, IWithTimers
         var assignmentId = exit.AssignmentId;
         var replyTo = Sender;
         current.CloseAsync(new ControlMessage { ExitRelease = new ExitRelease { AssignmentId = assignmentId } })
-            .WaitAsync(settings.Timings.ExitReleaseTimeout)
+            .WaitAsync(settings.Timings.ExitReleaseTimeout, time)
             .PipeTo(Self,
                 success: sent => new ExitReleaseWritten(assignmentId, sent, replyTo),
                 failure: _ => new ExitReleaseWritten(assignmentId, false, replyTo));
@@ -602,59 +269,25 @@ public sealed class ControlChannel : ReceiveActor, IWithTimers
             .PipeTo(replyTo, success: _ => new ExitReleased(true), failure: _ => new ExitReleased(true));
     }
 
-    private void Send(ControlMessage message)
+    /// <summary>The status readers see: the two machines' states.</summary>
+    private void Publish()
     {
-        if (connection is { } current && !current.TrySend(message))
-            Drop($"the stream took no more messages (closed, or {ControlConnection.OutboxCapacity} waiting)");
+        var c = connectionMachine;
+        var snapshot = new PeerStatusSnapshot(c.Phase == ConnectionPhase.Connected, c.Endpoint, c.SuperNodeId, c.SessionId, c.Attempts,
+            c.Authentications, c.LastProblem);
+        var exitRequest = exitRequestMachine.Status;
+        status.Update(_ => snapshot with { ExitRequest = exitRequest });
     }
 
-    /// <summary>Ends the current stream from this side, as if the SuperNode had ended it.</summary>
-    private void Drop(string why)
+    private void Note(LogLevel level, string template, object?[] args)
     {
-        connection?.Abort();
-        OnStreamEnded(new StreamEnd(null, null, false, why));
-    }
-
-    private void OnStreamEnded(StreamEnd end)
-    {
-        Timers.Cancel(AuthTimer);
-        Timers.Cancel(SilenceTimer);
-        var wasAuthenticated = phase == Phase.Connected;
-        var upFor = wasAuthenticated ? time.GetElapsedTime(authenticatedAt) : TimeSpan.Zero;
-        var endpoint = rotation.Current;
-        using var scope = Scope();
-        connection = null;
-        phase = Phase.Waiting;
-        sessionId = null;
-        status.Update(s => s with { Connected = false, SessionId = null, LastProblem = end.Description });
-
-        if (closing)
+        if (!logger.IsEnabled(level))
             return;
-        if (end.Permanent)
-        {
-            StopForGood(end, endpoint);
-            return;
-        }
-        if (wasAuthenticated && upFor >= settings.Timings.StableAfter)
-            backoff.Reset();
-        // A stream that had been authenticated is retried where it was; a failed attempt moves on.
-        if (!wasAuthenticated)
-            rotation.MoveNext();
-        var delay = backoff.Next();
-        logger.LogWarning("Control stream to {Endpoint} ended: {Why}; reconnecting to {Next} in {DelayMs} ms",
-            endpoint.ToString(), end.Description, rotation.Current.ToString(), (long)delay.TotalMilliseconds);
-        Timers.StartSingleTimer(ConnectTimer, Connect.Instance, delay);
+        using (Scope())
+#pragma warning disable CA2254 // The templates are the machines' constants, carried in effects.
+            logger.Log(level, template, args);
+#pragma warning restore CA2254
     }
 
-    private void StopForGood(StreamEnd end, HostPort endpoint)
-    {
-        // Permanent only for a reason the catalogue knows.
-        var explanation = Refusals.Explain(end.Reason!.Value, settings, enrolled);
-        logger.LogError("Stopping: the SuperNode at {Endpoint} refused this peer with {Reason}: {Explanation} ({Detail})",
-            endpoint.ToString(), end.ReasonName, explanation, end.Description);
-        outcome.Stop(new PeerStop(1, $"{end.ReasonName}: {explanation}"));
-        Context.Stop(Self);
-    }
-
-    private IDisposable? Scope() => logger.BeginScope(LogScope.Of(settings.Id, settings.Region, sessionId));
+    private IDisposable? Scope() => logger.BeginScope(LogScope.Of(settings.Id, settings.Region, connectionMachine.SessionId));
 }

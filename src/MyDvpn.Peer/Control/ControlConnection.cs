@@ -114,7 +114,7 @@ internal sealed class ControlConnection
             try
             {
                 await foreach (var message in call.ResponseStream.ReadAllAsync(token))
-                    owner.Tell(new ControlChannel.Incoming(Generation, message));
+                    owner.Tell(new Incoming(Generation, message));
             }
             finally
             {

@@ -2,17 +2,13 @@ namespace MyDvpn.Peer.Control;
 
 /// <summary>
 /// Exponential backoff with full jitter: the n-th wait since the last reset is uniform in
-/// [0, min(cap, base × factor^n)], so a SuperNode that comes back is not hit by all its peers at once.
-/// Not thread-safe: one owner (the <see cref="ControlChannel"/>).
+/// [0, min(cap, base × factor^n)], so a SuperNode that comes back is not hit by all its peers at once. An immutable
+/// value: <see cref="Next"/> gives a wait and the schedule one step on, from a uniform sample the caller draws (the
+/// machines that hold it stay pure functions).
 /// </summary>
-public sealed class ReconnectBackoff
+public sealed record ReconnectBackoff
 {
-    private readonly TimeSpan initial;
-    private readonly TimeSpan cap;
-    private readonly double factor;
-    private readonly Random random;
-
-    public ReconnectBackoff(TimeSpan initial, TimeSpan cap, Random random, double factor = 2)
+    public ReconnectBackoff(TimeSpan initial, TimeSpan cap, double factor = 2)
     {
         if (initial <= TimeSpan.Zero)
             throw new ArgumentOutOfRangeException(nameof(initial), initial, "must be positive");
@@ -20,35 +16,39 @@ public sealed class ReconnectBackoff
             throw new ArgumentOutOfRangeException(nameof(cap), cap, "must be at least the initial delay");
         if (factor < 1)
             throw new ArgumentOutOfRangeException(nameof(factor), factor, "must be at least 1");
-        this.initial = initial;
-        this.cap = cap;
-        this.factor = factor;
-        this.random = random;
+        Initial = initial;
+        Cap = cap;
+        Factor = factor;
     }
 
-    /// <summary>Waits since the last <see cref="Reset"/>.</summary>
-    public int Attempt { get; private set; }
+    public TimeSpan Initial { get; }
+
+    public TimeSpan Cap { get; }
+
+    public double Factor { get; }
+
+    /// <summary>Waits since the last <see cref="Reset"/> (counted until the cap is reached).</summary>
+    public int Attempt { get; private init; }
 
     /// <summary>The longest the next wait can be.</summary>
     public TimeSpan Ceiling
     {
         get
         {
-            var ticks = initial.Ticks * Math.Pow(factor, Attempt);
-            return ticks >= cap.Ticks ? cap : TimeSpan.FromTicks((long)ticks);
+            var ticks = Initial.Ticks * Math.Pow(Factor, Attempt);
+            return ticks >= Cap.Ticks ? Cap : TimeSpan.FromTicks((long)ticks);
         }
     }
 
-    /// <summary>The next wait, and one step up the schedule.</summary>
-    public TimeSpan Next()
+    /// <summary>The next wait for <paramref name="sample"/> (uniform in [0, 1]), and the schedule one step up.</summary>
+    public (TimeSpan Wait, ReconnectBackoff Next) Next(double sample)
     {
         var ceiling = Ceiling;
         // Stop counting once capped: the schedule cannot rise further and the exponent cannot overflow.
-        if (ceiling < cap)
-            Attempt++;
-        return TimeSpan.FromTicks((long)(random.NextDouble() * ceiling.Ticks));
+        var next = ceiling < Cap ? this with { Attempt = Attempt + 1 } : this;
+        return (TimeSpan.FromTicks((long)(Math.Clamp(sample, 0, 1) * ceiling.Ticks)), next);
     }
 
     /// <summary>Back to the first step, after a connection that proved stable.</summary>
-    public void Reset() => Attempt = 0;
+    public ReconnectBackoff Reset() => this with { Attempt = 0 };
 }
