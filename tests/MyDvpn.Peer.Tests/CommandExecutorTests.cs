@@ -8,7 +8,7 @@ using Xunit.Abstractions;
 
 namespace MyDvpn.Peer.Tests;
 
-/// <summary>The executor with a real SQLite store and a handler that counts what it is asked.</summary>
+/// <summary>The executor with a real SQLite store and a handler that counts what it is asked, on a manual clock (deadlines are on it).</summary>
 public sealed class CommandExecutorTests : Akka.TestKit.Xunit2.TestKit
 {
     private static readonly TimeSpan Patience = TimeSpan.FromSeconds(5);
@@ -16,6 +16,7 @@ public sealed class CommandExecutorTests : Akka.TestKit.Xunit2.TestKit
     private readonly TempDirectory temp = new();
     private readonly AppliedCommandStore store;
     private readonly CountingHandler handler = new();
+    private readonly ManualTimeProvider clock = new();
 
     public CommandExecutorTests(ITestOutputHelper output)
         : base("akka.loglevel = INFO", nameof(CommandExecutorTests), output)
@@ -103,7 +104,7 @@ public sealed class CommandExecutorTests : Akka.TestKit.Xunit2.TestKit
     {
         var executor = Start();
         var command = Remove("cmd-late");
-        command.Deadline = Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow.AddSeconds(-1));
+        command.Deadline = Timestamp.FromDateTimeOffset(clock.GetUtcNow().AddSeconds(-1));
 
         executor.Tell(new ExecuteCommand(command));
 
@@ -164,12 +165,12 @@ public sealed class CommandExecutorTests : Akka.TestKit.Xunit2.TestKit
     }
 
     private IActorRef Start() =>
-        Sys.ActorOf(CommandExecutor.Props(store, handler, TimeProvider.System, NullLogger.Instance, "peer-1", "eu-west"));
+        Sys.ActorOf(CommandExecutor.Props(store, handler, clock, NullLogger.Instance, "peer-1", "eu-west"));
 
-    private static Command Remove(string id) => new()
+    private Command Remove(string id) => new()
     {
         CommandId = id,
-        Deadline = Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow.AddMinutes(1)),
+        Deadline = Timestamp.FromDateTimeOffset(clock.GetUtcNow().AddMinutes(1)),
         RemoveExit = new RemoveExit { AssignmentId = "assignment-1" },
     };
 

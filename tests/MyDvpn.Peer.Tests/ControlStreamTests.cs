@@ -31,7 +31,7 @@ public sealed class ControlStreamTests(ITestOutputHelper output) : AgentTestKit(
         var commandLog = Path.Combine(settings.StateDir, CommandLog.FileName);
         CommandResponse first;
 
-        await using (var agent = PeerHost.Build(settings, logging: TestOutputLoggerProvider.For(Output)))
+        await using (var agent = BuildAgent(settings))
         {
             await agent.StartAsync();
             var stream = await superNode.NextStreamAsync(Patience);
@@ -59,7 +59,7 @@ public sealed class ControlStreamTests(ITestOutputHelper output) : AgentTestKit(
         }
 
         // A new agent (new actor system) on the same state directory: enrolled already, and cmd-1 applied already.
-        await using (var restarted = PeerHost.Build(settings, logging: TestOutputLoggerProvider.For(Output)))
+        await using (var restarted = BuildAgent(settings))
         {
             await restarted.StartAsync();
             var stream = await superNode.NextStreamAsync(Patience);
@@ -78,7 +78,7 @@ public sealed class ControlStreamTests(ITestOutputHelper output) : AgentTestKit(
         var superNode = new TestSuperNode("super-1") { RefuseWith = RefusalReason.Revoked };
         superNode.Enroll(PeerId, Key.PublicKey);
         var server = await StartServerAsync(superNode);
-        await using var agent = PeerHost.Build(Settings([server.Address]), logging: TestOutputLoggerProvider.For(Output));
+        await using var agent = BuildAgent(Settings([server.Address]));
 
         var exitCode = await agent.RunAsync(CancellationToken.None).WaitAsync(Patience);
 
@@ -93,7 +93,7 @@ public sealed class ControlStreamTests(ITestOutputHelper output) : AgentTestKit(
         var superNode = new TestSuperNode("super-1") { RefuseWith = RefusalReason.Replaced };
         superNode.Enroll(PeerId, Key.PublicKey);
         var server = await StartServerAsync(superNode);
-        await using var agent = PeerHost.Build(Settings([server.Address]), logging: TestOutputLoggerProvider.For(Output));
+        await using var agent = BuildAgent(Settings([server.Address]));
 
         var exitCode = await agent.RunAsync(CancellationToken.None).WaitAsync(Patience);
 
@@ -107,7 +107,7 @@ public sealed class ControlStreamTests(ITestOutputHelper output) : AgentTestKit(
         var superNode = new TestSuperNode("super-1");
         superNode.Enroll(PeerId, Key.PublicKey);
         var server = await StartServerAsync(superNode);
-        await using var agent = PeerHost.Build(Settings([server.Address]), logging: TestOutputLoggerProvider.For(Output));
+        await using var agent = BuildAgent(Settings([server.Address]));
         using var stop = new CancellationTokenSource();
 
         var run = agent.RunAsync(stop.Token);
@@ -128,7 +128,7 @@ public sealed class ControlStreamTests(ITestOutputHelper output) : AgentTestKit(
 
         first.Close();
 
-        var second = await superNode.NextStreamAsync(Patience);
+        var second = await PumpAsync(superNode.NextStreamAsync(Patience));
         Assert.NotEqual(first.SessionId, second.SessionId);
         second.Send(new ControlMessage { Ping = new Ping { Sequence = 1 } });
         Assert.Equal(1ul, (await second.ReceiveAsync(Patience)).Pong.Sequence);
@@ -146,7 +146,7 @@ public sealed class ControlStreamTests(ITestOutputHelper output) : AgentTestKit(
         var first = await superNode.NextStreamAsync(Patience);
 
         // The SuperNode says nothing more on the first stream.
-        var second = await superNode.NextStreamAsync(Patience);
+        var second = await PumpAsync(superNode.NextStreamAsync(Patience));
 
         Assert.NotEqual(first.SessionId, second.SessionId);
         Assert.Contains("nothing heard", agent.Status.Current.LastProblem, StringComparison.Ordinal);
@@ -161,7 +161,7 @@ public sealed class ControlStreamTests(ITestOutputHelper output) : AgentTestKit(
 
         await StartAgentAsync(Settings([server.Address]));
 
-        await superNode.NextStreamAsync(Patience);
+        await PumpAsync(superNode.NextStreamAsync(Patience));
         Assert.Equal(3, superNode.AuthRequests.Count);
     }
 
@@ -182,7 +182,7 @@ public sealed class ControlStreamTests(ITestOutputHelper output) : AgentTestKit(
 
         await serverA.DisposeAsync();
 
-        var onB = await superNodeB.NextStreamAsync(Patience);
+        var onB = await PumpAsync(superNodeB.NextStreamAsync(Patience));
         Assert.Equal(PeerId, onB.Auth.PeerId);
         Assert.Equal("", onB.Auth.EnrollmentToken);
         await AwaitAssertAsync(() =>
@@ -205,11 +205,11 @@ public sealed class ControlStreamTests(ITestOutputHelper output) : AgentTestKit(
 
         var agent = await StartAgentAsync(Settings([server.Address]));
 
-        await AwaitAssertAsync(() =>
+        await PumpUntilAsync(() =>
         {
             Assert.True(agent.Status.Current.Attempts >= 2);
             Assert.Contains("does not chain to the CA given with --ca", agent.Status.Current.LastProblem, StringComparison.Ordinal);
-        }, Patience);
+        });
         Assert.Empty(superNode.AuthRequests);
         Assert.False(agent.Status.Current.Connected);
     }

@@ -49,7 +49,7 @@ public sealed class ExitRequestTests(ITestOutputHelper output) : AgentTestKit(na
     {
         var (superNode, settings) = await StartAsync("client");
         byte[] first;
-        await using (var agent = PeerHost.Build(settings, logging: TestOutputLoggerProvider.For(Output)))
+        await using (var agent = BuildAgent(settings))
         {
             await agent.StartAsync();
             first = (await (await superNode.NextStreamAsync(Patience)).ReceiveAsync(PayloadCase.ExitRequest, Patience)).ExitRequest.WireguardPublicKey.ToByteArray();
@@ -86,7 +86,7 @@ public sealed class ExitRequestTests(ITestOutputHelper output) : AgentTestKit(na
         await stream.ReceiveAsync(PayloadCase.ExitRequest, Patience);
 
         stream.SendExitRequestFailed(ExitRegion, StatusCode.ResourceExhausted, RefusalReason.NoExitAvailable, "every exit is full");
-        var second = (await stream.ReceiveAsync(PayloadCase.ExitRequest, Patience)).ExitRequest;
+        var second = (await PumpAsync(stream.ReceiveAsync(PayloadCase.ExitRequest, Patience))).ExitRequest;
 
         Assert.Equal(ExitRegion, second.Region);
         var failed = agent.Status.Current.ExitRequest;
@@ -119,7 +119,7 @@ public sealed class ExitRequestTests(ITestOutputHelper output) : AgentTestKit(na
         await AwaitAssertAsync(() => Assert.Equal(ExitRequestState.Stopped, agent.Status.Current.ExitRequest.State), Patience);
         // Not after a reconnect either: the first thing the new stream hears is the answer to a ping.
         stream.Close();
-        var next = await superNode.NextStreamAsync(Patience);
+        var next = await PumpAsync(superNode.NextStreamAsync(Patience));
         await AssertSaysNothingBeforePongAsync(next);
         Assert.Single(superNode.ExitRequests);
 
@@ -189,7 +189,7 @@ public sealed class ExitRequestTests(ITestOutputHelper output) : AgentTestKit(na
         });
 
         Assert.Equal(CommandResult.BodyOneofCase.Done, (await stream.ReceiveAsync(PayloadCase.CommandResponse, Patience)).CommandResponse.Result.BodyCase);
-        await stream.ReceiveAsync(PayloadCase.ExitRequest, Patience);
+        await PumpAsync(stream.ReceiveAsync(PayloadCase.ExitRequest, Patience));
         Assert.Null(agent.Tunnel.Current.Exit);
         Assert.Equal(2, superNode.ExitRequests.Count);
     }
@@ -209,7 +209,7 @@ public sealed class ExitRequestTests(ITestOutputHelper output) : AgentTestKit(na
         await AwaitAssertAsync(() => Assert.Equal(ExitRequestState.Stopped, agent.Status.Current.ExitRequest.State), Patience);
         Assert.Null(agent.Tunnel.Current.Exit);
         stream.Close();
-        await AssertSaysNothingBeforePongAsync(await superNode.NextStreamAsync(Patience));
+        await AssertSaysNothingBeforePongAsync(await PumpAsync(superNode.NextStreamAsync(Patience)));
         Assert.Single(superNode.ExitRequests);
 
         await agent.DisposeAsync();
