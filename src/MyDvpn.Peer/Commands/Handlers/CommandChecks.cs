@@ -1,5 +1,6 @@
 using Google.Protobuf.Collections;
 using MyDvpn.Common;
+using MyDvpn.Peer.Tunnel;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Security;
 
@@ -27,12 +28,15 @@ internal static class CommandChecks
         WireGuardKey.IsPublicKey(key) ? null : $"{field} is {key.Length} bytes; a WireGuard public key is {WireGuardKey.KeyLength}";
 
     /// <summary>
-    /// The exit a client is told to use (<paramref name="field"/>, with the client's <paramref name="tunnelAddresses"/>):
-    /// its endpoint, what goes through it, the client's addresses and the keepalive. Null and the endpoint if all is well.
+    /// The exit a client is told to use (<paramref name="peer"/>, named <paramref name="field"/>, with the client's
+    /// <paramref name="tunnelAddresses"/>): its endpoint, what goes through it, the client's addresses and the keepalive.
+    /// Null and the exit (whose <see cref="ClientExit.Since"/> the caller sets) if all is well, else the problem.
     /// </summary>
-    public static string? ExitPeerProblem(WireGuardPeer peer, string field, RepeatedField<string> tunnelAddresses, out HostPort? endpoint)
+    public static string? ClientExitProblem(string assignmentId, string exitPeerId, string exitRegion, WireGuardPeer peer, string field,
+        RepeatedField<string> tunnelAddresses, out ClientExit? exit)
     {
-        endpoint = null;
+        exit = null;
+        HostPort endpoint;
         try
         {
             endpoint = HostPort.Parse(peer.Endpoint, $"{field}.endpoint");
@@ -47,6 +51,8 @@ internal static class CommandChecks
             return addressProblem;
         if (peer.PersistentKeepaliveSeconds > MaxKeepaliveSeconds)
             return $"{field}.persistent_keepalive_seconds is {peer.PersistentKeepaliveSeconds}; WireGuard takes at most {MaxKeepaliveSeconds}";
+        exit = new ClientExit(assignmentId, exitPeerId, exitRegion, peer.PublicKey.ToBase64(), endpoint.ToString(), [.. peer.AllowedIps],
+            (int)peer.PersistentKeepaliveSeconds, [.. tunnelAddresses], default);
         return null;
     }
 }

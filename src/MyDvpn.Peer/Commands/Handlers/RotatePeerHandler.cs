@@ -29,11 +29,15 @@ internal sealed class RotatePeerHandler(TunnelSettings local, TunnelStateStore t
             return Invalid(id, peerProblem);
         if (KeyProblem(rotate.OldPeerPublicKey.Span, "old_peer_public_key") is { } oldKeyProblem)
             return Invalid(id, oldKeyProblem);
-        if (ExitPeerProblem(rotate.NewPeer, "new_peer", rotate.TunnelAddresses, out var endpoint) is { } problem)
+        if (ClientExitProblem(rotate.AssignmentId, rotate.CounterpartPeerId, rotate.CounterpartRegion, rotate.NewPeer, "new_peer", rotate.TunnelAddresses,
+                out var exit) is { } problem)
+        {
             return Invalid(id, problem);
+        }
 
         var oldKey = rotate.OldPeerPublicKey.ToBase64();
         var now = time.GetUtcNow();
+        var to = exit! with { Since = now };
         ClientExit? from = null;
         string? nothingToRotate = null;
         await tunnel.UpdateAsync(state =>
@@ -45,16 +49,6 @@ internal sealed class RotatePeerHandler(TunnelSettings local, TunnelStateStore t
                     return state;
                 case { } held when held.PublicKey == oldKey:
                     from = held;
-                    var to = new ClientExit(
-                        rotate.AssignmentId,
-                        rotate.CounterpartPeerId,
-                        rotate.CounterpartRegion,
-                        rotate.NewPeer.PublicKey.ToBase64(),
-                        endpoint!.ToString(),
-                        [.. rotate.NewPeer.AllowedIps],
-                        (int)rotate.NewPeer.PersistentKeepaliveSeconds,
-                        [.. rotate.TunnelAddresses],
-                        now);
                     return state with { Exit = to, LastRotation = new ExitRotation(now, rotate.Reason, RotationEnd.Of(held), RotationEnd.Of(to)) };
                 case { } held:
                     nothingToRotate = $"this peer's exit is {held.PeerId} (assignment {held.AssignmentId}), whose key is not old_peer_public_key {oldKey}";
@@ -69,7 +63,6 @@ internal sealed class RotatePeerHandler(TunnelSettings local, TunnelStateStore t
             return Invalid(id, $"{nothingToRotate}: nothing to rotate");
         if (from is null)
             return Done(id);
-        return Done(id, new ExitChanged.Rotated(from.AssignmentId, from.PeerId, rotate.AssignmentId, rotate.CounterpartPeerId,
-            rotate.CounterpartRegion, endpoint!.ToString(), rotate.Reason));
+        return Done(id, new ExitChanged.Rotated(from.AssignmentId, from.PeerId, to.AssignmentId, to.PeerId, to.Region, to.Endpoint, rotate.Reason));
     }
 }

@@ -103,25 +103,18 @@ internal sealed class SetupExitHandler(TunnelSettings local, TunnelStateStore tu
     {
         if (!IsClient(local.Role))
             return Invalid(id, $"this peer runs with role {RoleName(local.Role)}: only a client (role client or both) uses an exit");
-        if (ExitPeerProblem(setup.Peer, "peer", setup.TunnelAddresses, out var endpoint) is { } problem)
+        if (ClientExitProblem(setup.AssignmentId, setup.CounterpartPeerId, setup.CounterpartRegion, setup.Peer, "peer", setup.TunnelAddresses,
+                out var exit) is { } problem)
+        {
             return Invalid(id, problem);
+        }
 
         var now = time.GetUtcNow();
         await tunnel.UpdateAsync(state =>
         {
             var since = state.Exit is { } held && held.AssignmentId == setup.AssignmentId ? held.Since : now;
-            var exit = new ClientExit(
-                setup.AssignmentId,
-                setup.CounterpartPeerId,
-                setup.CounterpartRegion,
-                setup.Peer.PublicKey.ToBase64(),
-                endpoint!.ToString(),
-                [.. setup.Peer.AllowedIps],
-                (int)setup.Peer.PersistentKeepaliveSeconds,
-                [.. setup.TunnelAddresses],
-                since);
-            return state with { Exit = exit };
+            return state with { Exit = exit! with { Since = since } };
         }, cancellationToken);
-        return Done(id, new ExitChanged.Assigned(setup.AssignmentId, setup.CounterpartPeerId, setup.CounterpartRegion, endpoint!.ToString()));
+        return Done(id, new ExitChanged.Assigned(setup.AssignmentId, setup.CounterpartPeerId, setup.CounterpartRegion, exit!.Endpoint));
     }
 }
