@@ -33,8 +33,7 @@ public static class RefusalReasons
     public static RpcException ToRpcException(RefusalReason reason, string detail) =>
         ToRpcException(reason, RefusalCatalogue.StatusOf(reason), detail);
 
-    /// <summary>A status whose detail starts with the reason's name and whose trailer carries it.</summary>
-    public static RpcException ToRpcException(RefusalReason reason, StatusCode code, string detail) =>
+    private static RpcException ToRpcException(RefusalReason reason, StatusCode code, string detail) =>
         new(new Status(code, $"{WireName(reason)}: {detail}"), new Metadata { { TrailerName, WireName(reason) } });
 
     /// <summary>The reason a call was refused with, if it carried one.</summary>

@@ -176,7 +176,7 @@ internal sealed class TestSuperNode(string id) : ControlStream.ControlStreamBase
     }
 
     private static RpcException Refuse(RefusalReason reason) =>
-        RefusalReasons.ToRpcException(reason, StatusCode.PermissionDenied, "refused by the test SuperNode");
+        RefusalReasons.ToRpcException(reason, "refused by the test SuperNode");
 }
 
 /// <summary>One authenticated stream, seen from the SuperNode.</summary>

@@ -19,14 +19,10 @@ public abstract record ExitAllocationResult
 
     public sealed record Allocated(ExitAssignmentRecord Assignment) : ExitAllocationResult;
 
-    /// <param name="Code">The reason's status in the refusal catalogue (kept for the callers that still name one).</param>
-    public sealed record Refused(StatusCode Code, RefusalReason Reason, string Detail) : ExitAllocationResult
+    /// <summary>A refusal; its gRPC status is the one the refusal catalogue gives <paramref name="Reason"/>.</summary>
+    public sealed record Refused(RefusalReason Reason, string Detail) : ExitAllocationResult
     {
-        /// <summary>A refusal with the status the refusal catalogue gives <paramref name="reason"/>.</summary>
-        public Refused(RefusalReason reason, string detail)
-            : this(RefusalCatalogue.StatusOf(reason), reason, detail)
-        {
-        }
+        public StatusCode Code => RefusalCatalogue.StatusOf(Reason);
     }
 }
 

@@ -168,7 +168,7 @@ public static class ExitAssignment
         if (state.Config.Exits is null)
         {
             return d.Do(new SessionEffect.TellSelf(new AllocationFinished(exit.AssignmentId,
-                new ExitAllocationResult.Refused(RefusalCatalogue.StatusOf(RefusalReason.Unavailable), RefusalReason.Unavailable,
+                new ExitAllocationResult.Refused(RefusalReason.Unavailable,
                     "exit allocation is not configured on this SuperNode"))));
         }
 
@@ -203,8 +203,7 @@ public static class ExitAssignment
                 if (state.Commands.DecideIssue(new IssueCommand(state.PeerId, setup), setup.CommandId, now, settings.ClientSetupTimeout,
                         state.Identity) is not IssueDecision.Issue issue)
                 {
-                    return d.Do(new SessionEffect.TellSelf(new AllocationFinished(finished.AssignmentId, new ExitAllocationResult.Refused(
-                        RefusalCatalogue.StatusOf(RefusalReason.ExitSetupFailed), RefusalReason.ExitSetupFailed, "the client's SetupExit could not be issued"))));
+                    return d.Do(new SessionEffect.TellSelf(new AllocationFinished(finished.AssignmentId, new ExitAllocationResult.Refused(RefusalReason.ExitSetupFailed, "the client's SetupExit could not be issued"))));
                 }
 
                 d = d.Record(new ExitAssigned(allocated.Assignment, setup.CommandId, now)).Record(issue.Event)

@@ -47,12 +47,12 @@ internal static class SessionWork
         }
         catch (Exception e) when (e is OperationCanceledException or Grpc.Core.RpcException && !lifetime.IsCancellationRequested)
         {
-            return new ExitAllocationResult.Refused(StatusCode.DeadlineExceeded, RefusalReason.RegionUnreachable,
+            return new ExitAllocationResult.Refused(RefusalReason.RegionUnreachable,
                 $"region {request.Region} did not allocate an exit within {timeout.TotalSeconds:0} s");
         }
         catch (Exception e) when (!lifetime.IsCancellationRequested)
         {
-            return new ExitAllocationResult.Refused(StatusCode.Unavailable, RefusalReason.RegionUnreachable, e.Message);
+            return new ExitAllocationResult.Refused(RefusalReason.RegionUnreachable, e.Message);
         }
     }
 

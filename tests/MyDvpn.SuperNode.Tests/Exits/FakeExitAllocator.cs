@@ -106,6 +106,6 @@ public sealed class PendingAllocation
 
     public void Allocate(ExitAssignmentRecord assignment) => _result.SetResult(new ExitAllocationResult.Allocated(assignment));
 
-    public void Refuse(StatusCode code, RefusalReason reason, string detail) =>
-        _result.SetResult(new ExitAllocationResult.Refused(code, reason, detail));
+    public void Refuse(RefusalReason reason, string detail) =>
+        _result.SetResult(new ExitAllocationResult.Refused(reason, detail));
 }

@@ -88,7 +88,7 @@ public sealed class PeerSessionExitTests(ITestOutputHelper output) : PeerSession
         entity.Tell(new RequestExit(PeerId, ExitRegion, ClientKey));
         var allocation = await Allocator.NextAllocationAsync();
 
-        allocation.Refuse(StatusCode.ResourceExhausted, RefusalReason.NoExitAvailable, "region us-east has no exit online");
+        allocation.Refuse(RefusalReason.NoExitAvailable, "region us-east has no exit online");
 
         var failed = edge.FishForMessage<SendToPeer>(_ => true, Patience).Message;
         Assert.Equal(
@@ -109,7 +109,7 @@ public sealed class PeerSessionExitTests(ITestOutputHelper output) : PeerSession
         entity.Tell(new RequestExit(PeerId, ExitRegion, ClientKey));
         var allocation = await Allocator.NextAllocationAsync();
 
-        allocation.Refuse(StatusCode.Unavailable, RefusalReason.RegionUnreachable, "no SuperNode of region us-east answered");
+        allocation.Refuse(RefusalReason.RegionUnreachable, "no SuperNode of region us-east answered");
 
         var release = await Allocator.NextReleaseAsync();
         Assert.Equal((allocation.Request.AssignmentId, ExitRegion), (release.AssignmentId, release.Region));

@@ -68,7 +68,7 @@ public sealed class ExitAssignmentTests
         var requested = Attached(Enrolled()).Decide(new RequestExit(PeerId, ExitRegion, ClientKey), Now).State;
 
         var decision = requested.Decide(new AllocationFinished("new-id",
-            new ExitAllocationResult.Refused(StatusCode.DeadlineExceeded, RefusalReason.RegionUnreachable, "no answer")), Now);
+            new ExitAllocationResult.Refused(RefusalReason.RegionUnreachable, "no answer")), Now);
 
         Assert.IsType<ExitRequestRefused>(Assert.Single(decision.Events));
         Assert.Null(decision.State.Exit);
