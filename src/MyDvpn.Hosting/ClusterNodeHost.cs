@@ -1,6 +1,5 @@
 using System.Security.Authentication;
 using Akka.Cluster.Hosting;
-using Akka.Event;
 using Akka.Hosting;
 using Akka.Persistence.Sql.Hosting;
 using Akka.Remote.Hosting;
@@ -97,12 +96,9 @@ public static class ClusterNodeHost
             akka.AddHocon(
                 $"akka.cluster.shutdown-after-unsuccessful-join-seed-nodes = {(int)settings.JoinTimeout.TotalMilliseconds}ms",
                 HoconAddMode.Prepend);
-            akka.ConfigureLoggers(loggers =>
-            {
-                loggers.LogLevel = Akka.Event.LogLevel.InfoLevel;
-                loggers.ClearLoggers();
-                loggers.AddLoggerFactory();
-            });
+            var loggerFactory = services.GetRequiredService<ILoggerFactory>();
+            AkkaLogBridge.Use(akka, loggerFactory, Akka.Event.LogLevel.InfoLevel);
+            var remotingLogger = loggerFactory.CreateLogger(typeof(ClusterNodeHost));
             akka.WithRemoting(new RemoteOptions
             {
                 HostName = settings.Cluster.ToBindEndPoint("--cluster").Address.ToString(),
@@ -117,12 +113,12 @@ public static class ClusterNodeHost
                     // cannot open an association, let alone join.
                     RequireMutualAuthentication = true,
                     ValidateCertificateHostname = false,
-                    CustomValidator = (certificate, _, remote, _, log) =>
+                    CustomValidator = (certificate, _, remote, _, _) =>
                     {
                         var reason = "no certificate presented";
                         if (certificate is not null && tls.ValidatePeer(certificate, CertificateKind.Node, out reason))
                             return true;
-                        log.Warning("Refused cluster connection from {0}: {1}", remote, reason);
+                        remotingLogger.LogWarning("Refused cluster connection from {Remote}: {Reason}", remote, reason);
                         return false;
                     },
                 },
