@@ -21,11 +21,15 @@ public static class BaseNodeHost
     {
         var directory = directorySettings ?? DirectorySettings.Default;
         // Every caller of a BaseNode holds an operator certificate: SuperNodes a node one, admins an admin one.
-        var builder = ClusterNodeHost.CreateBuilder(settings, Identity, ClientCertificateMode.RequireCertificate, (akka, _) =>
+        var builder = ClusterNodeHost.CreateBuilder(settings, Identity, ClientCertificateMode.RequireCertificate, (akka, services) =>
         {
+            var loggers = services.GetRequiredService<ILoggerFactory>();
+            var directoryLogger = loggers.CreateLogger<DirectoryEntity>();
+            var tokenLogger = loggers.CreateLogger<EnrollmentTokenEntity>();
+            var revocationsLogger = loggers.CreateLogger<RevocationsEntity>();
             akka.WithShardRegion<DirectoryShard>(
                 DirectoryEntityTypes.Directory,
-                region => DirectoryEntity.Props(region, directory),
+                region => DirectoryEntity.Props(region, directory, logger: directoryLogger),
                 new DirectoryMessageExtractor(),
                 new ShardOptions
                 {
@@ -44,12 +48,12 @@ public static class BaseNodeHost
             // Tokens and the revocation list act only when asked, so they need not be remembered.
             akka.WithShardRegion<EnrollmentTokenShard>(
                 EnrollmentEntityTypes.Token,
-                tokenId => EnrollmentTokenEntity.Props(tokenId),
+                tokenId => EnrollmentTokenEntity.Props(tokenId, logger: tokenLogger),
                 new EnrollmentTokenMessageExtractor(),
                 new ShardOptions { Role = Role, StateStoreMode = StateStoreMode.Persistence });
             akka.WithShardRegion<RevocationsShard>(
                 EnrollmentEntityTypes.Revocations,
-                _ => RevocationsEntity.Props(),
+                _ => RevocationsEntity.Props(logger: revocationsLogger),
                 new RevocationsMessageExtractor(),
                 new ShardOptions { Role = Role, StateStoreMode = StateStoreMode.Persistence });
         });

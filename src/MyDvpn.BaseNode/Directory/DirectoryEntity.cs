@@ -1,7 +1,9 @@
 using System.Collections.Immutable;
 using Akka.Actor;
-using Akka.Event;
 using Akka.Persistence;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using MyDvpn.Common;
 using MyDvpn.Hosting;
 
 namespace MyDvpn.BaseNode.Directory;
@@ -9,9 +11,10 @@ namespace MyDvpn.BaseNode.Directory;
 /// <summary>
 /// One region's directory (sharded entity type <see cref="DirectoryEntityTypes.Directory"/>, entity id = region).
 /// Registrations, downs and departures are persisted; load and last-report time are kept in memory only, and after
-/// recovery every Up SuperNode gets one full grace period to report again.
+/// recovery every Up SuperNode gets one full grace period to report again. The silence check runs on the entity's
+/// <see cref="TimeProvider"/> (<see cref="ClockTimers"/>), so a test's manual clock moves both "now" and the check.
 /// </summary>
-public sealed class DirectoryEntity : ReceivePersistentActor, IWithTimers
+public sealed class DirectoryEntity : ReceivePersistentActor
 {
     /// <summary>The persistence id of a region's directory is this prefix followed by the region.</summary>
     public const string PersistenceIdPrefix = "directory-";
@@ -20,7 +23,8 @@ public sealed class DirectoryEntity : ReceivePersistentActor, IWithTimers
 
     private readonly DirectorySettings _settings;
     private readonly TimeProvider _time;
-    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly ILogger _log;
+    private readonly ClockTimers _timers;
     private readonly Snapshots _snapshots;
 
     /// <summary>Not persisted: the latest load and report time per SuperNode.</summary>
@@ -28,10 +32,13 @@ public sealed class DirectoryEntity : ReceivePersistentActor, IWithTimers
 
     private DirectoryState _state;
 
-    public DirectoryEntity(string region, DirectorySettings settings, TimeProvider time)
+    public DirectoryEntity(string region, DirectorySettings settings, TimeProvider time, ILogger logger)
     {
         _settings = settings;
         _time = time;
+        _log = new ScopedLogger(logger, ("region", region));
+        var self = Self;
+        _timers = new ClockTimers(time, message => self.Tell(message));
         _state = DirectoryState.Empty(region);
         PersistenceId = PersistenceIdPrefix + region;
         _snapshots = new Snapshots(this, settings.SnapshotEvery, _log, $"Directory of region {region}");
@@ -44,24 +51,32 @@ public sealed class DirectoryEntity : ReceivePersistentActor, IWithTimers
         Command<ReportSuperNode>(HandleReport);
         Command<DeregisterSuperNode>(HandleDeregister);
         Command<GetRegion>(_ => Sender.Tell(View()));
-        Command<CheckSilence>(_ => HandleSilenceCheck());
+        Command<ClockTimers.Fired>(fired =>
+        {
+            if (_timers.Accept(fired) is CheckSilence)
+                HandleSilenceCheck();
+        });
         Command<ISnapshotResponse>(_snapshots.Handle);
     }
 
     public override string PersistenceId { get; }
 
-    public ITimerScheduler Timers { get; set; } = null!;
-
-    public static Props Props(string region, DirectorySettings settings) =>
-        Props(region, settings, TimeProvider.System);
-
-    public static Props Props(string region, DirectorySettings settings, TimeProvider timeProvider)
+    /// <param name="timeProvider">The clock for report times and the silence check; the system clock when null.</param>
+    /// <param name="logger">Where the entity logs, in a <c>region</c> scope; nowhere when null.</param>
+    public static Props Props(string region, DirectorySettings settings, TimeProvider? timeProvider = null, ILogger? logger = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(region);
         ArgumentNullException.ThrowIfNull(settings);
-        ArgumentNullException.ThrowIfNull(timeProvider);
         settings.Validate();
-        return Akka.Actor.Props.Create(() => new DirectoryEntity(region, settings, timeProvider));
+        var time = timeProvider ?? TimeProvider.System;
+        var log = logger ?? NullLogger.Instance;
+        return Akka.Actor.Props.Create(() => new DirectoryEntity(region, settings, time, log));
+    }
+
+    protected override void PostStop()
+    {
+        _timers.Dispose();
+        base.PostStop();
     }
 
     private void OnRecovered()
@@ -72,7 +87,7 @@ public sealed class DirectoryEntity : ReceivePersistentActor, IWithTimers
             _live[node.Info.SuperNodeId] = new LiveReport(SuperNodeLoad.None, now);
         }
 
-        Timers.StartPeriodicTimer(SilenceCheckTimer, CheckSilence.Instance, _settings.SilenceCheckInterval);
+        _timers.StartPeriodic(SilenceCheckTimer, CheckSilence.Instance, _settings.SilenceCheckInterval);
     }
 
     private void HandleReport(ReportSuperNode report)
@@ -93,7 +108,7 @@ public sealed class DirectoryEntity : ReceivePersistentActor, IWithTimers
         {
             ApplyPersisted(evt);
             _live[id] = new LiveReport(report.Load, now);
-            _log.Info("Directory of region {0}: SuperNode {1} registered at {2}", _state.Region, id,
+            _log.LogInformation("Directory of region {Region}: SuperNode {SuperNodeId} registered at {GrpcEndpoint}", _state.Region, id,
                 evt.Info.GrpcEndpoint);
             sender.Tell(accepted);
         });
@@ -113,7 +128,7 @@ public sealed class DirectoryEntity : ReceivePersistentActor, IWithTimers
         Persist(left, evt =>
         {
             ApplyPersisted(evt);
-            _log.Info("Directory of region {0}: SuperNode {1} left", _state.Region, evt.SuperNodeId);
+            _log.LogInformation("Directory of region {Region}: SuperNode {SuperNodeId} left", _state.Region, evt.SuperNodeId);
             sender.Tell(reply);
         });
     }
@@ -131,7 +146,7 @@ public sealed class DirectoryEntity : ReceivePersistentActor, IWithTimers
         {
             var silentFor = LastReportAt(evt.SuperNodeId) is { } last ? now - last : (TimeSpan?)null;
             ApplyPersisted(evt);
-            _log.Warning("Directory of region {0}: SuperNode {1} marked down, no report for {2} (grace {3})",
+            _log.LogWarning("Directory of region {Region}: SuperNode {SuperNodeId} marked down, no report for {SilentFor} (grace {DownAfter})",
                 _state.Region, evt.SuperNodeId, silentFor, _settings.DownAfter);
         });
     }

@@ -1,6 +1,8 @@
 using Akka.Actor;
-using Akka.Event;
 using Akka.Persistence;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using MyDvpn.Hosting;
 
 namespace MyDvpn.BaseNode.Enrollment;
 
@@ -16,13 +18,14 @@ public sealed class EnrollmentTokenEntity : ReceivePersistentActor
     public const string PersistenceIdPrefix = "enrollment-token-";
 
     private readonly TimeProvider _time;
-    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly ILogger _log;
 
     private EnrollmentTokenState _state;
 
-    public EnrollmentTokenEntity(string tokenId, TimeProvider time)
+    public EnrollmentTokenEntity(string tokenId, TimeProvider time, ILogger logger)
     {
         _time = time;
+        _log = new ScopedLogger(logger, ("token_id", tokenId));
         _state = EnrollmentTokenState.Empty(tokenId);
         PersistenceId = PersistenceIdPrefix + tokenId;
 
@@ -34,13 +37,17 @@ public sealed class EnrollmentTokenEntity : ReceivePersistentActor
 
     public override string PersistenceId { get; }
 
-    public static Props Props(string tokenId) => Props(tokenId, TimeProvider.System);
-
-    public static Props Props(string tokenId, TimeProvider timeProvider)
+    /// <param name="timeProvider">The clock for creation, expiry and redemption times; the system clock when null.</param>
+    /// <param name="logger">
+    /// Where the entity logs, in a <c>token_id</c> scope (with the token's <c>region</c>, and the redeeming <c>peer_id</c>);
+    /// nowhere when null.
+    /// </param>
+    public static Props Props(string tokenId, TimeProvider? timeProvider = null, ILogger? logger = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(tokenId);
-        ArgumentNullException.ThrowIfNull(timeProvider);
-        return Akka.Actor.Props.Create(() => new EnrollmentTokenEntity(tokenId, timeProvider));
+        var time = timeProvider ?? TimeProvider.System;
+        var log = logger ?? NullLogger.Instance;
+        return Akka.Actor.Props.Create(() => new EnrollmentTokenEntity(tokenId, time, log));
     }
 
     private void HandleCreate(CreateToken create)
@@ -57,8 +64,9 @@ public sealed class EnrollmentTokenEntity : ReceivePersistentActor
         Persist(created, evt =>
         {
             _state = _state.Apply(evt);
-            _log.Info("Enrollment token {0} created: role {1}, region {2}, {3} uses, expires {4}", evt.TokenId,
-                evt.Role, evt.Region, evt.Uses, evt.ExpiresAt);
+            using (_log.BeginScope(new LogScope(("region", evt.Region))))
+                _log.LogInformation("Enrollment token {TokenId} created: role {Role}, region {Region}, {Uses} uses, expires {ExpiresAt}", evt.TokenId,
+                    evt.Role, evt.Region, evt.Uses, evt.ExpiresAt);
             sender.Tell(new TokenIssued(evt.TokenId, evt.Role, evt.Region, evt.Uses, evt.ExpiresAt));
         });
     }
@@ -87,8 +95,9 @@ public sealed class EnrollmentTokenEntity : ReceivePersistentActor
                 Persist(redeemed.Event, evt =>
                 {
                     _state = _state.Apply(evt);
-                    _log.Info("Enrollment token {0} redeemed by peer {1}, {2} uses left", _state.TokenId, evt.PeerId,
-                        _state.UsesLeft);
+                    using (_log.BeginScope(new LogScope(("region", _state.Created?.Region ?? ""), ("peer_id", evt.PeerId))))
+                        _log.LogInformation("Enrollment token {TokenId} redeemed by peer {PeerId}, {UsesLeft} uses left", _state.TokenId, evt.PeerId,
+                            _state.UsesLeft);
                     sender.Tell(new TokenRedeemAccepted(_state.TokenId, evt.PeerId, _state.UsesLeft, AlreadyRedeemed: false));
                 });
                 break;

@@ -28,6 +28,9 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
     private const string Reason = "mydvpn-reason";
 
     private readonly ManualTimeProvider _clock = new();
+    private readonly TestOutputLogger _directoryLog = new(output, nameof(DirectoryEntity));
+    private readonly TestOutputLogger _tokenLog = new(output, nameof(EnrollmentTokenEntity));
+    private readonly TestOutputLogger _revocationsLog = new(output, nameof(RevocationsEntity));
     private readonly TestPki _pki = new();
     private readonly List<TlsGrpcTestServer> _servers = [];
     private readonly List<GrpcChannel> _channels = [];
@@ -42,10 +45,10 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
         var adminTls = _pki.Issue("ops", CertificateKind.Admin);
 
         var directory = Sys.ActorOf(ShardStandIn.Props(new DirectoryMessageExtractor(),
-            region => DirectoryEntity.Props(region, DirectorySettings.Default, _clock)));
+            region => DirectoryEntity.Props(region, DirectorySettings.Default, _clock, _directoryLog)));
         var regionIndex = Sys.ActorOf(ShardStandIn.Props(new RegionIndexMessageExtractor(), _ => RegionIndexEntity.Props()));
-        var tokens = Sys.ActorOf(ShardStandIn.Props(new EnrollmentTokenMessageExtractor(), id => EnrollmentTokenEntity.Props(id, _clock)));
-        var revocations = Sys.ActorOf(ShardStandIn.Props(new RevocationsMessageExtractor(), _ => RevocationsEntity.Props(_clock)));
+        var tokens = Sys.ActorOf(ShardStandIn.Props(new EnrollmentTokenMessageExtractor(), id => EnrollmentTokenEntity.Props(id, _clock, _tokenLog)));
+        var revocations = Sys.ActorOf(ShardStandIn.Props(new RevocationsMessageExtractor(), _ => RevocationsEntity.Props(_clock, logger: _revocationsLog)));
 
         var policy = new CertificatePolicy()
             .Require(SuperNodeDirectory.Descriptor.FullName, CertificateKind.Node)

@@ -1,4 +1,5 @@
 using Akka.Actor;
+using Microsoft.Extensions.Logging;
 using MyDvpn.BaseNode.Enrollment;
 using Xunit.Abstractions;
 
@@ -11,6 +12,7 @@ public sealed class EnrollmentTokenEntityTests(ITestOutputHelper output) : Sqlit
 
     private readonly ManualTimeProvider _clock = new();
     private readonly TokenCredential _credential = TokenCredential.Generate();
+    private readonly RecordingLogger _log = new(output, nameof(EnrollmentTokenEntity));
 
     private string PersistenceId => "enrollment-token-" + _credential.TokenId;
 
@@ -27,6 +29,23 @@ public sealed class EnrollmentTokenEntityTests(ITestOutputHelper output) : Sqlit
         Assert.Equal(_credential.SecretSha256, created.SecretSha256);
         var secret = _credential.Text[(TokenCredential.TokenIdLength + 1)..];
         Assert.DoesNotContain(secret, created.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Creation_and_redemption_are_logged_with_the_token_its_region_and_the_peer_in_scope()
+    {
+        var token = Created();
+        Redeem(token, "peer-1");
+
+        var id = _credential.TokenId;
+        Assert.Equal(
+            [
+                (LogLevel.Information, $"token_id={id}", "region=eu-west"),
+                (LogLevel.Information, $"token_id={id}", "region=eu-west, peer_id=peer-1"),
+            ],
+            _log.Entries.Select(e => (e.Level, e.Scopes[^1], e.Scopes[0])));
+        Assert.StartsWith($"Enrollment token {id} created: role Client, region eu-west, 1 uses", _log.Entries.First().Message, StringComparison.Ordinal);
+        Assert.Equal($"Enrollment token {id} redeemed by peer peer-1, 0 uses left", _log.Entries.Last().Message);
     }
 
     [Fact]
@@ -196,7 +215,7 @@ public sealed class EnrollmentTokenEntityTests(ITestOutputHelper output) : Sqlit
         Assert.Single(JournalEvents(PersistenceId));
     }
 
-    private IActorRef Start() => Sys.ActorOf(EnrollmentTokenEntity.Props(_credential.TokenId, _clock));
+    private IActorRef Start() => Sys.ActorOf(EnrollmentTokenEntity.Props(_credential.TokenId, _clock, _log));
 
     private IActorRef Created(EnrollmentRole role = EnrollmentRole.Client, int uses = 1)
     {

@@ -1,5 +1,6 @@
 using Akka.Actor;
 using Akka.Persistence;
+using Microsoft.Extensions.Logging;
 using MyDvpn.BaseNode.Enrollment;
 using Xunit.Abstractions;
 
@@ -11,6 +12,7 @@ public sealed class RevocationsEntityTests(ITestOutputHelper output) : SqliteTes
     private const string PersistenceId = "revocations";
 
     private readonly ManualTimeProvider _clock = new();
+    private readonly RecordingLogger _log = new(output, nameof(RevocationsEntity));
 
     [Fact]
     public void Revocations_get_versions_counting_up_from_one()
@@ -24,6 +26,18 @@ public sealed class RevocationsEntityTests(ITestOutputHelper output) : SqliteTes
 
         Assert.Equal(2, Version(list));
         Assert.Equal([new PeerRevoked("peer-a", 1, t0), new PeerRevoked("peer-b", 2, t1)], JournalEvents(PersistenceId));
+    }
+
+    [Fact]
+    public void A_revocation_is_logged_with_the_peer_in_scope()
+    {
+        var list = Start();
+
+        Revoke(list, "peer-a");
+
+        var entry = Assert.Single(_log.Entries);
+        Assert.Equal((LogLevel.Information, "Peer peer-a revoked: revocation version 1"), (entry.Level, entry.Message));
+        Assert.Equal(["peer_id=peer-a"], entry.Scopes);
     }
 
     [Fact]
@@ -132,7 +146,7 @@ public sealed class RevocationsEntityTests(ITestOutputHelper output) : SqliteTes
     }
 
     private IActorRef Start(int snapshotEvery = RevocationsEntity.DefaultSnapshotEvery) =>
-        Sys.ActorOf(RevocationsEntity.Props(_clock, snapshotEvery));
+        Sys.ActorOf(RevocationsEntity.Props(_clock, snapshotEvery, _log));
 
     private PeerRevocationRecorded Revoke(IActorRef list, string peerId)
     {
