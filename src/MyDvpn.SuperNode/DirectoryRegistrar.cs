@@ -1,6 +1,9 @@
 using Akka.Actor;
-using Akka.Event;
 using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using MyDvpn.Common;
+using MyDvpn.Hosting;
 using MyDvpn.Protocol.Directory;
 using Prometheus;
 
@@ -9,9 +12,11 @@ namespace MyDvpn.SuperNode;
 /// <summary>
 /// Keeps this SuperNode registered in the directory: reports registration and load every
 /// interval (each report is a full registration, so a BaseNode that lost it learns it again) and
-/// refreshes the durable directory cache.
+/// refreshes the durable directory cache. Its timers (the next report, the retry after a failed one, the deadline for
+/// sessions to confirm revocations) run on its <see cref="TimeProvider"/> (<see cref="ClockTimers"/>), so a test's manual
+/// clock fires them.
 /// </summary>
-public sealed class DirectoryRegistrar : ReceiveActor, IWithTimers
+public sealed class DirectoryRegistrar : ReceiveActor
 {
     private static readonly Gauge DirectoryReachable = Metrics.CreateGauge(
         "mydvpn_directory_reachable", "1 while the last report to a BaseNode succeeded.");
@@ -48,25 +53,41 @@ public sealed class DirectoryRegistrar : ReceiveActor, IWithTimers
     private HashSet<string> pendingRevocations = [];
     private ulong? pendingRevocationVersion;
     private readonly CancellationTokenSource stopping = new();
-    private readonly ILoggingAdapter log = Context.GetLogger();
+    private readonly ILogger log;
+    private readonly ClockTimers timers;
     private bool reportInFlight;
     private bool lastReportFailed;
     private int reportsSinceRefresh;
 
-    public ITimerScheduler Timers { get; set; } = null!;
-
     /// <summary>The cache is refreshed every this many reports (and after the first).</summary>
     public const int RefreshEveryReports = 5;
 
+    /// <summary>How long after a failed report the next one is tried.</summary>
+    public static readonly TimeSpan RetryAfterFailure = TimeSpan.FromSeconds(2);
+
+    /// <summary>How long the sessions have to confirm a batch of revocations before it is fetched again.</summary>
+    public static readonly TimeSpan RevocationsConfirmWithin = TimeSpan.FromSeconds(15);
+
     /// <param name="revocations">How far this SuperNode has applied the directory's revocations.</param>
     /// <param name="sessions">The region's <c>peers</c> shard region, told of each revocation.</param>
+    /// <param name="time">The clock of the registrar's timers; the system clock when null.</param>
+    /// <param name="logger">Where the registrar logs, in a <c>region</c> and <c>supernode_id</c> scope; nowhere when null.</param>
     public static Props Props(SuperNodeRegistration registration, DirectoryClient client, DirectoryCache cache,
-        RegistrationStatus status, Func<SuperNodeLoad> currentLoad, RevocationCursor revocations, IActorRef sessions) =>
-        Akka.Actor.Props.Create(() => new DirectoryRegistrar(registration, client, cache, status, currentLoad, revocations, sessions));
+        RegistrationStatus status, Func<SuperNodeLoad> currentLoad, RevocationCursor revocations, IActorRef sessions,
+        TimeProvider? time = null, ILogger? logger = null)
+    {
+        var clock = time ?? TimeProvider.System;
+        var log = logger ?? NullLogger.Instance;
+        return Akka.Actor.Props.Create(() => new DirectoryRegistrar(registration, client, cache, status, currentLoad, revocations, sessions, clock, log));
+    }
 
     public DirectoryRegistrar(SuperNodeRegistration registration, DirectoryClient client, DirectoryCache cache,
-        RegistrationStatus status, Func<SuperNodeLoad> currentLoad, RevocationCursor revocations, IActorRef sessions)
+        RegistrationStatus status, Func<SuperNodeLoad> currentLoad, RevocationCursor revocations, IActorRef sessions,
+        TimeProvider time, ILogger logger)
     {
+        log = new ScopedLogger(logger, ("region", registration.Region), ("supernode_id", registration.SupernodeId));
+        var self = Self;
+        timers = new ClockTimers(time, message => self.Tell(message));
         this.revocations = revocations;
         this.sessions = sessions;
         this.registration = registration;
@@ -75,35 +96,42 @@ public sealed class DirectoryRegistrar : ReceiveActor, IWithTimers
         this.status = status;
         this.currentLoad = currentLoad;
 
+        Receive<ClockTimers.Fired>(fired =>
+        {
+            switch (timers.Accept(fired))
+            {
+                case ReportTick:
+                    SendReport();
+                    break;
+                case RevocationsFailed failed:
+                    OnRevocationsFailed(failed);
+                    break;
+            }
+        });
         Receive<ReportTick>(_ => SendReport());
         Receive<Reported>(OnReported);
         Receive<ReportFailed>(OnReportFailed);
         Receive<CacheRefreshed>(refreshed =>
-            log.Debug("Directory cache refreshed: {0} regions", refreshed.Regions));
+            log.LogDebug("Directory cache refreshed: {Regions} regions", refreshed.Regions));
         Receive<CacheRefreshFailed>(failed =>
-            log.Warning("Directory cache not refreshed: {0}", failed.Cause.Message));
+            log.LogWarning("Directory cache not refreshed: {Reason}", failed.Cause.Message));
         Receive<RevocationsApplied>(applied =>
         {
             status.MarkRevocationsCurrent();
             revocationSyncInFlight = false;
             if (applied.Count > 0)
-                log.Info("Applied {0} revocations from the directory (version {1})", applied.Count, applied.Version);
+                log.LogInformation("Applied {Count} revocations from the directory (version {Version})", applied.Count, applied.Version);
         });
         Receive<RevocationsFetched>(OnRevocationsFetched);
         Receive<Sessions.PeerRevoked>(OnPeerRevoked);
-        Receive<RevocationsFailed>(failed =>
-        {
-            revocationSyncInFlight = false;
-            pendingRevocations.Clear();
-            pendingRevocationVersion = null;
-            log.Warning("Revocations not fetched, retried on the next report: {0}", failed.Cause.Message);
-        });
+        Receive<RevocationsFailed>(OnRevocationsFailed);
     }
 
     protected override void PreStart() => Self.Tell(ReportTick.Instance);
 
     protected override void PostStop()
     {
+        timers.Dispose();
         stopping.Cancel();
         stopping.Dispose();
     }
@@ -124,17 +152,25 @@ public sealed class DirectoryRegistrar : ReceiveActor, IWithTimers
         reportInFlight = false;
         DirectoryReachable.Set(1);
         if (!status.IsRegistered || lastReportFailed)
-            log.Info("Registered SuperNode {0} of region {1} with the directory", registration.SupernodeId, registration.Region);
+            log.LogInformation("Registered SuperNode {SuperNodeId} of region {Region} with the directory", registration.SupernodeId, registration.Region);
         lastReportFailed = false;
         status.MarkRegistered();
         var interval = TimeSpan.FromMilliseconds(Math.Max(reported.Ack.ReportIntervalMs, 200));
-        Timers.StartSingleTimer(nameof(ReportTick), ReportTick.Instance, interval);
+        timers.StartSingle(nameof(ReportTick), ReportTick.Instance, interval);
         if (reportsSinceRefresh++ % RefreshEveryReports == 0)
             RefreshCache();
         if (reported.Ack.RevocationVersion > revocations.Version && !revocationSyncInFlight)
             SyncRevocations();
         else if (reported.Ack.RevocationVersion <= revocations.Version)
             status.MarkRevocationsCurrent();
+    }
+
+    private void OnRevocationsFailed(RevocationsFailed failed)
+    {
+        revocationSyncInFlight = false;
+        pendingRevocations.Clear();
+        pendingRevocationVersion = null;
+        log.LogWarning("Revocations not fetched, retried on the next report: {Reason}", failed.Cause.Message);
     }
 
     private void OnReportFailed(ReportFailed failed)
@@ -144,9 +180,9 @@ public sealed class DirectoryRegistrar : ReceiveActor, IWithTimers
         ReportFailures.Inc();
         var cause = failed.Cause is RpcException rpc ? $"{rpc.StatusCode}: {rpc.Status.Detail}" : failed.Cause.Message;
         if (!lastReportFailed)
-            log.Warning("Directory report failed, serving from the directory cache until a BaseNode answers: {0}", cause);
+            log.LogWarning("Directory report failed, serving from the directory cache until a BaseNode answers: {Reason}", cause);
         lastReportFailed = true;
-        Timers.StartSingleTimer(nameof(ReportTick), ReportTick.Instance, TimeSpan.FromSeconds(2));
+        timers.StartSingle(nameof(ReportTick), ReportTick.Instance, RetryAfterFailure);
     }
 
     /// <summary>
@@ -168,7 +204,7 @@ public sealed class DirectoryRegistrar : ReceiveActor, IWithTimers
         pendingRevocationVersion = fetched.List.Version;
         foreach (var peerId in pendingRevocations)
             sessions.Tell(new Sessions.RevokePeer(peerId));
-        Timers.StartSingleTimer(nameof(RevocationsFailed), new RevocationsFailed(new TimeoutException("sessions did not confirm revocations in time")), TimeSpan.FromSeconds(15));
+        timers.StartSingle(nameof(RevocationsFailed), new RevocationsFailed(new TimeoutException("sessions did not confirm revocations in time")), RevocationsConfirmWithin);
         CompleteRevocationsIfDone();
     }
 
@@ -183,7 +219,7 @@ public sealed class DirectoryRegistrar : ReceiveActor, IWithTimers
         if (pendingRevocations.Count > 0 || pendingRevocationVersion is not { } version)
             return;
         pendingRevocationVersion = null;
-        Timers.Cancel(nameof(RevocationsFailed));
+        timers.Cancel(nameof(RevocationsFailed));
         var count = (int)(version - revocations.Version);
         revocations.SaveAsync(version, stopping.Token).PipeTo(Self,
             success: () => new RevocationsApplied(version, count),

@@ -93,7 +93,9 @@ public static class SuperNodeHost
                         services.GetRequiredService<RegistrationStatus>(),
                         () => new SuperNodeLoad { ConnectedPeers = (uint)streams.Count },
                         services.GetRequiredService<RevocationCursor>(),
-                        registry.Get<PeerSessionShard>()), "directory-registrar");
+                        registry.Get<PeerSessionShard>(),
+                        services.GetRequiredService<TimeProvider>(),
+                        services.GetRequiredService<ILoggerFactory>().CreateLogger<DirectoryRegistrar>()), "directory-registrar");
                     registry.Register<DirectoryRegistrar>(registrar);
                     DeregisterOnShutdown(system, registrar, settings, services);
                     HandOverRelayOnShutdown(system, services);

@@ -1,17 +1,22 @@
 using Akka.Actor;
+using Microsoft.Extensions.Logging;
 using MyDvpn.Protocol.Directory;
 using MyDvpn.Security;
 using Xunit.Abstractions;
 
 namespace MyDvpn.SuperNode.Tests;
 
-/// <summary>The registrar against a real gRPC directory on loopback, with mutual TLS from a temporary CA.</summary>
+/// <summary>
+/// The registrar against a real gRPC directory on loopback, with mutual TLS from a temporary CA. Its timers run on a manual
+/// clock: a test waits only for real I/O, and moves the clock for the next report, a retry or a deadline.
+/// </summary>
 public sealed class DirectoryRegistrarTests : Akka.TestKit.Xunit2.TestKit
 {
     // A registrar that throws is stopped rather than restarted, so a crash shows as a dead actor.
     private const string Config = """akka.actor.guardian-supervisor-strategy = "Akka.Actor.StoppingSupervisorStrategy" """;
 
-    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(10);
+    /// <summary>How long a test waits for real I/O (gRPC, files): only a failing test waits it out.</summary>
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(15);
 
     private static readonly SuperNodeRegistration Registration = new()
     {
@@ -31,10 +36,13 @@ public sealed class DirectoryRegistrarTests : Akka.TestKit.Xunit2.TestKit
     private readonly TlsMaterial superTls;
     private readonly RegionList regions = DirectoryCacheTests.SampleRegions();
     private readonly RegistrationStatus status = new();
+    private readonly ManualTimeProvider clock = new();
+    private readonly RecordingLogger log;
 
     public DirectoryRegistrarTests(ITestOutputHelper output)
         : base(Config, nameof(DirectoryRegistrarTests), output)
     {
+        log = new RecordingLogger(output, nameof(DirectoryRegistrar));
         var pki = new Pki(temp);
         baseTls = TlsMaterial.Load(pki.Issue("base-1", CertificateKind.Node));
         superTls = TlsMaterial.Load(pki.Issue("super-1", CertificateKind.Node));
@@ -76,6 +84,25 @@ public sealed class DirectoryRegistrarTests : Akka.TestKit.Xunit2.TestKit
     }
 
     [Fact]
+    public async Task Registrar_reports_again_when_the_directory_says_and_not_before()
+    {
+        var directory = new FakeDirectory(regions) { ReportIntervalMs = 5_000 };
+        await using var server = await DirectoryServer.StartAsync(baseTls, directory);
+        using var client = new DirectoryClient([server.Address], superTls);
+        var registrar = StartRegistrar(client, new DirectoryCache(temp.Path));
+        await AwaitAssertAsync(() => Assert.True(status.IsRegistered), Patience);
+        await AssertAliveAsync(registrar); // the registrar has handled the answer: the next report's timer is armed
+
+        clock.Advance(TimeSpan.FromMilliseconds(4_999));
+        await AssertAliveAsync(registrar); // a round trip: a report due by now would have been sent before it answers
+        Assert.Single(directory.Reports);
+
+        clock.Advance(TimeSpan.FromMilliseconds(1));
+        await AwaitAssertAsync(() => Assert.Equal(2, directory.Reports.Count), Patience);
+        await StopAsync(registrar);
+    }
+
+    [Fact]
     public async Task Registrar_keeps_retrying_while_the_directory_is_unavailable_and_stays_registered()
     {
         var directory = new FakeDirectory(regions) { ReportIntervalMs = 200 };
@@ -86,15 +113,17 @@ public sealed class DirectoryRegistrarTests : Akka.TestKit.Xunit2.TestKit
 
         directory.Unavailable = true;
 
-        await AwaitAssertAsync(() => Assert.True(directory.RefusedReports >= 2), Patience);
+        await AdvanceUntilAsync(() => Assert.True(directory.RefusedReports >= 2));
         Assert.True(status.IsRegistered);
         await AssertAliveAsync(registrar);
+        // One warning for the outage, not one per refused report.
+        Assert.Single(log.Entries, e => e.Level == LogLevel.Warning && e.Message.StartsWith("Directory report failed", StringComparison.Ordinal));
 
         var reportsBefore = directory.Reports.Count;
         directory.ReportIntervalMs = 60_000;
         directory.Unavailable = false;
 
-        await AwaitAssertAsync(() => Assert.True(directory.Reports.Count > reportsBefore), Patience);
+        await AdvanceUntilAsync(() => Assert.True(directory.Reports.Count > reportsBefore));
         Assert.True(status.IsRegistered);
         await StopAsync(registrar);
     }
@@ -113,8 +142,10 @@ public sealed class DirectoryRegistrarTests : Akka.TestKit.Xunit2.TestKit
             registrar = StartRegistrar(client, cache);
             await AwaitAssertAsync(() => Assert.Equal(regions, cache.Regions), Patience);
 
-            await EventFilter.Warning(start: "Directory report failed")
-                .ExpectOneAsync(Patience, () => server.DisposeAsync().AsTask());
+            await server.DisposeAsync();
+            await AdvanceUntilAsync(() => Assert.Contains(log.Entries, e =>
+                e.Level == LogLevel.Warning && e.Message.StartsWith("Directory report failed", StringComparison.Ordinal)
+                && e.Scopes.Contains("region=eu-west, supernode_id=super-1")));
         }
         finally
         {
@@ -127,7 +158,7 @@ public sealed class DirectoryRegistrarTests : Akka.TestKit.Xunit2.TestKit
         directory.ReportIntervalMs = 60_000;
         await using var restarted = await DirectoryServer.StartAsync(baseTls, directory, address.Port);
 
-        await AwaitAssertAsync(() => Assert.True(directory.Reports.Count > reportsBefore), Patience);
+        await AdvanceUntilAsync(() => Assert.True(directory.Reports.Count > reportsBefore));
         Assert.True(status.IsRegistered);
         Assert.Equal(regions, new DirectoryCache(temp.Path).Regions);
         await StopAsync(registrar);
@@ -148,7 +179,7 @@ public sealed class DirectoryRegistrarTests : Akka.TestKit.Xunit2.TestKit
 
         directory.Unavailable = false;
 
-        await AwaitAssertAsync(() => Assert.True(status.IsRegistered), Patience);
+        await AdvanceUntilAsync(() => Assert.True(status.IsRegistered));
         await StopAsync(registrar);
     }
 
@@ -171,7 +202,18 @@ public sealed class DirectoryRegistrarTests : Akka.TestKit.Xunit2.TestKit
 
     private IActorRef StartRegistrar(DirectoryClient client, DirectoryCache cache, IActorRef? sessions = null) =>
         Sys.ActorOf(DirectoryRegistrar.Props(Registration, client, cache, status, () => Load, new RevocationCursor(temp.Path),
-            sessions ?? CreateTestProbe().Ref), "directory-registrar");
+            sessions ?? CreateTestProbe().Ref, clock, log), "directory-registrar");
+
+    /// <summary>
+    /// Moves the clock on by <see cref="DirectoryRegistrar.RetryAfterFailure"/> until <paramref name="assertion"/> holds: for
+    /// a timer the registrar arms only once a call it made (real gRPC) has come back.
+    /// </summary>
+    private Task AdvanceUntilAsync(Action assertion) =>
+        AwaitAssertAsync(() =>
+        {
+            clock.Advance(DirectoryRegistrar.RetryAfterFailure);
+            assertion();
+        }, Patience, TimeSpan.FromMilliseconds(50));
 
     [Fact]
     public async Task Revocations_missed_while_away_are_applied_and_the_cursor_moves_only_after_every_session_confirmed()
@@ -192,6 +234,33 @@ public sealed class DirectoryRegistrarTests : Akka.TestKit.Xunit2.TestKit
         Assert.Equal(0ul, new RevocationCursor(temp.Path).Version);
         registrar.Tell(new MyDvpn.SuperNode.Sessions.PeerRevoked("peer-a"), sessions.Ref);
         await AwaitAssertAsync(() => Assert.Equal(2ul, new RevocationCursor(temp.Path).Version), Patience);
+        await StopAsync(registrar);
+    }
+
+    [Fact]
+    public async Task Revocations_the_sessions_do_not_confirm_in_time_are_fetched_again_on_a_later_report()
+    {
+        var directory = new FakeDirectory(regions) { ReportIntervalMs = 60_000 };
+        directory.RevokedPeers.AddRange(["peer-a"]);
+        await using var server = await DirectoryServer.StartAsync(baseTls, directory);
+        using var client = new DirectoryClient([server.Address], superTls);
+        var sessions = CreateTestProbe();
+        var registrar = StartRegistrar(client, new DirectoryCache(temp.Path), sessions.Ref);
+        Assert.Equal("peer-a", sessions.ExpectMsg<MyDvpn.SuperNode.Sessions.RevokePeer>(Patience).PeerId);
+        await AssertAliveAsync(registrar); // the batch's deadline is armed
+
+        // Nobody confirms: at the deadline the batch is given up, the cursor unmoved.
+        clock.Advance(DirectoryRegistrar.RevocationsConfirmWithin);
+        await AwaitAssertAsync(() => Assert.Contains(log.Entries, e =>
+            e.Level == LogLevel.Warning && e.Message == "Revocations not fetched, retried on the next report: sessions did not confirm revocations in time"),
+            Patience);
+        Assert.Equal(0ul, new RevocationCursor(temp.Path).Version);
+
+        // The next report finds the directory still ahead and fetches the batch again.
+        clock.Advance(TimeSpan.FromMilliseconds(60_000) - DirectoryRegistrar.RevocationsConfirmWithin);
+        Assert.Equal("peer-a", sessions.ExpectMsg<MyDvpn.SuperNode.Sessions.RevokePeer>(Patience).PeerId);
+        sessions.Reply(new MyDvpn.SuperNode.Sessions.PeerRevoked("peer-a"));
+        await AwaitAssertAsync(() => Assert.Equal(1ul, new RevocationCursor(temp.Path).Version), Patience);
         await StopAsync(registrar);
     }
 
