@@ -31,7 +31,9 @@ public sealed class ControlStreamService(
     DirectoryCache directory,
     EdgeSecurityLog security,
     RegistrationStatus registration,
-    ILogger<ControlStreamService> logger) : ControlStream.ControlStreamBase
+    TimeProvider time,
+    ILogger<ControlStreamService> logger,
+    ILogger<EdgeStream> edgeLogger) : ControlStream.ControlStreamBase
 {
     private EdgeSettings Edge => settings.Edge;
 
@@ -112,7 +114,7 @@ public sealed class ControlStreamService(
             auth.PublicKey.IsEmpty ? null : auth.PublicKey.ToByteArray()), context.CancellationToken);
         return decision switch
         {
-            PeerAuthenticated ok => (auth, new StreamInfo(auth.PeerId, ok.Role, ok.SessionId, source, DateTimeOffset.UtcNow, null), ok.ExitAssignmentId),
+            PeerAuthenticated ok => (auth, new StreamInfo(auth.PeerId, ok.Role, ok.SessionId, source, time.GetUtcNow(), null), ok.ExitAssignmentId),
             PeerRefused refused => throw new StreamRefusal(refused.Reason, refused.Detail),
             _ => throw new StreamRefusal(RefusalReason.Unavailable, $"unexpected answer from the peer's session: {decision.GetType().Name}"),
         };
@@ -131,7 +133,7 @@ public sealed class ControlStreamService(
             FullMode = BoundedChannelFullMode.Wait,
         });
         var closed = new TaskCompletionSource<StreamRefusal>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var edge = system.ActorOf(EdgeStream.Props(identity, outbound.Writer, closed, sessions.ActorRef, streams, Edge, exitCapacity));
+        var edge = system.ActorOf(EdgeStream.Props(identity, outbound.Writer, closed, sessions.ActorRef, streams, Edge, exitCapacity, time, edgeLogger));
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
         try
         {

@@ -1,7 +1,10 @@
 using System.Threading.Channels;
 using Akka.Actor;
-using Akka.Event;
 using Google.Protobuf.WellKnownTypes;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using MyDvpn.Common;
+using MyDvpn.Hosting;
 using MyDvpn.Protocol.Control;
 using MyDvpn.SuperNode.Sessions;
 using Prometheus;
@@ -12,8 +15,13 @@ namespace MyDvpn.SuperNode.Edge;
 /// One open, authenticated peer stream on this SuperNode (ARCHITECTURE §2 EdgeStream). It owns
 /// the stream's outbound queue, heartbeats the peer, hands command answers to the peer's session
 /// and is watched by it. When it stops, the stream ends; when the stream ends, it is stopped.
+/// <para>
+/// Its time (when the peer was last heard, pings, round trips) and its heartbeat timer come from its
+/// <see cref="TimeProvider"/> (<see cref="ClockTimers"/>), so a test's manual clock moves both. It logs in a scope of the
+/// stream's <c>peer_id</c>, <c>session_id</c> and <c>region</c>, with the <c>command_id</c> for a command.
+/// </para>
 /// </summary>
-public sealed class EdgeStream : ReceiveActor, IWithTimers
+public sealed class EdgeStream : ReceiveActor
 {
     private static readonly Histogram HeartbeatRtt = Metrics.CreateHistogram(
         "mydvpn_heartbeat_rtt_seconds", "Round trip of Ping/Pong on peer streams.",
@@ -39,21 +47,32 @@ public sealed class EdgeStream : ReceiveActor, IWithTimers
     private readonly EdgeSettings settings;
     /// <summary>Clients the peer offered to serve as an exit when it authenticated; 0: none.</summary>
     private readonly int exitCapacity;
-    private readonly ILoggingAdapter log = Context.GetLogger();
-    private DateTimeOffset lastHeard = DateTimeOffset.UtcNow;
+    private readonly TimeProvider time;
+    private readonly ILogger log;
+    private readonly ClockTimers timers;
+    private DateTimeOffset lastHeard;
     private ulong pingSequence;
     private IActorRef? session;
 
-    public ITimerScheduler Timers { get; set; } = null!;
-
+    /// <param name="time">The clock of the heartbeat, silence and round trips; the system clock when null.</param>
+    /// <param name="logger">Where the stream logs, in its peer's scope; nowhere when null.</param>
     public static Props Props(StreamInfo identity, ChannelWriter<ControlMessage> outbound, TaskCompletionSource<StreamRefusal> closed,
-        IActorRef sessions, LocalStreams registry, EdgeSettings settings, int exitCapacity = 0) =>
-        Akka.Actor.Props.Create(() => new EdgeStream(identity, outbound, closed, sessions, registry, settings, exitCapacity));
+        IActorRef sessions, LocalStreams registry, EdgeSettings settings, int exitCapacity = 0, TimeProvider? time = null, ILogger? logger = null)
+    {
+        var clock = time ?? TimeProvider.System;
+        var log = logger ?? NullLogger.Instance;
+        return Akka.Actor.Props.Create(() => new EdgeStream(identity, outbound, closed, sessions, registry, settings, exitCapacity, clock, log));
+    }
 
     public EdgeStream(StreamInfo initial, ChannelWriter<ControlMessage> outbound, TaskCompletionSource<StreamRefusal> closed,
-        IActorRef sessions, LocalStreams registry, EdgeSettings settings, int exitCapacity)
+        IActorRef sessions, LocalStreams registry, EdgeSettings settings, int exitCapacity, TimeProvider time, ILogger logger)
     {
         this.exitCapacity = exitCapacity;
+        this.time = time;
+        lastHeard = time.GetUtcNow();
+        log = new ScopedLogger(logger, ("peer_id", initial.PeerId), ("session_id", initial.SessionId), ("region", registry.Region));
+        var self = Self;
+        timers = new ClockTimers(time, message => self.Tell(message));
         // Handlers read the field, which every Publish replaces: a captured parameter would publish stale copies.
         identity = initial;
         this.outbound = outbound;
@@ -67,12 +86,18 @@ public sealed class EdgeStream : ReceiveActor, IWithTimers
         {
             if (unanswered.Add(deliver.Command.CommandId))
                 Publish(identity with { CommandsInFlight = unanswered.Count });
+            using (log.BeginScope(new LogScope(("command_id", deliver.Command.CommandId))))
+                log.LogDebug("Writing command {CommandId} ({Kind}) to the stream", deliver.Command.CommandId, deliver.Command.BodyCase);
             Send(new ControlMessage { Command = deliver.Command });
         });
         Receive<CloseStream>(close => Close(new StreamRefusal(close.Reason, close.Detail)));
         Receive<SendToPeer>(send => Send(send.Message));
         Receive<PeerAssignments>(changed => Publish(identity with { Assignments = changed.Assignments }));
-        Receive<HeartbeatTick>(_ => Heartbeat());
+        Receive<ClockTimers.Fired>(fired =>
+        {
+            if (timers.Accept(fired) is HeartbeatTick)
+                Heartbeat();
+        });
         Receive<StreamAttached>(_ =>
         {
             // The session may live on another SuperNode of the region and move (hand-off, crash):
@@ -99,13 +124,14 @@ public sealed class EdgeStream : ReceiveActor, IWithTimers
         sessions.Tell(Attach());
         registry.Publish(identity);
         OpenStreams.Inc();
-        Timers.StartPeriodicTimer(nameof(HeartbeatTick), HeartbeatTick.Instance, settings.HeartbeatInterval);
+        timers.StartPeriodic(nameof(HeartbeatTick), HeartbeatTick.Instance, settings.HeartbeatInterval);
     }
 
     private AttachStream Attach() => new(identity.PeerId, identity.SessionId, Self, identity.RemoteAddress, exitCapacity);
 
     protected override void PostStop()
     {
+        timers.Dispose();
         registry.Remove(identity.SessionId);
         OpenStreams.Dec();
         // The stream may still be open when the actor is stopped from outside (node shutting down).
@@ -114,7 +140,7 @@ public sealed class EdgeStream : ReceiveActor, IWithTimers
 
     private void OnInbound(Inbound inbound)
     {
-        lastHeard = DateTimeOffset.UtcNow;
+        lastHeard = time.GetUtcNow();
         var message = inbound.Message;
         switch (message.PayloadCase)
         {
@@ -124,6 +150,8 @@ public sealed class EdgeStream : ReceiveActor, IWithTimers
             case ControlMessage.PayloadOneofCase.CommandResponse:
                 if (unanswered.Remove(message.CommandResponse.CommandId))
                     Publish(identity with { CommandsInFlight = unanswered.Count });
+                using (log.BeginScope(new LogScope(("command_id", message.CommandResponse.CommandId))))
+                    log.LogDebug("Command {CommandId} answered: {Outcome}", message.CommandResponse.CommandId, message.CommandResponse.OutcomeCase);
                 sessions.Tell(new CommandAnswered(identity.PeerId, message.CommandResponse));
                 break;
             case ControlMessage.PayloadOneofCase.Ping:
@@ -156,7 +184,7 @@ public sealed class EdgeStream : ReceiveActor, IWithTimers
     {
         if (pong.PingSentAt is null)
             return;
-        var rtt = DateTimeOffset.UtcNow - pong.PingSentAt.ToDateTimeOffset();
+        var rtt = time.GetUtcNow() - pong.PingSentAt.ToDateTimeOffset();
         if (rtt < TimeSpan.Zero || rtt > settings.HeartbeatTimeout)
             return;
         HeartbeatRtt.Observe(rtt.TotalSeconds);
@@ -174,13 +202,14 @@ public sealed class EdgeStream : ReceiveActor, IWithTimers
 
     private void Heartbeat()
     {
-        var silentFor = DateTimeOffset.UtcNow - lastHeard;
+        var now = time.GetUtcNow();
+        var silentFor = now - lastHeard;
         if (silentFor > settings.HeartbeatTimeout)
         {
             Close(new StreamRefusal(RefusalReason.HeartbeatTimeout, $"no message for {silentFor.TotalSeconds:0.0} s"));
             return;
         }
-        Send(new ControlMessage { Ping = new Ping { Sequence = ++pingSequence, SentAt = Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow) } });
+        Send(new ControlMessage { Ping = new Ping { Sequence = ++pingSequence, SentAt = Timestamp.FromDateTimeOffset(now) } });
     }
 
     private void Send(ControlMessage message)
@@ -193,7 +222,7 @@ public sealed class EdgeStream : ReceiveActor, IWithTimers
     private void Close(StreamRefusal reason)
     {
         if (closed.TrySetResult(reason))
-            log.Debug("Closing stream of peer {0}: {1}", identity.PeerId, reason.Reason);
+            log.LogDebug("Closing stream of peer {PeerId}: {Reason}", identity.PeerId, reason.Reason);
         Context.Stop(Self);
     }
 }
