@@ -74,10 +74,10 @@ public sealed class AkkaLogBridgeTests : IAsyncLifetime
     [Fact]
     public async Task Akkas_own_components_log_under_their_own_category_at_their_level()
     {
-        // Akka reports an undelivered message at Info, from its dead-letter reference.
-        System.DeadLetters.Tell("lost in transit");
-
-        var line = await _lines.FirstAsync(l => l.Message.Contains("was not delivered", StringComparison.Ordinal));
+        // Akka reports an undelivered message at Info, from its dead-letter reference, once its dead-letter listener has
+        // subscribed (it starts with the system, on its own thread): sent again until then.
+        var line = await _lines.FirstAsync(l => l.Message.Contains("was not delivered", StringComparison.Ordinal),
+            until: () => System.DeadLetters.Tell("lost in transit"));
 
         Assert.Equal(typeof(DeadLetterActorRef).FullName, line.Category);
         Assert.Equal("Information", line.Level);
@@ -153,16 +153,18 @@ public sealed class AkkaLogBridgeTests : IAsyncLifetime
 
         public ILogger CreateLogger(string categoryName) => new Writer(this, categoryName);
 
-        public async Task<JsonLine> FirstAsync(Func<JsonLine, bool> match)
+        /// <summary>The first line that matches, waiting for it; <paramref name="until"/> runs before each look.</summary>
+        public async Task<JsonLine> FirstAsync(Func<JsonLine, bool> match, Action? until = null)
         {
             using var timeout = new CancellationTokenSource(Patience);
             while (true)
             {
+                until?.Invoke();
                 if (_lines.FirstOrDefault(match) is { } line)
                     return line;
                 try
                 {
-                    await Task.Delay(20, timeout.Token);
+                    await Task.Delay(until is null ? 20 : 250, timeout.Token);
                 }
                 catch (OperationCanceledException)
                 {
