@@ -2,6 +2,7 @@ using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using MyDvpn.BaseNode.Enrollment;
 using MyDvpn.Common;
+using MyDvpn.Hosting;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Protocol.Directory;
 using Prometheus;
@@ -67,12 +68,7 @@ public sealed class DirectoryGrpcService(
     public override async Task<RedeemTokenResponse> RedeemToken(RedeemTokenRequest request, ServerCallContext context)
     {
         var redeem = EnrollmentMapping.ToRedeem(request);
-        using var scope = logger.BeginScope(new Dictionary<string, object>
-        {
-            ["peer_id"] = redeem.PeerId,
-            ["region"] = redeem.Region,
-            ["token_id"] = redeem.TokenId,
-        });
+        using var scope = logger.BeginScope(new LogScope(("peer_id", redeem.PeerId), ("region", redeem.Region), ("token_id", redeem.TokenId)));
         var superNode = CallerName(context);
 
         // A revoked peer stays out: a token left over must not bring it back under a new key.

@@ -6,6 +6,7 @@ using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using MyDvpn.Common;
+using MyDvpn.Hosting;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Security;
 using MyDvpn.SuperNode.Sessions;
@@ -62,7 +63,7 @@ public sealed class ControlStreamService(
                 streams.Release();
             }
             peerId = auth.PeerId;
-            using (logger.BeginScope(new Dictionary<string, object> { ["peer_id"] = peerId, ["session_id"] = identity.SessionId, ["region"] = settings.Region }))
+            using (logger.BeginScope(new LogScope(("peer_id", peerId), ("session_id", identity.SessionId), ("region", settings.Region))))
                 await RunAsync(identity, ExitCapacityOf(auth), exitAssignmentId, requestStream, responseStream, context);
         }
         catch (StreamRefusal refusal)
