@@ -1,4 +1,3 @@
-using Akka.Event;
 using Akka.Persistence;
 using Microsoft.Extensions.Logging;
 
@@ -20,12 +19,6 @@ namespace MyDvpn.Hosting;
 public sealed class Snapshots(Eventsourced entity, int every, Action<Exception?, string, object?[]> warn, string name)
 {
     private readonly int _every = every >= 1 ? every : throw new ArgumentOutOfRangeException(nameof(every), every, "must be at least 1");
-
-    /// <summary>Snapshots of an entity that logs through Akka's logging adapter.</summary>
-    public Snapshots(Eventsourced entity, int every, ILoggingAdapter log, string name)
-        : this(entity, every, (cause, template, args) => log.Warning(cause, AkkaTemplate(template), args), name)
-    {
-    }
 
     /// <summary>Snapshots of an entity that logs through an <see cref="ILogger"/> (its scopes name it already).</summary>
     public Snapshots(Eventsourced entity, int every, ILogger log, string name)
@@ -76,12 +69,5 @@ public sealed class Snapshots(Eventsourced entity, int every, Action<Exception?,
             default:
                 return false;
         }
-    }
-
-    /// <summary>A named template as Akka's positional one: <c>{Entity}</c>, <c>{SequenceNr}</c> … become <c>{0}</c>, <c>{1}</c> ….</summary>
-    private static string AkkaTemplate(string template)
-    {
-        var position = 0;
-        return System.Text.RegularExpressions.Regex.Replace(template, @"\{[A-Za-z]+\}", _ => $"{{{position++}}}");
     }
 }
