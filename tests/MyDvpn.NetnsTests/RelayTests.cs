@@ -88,7 +88,7 @@ public sealed class RelayTests(ITestOutputHelper output)
         await RunAsync(dropUdpBetweenNats: false, async (network, cancel) =>
         {
             // The session decides once the client reports its handshake: the decision is in sn-eu-1's log.
-            await network.UntilAsync(() => Task.FromResult(Log(network, "sn-eu-1").Contains("direct path to exit", StringComparison.Ordinal)),
+            await network.UntilAsync(() => Task.FromResult(Log(network, "sn-eu-1").Contains("direct path to exit", StringComparison.OrdinalIgnoreCase)),
                 "sn-eu-1 sees the direct path work", cancel);
             Assert.Equal(TestbedAddresses.ExitNatPublic.ToString(),
                 (await network.Testbed.HttpGetAsync(TestbedRoles.Client, network.Testbed.EchoUrl, TimeSpan.FromSeconds(5), cancel)).Trim());
