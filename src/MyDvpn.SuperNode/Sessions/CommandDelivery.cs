@@ -248,7 +248,7 @@ public static class CommandDelivery
     /// <summary>The command is finished: its timer stops, its issuer and the peer it was issued for hear of it, and so do the flows.</summary>
     private static Decision Concluded(Decision d, InFlightCommand command, CommandOutcome outcome, DateTimeOffset now) => d
         .Do(new SessionEffect.CancelTimer(TimerPrefix + outcome.CommandId), new SessionEffect.Announce(outcome, command.ReplyToPeerId))
-        .Then(x => ExitAssignment.CommandConcluded(x, outcome.CommandId, now))
+        .Then(x => ExitAssignment.CommandConcluded(x, outcome, now))
         .Do(SessionEffect.ShowAssignments.Instance);
 
     private static SessionEffect.StartTimer Timer(string commandId, TimeSpan delay) =>

@@ -52,3 +52,24 @@ public sealed record ExitReleaseCompleted(string AssignmentId, DateTimeOffset At
 
 /// <summary>The direct path failed: the tunnel goes through relay legs (host:port on a SuperNode of each region).</summary>
 public sealed record RelayEstablished(string AssignmentId, string ClientLeg, string ExitLeg, DateTimeOffset At) : IPeerSessionEvent;
+
+/// <summary>
+/// The client is to move from its exit (assignment <paramref name="FromAssignmentId"/>) to another exit of the same region:
+/// <paramref name="RotationId"/> is the new assignment's id, asked of the exit's region avoiding <paramref name="AvoidExitPeerId"/>.
+/// </summary>
+public sealed record ExitRotationStarted(
+    string FromAssignmentId,
+    string RotationId,
+    Protocol.SuperNode.RotationReason Reason,
+    string Detail,
+    string? AvoidExitPeerId,
+    DateTimeOffset At) : IPeerSessionEvent;
+
+/// <summary>The exit's region set up <paramref name="Next"/> (its exit acked); RotatePeer <paramref name="CommandId"/> moves the client.</summary>
+public sealed record ExitRotationAllocated(string RotationId, Exits.ExitAssignmentRecord Next, string CommandId, DateTimeOffset At) : IPeerSessionEvent;
+
+/// <summary>The client applied its RotatePeer: its exit is the new assignment's, and the old assignment is given back.</summary>
+public sealed record ExitRotated(string FromAssignmentId, string ToAssignmentId, DateTimeOffset At) : IPeerSessionEvent;
+
+/// <summary>The rotation did not complete; a new assignment already made is given back.</summary>
+public sealed record ExitRotationFailed(string RotationId, string Reason, DateTimeOffset At) : IPeerSessionEvent;

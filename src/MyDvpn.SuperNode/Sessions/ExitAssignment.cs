@@ -49,6 +49,12 @@ public sealed record ClientExit(string AssignmentId, string Region, byte[] Clien
     /// <summary>When the current relay chain was set up; null while direct (and in journals older than this field).</summary>
     public DateTimeOffset? RelayedSince { get; init; }
 
+    /// <summary>A move of the client to another exit under way; null: none.</summary>
+    public ExitRotationState? Rotation { get; init; }
+
+    /// <summary>How the client came to this exit when it was moved here from another; null: it asked for it.</summary>
+    public ExitRotationRecord? LastRotation { get; init; }
+
     /// <summary>Folds an exit event in; an event of another assignment (replaced or released meanwhile) changes nothing.</summary>
     public static ClientExit? Apply(ClientExit? exit, IPeerSessionEvent evt) => evt switch
     {
@@ -61,6 +67,19 @@ public sealed record ClientExit(string AssignmentId, string Region, byte[] Clien
         ExitReleaseCompleted e when exit?.AssignmentId == e.AssignmentId => null,
         RelayEstablished e when exit?.AssignmentId == e.AssignmentId =>
             exit with { ClientRelayLeg = e.ClientLeg, ExitRelayLeg = e.ExitLeg, RelayedSince = e.At },
+        ExitRotationStarted e when exit?.AssignmentId == e.FromAssignmentId =>
+            exit with { Rotation = new ExitRotationState(e.RotationId, e.Reason, e.Detail, e.AvoidExitPeerId, e.At) },
+        ExitRotationAllocated e when exit?.Rotation?.RotationId == e.RotationId =>
+            exit with { Rotation = exit.Rotation with { Next = e.Next, CommandId = e.CommandId } },
+        ExitRotated e when exit is { Rotation.Next: { } next } && exit.AssignmentId == e.FromAssignmentId && next.AssignmentId == e.ToAssignmentId =>
+            new ClientExit(next.AssignmentId, next.Region, exit.ClientPublicKey, e.At)
+            {
+                Phase = ExitPhase.Active,
+                Assignment = next,
+                SetupCommandId = exit.Rotation.CommandId,
+                LastRotation = new ExitRotationRecord(exit.AssignmentId, exit.Assignment?.ExitPeerId ?? "", exit.Rotation.Reason, exit.Rotation.Detail, e.At),
+            },
+        ExitRotationFailed e when exit?.Rotation?.RotationId == e.RotationId => exit with { Rotation = null },
         _ => exit,
     };
 
@@ -226,11 +245,15 @@ public static class ExitAssignment
         }
     }
 
-    /// <summary>A command ended: the client's SetupExit makes its assignment active, or failed and rolled back.</summary>
-    public static Decision CommandConcluded(Decision d, string commandId, DateTimeOffset now) => d.State.Exit switch
+    /// <summary>
+    /// A command ended: the client's SetupExit makes its assignment active, or failed and rolled back; its RotatePeer
+    /// completes or fails a rotation.
+    /// </summary>
+    public static Decision CommandConcluded(Decision d, CommandOutcome outcome, DateTimeOffset now) => d.State.Exit switch
     {
         { Phase: ExitPhase.SetupFailed } => RollBackFailedSetup(d, now),
-        { Phase: ExitPhase.Active, Assignment: { } assignment } exit when exit.SetupCommandId == commandId => PathMonitoring.Activated(
+        { Rotation.CommandId: { } rotating } when rotating == outcome.CommandId => ExitRotation.CommandConcluded(d, outcome, now),
+        { Phase: ExitPhase.Active, Assignment: { } assignment } exit when exit.SetupCommandId == outcome.CommandId => PathMonitoring.Activated(
             d.Log(LogLevel.Information, "Exit {ExitPeerId}@{ExitRegion} active (assignment {AssignmentId}, address {ClientAddress})",
                 assignment.ExitPeerId, exit.Region, exit.AssignmentId, assignment.ClientAddress)),
         _ => d,
@@ -257,8 +280,8 @@ public static class ExitAssignment
         if (state.Exit is not { } exit || exit.Phase == ExitPhase.Releasing)
             return d;
 
-        // The client's relay leg here goes now; the exit's goes with the release at its region.
-        d = PathMonitoring.Stop(d).Do(new SessionEffect.CloseRelayLegs(exit.AssignmentId))
+        // The client's relay leg here goes now; the exit's goes with the release at its region. A rotation ends with it.
+        d = PathMonitoring.Stop(ExitRotation.Abandon(d, reason, now)).Do(new SessionEffect.CloseRelayLegs(exit.AssignmentId))
             .Record(new ExitReleaseStarted(exit.AssignmentId, reason, now))
             .Log(LogLevel.Information, "Releasing assignment {AssignmentId}: {Reason}", exit.AssignmentId, reason)
             .Do(SessionEffect.ShowAssignments.Instance)

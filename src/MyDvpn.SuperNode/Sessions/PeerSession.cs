@@ -50,6 +50,7 @@ public sealed class PeerSession : ReceivePersistentActor
 
     // Not persisted: what a restart forgets.
     private readonly Dictionary<string, IActorRef> _issuers = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, List<IActorRef>> _rotationWaiters = new(StringComparer.Ordinal);
     private readonly List<AwaitingJournal> _awaitingJournal = [];
     private IActorRef? _edge;
     private string _shownAssignments = "";
@@ -122,6 +123,7 @@ public sealed class PeerSession : ReceivePersistentActor
         Command<HandshakesReported>(reported => Decide(reported));
         Command<RelayFinished>(finished => Decide(finished));
         Command<RelayLegLost>(lost => Decide(lost));
+        Command<RotateExit>(rotate => Decide(rotate));
         Command<GetPeerState>(_ => Sender.Tell(_state.View()));
         // The hand-over point to this session's rollback step for commands issued on other peers on its behalf.
         Command<CommandOutcomeFor>(outcome => Note(LogLevel.Information, "Command {CommandId} on peer {OtherPeerId} ended: {Outcome}",
@@ -241,6 +243,15 @@ public sealed class PeerSession : ReceivePersistentActor
                 case SessionEffect.RememberIssuer remember when !requester.IsNobody():
                     // The latest issuer of a command id gets its outcome (an earlier one may have been an Ask, long gone).
                     _issuers[remember.CommandId] = requester;
+                    break;
+                case SessionEffect.RememberRotationWaiter waiter when !requester.IsNobody():
+                    if (!_rotationWaiters.TryGetValue(waiter.RotationId, out var waiting))
+                        _rotationWaiters[waiter.RotationId] = waiting = [];
+                    waiting.Add(requester);
+                    break;
+                case SessionEffect.AnnounceRotation announce:
+                    if (_rotationWaiters.Remove(announce.Outcome.RotationId, out var waiters))
+                        waiters.ForEach(w => w.Tell(announce.Outcome));
                     break;
                 case SessionEffect.AdoptStream adopt:
                     _edge = adopt.Edge;

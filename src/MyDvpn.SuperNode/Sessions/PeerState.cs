@@ -31,6 +31,9 @@ public sealed record PeerState(
     StreamState Stream,
     ExitServing Serving)
 {
+    /// <summary>Assignments the client left (a rotation's old one, or its new one that did not complete), until their region releases them.</summary>
+    public ImmutableList<RetiringExit> Retiring { get; init; } = [];
+
     public const string JournalUnavailable = "the session journal is unavailable; retry";
 
     public string PeerId => Identity.PeerId;
@@ -50,8 +53,9 @@ public sealed record PeerState(
         CommandIssued => this with { Commands = Commands.Apply(evt) },
         CommandCompleted e => Concluded(e.CommandId, CommandResponse.Parser.ParseFrom(e.Response), null) with { Commands = Commands.Apply(evt) },
         CommandFailed e => Concluded(e.CommandId, null, e.Reason) with { Commands = Commands.Apply(evt) },
-        ExitRequested or ExitAssigned or ExitRequestRefused or ExitReleaseStarted or ExitReleaseCompleted or RelayEstablished =>
-            this with { Exit = ClientExit.Apply(Exit, evt) },
+        ExitRequested or ExitAssigned or ExitRequestRefused or ExitReleaseStarted or ExitReleaseCompleted or RelayEstablished
+            or ExitRotationStarted or ExitRotationAllocated or ExitRotated or ExitRotationFailed =>
+            this with { Exit = ClientExit.Apply(Exit, evt), Retiring = RetiringAfter(evt) },
         _ => throw new ArgumentException($"Unknown peer session event {evt.GetType().Name}", nameof(evt)),
     };
 
@@ -76,10 +80,14 @@ public sealed record PeerState(
             CommandAnswered m => CommandDelivery.Answered(d, m.Response, now),
             CommandTimerFired m => CommandDelivery.TimerFired(d, m.CommandId, now),
             RequestExit m => ExitAssignment.Request(d, m, newId, now),
+            AllocationFinished m when ExitRotation.Answers(this, m) => ExitRotation.Allocated(d, m, now),
             AllocationFinished m => ExitAssignment.Allocated(d, m, now),
             ClientReleasesExit m => ExitAssignment.ClientReleases(d, m.AssignmentId, now),
+            ReleaseFinished m when Retiring.Exists(r => r.AssignmentId == m.AssignmentId) => ExitRotation.ReleaseFinished(d, m, now),
             ReleaseFinished m => ExitAssignment.ReleaseFinished(d, m, now),
             RetryRelease => ExitAssignment.SendRelease(d),
+            RetryRetiredRelease m => ExitRotation.RetryRelease(d, m),
+            RotateExit m => ExitRotation.Start(d, m, newId, now),
             HandshakesReported m => PathMonitoring.Reported(d, m.Peers, now),
             DirectPathExpired m => PathMonitoring.Expired(d, m),
             RelayFinished m => PathMonitoring.RelayFinished(d, m, now),
@@ -90,10 +98,22 @@ public sealed record PeerState(
 
     /// <summary>What a new incarnation picks up: every command's deadline, and an exit step left under way.</summary>
     public Decision DecideRecovered(DateTimeOffset now) =>
-        ExitAssignment.Recovered(CommandDelivery.AwaitStreamAfterRecovery(Decision.From(this), now), now);
+        ExitRotation.Recovered(ExitAssignment.Recovered(CommandDelivery.AwaitStreamAfterRecovery(Decision.From(this), now), now));
 
     /// <summary>Whether the session may passivate: nothing attached, in flight, being enrolled or under way for its exit.</summary>
-    public bool Idle => !Stream.Attached && Commands.InFlight.IsEmpty && !Identity.Redeeming && Exit is null or { Phase: ExitPhase.Active };
+    public bool Idle => !Stream.Attached && Commands.InFlight.IsEmpty && !Identity.Redeeming && Retiring.IsEmpty
+                        && Exit is null or { Phase: ExitPhase.Active, Rotation: null };
+
+    /// <summary>The assignments being given back after <paramref name="evt"/>: a rotation's old one, or its new one that failed.</summary>
+    private ImmutableList<RetiringExit> RetiringAfter(IPeerSessionEvent evt) => evt switch
+    {
+        ExitRotated e when Exit?.AssignmentId == e.FromAssignmentId =>
+            Retiring.Without(e.FromAssignmentId).Add(new RetiringExit(e.FromAssignmentId, Exit.Region, $"the client moved to assignment {e.ToAssignmentId}")),
+        ExitRotationFailed e when Exit?.Rotation is { Next: { } made } rotation && rotation.RotationId == e.RotationId =>
+            Retiring.Without(made.AssignmentId).Add(new RetiringExit(made.AssignmentId, made.Region, $"the rotation failed: {e.Reason}")),
+        ExitReleaseCompleted e => Retiring.Without(e.AssignmentId),
+        _ => Retiring,
+    };
 
     /// <summary>The end of a command for the client's exit (its SetupExit) and an exit's clients (its SetupExit and RemoveExit).</summary>
     private PeerState Concluded(string commandId, CommandResponse? response, string? failureReason)
@@ -142,6 +162,7 @@ public sealed record PeerState(
         {
             Exit = Exit,
             Served = Serving.Served,
+            Retiring = Retiring,
         };
 
     public static PeerState FromSnapshot(PeerSnapshot snapshot, SessionConfig config)
@@ -153,6 +174,7 @@ public sealed record PeerState(
             Commands = snapshot.Finished.Aggregate(empty.Commands, (book, id) => book.Remember(id)),
             Exit = snapshot.Exit,
             Serving = new ExitServing(snapshot.Served ?? [], false),
+            Retiring = snapshot.Retiring ?? [],
         };
         return snapshot.InFlight.Aggregate(state, (s, issued) => s.Apply(issued));
     }
@@ -176,6 +198,9 @@ public sealed record PeerSnapshot(
 
     /// <summary>Null in snapshots written before exits existed.</summary>
     public ImmutableList<ExitAssignmentRecord>? Served { get; init; }
+
+    /// <summary>Null in snapshots written before rotations existed.</summary>
+    public ImmutableList<RetiringExit>? Retiring { get; init; }
 }
 
 /// <summary>The outcome of <see cref="PeerIdentity.DecideAuthentication"/>.</summary>

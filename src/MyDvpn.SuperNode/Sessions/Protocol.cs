@@ -140,6 +140,15 @@ public sealed record PeerAssignments(string PeerId, ImmutableList<Exits.ExitAssi
 /// </summary>
 public sealed record RelayLegLost(string PeerId, string AssignmentId, string SuperNodeId, string Reason) : IWithPeerId;
 
+/// <summary>
+/// Move the client to another exit of its exit's region, make-before-break (from the exit's region through
+/// <c>ExitAllocation.RotateClient</c>, or an operator's <c>admin rotate</c>). <paramref name="AssignmentId"/> empty: whatever
+/// exit it holds. Reply: <see cref="RotationOutcome"/> once the rotation ended (at once when none could start).
+/// </summary>
+/// <param name="AvoidExitPeerId">The exit not to pick; null: the one the client leaves.</param>
+public sealed record RotateExit(string PeerId, string AssignmentId, Protocol.SuperNode.RotationReason Reason, string Detail, string? AvoidExitPeerId = null)
+    : IWithPeerId;
+
 public sealed record HandshakesReported(string PeerId, ImmutableList<ReportedHandshake> Peers) : IWithPeerId;
 
 /// <param name="LastHandshake">Null: no handshake yet.</param>

@@ -73,6 +73,12 @@ public abstract record SessionEffect
         public static readonly ShowAssignments Instance = new();
     }
 
+    /// <summary>The requester waits for the end of rotation <paramref name="RotationId"/>.</summary>
+    public sealed record RememberRotationWaiter(string RotationId) : SessionEffect;
+
+    /// <summary>A rotation ended: whoever waits for it hears of it.</summary>
+    public sealed record AnnounceRotation(RotationOutcome Outcome) : SessionEffect;
+
     /// <summary>The command ended: its issuer and, through the <c>peers</c> shard region, <paramref name="ReplyToPeerId"/> hear of it.</summary>
     public sealed record Announce(CommandOutcome Outcome, string? ReplyToPeerId) : SessionEffect;
 
