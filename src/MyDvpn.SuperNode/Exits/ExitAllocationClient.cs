@@ -107,6 +107,11 @@ public sealed class ExitAllocationClient(DirectoryCache directory, DirectoryClie
     public Task RelayLegLostAsync(RelayLegLostRequest request, CancellationToken cancellationToken) =>
         CallAnyAsync(request.Region, request.AssignmentId, (client, options) => client.RelayLegLostAsync(request, options).ResponseAsync, cancellationToken);
 
+    /// <summary>Tells the client's region that the client of the assignment is to move to another exit.</summary>
+    /// <exception cref="ExitRegionUnreachableException">No SuperNode of the client's region answered.</exception>
+    public Task RotateClientAsync(RotateClientRequest request, CancellationToken cancellationToken) =>
+        CallAnyAsync(request.Region, request.AssignmentId, (client, options) => client.RotateClientAsync(request, options).ResponseAsync, cancellationToken);
+
     /// <summary>Calls the region's SuperNodes in turn until one answers; a refusal (a status with a reason) is thrown as it came.</summary>
     /// <exception cref="ExitRegionUnreachableException">None answered.</exception>
     private async Task<T> CallAnyAsync<T>(string region, string spreadKey,

@@ -117,6 +117,20 @@ public sealed class ExitAllocationService(
         return Task.FromResult(new RelayLegLostResponse());
     }
 
+    public override Task<RotateClientResponse> RotateClient(RotateClientRequest request, ServerCallContext context)
+    {
+        CheckRegion(request.Region);
+        Require(request.AssignmentId.Length is > 0 and <= 64, "assignment_id must be 1 to 64 characters");
+        Require(NodeId.IsValid(request.ClientPeerId, out var idProblem), $"client_peer_id: {idProblem}");
+        Require(request.Reason != RotationReason.Unspecified, "reason must be set");
+        Require(request.ExitPeerId.Length == 0 || NodeId.IsValid(request.ExitPeerId, out _), "exit_peer_id is not a valid peer id");
+        logger.LogInformation("Assignment {AssignmentId} of {ClientPeerId} is to leave exit {ExitPeerId} ({Reason}: {Detail}); telling its session",
+            request.AssignmentId, request.ClientPeerId, request.ExitPeerId, request.Reason, request.Detail);
+        sessions.ActorRef.Tell(new Sessions.RotateExit(request.ClientPeerId, request.AssignmentId, request.Reason, request.Detail,
+            request.ExitPeerId.Length > 0 ? request.ExitPeerId : null));
+        return Task.FromResult(new RotateClientResponse());
+    }
+
     public override async Task<ExitPoolView> ListExits(ListExitsRequest request, ServerCallContext context)
     {
         CheckRegion(request.Region);
