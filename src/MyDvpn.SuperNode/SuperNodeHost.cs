@@ -52,7 +52,8 @@ public static class SuperNodeHost
                 var poolLogger = services.GetRequiredService<ILoggerFactory>().CreateLogger<ExitPool>();
                 akka.WithShardRegion<ExitPoolShard>(
                     ExitPoolEntityTypes.ExitPool,
-                    (_, registry) => region => ExitPool.Props(region, settings.Exits, registry.Get<PeerSessionShard>(), logger: poolLogger),
+                    (_, registry) => region => ExitPool.Props(region, settings.Exits, registry.Get<PeerSessionShard>(), logger: poolLogger,
+                        rotations: exitAllocator),
                     new ExitPoolMessageExtractor(),
                     new ShardOptions
                     {

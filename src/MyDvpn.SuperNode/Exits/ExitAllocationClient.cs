@@ -26,6 +26,13 @@ public abstract record ExitAllocationResult
     }
 }
 
+/// <summary>How a region's exit pool asks a client's session (in the client's region) to move the client to another exit.</summary>
+public interface IClientRotations
+{
+    /// <exception cref="ExitRegionUnreachableException">No SuperNode of the client's region answered.</exception>
+    Task RotateClientAsync(RotateClientRequest request, CancellationToken cancellationToken);
+}
+
 /// <summary>How a client's session reaches the exit pool of a region (its own or another).</summary>
 public interface IExitAllocator
 {
@@ -51,7 +58,7 @@ public sealed class ExitRegionUnreachableException(string message) : Exception(m
 /// not answer is skipped, while a refusal (a status with a reason) is the answer.
 /// </summary>
 public sealed class ExitAllocationClient(DirectoryCache directory, DirectoryClient directoryClient, TlsMaterial tls, TimeSpan callTimeout)
-    : IExitAllocator, IDisposable
+    : IExitAllocator, IClientRotations, IDisposable
 {
     private readonly ConcurrentDictionary<string, Lazy<GrpcChannel>> channels = new(StringComparer.Ordinal);
 

@@ -37,8 +37,9 @@ public sealed class ExitAllocationService(
         Require(RegionName.IsValid(request.ClientRegion, out var regionProblem), $"client_region: {regionProblem}");
         Require(request.ClientPublicKey.Length == 32, "client_public_key must be a 32-byte WireGuard public key");
 
+        Require(request.AvoidExitPeerIds.All(id => NodeId.IsValid(id, out _)), "avoid_exit_peer_ids: not a valid peer id");
         var answer = await AskAsync(new AllocateExit(request.Region, request.AssignmentId, request.ClientPeerId, request.ClientRegion,
-            request.ClientPublicKey.ToByteArray()), Exits.PoolAnswerWithin, context);
+            request.ClientPublicKey.ToByteArray()) { Avoid = [.. request.AvoidExitPeerIds] }, Exits.PoolAnswerWithin, context);
         return answer switch
         {
             ExitAllocated allocated => allocated.Assignment.ToProto(),

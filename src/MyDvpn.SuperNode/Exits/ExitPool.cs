@@ -30,6 +30,8 @@ public sealed class ExitPool : ReceivePersistentActor
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly ClockTimers _timers;
+    private readonly IClientRotations? _rotations;
+    private readonly CancellationTokenSource _lifetime = new();
     private readonly Snapshots _snapshots;
 
     // The callers waiting for an allocation or a release, by what they wait for. Actor refs stay here, out of the pure
@@ -39,9 +41,10 @@ public sealed class ExitPool : ReceivePersistentActor
 
     private PoolState _state;
 
-    public ExitPool(string region, ExitSettings settings, IActorRef peers, TimeProvider time, ILogger logger)
+    public ExitPool(string region, ExitSettings settings, IActorRef peers, TimeProvider time, ILogger logger, IClientRotations? rotations)
     {
         _peers = peers;
+        _rotations = rotations;
         _time = time;
         _logger = logger;
         var self = Self;
@@ -63,6 +66,8 @@ public sealed class ExitPool : ReceivePersistentActor
         Command<ExitOffline>(Decide);
         Command<GetExitPool>(Decide);
         Command<GetAssignment>(Decide);
+        Command<DrainExit>(Decide);
+        Command<UndrainExit>(Decide);
         Command<ClockTimers.Fired>(fired =>
         {
             if (_timers.Accept(fired) is { } message)
@@ -76,19 +81,23 @@ public sealed class ExitPool : ReceivePersistentActor
 
     /// <param name="peers">The region's <c>peers</c> shard region, through which exits get their commands.</param>
     /// <param name="time">The clock for event times and timers; the system clock when null.</param>
-    public static Props Props(string region, ExitSettings settings, IActorRef peers, TimeProvider? time = null, ILogger? logger = null)
+    /// <param name="rotations">How the clients of lost and drained exits are asked to move; null: they are not (a pool of tests).</param>
+    public static Props Props(string region, ExitSettings settings, IActorRef peers, TimeProvider? time = null, ILogger? logger = null,
+        IClientRotations? rotations = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(region);
         ArgumentNullException.ThrowIfNull(peers);
         settings.Validate();
         var clock = time ?? TimeProvider.System;
         var log = logger ?? NullLogger.Instance;
-        return Akka.Actor.Props.Create(() => new ExitPool(region, settings, peers, clock, log));
+        return Akka.Actor.Props.Create(() => new ExitPool(region, settings, peers, clock, log, rotations));
     }
 
     protected override void PostStop()
     {
         _timers.Dispose();
+        _lifetime.Cancel();
+        _lifetime.Dispose();
         base.PostStop();
     }
 
@@ -140,8 +149,14 @@ public sealed class ExitPool : ReceivePersistentActor
                 case PoolEffect.Issue issue:
                     _peers.Tell(new IssueCommand(issue.PeerId, issue.Command));
                     break;
+                case PoolEffect.StartTimer { Periodic: true } timer:
+                    _timers.StartPeriodic(timer.Key, timer.Message, timer.Delay);
+                    break;
                 case PoolEffect.StartTimer timer:
                     _timers.StartSingle(timer.Key, timer.Message, timer.Delay);
+                    break;
+                case PoolEffect.MoveClient move when _rotations is not null:
+                    MoveClient(move.Request);
                     break;
                 case PoolEffect.CancelTimer cancel:
                     _timers.Cancel(cancel.Key);
@@ -151,6 +166,22 @@ public sealed class ExitPool : ReceivePersistentActor
                     break;
             }
         }
+    }
+
+    /// <summary>Asks the client's region to move it; a failure is logged, and the pool's periodic look asks again.</summary>
+    private void MoveClient(Protocol.SuperNode.RotateClientRequest request)
+    {
+        var logger = _logger;
+        var region = _state.Region;
+        _ = _rotations!.RotateClientAsync(request, _lifetime.Token).ContinueWith(t =>
+        {
+            using (logger.BeginScope(new Dictionary<string, object> { ["region"] = region }))
+            {
+                logger.LogWarning(t.Exception!.GetBaseException(),
+                    "Could not ask region {ClientRegion} to move client {ClientPeerId} off exit {ExitPeerId}; asking again later",
+                    request.Region, request.ClientPeerId, request.ExitPeerId);
+            }
+        }, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
     }
 
     private void Note(LogLevel level, string template, params object?[] args)

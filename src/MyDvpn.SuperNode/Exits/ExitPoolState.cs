@@ -32,8 +32,13 @@ public sealed record ExitPoolState(
     public static ExitPoolState Empty(string region) =>
         new(region, ImmutableDictionary.Create<string, int>(StringComparer.Ordinal), ImmutableDictionary.Create<string, PoolAssignment>(StringComparer.Ordinal));
 
+    /// <summary>The exits the operator drained: they take no new clients.</summary>
+    public ImmutableSortedSet<string> Drained { get; init; } = ImmutableSortedSet.Create<string>(StringComparer.Ordinal);
+
     public ExitPoolState Apply(IExitPoolEvent evt) => evt switch
     {
+        ExitDrained e => this with { Drained = Drained.Add(e.PeerId) },
+        ExitUndrained e => this with { Drained = Drained.Remove(e.PeerId) },
         ExitSubnetAssigned e => this with { Subnets = Subnets.SetItem(e.PeerId, e.Subnet) },
         AssignmentReserved e => this with
         {
@@ -63,8 +68,9 @@ public sealed record ExitPoolState(
 
     /// <summary>
     /// Picks an exit for <paramref name="request"/>: online, with a free place (its declared capacity and its subnet's),
-    /// not in <paramref name="tried"/>, not failed within the cooldown; the least loaded first (clients ÷ capacity),
-    /// then the lowest RTT, then the fewest recent failures. Returns the events that reserve it, or why none fits.
+    /// not in <paramref name="tried"/>, not drained, not one the request avoids, not failed within the cooldown; the least
+    /// loaded first (clients ÷ capacity), then the lowest RTT, then the fewest recent failures. Returns the events that reserve
+    /// it, or why none fits.
     /// </summary>
     public ReservationDecision DecideReservation(
         AllocateExit request,
@@ -80,11 +86,23 @@ public sealed record ExitPoolState(
 
         var full = new List<string>();
         var cooling = new List<string>();
+        var drained = new List<string>();
+        var avoided = new List<string>();
         var candidates = new List<(string PeerId, double Load, TimeSpan Rtt, int Failures)>();
         foreach (var (peerId, presence) in online)
         {
             if (tried.Contains(peerId))
                 continue;
+            if (Drained.Contains(peerId))
+            {
+                drained.Add(peerId);
+                continue;
+            }
+            if (request.Avoid.Contains(peerId))
+            {
+                avoided.Add(peerId);
+                continue;
+            }
             var capacity = Math.Min(presence.Capacity, addressing.ClientsPerSubnet);
             var clients = ClientsOf(peerId);
             if (clients >= capacity)
@@ -108,6 +126,10 @@ public sealed record ExitPoolState(
                 why.Add($"at capacity: {string.Join(", ", full.Order(StringComparer.Ordinal))}");
             if (cooling.Count > 0)
                 why.Add($"failed a setup in the last {settings.FailureCooldown.TotalSeconds:0} s: {string.Join(", ", cooling.Order(StringComparer.Ordinal))}");
+            if (drained.Count > 0)
+                why.Add($"drained: {string.Join(", ", drained.Order(StringComparer.Ordinal))}");
+            if (avoided.Count > 0)
+                why.Add($"the one the client leaves: {string.Join(", ", avoided.Order(StringComparer.Ordinal))}");
             if (tried.Count > 0)
                 why.Add($"already tried for this request: {string.Join(", ", tried.Order(StringComparer.Ordinal))}");
             return Refuse($"no free exit in region {Region} ({online.Count} online; {string.Join("; ", why)})");
@@ -160,13 +182,17 @@ public sealed record ExitPoolState(
     }
 
     public ExitPoolSnapshot ToSnapshot() =>
-        new(Region, Subnets.Select(kv => new ExitSubnetAssigned(kv.Key, kv.Value)).ToImmutableList(), Assignments.Values.ToImmutableList());
+        new(Region, Subnets.Select(kv => new ExitSubnetAssigned(kv.Key, kv.Value)).ToImmutableList(), Assignments.Values.ToImmutableList())
+        {
+            Drained = [.. Drained],
+        };
 
     public static ExitPoolState FromSnapshot(ExitPoolSnapshot snapshot) =>
         Empty(snapshot.Region) with
         {
             Subnets = snapshot.Subnets.ToImmutableDictionary(s => s.PeerId, s => s.Subnet, StringComparer.Ordinal),
             Assignments = snapshot.Assignments.ToImmutableDictionary(a => a.AssignmentId, StringComparer.Ordinal),
+            Drained = ImmutableSortedSet.CreateRange(StringComparer.Ordinal, snapshot.Drained ?? []),
         };
 }
 
@@ -174,7 +200,11 @@ public sealed record ExitPoolState(
 public sealed record ExitFailures(int Count, DateTimeOffset Last);
 
 /// <summary>The pool as stored in the snapshot store: lists only (the default serializer cannot read dictionaries back).</summary>
-public sealed record ExitPoolSnapshot(string Region, ImmutableList<ExitSubnetAssigned> Subnets, ImmutableList<PoolAssignment> Assignments);
+public sealed record ExitPoolSnapshot(string Region, ImmutableList<ExitSubnetAssigned> Subnets, ImmutableList<PoolAssignment> Assignments)
+{
+    /// <summary>Null in snapshots written before drains existed.</summary>
+    public ImmutableList<string>? Drained { get; init; }
+}
 
 /// <summary>The outcome of <see cref="ExitPoolState.DecideReservation"/>.</summary>
 public abstract record ReservationDecision

@@ -33,6 +33,15 @@ public sealed record ExitSettings
     /// <summary>An exit not announced for this long counts as offline.</summary>
     public TimeSpan ExitOfflineAfter { get; init; } = TimeSpan.FromSeconds(20);
 
+    /// <summary>
+    /// An exit whose stream ended (a kill -9 of its agent ends the TCP connection at once; a heartbeat timeout ends it
+    /// too) and did not come back within this grace is lost: its clients are moved to other exits of the region.
+    /// </summary>
+    public TimeSpan LostAfter { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>A client asked to move that still holds its assignment on a lost or drained exit is asked again this often.</summary>
+    public TimeSpan RotationRetry { get; init; } = TimeSpan.FromSeconds(10);
+
     /// <summary>How long a client has to apply its half (SetupExit) before the assignment is rolled back.</summary>
     public TimeSpan ClientSetupTimeout { get; init; } = TimeSpan.FromSeconds(15);
 
@@ -81,6 +90,7 @@ public sealed record ExitSettings
                  {
                      (AckTimeout, nameof(AckTimeout)), (FailureCooldown, nameof(FailureCooldown)), (ExitHeartbeat, nameof(ExitHeartbeat)),
                      (ExitOfflineAfter, nameof(ExitOfflineAfter)), (ClientSetupTimeout, nameof(ClientSetupTimeout)),
+                     (LostAfter, nameof(LostAfter)), (RotationRetry, nameof(RotationRetry)),
                      (RemoveDeadline, nameof(RemoveDeadline)), (AllocationTimeout, nameof(AllocationTimeout)), (ReleaseRetry, nameof(ReleaseRetry)),
                      (DirectPathTimeout, nameof(DirectPathTimeout)), (RelayRetry, nameof(RelayRetry)),
                      (PathStaleAfter, nameof(PathStaleAfter)),

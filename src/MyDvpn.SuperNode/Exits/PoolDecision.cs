@@ -60,7 +60,10 @@ public abstract record PoolEffect
     /// <summary>Issue <paramref name="Command"/> to exit <paramref name="PeerId"/> through its session (the <c>peers</c> shard region).</summary>
     public sealed record Issue(string PeerId, Command Command) : PoolEffect;
 
-    public sealed record StartTimer(string Key, object Message, TimeSpan Delay) : PoolEffect;
+    public sealed record StartTimer(string Key, object Message, TimeSpan Delay, bool Periodic = false) : PoolEffect;
+
+    /// <summary>Ask the session of a client (in its region, maybe another) to move it to another exit (<c>ExitAllocation.RotateClient</c>).</summary>
+    public sealed record MoveClient(Protocol.SuperNode.RotateClientRequest Request) : PoolEffect;
 
     public sealed record CancelTimer(string Key) : PoolEffect;
 

@@ -39,15 +39,19 @@ public sealed record PoolState(
             SetupOverdue m => ExitSetup.Overdue(d, m, now),
             ReleaseExit m => AssignmentRelease.Release(d, m, now),
             ExitOnline m => ExitAnnouncements.Online(d, m, now),
-            ExitOffline m => ExitAnnouncements.Offline(d, m),
+            ExitOffline m => ExitAnnouncements.Offline(d, m, now),
+            ExitGraceOver m => ExitHealth.GraceOver(d, m, now),
+            HealthTick => ExitHealth.Tick(d, now),
+            DrainExit m => ExitHealth.Drain(d, m, now),
+            UndrainExit m => ExitHealth.Undrain(d, m, now),
             GetExitPool => ExitAnnouncements.ForgetSilent(d, now).Then(x => x.Do(new PoolEffect.Reply(x.State.View(now)))),
             GetAssignment m => d.Do(new PoolEffect.Reply(Details(m.AssignmentId))),
             _ => throw new ArgumentException($"The exit pool decides nothing about {message.GetType().Name}", nameof(message)),
         };
     }
 
-    /// <summary>What a new incarnation does first: the setups its journal shows under way are rolled back.</summary>
-    public PoolDecision DecideRecovered(DateTimeOffset now) => AssignmentRelease.CancelCutShort(PoolDecision.From(this), now);
+    /// <summary>What a new incarnation does first: the setups its journal shows under way are rolled back; it starts looking at its exits.</summary>
+    public PoolDecision DecideRecovered(DateTimeOffset now) => ExitHealth.Start(AssignmentRelease.CancelCutShort(PoolDecision.From(this), now));
 
     /// <summary>The exit of an active assignment and the address its stream comes from ("" when offline).</summary>
     public AssignmentDetails Details(string assignmentId)
@@ -60,14 +64,17 @@ public sealed record PoolState(
     /// <summary>Every exit with a subnet or online, and every assignment (oldest first), as the admin sees them.</summary>
     public ExitPoolSnapshotView View(DateTimeOffset now)
     {
-        var exits = Durable.Subnets.Keys.Union(Exits.Online.Keys)
+        var exits = Durable.Subnets.Keys.Union(Exits.Online.Keys).Union(Durable.Drained)
             .Order(StringComparer.Ordinal)
             .Select(peerId =>
             {
                 var presence = Exits.Online.GetValueOrDefault(peerId);
                 return new ExitView(peerId, presence is not null, presence?.Capacity ?? 0, Durable.ClientsOf(peerId),
                     Durable.Subnets.TryGetValue(peerId, out var subnet) ? Addressing.Subnet(subnet) : "",
-                    presence?.Rtt, Exits.RecentFailures(peerId, now, Settings.FailureCooldown), presence?.PublicAddress ?? "");
+                    presence?.Rtt, Exits.RecentFailures(peerId, now, Settings.FailureCooldown), presence?.PublicAddress ?? "")
+                {
+                    State = Exits.StateOf(peerId, Durable.Drained.Contains(peerId)),
+                };
             })
             .ToImmutableList();
         var assignments = Durable.Assignments.Values

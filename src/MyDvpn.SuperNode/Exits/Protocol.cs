@@ -77,7 +77,11 @@ public sealed record AllocateExit(
     string AssignmentId,
     string ClientPeerId,
     string ClientRegion,
-    byte[] ClientPublicKey) : IWithRegion;
+    byte[] ClientPublicKey) : IWithRegion
+{
+    /// <summary>Exits not to pick: the one a rotating client leaves.</summary>
+    public ImmutableList<string> Avoid { get; init; } = [];
+}
 
 public sealed record ExitAllocated(ExitAssignmentRecord Assignment);
 
@@ -111,7 +115,36 @@ public sealed record AssignmentDetails(ExitAssignmentRecord? Assignment, string 
 /// <summary>Reply: <see cref="ExitPoolSnapshotView"/>.</summary>
 public sealed record GetExitPool(string Region) : IWithRegion;
 
-public sealed record ExitView(string PeerId, bool Online, int Capacity, int Clients, string Subnet, TimeSpan? Rtt, int RecentFailures, string PublicAddress);
+public sealed record ExitView(string PeerId, bool Online, int Capacity, int Clients, string Subnet, TimeSpan? Rtt, int RecentFailures, string PublicAddress)
+{
+    /// <summary>One of <see cref="ExitStates"/>.</summary>
+    public string State { get; init; } = Online ? ExitStates.Online : ExitStates.Offline;
+}
+
+/// <summary>
+/// How the pool sees an exit: <c>online</c> (announced, takes clients), <c>disconnected</c> (its stream just ended: lost
+/// unless it comes back within the grace), <c>lost</c> (its clients are moved away), <c>drained</c> (the operator
+/// took it out: takes no new clients, its clients are moved away), <c>offline</c> (not announced, no clients moved).
+/// </summary>
+public static class ExitStates
+{
+    public const string Online = "online", Disconnected = "disconnected", Lost = "lost", Drained = "drained", Offline = "offline";
+
+    public static IReadOnlyList<string> All { get; } = [Online, Disconnected, Lost, Drained, Offline];
+}
+
+/// <summary>
+/// The operator drains an exit: it takes no new clients (persisted, until <see cref="UndrainExit"/>) and every client it
+/// serves is moved to another exit, make-before-break. Reply: <see cref="ExitDrainStarted"/>.
+/// </summary>
+public sealed record DrainExit(string Region, string PeerId) : IWithRegion;
+
+/// <param name="Moving">The assignments whose clients are asked to move.</param>
+/// <param name="Known">False: the pool knows no such exit (no subnet, not online); it is drained anyway, should it come.</param>
+public sealed record ExitDrainStarted(string PeerId, ImmutableList<string> Moving, bool Known);
+
+/// <summary>The exit takes clients again. Reply: <see cref="ExitUndrained"/>.</summary>
+public sealed record UndrainExit(string Region, string PeerId) : IWithRegion;
 
 public sealed record ExitPoolSnapshotView(string Region, ImmutableList<ExitView> Exits, ImmutableList<ExitAssignmentRecord> Assignments);
 
@@ -138,6 +171,12 @@ public sealed record AssignmentActivated(string AssignmentId, byte[] ExitPublicK
 
 /// <summary>The setup did not complete (the exit refused or did not answer); the host is free again.</summary>
 public sealed record AssignmentCancelled(string AssignmentId, string Reason, DateTimeOffset At) : IExitPoolEvent;
+
+/// <summary>The operator drained exit <paramref name="PeerId"/>: it takes no new clients.</summary>
+public sealed record ExitDrained(string PeerId, DateTimeOffset At) : IExitPoolEvent;
+
+/// <summary>The operator took the drain of exit <paramref name="PeerId"/> back. Also the reply to <see cref="UndrainExit"/>.</summary>
+public sealed record ExitUndrained(string PeerId, DateTimeOffset At) : IExitPoolEvent;
 
 /// <summary>The assignment was given back; the host is free again (the exit is told through RemoveExit).</summary>
 public sealed record AssignmentReleased(string AssignmentId, string Reason, DateTimeOffset At) : IExitPoolEvent;

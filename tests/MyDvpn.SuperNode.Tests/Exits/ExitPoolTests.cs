@@ -477,7 +477,8 @@ public sealed class ExitPoolTests(ITestOutputHelper output) : SqliteTestKit(outp
             view.Assignments.Select(a => (a.AssignmentId, a.ExitPeerId, a.ClientAddress, a.State)));
 
         pool.Tell(new ExitOffline(Region, "exit-a"));
-        Assert.Equal(new ExitView("exit-a", false, 0, 1, "100.96.0.0/24", null, 0, ""), View(pool).Exits[0]);
+        // Gone, but within the grace after its stream ended: disconnected (not lost yet), and it takes no clients.
+        Assert.Equal(new ExitView("exit-a", false, 0, 1, "100.96.0.0/24", null, 0, "") { State = ExitStates.Disconnected }, View(pool).Exits[0]);
     }
 
     private IActorRef StartPool(ExitSettings? settings = null) => Sys.ActorOf(ExitPool.Props(Region, settings ?? Fast, Peers.Ref, _clock, _log));

@@ -105,7 +105,9 @@ public sealed class AssignmentReleaseTests
         Assert.Equal(["as-1"], recovered.State.Durable.Assignments.Keys);
         Assert.Equal(Microsoft.Extensions.Logging.LogLevel.Warning, recovered.Effect<PoolEffect.Log>().Level);
         var nothing = recovered.State.DecideRecovered(T0.AddMinutes(2));
-        Assert.Equal((0, 0), (nothing.Events.Count, nothing.Effects.Count));
+        Assert.Empty(nothing.Events);
+        // Nothing but the start of the pool's periodic look at its exits.
+        Assert.Equal(ExitHealth.HealthTimer, Assert.IsType<PoolEffect.StartTimer>(Assert.Single(nothing.Effects)).Key);
     }
 
     /// <summary>A pool whose exit-a serves client-1 through assignment <paramref name="assignmentId"/>.</summary>
