@@ -146,6 +146,73 @@ public sealed class AdminGrpcService(
             context.CancellationToken);
     }
 
+    public override async Task<DrainExitResponse> DrainExit(DrainExitRequest request, ServerCallContext context)
+    {
+        if (!NodeId.IsValid(request.ExitPeerId, out var problem))
+            throw new RpcException(new Status(StatusCode.InvalidArgument, $"exit_peer_id: {problem}"));
+        var region = request.Region.Length > 0 ? ValidRegion(request.Region) : await RegionOfExitAsync(request.ExitPeerId, context);
+        var wait = request.WaitSeconds == 0 ? TimeSpan.FromSeconds(60) : TimeSpan.FromSeconds(request.WaitSeconds);
+        logger.LogInformation("{Admin} drains exit {ExitPeerId} of region {Region}", AdminName(context), request.ExitPeerId, region);
+        return await superNodes.CallAnyAsync(
+            await directory.UpSuperNodes(region, context.CancellationToken),
+            (client, options) => client.DrainExitAsync(new DrainExitRequest { Region = region, ExitPeerId = request.ExitPeerId, WaitSeconds = request.WaitSeconds }, options),
+            wait + TimeSpan.FromSeconds(10),
+            $"the drain of exit {request.ExitPeerId} of region {region}",
+            context.CancellationToken);
+    }
+
+    public override async Task<UndrainExitResponse> UndrainExit(UndrainExitRequest request, ServerCallContext context)
+    {
+        if (!NodeId.IsValid(request.ExitPeerId, out var problem))
+            throw new RpcException(new Status(StatusCode.InvalidArgument, $"exit_peer_id: {problem}"));
+        var region = request.Region.Length > 0 ? ValidRegion(request.Region) : await RegionOfExitAsync(request.ExitPeerId, context);
+        logger.LogInformation("{Admin} undrains exit {ExitPeerId} of region {Region}", AdminName(context), request.ExitPeerId, region);
+        return await superNodes.CallAnyAsync(
+            await directory.UpSuperNodes(region, context.CancellationToken),
+            (client, options) => client.UndrainExitAsync(new UndrainExitRequest { Region = region, ExitPeerId = request.ExitPeerId }, options),
+            ListExitsTimeout,
+            $"the undrain of exit {request.ExitPeerId} of region {region}",
+            context.CancellationToken);
+    }
+
+    public override async Task<RotationResult> RotateClient(RotateOneClientRequest request, ServerCallContext context)
+    {
+        if (!NodeId.IsValid(request.PeerId, out var problem))
+            throw new RpcException(new Status(StatusCode.InvalidArgument, $"peer_id: {problem}"));
+        var region = ValidRegion(request.Region);
+        logger.LogInformation("{Admin} moves client {PeerId} of region {Region} to another exit", AdminName(context), request.PeerId, region);
+        return await superNodes.CallAnyAsync(
+            await directory.UpSuperNodes(region, context.CancellationToken),
+            (client, options) => client.RotateClientAsync(request, options),
+            TimeSpan.FromSeconds(75),
+            $"the move of client {request.PeerId} of region {region}",
+            context.CancellationToken);
+    }
+
+    /// <summary>The region whose exit pool knows the exit (it holds a subnet there, or is online there).</summary>
+    private async Task<string> RegionOfExitAsync(string exitPeerId, ServerCallContext context)
+    {
+        var regions = await directory.ListRegions(context.CancellationToken);
+        foreach (var region in regions.Regions.Select(r => r.Region).Order(StringComparer.Ordinal))
+        {
+            try
+            {
+                var pool = await ListExits(new ListExitsRequest { Region = region }, context);
+                if (pool.Exits.Any(e => e.PeerId == exitPeerId))
+                    return region;
+            }
+            catch (RpcException ex) when (ex.StatusCode == StatusCode.Unavailable)
+            {
+                logger.LogInformation("Region {Region} did not show its exits while looking for exit {ExitPeerId}: {Problem}", region, exitPeerId, ex.Status.Detail);
+            }
+        }
+        throw new RpcException(new Status(StatusCode.NotFound,
+            $"no region's exit pool knows exit {exitPeerId} (regions asked: {JoinOrNone(regions.Regions.Select(r => r.Region))}); name its region with --region"));
+    }
+
+    private static string ValidRegion(string region) =>
+        RegionName.IsValid(region, out var problem) ? region : throw new RpcException(new Status(StatusCode.InvalidArgument, $"region: {problem}"));
+
     private static IEnumerable<string> SortedIds(IEnumerable<Directory.SuperNodeInfo> nodes) =>
         nodes.Select(n => n.SuperNodeId).Order(StringComparer.Ordinal);
 

@@ -191,6 +191,140 @@ public sealed class ExitAllocationTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_client_of_an_exit_killed_moves_to_another_exit_and_the_lost_exit_takes_no_clients()
+    {
+        await using var network = new TestNetwork(output);
+        var (baseNode, superA, superB) = await StartRegionsAsync(network);
+        var exit1 = await StartAgentAsync(network, baseNode, superB, "exit-1", "exit", ExitRegion, "--max-clients", "5");
+        var exit2 = await StartAgentAsync(network, baseNode, superB, "exit-2", "exit", ExitRegion, "--max-clients", "5");
+        await Eventually.Async(async () => (await ExitsAsync(network, baseNode)).Count(e => e.GetProperty("online").GetBoolean()) == 2,
+            "both exits are online", TimeSpan.FromSeconds(60));
+        var client = await StartAgentAsync(network, baseNode, superA, "client-1", "client", ClientRegion, "--exit-region", ExitRegion);
+        var first = await ExitOfAsync(network, client);
+        var (killed, survivor) = first.PeerId == "exit-1" ? (exit1, "exit-2") : (exit2, "exit-1");
+
+        killed.Process!.Kill();
+
+        // Its stream ended at once; after the pool's grace the exit is lost and its client is moved, make-before-break.
+        var moved = default(JsonElement);
+        await Eventually.Async(async () =>
+        {
+            moved = await StatusAsync(network, client);
+            return moved.GetProperty("exit") is { ValueKind: JsonValueKind.Object } exit && exit.GetProperty("peerId").GetString() == survivor;
+        }, $"client-1 moved to {survivor}", TimeSpan.FromSeconds(60));
+        var rotation = moved.GetProperty("lastRotation");
+        Assert.Equal(first.PeerId, rotation.GetProperty("from").GetProperty("peerId").GetString());
+        Assert.Equal(survivor, rotation.GetProperty("to").GetProperty("peerId").GetString());
+        Assert.Contains("lost", rotation.GetProperty("reason").GetString(), StringComparison.Ordinal);
+        await Eventually.Async(async () =>
+        {
+            var pool = await ExitPoolAsync(network, baseNode);
+            var assignments = pool.GetProperty("assignments").EnumerateArray().ToList();
+            var lost = pool.GetProperty("exits").EnumerateArray().Single(e => e.GetProperty("peerId").GetString() == killed.Name);
+            return lost.GetProperty("state").GetString() == "lost"
+                   && assignments.Count == 1 && assignments[0].GetProperty("exitPeerId").GetString() == survivor
+                   && assignments[0].GetProperty("clientPeerId").GetString() == "client-1";
+        }, "the pool holds client-1 on the survivor only and shows the killed exit lost");
+        var sessions = await SessionsAsync(network, baseNode);
+        Assert.Equal(survivor, Assignment(sessions, "client-1").GetProperty("exitPeerId").GetString());
+    }
+
+    [Fact]
+    public async Task A_drained_exit_has_its_clients_moved_takes_no_new_ones_and_takes_them_again_when_undrained()
+    {
+        await using var network = new TestNetwork(output);
+        var (baseNode, superA, superB) = await StartRegionsAsync(network);
+        await StartAgentAsync(network, baseNode, superB, "exit-1", "exit", ExitRegion, "--max-clients", "5");
+        await Eventually.Async(async () => (await ExitsAsync(network, baseNode)).Count(e => e.GetProperty("online").GetBoolean()) == 1,
+            "exit-1 is online", TimeSpan.FromSeconds(60));
+        var client1 = await StartAgentAsync(network, baseNode, superA, "client-1", "client", ClientRegion, "--exit-region", ExitRegion);
+        var client2 = await StartAgentAsync(network, baseNode, superA, "client-2", "client", ClientRegion, "--exit-region", ExitRegion);
+        Assert.Equal("exit-1", (await ExitOfAsync(network, client1)).PeerId);
+        Assert.Equal("exit-1", (await ExitOfAsync(network, client2)).PeerId);
+        await StartAgentAsync(network, baseNode, superB, "exit-2", "exit", ExitRegion, "--max-clients", "5");
+        await Eventually.Async(async () => (await ExitsAsync(network, baseNode)).Count(e => e.GetProperty("online").GetBoolean()) == 2,
+            "exit-2 is online", TimeSpan.FromSeconds(60));
+
+        var (code, text) = await network.RunAsync("admin", "--base", baseNode.Listen.ToString(), "--tls", network.AdminTls,
+            "drain", "exit-1", "--json");
+
+        Assert.True(code == 0, text);
+        var drained = JsonDocument.Parse(text).RootElement;
+        Assert.True(drained.GetProperty("complete").GetBoolean(), text);
+        Assert.Equal(["client-1", "client-2"], drained.GetProperty("clients").EnumerateArray().Select(c => c.GetProperty("clientPeerId").GetString()).Order());
+        Assert.All(drained.GetProperty("clients").EnumerateArray(), c => Assert.Equal("exit-2", c.GetProperty("toExitPeerId").GetString()));
+        Assert.Equal("exit-2", (await ExitOfAsync(network, client1)).PeerId);
+        Assert.Equal("exit-2", (await ExitOfAsync(network, client2)).PeerId);
+        // The drained exit dropped both clients' halves; a new client goes elsewhere, though exit-1 is the emptier.
+        await Eventually.Async(async () => (await StatusAsync(network, StateDir(network, "exit-1"))).GetProperty("clients").GetArrayLength() == 0,
+            "exit-1 serves nobody");
+        var client3 = await StartAgentAsync(network, baseNode, superA, "client-3", "client", ClientRegion, "--exit-region", ExitRegion);
+        Assert.Equal("exit-2", (await ExitOfAsync(network, client3)).PeerId);
+        Assert.Equal("drained", (await ExitsAsync(network, baseNode)).Single(e => e.GetProperty("peerId").GetString() == "exit-1").GetProperty("state").GetString());
+
+        (code, text) = await network.RunAsync("admin", "--base", baseNode.Listen.ToString(), "--tls", network.AdminTls, "undrain", "exit-1");
+        Assert.True(code == 0, text);
+        Assert.Contains("takes new clients again", text, StringComparison.Ordinal);
+        var client4 = await StartAgentAsync(network, baseNode, superA, "client-4", "client", ClientRegion, "--exit-region", ExitRegion);
+        Assert.Equal("exit-1", (await ExitOfAsync(network, client4)).PeerId);
+    }
+
+    [Fact]
+    public async Task An_operator_moves_one_client_to_another_exit()
+    {
+        await using var network = new TestNetwork(output);
+        var (baseNode, superA, superB) = await StartRegionsAsync(network);
+        await StartAgentAsync(network, baseNode, superB, "exit-1", "exit", ExitRegion, "--max-clients", "5");
+        await StartAgentAsync(network, baseNode, superB, "exit-2", "exit", ExitRegion, "--max-clients", "5");
+        await Eventually.Async(async () => (await ExitsAsync(network, baseNode)).Count(e => e.GetProperty("online").GetBoolean()) == 2,
+            "both exits are online", TimeSpan.FromSeconds(60));
+        var client = await StartAgentAsync(network, baseNode, superA, "client-1", "client", ClientRegion, "--exit-region", ExitRegion);
+        var first = await ExitOfAsync(network, client);
+
+        var (code, text) = await network.RunAsync("admin", "--base", baseNode.Listen.ToString(), "--tls", network.AdminTls,
+            "rotate", "client-1", "--region", ClientRegion, "--json");
+
+        Assert.True(code == 0, text);
+        var result = JsonDocument.Parse(text).RootElement;
+        Assert.True(result.GetProperty("moved").GetBoolean(), text);
+        Assert.Equal(first.PeerId, result.GetProperty("fromExitPeerId").GetString());
+        var other = first.PeerId == "exit-1" ? "exit-2" : "exit-1";
+        Assert.Equal(other, result.GetProperty("toExitPeerId").GetString());
+        Assert.Equal(other, (await ExitOfAsync(network, client)).PeerId);
+        // The old exit's half goes once the client moved.
+        await Eventually.Async(async () => (await StatusAsync(network, StateDir(network, first.PeerId))).GetProperty("clients").GetArrayLength() == 0,
+            $"{first.PeerId} serves nobody");
+    }
+
+    [Fact]
+    public async Task A_client_of_a_lost_exit_with_no_other_exit_is_told_no_exit_available_and_nothing_is_left_half_set_up()
+    {
+        await using var network = new TestNetwork(output);
+        var (baseNode, superA, superB) = await StartRegionsAsync(network);
+        var exit = await StartAgentAsync(network, baseNode, superB, "exit-1", "exit", ExitRegion, "--max-clients", "5");
+        await Eventually.Async(async () => (await ExitsAsync(network, baseNode)).Any(e => e.GetProperty("online").GetBoolean()),
+            "exit-1 is online", TimeSpan.FromSeconds(60));
+        var client = await StartAgentAsync(network, baseNode, superA, "client-1", "client", ClientRegion, "--exit-region", ExitRegion);
+        await ExitOfAsync(network, client);
+
+        exit.Process!.Kill();
+
+        await Eventually.Async(async () =>
+        {
+            var status = await StatusAsync(network, client);
+            return status.GetProperty("exit").ValueKind == JsonValueKind.Null
+                   && status.GetProperty("exitRequest").GetProperty("lastError") is { ValueKind: JsonValueKind.Object } error
+                   && error.GetProperty("reason").GetString() == "NO_EXIT_AVAILABLE";
+        }, "client-1 dropped its exit and was told NO_EXIT_AVAILABLE", TimeSpan.FromSeconds(60));
+        await Eventually.Async(async () =>
+        {
+            var sessions = await SessionsAsync(network, baseNode);
+            var pool = await ExitPoolAsync(network, baseNode);
+            return Assignments(sessions, "client-1").Count == 0 && pool.GetProperty("assignments").GetArrayLength() == 0;
+        }, "neither the client's session nor the pool holds an assignment");
+    }
+
+    [Fact]
     public async Task A_SuperNode_at_its_stream_limit_refuses_and_names_the_other_SuperNodes_of_its_region()
     {
         await using var network = new TestNetwork(output);

@@ -103,6 +103,7 @@ public static class AdminCommand
         {
             baseNode, tls, json, cluster, regions, sessions, exits, TokenCommand(output, baseNode, tls, json), revoke,
             DisconnectCommand(output, baseNode, tls, json, peerId),
+            DrainCommand(output, baseNode, tls, json), UndrainCommand(output, baseNode, tls, json), RotateCommand(output, baseNode, tls, json),
         };
     }
 
@@ -139,6 +140,126 @@ public static class AdminCommand
         }));
         return command;
     }
+
+    private static Argument<string> ExitArgument() => PeerIdArgument("EXIT_ID", "The exit peer");
+
+    private static Argument<string> PeerIdArgument(string name, string description)
+    {
+        var argument = new Argument<string>(name) { Description = description };
+        argument.Validators.Add(result =>
+        {
+            var value = result.GetValueOrDefault<string>();
+            if (!NodeId.IsValid(value, out var problem))
+                result.AddError($"{name} '{value}' {problem}");
+        });
+        return argument;
+    }
+
+    /// <summary><c>admin drain EXIT_ID [--region R] [--wait SECONDS]</c>: no new clients, its clients moved away; waits and reports.</summary>
+    private static Command DrainCommand(TextWriter output, Option<string> baseNode, Option<string> tls, Option<bool> json)
+    {
+        var exit = ExitArgument();
+        var region = new Option<string>("--region") { Description = "The exit's region (default: the region whose exit pool knows it)" };
+        region.Validators.Add(RegionValidator);
+        var wait = new Option<int>("--wait") { Description = "Seconds to wait for its clients to move", DefaultValueFactory = _ => 60 };
+        wait.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<int>() is < 1 or > 3600)
+                result.AddError("--wait must be 1 to 3600 seconds");
+        });
+        var command = new Command("drain",
+            "Drain an exit: it takes no new clients and each client it serves is moved to another exit of its region, make-before-break; "
+            + "waits for them and reports where each went") { exit, region, wait };
+        command.SetAction((parse, ct) => WithClient(parse, baseNode, tls, async client =>
+        {
+            var seconds = parse.GetValue(wait);
+            var drained = await client.DrainExitAsync(new DrainExitRequest
+            {
+                Region = parse.GetValue(region) ?? "",
+                ExitPeerId = parse.GetRequiredValue(exit),
+                WaitSeconds = (uint)seconds,
+            }, new CallOptions(deadline: DateTime.UtcNow.AddSeconds(seconds + 30), cancellationToken: ct));
+            if (parse.GetValue(json))
+                await output.WriteLineAsync(Json.Format(drained));
+            else
+                await output.WriteAsync(DrainText(drained));
+            if (!drained.Complete)
+                throw new RpcException(new Grpc.Core.Status(StatusCode.DeadlineExceeded, $"not every client of exit {drained.ExitPeerId} moved within {seconds} s"));
+        }));
+        return command;
+    }
+
+    public static string DrainText(DrainExitResponse drained)
+    {
+        var text = new System.Text.StringBuilder();
+        text.Append(CultureInfo.InvariantCulture, $"Exit {drained.ExitPeerId} is drained: it takes no new clients.");
+        if (!drained.Known)
+            text.Append(" (No exit pool knows it yet; the drain holds should it come.)");
+        text.AppendLine();
+        foreach (var moved in drained.Clients)
+        {
+            text.AppendLine(moved.ToExitPeerId.Length > 0
+                ? $"  {moved.ClientPeerId}@{moved.ClientRegion}: moved to exit {moved.ToExitPeerId} (assignment {moved.ToAssignmentId})"
+                : $"  {moved.ClientPeerId}@{moved.ClientRegion}: {(drained.Complete ? "left the region's exits" : "not moved yet")} (assignment {moved.FromAssignmentId})");
+        }
+        text.AppendLine(drained.Clients.Count == 0
+            ? "It served no clients."
+            : drained.Complete ? $"All {drained.Clients.Count} clients moved." : "Not every client moved; their sessions go on trying.");
+        return text.ToString();
+    }
+
+    private static Command UndrainCommand(TextWriter output, Option<string> baseNode, Option<string> tls, Option<bool> json)
+    {
+        var exit = ExitArgument();
+        var region = new Option<string>("--region") { Description = "The exit's region (default: the region whose exit pool knows it)" };
+        region.Validators.Add(RegionValidator);
+        var command = new Command("undrain", "Take an exit's drain back: it takes new clients again") { exit, region };
+        command.SetAction((parse, ct) => WithClient(parse, baseNode, tls, async client =>
+        {
+            var undrained = await client.UndrainExitAsync(new UndrainExitRequest { Region = parse.GetValue(region) ?? "", ExitPeerId = parse.GetRequiredValue(exit) },
+                Deadline(ct));
+            if (parse.GetValue(json))
+                await output.WriteLineAsync(Json.Format(undrained));
+            else
+                await output.WriteLineAsync(undrained.WasDrained
+                    ? $"Exit {parse.GetRequiredValue(exit)} takes new clients again."
+                    : $"Exit {parse.GetRequiredValue(exit)} was not drained; nothing changed.");
+        }));
+        return command;
+    }
+
+    /// <summary><c>admin rotate CLIENT_ID --region R</c>: the client moves to another exit of its exit's region; waits.</summary>
+    private static Command RotateCommand(TextWriter output, Option<string> baseNode, Option<string> tls, Option<bool> json)
+    {
+        var clientId = PeerIdArgument("CLIENT_ID", "The client to move");
+        var region = new Option<string>("--region") { Description = "The client's region", Required = true };
+        region.Validators.Add(RegionValidator);
+        var reason = new Option<string>("--reason") { Description = "Why, for the logs", DefaultValueFactory = _ => "moved by the operator" };
+        var command = new Command("rotate", "Move a client to another exit of its exit's region, make-before-break; waits and reports where it went")
+        {
+            clientId, region, reason,
+        };
+        command.SetAction((parse, ct) => WithClient(parse, baseNode, tls, async client =>
+        {
+            var result = await client.RotateClientAsync(new RotateOneClientRequest
+            {
+                PeerId = parse.GetRequiredValue(clientId),
+                Region = parse.GetRequiredValue(region),
+                Reason = parse.GetValue(reason) ?? "",
+            }, new CallOptions(deadline: DateTime.UtcNow.AddSeconds(90), cancellationToken: ct));
+            if (parse.GetValue(json))
+                await output.WriteLineAsync(Json.Format(result));
+            else
+                await output.WriteLineAsync(RotationText(result));
+            if (!result.Moved)
+                throw new RpcException(new Grpc.Core.Status(StatusCode.Aborted, $"client {result.PeerId} did not move"));
+        }));
+        return command;
+    }
+
+    public static string RotationText(RotationResult result) => result.Moved
+        ? $"Client {result.PeerId} moved from exit {result.FromExitPeerId} to exit {result.ToExitPeerId} (assignment {result.ToAssignmentId})."
+        : $"Client {result.PeerId} did not move: {result.Failure}";
 
     public static string CommandText(string peerId, IssueCommandResponse answer) => answer.OutcomeCase switch
     {
@@ -393,14 +514,22 @@ public static class AdminCommand
     public static Table ExitsTable(ExitPoolView pool)
     {
         var table = new Table().Title($"Exits of region {Markup.Escape(pool.Region)}")
-            .AddColumns("peer id", "online", "clients/capacity", "subnet", "RTT ms", "recent failures", "public address");
+            .AddColumns("peer id", "online", "state", "clients/capacity", "subnet", "RTT ms", "recent failures", "public address");
         foreach (var exit in pool.Exits)
             table.AddRow(
-                Markup.Escape(exit.PeerId), exit.Online ? "[green]yes[/]" : "[red]no[/]",
+                Markup.Escape(exit.PeerId), exit.Online ? "[green]yes[/]" : "[red]no[/]", ExitStateText(exit.State),
                 string.Create(CultureInfo.InvariantCulture, $"{exit.Clients}/{exit.Capacity}"), Markup.Escape(OrDash(exit.Subnet)),
                 RttText(exit.RttMicros), exit.RecentFailures.ToString(CultureInfo.InvariantCulture), Markup.Escape(OrDash(exit.PublicAddress)));
         return table;
     }
+
+    private static string ExitStateText(string state) => state switch
+    {
+        "online" => "[green]online[/]",
+        "disconnected" or "drained" => $"[yellow]{state}[/]",
+        "" => "-",
+        _ => $"[red]{Markup.Escape(state)}[/]",
+    };
 
     public static Table AssignmentsTable(ExitPoolView pool)
     {

@@ -29,12 +29,16 @@ public static class AssignmentRelease
             : d.Do(new PoolEffect.Reply(new ExitReleased(id, false)));
     }
 
-    /// <summary>Releases the other assignments of <paramref name="request"/>'s client: at once, or when their setup ends.</summary>
+    /// <summary>
+    /// Releases the other assignments of <paramref name="request"/>'s client (at once, or when their setup ends), but the one
+    /// a rotation moves away from: the client uses it until it moved.
+    /// </summary>
     public static PoolDecision Supersede(PoolDecision d, AllocateExit request, DateTimeOffset now)
     {
         var reason = $"superseded by assignment {request.AssignmentId}";
         var older = d.State.Durable.Assignments.Values
-            .Where(a => a.ClientPeerId == request.ClientPeerId && a.ClientRegion == request.ClientRegion && a.AssignmentId != request.AssignmentId)
+            .Where(a => a.ClientPeerId == request.ClientPeerId && a.ClientRegion == request.ClientRegion && a.AssignmentId != request.AssignmentId
+                        && a.AssignmentId != request.Keeps)
             .OrderBy(a => a.At).ThenBy(a => a.AssignmentId, StringComparer.Ordinal)
             .ToList();
         foreach (var assignment in older)

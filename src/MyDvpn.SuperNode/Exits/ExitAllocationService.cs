@@ -39,7 +39,10 @@ public sealed class ExitAllocationService(
 
         Require(request.AvoidExitPeerIds.All(id => NodeId.IsValid(id, out _)), "avoid_exit_peer_ids: not a valid peer id");
         var answer = await AskAsync(new AllocateExit(request.Region, request.AssignmentId, request.ClientPeerId, request.ClientRegion,
-            request.ClientPublicKey.ToByteArray()) { Avoid = [.. request.AvoidExitPeerIds] }, Exits.PoolAnswerWithin, context);
+            request.ClientPublicKey.ToByteArray()) {
+            Avoid = [.. request.AvoidExitPeerIds],
+            Keeps = request.KeepsAssignmentId.Length > 0 ? request.KeepsAssignmentId : null,
+        }, Exits.PoolAnswerWithin, context);
         return answer switch
         {
             ExitAllocated allocated => allocated.Assignment.ToProto(),
@@ -149,6 +152,7 @@ public sealed class ExitAllocationService(
             RttMicros = e.Rtt is { } rtt ? (uint)Math.Min(rtt.TotalMicroseconds, uint.MaxValue) : 0,
             RecentFailures = (uint)e.RecentFailures,
             PublicAddress = e.PublicAddress,
+            State = e.State,
         }));
         result.Assignments.AddRange(view.Assignments.Select(a => a.ToProto()));
         return result;

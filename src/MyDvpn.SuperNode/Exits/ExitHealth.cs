@@ -48,21 +48,20 @@ public static class ExitHealth
                     drain.PeerId, state.Durable.ClientsOf(drain.PeerId));
         }
 
-        var moving = ActiveOn(d.State, drain.PeerId).Select(a => a.AssignmentId).ToImmutableList();
+        var moving = ActiveOn(d.State, drain.PeerId).Select(a => new MovingClient(a.AssignmentId, a.ClientPeerId, a.ClientRegion)).ToImmutableList();
         // Asked again even when asked before: the operator's drain is a fresh request.
-        d = d.With(s => s with { Exits = s.Exits with { Moving = s.Exits.Moving.RemoveRange(moving) } });
+        d = d.With(s => s with { Exits = s.Exits with { Moving = s.Exits.Moving.RemoveRange(moving.Select(m => m.AssignmentId)) } });
         return MoveClients(d, drain.PeerId, RotationReason.ExitDrained, $"exit {drain.PeerId} is drained by the operator", now)
             .Do(new PoolEffect.Reply(new ExitDrainStarted(drain.PeerId, moving, known)));
     }
 
     public static PoolDecision Undrain(PoolDecision d, UndrainExit undrain, DateTimeOffset now)
     {
-        var undrained = new ExitUndrained(undrain.PeerId, now);
         if (!d.State.Durable.Drained.Contains(undrain.PeerId))
-            return d.Do(new PoolEffect.Reply(undrained));
-        return d.Record(undrained)
+            return d.Do(new PoolEffect.Reply(new ExitUndrainResult(undrain.PeerId, WasDrained: false)));
+        return d.Record(new ExitUndrained(undrain.PeerId, now))
             .Log(LogLevel.Information, "Exit {ExitPeerId} undrained by the operator: it takes clients again", undrain.PeerId)
-            .Do(new PoolEffect.Reply(undrained));
+            .Do(new PoolEffect.Reply(new ExitUndrainResult(undrain.PeerId, WasDrained: true)));
     }
 
     /// <summary>

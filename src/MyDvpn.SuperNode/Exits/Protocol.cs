@@ -81,6 +81,9 @@ public sealed record AllocateExit(
 {
     /// <summary>Exits not to pick: the one a rotating client leaves.</summary>
     public ImmutableList<string> Avoid { get; init; } = [];
+
+    /// <summary>The assignment a rotating client moves away from: not superseded, its session releases it once the client moved.</summary>
+    public string? Keeps { get; init; }
 }
 
 public sealed record ExitAllocated(ExitAssignmentRecord Assignment);
@@ -141,10 +144,15 @@ public sealed record DrainExit(string Region, string PeerId) : IWithRegion;
 
 /// <param name="Moving">The assignments whose clients are asked to move.</param>
 /// <param name="Known">False: the pool knows no such exit (no subnet, not online); it is drained anyway, should it come.</param>
-public sealed record ExitDrainStarted(string PeerId, ImmutableList<string> Moving, bool Known);
+public sealed record ExitDrainStarted(string PeerId, ImmutableList<MovingClient> Moving, bool Known);
 
-/// <summary>The exit takes clients again. Reply: <see cref="ExitUndrained"/>.</summary>
+/// <summary>A client asked to leave an exit: the assignment it leaves.</summary>
+public sealed record MovingClient(string AssignmentId, string ClientPeerId, string ClientRegion);
+
+/// <summary>The exit takes clients again. Reply: <see cref="ExitUndrainResult"/>.</summary>
 public sealed record UndrainExit(string Region, string PeerId) : IWithRegion;
+
+public sealed record ExitUndrainResult(string PeerId, bool WasDrained);
 
 public sealed record ExitPoolSnapshotView(string Region, ImmutableList<ExitView> Exits, ImmutableList<ExitAssignmentRecord> Assignments);
 
@@ -175,7 +183,7 @@ public sealed record AssignmentCancelled(string AssignmentId, string Reason, Dat
 /// <summary>The operator drained exit <paramref name="PeerId"/>: it takes no new clients.</summary>
 public sealed record ExitDrained(string PeerId, DateTimeOffset At) : IExitPoolEvent;
 
-/// <summary>The operator took the drain of exit <paramref name="PeerId"/> back. Also the reply to <see cref="UndrainExit"/>.</summary>
+/// <summary>The operator took the drain of exit <paramref name="PeerId"/> back.</summary>
 public sealed record ExitUndrained(string PeerId, DateTimeOffset At) : IExitPoolEvent;
 
 /// <summary>The assignment was given back; the host is free again (the exit is told through RemoveExit).</summary>

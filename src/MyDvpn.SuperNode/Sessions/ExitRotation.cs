@@ -76,6 +76,8 @@ public static class ExitRotation
             ClientPeerId = state.PeerId,
             ClientRegion = state.Region,
             ClientPublicKey = ByteString.CopyFrom(exit.ClientPublicKey),
+            // Make-before-break: the pool keeps the assignment the client is on until the client moved.
+            KeepsAssignmentId = exit.AssignmentId,
         };
         if (rotation.AvoidExitPeerId is { } avoid)
             request.AvoidExitPeerIds.Add(avoid);

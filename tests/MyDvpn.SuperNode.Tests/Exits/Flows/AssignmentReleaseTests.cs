@@ -76,6 +76,27 @@ public sealed class AssignmentReleaseTests
     }
 
     [Fact]
+    public void A_rotation_keeps_the_assignment_the_client_moves_away_from_until_its_session_releases_it()
+    {
+        var state = Active("as-1").Online("exit-a", "exit-b");
+
+        var rotation = state.Decide(Request("as-2") with { Avoid = ["exit-a"], Keeps = "as-1" }, T0.AddSeconds(10));
+
+        // Make-before-break: the client's traffic still goes through exit-a while exit-b sets up its half.
+        Assert.DoesNotContain(rotation.Events, e => e is AssignmentReleased);
+        var reserved = Assert.Single(rotation.Events.OfType<AssignmentReserved>());
+        Assert.Equal("exit-b", reserved.ExitPeerId);
+        Assert.Equal([("exit-b", Command.BodyOneofCase.SetupExit)], rotation.Commands());
+        Assert.Equal(["as-1", "as-2"], rotation.State.Durable.Assignments.Keys.Order());
+        var acked = rotation.Then(Acked(rotation.Issued(Command.BodyOneofCase.SetupExit), Key(0xE2)));
+        Assert.Equal(["as-1", "as-2"], acked.State.Durable.Assignments.Keys.Order());
+
+        var released = acked.Then(new ReleaseExit(Region, "as-1", "the client moved to assignment as-2"));
+        Assert.Equal([("exit-a", Command.BodyOneofCase.RemoveExit)], released.Commands());
+        Assert.Equal(["as-2"], released.State.Durable.Assignments.Keys);
+    }
+
+    [Fact]
     public void An_older_assignment_still_setting_up_is_released_when_its_setup_ends()
     {
         var first = Empty().Online("exit-a").Decide(Request("as-1"));

@@ -90,7 +90,7 @@ public sealed class ExitHealthTests
         Assert.Equal(new ExitDrained("exit-a", T0), Assert.Single(drained.Events));
         var started = Assert.IsType<ExitDrainStarted>(drained.Reply());
         Assert.Equal(("exit-a", true), (started.PeerId, started.Known));
-        Assert.Equal(["a-1", "a-2"], started.Moving);
+        Assert.Equal([new MovingClient("a-1", "client-1", ClientRegion), new MovingClient("a-2", "client-2", ClientRegion)], started.Moving);
         Assert.All(Moves(drained), m => Assert.Equal(RotationReason.ExitDrained, m.Reason));
         Assert.Equal(ExitStates.Drained, drained.State.View(T0).Exits.Single(e => e.PeerId == "exit-a").State);
 
@@ -100,6 +100,8 @@ public sealed class ExitHealthTests
 
         var undrained = drained.Then(new UndrainExit(Region, "exit-a"), T0);
         Assert.Equal(new ExitUndrained("exit-a", T0), Assert.Single(undrained.Events));
+        Assert.Equal(new ExitUndrainResult("exit-a", WasDrained: true), undrained.Reply());
+        Assert.Equal(new ExitUndrainResult("exit-a", WasDrained: false), undrained.Then(new UndrainExit(Region, "exit-a"), T0).Reply());
         Assert.DoesNotContain("exit-a", undrained.State.Durable.Drained);
     }
 

@@ -44,6 +44,7 @@ public sealed class ExitRotationTests
         var ask = decision.Effect<SessionEffect.AllocateExit>().Request;
         Assert.Equal(("new-id", ExitRegion, PeerId), (ask.AssignmentId, ask.Region, ask.ClientPeerId));
         Assert.Equal(["exit-1"], ask.AvoidExitPeerIds);
+        Assert.Equal(AssignmentId, ask.KeepsAssignmentId);
         Assert.Equal(new SessionEffect.RememberRotationWaiter("new-id"), decision.Effect<SessionEffect.RememberRotationWaiter>());
         // The client keeps its exit meanwhile.
         Assert.Equal((AssignmentId, ExitPhase.Active), (decision.State.Exit!.AssignmentId, decision.State.Exit.Phase));
