@@ -39,7 +39,8 @@ public sealed class ExitAllocationService(
 
         Require(request.AvoidExitPeerIds.All(id => NodeId.IsValid(id, out _)), "avoid_exit_peer_ids: not a valid peer id");
         var answer = await AskAsync(new AllocateExit(request.Region, request.AssignmentId, request.ClientPeerId, request.ClientRegion,
-            request.ClientPublicKey.ToByteArray()) {
+            request.ClientPublicKey.ToByteArray())
+        {
             Avoid = [.. request.AvoidExitPeerIds],
             Keeps = request.KeepsAssignmentId.Length > 0 ? request.KeepsAssignmentId : null,
         }, Exits.PoolAnswerWithin, context);
