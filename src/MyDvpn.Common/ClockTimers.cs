@@ -15,9 +15,18 @@ public sealed class ClockTimers(TimeProvider time, Action<object> deliver) : IDi
     /// <summary>A timer's message, as the actor receives it.</summary>
     public sealed record Fired(string Key, long Generation, object Message);
 
-    public void StartSingle(string key, object message, TimeSpan delay) => Start(key, message, delay, Timeout.InfiniteTimeSpan);
+    public void StartSingle(string key, object message, TimeSpan delay) => Arm(key, message, delay, Timeout.InfiniteTimeSpan);
 
-    public void StartPeriodic(string key, object message, TimeSpan interval) => Start(key, message, interval, interval);
+    public void StartPeriodic(string key, object message, TimeSpan interval) => Arm(key, message, interval, interval);
+
+    /// <summary>A single or periodic timer, as a decision's timer effect names it.</summary>
+    public void Start(string key, object message, TimeSpan delay, bool periodic)
+    {
+        if (periodic)
+            StartPeriodic(key, message, delay);
+        else
+            StartSingle(key, message, delay);
+    }
 
     public bool IsActive(string key) => _timers.ContainsKey(key);
 
@@ -44,7 +53,7 @@ public sealed class ClockTimers(TimeProvider time, Action<object> deliver) : IDi
         _timers.Clear();
     }
 
-    private void Start(string key, object message, TimeSpan due, TimeSpan period)
+    private void Arm(string key, object message, TimeSpan due, TimeSpan period)
     {
         Cancel(key);
         var fired = new Fired(key, ++_generation, message);

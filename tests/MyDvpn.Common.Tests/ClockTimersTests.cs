@@ -66,6 +66,25 @@ public sealed class ClockTimersTests
         Assert.Equal(3, _delivered.Count);
     }
 
+    [Theory]
+    [InlineData(false, 1)]
+    [InlineData(true, 3)]
+    public void Start_as_an_effect_names_it_is_single_or_periodic(bool periodic, int firings)
+    {
+        using var timers = Timers();
+        timers.Start("t", "ring", TimeSpan.FromSeconds(1), periodic);
+
+        for (var second = 0; second < 3; second++)
+        {
+            _clock.Advance(TimeSpan.FromSeconds(1));
+            if (_delivered.Count > 0)
+                timers.Accept(_delivered[^1]);
+        }
+
+        Assert.Equal(firings, _delivered.Count);
+        Assert.Equal(periodic, timers.IsActive("t"));
+    }
+
     [Fact]
     public void A_timer_due_now_fires_at_once()
     {

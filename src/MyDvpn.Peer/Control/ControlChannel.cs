@@ -146,11 +146,8 @@ public sealed class ControlChannel : ReceiveActor
                 case ChannelEffect.Send send:
                     Send(send.Message);
                     break;
-                case ChannelEffect.StartTimer { Periodic: true } timer:
-                    timers.StartPeriodic(timer.Key, timer.Message, timer.Delay);
-                    break;
                 case ChannelEffect.StartTimer timer:
-                    timers.StartSingle(timer.Key, timer.Message, timer.Delay);
+                    timers.Start(timer.Key, timer.Message, timer.Delay, timer.Periodic);
                     break;
                 case ChannelEffect.CancelTimer cancel:
                     timers.Cancel(cancel.Key);

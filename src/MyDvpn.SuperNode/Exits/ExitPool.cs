@@ -149,11 +149,8 @@ public sealed class ExitPool : ReceivePersistentActor
                 case PoolEffect.Issue issue:
                     _peers.Tell(new IssueCommand(issue.PeerId, issue.Command));
                     break;
-                case PoolEffect.StartTimer { Periodic: true } timer:
-                    _timers.StartPeriodic(timer.Key, timer.Message, timer.Delay);
-                    break;
                 case PoolEffect.StartTimer timer:
-                    _timers.StartSingle(timer.Key, timer.Message, timer.Delay);
+                    _timers.Start(timer.Key, timer.Message, timer.Delay, timer.Periodic);
                     break;
                 case PoolEffect.MoveClient move when _rotations is not null:
                     MoveClient(move.Request);

@@ -278,11 +278,8 @@ public sealed class PeerSession : ReceivePersistentActor
                     if (announce.ReplyToPeerId is { } replyTo)
                         _peersShardRegion?.Tell(new CommandOutcomeFor(replyTo, announce.Outcome));
                     break;
-                case SessionEffect.StartTimer { Periodic: true } timer:
-                    _timers.StartPeriodic(timer.Key, timer.Message, timer.Delay);
-                    break;
                 case SessionEffect.StartTimer timer:
-                    _timers.StartSingle(timer.Key, timer.Message, timer.Delay);
+                    _timers.Start(timer.Key, timer.Message, timer.Delay, timer.Periodic);
                     break;
                 case SessionEffect.CancelTimer cancel:
                     _timers.Cancel(cancel.Key);
