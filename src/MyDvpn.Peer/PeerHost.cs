@@ -11,6 +11,7 @@ using MyDvpn.Peer.Commands;
 using MyDvpn.Peer.Control;
 using MyDvpn.Peer.LocalStatus;
 using MyDvpn.Peer.Tunnel;
+using MyDvpn.Protocol.Control;
 using MyDvpn.Security;
 using MsLogLevel = Microsoft.Extensions.Logging.LogLevel;
 
@@ -114,7 +115,8 @@ public static class PeerHost
         if (settings.DataPlane.Mode == DataPlaneMode.WireGuard)
         {
             // The actor behind it is made with the actor system (StartDataPlane).
-            builder.Services.AddSingleton(new WireGuardTunnel(settings.DataPlane, wireGuardKey, DataPlaneTimeout));
+            builder.Services.AddSingleton(new WireGuardTunnel(settings.DataPlane, wireGuardKey, DataPlaneTimeout,
+                servesClients: settings.Role is PeerRole.Exit or PeerRole.Both));
         }
         builder.Services.AddSingleton(wireGuardKey);
         builder.Services.AddSingleton(time);

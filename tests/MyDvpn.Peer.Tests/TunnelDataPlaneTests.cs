@@ -23,6 +23,18 @@ public sealed class TunnelDataPlaneTests : IDisposable
         Assert.Null(TunnelSpec.For(TunnelState.Empty, Settings, Key));
 
     [Fact]
+    public void An_exit_serving_nobody_keeps_its_interface_up_with_no_peer_no_address_and_no_NAT()
+    {
+        var spec = TunnelSpec.For(TunnelState.Empty, Settings, Key, servesClients: true)!;
+
+        Assert.Equal(("mydvpn0", 51820), (spec.Name, spec.ListenPort));
+        Assert.Empty(spec.Peers);
+        Assert.Empty(spec.Addresses);
+        Assert.Null(spec.ExitNat);
+        Assert.Null(spec.FullTunnel);
+    }
+
+    [Fact]
     public void A_client_routes_everything_through_its_exit_peer()
     {
         var spec = TunnelSpec.For(TunnelState.Empty with { Exit = Exit }, Settings, Key)!;

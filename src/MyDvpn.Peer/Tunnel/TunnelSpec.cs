@@ -7,16 +7,20 @@ using MyDvpn.Security;
 namespace MyDvpn.Peer.Tunnel;
 
 /// <summary>
-/// What the tunnel state asks of the host's WireGuard interface: nothing while the peer holds no exit and serves no
-/// client; otherwise one interface with the exit as a peer and all IPv4 through it (client), the served clients as
-/// peers and their subnet forwarded and masqueraded out of the uplink (exit), or both.
+/// What the tunnel state asks of the host's WireGuard interface: nothing while a client holds no exit; otherwise one
+/// interface with the exit as a peer and all IPv4 through it (client), the served clients as peers and their subnet
+/// forwarded and masqueraded out of the uplink (exit), or both. An exit's interface is up from the start, with no client
+/// yet: its first SetupExit then only adds a peer (creating a userspace interface takes seconds on a loaded host, longer
+/// than the region gives an exit to acknowledge), and a host that cannot run WireGuard shows it at start, not at the
+/// first client.
 /// </summary>
 public static class TunnelSpec
 {
     /// <summary>The interface for <paramref name="state"/>; null: the interface must not exist.</summary>
-    public static InterfaceSpec? For(TunnelState state, DataPlaneSettings settings, WireGuardKey key)
+    /// <param name="servesClients">The peer is an exit (role exit or both): its interface is up even while it serves nobody.</param>
+    public static InterfaceSpec? For(TunnelState state, DataPlaneSettings settings, WireGuardKey key, bool servesClients = false)
     {
-        if (state.Exit is null && state.Clients.IsEmpty)
+        if (state.Exit is null && state.Clients.IsEmpty && !servesClients)
             return null;
 
         var peers = ImmutableList.CreateBuilder<PeerSpec>();

@@ -13,7 +13,8 @@ public sealed class DataPlaneException(string message) : Exception(message);
 /// runs) and keeps its latest reading of the interface (handshakes, bytes, endpoints) for <c>mydvpn status</c> and the
 /// StatusReports.
 /// </summary>
-public sealed class WireGuardTunnel(DataPlaneSettings settings, WireGuardKey key, TimeSpan timeout)
+/// <param name="servesClients">An exit (role exit or both): its interface is up while it serves nobody (see <see cref="TunnelSpec"/>).</param>
+public sealed class WireGuardTunnel(DataPlaneSettings settings, WireGuardKey key, TimeSpan timeout, bool servesClients)
 {
     private InterfaceReading? latest;
     private IActorRef? wireGuard;
@@ -29,7 +30,7 @@ public sealed class WireGuardTunnel(DataPlaneSettings settings, WireGuardKey key
     /// <exception cref="DataPlaneException">It could not: the reason says what failed.</exception>
     public async Task ApplyAsync(TunnelState state, CancellationToken cancellationToken)
     {
-        var spec = TunnelSpec.For(state, settings, key);
+        var spec = TunnelSpec.For(state, settings, key, servesClients);
         object answer;
         try
         {
