@@ -297,7 +297,7 @@ public sealed class ExitAllocationTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task A_client_of_a_lost_exit_with_no_other_exit_is_told_no_exit_available_and_nothing_is_left_half_set_up()
+    public async Task A_client_of_a_lost_exit_with_no_other_exit_keeps_it_and_moves_when_another_exit_comes()
     {
         await using var network = new TestNetwork(output);
         var (baseNode, superA, superB) = await StartRegionsAsync(network);
@@ -305,23 +305,29 @@ public sealed class ExitAllocationTests(ITestOutputHelper output)
         await Eventually.Async(async () => (await ExitsAsync(network, baseNode)).Any(e => e.GetProperty("online").GetBoolean()),
             "exit-1 is online", TimeSpan.FromSeconds(60));
         var client = await StartAgentAsync(network, baseNode, superA, "client-1", "client", ClientRegion, "--exit-region", ExitRegion);
-        await ExitOfAsync(network, client);
+        var first = await ExitOfAsync(network, client);
 
         exit.Process!.Kill();
 
+        // Lost, but no other exit takes the client: it keeps its exit (its stream's end does not prove its data plane died).
+        await Eventually.Async(async () => (await ExitsAsync(network, baseNode)).Single().GetProperty("state").GetString() == "lost",
+            "exit-1 is lost");
+        var kept = await StatusAsync(network, client);
+        Assert.Equal("exit-1", kept.GetProperty("exit").GetProperty("peerId").GetString());
+        Assert.Equal(first.Address, kept.GetProperty("tunnelAddresses")[0].GetString());
+        Assert.False(kept.TryGetProperty("exitRequest", out var request) && request.TryGetProperty("lastError", out var error)
+                     && error.ValueKind == JsonValueKind.Object, $"client-1 was told of no error: {kept}");
+
+        // Another exit comes: the pool asks again and the client moves to it.
+        await StartAgentAsync(network, baseNode, superB, "exit-2", "exit", ExitRegion, "--max-clients", "5");
+        await Eventually.Async(async () => (await StatusAsync(network, client)).GetProperty("exit") is { ValueKind: JsonValueKind.Object } now
+                                           && now.GetProperty("peerId").GetString() == "exit-2",
+            "client-1 moved to exit-2", TimeSpan.FromSeconds(60));
         await Eventually.Async(async () =>
         {
-            var status = await StatusAsync(network, client);
-            return status.GetProperty("exit").ValueKind == JsonValueKind.Null
-                   && status.GetProperty("exitRequest").GetProperty("lastError") is { ValueKind: JsonValueKind.Object } error
-                   && error.GetProperty("reason").GetString() == "NO_EXIT_AVAILABLE";
-        }, "client-1 dropped its exit and was told NO_EXIT_AVAILABLE", TimeSpan.FromSeconds(60));
-        await Eventually.Async(async () =>
-        {
-            var sessions = await SessionsAsync(network, baseNode);
-            var pool = await ExitPoolAsync(network, baseNode);
-            return Assignments(sessions, "client-1").Count == 0 && pool.GetProperty("assignments").GetArrayLength() == 0;
-        }, "neither the client's session nor the pool holds an assignment");
+            var assignments = (await ExitPoolAsync(network, baseNode)).GetProperty("assignments").EnumerateArray().ToList();
+            return assignments.Count == 1 && assignments[0].GetProperty("exitPeerId").GetString() == "exit-2";
+        }, "the pool holds client-1 on exit-2 only");
     }
 
     [Fact]

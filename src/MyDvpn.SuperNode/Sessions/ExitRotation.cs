@@ -114,7 +114,7 @@ public static class ExitRotation
             case ExitAllocationResult.Refused refused:
                 if (refused.Reason == RefusalReason.RegionUnreachable)
                     d = Retire(d, exit.Region, exit.Rotation.RotationId, "the client's session gave up waiting for it", tracked: false);
-                return Fail(d, $"{RefusalReasons.WireName(refused.Reason)}: {refused.Detail}", now, refused.Reason);
+                return Fail(d, $"{RefusalReasons.WireName(refused.Reason)}: {refused.Detail}", now);
             default:
                 throw new InvalidOperationException("unknown allocation result");
         }
@@ -178,29 +178,12 @@ public static class ExitRotation
     }
 
     /// <summary>
-    /// Rolls the rotation back. The client keeps its exit — unless the reason it moved is that its exit is lost: then it is
-    /// told NO_EXIT_AVAILABLE (or the region's refusal) and its exit is released, and its agent asks again with backoff.
+    /// Rolls the rotation back: the client keeps its exit, even a lost one. Its control stream's end does not prove that its
+    /// data plane died (a SuperNode that stops or crashes ends every exit stream it holds, and the exits come back through
+    /// another SuperNode a few seconds later), so a client no other exit takes stays where its traffic may still flow; the
+    /// pool asks again every <see cref="Exits.ExitSettings.RotationRetry"/> while the exit stays lost.
     /// </summary>
-    private static Decision Fail(Decision d, string why, DateTimeOffset now, RefusalReason reason = RefusalReason.NoExitAvailable)
-    {
-        var exit = d.State.Exit!;
-        var rotation = exit.Rotation!;
-        d = Ended(d, rotation, why, now);
-        if (rotation.Reason != RotationReason.ExitLost)
-            return d;
-        var detail = $"exit {exit.Assignment?.ExitPeerId} is lost and no other exit of region {exit.Region} took the client: {why}";
-        d = d.Do(new SessionEffect.SendToPeer(new ControlMessage
-        {
-            ExitRequestFailed = new ExitRequestFailed
-            {
-                Region = exit.Region,
-                GrpcStatus = (int)RefusalCatalogue.StatusOf(reason),
-                Reason = reason,
-                Detail = detail,
-            },
-        }));
-        return ExitAssignment.StartRelease(d, detail, removeFromClient: true, now);
-    }
+    private static Decision Fail(Decision d, string why, DateTimeOffset now) => Ended(d, d.State.Exit!.Rotation!, why, now);
 
     private static Decision Ended(Decision d, ExitRotationState rotation, string why, DateTimeOffset now)
     {

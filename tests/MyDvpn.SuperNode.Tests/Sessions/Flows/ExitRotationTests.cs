@@ -122,18 +122,22 @@ public sealed class ExitRotationTests
     }
 
     [Fact]
-    public void A_lost_exits_client_no_other_exit_takes_is_told_no_exit_available_and_its_half_is_removed()
+    public void A_lost_exits_client_no_other_exit_takes_keeps_its_exit_untold_for_the_exit_may_still_forward()
     {
         var decision = Rotating().Decide(new AllocationFinished("new-id",
             new ExitAllocationResult.Refused(RefusalReason.NoExitAvailable, "region us-east has no exit online")), Now);
 
         Assert.Contains(decision.Events, e => e is ExitRotationFailed);
-        var failed = decision.Effect<SessionEffect.SendToPeer>().Message.ExitRequestFailed;
-        Assert.Equal((RefusalReason.NoExitAvailable, (int)StatusCode.ResourceExhausted), (failed.Reason, failed.GrpcStatus));
-        Assert.Equal(ExitPhase.Releasing, decision.State.Exit!.Phase);
-        Assert.Equal(ExitSide.Client, Assert.Single(decision.Sent()).RemoveExit.Side);
-        Assert.Equal(AssignmentId, decision.Effect<SessionEffect.ReleaseExit>().Request.AssignmentId);
+        Assert.Equal((AssignmentId, ExitPhase.Active), (decision.State.Exit!.AssignmentId, decision.State.Exit.Phase));
+        Assert.Null(decision.State.Exit.Rotation);
+        Assert.Empty(decision.Sent());
+        Assert.Empty(decision.Effects.OfType<SessionEffect.SendToPeer>());
+        Assert.Empty(decision.Effects.OfType<SessionEffect.ReleaseExit>());
         Assert.Empty(decision.State.Retiring); // nothing was made at the region
+
+        // The pool asks again later: a new rotation starts.
+        var again = decision.State.Decide(Lost(), Now.AddSeconds(10));
+        Assert.IsType<ExitRotationStarted>(Assert.Single(again.Events));
     }
 
     [Fact]
