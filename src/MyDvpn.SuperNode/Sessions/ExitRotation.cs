@@ -20,7 +20,20 @@ public sealed record ExitRotationState(string RotationId, RotationReason Reason,
 }
 
 /// <summary>The last rotation of a client's exit: when, why, from which exit (shown by the admin and the agent).</summary>
-public sealed record ExitRotationRecord(string FromAssignmentId, string FromExitPeerId, RotationReason Reason, string Detail, DateTimeOffset At);
+public sealed record ExitRotationRecord(string FromAssignmentId, string FromExitPeerId, RotationReason Reason, string Detail, DateTimeOffset At)
+{
+    public Protocol.SuperNode.ExitRotationView ToProto() => new()
+    {
+        FromAssignmentId = FromAssignmentId,
+        FromExitPeerId = FromExitPeerId,
+        Reason = Reason,
+        Detail = Detail,
+        At = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(At),
+    };
+
+    public static ExitRotationRecord FromProto(Protocol.SuperNode.ExitRotationView r) =>
+        new(r.FromAssignmentId, r.FromExitPeerId, r.Reason, r.Detail, r.At?.ToDateTimeOffset() ?? DateTimeOffset.MinValue);
+}
 
 /// <summary>An assignment the client left (rotated away from, or a rotation's new one that did not complete), being given back.</summary>
 public sealed record RetiringExit(string AssignmentId, string Region, string Reason);

@@ -176,6 +176,29 @@ public sealed class ExitRotationTests
     }
 
     [Fact]
+    public void The_sessions_view_shows_how_the_client_came_to_its_exit()
+    {
+        Assert.Null(Assert.Single(ActiveExit().View().Assignments).LastRotation);
+        var allocated = Allocated();
+        var moved = allocated.State.Decide(new CommandAnswered(PeerId, Done(Assert.Single(allocated.Sent()).CommandId)), Now).State;
+
+        var shown = Assert.Single(moved.View().Assignments).ToProto();
+
+        Assert.Equal(("new-id", "exit-2", ExitAssignmentRecord.Active), (shown.AssignmentId, shown.ExitPeerId, shown.State));
+        Assert.Equal(
+            new ExitRotationView
+            {
+                FromAssignmentId = AssignmentId,
+                FromExitPeerId = "exit-1",
+                Reason = RotationReason.ExitLost,
+                Detail = "its stream ended 2 s ago",
+                At = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(Now),
+            },
+            shown.LastRotation);
+        Assert.Equal(moved.Exit!.LastRotation, ExitAssignmentRecord.FromProto(shown).LastRotation);
+    }
+
+    [Fact]
     public void A_session_with_a_rotation_under_way_or_an_assignment_to_give_back_is_not_idle()
     {
         Assert.False((Rotating() with { Stream = StreamState.Detached }).Idle);
