@@ -185,6 +185,7 @@ public static class ExitRotation
             .Do(new SessionEffect.CancelTimer(PathMonitoring.DirectPathTimer), new SessionEffect.CloseRelayLegs(from.AssignmentId),
                 new SessionEffect.AnnounceRotation(new RotationOutcome(d.State.PeerId, rotation.RotationId, from.AssignmentId, from.ExitPeerId,
                     to.AssignmentId, to.ExitPeerId, null)),
+                new SessionEffect.CountRotation(rotation.Reason, Moved: true, now - rotation.Since),
                 SessionEffect.ShowAssignments.Instance);
         d = SendRelease(d, d.State.Retiring.Find(r => r.AssignmentId == from.AssignmentId)!);
         return PathMonitoring.Activated(d);
@@ -222,6 +223,7 @@ public static class ExitRotation
             .Log(LogLevel.Warning, "Moving the client from exit {ExitPeerId} failed: {Why}", exit.Assignment?.ExitPeerId, why)
             .Do(new SessionEffect.AnnounceRotation(new RotationOutcome(d.State.PeerId, rotation.RotationId, exit.AssignmentId,
                     exit.Assignment?.ExitPeerId ?? "", null, null, why)),
+                new SessionEffect.CountRotation(rotation.Reason, Moved: false, now - rotation.Since),
                 SessionEffect.ShowAssignments.Instance);
         return d.State.Retiring.Find(r => r.AssignmentId == rotation.RotationId) is { } made ? SendRelease(d, made) : d;
     }
