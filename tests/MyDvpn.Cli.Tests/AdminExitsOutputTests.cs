@@ -100,6 +100,33 @@ public sealed class AdminExitsOutputTests : FixedAdminApiTestKit<AdminExitsOutpu
     }
 
     [Fact]
+    public async Task Sessions_table_shows_a_moved_clients_last_rotation_from_which_exit_to_which_why_and_when()
+    {
+        var (exitCode, output, _) = await Admin("sessions", "--region", "ap-south");
+
+        Assert.Equal(0, exitCode);
+        Assert.Contains(output.Split('\n'), line => ContainsInOrder(line, "moved-1", "client", "ap-south",
+            "exit-2@ap-south 100.98.0.7 active, moved from exit-3 to exit-2 at 2030-01-02 03:04:05Z (exit lost)"));
+        // A client that asked for its exit shows no rotation.
+        Assert.DoesNotContain("moved from", (await Admin("sessions")).Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Sessions_as_json_carry_a_moved_clients_last_rotation()
+    {
+        var (exitCode, output, _) = await Admin("sessions", "--region", "ap-south", "--json");
+
+        Assert.Equal(0, exitCode);
+        var own = Assert.Single(JsonDocument.Parse(output).RootElement.GetProperty("sessions")[0].GetProperty("assignments").EnumerateArray());
+        Assert.Equal("exit-2", own.GetProperty("exitPeerId").GetString());
+        var rotation = own.GetProperty("lastRotation");
+        Assert.Equal(("as-3", "exit-3", "EXIT_LOST", "exit exit-3 is lost: its stream ended 30 s ago and did not come back"),
+            (rotation.GetProperty("fromAssignmentId").GetString(), rotation.GetProperty("fromExitPeerId").GetString(),
+                rotation.GetProperty("reason").GetString(), rotation.GetProperty("detail").GetString()));
+        Assert.Equal(Moved, rotation.GetProperty("at").GetDateTimeOffset());
+    }
+
+    [Fact]
     public void Exit_serving_many_clients_shows_how_many_and_a_peer_of_both_roles_shows_both()
     {
         var busy = new Session { PeerId = "exit-9", Region = "eu-west", Role = "exit" };
@@ -149,6 +176,8 @@ public sealed class AdminExitsOutputTests : FixedAdminApiTestKit<AdminExitsOutpu
             State = state,
         };
 
+    private static readonly DateTimeOffset Moved = new(2030, 1, 2, 3, 4, 5, TimeSpan.Zero);
+
     public sealed class FixedAdmin : MyDvpn.Protocol.Admin.Admin.AdminBase
     {
         public ConcurrentQueue<ListExitsRequest> ExitRequests { get; } = new();
@@ -186,6 +215,31 @@ public sealed class AdminExitsOutputTests : FixedAdminApiTestKit<AdminExitsOutpu
         public override Task<SessionList> ListSessions(ListSessionsRequest request, ServerCallContext context)
         {
             var since = Timestamp.FromDateTimeOffset(new DateTimeOffset(2030, 1, 1, 0, 0, 0, TimeSpan.Zero));
+            if (request.Region == "ap-south")
+            {
+                // A client its session moved from a lost exit to another of the region.
+                var moved = Assignment("as-4", "moved-1", "ap-south", "exit-2", "ap-south", "active", clientAddress: "100.98.0.7/32");
+                moved.LastRotation = new ExitRotationView
+                {
+                    FromAssignmentId = "as-3",
+                    FromExitPeerId = "exit-3",
+                    Reason = RotationReason.ExitLost,
+                    Detail = "exit exit-3 is lost: its stream ended 30 s ago and did not come back",
+                    At = Timestamp.FromDateTimeOffset(Moved),
+                };
+                return Task.FromResult(new SessionList
+                {
+                    Sessions =
+                    {
+                        new Session
+                        {
+                            PeerId = "moved-1", Role = "client", Region = "ap-south", SupernodeId = "sn-ap", ConnectedSince = since, State = "connected",
+                            Assignments = { moved },
+                        },
+                    },
+                });
+            }
+
             return Task.FromResult(new SessionList
             {
                 Sessions =

@@ -491,7 +491,8 @@ public static class AdminCommand
     }
 
     /// <summary>
-    /// A session's assignments in a line: its own exit (<c>exit-1@eu-west 100.96.0.2 active</c>), then the clients it
+    /// A session's assignments in a line: its own exit (<c>exit-1@eu-west 100.96.0.2 active</c>, and how it came to it when
+    /// it was moved there: <c>moved from exit-0 to exit-1 at 2030-01-01 00:00:00Z (exit lost)</c>), then the clients it
     /// serves as an exit (their ids while few, else how many); <c>-</c> when it has neither.
     /// </summary>
     public static string ExitOrClientsText(Session session)
@@ -500,7 +501,8 @@ public static class AdminCommand
         var own = session.Assignments.Where(a => a.ClientPeerId == session.PeerId).ToList();
         var served = session.Assignments.Where(a => a.ClientPeerId != session.PeerId).ToList();
         var parts = own.Select(a => $"{a.ExitPeerId}@{a.Region} {AddressText(a.ClientAddress)} {a.State}"
-                                    + (a.Path == "relay" ? $" via relay {a.ClientRelayLeg} → {a.ExitRelayLeg}" : "")).ToList();
+                                    + (a.Path == "relay" ? $" via relay {a.ClientRelayLeg} → {a.ExitRelayLeg}" : "")
+                                    + (a.LastRotation is { } moved ? ", " + RotationText(moved, a.ExitPeerId) : "")).ToList();
         if (served.Count > 0)
         {
             var count = served.Count == 1 ? "1 client" : $"{served.Count} clients";
@@ -510,6 +512,20 @@ public static class AdminCommand
         }
         return parts.Count == 0 ? "-" : string.Join("; ", parts);
     }
+
+    /// <summary>A client's last move: <c>moved from exit-0 to exit-1 at 2030-01-01 00:00:00Z (exit lost)</c>.</summary>
+    public static string RotationText(ExitRotationView rotation, string toExitPeerId) =>
+        $"moved from {rotation.FromExitPeerId} to {toExitPeerId} at {rotation.At?.ToDateTimeOffset().ToString("u", CultureInfo.InvariantCulture) ?? "?"} "
+        + $"({RotationReasonText(rotation.Reason)})";
+
+    private static string RotationReasonText(RotationReason reason) => reason switch
+    {
+        RotationReason.ExitLost => "exit lost",
+        RotationReason.ExitDrained => "exit drained",
+        RotationReason.Operator => "by the operator",
+        RotationReason.ExitStale => "exit stale",
+        _ => "reason not given",
+    };
 
     public static Table ExitsTable(ExitPoolView pool)
     {

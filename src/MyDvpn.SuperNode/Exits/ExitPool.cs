@@ -31,6 +31,7 @@ public sealed class ExitPool : ReceivePersistentActor
     private readonly ILogger _logger;
     private readonly ClockTimers _timers;
     private readonly IClientRotations? _rotations;
+    private readonly ExitMetrics _metrics;
     private readonly CancellationTokenSource _lifetime = new();
     private readonly Snapshots _snapshots;
 
@@ -41,10 +42,12 @@ public sealed class ExitPool : ReceivePersistentActor
 
     private PoolState _state;
 
-    public ExitPool(string region, ExitSettings settings, IActorRef peers, TimeProvider time, ILogger logger, IClientRotations? rotations)
+    public ExitPool(string region, ExitSettings settings, IActorRef peers, TimeProvider time, ILogger logger, IClientRotations? rotations,
+        ExitMetrics metrics)
     {
         _peers = peers;
         _rotations = rotations;
+        _metrics = metrics;
         _time = time;
         _logger = logger;
         var self = Self;
@@ -82,19 +85,23 @@ public sealed class ExitPool : ReceivePersistentActor
     /// <param name="peers">The region's <c>peers</c> shard region, through which exits get their commands.</param>
     /// <param name="time">The clock for event times and timers; the system clock when null.</param>
     /// <param name="rotations">How the clients of lost and drained exits are asked to move; null: they are not (a pool of tests).</param>
+    /// <param name="metrics">Where the pool shows how many exits it sees in each state; <see cref="ExitMetrics.Default"/> when null.</param>
     public static Props Props(string region, ExitSettings settings, IActorRef peers, TimeProvider? time = null, ILogger? logger = null,
-        IClientRotations? rotations = null)
+        IClientRotations? rotations = null, ExitMetrics? metrics = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(region);
         ArgumentNullException.ThrowIfNull(peers);
         settings.Validate();
         var clock = time ?? TimeProvider.System;
         var log = logger ?? NullLogger.Instance;
-        return Akka.Actor.Props.Create(() => new ExitPool(region, settings, peers, clock, log, rotations));
+        var shown = metrics ?? ExitMetrics.Default;
+        return Akka.Actor.Props.Create(() => new ExitPool(region, settings, peers, clock, log, rotations, shown));
     }
 
     protected override void PostStop()
     {
+        // The pool runs on one SuperNode of the region at a time: the next one shows its exits.
+        _metrics.PoolGone(_state.Region);
         _timers.Dispose();
         _lifetime.Cancel();
         _lifetime.Dispose();
@@ -108,7 +115,7 @@ public sealed class ExitPool : ReceivePersistentActor
     {
         if (decision.Events.IsEmpty)
         {
-            _state = decision.State;
+            Take(decision.State);
             Perform(decision, requester);
             return;
         }
@@ -118,10 +125,17 @@ public sealed class ExitPool : ReceivePersistentActor
         {
             if (--remaining > 0)
                 return;
-            _state = decision.State;
+            Take(decision.State);
             _snapshots.AfterPersisted(decision.Events.Count, _state.Durable.ToSnapshot);
             Perform(decision, requester);
         });
+    }
+
+    /// <summary>The decision's state is the pool's now; the exits it sees are shown (<c>mydvpn_exits</c>).</summary>
+    private void Take(PoolState state)
+    {
+        _state = state;
+        _metrics.PoolSees(_state.Region, _state.ExitCounts());
     }
 
     private void Perform(PoolDecision decision, IActorRef requester)

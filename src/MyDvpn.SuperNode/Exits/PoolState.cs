@@ -61,6 +61,19 @@ public sealed record PoolState(
             held is not null && Exits.Online.TryGetValue(held.ExitPeerId, out var presence) ? presence.PublicAddress : "");
     }
 
+    /// <summary>
+    /// How many exits the pool sees in each state (<see cref="ExitStates"/>, every state present): those with a subnet, online,
+    /// drained, disconnected or lost — wider than <see cref="View"/>, which leaves out an exit that never held a subnet once it is
+    /// gone. For the <c>mydvpn_exits</c> gauge.
+    /// </summary>
+    public ImmutableSortedDictionary<string, int> ExitCounts()
+    {
+        var counts = ExitStates.All.ToImmutableSortedDictionary(state => state, _ => 0, StringComparer.Ordinal);
+        return Durable.Subnets.Keys.Union(Exits.Online.Keys).Union(Durable.Drained).Union(Exits.Disconnected.Keys).Union(Exits.Lost.Keys)
+            .Select(peerId => Exits.StateOf(peerId, Durable.Drained.Contains(peerId)))
+            .Aggregate(counts, (c, state) => c.SetItem(state, c[state] + 1));
+    }
+
     /// <summary>Every exit with a subnet or online, and every assignment (oldest first), as the admin sees them.</summary>
     public ExitPoolSnapshotView View(DateTimeOffset now)
     {

@@ -39,6 +39,9 @@ public sealed record ExitAssignmentRecord(
 
     public string ExitRelayLeg { get; init; } = "";
 
+    /// <summary>A client's own assignment in its session's view: how the client came to this exit; null when it asked for it.</summary>
+    public Sessions.ExitRotationRecord? LastRotation { get; init; }
+
     public Protocol.SuperNode.ExitAssignment ToProto() => new()
     {
         AssignmentId = AssignmentId,
@@ -55,6 +58,7 @@ public sealed record ExitAssignmentRecord(
         Path = Path,
         ClientRelayLeg = ClientRelayLeg,
         ExitRelayLeg = ExitRelayLeg,
+        LastRotation = LastRotation?.ToProto(),
     };
 
     public static ExitAssignmentRecord FromProto(Protocol.SuperNode.ExitAssignment a) => new(
@@ -64,6 +68,7 @@ public sealed record ExitAssignmentRecord(
         Path = a.Path.Length == 0 ? Direct : a.Path,
         ClientRelayLeg = a.ClientRelayLeg,
         ExitRelayLeg = a.ExitRelayLeg,
+        LastRotation = a.LastRotation is { } rotation ? Sessions.ExitRotationRecord.FromProto(rotation) : null,
     };
 }
 

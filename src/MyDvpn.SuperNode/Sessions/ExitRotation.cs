@@ -20,7 +20,20 @@ public sealed record ExitRotationState(string RotationId, RotationReason Reason,
 }
 
 /// <summary>The last rotation of a client's exit: when, why, from which exit (shown by the admin and the agent).</summary>
-public sealed record ExitRotationRecord(string FromAssignmentId, string FromExitPeerId, RotationReason Reason, string Detail, DateTimeOffset At);
+public sealed record ExitRotationRecord(string FromAssignmentId, string FromExitPeerId, RotationReason Reason, string Detail, DateTimeOffset At)
+{
+    public Protocol.SuperNode.ExitRotationView ToProto() => new()
+    {
+        FromAssignmentId = FromAssignmentId,
+        FromExitPeerId = FromExitPeerId,
+        Reason = Reason,
+        Detail = Detail,
+        At = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(At),
+    };
+
+    public static ExitRotationRecord FromProto(Protocol.SuperNode.ExitRotationView r) =>
+        new(r.FromAssignmentId, r.FromExitPeerId, r.Reason, r.Detail, r.At?.ToDateTimeOffset() ?? DateTimeOffset.MinValue);
+}
 
 /// <summary>An assignment the client left (rotated away from, or a rotation's new one that did not complete), being given back.</summary>
 public sealed record RetiringExit(string AssignmentId, string Region, string Reason);
@@ -172,6 +185,7 @@ public static class ExitRotation
             .Do(new SessionEffect.CancelTimer(PathMonitoring.DirectPathTimer), new SessionEffect.CloseRelayLegs(from.AssignmentId),
                 new SessionEffect.AnnounceRotation(new RotationOutcome(d.State.PeerId, rotation.RotationId, from.AssignmentId, from.ExitPeerId,
                     to.AssignmentId, to.ExitPeerId, null)),
+                new SessionEffect.CountRotation(rotation.Reason, Moved: true, now - rotation.Since),
                 SessionEffect.ShowAssignments.Instance);
         d = SendRelease(d, d.State.Retiring.Find(r => r.AssignmentId == from.AssignmentId)!);
         return PathMonitoring.Activated(d);
@@ -192,6 +206,7 @@ public static class ExitRotation
             .Log(LogLevel.Warning, "Moving the client from exit {ExitPeerId} failed: {Why}", exit.Assignment?.ExitPeerId, why)
             .Do(new SessionEffect.AnnounceRotation(new RotationOutcome(d.State.PeerId, rotation.RotationId, exit.AssignmentId,
                     exit.Assignment?.ExitPeerId ?? "", null, null, why)),
+                new SessionEffect.CountRotation(rotation.Reason, Moved: false, now - rotation.Since),
                 SessionEffect.ShowAssignments.Instance);
         return d.State.Retiring.Find(r => r.AssignmentId == rotation.RotationId) is { } made ? SendRelease(d, made) : d;
     }

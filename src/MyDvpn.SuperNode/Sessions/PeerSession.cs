@@ -253,6 +253,9 @@ public sealed class PeerSession : ReceivePersistentActor
                     if (_rotationWaiters.Remove(announce.Outcome.RotationId, out var waiters))
                         waiters.ForEach(w => w.Tell(announce.Outcome));
                     break;
+                case SessionEffect.CountRotation count:
+                    (_exits?.Metrics ?? ExitMetrics.Default).RotationEnded(count.Reason, count.Moved, count.Took);
+                    break;
                 case SessionEffect.AdoptStream adopt:
                     _edge = adopt.Edge;
                     Context.Watch(_edge);
@@ -390,4 +393,8 @@ public sealed class PeerSession : ReceivePersistentActor
 
 /// <summary>What a session needs to allocate exits: the settings, the way to a region's pool, this region's pools.</summary>
 /// <param name="Relay">This SuperNode's relay legs; null: no relay (the direct path is all there is).</param>
-public sealed record ExitServices(ExitSettings Settings, IExitAllocator Allocator, IActorRef Pools, IRelayLegs? Relay = null);
+public sealed record ExitServices(ExitSettings Settings, IExitAllocator Allocator, IActorRef Pools, IRelayLegs? Relay = null)
+{
+    /// <summary>Where the sessions count their clients' rotations.</summary>
+    public ExitMetrics Metrics { get; init; } = ExitMetrics.Default;
+}

@@ -144,7 +144,7 @@ public sealed record PeerState(
             : new ExitAssignmentRecord(exit.AssignmentId, exit.Region, "", [], "", "", "", PeerId, Region, exit.ClientPublicKey, state);
         if (exit.ClientRelayLeg is { } clientLeg)
             record = record with { Path = ExitAssignmentRecord.Relayed, ClientRelayLeg = clientLeg, ExitRelayLeg = exit.ExitRelayLeg ?? "" };
-        return Serving.Served.Add(record);
+        return Serving.Served.Add(record with { LastRotation = exit.LastRotation });
     }
 
     public PeerStateView View() =>

@@ -79,6 +79,12 @@ public abstract record SessionEffect
     /// <summary>A rotation ended: whoever waits for it hears of it.</summary>
     public sealed record AnnounceRotation(RotationOutcome Outcome) : SessionEffect;
 
+    /// <summary>
+    /// A rotation ended (its <see cref="ExitRotated"/> or <see cref="ExitRotationFailed"/> is persisted): count it, and how long
+    /// the client took to move, from the rotation's start (<c>mydvpn_exit_rotations_total</c>, <c>mydvpn_exit_rotation_seconds</c>).
+    /// </summary>
+    public sealed record CountRotation(RotationReason Reason, bool Moved, TimeSpan Took) : SessionEffect;
+
     /// <summary>The command ended: its issuer and, through the <c>peers</c> shard region, <paramref name="ReplyToPeerId"/> hear of it.</summary>
     public sealed record Announce(CommandOutcome Outcome, string? ReplyToPeerId) : SessionEffect;
 

@@ -481,6 +481,37 @@ public sealed class ExitPoolTests(ITestOutputHelper output) : SqliteTestKit(outp
         Assert.Equal(new ExitView("exit-a", false, 0, 1, "100.96.0.0/24", null, 0, "") { State = ExitStates.Disconnected }, View(pool).Exits[0]);
     }
 
+    [Fact]
+    public async Task Pool_shows_how_many_exits_it_sees_in_each_state_while_it_runs_here()
+    {
+        var registry = Prometheus.Metrics.NewCustomRegistry();
+        var metrics = new ExitMetrics(Prometheus.Metrics.WithCustomRegistry(registry));
+        var pool = Sys.ActorOf(ExitPool.Props(Region, Fast, Peers.Ref, _clock, _log, metrics: metrics));
+        Online(pool, "exit-a");
+        Online(pool, "exit-b");
+        Online(pool, "exit-c");
+        var drainer = CreateTestProbe();
+        pool.Tell(new DrainExit(Region, "exit-b"), drainer.Ref);
+        drainer.ExpectMsg<ExitDrainStarted>(Patience);
+        pool.Tell(new ExitOffline(Region, "exit-a"));
+        View(pool); // a round trip: the pool decided on everything before
+
+        var scraped = await ExitMetricsTests.ScrapeAsync(registry);
+        Assert.Equal(
+            new (string, double?)[] { ("online", 1), ("disconnected", 1), ("lost", 0), ("drained", 1), ("offline", 0) },
+            ExitStates.All.Select(state => (state, ExitMetricsTests.Value(scraped, $$"""mydvpn_exits{region="{{Region}}",state="{{state}}"}"""))));
+
+        Stop(pool);
+        Assert.DoesNotContain("mydvpn_exits{", await ExitMetricsTests.ScrapeAsync(registry), StringComparison.Ordinal);
+
+        // A new incarnation shows what its journal holds (the drain) as soon as it recovered.
+        var restarted = Sys.ActorOf(ExitPool.Props(Region, Fast, Peers.Ref, _clock, _log, metrics: metrics));
+        View(restarted);
+        scraped = await ExitMetricsTests.ScrapeAsync(registry);
+        Assert.Equal(1, ExitMetricsTests.Value(scraped, $$"""mydvpn_exits{region="{{Region}}",state="drained"}"""));
+        Assert.Equal(0, ExitMetricsTests.Value(scraped, $$"""mydvpn_exits{region="{{Region}}",state="online"}"""));
+    }
+
     private IActorRef StartPool(ExitSettings? settings = null) => Sys.ActorOf(ExitPool.Props(Region, settings ?? Fast, Peers.Ref, _clock, _log));
 
     private static void Online(IActorRef pool, string exit, int capacity = 10, string address = ExitAddress, TimeSpan? rtt = null) =>

@@ -6,6 +6,7 @@ using MyDvpn.SuperNode.Exits;
 using MyDvpn.SuperNode.Sessions;
 using MyDvpn.SuperNode.Tests.Exits;
 using Xunit.Abstractions;
+using RotationReason = MyDvpn.Protocol.SuperNode.RotationReason;
 using StatusCode = Grpc.Core.StatusCode;
 
 namespace MyDvpn.SuperNode.Tests.Sessions;
@@ -465,9 +466,42 @@ public sealed class PeerSessionExitTests(ITestOutputHelper output) : PeerSession
         Assert.Equal("as-served", Assert.Single(snapshot.Served!).AssignmentId);
     }
 
-    private IActorRef StartWithExits(TimeProvider? time = null, PeerSessionSettings? settings = null) =>
+    [Fact]
+    public async Task A_rotation_is_counted_when_the_client_moved_and_not_again_when_the_session_replays_it()
+    {
+        var registry = Prometheus.Metrics.NewCustomRegistry();
+        var metrics = new ExitMetrics(Prometheus.Metrics.WithCustomRegistry(registry));
+        var entity = StartWithExits(metrics: metrics);
+        var edge = ConnectClient(entity);
+        var assignmentId = await ActivateExit(entity, edge);
+        var startedAt = Clock.GetUtcNow();
+
+        entity.Tell(new RotateExit(PeerId, assignmentId, RotationReason.ExitDrained, "exit exit-9 is drained by the operator"));
+        var allocation = await Allocator.NextAllocationAsync();
+        Clock.Advance(TimeSpan.FromSeconds(1.5));
+        allocation.Allocate(Assignment(allocation.Request.AssignmentId) with { ExitPeerId = "exit-10", ExitEndpoint = "198.51.100.10:51820" });
+        var rotate = ExpectDelivered(edge, Command.BodyOneofCase.RotatePeer);
+        entity.Tell(new CommandAnswered(PeerId, Done(rotate.CommandId)));
+        var shown = edge.FishForMessage<PeerAssignments>(a => a.Assignments.Any(x => x.AssignmentId == allocation.Request.AssignmentId), Patience);
+
+        Assert.Equal(new ExitRotationRecord(assignmentId, ExitPeer, RotationReason.ExitDrained, "exit exit-9 is drained by the operator",
+            startedAt + TimeSpan.FromSeconds(1.5)), Assert.Single(shown.Assignments).LastRotation);
+        var scraped = await ExitMetricsTests.ScrapeAsync(registry);
+        Assert.Equal(1, ExitMetricsTests.Value(scraped, """mydvpn_exit_rotations_total{reason="exit_drained",outcome="moved"}"""));
+        Assert.Equal(1.5, ExitMetricsTests.Value(scraped, "mydvpn_exit_rotation_seconds_sum"));
+
+        Stop(entity);
+        var restarted = StartWithExits(metrics: metrics);
+
+        Assert.Equal("exit-10", Assert.Single(State(restarted).Assignments).ExitPeerId);
+        scraped = await ExitMetricsTests.ScrapeAsync(registry);
+        Assert.Equal(1, ExitMetricsTests.Value(scraped, """mydvpn_exit_rotations_total{reason="exit_drained",outcome="moved"}"""));
+        Assert.Equal(1, ExitMetricsTests.Value(scraped, "mydvpn_exit_rotation_seconds_count"));
+    }
+
+    private IActorRef StartWithExits(TimeProvider? time = null, PeerSessionSettings? settings = null, ExitMetrics? metrics = null) =>
         Sys.ActorOf(PeerSession.Props(PeerId, Region, settings ?? Settings, Enrollment, PeersRegion.Ref, time ?? Clock,
-            new ExitServices(Exits, Allocator, Pools.Ref), SessionLog));
+            new ExitServices(Exits, Allocator, Pools.Ref) { Metrics = metrics ?? ExitMetrics.Default }, SessionLog));
 
     /// <summary>Enrolls the peer as a client and attaches a probe as its edge.</summary>
     private TestProbe ConnectClient(IActorRef entity) => AttachEdge(entity, Enroll(entity));

@@ -55,6 +55,14 @@ public sealed class SerializationTests() : Akka.TestKit.Xunit2.TestKit(PeerSessi
         new PeerSnapshot("peer-1", "eu-west", new PeerEnrolled(PeerRole.Client, [9], "token-1", At), true, "s-1", PeerRole.Client,
             [new CommandIssued("cmd-1", Command.ToByteArray(), "client-7", At)], ["cmd-0"]),
         new PeerSnapshot("peer-1", "eu-west", null, false, null, PeerRole.Unspecified, [], []),
+        // From the session to its peer's edge, often on another SuperNode: a moved client's assignment with its last rotation.
+        new PeerAssignments("peer-1", [
+            new MyDvpn.SuperNode.Exits.ExitAssignmentRecord("a-2", "us-east", "exit-2", [7], "198.51.100.8:51820", "100.96.1.2/32", "100.96.1.1/24", "peer-1",
+                "eu-west", [8], "active")
+            {
+                LastRotation = new ExitRotationRecord("a-1", "exit-1", MyDvpn.Protocol.SuperNode.RotationReason.ExitLost, "exit exit-1 is lost", At),
+            },
+        ]),
     ];
 
     [Theory]

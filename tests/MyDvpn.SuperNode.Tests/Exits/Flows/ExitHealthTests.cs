@@ -125,4 +125,22 @@ public sealed class ExitHealthTests
 
         Assert.Equal(["exit-a"], ExitPoolState.FromSnapshot(drained.ToSnapshot()).Drained);
     }
+
+    [Fact]
+    public void The_pool_counts_its_exits_in_each_state()
+    {
+        var state = Serving().Online("exit-c", "exit-d", "exit-e")
+            .Decide(new DrainExit(Region, "exit-b"), T0)
+            .Then(new ExitOffline(Region, "exit-c"), T0)
+            .Then(new ExitOffline(Region, "exit-a"), T0)
+            .Then(new ExitGraceOver("exit-a", T0), T0 + Grace)
+            .Then(new ExitOffline(Region, "exit-d"), T0 + Grace)
+            .Then(new ExitGraceOver("exit-d", T0 + Grace), T0 + Grace + Grace).State;
+
+        // exit-a (with a subnet) and exit-d (never used) are lost, exit-b drained, exit-c disconnected, exit-e online.
+        Assert.Equal(
+            [(ExitStates.Disconnected, 1), (ExitStates.Drained, 1), (ExitStates.Lost, 2), (ExitStates.Offline, 0), (ExitStates.Online, 1)],
+            state.ExitCounts().Select(c => (c.Key, c.Value)));
+        Assert.All(ExitStates.All, s => Assert.Equal(0, Empty().ExitCounts()[s]));
+    }
 }

@@ -180,6 +180,60 @@ public sealed class ExitRotationTests
     }
 
     [Fact]
+    public void A_rotation_that_moved_the_client_is_counted_with_the_time_from_its_start()
+    {
+        var allocated = Rotating(RotationReason.ExitDrained)
+            .Decide(new AllocationFinished("new-id", new ExitAllocationResult.Allocated(Next)), Now + TimeSpan.FromSeconds(1));
+
+        var decision = allocated.State.Decide(new CommandAnswered(PeerId, Done(Assert.Single(allocated.Sent()).CommandId)),
+            Now + TimeSpan.FromSeconds(3.5));
+
+        Assert.Empty(allocated.Effects.OfType<SessionEffect.CountRotation>());
+        Assert.Equal(new SessionEffect.CountRotation(RotationReason.ExitDrained, Moved: true, TimeSpan.FromSeconds(3.5)),
+            decision.Effect<SessionEffect.CountRotation>());
+    }
+
+    [Fact]
+    public void A_rotation_that_failed_or_was_abandoned_is_counted_as_not_moved_and_one_refused_is_not_counted()
+    {
+        var allocated = Allocated(RotationReason.Operator);
+        var failed = allocated.State.Decide(new CommandAnswered(PeerId, Failed(Assert.Single(allocated.Sent()).CommandId, "wg0 is missing")),
+            Now + TimeSpan.FromSeconds(2));
+        Assert.Equal(new SessionEffect.CountRotation(RotationReason.Operator, Moved: false, TimeSpan.FromSeconds(2)),
+            failed.Effect<SessionEffect.CountRotation>());
+
+        var abandoned = Allocated().State.Decide(new IssueCommand(PeerId, new Command { Disconnect = new Disconnect { Reason = "operator" } }), Now);
+        Assert.Equal(new SessionEffect.CountRotation(RotationReason.ExitLost, Moved: false, TimeSpan.Zero),
+            abandoned.Effect<SessionEffect.CountRotation>());
+
+        Assert.Empty(ActiveExit().Decide(Lost() with { AssignmentId = "older" }, Now).Effects.OfType<SessionEffect.CountRotation>());
+        Assert.Empty(Rotating().Decide(Lost(), Now).Effects.OfType<SessionEffect.CountRotation>());
+    }
+
+    [Fact]
+    public void The_sessions_view_shows_how_the_client_came_to_its_exit()
+    {
+        Assert.Null(Assert.Single(ActiveExit().View().Assignments).LastRotation);
+        var allocated = Allocated();
+        var moved = allocated.State.Decide(new CommandAnswered(PeerId, Done(Assert.Single(allocated.Sent()).CommandId)), Now).State;
+
+        var shown = Assert.Single(moved.View().Assignments).ToProto();
+
+        Assert.Equal(("new-id", "exit-2", ExitAssignmentRecord.Active), (shown.AssignmentId, shown.ExitPeerId, shown.State));
+        Assert.Equal(
+            new ExitRotationView
+            {
+                FromAssignmentId = AssignmentId,
+                FromExitPeerId = "exit-1",
+                Reason = RotationReason.ExitLost,
+                Detail = "its stream ended 2 s ago",
+                At = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(Now),
+            },
+            shown.LastRotation);
+        Assert.Equal(moved.Exit!.LastRotation, ExitAssignmentRecord.FromProto(shown).LastRotation);
+    }
+
+    [Fact]
     public void A_session_with_a_rotation_under_way_or_an_assignment_to_give_back_is_not_idle()
     {
         Assert.False((Rotating() with { Stream = StreamState.Detached }).Idle);

@@ -1,0 +1,68 @@
+using Google.Protobuf.Reflection;
+using MyDvpn.Protocol.SuperNode;
+using Prometheus;
+
+namespace MyDvpn.SuperNode.Exits;
+
+/// <summary>
+/// The exits' Prometheus metrics: the clients' rotations, counted by the client's session when one ends (live, never while
+/// its journal is replayed), and the exits each region's pool sees, set by the pool after each decision. <see cref="Default"/>
+/// is the one <c>/metrics</c> serves; a test makes its own over a registry of its own and reads the values back.
+/// </summary>
+public sealed class ExitMetrics
+{
+    public static readonly ExitMetrics Default = new(Metrics.DefaultFactory);
+
+    /// <summary>From 50 ms (a move between two exits near the SuperNode) to a minute (a client that had to be redelivered to).</summary>
+    public static readonly double[] RotationBuckets = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60];
+
+    public const string Moved = "moved", Failed = "failed";
+
+    private static readonly EnumDescriptor Reasons =
+        SupernodeReflection.Descriptor.EnumTypes.Single(e => e.ClrType == typeof(RotationReason));
+
+    private readonly Counter _rotations;
+    private readonly Histogram _rotationSeconds;
+    private readonly Gauge _exits;
+
+    public ExitMetrics(IMetricFactory factory)
+    {
+        _rotations = factory.CreateCounter("mydvpn_exit_rotations_total",
+            "Moves of a client from one exit to another that ended, by why it moved and whether it did (moved, failed).",
+            new CounterConfiguration { LabelNames = ["reason", "outcome"] });
+        _rotationSeconds = factory.CreateHistogram("mydvpn_exit_rotation_seconds",
+            "Time from a rotation's start to the client moved (its RotatePeer applied), for rotations that moved the client.",
+            new HistogramConfiguration { Buckets = RotationBuckets });
+        _exits = factory.CreateGauge("mydvpn_exits",
+            "Exits a region's pool sees, by state (online, disconnected, lost, drained, offline); set by the SuperNode running the pool.",
+            new GaugeConfiguration { LabelNames = ["region", "state"] });
+    }
+
+    /// <summary>The <c>reason</c> label of a rotation: its proto name in lower case (<c>exit_lost</c>, <c>operator</c>).</summary>
+    public static string ReasonLabel(RotationReason reason) =>
+        reason == RotationReason.Unspecified
+            ? "unspecified"
+            : (Reasons.FindValueByNumber((int)reason)?.Name ?? reason.ToString()).ToLowerInvariant();
+
+    /// <summary>A client's rotation ended: moved after <paramref name="took"/>, or failed.</summary>
+    public void RotationEnded(RotationReason reason, bool moved, TimeSpan took)
+    {
+        _rotations.WithLabels(ReasonLabel(reason), moved ? Moved : Failed).Inc();
+        if (moved)
+            _rotationSeconds.Observe(Math.Max(0, took.TotalSeconds));
+    }
+
+    /// <summary>The exits <paramref name="region"/>'s pool sees now, by state (every state of <see cref="ExitStates"/> is set).</summary>
+    public void PoolSees(string region, IReadOnlyDictionary<string, int> byState)
+    {
+        foreach (var state in ExitStates.All)
+            _exits.WithLabels(region, state).Set(byState.GetValueOrDefault(state));
+    }
+
+    /// <summary>The pool stopped here (moved to another SuperNode of the region, or shut down): its series go with it.</summary>
+    public void PoolGone(string region)
+    {
+        foreach (var state in ExitStates.All)
+            _exits.RemoveLabelled(region, state);
+    }
+}

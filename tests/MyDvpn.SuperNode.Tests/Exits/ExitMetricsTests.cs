@@ -1,0 +1,80 @@
+using System.Globalization;
+using System.Text;
+using MyDvpn.Protocol.SuperNode;
+using MyDvpn.SuperNode.Exits;
+using Prometheus;
+
+namespace MyDvpn.SuperNode.Tests.Exits;
+
+/// <summary>The exits' metrics as <c>/metrics</c> prints them, each test over a registry of its own.</summary>
+public sealed class ExitMetricsTests
+{
+    private readonly CollectorRegistry _registry = Metrics.NewCustomRegistry();
+
+    [Fact]
+    public async Task A_rotation_is_counted_by_reason_and_outcome_and_only_one_that_moved_the_client_is_timed()
+    {
+        var metrics = new ExitMetrics(Metrics.WithCustomRegistry(_registry));
+
+        metrics.RotationEnded(RotationReason.ExitLost, moved: true, TimeSpan.FromSeconds(2));
+        metrics.RotationEnded(RotationReason.ExitLost, moved: true, TimeSpan.FromMilliseconds(40));
+        metrics.RotationEnded(RotationReason.Operator, moved: false, TimeSpan.FromSeconds(45));
+
+        var scraped = await ScrapeAsync(_registry);
+        Assert.Equal(2, Value(scraped, """mydvpn_exit_rotations_total{reason="exit_lost",outcome="moved"}"""));
+        Assert.Equal(1, Value(scraped, """mydvpn_exit_rotations_total{reason="operator",outcome="failed"}"""));
+        Assert.Null(Value(scraped, """mydvpn_exit_rotations_total{reason="exit_lost",outcome="failed"}"""));
+        Assert.Equal(2, Value(scraped, "mydvpn_exit_rotation_seconds_count"));
+        Assert.Equal(2.04, Value(scraped, "mydvpn_exit_rotation_seconds_sum")!.Value, precision: 6);
+        Assert.Equal(1, Value(scraped, """mydvpn_exit_rotation_seconds_bucket{le="0.05"}"""));
+        Assert.Equal(1, Value(scraped, """mydvpn_exit_rotation_seconds_bucket{le="1"}"""));
+        Assert.Equal(2, Value(scraped, """mydvpn_exit_rotation_seconds_bucket{le="2.5"}"""));
+        Assert.Equal(2, Value(scraped, """mydvpn_exit_rotation_seconds_bucket{le="60"}"""));
+    }
+
+    [Theory]
+    [InlineData(RotationReason.ExitLost, "exit_lost")]
+    [InlineData(RotationReason.ExitDrained, "exit_drained")]
+    [InlineData(RotationReason.Operator, "operator")]
+    [InlineData(RotationReason.ExitStale, "exit_stale")]
+    [InlineData(RotationReason.Unspecified, "unspecified")]
+    public void Reason_label_is_the_proto_name_in_lower_case(RotationReason reason, string label) =>
+        Assert.Equal(label, ExitMetrics.ReasonLabel(reason));
+
+    [Fact]
+    public async Task A_pool_shows_every_state_of_its_region_and_its_series_go_when_it_stops_here()
+    {
+        var metrics = new ExitMetrics(Metrics.WithCustomRegistry(_registry));
+
+        metrics.PoolSees("us-east", new Dictionary<string, int> { [ExitStates.Online] = 2, [ExitStates.Lost] = 1 });
+        metrics.PoolSees("eu-west", new Dictionary<string, int> { [ExitStates.Drained] = 1 });
+
+        var scraped = await ScrapeAsync(_registry);
+        Assert.Equal(2, Value(scraped, """mydvpn_exits{region="us-east",state="online"}"""));
+        Assert.Equal(1, Value(scraped, """mydvpn_exits{region="us-east",state="lost"}"""));
+        Assert.Equal(0, Value(scraped, """mydvpn_exits{region="us-east",state="drained"}"""));
+        Assert.Equal(0, Value(scraped, """mydvpn_exits{region="us-east",state="disconnected"}"""));
+        Assert.Equal(1, Value(scraped, """mydvpn_exits{region="eu-west",state="drained"}"""));
+
+        metrics.PoolGone("us-east");
+
+        scraped = await ScrapeAsync(_registry);
+        Assert.DoesNotContain("region=\"us-east\"", scraped, StringComparison.Ordinal);
+        Assert.Equal(1, Value(scraped, """mydvpn_exits{region="eu-west",state="drained"}"""));
+    }
+
+    /// <summary>What <c>/metrics</c> would print for <paramref name="registry"/>.</summary>
+    public static async Task<string> ScrapeAsync(CollectorRegistry registry)
+    {
+        using var stream = new MemoryStream();
+        await registry.CollectAndExportAsTextAsync(stream);
+        return Encoding.UTF8.GetString(stream.ToArray());
+    }
+
+    /// <summary>The value of <paramref name="series"/> (name and labels as printed) in <paramref name="scraped"/>; null when absent.</summary>
+    public static double? Value(string scraped, string series) =>
+        scraped.Split('\n')
+            .Where(line => line.StartsWith(series + " ", StringComparison.Ordinal))
+            .Select(line => (double?)double.Parse(line[(series.Length + 1)..], CultureInfo.InvariantCulture))
+            .SingleOrDefault();
+}
