@@ -14,14 +14,15 @@ namespace MyDvpn.Testbed;
 /// side). The <c>internet</c> namespace is a router whose bridge holds 198.51.100.1/24 and serves an HTTP echo (a GET
 /// answers the caller's source address); <c>base</c>, <c>sn-a</c>, <c>sn-b</c> sit on the bridge (.10, .11, .12);
 /// <c>exit-nat</c> (.20) masquerades 10.1.0.0/24 and forwards UDP 51820 to <c>exit</c> (10.1.0.2); <c>client-nat</c> (.21)
-/// masquerades 10.2.0.0/24 in front of <c>client</c> (10.2.0.2) and forwards nothing. Interfaces are created in their
+/// masquerades 10.2.0.0/24 in front of <c>client</c> (10.2.0.2) and forwards nothing; asked for, <c>exit2-nat</c> (.22)
+/// and <c>exit2</c> (10.3.0.2) are a second exit host built like the first. Interfaces are created in their
 /// namespaces directly: nothing is ever named in the root namespace.
 /// <para>
 /// Dispose tears everything down — processes started through it and any other process left in its namespaces are
 /// killed, the namespaces (and with them veths, bridge and nftables tables) deleted — and throws if something is left.
 /// A process that exits normally (end of Main, Environment.Exit, a host turning SIGTERM or Ctrl+C into a graceful exit)
 /// tears down the testbeds it still holds. One killed by a signal cannot (since .NET 10 the runtime installs no SIGTERM
-/// handler, and SIGKILL is SIGKILL): <see cref="CreateAsync"/> first removes leftovers of dead testbeds
+/// handler, and SIGKILL is SIGKILL): <see cref="CreateAsync(CancellationToken)"/> first removes leftovers of dead testbeds
 /// (<see cref="RemoveLeftoversAsync"/>).
 /// </para>
 /// </summary>
@@ -46,10 +47,10 @@ public sealed class NetnsTestbed : IAsyncDisposable
 
     static NetnsTestbed() => AppDomain.CurrentDomain.ProcessExit += (_, _) => TearDownAllOnExit();
 
-    private NetnsTestbed(string id)
+    private NetnsTestbed(string id, bool secondExit)
     {
         Id = id;
-        Namespaces = new TestbedNamespaces(id);
+        Namespaces = new TestbedNamespaces(id, secondExit);
     }
 
     /// <summary>This testbed's id, the prefix of its namespace names (<c>tb1a2b3c</c>).</summary>
@@ -69,12 +70,19 @@ public sealed class NetnsTestbed : IAsyncDisposable
     /// whatever was created is torn down before the exception propagates.
     /// </summary>
     /// <exception cref="TestbedPrerequisiteException">The machine cannot host a testbed; the message says how to fix it.</exception>
-    public static async Task<NetnsTestbed> CreateAsync(CancellationToken cancellationToken = default)
+    public static Task<NetnsTestbed> CreateAsync(CancellationToken cancellationToken = default) => CreateAsync(secondExit: false, cancellationToken);
+
+    /// <summary>
+    /// Builds a testbed as <see cref="CreateAsync(CancellationToken)"/> does; with <paramref name="secondExit"/> it also has
+    /// <c>exit2</c> (10.3.0.2) behind <c>exit2-nat</c> (198.51.100.22, UDP 51820 forwarded), built like <c>exit</c> and its NAT.
+    /// </summary>
+    /// <exception cref="TestbedPrerequisiteException">The machine cannot host a testbed; the message says how to fix it.</exception>
+    public static async Task<NetnsTestbed> CreateAsync(bool secondExit, CancellationToken cancellationToken = default)
     {
         Prerequisites.Check();
         await TestbedOwnership.RemoveLeftoversAsync(cancellationToken);
 
-        var testbed = new NetnsTestbed(await ClaimIdAsync(cancellationToken));
+        var testbed = new NetnsTestbed(await ClaimIdAsync(cancellationToken), secondExit);
         Live[testbed.Id] = testbed;
         try
         {
@@ -125,6 +133,7 @@ public sealed class NetnsTestbed : IAsyncDisposable
         TestbedRoles.SnB2 => TestbedAddresses.SnB2,
         TestbedRoles.ExitNat or TestbedRoles.Exit => TestbedAddresses.ExitNatPublic,
         TestbedRoles.ClientNat or TestbedRoles.Client => TestbedAddresses.ClientNatPublic,
+        TestbedRoles.Exit2Nat or TestbedRoles.Exit2 => TestbedAddresses.Exit2NatPublic,
         var role => throw new ArgumentException($"no public address for role {role}", nameof(roleOrNamespace)),
     };
 
@@ -342,6 +351,13 @@ public sealed class NetnsTestbed : IAsyncDisposable
         await BuildLanAsync(TestbedRoles.ClientNat, TestbedRoles.Client, TestbedAddresses.ClientNatLan, TestbedAddresses.Client, ct);
         await NftAsync(TestbedRoles.ClientNat, NftRules.Nat(WanInterface, LanInterface, TestbedAddresses.ClientLanNetwork,
             TestbedAddresses.LanPrefixLength, TestbedAddresses.ClientNatPublic, portForward: null), ct);
+        if (Namespaces.SecondExit)
+        {
+            await PlugIntoInternetAsync(TestbedRoles.Exit2Nat, WanInterface, TestbedAddresses.Exit2NatPublic, ct);
+            await BuildLanAsync(TestbedRoles.Exit2Nat, TestbedRoles.Exit2, TestbedAddresses.Exit2NatLan, TestbedAddresses.Exit2, ct);
+            await NftAsync(TestbedRoles.Exit2Nat, NftRules.Nat(WanInterface, LanInterface, TestbedAddresses.Exit2LanNetwork,
+                TestbedAddresses.LanPrefixLength, TestbedAddresses.Exit2NatPublic, (TestbedAddresses.ExitWireGuardPort, TestbedAddresses.Exit2)), ct);
+        }
 
         StartHttpEcho(TestbedRoles.Internet, new IPEndPoint(TestbedAddresses.Router, TestbedAddresses.EchoPort));
     }

@@ -22,7 +22,20 @@ public static class TestbedRoles
     public const string ClientNat = "client-nat";
     public const string Client = "client";
 
-    public static IReadOnlyList<string> All { get; } = [Internet, Base, SnA, SnB, SnB2, ExitNat, Exit, ClientNat, Client];
+    /// <summary>The NAT in front of <see cref="Exit2"/>, like <see cref="ExitNat"/>: masquerade plus a port forward of UDP 51820.</summary>
+    public const string Exit2Nat = "exit2-nat";
+
+    /// <summary>A second exit host of the exit's region (failover tests); built only when a testbed is asked for it.</summary>
+    public const string Exit2 = "exit2";
+
+    /// <summary>The roles of every testbed.</summary>
+    public static IReadOnlyList<string> Default { get; } = [Internet, Base, SnA, SnB, SnB2, ExitNat, Exit, ClientNat, Client];
+
+    /// <summary>The roles built only for a testbed with a second exit.</summary>
+    public static IReadOnlyList<string> SecondExit { get; } = [Exit2Nat, Exit2];
+
+    /// <summary>Every role a testbed's namespace may have (how leftovers are recognised).</summary>
+    public static IReadOnlyList<string> All { get; } = [.. Default, .. SecondExit];
 }
 
 /// <summary>The fixed addressing of every testbed (each testbed lives in namespaces of its own, so they never clash).</summary>
@@ -39,6 +52,7 @@ public static class TestbedAddresses
     public static readonly IPAddress SnB2 = IPAddress.Parse("198.51.100.13");
     public static readonly IPAddress ExitNatPublic = IPAddress.Parse("198.51.100.20");
     public static readonly IPAddress ClientNatPublic = IPAddress.Parse("198.51.100.21");
+    public static readonly IPAddress Exit2NatPublic = IPAddress.Parse("198.51.100.22");
 
     /// <summary>The LANs behind the NATs are /24s.</summary>
     public const int LanPrefixLength = 24;
@@ -53,6 +67,11 @@ public static class TestbedAddresses
     public static readonly IPAddress Client = IPAddress.Parse("10.2.0.2");
     public static readonly IPAddress ClientLanNetwork = IPAddress.Parse("10.2.0.0");
 
+    /// <summary>10.3.0.0/24: the second exit NAT's LAN side (a testbed with a second exit only).</summary>
+    public static readonly IPAddress Exit2NatLan = IPAddress.Parse("10.3.0.1");
+    public static readonly IPAddress Exit2 = IPAddress.Parse("10.3.0.2");
+    public static readonly IPAddress Exit2LanNetwork = IPAddress.Parse("10.3.0.0");
+
     /// <summary>The HTTP echo server's port on <see cref="Router"/>.</summary>
     public const int EchoPort = 80;
 
@@ -61,7 +80,8 @@ public static class TestbedAddresses
 }
 
 /// <summary>The namespace names of one testbed.</summary>
-public sealed record TestbedNamespaces(string TestbedId)
+/// <param name="SecondExit">The testbed also has <see cref="TestbedRoles.SecondExit"/>'s namespaces.</param>
+public sealed record TestbedNamespaces(string TestbedId, bool SecondExit = false)
 {
     public string Internet => Name(TestbedRoles.Internet);
     public string Base => Name(TestbedRoles.Base);
@@ -72,15 +92,22 @@ public sealed record TestbedNamespaces(string TestbedId)
     public string Exit => Name(TestbedRoles.Exit);
     public string ClientNat => Name(TestbedRoles.ClientNat);
     public string Client => Name(TestbedRoles.Client);
+    public string Exit2Nat => Name(TestbedRoles.Exit2Nat);
+    public string Exit2 => Name(TestbedRoles.Exit2);
 
-    /// <summary>Every namespace of this testbed, in <see cref="TestbedRoles.All"/> order.</summary>
-    public IReadOnlyList<string> All => [.. TestbedRoles.All.Select(Name)];
+    /// <summary>The roles this testbed has: <see cref="TestbedRoles.Default"/>, and <see cref="TestbedRoles.SecondExit"/> with a second exit.</summary>
+    public IReadOnlyList<string> Roles => SecondExit ? TestbedRoles.All : TestbedRoles.Default;
 
-    /// <summary>The namespace of a role (<see cref="TestbedRoles"/>).</summary>
+    /// <summary>Every namespace of this testbed, in <see cref="Roles"/> order.</summary>
+    public IReadOnlyList<string> All => [.. Roles.Select(Name)];
+
+    /// <summary>The namespace of a role (<see cref="TestbedRoles"/>) this testbed has.</summary>
     public string Name(string role) =>
-        TestbedRoles.All.Contains(role)
+        Roles.Contains(role)
             ? $"{TestbedId}-{role}"
-            : throw new ArgumentException($"'{role}' is not a testbed role (roles: {string.Join(", ", TestbedRoles.All)})", nameof(role));
+            : TestbedRoles.All.Contains(role)
+                ? throw new ArgumentException($"testbed {TestbedId} has no '{role}': that role is built only for a testbed with a second exit", nameof(role))
+                : throw new ArgumentException($"'{role}' is not a testbed role (roles: {string.Join(", ", TestbedRoles.All)})", nameof(role));
 
     /// <summary>A role ("sn-a") or one of this testbed's namespace names ("tb1a2b3c-sn-a") → the namespace name.</summary>
     public string Resolve(string roleOrNamespace)
@@ -91,7 +118,7 @@ public sealed record TestbedNamespaces(string TestbedId)
         if (All.Contains(roleOrNamespace))
             return roleOrNamespace;
         throw new ArgumentException(
-            $"'{roleOrNamespace}' is neither a testbed role ({string.Join(", ", TestbedRoles.All)}) nor a namespace of testbed {TestbedId}",
+            $"'{roleOrNamespace}' is neither a testbed role ({string.Join(", ", Roles)}) nor a namespace of testbed {TestbedId}",
             nameof(roleOrNamespace));
     }
 

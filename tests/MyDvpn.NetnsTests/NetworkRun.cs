@@ -14,13 +14,14 @@ internal static class NetworkRun
     /// <param name="dropUdpBetweenNats">Drop UDP between the two NAT routers before the peers start (forces the relay).</param>
     /// <param name="secondExitRegionSuperNode">Region us-east gets a second SuperNode, the two sharing a PostgreSQL journal.</param>
     /// <param name="relayKernelOffload">The SuperNodes' kernels forward established relay legs.</param>
+    /// <param name="secondExit">A second exit (exit-us-2, behind its own NAT) starts after the first, before the client.</param>
     public static async Task RunAsync(ITestOutputHelper output, Func<TestbedNetwork, CancellationToken, Task> test, bool dropUdpBetweenNats = false,
-        bool secondExitRegionSuperNode = false, bool relayKernelOffload = false)
+        bool secondExitRegionSuperNode = false, bool relayKernelOffload = false, bool secondExit = false)
     {
         using var bound = new CancellationTokenSource(TimeSpan.FromMinutes(4));
         var cancel = bound.Token;
         await NetnsTestbed.RemoveLeftoversAsync(cancel);
-        var testbed = await NetnsTestbed.CreateAsync(cancel);
+        var testbed = await NetnsTestbed.CreateAsync(secondExit, cancel);
         var work = Directory.CreateTempSubdirectory("mydvpn-netns-").FullName;
         string[] interfaces = [];
         try
@@ -28,12 +29,16 @@ internal static class NetworkRun
             await using (var network = await TestbedNetwork.StartAsync(testbed, MydvpnExecutable.InDirectory(AppContext.BaseDirectory), work,
                              output.WriteLine, cancel, secondExitRegionSuperNode, relayKernelOffload))
             {
-                interfaces = [network.ClientInterface, network.ExitInterface];
+                interfaces = secondExit
+                    ? [network.ClientInterface, network.ExitInterface, network.SecondExitInterface]
+                    : [network.ClientInterface, network.ExitInterface];
                 try
                 {
                     if (dropUdpBetweenNats)
                         await testbed.DropUdpBetweenNatsAsync(cancel);
                     await network.StartExitAsync(cancel);
+                    if (secondExit)
+                        await network.StartSecondExitAsync(cancel);
                     await network.StartClientAsync(cancel);
                     await test(network, cancel);
                 }

@@ -75,4 +75,18 @@ public sealed class ParsingAndNamingTests
         Assert.Throws<ArgumentException>(() => namespaces.Resolve("tb12ab34-sn-a"));
         Assert.All(namespaces.All, name => Assert.StartsWith("tb00beef-", name, StringComparison.Ordinal));
     }
+
+    [Fact]
+    public void The_second_exit_hosts_namespaces_belong_only_to_a_testbed_built_with_them()
+    {
+        var plain = new TestbedNamespaces("tb00beef");
+        var withSecondExit = new TestbedNamespaces("tb00beef", SecondExit: true);
+
+        Assert.DoesNotContain("tb00beef-exit2", plain.All);
+        var refused = Assert.Throws<ArgumentException>(() => plain.Resolve(TestbedRoles.Exit2));
+        Assert.Contains("second exit", refused.Message, StringComparison.Ordinal);
+        Assert.Equal(plain.All, withSecondExit.All.Take(plain.All.Count));
+        Assert.Equal(["tb00beef-exit2-nat", "tb00beef-exit2"], withSecondExit.All.Skip(plain.All.Count));
+        Assert.Equal(TestbedRoles.Exit2Nat, withSecondExit.RoleOf("tb00beef-exit2-nat"));
+    }
 }

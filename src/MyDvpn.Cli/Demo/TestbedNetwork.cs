@@ -21,7 +21,8 @@ namespace MyDvpn.Cli.Demo;
 /// exit peer behind its NAT in <c>exit</c> and a client peer behind its NAT in <c>client</c>, both driving WireGuard.
 /// The admin API is reached from the internet router's namespace. Used by the netns tests and <c>mydvpn demo</c>.
 /// With a second SuperNode in the exit's region, sn-us-2 runs in <c>sn-b2</c>: region us-east is then a cluster of two
-/// sharing a PostgreSQL journal (a server in <c>base</c>), and the exit knows both.
+/// sharing a PostgreSQL journal (a server in <c>base</c>), and the exit knows both. In a testbed with a second exit host,
+/// <see cref="StartSecondExitAsync"/> starts exit-us-2 behind its own NAT in <c>exit2</c>, a second exit of us-east.
 /// Disposing it stops the peers first (they tear their interfaces down), then the nodes; the testbed is the caller's.
 /// </summary>
 public sealed class TestbedNetwork : IAsyncDisposable
@@ -29,6 +30,7 @@ public sealed class TestbedNetwork : IAsyncDisposable
     public const string ClientRegion = "eu-west", ExitRegion = "us-east";
     public const string ClientId = "laptop-1", ExitId = "exit-us-1";
     public const string SecondExitRegionSuperNode = "sn-us-2";
+    public const string SecondExitId = "exit-us-2";
     private const int ClusterPort = 7000, GrpcPort = 7443, MetricsPort = 9100;
 
     private readonly MydvpnExecutable executable;
@@ -56,6 +58,7 @@ public sealed class TestbedNetwork : IAsyncDisposable
         // Interface names are host-wide for wireguard-go's socket: unique per testbed.
         ClientInterface = "wgc" + testbed.Id[^6..];
         ExitInterface = "wge" + testbed.Id[^6..];
+        SecondExitInterface = "wgx" + testbed.Id[^6..];
     }
 
     public NetnsTestbed Testbed { get; }
@@ -69,6 +72,17 @@ public sealed class TestbedNetwork : IAsyncDisposable
     public string ClientInterface { get; }
 
     public string ExitInterface { get; }
+
+    /// <summary>The WireGuard interface of <see cref="SecondExitId"/> (started only by <see cref="StartSecondExitAsync"/>).</summary>
+    public string SecondExitInterface { get; }
+
+    /// <summary>An exit peer of this network: its testbed role, WireGuard interface and the public address of its NAT.</summary>
+    public ExitHost ExitHostOf(string exitId) => exitId switch
+    {
+        ExitId => new ExitHost(ExitId, TestbedRoles.Exit, ExitInterface, TestbedAddresses.ExitNatPublic),
+        SecondExitId => new ExitHost(SecondExitId, TestbedRoles.Exit2, SecondExitInterface, TestbedAddresses.Exit2NatPublic),
+        _ => throw new ArgumentException($"no exit '{exitId}' in this network (exits: {ExitId}, {SecondExitId})", nameof(exitId)),
+    };
 
     public HostPort BaseGrpc => new(TestbedAddresses.Base.ToString(), GrpcPort);
 
@@ -155,16 +169,27 @@ public sealed class TestbedNetwork : IAsyncDisposable
     }
 
     /// <summary>Starts the exit peer behind its NAT and waits until region us-east's exit pool has it online.</summary>
-    public async Task StartExitAsync(CancellationToken cancellationToken)
+    public Task StartExitAsync(CancellationToken cancellationToken) => StartExitPeerAsync(ExitHostOf(ExitId), cancellationToken);
+
+    /// <summary>
+    /// Starts the second exit peer (exit-us-2) behind its own NAT in <c>exit2</c> and waits until region us-east's exit pool has it
+    /// online. The testbed must have been created with a second exit.
+    /// </summary>
+    public Task StartSecondExitAsync(CancellationToken cancellationToken) =>
+        Testbed.Namespaces.SecondExit
+            ? StartExitPeerAsync(ExitHostOf(SecondExitId), cancellationToken)
+            : throw new InvalidOperationException($"testbed {Testbed.Id} has no second exit host: create it with NetnsTestbed.CreateAsync(secondExit: true)");
+
+    private async Task StartExitPeerAsync(ExitHost exit, CancellationToken cancellationToken)
     {
         IPAddress[] superNodes = postgres is null ? [TestbedAddresses.SnB] : [TestbedAddresses.SnB, TestbedAddresses.SnB2];
-        await StartPeerAsync(ExitId, PeerRole.Exit, ExitRegion, Testbed.Namespaces.Exit, superNodes, ExitInterface,
+        await StartPeerAsync(exit.PeerId, PeerRole.Exit, ExitRegion, Testbed.Namespaces.Name(exit.Role), superNodes, exit.Interface,
             ["--max-clients", "10"], cancellationToken);
         await UntilAsync(async () =>
         {
             var pool = await Admin.ListExitsAsync(new ListExitsRequest { Region = ExitRegion }, cancellationToken: cancellationToken);
-            return pool.Exits.Any(e => e.PeerId == ExitId && e.Online);
-        }, $"{ExitId} is online in region {ExitRegion}'s exit pool", cancellationToken);
+            return pool.Exits.Any(e => e.PeerId == exit.PeerId && e.Online);
+        }, $"{exit.PeerId} is online in region {ExitRegion}'s exit pool", cancellationToken);
     }
 
     /// <summary>Starts the client peer behind its NAT, asking for an exit in us-east, and waits until it holds one.</summary>
@@ -193,6 +218,16 @@ public sealed class TestbedNetwork : IAsyncDisposable
         Testbed.For(roleOrNamespace).RunAsync("wg", ["show", interfaceName, "dump"], cancellationToken: cancellationToken);
 
     public NodeProcess Peer(string peerId) => peers[peerId];
+
+    /// <summary>
+    /// SIGKILL the peer's agent and what it started (its wireguard-go): a crash, nothing torn down. The network forgets it, so
+    /// waits go on without it.
+    /// </summary>
+    public void KillPeer(string peerId)
+    {
+        if (peers.Remove(peerId, out var peer))
+            peer.Dispose();
+    }
 
     /// <summary>SIGTERM the peer and wait: its agent gives the exit back and tears its interface down.</summary>
     public async Task StopPeerAsync(string peerId)
@@ -326,3 +361,6 @@ public sealed class TestbedNetwork : IAsyncDisposable
         adminTls.Dispose();
     }
 }
+
+/// <summary>An exit peer of a <see cref="TestbedNetwork"/>: its id, testbed role, WireGuard interface and its NAT's public address.</summary>
+public sealed record ExitHost(string PeerId, string Role, string Interface, IPAddress NatPublic);

@@ -69,8 +69,10 @@ public sealed record ExitPoolState(
     /// <summary>
     /// Picks an exit for <paramref name="request"/>: online, with a free place (its declared capacity and its subnet's),
     /// not in <paramref name="tried"/>, not drained, not one the request avoids, not failed within the cooldown; the least
-    /// loaded first (clients ÷ capacity), then the lowest RTT, then the fewest recent failures. Returns the events that reserve
-    /// it, or why none fits.
+    /// loaded first (clients ÷ capacity), then the lowest RTT, then the fewest recent failures. A client stranded on an exit
+    /// that is gone (it rotates away from an assignment on an exit not online) has no tunnel until it moves: for it an exit
+    /// within its cooldown is a last resort, picked when no other fits, rather than none. Returns the events that reserve it,
+    /// or why none fits.
     /// </summary>
     public ReservationDecision DecideReservation(
         AllocateExit request,
@@ -89,6 +91,8 @@ public sealed record ExitPoolState(
         var drained = new List<string>();
         var avoided = new List<string>();
         var candidates = new List<(string PeerId, double Load, TimeSpan Rtt, int Failures)>();
+        var lastResort = new List<(string PeerId, double Load, TimeSpan Rtt, int Failures)>();
+        var stranded = request.Keeps is { } kept && Assignments.TryGetValue(kept, out var left) && !online.ContainsKey(left.ExitPeerId);
         foreach (var (peerId, presence) in online)
         {
             if (tried.Contains(peerId))
@@ -111,13 +115,18 @@ public sealed record ExitPoolState(
                 continue;
             }
             var failed = failures.GetValueOrDefault(peerId);
+            var candidate = (peerId, (double)clients / capacity, presence.Rtt ?? TimeSpan.MaxValue, failed?.Count ?? 0);
             if (failed is not null && now - failed.Last < settings.FailureCooldown)
             {
                 cooling.Add(peerId);
+                if (stranded)
+                    lastResort.Add(candidate);
                 continue;
             }
-            candidates.Add((peerId, (double)clients / capacity, presence.Rtt ?? TimeSpan.MaxValue, failed?.Count ?? 0));
+            candidates.Add(candidate);
         }
+        if (candidates.Count == 0)
+            candidates = lastResort;
 
         if (candidates.Count == 0)
         {

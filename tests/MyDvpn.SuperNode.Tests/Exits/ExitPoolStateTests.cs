@@ -44,6 +44,35 @@ public sealed class ExitPoolStateTests
     }
 
     [Fact]
+    public void A_client_stranded_on_a_lost_exit_gets_an_exit_within_its_cooldown_when_no_other_fits()
+    {
+        // exit-lost is gone (not online) and still holds the client's assignment "old-1"; exit-b failed a setup 10 s ago
+        // (a slow first setup on a loaded host), exit-c is drained.
+        var state = Empty().With("exit-lost", 0, "old-1").Apply(new ExitDrained("exit-c", Now));
+        var online = Online(("exit-b", 10, Ms(1)), ("exit-c", 10, Ms(1)));
+        var failures = new Dictionary<string, ExitFailures> { ["exit-b"] = new(1, Now - TimeSpan.FromSeconds(10)) };
+        var moving = Request("new") with { Avoid = ["exit-lost"], Keeps = "old-1" };
+
+        var decision = state.DecideReservation(moving, online, [], failures, Now, Settings, Addressing);
+
+        Assert.Equal("exit-b", Assert.IsType<ReservationDecision.Reserve>(decision).ExitPeerId);
+    }
+
+    [Fact]
+    public void A_client_leaving_an_exit_that_is_still_online_waits_out_the_cooldown_of_the_others()
+    {
+        // Drained, not lost: the client's tunnel through exit-a still works, so exit-b's cooldown holds.
+        var state = Empty().With("exit-a", 0, "old-1").Apply(new ExitDrained("exit-a", Now));
+        var online = Online(("exit-a", 10, Ms(1)), ("exit-b", 10, Ms(1)));
+        var failures = new Dictionary<string, ExitFailures> { ["exit-b"] = new(1, Now - TimeSpan.FromSeconds(10)) };
+        var moving = Request("new") with { Avoid = ["exit-a"], Keeps = "old-1" };
+
+        var decision = state.DecideReservation(moving, online, [], failures, Now, Settings, Addressing);
+
+        Assert.Contains("failed a setup in the last 30 s: exit-b", Assert.IsType<ReservationDecision.Refuse>(decision).Refusal.Detail);
+    }
+
+    [Fact]
     public void Exit_whose_failure_cooldown_is_over_is_picked_again()
     {
         var online = Online(("exit-a", 10, Ms(1)));
