@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Google.Protobuf.WellKnownTypes;
 using MyDvpn.Protocol.Admin;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Protocol.SuperNode;
@@ -99,7 +100,13 @@ public sealed class PeerAgentTests(ITestOutputHelper output)
             Request = new IssueCommandRequest
             {
                 PeerId = "agent-1",
-                Command = new Command { Disconnect = new Disconnect { Reason = "integration test" } },
+                // Its own deadline: the session's default (30 s) is shorter than a SuperNode restart and an agent start
+                // take together on a loaded machine, and the in-flight command must outlive both.
+                Command = new Command
+                {
+                    Disconnect = new Disconnect { Reason = "integration test" },
+                    Deadline = Timestamp.FromDateTime(DateTime.UtcNow.AddMinutes(5)),
+                },
                 Wait = wait,
             },
         }, deadline: DateTime.UtcNow.AddSeconds(75)).ResponseAsync;
