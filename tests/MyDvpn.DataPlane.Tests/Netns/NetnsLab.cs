@@ -166,15 +166,34 @@ internal sealed class NetnsLab : IAsyncDisposable
         return left;
     }
 
-    /// <summary>Removes namespaces, wireguard-go processes and sockets left by earlier runs of these tests.</summary>
+    /// <summary>How old a lab's namespace must be to count as left by an earlier run: older than any test of it runs.</summary>
+    private static readonly TimeSpan LeftoverAge = TimeSpan.FromMinutes(30);
+
+    /// <summary>
+    /// Removes namespaces, wireguard-go processes and sockets left by earlier runs of these tests. A lab whose namespace
+    /// was made within <see cref="LeftoverAge"/> (its file in <c>/var/run/netns</c> is written then) belongs to a suite
+    /// still running on this host and is left alone.
+    /// </summary>
     public static async Task RemoveLeftoversOfEarlierRunsAsync()
     {
-        KillWireGuardGo(n => n.StartsWith(InterfacePrefix, StringComparison.Ordinal));
         var namespaceList = await HostCommand.Host.RunCheckedAsync("ip", ["netns", "list"]);
-        foreach (var ns in namespaceList.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split(' ')[0])
-                     .Where(n => n.StartsWith(NamespacePrefix, StringComparison.Ordinal)))
+        var labNamespaces = namespaceList.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split(' ')[0])
+            .Where(n => n.StartsWith(NamespacePrefix, StringComparison.Ordinal)).ToList();
+        var running = labNamespaces
+            .Where(n => DateTime.UtcNow - File.GetLastWriteTimeUtc(Path.Combine("/var/run/netns", n)) < LeftoverAge)
+            .Select(n => n[NamespacePrefix.Length..].Split('-')[0])
+            .ToHashSet(StringComparer.Ordinal);
+        bool Left(string interfaceName) =>
+            interfaceName.StartsWith(InterfacePrefix, StringComparison.Ordinal) && !running.Any(id => interfaceName.StartsWith(InterfacePrefix + id, StringComparison.Ordinal));
+
+        KillWireGuardGo(Left);
+        foreach (var ns in labNamespaces.Where(n => !running.Contains(n[NamespacePrefix.Length..].Split('-')[0])))
             await HostCommand.Host.RunCheckedAsync("ip", ["netns", "del", ns]);
-        DeleteSockets(InterfacePrefix);
+        if (Directory.Exists(SocketDirectory))
+        {
+            foreach (var socket in Directory.EnumerateFiles(SocketDirectory, InterfacePrefix + "*").Where(f => Left(Path.GetFileName(f))))
+                File.Delete(socket);
+        }
     }
 
     private static void DeleteSockets(string prefix)
