@@ -28,7 +28,8 @@ public sealed class DirectoryTests(ITestOutputHelper output)
         baseNode.Process!.Kill();
         await network.StartAsync(baseNode);
 
-        var after = await network.AdminRegionsAsync(baseNode);
+        // The restarted BaseNode answers UNAVAILABLE ("retry") while its directory recovers from the journal: ask until it answers.
+        var after = await AwaitRegionsAsync(network, baseNode, regions => regions.GetArrayLength() == 2, retryUnavailable: true);
         Assert.Equal(["region-a", "region-b"], after.EnumerateArray().Select(r => r.GetProperty("region").GetString()));
         foreach (var (region, id) in new[] { ("region-a", "sn-a"), ("region-b", "sn-b") })
         {
@@ -88,10 +89,19 @@ public sealed class DirectoryTests(ITestOutputHelper output)
         Assert.Equal("region-a", cache[0].GetProperty("region").GetString());
     }
 
-    private static async Task<JsonElement> AwaitRegionsAsync(TestNetwork network, TestNetwork.Node baseNode, Func<JsonElement, bool> condition)
+    /// <param name="retryUnavailable">An UNAVAILABLE answer (the directory recovering after a restart) is asked again, not a failure.</param>
+    private static async Task<JsonElement> AwaitRegionsAsync(TestNetwork network, TestNetwork.Node baseNode, Func<JsonElement, bool> condition,
+        bool retryUnavailable = false)
     {
         JsonElement regions = default;
-        await Eventually(async () => condition(regions = await network.AdminRegionsAsync(baseNode)), "the directory reaches the expected state");
+        await Eventually(async () =>
+        {
+            var (exitCode, text) = await network.RunAsync("admin", "--base", baseNode.Listen.ToString(), "--tls", network.AdminTls, "regions", "--json");
+            if (exitCode != 0 && retryUnavailable && text.Contains("Unavailable:", StringComparison.Ordinal))
+                return false;
+            Assert.True(exitCode == 0, $"admin regions failed ({exitCode}): {text}");
+            return condition(regions = JsonDocument.Parse(text).RootElement.GetProperty("regions").Clone());
+        }, "the directory reaches the expected state");
         return regions;
     }
 
