@@ -186,7 +186,7 @@ public sealed class ExitPool : ReceivePersistentActor
         var region = _state.Region;
         _ = _rotations!.RotateClientAsync(request, _lifetime.Token).ContinueWith(t =>
         {
-            using (logger.BeginScope(new Dictionary<string, object> { ["region"] = region }))
+            using (logger.BeginScope(new LogScope(("region", region))))
             {
                 logger.LogWarning(t.Exception!.GetBaseException(),
                     "Could not ask region {ClientRegion} to move client {ClientPeerId} off exit {ExitPeerId}; asking again later",

@@ -375,7 +375,7 @@ public sealed class PeerSession : ReceivePersistentActor
     {
         if (!_logger.IsEnabled(level))
             return;
-        using (_logger.BeginScope(new Dictionary<string, object> { ["peer_id"] = PeerId, ["region"] = _state.Region }))
+        using (_logger.BeginScope(new LogScope(("peer_id", PeerId), ("region", _state.Region))))
 #pragma warning disable CA2254 // The templates are the flows' constants, carried in effects.
             _logger.Log(level, template, args);
 #pragma warning restore CA2254
