@@ -148,9 +148,7 @@ public sealed class AdminGrpcService(
 
     public override async Task<DrainExitResponse> DrainExit(DrainExitRequest request, ServerCallContext context)
     {
-        if (!NodeId.IsValid(request.ExitPeerId, out var problem))
-            throw new RpcException(new Status(StatusCode.InvalidArgument, $"exit_peer_id: {problem}"));
-        var region = request.Region.Length > 0 ? ValidRegion(request.Region) : await RegionOfExitAsync(request.ExitPeerId, context);
+        var region = await ExitRegionAsync(request.ExitPeerId, request.Region, context);
         var wait = request.WaitSeconds == 0 ? TimeSpan.FromSeconds(60) : TimeSpan.FromSeconds(request.WaitSeconds);
         logger.LogInformation("{Admin} drains exit {ExitPeerId} of region {Region}", AdminName(context), request.ExitPeerId, region);
         return await superNodes.CallAnyAsync(
@@ -163,9 +161,7 @@ public sealed class AdminGrpcService(
 
     public override async Task<UndrainExitResponse> UndrainExit(UndrainExitRequest request, ServerCallContext context)
     {
-        if (!NodeId.IsValid(request.ExitPeerId, out var problem))
-            throw new RpcException(new Status(StatusCode.InvalidArgument, $"exit_peer_id: {problem}"));
-        var region = request.Region.Length > 0 ? ValidRegion(request.Region) : await RegionOfExitAsync(request.ExitPeerId, context);
+        var region = await ExitRegionAsync(request.ExitPeerId, request.Region, context);
         logger.LogInformation("{Admin} undrains exit {ExitPeerId} of region {Region}", AdminName(context), request.ExitPeerId, region);
         return await superNodes.CallAnyAsync(
             await directory.UpSuperNodes(region, context.CancellationToken),
@@ -187,6 +183,14 @@ public sealed class AdminGrpcService(
             TimeSpan.FromSeconds(75),
             $"the move of client {request.PeerId} of region {region}",
             context.CancellationToken);
+    }
+
+    /// <summary>The region named for an exit (checked), or the one whose exit pool knows it when none is named.</summary>
+    private async Task<string> ExitRegionAsync(string exitPeerId, string region, ServerCallContext context)
+    {
+        if (!NodeId.IsValid(exitPeerId, out var problem))
+            throw new RpcException(new Status(StatusCode.InvalidArgument, $"exit_peer_id: {problem}"));
+        return region.Length > 0 ? ValidRegion(region) : await RegionOfExitAsync(exitPeerId, context);
     }
 
     /// <summary>The region whose exit pool knows the exit (it holds a subnet there, or is online there).</summary>
