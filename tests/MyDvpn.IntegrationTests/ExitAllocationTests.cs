@@ -108,9 +108,7 @@ public sealed class ExitAllocationTests(ITestOutputHelper output)
         await using var network = new TestNetwork(output);
         // The pool's ack timeout stays the product's (5 s): it is also the time the good exit, a real agent, has to
         // answer, and under load its first SetupExit took 0.85 s just to reach it (1 s here failed the good exit).
-        // Only the cooldown is short, so that the silent exit is picked again for the third client.
-        var (baseNode, superA, superB) = await StartRegionsAsync(network,
-            superB => superB.Environment["MYDVPN__SUPER__EXITS__FAILURECOOLDOWN"] = "00:00:00.200");
+        var (baseNode, superA, superB) = await StartRegionsAsync(network);
         await StartAgentAsync(network, baseNode, superB, "good-exit", "exit", ExitRegion, "--max-clients", "2");
         await Eventually.Async(async () => (await ExitsAsync(network, baseNode)).Any(e => e.GetProperty("online").GetBoolean()),
             "the good exit is online", TimeSpan.FromSeconds(60));
@@ -137,7 +135,8 @@ public sealed class ExitAllocationTests(ITestOutputHelper output)
         var sessions = await SessionsAsync(network, baseNode);
         Assert.Empty(Assignments(sessions, "silent-exit"));
 
-        // Now the good exit is full: the silent one is tried again, fails, and the client hears why.
+        // Now the good exit is full: the silent one, though within its failure cooldown, is the last resort and is tried
+        // again; it fails, and the client hears why.
         await using var third = await RawClient.ConnectAsync(network, baseNode, superA, "client-2");
         var failed = await third.RequestExitExpectingFailureAsync();
         Assert.Equal((int)Grpc.Core.StatusCode.Unavailable, failed.GrpcStatus);

@@ -68,11 +68,12 @@ public sealed record ExitPoolState(
 
     /// <summary>
     /// Picks an exit for <paramref name="request"/>: online, with a free place (its declared capacity and its subnet's),
-    /// not in <paramref name="tried"/>, not drained, not one the request avoids, not failed within the cooldown; the least
-    /// loaded first (clients ÷ capacity), then the lowest RTT, then the fewest recent failures. A client stranded on an exit
-    /// that is gone (it rotates away from an assignment on an exit not online) has no tunnel until it moves: for it an exit
-    /// within its cooldown is a last resort, picked when no other fits, rather than none. Returns the events that reserve it,
-    /// or why none fits.
+    /// not in <paramref name="tried"/>, not drained, not one the request avoids; the least loaded first (clients ÷ capacity),
+    /// then the lowest RTT, then the fewest recent failures. An exit that failed a setup within the cooldown is a last
+    /// resort, picked only when no other fits: it steers clients away while another exit can take them, but never refuses
+    /// a client on its own — a setup that failed because a loaded exit answered late would otherwise shut the region for
+    /// the whole cooldown, and one that fails again costs the client one more quick refusal. Returns the events that
+    /// reserve it, or why none fits.
     /// </summary>
     public ReservationDecision DecideReservation(
         AllocateExit request,
@@ -87,12 +88,10 @@ public sealed record ExitPoolState(
             return Refuse($"region {Region} has no exit online");
 
         var full = new List<string>();
-        var cooling = new List<string>();
         var drained = new List<string>();
         var avoided = new List<string>();
         var candidates = new List<(string PeerId, double Load, TimeSpan Rtt, int Failures)>();
         var lastResort = new List<(string PeerId, double Load, TimeSpan Rtt, int Failures)>();
-        var stranded = request.Keeps is { } kept && Assignments.TryGetValue(kept, out var left) && !online.ContainsKey(left.ExitPeerId);
         foreach (var (peerId, presence) in online)
         {
             if (tried.Contains(peerId))
@@ -116,14 +115,7 @@ public sealed record ExitPoolState(
             }
             var failed = failures.GetValueOrDefault(peerId);
             var candidate = (peerId, (double)clients / capacity, presence.Rtt ?? TimeSpan.MaxValue, failed?.Count ?? 0);
-            if (failed is not null && now - failed.Last < settings.FailureCooldown)
-            {
-                cooling.Add(peerId);
-                if (stranded)
-                    lastResort.Add(candidate);
-                continue;
-            }
-            candidates.Add(candidate);
+            (failed is not null && now - failed.Last < settings.FailureCooldown ? lastResort : candidates).Add(candidate);
         }
         if (candidates.Count == 0)
             candidates = lastResort;
@@ -133,8 +125,6 @@ public sealed record ExitPoolState(
             var why = new List<string>();
             if (full.Count > 0)
                 why.Add($"at capacity: {string.Join(", ", full.Order(StringComparer.Ordinal))}");
-            if (cooling.Count > 0)
-                why.Add($"failed a setup in the last {settings.FailureCooldown.TotalSeconds:0} s: {string.Join(", ", cooling.Order(StringComparer.Ordinal))}");
             if (drained.Count > 0)
                 why.Add($"drained: {string.Join(", ", drained.Order(StringComparer.Ordinal))}");
             if (avoided.Count > 0)

@@ -24,7 +24,7 @@ public sealed record ExitSettings
     /// <summary>Exits tried for one request before the client is told the setup failed.</summary>
     public int MaxExitAttempts { get; init; } = 3;
 
-    /// <summary>An exit that failed a setup is not picked again for this long.</summary>
+    /// <summary>An exit that failed a setup is picked only when no other fits, for this long.</summary>
     public TimeSpan FailureCooldown { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>An exit's session re-announces it this often while its stream is attached.</summary>

@@ -45,7 +45,7 @@ public sealed record SetupOverdue(string AssignmentId, string CommandId);
 /// An allocation (ARCHITECTURE §4 Direct): pick an exit (<see cref="ExitPoolState.DecideReservation"/>), persist the
 /// reservation, issue SetupExit (side exit) through the exit's session with a deadline of <see cref="ExitSettings.AckTimeout"/>,
 /// and answer <see cref="ExitAllocated"/> once the exit acked with its key. An exit that refuses or does not answer is
-/// rolled back (reservation cancelled, RemoveExit sent in case it applied late), kept out for the failure cooldown, and the
+/// rolled back (reservation cancelled, RemoveExit sent in case it applied late), picked last for the failure cooldown, and the
 /// next one is tried, up to <see cref="ExitSettings.MaxExitAttempts"/>. A release asked meanwhile waits for the setup's end.
 /// </summary>
 public static class ExitSetup
