@@ -68,7 +68,7 @@ public sealed class WireGuardActor : ReceiveActor, IWithTimers
 
     private WireGuardActor(IHostNetwork host, IWireGuardDeviceFactory devices, ILogger logger, TimeProvider time, WireGuardActorOptions options)
     {
-        reconciler = new InterfaceReconciler(host, devices, logger);
+        reconciler = new InterfaceReconciler(host, devices, logger, time);
         this.options = options;
         this.time = time;
         this.logger = logger;

@@ -58,8 +58,12 @@ internal sealed record DeviceChange(
 {
     public static readonly DeviceChange None = new(null, null, null, [], [], []);
 
+    /// <summary>Peers removed and added anew with their whole config (a new endpoint for a peer without a live session).</summary>
+    public ImmutableList<DevicePeerConfig> RestartedPeers { get; init; } = [];
+
     public bool IsEmpty =>
-        PrivateKey is null && ListenPort is null && FirewallMark is null && RemovedPeers.IsEmpty && AddedPeers.IsEmpty && ChangedPeers.IsEmpty;
+        PrivateKey is null && ListenPort is null && FirewallMark is null && RemovedPeers.IsEmpty && AddedPeers.IsEmpty && ChangedPeers.IsEmpty
+        && RestartedPeers.IsEmpty;
 
     /// <summary>For logs and errors: what changes, never a private key.</summary>
     public override string ToString()
@@ -75,6 +79,7 @@ internal sealed record DeviceChange(
             parts.Add(mark == 0 ? "fwmark off" : $"fwmark {mark}");
         parts.AddRange(RemovedPeers.Select(p => $"peer {Short(p)} removed"));
         parts.AddRange(AddedPeers.Select(p => $"peer {Short(p.PublicKey)} added"));
+        parts.AddRange(RestartedPeers.Select(p => $"peer {Short(p.PublicKey)} restarted on endpoint {p.Endpoint} (no live session)"));
         foreach (var p in ChangedPeers)
         {
             var what = new StringBuilder();

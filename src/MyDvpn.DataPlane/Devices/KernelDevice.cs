@@ -52,6 +52,9 @@ internal sealed class KernelDevice : IWireGuardDevice
     {
         if (change.IsEmpty)
             return;
+        // A restarted peer goes first; the sync below adds it anew.
+        foreach (var peer in change.RestartedPeers)
+            await runner.RunCheckedAsync("wg", ["set", Name, "peer", peer.Key, "remove"], cancellationToken: cancellationToken);
         if (!change.RemovedPeers.IsEmpty && (!change.AddedPeers.IsEmpty || !change.ChangedPeers.IsEmpty))
             await SyncAsync(WgConfigText.Format(desired, keeping: change.RemovedPeers), cancellationToken);
         await SyncAsync(WgConfigText.Format(desired), cancellationToken);

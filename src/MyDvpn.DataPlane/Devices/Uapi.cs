@@ -50,7 +50,10 @@ internal static class UapiText
             text.Append("listen_port=").Append(port.ToString(CultureInfo.InvariantCulture)).Append('\n');
         if (change.FirewallMark is { } mark)
             text.Append("fwmark=").Append(mark.ToString(CultureInfo.InvariantCulture)).Append('\n');
-        foreach (var peer in change.AddedPeers)
+        // A restarted peer is removed first, then added anew below like a new one.
+        foreach (var peer in change.RestartedPeers)
+            text.Append("public_key=").Append(Hex(peer.PublicKey)).Append("\nremove=true\n");
+        foreach (var peer in change.RestartedPeers.Concat(change.AddedPeers))
         {
             text.Append("public_key=").Append(Hex(peer.PublicKey)).Append('\n');
             text.Append("protocol_version=1\n");

@@ -13,7 +13,7 @@ namespace MyDvpn.DataPlane.Reconciliation;
 /// of its own: it gets the actor's memory and device and returns the new ones in an <see cref="OperationResult"/>, also
 /// when it fails half way (so the actor always knows what exists). Never throws.
 /// </summary>
-internal sealed class InterfaceReconciler(IHostNetwork host, IWireGuardDeviceFactory devices, ILogger logger)
+internal sealed class InterfaceReconciler(IHostNetwork host, IWireGuardDeviceFactory devices, ILogger logger, TimeProvider time)
 {
     public const string IpForward = "net.ipv4.ip_forward";
     public const string SrcValidMark = "net.ipv4.conf.all.src_valid_mark";
@@ -153,7 +153,7 @@ internal sealed class InterfaceReconciler(IHostNetwork host, IWireGuardDeviceFac
 
         // WireGuard itself, peer by peer (the fwmark first of all, before any route could catch WireGuard's own UDP).
         var config = await DeviceConfigAsync(desired, cancellationToken);
-        var change = DeviceDiff.Compute(config, await device.ReadAsync(cancellationToken));
+        var change = DeviceDiff.Compute(config, await device.ReadAsync(cancellationToken), time.GetUtcNow());
         if (!change.IsEmpty)
         {
             logger.LogInformation("WireGuard interface {Interface}: {Change}", name, change.ToString());
@@ -290,7 +290,7 @@ internal sealed class InterfaceReconciler(IHostNetwork host, IWireGuardDeviceFac
         var device = progress.Device!;
         var differences = ImmutableArray.CreateBuilder<string>();
         var state = await device.ReadAsync(cancellationToken);
-        var residue = DeviceDiff.Compute(config, state);
+        var residue = DeviceDiff.Compute(config, state, time.GetUtcNow());
         if (!residue.IsEmpty)
             differences.Add($"device: {residue}");
 

@@ -202,6 +202,43 @@ public sealed class WireGuardActorNetnsTests : Akka.TestKit.Xunit2.TestKit, IAsy
     }
 
     [Fact]
+    public async Task A_peer_that_never_handshook_and_gets_a_new_endpoint_is_restarted_and_handshakes_there()
+    {
+        // A's first initiations go to an address where nothing answers (a direct path that cannot work); then the
+        // control plane points the peer elsewhere (a relay leg; here B itself). The peer has no session, so it is
+        // restarted in one UAPI set (remove, then added anew) and its keepalive starts a handshake on the new endpoint.
+        var (a, b) = await PairAsync();
+        var nowhere = a.Spec with { Peers = [a.Spec.Peers[0] with { Endpoint = "10.77.0.99:51821", PersistentKeepalive = 25 }] };
+        await ReconcileAsync(a.Actor, nowhere);
+        Assert.Null(Assert.Single((await ReadAsync(a.Actor))!.Peers).LastHandshake);
+
+        var moved = DateTimeOffset.UtcNow;
+        var reading = await ReconcileAsync(a.Actor, nowhere with { Peers = [nowhere.Peers[0] with { Endpoint = "10.77.0.2:51821" }] });
+
+        Assert.Equal("10.77.0.2:51821", Assert.Single(reading.Peers).Endpoint);
+        Assert.Equal(["10.78.0.2/32"], reading.Peers[0].AllowedIps.AsEnumerable());
+        var handshake = await Eventually(async () => Assert.Single((await ReadAsync(a.Actor))!.Peers).LastHandshake, Patience);
+        output.WriteLine($"first handshake on the new endpoint {(handshake - moved).TotalSeconds:0.00} s after the move (WireGuard's own retry: 5 s)");
+        Assert.True(await NetnsLab.PingAsync(a.Ns, "10.78.0.2", Patience), "A cannot ping B after the move");
+        _ = b;
+    }
+
+    /// <summary>Reads until <paramref name="read"/> gives a value, for at most <paramref name="within"/>.</summary>
+    private static async Task<T> Eventually<T>(Func<Task<T?>> read, TimeSpan within)
+        where T : struct
+    {
+        var until = DateTimeOffset.UtcNow + within;
+        while (true)
+        {
+            if (await read() is { } value)
+                return value;
+            if (DateTimeOffset.UtcNow > until)
+                throw new Xunit.Sdk.XunitException($"nothing within {within.TotalSeconds:0} s");
+            await Task.Delay(100);
+        }
+    }
+
+    [Fact]
     public async Task Killed_wireguard_go_is_started_again_and_the_tunnel_works_again()
     {
         var (a, _) = await PairAsync();

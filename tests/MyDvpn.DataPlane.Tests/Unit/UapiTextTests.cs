@@ -55,6 +55,18 @@ public sealed class UapiTextTests
     }
 
     [Fact]
+    public void A_restarted_peer_is_removed_then_set_anew_with_its_whole_config()
+    {
+        var text = UapiText.FormatSet(DeviceChange.None with
+        {
+            RestartedPeers = [new DevicePeerConfig(PeerA, new IPEndPoint(IPAddress.Parse("192.0.2.9"), 42001), ["0.0.0.0/0"], 25)],
+        });
+
+        Assert.Equal($"set=1\npublic_key={Hex(0xaa)}\nremove=true\npublic_key={Hex(0xaa)}\nprotocol_version=1\nendpoint=192.0.2.9:42001\n"
+                     + "persistent_keepalive_interval=25\nreplace_allowed_ips=true\nallowed_ip=0.0.0.0/0\n\n", text);
+    }
+
+    [Fact]
     public void An_updated_peer_sets_only_its_changed_keys()
     {
         var text = UapiText.FormatSet(DeviceChange.None with
