@@ -274,6 +274,16 @@ public sealed record PeerTimings
     /// <summary>How often the WireGuard interface is read and reported to the SuperNode (StatusReport).</summary>
     public TimeSpan StatusReportInterval { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// After the exit changes, the interface is read every <see cref="HandshakeWatchInterval"/> and reported as soon as the
+    /// first handshake with the new exit completes, or when none did within this long: the SuperNode relays a path that
+    /// cannot work on that report, not one to <see cref="StatusReportInterval"/> later.
+    /// </summary>
+    public TimeSpan FirstHandshakeWithin { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>How often the interface is read while waiting for the first handshake with a new exit.</summary>
+    public TimeSpan HandshakeWatchInterval { get; init; } = TimeSpan.FromMilliseconds(250);
+
     /// <summary>An ExitRequest unanswered this long is sent again (the SuperNode ignores a repeat while one is in progress).</summary>
     public TimeSpan ExitRequestTimeout { get; init; } = TimeSpan.FromSeconds(30);
 

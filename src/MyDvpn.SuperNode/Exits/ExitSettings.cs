@@ -47,9 +47,11 @@ public sealed record ExitSettings
 
     /// <summary>
     /// A client that reports no WireGuard handshake with its exit this long after the assignment became active (or its
-    /// stream attached) gets a relay chain instead of the direct path.
+    /// stream attached) gets a relay chain instead of the direct path. A direct handshake takes one round trip; the agent
+    /// reports the first one at once, or that none happened within 2 s of the set-up (<c>FirstHandshakeWithin</c>), so
+    /// the relay carries the traffic of a client that cannot reach its exit directly within a few seconds.
     /// </summary>
-    public TimeSpan DirectPathTimeout { get; init; } = TimeSpan.FromSeconds(5);
+    public TimeSpan DirectPathTimeout { get; init; } = TimeSpan.FromSeconds(2);
 
     /// <summary>After a relay chain could not be set up, the next attempt waits this long.</summary>
     public TimeSpan RelayRetry { get; init; } = TimeSpan.FromSeconds(30);
@@ -61,6 +63,14 @@ public sealed record ExitSettings
     /// working path's last handshake is never older than about 2.5 minutes.
     /// </summary>
     public TimeSpan PathStaleAfter { get; init; } = TimeSpan.FromMinutes(3);
+
+    /// <summary>
+    /// A path that worked is broken once the client's reports show it sending to its exit (more than its keepalives)
+    /// and receiving nothing back for this long. WireGuard answers whatever it receives within 10 s at the latest (a
+    /// passive keepalive when it has nothing to send) and retries a handshake that got no answer every 5 s, so on a
+    /// working path the received bytes never stand still that long while the sent ones grow; the reports come every 5 s.
+    /// </summary>
+    public TimeSpan SilentPathAfter { get; init; } = TimeSpan.FromSeconds(20);
 
     /// <summary>RemoveExit waits this long for a peer that is away; its half goes with its next connect within it.</summary>
     public TimeSpan RemoveDeadline { get; init; } = TimeSpan.FromMinutes(10);
@@ -93,7 +103,7 @@ public sealed record ExitSettings
                      (LostAfter, nameof(LostAfter)), (RotationRetry, nameof(RotationRetry)),
                      (RemoveDeadline, nameof(RemoveDeadline)), (AllocationTimeout, nameof(AllocationTimeout)), (ReleaseRetry, nameof(ReleaseRetry)),
                      (DirectPathTimeout, nameof(DirectPathTimeout)), (RelayRetry, nameof(RelayRetry)),
-                     (PathStaleAfter, nameof(PathStaleAfter)),
+                     (PathStaleAfter, nameof(PathStaleAfter)), (SilentPathAfter, nameof(SilentPathAfter)),
                  })
         {
             if (value <= TimeSpan.Zero)

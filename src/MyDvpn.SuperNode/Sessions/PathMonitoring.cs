@@ -11,19 +11,43 @@ namespace MyDvpn.SuperNode.Sessions;
 /// </summary>
 /// <param name="DirectConfirmed">A StatusReport showed a handshake with the exit over the direct path (until the next assignment).</param>
 /// <param name="DirectPathOverdue">The direct-path timeout passed without a handshake: the next report without one relays.</param>
+/// <param name="NoHandshakeReported">A report within the direct-path timeout listed the exit without a handshake: the timeout's end relays.</param>
 /// <param name="RelayStarting">A relay chain is being set up (one at a time).</param>
 /// <param name="RelayDue">Why a chain is due while the client has no stream (its address is needed): set up when it attaches.</param>
-public sealed record PathState(bool DirectConfirmed, bool DirectPathOverdue, bool RelayStarting, string? RelayDue)
+/// <param name="Silence">Since when the client's reports show nothing received from its exit (reset by anything received).</param>
+public sealed record PathState(bool DirectConfirmed, bool DirectPathOverdue, bool RelayStarting, string? RelayDue, bool NoHandshakeReported = false,
+    PathSilence? Silence = null)
 {
     public static readonly PathState Initial = new(false, false, false, null);
 }
 
 /// <summary>
+/// The client's counters for its exit when they last showed something received: <paramref name="Rx"/> has not moved since
+/// <paramref name="Since"/>, and <paramref name="Tx"/> was the bytes sent then.
+/// </summary>
+public sealed record PathSilence(ulong Rx, ulong Tx, DateTimeOffset Since)
+{
+    /// <summary>
+    /// What a working but idle path may send without an answer: the client's persistent keepalives (32 bytes each, one
+    /// every 25 s), two of them within a silence window. One handshake initiation (148 bytes) or any data is more.
+    /// </summary>
+    public const ulong KeepalivesOnly = 2 * 32;
+
+    /// <summary>The next report's counters: the same silence, or a new one when something was received (or the counters restarted).</summary>
+    public PathSilence Next(ulong rx, ulong tx, DateTimeOffset now) => rx == Rx && tx >= Tx ? this : new(rx, tx, now);
+
+    /// <summary>Sending, not receiving, for at least <paramref name="after"/>.</summary>
+    public bool Broken(ulong tx, DateTimeOffset now, TimeSpan after) => now - Since >= after && tx - Tx > KeepalivesOnly;
+}
+
+/// <summary>
 /// The path of a client's active assignment (ARCHITECTURE §4 Relay): a client with an active, direct exit gets
-/// <see cref="Exits.ExitSettings.DirectPathTimeout"/> to report a handshake with it; the first StatusReport after that
-/// which lists the exit without one sets up a relay chain (a leg for the client here, one for the exit at its region,
-/// chained; the client is pointed at its leg). A path that worked and shows no handshake for
-/// <see cref="Exits.ExitSettings.PathStaleAfter"/> is set up again; a chain that loses a leg, or whose client leg is not
+/// <see cref="Exits.ExitSettings.DirectPathTimeout"/> to report a handshake with it; a StatusReport that lists the exit
+/// without one sets up a relay chain once that time is up (the agent reports at the end of its own wait for the first
+/// handshake, which may reach here just before or just after the timeout) (a leg for the client here, one for the exit at its region,
+/// chained; the client is pointed at its leg). A path that worked is set up again once the client sends and receives
+/// nothing back for <see cref="Exits.ExitSettings.SilentPathAfter"/> (<see cref="PathSilence"/>), or shows no handshake
+/// for <see cref="Exits.ExitSettings.PathStaleAfter"/>; a chain that loses a leg, or whose client leg is not
 /// here when the client attaches, is chained anew. A failed attempt is retried after <see cref="Exits.ExitSettings.RelayRetry"/>.
 /// </summary>
 public static class PathMonitoring
@@ -34,7 +58,7 @@ public static class PathMonitoring
     private static readonly TimeSpan HandshakeSlack = TimeSpan.FromSeconds(5);
 
     /// <summary>The client's SetupExit was applied: the direct path gets its chance.</summary>
-    public static Decision Activated(Decision d) => Arm(d.With(s => s with { Path = s.Path with { DirectConfirmed = false } }));
+    public static Decision Activated(Decision d) => Arm(d.With(s => s with { Path = s.Path with { DirectConfirmed = false, Silence = null } }));
 
     /// <summary>Starts the direct-path timeout for an active, direct, unconfirmed assignment with a stream attached.</summary>
     public static Decision Arm(Decision d)
@@ -46,7 +70,7 @@ public static class PathMonitoring
             return d;
         }
 
-        return d.With(s => s with { Path = s.Path with { DirectPathOverdue = false } })
+        return d.With(s => s with { Path = s.Path with { DirectPathOverdue = false, NoHandshakeReported = false } })
             .Do(new SessionEffect.StartTimer(DirectPathTimer, new DirectPathExpired(exit.AssignmentId, Retry: false), state.Config.Exits!.DirectPathTimeout));
     }
 
@@ -65,6 +89,8 @@ public static class PathMonitoring
 
         if (exit.ClientRelayLeg is not null || d.State.Path.DirectConfirmed)
             return d;
+        if (d.State.Path.NoHandshakeReported)
+            return StartRelay(d, $"no handshake with exit {exit.Assignment?.ExitPeerId} within {d.State.Config.Exits!.DirectPathTimeout.TotalSeconds:0.#} s");
         // Decided by the next StatusReport: one without a handshake with the exit sets up the relay.
         return d.With(s => s with { Path = s.Path with { DirectPathOverdue = true } });
     }
@@ -79,10 +105,22 @@ public static class PathMonitoring
         var withExit = peers.FirstOrDefault(p => p.PublicKey.AsSpan().SequenceEqual(assignment.ExitPublicKey));
         if (exit.ClientRelayLeg is not null || state.Path.DirectConfirmed)
         {
+            if (withExit is null)
+                return d;
+            // A path that worked: broken once the client sends and hears nothing back for SilentPathAfter.
+            var silence = state.Path.Silence?.Next(withExit.RxBytes, withExit.TxBytes, now) ?? new PathSilence(withExit.RxBytes, withExit.TxBytes, now);
+            d = d.With(s => s with { Path = s.Path with { Silence = silence } });
+            var silentAfter = state.Config.Exits?.SilentPathAfter ?? TimeSpan.MaxValue;
+            if (silence.Broken(withExit.TxBytes, now, silentAfter))
+            {
+                return StartRelay(d, $"client sent {withExit.TxBytes - silence.Tx} bytes to exit {assignment.ExitPeerId} over the " +
+                                     $"{(exit.ClientRelayLeg is null ? "direct path" : "relay chain")} and received nothing for {(now - silence.Since).TotalSeconds:0} s");
+            }
+
             // A path that worked: broken once no handshake renewed it for PathStaleAfter.
             var staleAfter = state.Config.Exits?.PathStaleAfter ?? TimeSpan.MaxValue;
             var workingSince = exit.ClientRelayLeg is null ? exit.Since : exit.RelayedSince ?? exit.Since;
-            if (withExit is not null && now - workingSince >= staleAfter && (withExit.LastHandshake is not { } last || now - last >= staleAfter))
+            if (now - workingSince >= staleAfter && (withExit.LastHandshake is not { } last || now - last >= staleAfter))
             {
                 return StartRelay(d, $"no handshake with exit {assignment.ExitPeerId} over the {(exit.ClientRelayLeg is null ? "direct path" : "relay chain")} " +
                                      $"since {withExit.LastHandshake?.ToString("o") ?? "ever"} (more than {staleAfter.TotalSeconds:0} s)");
@@ -93,14 +131,16 @@ public static class PathMonitoring
 
         if (withExit?.LastHandshake is { } at && at >= exit.Since - HandshakeSlack)
         {
-            return d.With(s => s with { Path = s.Path with { DirectConfirmed = true, DirectPathOverdue = false } })
+            return d.With(s => s with { Path = s.Path with { DirectConfirmed = true, DirectPathOverdue = false, NoHandshakeReported = false } })
                 .Do(new SessionEffect.CancelTimer(DirectPathTimer))
                 .Log(LogLevel.Information, "Direct path to exit {ExitPeerId} works (handshake at {Handshake:o})", assignment.ExitPeerId, at);
         }
 
-        return state.Path.DirectPathOverdue && withExit is not null
+        if (withExit is null)
+            return d;
+        return state.Path.DirectPathOverdue
             ? StartRelay(d, $"no handshake with exit {assignment.ExitPeerId} within {state.Config.Exits!.DirectPathTimeout.TotalSeconds:0.#} s")
-            : d;
+            : d.With(s => s with { Path = s.Path with { NoHandshakeReported = true } });
     }
 
     /// <summary>
@@ -158,7 +198,7 @@ public static class PathMonitoring
                 exit.AssignmentId, state.Stream.RemoteAddress);
         }
 
-        return d.With(s => s with { Path = s.Path with { RelayStarting = true, DirectConfirmed = false, DirectPathOverdue = false } })
+        return d.With(s => s with { Path = s.Path with { RelayStarting = true, DirectConfirmed = false, DirectPathOverdue = false, NoHandshakeReported = false, Silence = null } })
             .Do(new SessionEffect.CancelTimer(DirectPathTimer))
             .Log(LogLevel.Warning, "{Why}; setting up a relay chain to exit {ExitPeerId}", why, assignment.ExitPeerId)
             .Do(new SessionEffect.OpenRelayChain(exit.AssignmentId, exit.Region, clientAddress));

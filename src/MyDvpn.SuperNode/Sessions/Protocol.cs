@@ -152,4 +152,6 @@ public sealed record RotateExit(string PeerId, string AssignmentId, Protocol.Sup
 public sealed record HandshakesReported(string PeerId, ImmutableList<ReportedHandshake> Peers) : IWithPeerId;
 
 /// <param name="LastHandshake">Null: no handshake yet.</param>
-public sealed record ReportedHandshake(byte[] PublicKey, DateTimeOffset? LastHandshake);
+/// <param name="RxBytes">Bytes received from the peer since its WireGuard peer was (re)created.</param>
+/// <param name="TxBytes">Bytes sent to the peer since then.</param>
+public sealed record ReportedHandshake(byte[] PublicKey, DateTimeOffset? LastHandshake, ulong RxBytes = 0, ulong TxBytes = 0);

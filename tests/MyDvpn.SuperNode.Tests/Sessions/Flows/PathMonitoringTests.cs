@@ -51,6 +51,30 @@ public sealed class PathMonitoringTests
     }
 
     [Fact]
+    public void A_report_without_a_handshake_just_before_the_timeout_relays_when_the_timeout_ends()
+    {
+        // The agent reports at the end of its own wait for the first handshake, which may reach here first.
+        var reported = ActiveExit().Decide(Report(exitHandshake: null), T0 + ExitConfig.DirectPathTimeout - TimeSpan.FromMilliseconds(50)).State;
+
+        var decision = reported.Decide(new DirectPathExpired(AssignmentId, Retry: false), T0 + ExitConfig.DirectPathTimeout);
+
+        Assert.Equal(new SessionEffect.OpenRelayChain(AssignmentId, ExitRegion, IPAddress.Parse(ClientAddress)),
+            decision.Effect<SessionEffect.OpenRelayChain>());
+    }
+
+    [Fact]
+    public void A_handshake_reported_after_a_report_without_one_keeps_the_direct_path()
+    {
+        var noHandshakeYet = ActiveExit().Decide(Report(exitHandshake: null), T0 + TimeSpan.FromMilliseconds(300)).State;
+        var confirmed = noHandshakeYet.Decide(Report(exitHandshake: T0 + TimeSpan.FromSeconds(1)), T0 + TimeSpan.FromSeconds(1)).State;
+
+        var decision = confirmed.Decide(new DirectPathExpired(AssignmentId, Retry: false), T0 + ExitConfig.DirectPathTimeout);
+
+        Assert.True(decision.State.Path.DirectConfirmed);
+        Assert.Empty(decision.Effects.OfType<SessionEffect.OpenRelayChain>());
+    }
+
+    [Fact]
     public void A_client_stream_from_an_ipv4_mapped_address_gets_its_ipv4_leg()
     {
         var state = Attached(ActiveExit(), "::ffff:" + ClientAddress).Decide(new DirectPathExpired(AssignmentId, false), AfterTimeout).State;
@@ -150,6 +174,73 @@ public sealed class PathMonitoringTests
         Assert.Empty(relayed.Decide(Report(T0), T0 + ExitConfig.PathStaleAfter).Effects);
         var stale = T0 + TimeSpan.FromMinutes(1) + ExitConfig.PathStaleAfter;
         Assert.Single(relayed.Decide(Report(T0), stale).Effects.OfType<SessionEffect.OpenRelayChain>());
+    }
+
+    [Fact]
+    public void A_confirmed_direct_path_that_sends_and_receives_nothing_for_silent_path_after_is_relayed()
+    {
+        var handshake = T0 + TimeSpan.FromSeconds(1);
+        var state = ActiveExit().Decide(Report(handshake, rx: 1000, tx: 1000), T0 + TimeSpan.FromSeconds(2)).State;
+        // Traffic both ways: never silent.
+        state = state.Decide(Report(handshake, rx: 5000, tx: 5000), T0 + TimeSpan.FromSeconds(7)).State;
+        var broke = T0 + TimeSpan.FromSeconds(12);
+        state = state.Decide(Report(handshake, rx: 9000, tx: 9000), broke).State;
+
+        // From here on the client sends and nothing comes back.
+        var step = TimeSpan.FromSeconds(5);
+        var at = broke;
+        ulong tx = 9000;
+        while (at + step < broke + ExitConfig.SilentPathAfter)
+        {
+            at += step;
+            tx += 600;
+            var quiet = state.Decide(Report(handshake, rx: 9000, tx: tx), at);
+            Assert.Empty(quiet.Effects.OfType<SessionEffect.OpenRelayChain>());
+            state = quiet.State;
+        }
+
+        var relayed = state.Decide(Report(handshake, rx: 9000, tx: tx + 600), broke + ExitConfig.SilentPathAfter);
+        Assert.Single(relayed.Effects.OfType<SessionEffect.OpenRelayChain>());
+        Assert.Null(relayed.State.Path.Silence);
+    }
+
+    [Fact]
+    public void An_idle_path_that_only_sends_keepalives_is_not_silent()
+    {
+        var handshake = T0 + TimeSpan.FromSeconds(1);
+        var state = ActiveExit().Decide(Report(handshake, rx: 1000, tx: 1000), T0 + TimeSpan.FromSeconds(2)).State;
+
+        // Two 32-byte keepalives and no answer (the exit has nothing to say) within a whole silence window.
+        state = state.Decide(Report(handshake, rx: 1000, tx: 1032), T0 + TimeSpan.FromSeconds(15)).State;
+        var idle = state.Decide(Report(handshake, rx: 1000, tx: 1064), T0 + TimeSpan.FromSeconds(2) + ExitConfig.SilentPathAfter * 2);
+
+        Assert.Empty(idle.Effects.OfType<SessionEffect.OpenRelayChain>());
+    }
+
+    [Fact]
+    public void Counters_that_start_again_from_zero_start_a_new_silence()
+    {
+        var handshake = T0 + TimeSpan.FromSeconds(1);
+        var state = ActiveExit().Decide(Report(handshake, rx: 9000, tx: 9000), T0 + TimeSpan.FromSeconds(2)).State;
+
+        // The client's WireGuard peer was re-created: its counters are small again, and count from now.
+        var restarted = state.Decide(Report(handshake, rx: 0, tx: 148), T0 + TimeSpan.FromSeconds(7)).State;
+        var later = restarted.Decide(Report(handshake, rx: 0, tx: 1000), T0 + TimeSpan.FromSeconds(7) + ExitConfig.SilentPathAfter - TimeSpan.FromSeconds(1));
+
+        Assert.Empty(later.Effects.OfType<SessionEffect.OpenRelayChain>());
+        Assert.Equal(T0 + TimeSpan.FromSeconds(7), later.State.Path.Silence!.Since);
+    }
+
+    [Fact]
+    public void A_relay_chain_that_sends_and_receives_nothing_for_silent_path_after_is_chained_anew()
+    {
+        var relayed = Relayed(ActiveExit(), T0 + TimeSpan.FromMinutes(1));
+        var start = T0 + TimeSpan.FromMinutes(1) + TimeSpan.FromSeconds(5);
+        var state = relayed.Decide(Report(T0, rx: 500, tx: 500), start).State;
+
+        var decision = state.Decide(Report(T0, rx: 500, tx: 2500), start + ExitConfig.SilentPathAfter);
+
+        Assert.Single(decision.Effects.OfType<SessionEffect.OpenRelayChain>());
     }
 
     [Fact]

@@ -58,8 +58,8 @@ internal static class SessionStates
     public static CommandResponse Failed(string commandId, string reason) =>
         new() { CommandId = commandId, Failure = new CommandFailure { Code = CommandError.Dataplane, Reason = reason } };
 
-    public static HandshakesReported Report(DateTimeOffset? exitHandshake) =>
-        new(PeerId, [new ReportedHandshake(ExitKey, exitHandshake)]);
+    public static HandshakesReported Report(DateTimeOffset? exitHandshake, ulong rx = 0, ulong tx = 0) =>
+        new(PeerId, [new ReportedHandshake(ExitKey, exitHandshake, rx, tx)]);
 
     public static T Effect<T>(this Decision decision)
         where T : SessionEffect => Assert.Single(decision.Effects.OfType<T>());
