@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Globalization;
-using System.Text.RegularExpressions;
 using MyDvpn.Cli.Demo;
 using MyDvpn.Protocol.SuperNode;
 using MyDvpn.Testbed;
@@ -14,7 +12,7 @@ namespace MyDvpn.NetnsTests;
 /// (kill -9: traffic comes back through the other exit). The numbers go to the test output.
 /// </summary>
 [Collection(DataPlaneCollection.Name)]
-public sealed partial class FailoverTests(ITestOutputHelper output)
+public sealed class FailoverTests(ITestOutputHelper output)
 {
     /// <summary>Pings 0.2 s apart while the exit is drained or killed: 30 s, much longer than a rotation takes.</summary>
     private const int PingCount = 150;
@@ -39,7 +37,7 @@ public sealed partial class FailoverTests(ITestOutputHelper output)
 
             var pinging = PingThroughTheTunnelAsync(network, cancel);
             // The drain starts once the tunnel carries pings, so the rotation happens in the middle of them.
-            await network.UntilAsync(() => Task.FromResult(pinging.Replies > 0 || pinging.Task.IsCompleted), "the first ping is answered", cancel);
+            await network.UntilAsync(() => Task.FromResult(pinging.Replies > 0 || pinging.Completion.IsCompleted), "the first ping is answered", cancel);
             var drainStarted = pinging.Elapsed;
             var drained = await network.Admin.DrainExitAsync(new DrainExitRequest
             {
@@ -51,9 +49,9 @@ public sealed partial class FailoverTests(ITestOutputHelper output)
             output.WriteLine($"drain of {from.PeerId}: {drained}, from {drainStarted.TotalSeconds:0.0} s to {drainEnded.TotalSeconds:0.0} s of the ping run");
             Assert.True(drained.Complete, $"the drain moved every client: {drained}");
             Assert.Equal(to.PeerId, drained.Clients.Single(c => c.ClientPeerId == TestbedNetwork.ClientId).ToExitPeerId);
-            Assert.False(pinging.Task.IsCompleted, "the pings ran on after the drain (a longer ping run is needed on this machine)");
+            Assert.False(pinging.Completion.IsCompleted, "the pings ran on after the drain (a longer ping run is needed on this machine)");
 
-            var ping = await pinging.Task;
+            var ping = await pinging.Completion;
             output.WriteLine($"pings through the tunnel during the drain: {ping.Transmitted} sent, {ping.Received} answered, " +
                              $"{ping.Lost} lost{(ping.Lost == 0 ? "" : $" (icmp_seq {string.Join(", ", ping.LostSequences)})")}");
             Assert.True(ping.Lost <= LostPingsAllowed, $"{ping.Lost} pings lost while the client moved (at most {LostPingsAllowed}):\n{ping.Output}");
@@ -85,7 +83,7 @@ public sealed partial class FailoverTests(ITestOutputHelper output)
             try
             {
                 var pinging = PingThroughTheTunnelAsync(network, cancel);
-                await network.UntilAsync(() => Task.FromResult(pinging.Replies > 0 || pinging.Task.IsCompleted), "the first ping is answered", cancel);
+                await network.UntilAsync(() => Task.FromResult(pinging.Replies > 0 || pinging.Completion.IsCompleted), "the first ping is answered", cancel);
                 // SIGKILL to the agent and its wireguard-go: the exit is gone as a host crash takes it, nothing torn down.
                 var sinceKill = Stopwatch.StartNew();
                 network.KillPeer(from.PeerId);
@@ -96,7 +94,7 @@ public sealed partial class FailoverTests(ITestOutputHelper output)
                 output.WriteLine($"kill -9 of {from.PeerId}'s agent → traffic through {to.PeerId}'s NAT ({to.NatPublic}) after {recovered.TotalSeconds:0.0} s");
                 Assert.Empty(await WireGuardGoPidsAsync(network.Testbed.Namespaces.Name(from.Role)));
 
-                var ping = await pinging.Task;
+                var ping = await pinging.Completion;
                 output.WriteLine($"pings through the tunnel across the kill: {ping.Transmitted} sent, {ping.Received} answered, {ping.Lost} lost " +
                                  $"(≈ {ping.Lost * 0.2:0.0} s without traffic; icmp_seq {string.Join(", ", ping.LostSequences)})");
                 Assert.DoesNotContain(ping.Transmitted, ping.LostSequences);
@@ -123,9 +121,7 @@ public sealed partial class FailoverTests(ITestOutputHelper output)
     /// <summary>The exit the client holds and the other one.</summary>
     private async Task<(ExitHost From, ExitHost To)> ExitsAsync(TestbedNetwork network, CancellationToken cancel)
     {
-        var held = (await network.StatusAsync(TestbedNetwork.ClientId, cancel)).GetProperty("exit").GetProperty("peerId").GetString();
-        var from = network.ExitHostOf(held!);
-        var to = network.ExitHostOf(held == TestbedNetwork.ExitId ? TestbedNetwork.SecondExitId : TestbedNetwork.ExitId);
+        var (from, to) = await network.ClientExitsAsync(cancel);
         output.WriteLine($"the client holds {from.PeerId} (NAT {from.NatPublic}); the other exit is {to.PeerId} (NAT {to.NatPublic})");
         return (from, to);
     }
@@ -153,86 +149,9 @@ public sealed partial class FailoverTests(ITestOutputHelper output)
         (await network.Testbed.HttpGetAsync(TestbedRoles.Client, network.Testbed.EchoUrl, timeout, cancel)).Trim();
 
     /// <summary>
-    /// <c>ping -c 150 -i 0.2 -w 40</c> from the client to the router (through the tunnel) in the background, bounded by ping's
-    /// own deadline and the test's token; counts replies as they come. With a deadline, iputils ping sends until 150 are
-    /// answered or the deadline passes, so a loss shows as more sent than answered.
+    /// 150 pings 0.2 s apart from the client to the router (through the tunnel) in the background (see <see cref="BackgroundPing"/>):
+    /// ping sends until 150 are answered or its deadline (40 s) passes, so a loss shows as more sent than answered.
     /// </summary>
-    private static PingRun PingThroughTheTunnelAsync(TestbedNetwork network, CancellationToken cancel)
-    {
-        var run = new PingRun();
-        var deadline = (int)Math.Ceiling(PingCount * 0.2) + 10;
-        var start = network.Testbed.For(TestbedRoles.Client).StartInfo("ping",
-            ["-n", "-O", "-c", PingCount.ToString(CultureInfo.InvariantCulture), "-i", "0.2", "-W", "1",
-                "-w", deadline.ToString(CultureInfo.InvariantCulture), TestbedAddresses.Router.ToString()]);
-        start.RedirectStandardOutput = true;
-        start.RedirectStandardError = true;
-        run.Task = run.RunAsync(start, TimeSpan.FromSeconds(deadline + 10), cancel);
-        return run;
-    }
-
-    private sealed record PingOutcome(int Transmitted, int Received, IReadOnlyList<int> LostSequences, string Output)
-    {
-        public int Lost => Transmitted - Received;
-    }
-
-    private sealed partial class PingRun
-    {
-        private readonly Stopwatch elapsed = new();
-        private readonly System.Text.StringBuilder text = new();
-        private readonly HashSet<int> answered = [];
-        private int replies;
-
-        public Task<PingOutcome> Task { get; set; } = null!;
-
-        public int Replies => Volatile.Read(ref replies);
-
-        public TimeSpan Elapsed => elapsed.Elapsed;
-
-        public async Task<PingOutcome> RunAsync(ProcessStartInfo start, TimeSpan bound, CancellationToken cancel)
-        {
-            using var process = new Process { StartInfo = start };
-            process.OutputDataReceived += (_, line) => Take(line.Data);
-            process.ErrorDataReceived += (_, line) => Take(line.Data);
-            elapsed.Start();
-            process.Start();
-            process.BeginOutputReadLine();
-            process.BeginErrorReadLine();
-            using var bounded = CancellationTokenSource.CreateLinkedTokenSource(cancel);
-            bounded.CancelAfter(bound);
-            try
-            {
-                await process.WaitForExitAsync(bounded.Token);
-            }
-            finally
-            {
-                if (!process.HasExited)
-                    process.Kill();
-            }
-            string all;
-            lock (text)
-                all = text.ToString();
-            var summary = PingResult.Parse(all);
-            List<int> lost;
-            lock (answered)
-                lost = [.. Enumerable.Range(1, summary.Transmitted).Where(seq => !answered.Contains(seq))];
-            return new PingOutcome(summary.Transmitted, summary.Received, lost, all);
-        }
-
-        private void Take(string? line)
-        {
-            if (line is null)
-                return;
-            lock (text)
-                text.AppendLine(line);
-            if (Reply().Match(line) is { Success: true } reply)
-            {
-                lock (answered)
-                    answered.Add(int.Parse(reply.Groups["seq"].Value, CultureInfo.InvariantCulture));
-                Interlocked.Increment(ref replies);
-            }
-        }
-
-        [GeneratedRegex(@"bytes from .*icmp_seq=(?<seq>\d+)")]
-        private static partial Regex Reply();
-    }
+    private static BackgroundPing PingThroughTheTunnelAsync(TestbedNetwork network, CancellationToken cancel) =>
+        BackgroundPing.Start(network.Testbed, TestbedRoles.Client, TestbedAddresses.Router.ToString(), PingCount, TimeSpan.FromSeconds(0.2), cancel);
 }

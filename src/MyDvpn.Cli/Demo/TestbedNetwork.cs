@@ -193,7 +193,8 @@ public sealed class TestbedNetwork : IAsyncDisposable
     }
 
     /// <summary>Starts the client peer behind its NAT, asking for an exit in us-east, and waits until it holds one.</summary>
-    public async Task<JsonElement> StartClientAsync(CancellationToken cancellationToken)
+    /// <param name="poll">How often its status is read meanwhile (default 250 ms).</param>
+    public async Task<JsonElement> StartClientAsync(CancellationToken cancellationToken, TimeSpan? poll = null)
     {
         await StartPeerAsync(ClientId, PeerRole.Client, ClientRegion, Testbed.Namespaces.Client, [TestbedAddresses.SnA], ClientInterface,
             ["--exit-region", ExitRegion], cancellationToken);
@@ -202,8 +203,15 @@ public sealed class TestbedNetwork : IAsyncDisposable
         {
             status = await StatusAsync(ClientId, cancellationToken);
             return status.GetProperty("exit").ValueKind == JsonValueKind.Object;
-        }, $"{ClientId} holds an exit", cancellationToken);
+        }, $"{ClientId} holds an exit", cancellationToken, poll: poll);
         return status;
+    }
+
+    /// <summary>In a network with two exits: the exit the client holds (as its status says) and the other one.</summary>
+    public async Task<(ExitHost Held, ExitHost Other)> ClientExitsAsync(CancellationToken cancellationToken)
+    {
+        var held = (await StatusAsync(ClientId, cancellationToken)).GetProperty("exit").GetProperty("peerId").GetString();
+        return (ExitHostOf(held!), ExitHostOf(held == ExitId ? SecondExitId : ExitId));
     }
 
     /// <summary>What <c>mydvpn status --json</c> shows for the peer (its agent's status socket).</summary>
@@ -303,8 +311,12 @@ public sealed class TestbedNetwork : IAsyncDisposable
         running.Dispose();
     }
 
-    /// <summary>Polls until <paramref name="condition"/> holds (60 s at most); a node that exits meanwhile fails it with its log.</summary>
-    public async Task UntilAsync(Func<Task<bool>> condition, string what, CancellationToken cancellationToken, TimeSpan? within = null)
+    /// <summary>
+    /// Polls until <paramref name="condition"/> holds (60 s at most, every 250 ms unless <paramref name="poll"/> says otherwise); a node
+    /// that exits meanwhile fails it with its log.
+    /// </summary>
+    public async Task UntilAsync(Func<Task<bool>> condition, string what, CancellationToken cancellationToken, TimeSpan? within = null,
+        TimeSpan? poll = null)
     {
         var deadline = DateTime.UtcNow + (within ?? TimeSpan.FromSeconds(60));
         string? lastProblem = null;
@@ -322,7 +334,7 @@ public sealed class TestbedNetwork : IAsyncDisposable
             {
                 lastProblem = ex.Message;
             }
-            await Task.Delay(250, cancellationToken);
+            await Task.Delay(poll ?? TimeSpan.FromMilliseconds(250), cancellationToken);
         }
         throw new DemoNodeFailedException($"timed out waiting until {what}{(lastProblem is null ? "" : $" (last: {lastProblem})")}; logs in {Path.Combine(Work, "logs")}");
     }
