@@ -10,9 +10,10 @@ using MyDvpn.Testbed;
 namespace MyDvpn.Bench;
 
 /// <summary>
-/// What the data-plane modes (<see cref="ThroughputBench"/>, <see cref="RelayBench"/>) share: a <see cref="NetnsTestbed"/>
-/// with an iperf3 server on the internet router (198.51.100.1), the <see cref="TestbedNetwork"/> started in it when the
-/// mode asks, and the measurements taken from the client namespace — iperf3 runs, each checked against the client
+/// What the data-plane modes (<see cref="ThroughputBench"/>, <see cref="RelayBench"/>, <see cref="FailoverBench"/>) share: a
+/// <see cref="NetnsTestbed"/> — for throughput and relay one, with an iperf3 server on the internet router (198.51.100.1); for
+/// failover a fresh one for every measurement (<see cref="FreshTestbedAsync"/>) — the <see cref="TestbedNetwork"/> started in
+/// it when the mode asks, and the measurements taken from the client namespace — iperf3 runs, each checked against the client
 /// interface's WireGuard byte counters, and ping series. <see cref="RunAsync"/> owns the run: it checks the machine, tears
 /// everything down at the end (failure and Ctrl-C included), keeps the logs when the run failed and prints the results.
 /// </summary>
@@ -23,7 +24,7 @@ internal sealed partial class DataPlaneRun
 
     private const int IperfPort = 5201;
     private const int BusyRetries = 5;
-    // Pings before a series that are not recorded: a WireGuard handshake due then does not land in the series.
+    // Pings before a series that are not recorded: a WireGuard handshake due then does not land in a series.
     private const int WarmupPings = 3;
     private static readonly TimeSpan IperfConnectTimeout = TimeSpan.FromSeconds(5);
     // What one iperf3 run may take beyond its --seconds: connecting, the end-of-test exchange.
@@ -32,19 +33,23 @@ internal sealed partial class DataPlaneRun
     private static readonly TimeSpan EchoTimeout = TimeSpan.FromSeconds(5);
 
     private readonly string mode;
-    private readonly string work;
+    // The run's directory; each testbed's network works in a directory of its own below it (the whole run's when there is one testbed).
+    private readonly string root;
+    private string work;
+    private NetnsTestbed? testbed;
     private TestbedNetwork? network;
 
-    private DataPlaneRun(string mode, string work, NetnsTestbed testbed)
+    private DataPlaneRun(string mode, string root)
     {
         this.mode = mode;
-        this.work = work;
-        Testbed = testbed;
+        this.root = root;
+        work = root;
     }
 
-    public NetnsTestbed Testbed { get; }
+    /// <summary>The testbed the run measures in now.</summary>
+    public NetnsTestbed Testbed => testbed ?? throw new InvalidOperationException("no testbed is built yet");
 
-    /// <summary>The network <see cref="StartNetworkAsync"/> started.</summary>
+    /// <summary>The network <see cref="StartNetworkAsync"/> or <see cref="StartNodesAsync"/> started.</summary>
     public TestbedNetwork Network => network ?? throw new InvalidOperationException("the network is not started yet");
 
     /// <summary>
@@ -52,8 +57,25 @@ internal sealed partial class DataPlaneRun
     /// machine's 1-minute load average before and after: another process's load makes the numbers noisy). 0 on success;
     /// 1 when the run failed (its logs are kept), 2 when the machine cannot run it.
     /// </summary>
-    public static async Task<int> RunAsync(string mode, Func<DataPlaneRun, CancellationToken, Task<Dictionary<string, object>>> measure,
-        CancellationToken cancellationToken)
+    public static Task<int> RunAsync(string mode, Func<DataPlaneRun, CancellationToken, Task<Dictionary<string, object>>> measure,
+        CancellationToken cancellationToken) =>
+        RunAsync(mode, async (run, cancel) =>
+        {
+            run.testbed = await NetnsTestbed.CreateAsync(cancel);
+            await run.StartIperfServerAsync(cancel);
+            return await measure(run, cancel);
+        }, cancellationToken, firstTestbed: true);
+
+    /// <summary>
+    /// As <see cref="RunAsync(string, Func{DataPlaneRun, CancellationToken, Task{Dictionary{string, object}}}, CancellationToken)"/>, but
+    /// <paramref name="measure"/> builds each testbed it measures in (<see cref="FreshTestbedAsync"/>); no iperf3 server.
+    /// </summary>
+    public static Task<int> RunOnFreshTestbedsAsync(string mode, Func<DataPlaneRun, CancellationToken, Task<Dictionary<string, object>>> measure,
+        CancellationToken cancellationToken) =>
+        RunAsync(mode, measure, cancellationToken, firstTestbed: false);
+
+    private static async Task<int> RunAsync(string mode, Func<DataPlaneRun, CancellationToken, Task<Dictionary<string, object>>> measure,
+        CancellationToken cancellationToken, bool firstTestbed)
     {
         if (!OperatingSystem.IsLinux() || !Prerequisites.IsPrivileged())
         {
@@ -61,7 +83,7 @@ internal sealed partial class DataPlaneRun
                 $"root (CAP_NET_ADMIN, CAP_SYS_ADMIN) on Linux: run it as root, e.g. `sudo dotnet run -c Release --project src/MyDvpn.Bench -- --mode {mode}`");
             return 2;
         }
-        var missing = Prerequisites.MissingPackages(Tools);
+        var missing = Prerequisites.MissingPackages(firstTestbed ? Tools : DemoCommand.Tools);
         if (missing.Count > 0)
         {
             await Console.Error.WriteLineAsync($"error: {mode} mode needs these Debian packages: {string.Join(' ', missing)} " +
@@ -69,15 +91,10 @@ internal sealed partial class DataPlaneRun
             return 2;
         }
 
-        var work = Directory.CreateTempSubdirectory($"mydvpn-bench-{mode}-").FullName;
+        var run = new DataPlaneRun(mode, Directory.CreateTempSubdirectory($"mydvpn-bench-{mode}-").FullName);
         var exitCode = 1;
-        NetnsTestbed? testbed = null;
-        DataPlaneRun? run = null;
         try
         {
-            testbed = await NetnsTestbed.CreateAsync(cancellationToken);
-            run = new DataPlaneRun(mode, work, testbed);
-            await run.StartIperfServerAsync(cancellationToken);
             var loadBefore = LoadAverage();
             var results = await measure(run, cancellationToken);
             results["load_1m"] = new[] { loadBefore, LoadAverage() };
@@ -91,35 +108,77 @@ internal sealed partial class DataPlaneRun
         }
         finally
         {
-            // The peers give their exit back and remove their interfaces, then the nodes stop; then the namespaces go.
-            if (run?.network is not null)
-                await run.network.DisposeAsync();
-            if (testbed is not null)
+            try
             {
-                try
-                {
-                    await testbed.DisposeAsync();
-                }
-                catch (TestbedException ex)
-                {
-                    await Console.Error.WriteLineAsync($"error: {ex.Message}");
-                    exitCode = 1;
-                }
+                await run.TearDownAsync();
+            }
+            catch (TestbedException ex)
+            {
+                await Console.Error.WriteLineAsync($"error: {ex.Message}");
+                exitCode = 1;
             }
             if (exitCode == 0)
-                Directory.Delete(work, recursive: true);
+                Directory.Delete(run.root, recursive: true);
             else
-                await Console.Error.WriteLineAsync($"logs kept in {work} (logs/: the nodes, the peers and the iperf3 server)");
+                await Console.Error.WriteLineAsync($"logs kept in {run.root} (logs/ of each testbed's network: the nodes, the peers and any iperf3 server)");
         }
         return exitCode;
     }
 
     /// <summary>
-    /// Starts the BaseNode, both SuperNodes, the exit and the client (see <see cref="TestbedNetwork"/>); returns once the
-    /// echo server sees the client as the exit's NAT.
+    /// Tears down the network and the testbed the run had, if any, and builds a new testbed (with <c>exit2</c> behind its own NAT
+    /// when <paramref name="secondExit"/>); its network will work in a directory of its own, <paramref name="label"/>.
+    /// </summary>
+    /// <exception cref="TestbedException">The testbed before left something behind.</exception>
+    public async Task<NetnsTestbed> FreshTestbedAsync(string label, bool secondExit, CancellationToken cancellationToken)
+    {
+        await TearDownAsync();
+        work = Path.Combine(root, label);
+        testbed = await NetnsTestbed.CreateAsync(secondExit, cancellationToken);
+        Progress($"testbed {testbed.Id} up for {label}{(secondExit ? " (with exit2)" : "")}");
+        return testbed;
+    }
+
+    /// <summary>The peers give their exit back and remove their interfaces, then the nodes stop; then the namespaces go.</summary>
+    private async Task TearDownAsync()
+    {
+        var (started, built) = (network, testbed);
+        (network, testbed) = (null, null);
+        try
+        {
+            if (started is not null)
+                await started.DisposeAsync();
+        }
+        finally
+        {
+            if (built is not null)
+                await built.DisposeAsync();
+        }
+    }
+
+    /// <summary>
+    /// Starts the BaseNode, both SuperNodes, the exit and the client (see <see cref="TestbedNetwork"/>), with the second exit
+    /// before the client when the testbed has one; returns once the echo server sees the client as the NAT of the exit it holds.
     /// </summary>
     /// <param name="relayKernelOffload">The SuperNodes' kernels forward established relay legs (Super:Relay:KernelOffload).</param>
     public async Task<TestbedNetwork> StartNetworkAsync(CancellationToken cancellationToken, bool relayKernelOffload = false)
+    {
+        var started = await StartNodesAsync(cancellationToken, relayKernelOffload);
+        var status = await started.StartClientAsync(cancellationToken);
+        var held = started.ExitHostOf(status.GetProperty("exit").GetProperty("peerId").GetString()!);
+        Progress($"client {TestbedNetwork.ClientId} holds exit {held.PeerId}");
+        await started.UntilAsync(async () => await EchoAsync(cancellationToken) == held.NatPublic.ToString(),
+            $"the client's traffic leaves through {held.PeerId}", cancellationToken);
+        Progress($"the echo server sees the client as {held.NatPublic} ({held.PeerId}'s NAT): full tunnel up");
+        return started;
+    }
+
+    /// <summary>
+    /// Starts the BaseNode, both SuperNodes and the exit (see <see cref="TestbedNetwork"/>), and the second exit when the testbed
+    /// has one; no client yet.
+    /// </summary>
+    /// <param name="relayKernelOffload">The SuperNodes' kernels forward established relay legs (Super:Relay:KernelOffload).</param>
+    public async Task<TestbedNetwork> StartNodesAsync(CancellationToken cancellationToken, bool relayKernelOffload = false)
     {
         if (network is not null)
             throw new InvalidOperationException("the network is already started");
@@ -127,11 +186,11 @@ internal sealed partial class DataPlaneRun
             relayKernelOffload: relayKernelOffload);
         await network.StartExitAsync(cancellationToken);
         Progress($"exit {TestbedNetwork.ExitId} online");
-        await network.StartClientAsync(cancellationToken);
-        Progress($"client {TestbedNetwork.ClientId} holds an exit");
-        await network.UntilAsync(async () => await EchoAsync(cancellationToken) == TestbedAddresses.ExitNatPublic.ToString(),
-            "the client's traffic leaves through the exit", cancellationToken);
-        Progress($"the echo server sees the client as {TestbedAddresses.ExitNatPublic} (the exit's NAT): full tunnel up");
+        if (Testbed.Namespaces.SecondExit)
+        {
+            await network.StartSecondExitAsync(cancellationToken);
+            Progress($"exit {TestbedNetwork.SecondExitId} online");
+        }
         return network;
     }
 

@@ -14,12 +14,14 @@ namespace MyDvpn.Bench;
 /// <summary>
 /// <c>mydvpn-bench</c>: starts a real BaseNode and SuperNodes (separate processes, TLS, SQLite, see
 /// <see cref="BenchCluster"/>) and measures them from outside; throughput mode measures the data plane in network
-/// namespaces (<see cref="ThroughputBench"/>), and relay mode the relayed tunnel against the direct one
-/// (<see cref="RelayBench"/>). Prints a table and one JSON line. Not part of the tests.
+/// namespaces (<see cref="ThroughputBench"/>), relay mode the relayed tunnel against the direct one
+/// (<see cref="RelayBench"/>), and failover mode the client's recovery from a killed or drained exit and its first packet
+/// through a relay (<see cref="FailoverBench"/>). Prints a table and one JSON line. Not part of the tests.
 /// </summary>
 public static class Program
 {
     private const string Region = "bench";
+    private const int DefaultTimeoutSeconds = 900;
 
     // After Ctrl-C or SIGTERM: time for the run to stop its peers and nodes and remove its namespaces.
     private static readonly TimeSpan TeardownGrace = TimeSpan.FromSeconds(150);
@@ -30,7 +32,9 @@ public static class Program
         {
             Description = "streams | commands | reconnect (all streams dropped, then re-authenticated) | setup (cross-region exit setups) "
                           + "| throughput (iperf3 through the WireGuard tunnel vs the raw path, in network namespaces; root) "
-                          + "| relay (iperf3 and ping through the tunnel relayed by the SuperNodes vs direct, in network namespaces; root)",
+                          + "| relay (iperf3 and ping through the tunnel relayed by the SuperNodes vs direct, in network namespaces; root) "
+                          + "| failover (pinging through the tunnel every 50 ms: recovery from a kill -9 of the serving exit, pings lost in a drain, "
+                          + "the first packet through a relay; in network namespaces; root)",
             Required = true,
         };
         var streams = new Option<int>("--streams") { Description = "Authenticated streams to open, each its own TLS connection", DefaultValueFactory = _ => 1000 };
@@ -41,10 +45,10 @@ public static class Program
             Description = "Connections opened / commands issued / setups run at once (default 64; setup mode: 1, one setup after another)",
         };
         var seconds = new Option<int>("--seconds") { Description = "throughput, relay modes: seconds each iperf3 run lasts (-t)", DefaultValueFactory = _ => 10 };
-        var repeat = new Option<int>("--repeat")
+        var repeat = new Option<int?>("--repeat")
         {
-            Description = "throughput, relay modes: iperf3 runs (relay mode: and ping series) per path and direction; the median is reported",
-            DefaultValueFactory = _ => 1,
+            Description = "throughput, relay modes: iperf3 runs (relay mode: and ping series) per path and direction (default 1); "
+                          + $"failover mode: runs, each measurement on a fresh testbed (default {FailoverBench.DefaultRepeat}); the median is reported",
         };
         var reverse = new Option<bool>("--reverse") { Description = "throughput, relay modes: also measure the download direction (iperf3 -R)" };
         var pings = new Option<int>("--pings") { Description = "relay mode: pings per series through the tunnel, 0.2 s apart", DefaultValueFactory = _ => 20 };
@@ -52,8 +56,11 @@ public static class Program
         {
             Description = "relay mode: the SuperNodes' kernels forward established relay legs (Super:Relay:KernelOffload); else their processes do",
         };
-        var timeout = new Option<int>("--timeout") { Description = "The whole run, in seconds, at most", DefaultValueFactory = _ => 900 };
-        var root = new RootCommand("myDvpn benchmarks: SuperNode streams, command round trips, exit setups, tunnel throughput and the relay")
+        var timeout = new Option<int?>("--timeout")
+        {
+            Description = $"The whole run, in seconds, at most (default {DefaultTimeoutSeconds}; failover mode: {FailoverBench.TimeoutSecondsPerRun} per run)",
+        };
+        var root = new RootCommand("myDvpn benchmarks: SuperNode streams, command round trips, exit setups, tunnel throughput, the relay and exit failover")
         {
             mode, streams, commands, setups, concurrency, seconds, repeat, reverse, pings, kernelOffload, timeout,
         };
@@ -63,27 +70,32 @@ public static class Program
         return root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = TeardownGrace });
     }
 
-    private static async Task<int> RunAsync(string mode, int streamCount, int commandCount, int setupCount, int? concurrency, int seconds, int repeat,
-        bool reverse, int pingCount, bool kernelOffload, int timeoutSeconds, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(string mode, int streamCount, int commandCount, int setupCount, int? concurrency, int seconds,
+        int? repeatOption, bool reverse, int pingCount, bool kernelOffload, int? timeoutOption, CancellationToken cancellationToken)
     {
-        if (mode is not ("streams" or "commands" or "reconnect" or "setup" or "throughput" or "relay") || streamCount < 1 || commandCount < 1
-            || setupCount < 1 || concurrency < 1 || seconds < 1 || repeat < 1 || pingCount < 1 || timeoutSeconds < 1)
+        var repeat = repeatOption ?? (mode == "failover" ? FailoverBench.DefaultRepeat : 1);
+        var timeoutSeconds = timeoutOption ?? (mode == "failover" ? FailoverBench.TimeoutSecondsPerRun * repeat : DefaultTimeoutSeconds);
+        if (mode is not ("streams" or "commands" or "reconnect" or "setup" or "throughput" or "relay" or "failover") || streamCount < 1
+            || commandCount < 1 || setupCount < 1 || concurrency < 1 || seconds < 1 || repeat < 1 || pingCount < 1 || timeoutSeconds < 1)
         {
-            await Console.Error.WriteLineAsync("error: --mode streams|commands|reconnect|setup|throughput|relay, --streams >= 1, --commands >= 1, "
-                                               + "--setups >= 1, --concurrency >= 1, --seconds >= 1, --repeat >= 1, --pings >= 1, --timeout >= 1");
+            await Console.Error.WriteLineAsync("error: --mode streams|commands|reconnect|setup|throughput|relay|failover, --streams >= 1, "
+                                               + "--commands >= 1, --setups >= 1, --concurrency >= 1, --seconds >= 1, --repeat >= 1, --pings >= 1, "
+                                               + "--timeout >= 1");
             return 2;
         }
         var needed = mode switch
         {
             "throughput" => ThroughputBench.EstimatedSeconds(seconds, repeat, reverse),
             "relay" => RelayBench.EstimatedSeconds(seconds, repeat, reverse, pingCount),
+            "failover" => FailoverBench.EstimatedSeconds(repeat),
             _ => 0,
         };
         if (needed > timeoutSeconds)
         {
-            await Console.Error.WriteLineAsync($"error: --seconds {seconds} --repeat {repeat}{(reverse ? " --reverse" : "")}"
-                                               + $"{(mode == "relay" ? $" --pings {pingCount}" : "")} needs about {needed} s, "
-                                               + $"more than --timeout {timeoutSeconds}: raise --timeout");
+            var asked = mode == "failover"
+                ? $"--repeat {repeat}"
+                : $"--seconds {seconds} --repeat {repeat}{(reverse ? " --reverse" : "")}{(mode == "relay" ? $" --pings {pingCount}" : "")}";
+            await Console.Error.WriteLineAsync($"error: {asked} needs about {needed} s, more than --timeout {timeoutSeconds}: raise --timeout");
             return 2;
         }
         using var run = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -95,6 +107,7 @@ public static class Program
                 "setup" => await RunSetupsAsync(setupCount, concurrency ?? 1, run.Token),
                 "throughput" => await ThroughputBench.RunAsync(seconds, repeat, reverse, run.Token),
                 "relay" => await RelayBench.RunAsync(seconds, repeat, reverse, pingCount, kernelOffload, run.Token),
+                "failover" => await FailoverBench.RunAsync(repeat, run.Token),
                 _ => await RunStreamsAsync(mode, streamCount, commandCount, concurrency ?? 64, run.Token),
             };
         }
@@ -323,12 +336,22 @@ public static class Program
         results[$"{prefix}_max_ms"] = Math.Round(milliseconds.Length == 0 ? 0 : milliseconds[^1], 2);
     }
 
-    /// <summary>One line per result (an array's values space-separated), then all of them as one JSON line.</summary>
+    /// <summary>
+    /// One line per result (an array's values space-separated; a nested result's parts as <c>name value</c> on its line), then all
+    /// of them as one JSON line.
+    /// </summary>
     internal static void Print(Dictionary<string, object> results)
     {
         foreach (var (name, value) in results)
-            Console.WriteLine($"{name,-26} {(value is double[] values ? string.Join(' ', values) : value)}");
+            Console.WriteLine($"{name,-26} {Cell(value)}");
         Console.WriteLine(JsonSerializer.Serialize(results));
+
+        static string Cell(object value) => value switch
+        {
+            double[] values => string.Join(' ', values),
+            Dictionary<string, object> nested => string.Join("   ", nested.Select(part => $"{part.Key} {Cell(part.Value)}")),
+            _ => value.ToString() ?? "",
+        };
     }
 
     private static async Task WaitForOpenStreamsAsync(HostPort metrics, int expected, CancellationToken cancellationToken)

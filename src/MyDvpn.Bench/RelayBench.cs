@@ -157,7 +157,7 @@ internal static class RelayBench
         [.. Observed.Select((o, i) => (o.Name, DataPlaneRun.Usage(before[i], after[i])))];
 
     /// <summary>The client's path as its status shows it (<c>mydvpn status</c>): direct, relay or none.</summary>
-    private static async Task<string?> PathAsync(TestbedNetwork network, CancellationToken cancellationToken) =>
+    public static async Task<string?> PathAsync(TestbedNetwork network, CancellationToken cancellationToken) =>
         (await network.StatusAsync(TestbedNetwork.ClientId, cancellationToken)).GetProperty("path").GetString();
 
     private static async Task RequirePathAsync(TestbedNetwork network, string expected, string label, CancellationToken cancellationToken)
@@ -168,7 +168,7 @@ internal static class RelayBench
     }
 
     /// <summary>The endpoint of the client's WireGuard peer for the exit, as <c>wg show IFACE dump</c> in the client namespace reads it.</summary>
-    private static async Task<string> ExitEndpointAsync(TestbedNetwork network, CancellationToken cancellationToken)
+    public static async Task<string> ExitEndpointAsync(TestbedNetwork network, CancellationToken cancellationToken)
     {
         var exitKey = (await network.StatusAsync(TestbedNetwork.ExitId, cancellationToken)).GetProperty("wireguardPublicKey").GetString();
         var dump = (await network.WgShowAsync(TestbedRoles.Client, network.ClientInterface, cancellationToken)).EnsureSuccess();
