@@ -21,10 +21,10 @@ namespace MyDvpn.Bench;
 /// drain until a second after the drained exit gave the client's assignment back, and the seconds from the drain request to the
 /// client's move to the other exit (its status's <c>lastRotation.at</c>: when its agent took the RotatePeer).</item>
 /// <item><c>first_relay_packet</c> (one exit): the internet router drops UDP between the two NATs, then the client starts and
-/// gets its exit; pings start once its status shows the assignment, and the clock runs from the assignment becoming active
-/// (<c>exit.since</c>: when the client's agent took its SetupExit) to the first reply. The direct path cannot carry it, so its
-/// session must chain relay legs first; the client's path must then say <c>relay</c> and its WireGuard peer for the exit be a leg
-/// on sn-eu-1.</item>
+/// gets its exit; the clock runs from the assignment becoming active — the client's status, read every 50 ms, shows its exit:
+/// its tunnel is on the host and it answers its SetupExit — to the first reply; pings start then. The direct path cannot carry
+/// it, so its session must chain relay legs first; the client's path must then say <c>relay</c> and its WireGuard peer for the
+/// exit be a leg on sn-eu-1.</item>
 /// </list>
 /// A measurement that cannot be taken fails the run with the reason; no number is made up. Needs root.
 /// </summary>
@@ -181,9 +181,12 @@ internal static class FailoverBench
         await run.Testbed.DropUdpBetweenNatsAsync(cancellationToken);
         run.Progress($"first_relay_packet: UDP between {TestbedAddresses.ExitNatPublic} and {TestbedAddresses.ClientNatPublic} dropped on the internet router");
         // Before the client holds its exit a ping would leave through the client's NAT, not the tunnel: pings start once its
-        // status shows the assignment (its full tunnel is on the host before the status says so).
+        // status shows the assignment (its full tunnel is on the host before the status says so), and so does the clock.
         var status = await network.StartClientAsync(cancellationToken, PingInterval);
-        var activeAt = status.GetProperty("exit").GetProperty("since").GetDateTimeOffset();
+        var activeAt = DateTimeOffset.UtcNow;
+        // exit.since: when the agent took its SetupExit, before it built the tunnel.
+        run.Progress($"first_relay_packet: the client's tunnel is up {(activeAt - status.GetProperty("exit").GetProperty("since").GetDateTimeOffset()).TotalSeconds:0.000} s " +
+                     "after its agent took its SetupExit; the clock starts");
         var ping = BackgroundPing.Start(run.Testbed, TestbedRoles.Client, TestbedAddresses.Router.ToString(), Count(RelayWithin), PingInterval,
             cancellationToken);
         try
