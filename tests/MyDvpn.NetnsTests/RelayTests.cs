@@ -100,6 +100,28 @@ public sealed class RelayTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_direct_path_that_breaks_after_it_worked_is_relayed_and_the_tunnel_works_again()
+    {
+        await RunAsync(dropUdpBetweenNats: false, async (network, cancel) =>
+        {
+            await network.UntilAsync(() => Task.FromResult(Log(network, "sn-eu-1").Contains("direct path to exit", StringComparison.OrdinalIgnoreCase)),
+                "sn-eu-1 sees the direct path work", cancel);
+            Assert.Equal(TestbedAddresses.ExitNatPublic.ToString(),
+                (await network.Testbed.HttpGetAsync(TestbedRoles.Client, network.Testbed.EchoUrl, TimeSpan.FromSeconds(5), cancel)).Trim());
+
+            // The path between the NATs breaks; the client keeps sending (the requests below) and hears nothing back.
+            await network.Testbed.DropUdpBetweenNatsAsync(cancel);
+            var broken = System.Diagnostics.Stopwatch.StartNew();
+            await UntilRelayedAsync(network, cancel);
+            output.WriteLine($"the tunnel works again through the relay {broken.Elapsed.TotalSeconds:0.0} s after the path broke");
+
+            Assert.Contains("received nothing for", Log(network, "sn-eu-1"), StringComparison.Ordinal);
+            Assert.Equal("relay", (await AssignmentAsync(network, cancel)).Path);
+            Assert.True(await network.Testbed.DroppedUdpBetweenNatsAsync(cancel) > 0, "direct WireGuard packets were dropped between the NATs");
+        });
+    }
+
+    [Fact]
     public async Task After_a_disconnect_no_relay_leg_remains_on_either_SuperNode()
     {
         await RunAsync(dropUdpBetweenNats: true, async (network, cancel) =>

@@ -66,11 +66,11 @@ public sealed record ExitSettings
 
     /// <summary>
     /// A path that worked is broken once the client's reports show it sending to its exit (more than its keepalives)
-    /// and receiving nothing back for this long. WireGuard answers whatever it receives within 10 s at the latest (a
-    /// passive keepalive when it has nothing to send) and retries a handshake that got no answer every 5 s, so on a
-    /// working path the received bytes never stand still that long while the sent ones grow; the reports come every 5 s.
+    /// and receiving nothing back for this long. It is WireGuard's own test of a path: a peer answers whatever it
+    /// receives within 10 s at the latest (a passive keepalive when it has nothing to send), and a sender that heard
+    /// nothing for 10 + 5 s starts a new handshake (KEEPALIVE_TIMEOUT + REKEY_TIMEOUT). The reports come every 5 s.
     /// </summary>
-    public TimeSpan SilentPathAfter { get; init; } = TimeSpan.FromSeconds(20);
+    public TimeSpan SilentPathAfter { get; init; } = TimeSpan.FromSeconds(15);
 
     /// <summary>RemoveExit waits this long for a peer that is away; its half goes with its next connect within it.</summary>
     public TimeSpan RemoveDeadline { get; init; } = TimeSpan.FromMinutes(10);
