@@ -199,9 +199,18 @@ internal static class FailoverBench
             if (first.Sequence == 1)
                 throw new DataPlaneBenchException("first_relay_packet: the first ping through the new tunnel was answered: the relay was up before " +
                                                   "pinging began or the direct path was not blocked, so the first relayed packet cannot be timed");
-            var path = await RelayBench.PathAsync(network, cancellationToken);
-            if (path != AgentStatus.PathRelay)
-                throw new DataPlaneBenchException($"first_relay_packet: when the first ping was answered the client's path was {path ?? "(none)"}, not {AgentStatus.PathRelay}");
+            // The agent writes its state once the change is made on the host: traffic can take the relay before the
+            // status says so.
+            string? path = null;
+            try
+            {
+                await network.UntilAsync(async () => (path = await RelayBench.PathAsync(network, cancellationToken)) == AgentStatus.PathRelay,
+                    "the client's status shows the relay path", cancellationToken, TimeSpan.FromSeconds(15), PingInterval);
+            }
+            catch (DemoNodeFailedException e)
+            {
+                throw new DataPlaneBenchException($"first_relay_packet: after the first ping was answered the client's path stayed {path ?? "(none)"}, not {AgentStatus.PathRelay}: {e.Message}");
+            }
             var endpoint = await RelayBench.ExitEndpointAsync(network, cancellationToken);
             if (!endpoint.StartsWith($"{TestbedAddresses.SnA}:", StringComparison.Ordinal))
                 throw new DataPlaneBenchException($"first_relay_packet: the client's WireGuard peer for the exit has endpoint {endpoint}, not a leg on sn-eu-1 ({TestbedAddresses.SnA})");

@@ -87,11 +87,7 @@ public sealed class RelayTests(ITestOutputHelper output)
     {
         await RunAsync(dropUdpBetweenNats: false, async (network, cancel) =>
         {
-            // The session decides once the client reports its handshake: the decision is in sn-eu-1's log.
-            await network.UntilAsync(() => Task.FromResult(Log(network, "sn-eu-1").Contains("direct path to exit", StringComparison.OrdinalIgnoreCase)),
-                "sn-eu-1 sees the direct path work", cancel);
-            Assert.Equal(TestbedAddresses.ExitNatPublic.ToString(),
-                (await network.Testbed.HttpGetAsync(TestbedRoles.Client, network.Testbed.EchoUrl, TimeSpan.FromSeconds(5), cancel)).Trim());
+            await UntilDirectAsync(network, cancel);
             Assert.Equal("direct", (await network.StatusAsync(TestbedNetwork.ClientId, cancel)).GetProperty("path").GetString());
             Assert.Equal(0, await MetricAsync(network, TestbedAddresses.SnA, LegsOpen, cancel));
             Assert.Equal(0, await MetricAsync(network, TestbedAddresses.SnB, LegsOpen, cancel));
@@ -104,10 +100,7 @@ public sealed class RelayTests(ITestOutputHelper output)
     {
         await RunAsync(dropUdpBetweenNats: false, async (network, cancel) =>
         {
-            await network.UntilAsync(() => Task.FromResult(Log(network, "sn-eu-1").Contains("direct path to exit", StringComparison.OrdinalIgnoreCase)),
-                "sn-eu-1 sees the direct path work", cancel);
-            Assert.Equal(TestbedAddresses.ExitNatPublic.ToString(),
-                (await network.Testbed.HttpGetAsync(TestbedRoles.Client, network.Testbed.EchoUrl, TimeSpan.FromSeconds(5), cancel)).Trim());
+            await UntilDirectAsync(network, cancel);
 
             // The path between the NATs breaks; the client keeps sending (the requests below) and hears nothing back.
             await network.Testbed.DropUdpBetweenNatsAsync(cancel);
@@ -210,6 +203,15 @@ public sealed class RelayTests(ITestOutputHelper output)
     {
         var sessions = await network.Admin.ListSessionsAsync(new ListSessionsRequest { Region = TestbedNetwork.ClientRegion }, cancellationToken: cancel);
         return Assert.Single(sessions.Sessions.Single(s => s.PeerId == TestbedNetwork.ClientId).Assignments);
+    }
+
+    /// <summary>The session decides once the client reports its handshake (the decision is in sn-eu-1's log); traffic leaves through the exit.</summary>
+    private static async Task UntilDirectAsync(TestbedNetwork network, CancellationToken cancel)
+    {
+        await network.UntilAsync(() => Task.FromResult(Log(network, "sn-eu-1").Contains("direct path to exit", StringComparison.OrdinalIgnoreCase)),
+            "sn-eu-1 sees the direct path work", cancel);
+        Assert.Equal(TestbedAddresses.ExitNatPublic.ToString(),
+            (await network.Testbed.HttpGetAsync(TestbedRoles.Client, network.Testbed.EchoUrl, TimeSpan.FromSeconds(5), cancel)).Trim());
     }
 
     private static async Task UntilRelayedAsync(TestbedNetwork network, CancellationToken cancel) =>
