@@ -43,9 +43,9 @@ public sealed record PathSilence(ulong Rx, ulong Tx, DateTimeOffset Since)
 /// <summary>
 /// The path of a client's active assignment (ARCHITECTURE §4 Relay): a client with an active, direct exit gets
 /// <see cref="Exits.ExitSettings.DirectPathTimeout"/> to report a handshake with it; a StatusReport that lists the exit
-/// without one sets up a relay chain once that time is up (the agent reports at the end of its own wait for the first
-/// handshake, which may reach here just before or just after the timeout) (a leg for the client here, one for the exit at its region,
-/// chained; the client is pointed at its leg). A path that worked is set up again once the client sends and receives
+/// without one sets up a relay chain once that time is up — a leg for the client here, one for the exit at its region,
+/// chained; the client is pointed at its leg. (The agent reports at the end of its own wait for the first handshake,
+/// which may reach here just before or just after the timeout.) A path that worked is set up again once the client sends and receives
 /// nothing back for <see cref="Exits.ExitSettings.SilentPathAfter"/> (<see cref="PathSilence"/>), or shows no handshake
 /// for <see cref="Exits.ExitSettings.PathStaleAfter"/>; a chain that loses a leg, or whose client leg is not
 /// here when the client attaches, is chained anew. A failed attempt is retried after <see cref="Exits.ExitSettings.RelayRetry"/>.
