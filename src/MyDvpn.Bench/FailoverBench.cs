@@ -207,9 +207,9 @@ internal static class FailoverBench
                 await network.UntilAsync(async () => (path = await RelayBench.PathAsync(network, cancellationToken)) == AgentStatus.PathRelay,
                     "the client's status shows the relay path", cancellationToken, TimeSpan.FromSeconds(15), PingInterval);
             }
-            catch (DemoNodeFailedException e)
+            catch (DemoNodeFailedException) when (path is not null)
             {
-                throw new DataPlaneBenchException($"first_relay_packet: after the first ping was answered the client's path stayed {path ?? "(none)"}, not {AgentStatus.PathRelay}: {e.Message}");
+                throw new DataPlaneBenchException($"first_relay_packet: after the first ping was answered the client's path stayed {path}, not {AgentStatus.PathRelay}");
             }
             var endpoint = await RelayBench.ExitEndpointAsync(network, cancellationToken);
             if (!endpoint.StartsWith($"{TestbedAddresses.SnA}:", StringComparison.Ordinal))
