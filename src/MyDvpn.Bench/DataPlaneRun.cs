@@ -178,12 +178,13 @@ internal sealed partial class DataPlaneRun
     /// has one; no client yet.
     /// </summary>
     /// <param name="relayKernelOffload">The SuperNodes' kernels forward established relay legs (Super:Relay:KernelOffload).</param>
-    public async Task<TestbedNetwork> StartNodesAsync(CancellationToken cancellationToken, bool relayKernelOffload = false)
+    /// <param name="exitRegionSuperNodes">How many SuperNodes the exit's region has (1 to 3).</param>
+    public async Task<TestbedNetwork> StartNodesAsync(CancellationToken cancellationToken, bool relayKernelOffload = false, int exitRegionSuperNodes = 1)
     {
         if (network is not null)
             throw new InvalidOperationException("the network is already started");
         network = await TestbedNetwork.StartAsync(Testbed, MydvpnExecutable.InDirectory(AppContext.BaseDirectory), work, Progress, cancellationToken,
-            relayKernelOffload: relayKernelOffload);
+            exitRegionSuperNodes, relayKernelOffload);
         await network.StartExitAsync(cancellationToken);
         Progress($"exit {TestbedNetwork.ExitId} online");
         if (Testbed.Namespaces.SecondExit)

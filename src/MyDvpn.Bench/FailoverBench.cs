@@ -2,6 +2,7 @@ using System.Text.Json;
 using MyDvpn.Cli.Commands;
 using MyDvpn.Cli.Demo;
 using MyDvpn.Peer.LocalStatus;
+using MyDvpn.Protocol.Admin;
 using MyDvpn.Protocol.SuperNode;
 using MyDvpn.Testbed;
 
@@ -25,6 +26,10 @@ namespace MyDvpn.Bench;
 /// its tunnel is on the host and it answers its SetupExit — to the first reply; pings start then. The direct path cannot carry
 /// it, so its session must chain relay legs first; the client's path must then say <c>relay</c> and its WireGuard peer for the
 /// exit be a leg on sn-eu-1.</item>
+/// <item><c>supernode_kill</c> (one exit; the exit's region of three SuperNodes): with UDP between the NATs dropped, the client
+/// is relayed; SIGKILL to the SuperNode holding the chain's exit leg (its region's cluster and the client's session are not
+/// told); the seconds from the kill to the first reply after a ping the kill lost. The chain's exit leg must then be on another
+/// SuperNode of the region, and the echo server must see the client as the exit's NAT.</item>
 /// </list>
 /// A measurement that cannot be taken fails the run with the reason; no number is made up. Needs root.
 /// </summary>
@@ -47,8 +52,8 @@ internal static class FailoverBench
     private static readonly TimeSpan Tail = TimeSpan.FromSeconds(1);
     private const string RelayClockStart = "assignment_active";
 
-    /// <summary>A lower bound on the seconds the runs take: three networks started, measured and torn down per run.</summary>
-    public static int EstimatedSeconds(int repeat) => 180 * repeat;
+    /// <summary>A lower bound on the seconds the runs take: four networks started, measured and torn down per run.</summary>
+    public static int EstimatedSeconds(int repeat) => 240 * repeat;
 
     public static Task<int> RunAsync(int repeat, CancellationToken cancellationToken) =>
         DataPlaneRun.RunOnFreshTestbedsAsync("failover", (run, cancel) => MeasureAsync(run, repeat, cancel), cancellationToken);
@@ -59,6 +64,7 @@ internal static class FailoverBench
         var drainLost = new List<double>();
         var drainSeconds = new List<double>();
         var firstRelayPacket = new List<double>();
+        var superNodeKill = new List<double>();
         for (var i = 1; i <= repeat; i++)
         {
             await run.FreshTestbedAsync($"run{i}-exit-kill", secondExit: true, cancellationToken);
@@ -74,6 +80,11 @@ internal static class FailoverBench
             await run.FreshTestbedAsync($"run{i}-first-relay-packet", secondExit: false, cancellationToken);
             firstRelayPacket.Add(await FirstRelayPacketAsync(run, await run.StartNodesAsync(cancellationToken), cancellationToken));
             run.Progress($"run {i}/{repeat}: first_relay_packet {firstRelayPacket[^1]:0.000} s after the assignment became active (goal < 5 s)");
+
+            await run.FreshTestbedAsync($"run{i}-supernode-kill", secondExit: false, cancellationToken);
+            await run.Testbed.DropUdpBetweenNatsAsync(cancellationToken);
+            superNodeKill.Add(await SuperNodeKillAsync(run, await run.StartNodesAsync(cancellationToken, exitRegionSuperNodes: 3), cancellationToken));
+            run.Progress($"run {i}/{repeat}: supernode_kill {superNodeKill[^1]:0.000} s (goal < 10 s)");
         }
         return new Dictionary<string, object>
         {
@@ -85,6 +96,7 @@ internal static class FailoverBench
             ["drain_seconds"] = Summary(drainSeconds, 3),
             ["first_relay_packet_seconds"] = Summary(firstRelayPacket, 3),
             ["first_relay_packet_from"] = RelayClockStart,
+            ["supernode_kill_seconds"] = Summary(superNodeKill, 3),
             ["cpus"] = Environment.ProcessorCount,
         };
     }
@@ -224,6 +236,57 @@ internal static class FailoverBench
         {
             await EndAsync(ping);
         }
+    }
+
+    /// <summary>supernode_kill: seconds from SIGKILL of the SuperNode holding the relay chain's exit leg to the first reply after the loss.</summary>
+    private static async Task<double> SuperNodeKillAsync(DataPlaneRun run, TestbedNetwork network, CancellationToken cancellationToken)
+    {
+        await network.StartClientAsync(cancellationToken, PingInterval);
+        string? path = null;
+        try
+        {
+            await network.UntilAsync(async () => (path = await RelayBench.PathAsync(network, cancellationToken)) == AgentStatus.PathRelay,
+                "the client's status shows the relay path", cancellationToken, RelayWithin, PingInterval);
+        }
+        catch (DemoNodeFailedException) when (path is not null)
+        {
+            throw new DataPlaneBenchException($"supernode_kill: with UDP between the NATs dropped the client's path stayed {path}, not {AgentStatus.PathRelay}");
+        }
+        var before = await ExitRelayLegAsync(network, cancellationToken);
+        var victim = TestbedNetwork.ExitRegionSuperNodes.SingleOrDefault(superNode => before.StartsWith($"{superNode.Address}:", StringComparison.Ordinal));
+        if (victim.Id is null)
+            throw new DataPlaneBenchException($"supernode_kill: the chain's exit leg {before} is on none of region {TestbedNetwork.ExitRegion}'s SuperNodes");
+        var ping = await PingUntilAnsweredAsync(run, network, FirstReplyWithin + RecoveryWithin + EchoWithin, cancellationToken);
+        try
+        {
+            var killedAt = DateTimeOffset.UtcNow;
+            network.KillNode(victim.Id);
+            run.Progress($"supernode_kill: SIGKILL to {victim.Id}, which held the chain's exit leg {before}");
+            PingReply? recovered = null;
+            await network.UntilAsync(() => Task.FromResult((recovered = FirstReplyAfterLoss(ping.RepliesSoFar(), killedAt)) is not null
+                                                            || ping.Completion.IsCompleted),
+                "a ping through the tunnel is answered again after the kill", cancellationToken, RecoveryWithin, PingInterval);
+            if (recovered is null)
+                throw new DataPlaneBenchException($"supernode_kill: ping ended before a reply came after the kill: {await PingOutputAsync(ping)}");
+            var after = await ExitRelayLegAsync(network, cancellationToken);
+            if (after.StartsWith($"{victim.Address}:", StringComparison.Ordinal))
+                throw new DataPlaneBenchException($"supernode_kill: a ping was answered again but the chain's exit leg is still {after}, on the killed {victim.Id}");
+            await RequireEchoAsync(run, network.ExitHostOf(TestbedNetwork.ExitId), $"after the kill of {victim.Id}", cancellationToken);
+            run.Progress($"supernode_kill: first reply at icmp_seq {recovered.Sequence}; the chain's exit leg is now {after}");
+            return (recovered.At - killedAt).TotalSeconds;
+        }
+        finally
+        {
+            await EndAsync(ping);
+        }
+    }
+
+    /// <summary>The client's relay chain's exit leg as its session shows it to the admin ("" when it has none).</summary>
+    private static async Task<string> ExitRelayLegAsync(TestbedNetwork network, CancellationToken cancellationToken)
+    {
+        var sessions = await network.Admin.ListSessionsAsync(new ListSessionsRequest { Region = TestbedNetwork.ClientRegion },
+            cancellationToken: cancellationToken);
+        return sessions.Sessions.SingleOrDefault(s => s.PeerId == TestbedNetwork.ClientId)?.Assignments.SingleOrDefault()?.ExitRelayLeg ?? "";
     }
 
     /// <summary>Pings from the client for at most <paramref name="lasting"/>; returns once the first is answered.</summary>

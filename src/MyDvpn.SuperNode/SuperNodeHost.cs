@@ -98,6 +98,8 @@ public static class SuperNodeHost
                         services.GetRequiredService<TimeProvider>(),
                         services.GetRequiredService<ILoggerFactory>().CreateLogger<DirectoryRegistrar>()), "directory-registrar");
                     registry.Register<DirectoryRegistrar>(registrar);
+                    registry.Register<ExitLegWatch>(system.ActorOf(ExitLegWatch.Props(services.GetRequiredService<RelayService>(), exitAllocator,
+                        settings.Id, services.GetRequiredService<ILoggerFactory>().CreateLogger<ExitLegWatch>()), "exit-leg-watch"));
                     DeregisterOnShutdown(system, registrar, settings, services);
                     HandOverRelayOnShutdown(system, services);
                 });

@@ -131,6 +131,7 @@ public sealed class NetnsTestbed : IAsyncDisposable
         TestbedRoles.SnA => TestbedAddresses.SnA,
         TestbedRoles.SnB => TestbedAddresses.SnB,
         TestbedRoles.SnB2 => TestbedAddresses.SnB2,
+        TestbedRoles.SnB3 => TestbedAddresses.SnB3,
         TestbedRoles.ExitNat or TestbedRoles.Exit => TestbedAddresses.ExitNatPublic,
         TestbedRoles.ClientNat or TestbedRoles.Client => TestbedAddresses.ClientNatPublic,
         TestbedRoles.Exit2Nat or TestbedRoles.Exit2 => TestbedAddresses.Exit2NatPublic,
@@ -342,6 +343,7 @@ public sealed class NetnsTestbed : IAsyncDisposable
         await PlugIntoInternetAsync(TestbedRoles.SnA, HostInterface, TestbedAddresses.SnA, ct);
         await PlugIntoInternetAsync(TestbedRoles.SnB, HostInterface, TestbedAddresses.SnB, ct);
         await PlugIntoInternetAsync(TestbedRoles.SnB2, HostInterface, TestbedAddresses.SnB2, ct);
+        await PlugIntoInternetAsync(TestbedRoles.SnB3, HostInterface, TestbedAddresses.SnB3, ct);
         await PlugIntoInternetAsync(TestbedRoles.ExitNat, WanInterface, TestbedAddresses.ExitNatPublic, ct);
         await PlugIntoInternetAsync(TestbedRoles.ClientNat, WanInterface, TestbedAddresses.ClientNatPublic, ct);
 

@@ -11,8 +11,11 @@ public static class TestbedRoles
     public const string SnA = "sn-a";
     public const string SnB = "sn-b";
 
-    /// <summary>A second SuperNode host of the exit's region, for a region of two SuperNodes (sharing a PostgreSQL journal).</summary>
+    /// <summary>A second SuperNode host of the exit's region, for a region of two or three SuperNodes (sharing a PostgreSQL journal).</summary>
     public const string SnB2 = "sn-b2";
+
+    /// <summary>A third SuperNode host of the exit's region: a region of three survives the crash of any one.</summary>
+    public const string SnB3 = "sn-b3";
 
     /// <summary>The NAT in front of <see cref="Exit"/>: masquerade plus a port forward of UDP 51820 to the exit.</summary>
     public const string ExitNat = "exit-nat";
@@ -29,7 +32,7 @@ public static class TestbedRoles
     public const string Exit2 = "exit2";
 
     /// <summary>The roles of every testbed.</summary>
-    public static IReadOnlyList<string> Default { get; } = [Internet, Base, SnA, SnB, SnB2, ExitNat, Exit, ClientNat, Client];
+    public static IReadOnlyList<string> Default { get; } = [Internet, Base, SnA, SnB, SnB2, SnB3, ExitNat, Exit, ClientNat, Client];
 
     /// <summary>The roles built only for a testbed with a second exit.</summary>
     public static IReadOnlyList<string> SecondExit { get; } = [Exit2Nat, Exit2];
@@ -50,6 +53,7 @@ public static class TestbedAddresses
     public static readonly IPAddress SnA = IPAddress.Parse("198.51.100.11");
     public static readonly IPAddress SnB = IPAddress.Parse("198.51.100.12");
     public static readonly IPAddress SnB2 = IPAddress.Parse("198.51.100.13");
+    public static readonly IPAddress SnB3 = IPAddress.Parse("198.51.100.14");
     public static readonly IPAddress ExitNatPublic = IPAddress.Parse("198.51.100.20");
     public static readonly IPAddress ClientNatPublic = IPAddress.Parse("198.51.100.21");
     public static readonly IPAddress Exit2NatPublic = IPAddress.Parse("198.51.100.22");
@@ -88,6 +92,7 @@ public sealed record TestbedNamespaces(string TestbedId, bool SecondExit = false
     public string SnA => Name(TestbedRoles.SnA);
     public string SnB => Name(TestbedRoles.SnB);
     public string SnB2 => Name(TestbedRoles.SnB2);
+    public string SnB3 => Name(TestbedRoles.SnB3);
     public string ExitNat => Name(TestbedRoles.ExitNat);
     public string Exit => Name(TestbedRoles.Exit);
     public string ClientNat => Name(TestbedRoles.ClientNat);

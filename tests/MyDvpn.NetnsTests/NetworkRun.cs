@@ -12,11 +12,11 @@ namespace MyDvpn.NetnsTests;
 internal static class NetworkRun
 {
     /// <param name="dropUdpBetweenNats">Drop UDP between the two NAT routers before the peers start (forces the relay).</param>
-    /// <param name="secondExitRegionSuperNode">Region us-east gets a second SuperNode, the two sharing a PostgreSQL journal.</param>
+    /// <param name="exitRegionSuperNodes">How many SuperNodes region us-east has; more than one share a PostgreSQL journal.</param>
     /// <param name="relayKernelOffload">The SuperNodes' kernels forward established relay legs.</param>
     /// <param name="secondExit">A second exit (exit-us-2, behind its own NAT) starts after the first, before the client.</param>
     public static async Task RunAsync(ITestOutputHelper output, Func<TestbedNetwork, CancellationToken, Task> test, bool dropUdpBetweenNats = false,
-        bool secondExitRegionSuperNode = false, bool relayKernelOffload = false, bool secondExit = false)
+        int exitRegionSuperNodes = 1, bool relayKernelOffload = false, bool secondExit = false)
     {
         using var bound = new CancellationTokenSource(TimeSpan.FromMinutes(4));
         var cancel = bound.Token;
@@ -27,7 +27,7 @@ internal static class NetworkRun
         try
         {
             await using (var network = await TestbedNetwork.StartAsync(testbed, MydvpnExecutable.InDirectory(AppContext.BaseDirectory), work,
-                             output.WriteLine, cancel, secondExitRegionSuperNode, relayKernelOffload))
+                             output.WriteLine, cancel, exitRegionSuperNodes, relayKernelOffload))
             {
                 interfaces = secondExit
                     ? [network.ClientInterface, network.ExitInterface, network.SecondExitInterface]

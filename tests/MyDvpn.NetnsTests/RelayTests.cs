@@ -167,7 +167,7 @@ public sealed class RelayTests(ITestOutputHelper output)
     [Fact]
     public async Task A_stopping_SuperNode_hands_its_exit_leg_to_the_other_SuperNode_of_the_region_without_waiting_for_a_retry()
     {
-        await RunAsync(dropUdpBetweenNats: true, secondExitRegionSuperNode: true, test: async (network, cancel) =>
+        await RunAsync(dropUdpBetweenNats: true, exitRegionSuperNodes: 2, test: async (network, cancel) =>
         {
             await UntilRelayedAsync(network, cancel);
             var before = await AssignmentAsync(network, cancel);
@@ -192,6 +192,40 @@ public sealed class RelayTests(ITestOutputHelper output)
             // The region's other SuperNode took the leg at once: no attempt failed and waited for Super:Exits:RelayRetry.
             Assert.DoesNotContain("could not be set up", session, StringComparison.Ordinal);
             Assert.True(await MetricAsync(network, otherAddress, PacketsToPartner, cancel) > 0, $"{other} relays the chain");
+        });
+    }
+
+    [Fact]
+    public async Task A_SuperNode_killed_under_an_exit_leg_has_the_chain_rebuilt_through_another_SuperNode_of_the_region()
+    {
+        // Three SuperNodes: whichever one holds the leg, the other two are the majority and keep the region (of two, the
+        // split-brain resolver keeps the side with the lowest address, so the crash of that one takes the other down too).
+        await RunAsync(dropUdpBetweenNats: true, exitRegionSuperNodes: 3, test: async (network, cancel) =>
+        {
+            await UntilRelayedAsync(network, cancel);
+            var before = await AssignmentAsync(network, cancel);
+            var (victim, _, _) = TestbedNetwork.ExitRegionSuperNodes.Single(superNode =>
+                before.ExitRelayLeg.StartsWith($"{superNode.Address}:", StringComparison.Ordinal));
+            output.WriteLine($"exit leg {before.ExitRelayLeg} on {victim}; killing it");
+
+            var killed = System.Diagnostics.Stopwatch.StartNew();
+            network.KillNode(victim);
+            await UntilRelayedAsync(network, cancel);
+            output.WriteLine($"{victim} killed; the tunnel works again {killed.Elapsed.TotalSeconds:0.0} s later");
+
+            var after = await AssignmentAsync(network, cancel);
+            output.WriteLine($"admin sessions: client leg {after.ClientRelayLeg}, exit leg {after.ExitRelayLeg}, path {after.Path}");
+            var (holder, _, holderAddress) = TestbedNetwork.ExitRegionSuperNodes.Single(superNode =>
+                after.ExitRelayLeg.StartsWith($"{superNode.Address}:", StringComparison.Ordinal));
+            Assert.NotEqual(victim, holder);
+            Assert.Equal(before.ClientRelayLeg, after.ClientRelayLeg);
+            // A survivor told the session from the region's membership, not the client's reports of a silent path.
+            Assert.Contains(TestbedNetwork.ExitRegionSuperNodes.Where(superNode => superNode.Id != victim),
+                superNode => Log(network, superNode.Id).Contains("telling the sessions of 1 relay chains whose exit leg it held", StringComparison.Ordinal));
+            var session = Log(network, "sn-eu-1");
+            Assert.Contains($"SuperNode {victim} lets its leg of the chain go (SuperNode {victim} is unreachable", session, StringComparison.Ordinal);
+            Assert.DoesNotContain("received nothing for", session, StringComparison.Ordinal);
+            Assert.True(await MetricAsync(network, holderAddress, PacketsToPartner, cancel) > 0, $"{holder} relays the chain");
         });
     }
 
@@ -230,7 +264,7 @@ public sealed class RelayTests(ITestOutputHelper output)
 
     private static string Log(TestbedNetwork network, string node) => NetworkRun.Log(network, node);
 
-    private Task RunAsync(bool dropUdpBetweenNats, Func<TestbedNetwork, CancellationToken, Task> test, bool secondExitRegionSuperNode = false,
+    private Task RunAsync(bool dropUdpBetweenNats, Func<TestbedNetwork, CancellationToken, Task> test, int exitRegionSuperNodes = 1,
         bool relayKernelOffload = false) =>
-        NetworkRun.RunAsync(output, test, dropUdpBetweenNats, secondExitRegionSuperNode, relayKernelOffload);
+        NetworkRun.RunAsync(output, test, dropUdpBetweenNats, exitRegionSuperNodes, relayKernelOffload);
 }

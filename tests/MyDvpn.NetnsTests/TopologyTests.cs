@@ -16,6 +16,7 @@ public sealed class TopologyTests(SharedTestbed shared) : IClassFixture<SharedTe
     [InlineData(TestbedRoles.SnA, "198.51.100.11")]
     [InlineData(TestbedRoles.SnB, "198.51.100.12")]
     [InlineData(TestbedRoles.SnB2, "198.51.100.13")]
+    [InlineData(TestbedRoles.SnB3, "198.51.100.14")]
     [InlineData(TestbedRoles.Base, "198.51.100.10")]
     [InlineData(TestbedRoles.ExitNat, "198.51.100.20")]
     public async Task The_echo_server_sees_a_host_as_its_public_address(string role, string seenAs)

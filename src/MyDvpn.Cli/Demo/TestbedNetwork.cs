@@ -30,6 +30,15 @@ public sealed class TestbedNetwork : IAsyncDisposable
     public const string ClientRegion = "eu-west", ExitRegion = "us-east";
     public const string ClientId = "laptop-1", ExitId = "exit-us-1";
     public const string SecondExitRegionSuperNode = "sn-us-2";
+    public const string ThirdExitRegionSuperNode = "sn-us-3";
+
+    /// <summary>Region us-east's SuperNodes, their hosts' roles and addresses, in the order they start.</summary>
+    public static IReadOnlyList<(string Id, string Role, IPAddress Address)> ExitRegionSuperNodes { get; } =
+    [
+        ("sn-us-1", TestbedRoles.SnB, TestbedAddresses.SnB),
+        (SecondExitRegionSuperNode, TestbedRoles.SnB2, TestbedAddresses.SnB2),
+        (ThirdExitRegionSuperNode, TestbedRoles.SnB3, TestbedAddresses.SnB3),
+    ];
     public const string SecondExitId = "exit-us-2";
     private const int ClusterPort = 7000, GrpcPort = 7443, MetricsPort = 9100;
 
@@ -91,20 +100,21 @@ public sealed class TestbedNetwork : IAsyncDisposable
     public string StateDir(string peerId) => Path.Combine(Work, "peers", peerId);
 
     /// <summary>Makes the certificates and starts the BaseNode and the SuperNodes; returns once the directory lists them all up.</summary>
-    /// <param name="secondExitRegionSuperNode">Also start sn-us-2 in region us-east, with sn-us-1 on a shared PostgreSQL journal.</param>
+    /// <param name="exitRegionSuperNodes">How many SuperNodes region us-east has (1 to 3: sn-us-1, sn-us-2, sn-us-3); more than one share a
+    /// PostgreSQL journal.</param>
     /// <param name="relayKernelOffload">The SuperNodes' kernels forward established relay legs (Super:Relay:KernelOffload).</param>
     public static async Task<TestbedNetwork> StartAsync(NetnsTestbed testbed, MydvpnExecutable executable, string work,
-        Action<string>? progress, CancellationToken cancellationToken, bool secondExitRegionSuperNode = false, bool relayKernelOffload = false)
+        Action<string>? progress, CancellationToken cancellationToken, int exitRegionSuperNodes = 1, bool relayKernelOffload = false)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(exitRegionSuperNodes, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(exitRegionSuperNodes, ExitRegionSuperNodes.Count);
         var certs = Path.Combine(work, "certs");
         var ca = Path.Combine(certs, "ca");
         if (!File.Exists(Path.Combine(ca, CertificateAuthority.CaCertFile)))
             CertificateAuthority.Init(ca).Dispose();
-        foreach (var (name, address) in new[]
-                 {
-                     ("base", TestbedAddresses.Base), ("sn-eu-1", TestbedAddresses.SnA), ("sn-us-1", TestbedAddresses.SnB),
-                     (SecondExitRegionSuperNode, TestbedAddresses.SnB2),
-                 })
+        (string Name, IPAddress Address)[] nodes =
+            [("base", TestbedAddresses.Base), ("sn-eu-1", TestbedAddresses.SnA), .. ExitRegionSuperNodes.Select(superNode => (superNode.Id, superNode.Address))];
+        foreach (var (name, address) in nodes)
             CertificateAuthority.Issue(ca, name, CertificateKind.Node, [address], [], Path.Combine(certs, name)).Dispose();
         CertificateAuthority.Issue(ca, "testbed-admin", CertificateKind.Admin, [], [], Path.Combine(certs, "admin")).Dispose();
 
@@ -131,12 +141,12 @@ public sealed class TestbedNetwork : IAsyncDisposable
             progress?.Invoke($"BaseNode up in namespace {testbed.Namespaces.Base} ({TestbedAddresses.Base}): directory and admin API.");
 
             string[] exitRegionCluster = [];
-            if (secondExitRegionSuperNode)
+            if (exitRegionSuperNodes > 1)
             {
                 network.postgres = await PostgresServer.StartAsync(testbed, TestbedRoles.Base, TestbedAddresses.Base,
                     Path.Combine(work, "logs", "postgres.log"), cancellationToken);
                 exitRegionCluster = ["--seed", At(TestbedAddresses.SnB, ClusterPort), "--postgres", network.postgres.ConnectionString];
-                network.superNodeCount = 3;
+                network.superNodeCount = 1 + exitRegionSuperNodes;
                 progress?.Invoke($"PostgreSQL up in namespace {testbed.Namespaces.Base} ({TestbedAddresses.Base}:{PostgresServer.Port}): region {ExitRegion}'s journal.");
             }
 
@@ -148,12 +158,13 @@ public sealed class TestbedNetwork : IAsyncDisposable
             {
                 network.StartSuperNode(id, region, ns, address, cluster);
             }
-            if (secondExitRegionSuperNode)
+            if (exitRegionSuperNodes > 1)
             {
-                // Joins through sn-us-1, so it starts once sn-us-1 is up.
+                // They join through sn-us-1, so they start once sn-us-1 is up.
                 await network.UntilAsync(async () => await network.SuperNodesUpAsync(cancellationToken) == 2, "sn-eu-1 and sn-us-1 are registered",
                     cancellationToken);
-                network.StartSuperNode(SecondExitRegionSuperNode, ExitRegion, testbed.Namespaces.SnB2, TestbedAddresses.SnB2, exitRegionCluster);
+                foreach (var (id, role, address) in ExitRegionSuperNodes.Skip(1).Take(exitRegionSuperNodes - 1))
+                    network.StartSuperNode(id, ExitRegion, testbed.Namespaces.Name(role), address, exitRegionCluster);
             }
             await network.UntilAsync(async () => await network.SuperNodesUpAsync(cancellationToken) == network.superNodeCount,
                 "every SuperNode is registered", cancellationToken);
@@ -182,7 +193,7 @@ public sealed class TestbedNetwork : IAsyncDisposable
 
     private async Task StartExitPeerAsync(ExitHost exit, CancellationToken cancellationToken)
     {
-        IPAddress[] superNodes = postgres is null ? [TestbedAddresses.SnB] : [TestbedAddresses.SnB, TestbedAddresses.SnB2];
+        IPAddress[] superNodes = [.. ExitRegionSuperNodes.Take(superNodeCount - 1).Select(superNode => superNode.Address)];
         await StartPeerAsync(exit.PeerId, PeerRole.Exit, ExitRegion, Testbed.Namespaces.Name(exit.Role), superNodes, exit.Interface,
             ["--max-clients", "10"], cancellationToken);
         await UntilAsync(async () =>
@@ -299,6 +310,15 @@ public sealed class TestbedNetwork : IAsyncDisposable
         StartNode(name, command.Namespace, command.Environment, command.Arguments);
         await UntilAsync(async () => await SuperNodesUpAsync(cancellationToken) == superNodeCount,
             $"{name} is back and every SuperNode is registered", cancellationToken, TimeSpan.FromSeconds(90));
+    }
+
+    /// <summary>SIGKILL the node: a crash, nothing handed over, no cluster leave, no deregistration. The network forgets it.</summary>
+    public void KillNode(string name)
+    {
+        var running = nodes.SingleOrDefault(n => n.Name == name)
+                      ?? throw new ArgumentException($"no running node '{name}' in this network", nameof(name));
+        nodes.Remove(running);
+        running.Dispose();
     }
 
     /// <summary>Stops the node with SIGTERM (it leaves its cluster and the directory cleanly) and waits until it exited.</summary>

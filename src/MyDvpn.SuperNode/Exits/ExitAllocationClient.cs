@@ -26,11 +26,17 @@ public abstract record ExitAllocationResult
     }
 }
 
-/// <summary>How a region's exit pool asks a client's session (in the client's region) to move the client to another exit.</summary>
+/// <summary>
+/// How an exit's region reaches a client's session (in the client's region): the pool asks it to move the client to
+/// another exit; a SuperNode tells it that the exit leg of its relay chain goes.
+/// </summary>
 public interface IClientRotations
 {
     /// <exception cref="ExitRegionUnreachableException">No SuperNode of the client's region answered.</exception>
     Task RotateClientAsync(RotateClientRequest request, CancellationToken cancellationToken);
+
+    /// <exception cref="ExitRegionUnreachableException">No SuperNode of the client's region answered.</exception>
+    Task RelayLegLostAsync(RelayLegLostRequest request, CancellationToken cancellationToken);
 }
 
 /// <summary>How a client's session reaches the exit pool of a region (its own or another).</summary>

@@ -22,6 +22,7 @@ public sealed class ExitPoolShard;
 public sealed class ExitAllocationService(
     IRequiredActor<ExitPoolShard> pools,
     IRequiredActor<Edge.PeerSessionShard> sessions,
+    IRequiredActor<ExitLegWatch> exitLegWatch,
     IRelayLegs relay,
     SuperNodeSettings settings,
     Microsoft.Extensions.Logging.ILogger<ExitAllocationService> logger) : ExitAllocation.ExitAllocationBase
@@ -96,6 +97,8 @@ public sealed class ExitAllocationService(
             throw new RpcException(new Status(StatusCode.Unavailable, ex.Message));
         }
         relay.SetPartner(assignment.AssignmentId, RelaySides.Exit, partner!);
+        // The region's other SuperNodes learn of the leg now: should this one crash, they tell the chain's session.
+        exitLegWatch.ActorRef.Tell(ExitLegWatch.PublishExitLegs.Instance);
         // The exit's WireGuard sends to the client through this leg from now on (its own roaming would follow too).
         sessions.ActorRef.Tell(new Sessions.IssueCommand(assignment.ExitPeerId,
             PeerCommands.RelaySetup(assignment.AssignmentId, assignment.ClientPublicKey, leg.ToString())));
@@ -118,7 +121,8 @@ public sealed class ExitAllocationService(
         var reason = string.IsNullOrWhiteSpace(request.Reason) ? "its relay leg is going away" : request.Reason;
         logger.LogInformation("Relay leg of assignment {AssignmentId} at SuperNode {SuperNodeId} goes ({Reason}); telling the session of {ClientPeerId}",
             request.AssignmentId, request.SupernodeId, reason, request.ClientPeerId);
-        sessions.ActorRef.Tell(new Sessions.RelayLegLost(request.ClientPeerId, request.AssignmentId, request.SupernodeId, reason));
+        sessions.ActorRef.Tell(new Sessions.RelayLegLost(request.ClientPeerId, request.AssignmentId, request.SupernodeId, reason,
+            request.ExitLeg.Length > 0 ? request.ExitLeg : null));
         return Task.FromResult(new RelayLegLostResponse());
     }
 

@@ -59,6 +59,7 @@ public sealed class RelayHandOver(RelayService relay, ExitAllocationClient alloc
                 ClientPeerId = leg.Owner.ClientPeerId,
                 SupernodeId = superNodeId,
                 Reason = $"SuperNode {superNodeId} is shutting down",
+                ExitLeg = leg.Endpoint.ToString(),
             }, cancellationToken);
             return true;
         }

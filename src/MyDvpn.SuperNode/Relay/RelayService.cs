@@ -332,6 +332,16 @@ public sealed class RelayService : IRelayLegs, IAsyncDisposable
         }
     }
 
+    /// <summary>The exit legs open here whose chain's session is known (what the region's other SuperNodes are told, <see cref="ExitLegWatch"/>).</summary>
+    public IReadOnlyList<RelayLegHandOver> ExitLegs()
+    {
+        lock (gate)
+        {
+            return [.. legs.Values.Where(leg => leg.Side == RelaySides.Exit && owners.ContainsKey((leg.AssignmentId, leg.Side)))
+                .Select(leg => new RelayLegHandOver(leg.AssignmentId, leg.Side, leg.Endpoint, owners[(leg.AssignmentId, leg.Side)]))];
+        }
+    }
+
     public IPAddress? PeerAddressOf(string assignmentId, string side)
     {
         IPAddress? address;
@@ -450,5 +460,5 @@ public sealed class RelayService : IRelayLegs, IAsyncDisposable
     }
 }
 
-/// <summary>A leg open when its SuperNode began shutting down, and the session holding its chain (null: not known).</summary>
+/// <summary>A leg open here (when its SuperNode began shutting down, or now), and the session holding its chain (null: not known).</summary>
 public sealed record RelayLegHandOver(string AssignmentId, string Side, IPEndPoint Endpoint, RelayLegOwner? Owner);

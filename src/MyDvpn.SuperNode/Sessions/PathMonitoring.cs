@@ -168,9 +168,13 @@ public static class PathMonitoring
             : StartRelay(d, $"its public address moved from {clientLegPeer} to {state.Stream.RemoteAddress}");
     }
 
-    /// <summary>A SuperNode holding a leg of the chain lets it go (it shuts down): chain anew.</summary>
+    /// <summary>
+    /// A SuperNode holding a leg of the chain lets it go (it shuts down) or is gone: chain anew — unless the chain is on
+    /// another exit leg by now (the news came late, or twice).
+    /// </summary>
     public static Decision LegLost(Decision d, RelayLegLost lost) =>
         d.State.Exit is { Phase: ExitPhase.Active, ClientRelayLeg: not null } exit && exit.AssignmentId == lost.AssignmentId
+        && (lost.ExitLeg is null || lost.ExitLeg == exit.ExitRelayLeg)
             ? StartRelay(d, $"SuperNode {lost.SuperNodeId} lets its leg of the chain go ({lost.Reason})")
             : d;
 

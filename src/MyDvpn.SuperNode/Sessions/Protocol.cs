@@ -136,9 +136,10 @@ public sealed record PeerAssignments(string PeerId, ImmutableList<Exits.ExitAssi
 /// <summary>Edge → session: the WireGuard handshakes the peer's last StatusReport shows, per peer public key.</summary>
 /// <summary>
 /// A SuperNode holding a leg of the client's relay chain for <paramref name="AssignmentId"/> is letting it go (shutting
-/// down): the session chains the client's leg to a new one elsewhere.
+/// down) or is gone (its region's cluster lost it): the session chains the client's leg to a new one elsewhere.
 /// </summary>
-public sealed record RelayLegLost(string PeerId, string AssignmentId, string SuperNodeId, string Reason) : IWithPeerId;
+/// <param name="ExitLeg">The leg that goes (host:port); null when not said. A chain already on another leg stays as it is.</param>
+public sealed record RelayLegLost(string PeerId, string AssignmentId, string SuperNodeId, string Reason, string? ExitLeg = null) : IWithPeerId;
 
 /// <summary>
 /// Move the client to another exit of its exit's region, make-before-break (from the exit's region through

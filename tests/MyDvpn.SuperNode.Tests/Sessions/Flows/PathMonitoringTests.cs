@@ -244,6 +244,19 @@ public sealed class PathMonitoringTests
     }
 
     [Fact]
+    public void A_lost_exit_leg_the_chain_still_uses_is_replaced_and_one_it_already_left_is_not()
+    {
+        var relayed = Relayed(ActiveExit(), T0);
+
+        var current = relayed.Decide(new RelayLegLost(PeerId, AssignmentId, "sn-us-2", "unreachable", ExitLeg: "198.51.100.20:41000"), T0);
+        var left = relayed.Decide(new RelayLegLost(PeerId, AssignmentId, "sn-us-2", "unreachable", ExitLeg: "198.51.100.21:41000"), T0);
+
+        Assert.Single(current.Effects.OfType<SessionEffect.OpenRelayChain>());
+        Assert.Empty(left.Effects);
+        Assert.False(left.State.Path.RelayStarting);
+    }
+
+    [Fact]
     public void A_lost_leg_of_another_assignment_or_of_a_direct_path_changes_nothing()
     {
         Assert.Empty(Relayed(ActiveExit(), T0).Decide(new RelayLegLost(PeerId, "other", "sn-us-2", "x"), T0).Effects);
