@@ -26,6 +26,9 @@ namespace MyDvpn.Bench;
 /// its tunnel is on the host and it answers its SetupExit — to the first reply; pings start then. The direct path cannot carry
 /// it, so its session must chain relay legs first; the client's path must then say <c>relay</c> and its WireGuard peer for the
 /// exit be a leg on sn-eu-1.</item>
+/// <item><c>direct_break</c> (one exit): the client's direct path works; then the internet router drops UDP between the two
+/// NATs; the seconds from the drop to the first reply after a ping the drop lost. The client's path must then say
+/// <c>relay</c>.</item>
 /// <item><c>supernode_kill</c> (one exit; the exit's region of three SuperNodes): with UDP between the NATs dropped, the client
 /// is relayed; SIGKILL to the SuperNode holding the chain's exit leg (its region's cluster and the client's session are not
 /// told); the seconds from the kill to the first reply after a ping the kill lost. The chain's exit leg must then be on another
@@ -38,7 +41,7 @@ internal static class FailoverBench
     public const int DefaultRepeat = 5;
 
     /// <summary>The default --timeout of this mode: per run.</summary>
-    public const int TimeoutSecondsPerRun = 600;
+    public const int TimeoutSecondsPerRun = 900;
 
     private static readonly TimeSpan PingInterval = TimeSpan.FromMilliseconds(50);
     // Bounds of each wait; far beyond the goals (3 s after a kill, 5 s to the first relayed packet).
@@ -52,8 +55,8 @@ internal static class FailoverBench
     private static readonly TimeSpan Tail = TimeSpan.FromSeconds(1);
     private const string RelayClockStart = "assignment_active";
 
-    /// <summary>A lower bound on the seconds the runs take: four networks started, measured and torn down per run.</summary>
-    public static int EstimatedSeconds(int repeat) => 240 * repeat;
+    /// <summary>A lower bound on the seconds the runs take: five networks started, measured and torn down per run.</summary>
+    public static int EstimatedSeconds(int repeat) => 300 * repeat;
 
     public static Task<int> RunAsync(int repeat, CancellationToken cancellationToken) =>
         DataPlaneRun.RunOnFreshTestbedsAsync("failover", (run, cancel) => MeasureAsync(run, repeat, cancel), cancellationToken);
@@ -65,6 +68,7 @@ internal static class FailoverBench
         var drainSeconds = new List<double>();
         var firstRelayPacket = new List<double>();
         var superNodeKill = new List<double>();
+        var directBreak = new List<double>();
         for (var i = 1; i <= repeat; i++)
         {
             await run.FreshTestbedAsync($"run{i}-exit-kill", secondExit: true, cancellationToken);
@@ -81,6 +85,10 @@ internal static class FailoverBench
             firstRelayPacket.Add(await FirstRelayPacketAsync(run, await run.StartNodesAsync(cancellationToken), cancellationToken));
             run.Progress($"run {i}/{repeat}: first_relay_packet {firstRelayPacket[^1]:0.000} s after the assignment became active (goal < 5 s)");
 
+            await run.FreshTestbedAsync($"run{i}-direct-break", secondExit: false, cancellationToken);
+            directBreak.Add(await DirectBreakAsync(run, await run.StartNetworkAsync(cancellationToken), cancellationToken));
+            run.Progress($"run {i}/{repeat}: direct_break {directBreak[^1]:0.000} s (goal < 10 s)");
+
             await run.FreshTestbedAsync($"run{i}-supernode-kill", secondExit: false, cancellationToken);
             await run.Testbed.DropUdpBetweenNatsAsync(cancellationToken);
             superNodeKill.Add(await SuperNodeKillAsync(run, await run.StartNodesAsync(cancellationToken, exitRegionSuperNodes: 3), cancellationToken));
@@ -96,6 +104,7 @@ internal static class FailoverBench
             ["drain_seconds"] = Summary(drainSeconds, 3),
             ["first_relay_packet_seconds"] = Summary(firstRelayPacket, 3),
             ["first_relay_packet_from"] = RelayClockStart,
+            ["direct_break_seconds"] = Summary(directBreak, 3),
             ["supernode_kill_seconds"] = Summary(superNodeKill, 3),
             ["cpus"] = Environment.ProcessorCount,
         };
@@ -231,6 +240,42 @@ internal static class FailoverBench
                 throw new DataPlaneBenchException("first_relay_packet: the internet router dropped no UDP between the NATs: the client never tried the direct path");
             run.Progress($"first_relay_packet: first reply at icmp_seq {first.Sequence}, through the relay leg {endpoint}");
             return (first.At - activeAt).TotalSeconds;
+        }
+        finally
+        {
+            await EndAsync(ping);
+        }
+    }
+
+    /// <summary>direct_break: seconds from UDP between the NATs being dropped under a working direct path to the first reply after the loss.</summary>
+    private static async Task<double> DirectBreakAsync(DataPlaneRun run, TestbedNetwork network, CancellationToken cancellationToken)
+    {
+        await network.UntilAsync(async () => await RelayBench.PathAsync(network, cancellationToken) == AgentStatus.PathDirect,
+            "the client's status shows the direct path", cancellationToken, RelayWithin, PingInterval);
+        var ping = await PingUntilAnsweredAsync(run, network, FirstReplyWithin + RecoveryWithin + EchoWithin, cancellationToken);
+        try
+        {
+            var brokenAt = DateTimeOffset.UtcNow;
+            await run.Testbed.DropUdpBetweenNatsAsync(cancellationToken);
+            run.Progress($"direct_break: UDP between {TestbedAddresses.ExitNatPublic} and {TestbedAddresses.ClientNatPublic} dropped under the direct path");
+            PingReply? recovered = null;
+            await network.UntilAsync(() => Task.FromResult((recovered = FirstReplyAfterLoss(ping.RepliesSoFar(), brokenAt)) is not null
+                                                            || ping.Completion.IsCompleted),
+                "a ping through the tunnel is answered again after the drop", cancellationToken, RecoveryWithin, PingInterval);
+            if (recovered is null)
+                throw new DataPlaneBenchException($"direct_break: ping ended before a reply came after the drop: {await PingOutputAsync(ping)}");
+            string? path = null;
+            try
+            {
+                await network.UntilAsync(async () => (path = await RelayBench.PathAsync(network, cancellationToken)) == AgentStatus.PathRelay,
+                    "the client's status shows the relay path", cancellationToken, TimeSpan.FromSeconds(15), PingInterval);
+            }
+            catch (DemoNodeFailedException) when (path is not null)
+            {
+                throw new DataPlaneBenchException($"direct_break: a ping was answered again but the client's path stayed {path}, not {AgentStatus.PathRelay}");
+            }
+            run.Progress($"direct_break: first reply at icmp_seq {recovered.Sequence}, through the relay");
+            return (recovered.At - brokenAt).TotalSeconds;
         }
         finally
         {

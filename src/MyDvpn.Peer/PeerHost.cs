@@ -164,7 +164,8 @@ public static class PeerHost
                     wireGuardKey, tunnel), "control");
                 registry.Register<ControlChannel>(control);
                 if (wireGuard is not null)
-                    system.ActorOf(InterfaceMonitor.Props(wireGuard, control, settings.Timings, time), "interface-monitor");
+                    system.ActorOf(InterfaceMonitor.Props(wireGuard, control, settings.Timings, time, () => tunnel.Current.Exit, new IcmpPathProber()),
+                        "interface-monitor");
 
                 // Before the actors stop, a held exit is given back while the stream is still up (best effort, bounded).
                 var releaseTimeout = settings.Timings.ExitReleaseTimeout + TimeSpan.FromSeconds(1);

@@ -271,8 +271,17 @@ public sealed record PeerTimings
     /// <summary>A stream silent for this many heartbeat intervals is dead.</summary>
     public int MissedHeartbeats { get; init; } = 3;
 
-    /// <summary>How often the WireGuard interface is read and reported to the SuperNode (StatusReport).</summary>
+    /// <summary>How often the WireGuard interface is reported to the SuperNode (StatusReport).</summary>
     public TimeSpan StatusReportInterval { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How often the WireGuard interface is read (for <c>mydvpn status</c> and the path test); a reading is cheap (UAPI).</summary>
+    public TimeSpan PathCheckInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Sending to the exit and receiving nothing this long gets the path tested with a ping of the exit's tunnel address.</summary>
+    public TimeSpan ProbeAfter { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>A ping of the path test unanswered this long: the path is reported broken.</summary>
+    public TimeSpan ProbeTimeout { get; init; } = TimeSpan.FromSeconds(1);
 
     /// <summary>
     /// After the exit changes, the interface is read every <see cref="HandshakeWatchInterval"/> and reported as soon as the

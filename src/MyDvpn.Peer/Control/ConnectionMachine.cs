@@ -104,8 +104,8 @@ internal sealed record ConnectionMachine
         SilenceCheck check when IsCurrent(check.Generation) && Phase == ConnectionPhase.Connected => CheckSilence(now, jitter),
         DropStream drop when Phase is not (ConnectionPhase.Waiting or ConnectionPhase.Stopped) => Drop(drop.Why, now, jitter),
         CommandAnswered answered => Answer(answered.Response),
-        InterfaceReadingChanged { Reading: { } reading } when Phase == ConnectionPhase.Connected =>
-            Decision<ConnectionMachine>.Of(this).Do(new ChannelEffect.Send(new ControlMessage { StatusReport = StatusReportOf(reading) })),
+        InterfaceReadingChanged { Reading: { } reading } changed when Phase == ConnectionPhase.Connected =>
+            Decision<ConnectionMachine>.Of(this).Do(new ChannelEffect.Send(new ControlMessage { StatusReport = StatusReportOf(reading, changed.ProbeFailed) })),
         ChannelClosing => Decision<ConnectionMachine>.Of(this with { Closing = true }).Do(new ChannelEffect.CancelTimer(ConnectTimer)),
         _ => Decision<ConnectionMachine>.Of(this),
     };
@@ -254,9 +254,14 @@ internal sealed record ConnectionMachine
     }
 
     /// <summary>What the SuperNode learns of this peer's WireGuard interface: each peer's endpoint, handshake and bytes.</summary>
-    private static StatusReport StatusReportOf(MyDvpn.DataPlane.InterfaceReading reading)
+    private static StatusReport StatusReportOf(MyDvpn.DataPlane.InterfaceReading reading, PathProbeFailed? probeFailed)
     {
-        var report = new StatusReport();
+        var report = new StatusReport
+        {
+            ProbeFailed = probeFailed is null
+                ? null
+                : new PathProbeFailure { PublicKey = ByteString.CopyFrom(probeFailed.PublicKey), SilentMs = (uint)Math.Min(probeFailed.SilentFor.TotalMilliseconds, uint.MaxValue) },
+        };
         report.Peers.AddRange(reading.Peers.Select(p => new WireGuardPeerStatus
         {
             PublicKey = ByteString.CopyFrom(p.PublicKey),

@@ -64,12 +64,16 @@ public sealed record ClientExit(
         && PersistentKeepaliveSeconds == other.PersistentKeepaliveSeconds
         && TunnelAddresses.SequenceEqual(other.TunnelAddresses)
         && Since == other.Since
-        && RelayEndpoint == other.RelayEndpoint;
+        && RelayEndpoint == other.RelayEndpoint
+        && ExitTunnelAddress == other.ExitTunnelAddress;
 
     public override int GetHashCode() => HashCode.Combine(AssignmentId, PublicKey, Endpoint, Since);
 
     /// <summary>The relay leg WireGuard sends to instead of <see cref="Endpoint"/> when the direct path failed (RelaySetup); null: direct.</summary>
     public string? RelayEndpoint { get; init; }
+
+    /// <summary>The exit's own address inside the tunnel, which answers pings (the path test); null when the SuperNode did not say.</summary>
+    public string? ExitTunnelAddress { get; init; }
 }
 
 /// <summary>A move of this client from one exit to another (a RotatePeer), kept for <c>mydvpn status</c>.</summary>

@@ -1,5 +1,6 @@
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
+using MyDvpn.Common;
 using MyDvpn.Protocol.Control;
 using MyDvpn.SuperNode.Exits;
 
@@ -37,6 +38,7 @@ public static class PeerCommands
             TunnelAddresses = { assignment.ClientAddress },
             CounterpartPeerId = assignment.ExitPeerId,
             CounterpartRegion = assignment.Region,
+            CounterpartTunnelAddress = HostOf(assignment.ExitAddress),
         });
 
     /// <summary>The compensating command of a SetupExit: the <paramref name="side"/> half of the assignment goes away.</summary>
@@ -68,7 +70,11 @@ public static class PeerCommands
             CounterpartRegion = next.Region,
             PreviousAssignmentId = previousAssignmentId,
             Reason = reason,
+            CounterpartTunnelAddress = HostOf(next.ExitAddress),
         });
+
+    /// <summary>The address of a tunnel address with its prefix (<c>100.96.0.1/24</c> → <c>100.96.0.1</c>); "" when it is none.</summary>
+    private static string HostOf(string tunnelAddress) => Cidr.TryParse(tunnelAddress, out var cidr) ? cidr.Address.ToString() : "";
 
     /// <summary>Points the peer's WireGuard peer <paramref name="peerPublicKey"/> at a relay leg.</summary>
     [Builds(Command.BodyOneofCase.RelaySetup)]

@@ -166,7 +166,12 @@ public sealed class EdgeStream : ReceiveActor
             case ControlMessage.PayloadOneofCase.StatusReport:
                 // The session decides from the handshakes whether a client's direct path to its exit works.
                 sessions.Tell(new HandshakesReported(identity.PeerId, [.. message.StatusReport.Peers.Select(p =>
-                    new ReportedHandshake(p.PublicKey.ToByteArray(), p.LastHandshake?.ToDateTimeOffset(), p.RxBytes, p.TxBytes))]));
+                    new ReportedHandshake(p.PublicKey.ToByteArray(), p.LastHandshake?.ToDateTimeOffset(), p.RxBytes, p.TxBytes))])
+                {
+                    ProbeFailed = message.StatusReport.ProbeFailed is { } failed
+                        ? new ProbeFailure(failed.PublicKey.ToByteArray(), TimeSpan.FromMilliseconds(failed.SilentMs))
+                        : null,
+                });
                 break;
             case ControlMessage.PayloadOneofCase.ExitRequest:
                 sessions.Tell(new RequestExit(identity.PeerId, message.ExitRequest.Region, message.ExitRequest.WireguardPublicKey.ToByteArray()));

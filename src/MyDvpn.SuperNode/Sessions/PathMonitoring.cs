@@ -95,8 +95,8 @@ public static class PathMonitoring
         return d.With(s => s with { Path = s.Path with { DirectPathOverdue = true } });
     }
 
-    /// <summary>The client's StatusReport: its handshakes with its WireGuard peers.</summary>
-    public static Decision Reported(Decision d, ImmutableList<ReportedHandshake> peers, DateTimeOffset now)
+    /// <summary>The client's StatusReport: its handshakes with its WireGuard peers, and whether its own test of the path failed.</summary>
+    public static Decision Reported(Decision d, ImmutableList<ReportedHandshake> peers, DateTimeOffset now, ProbeFailure? probeFailed = null)
     {
         var state = d.State;
         if (state.Exit is not { Phase: ExitPhase.Active, Assignment: { } assignment } exit)
@@ -107,6 +107,14 @@ public static class PathMonitoring
         {
             if (withExit is null)
                 return d;
+            // A path that worked, which the client tested: it sent, heard nothing back and its ping of the exit went unanswered.
+            // (A client can only hurt itself with a false claim: its own traffic is relayed.)
+            if (probeFailed is not null && probeFailed.PublicKey.AsSpan().SequenceEqual(assignment.ExitPublicKey))
+            {
+                return StartRelay(d, $"client heard nothing from exit {assignment.ExitPeerId} over the {(exit.ClientRelayLeg is null ? "direct path" : "relay chain")} " +
+                                     $"for {probeFailed.SilentFor.TotalSeconds:0.#} s while sending, and its ping of the exit went unanswered");
+            }
+
             // A path that worked: broken once the client sends and hears nothing back for SilentPathAfter.
             var silence = state.Path.Silence?.Next(withExit.RxBytes, withExit.TxBytes, now) ?? new PathSilence(withExit.RxBytes, withExit.TxBytes, now);
             d = d.With(s => s with { Path = s.Path with { Silence = silence } });

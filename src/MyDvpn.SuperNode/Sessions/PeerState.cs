@@ -88,7 +88,7 @@ public sealed record PeerState(
             RetryRelease => ExitAssignment.SendRelease(d),
             RetryRetiredRelease m => ExitRotation.RetryRelease(d, m),
             RotateExit m => ExitRotation.Start(d, m, newId, now),
-            HandshakesReported m => PathMonitoring.Reported(d, m.Peers, now),
+            HandshakesReported m => PathMonitoring.Reported(d, m.Peers, now, m.ProbeFailed),
             DirectPathExpired m => PathMonitoring.Expired(d, m),
             RelayFinished m => PathMonitoring.RelayFinished(d, m, now),
             RelayLegLost m => PathMonitoring.LegLost(d, m),

@@ -150,7 +150,14 @@ public sealed record RelayLegLost(string PeerId, string AssignmentId, string Sup
 public sealed record RotateExit(string PeerId, string AssignmentId, Protocol.SuperNode.RotationReason Reason, string Detail, string? AvoidExitPeerId = null)
     : IWithPeerId;
 
-public sealed record HandshakesReported(string PeerId, ImmutableList<ReportedHandshake> Peers) : IWithPeerId;
+public sealed record HandshakesReported(string PeerId, ImmutableList<ReportedHandshake> Peers) : IWithPeerId
+{
+    /// <summary>The agent's test of the path failed (StatusReport.probe_failed): it sent, heard nothing back, and its ping of the exit went unanswered.</summary>
+    public ProbeFailure? ProbeFailed { get; init; }
+}
+
+/// <summary>The agent's path test failed for its WireGuard peer <paramref name="PublicKey"/> after <paramref name="SilentFor"/> without an answer.</summary>
+public sealed record ProbeFailure(byte[] PublicKey, TimeSpan SilentFor);
 
 /// <param name="LastHandshake">Null: no handshake yet.</param>
 /// <param name="RxBytes">Bytes received from the peer since its WireGuard peer was (re)created.</param>

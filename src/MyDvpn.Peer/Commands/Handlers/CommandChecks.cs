@@ -1,3 +1,4 @@
+using System.Net;
 using Google.Protobuf.Collections;
 using MyDvpn.Common;
 using MyDvpn.Peer.Tunnel;
@@ -20,6 +21,11 @@ internal static class CommandChecks
 
     public static bool IsClient(PeerRole role) => role is PeerRole.Client or PeerRole.Both;
 
+    /// <summary>An address one host answers on: not unspecified, loopback, multicast or broadcast.</summary>
+    public static bool IsHostAddress(IPAddress address) =>
+        !address.Equals(IPAddress.Any) && !address.Equals(IPAddress.IPv6Any) && !IPAddress.IsLoopback(address) && !address.IsIPv6Multicast
+        && !address.Equals(IPAddress.Broadcast) && !(address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork && address.GetAddressBytes()[0] >= 224);
+
     /// <summary>A WireGuard peer named by <paramref name="field"/>: present, with a public key of the right length.</summary>
     public static string? PeerProblem(WireGuardPeer? peer, string field) =>
         peer is null ? $"{field} is missing" : KeyProblem(peer.PublicKey.Span, $"{field}.public_key");
@@ -32,8 +38,9 @@ internal static class CommandChecks
     /// <paramref name="tunnelAddresses"/>): its endpoint, what goes through it, the client's addresses and the keepalive.
     /// Null and the exit (whose <see cref="ClientExit.Since"/> the caller sets) if all is well, else the problem.
     /// </summary>
+    /// <param name="exitTunnelAddress">The exit's own address inside the tunnel ("" when the SuperNode did not say).</param>
     public static string? ClientExitProblem(string assignmentId, string exitPeerId, string exitRegion, WireGuardPeer peer, string field,
-        RepeatedField<string> tunnelAddresses, out ClientExit? exit)
+        RepeatedField<string> tunnelAddresses, string exitTunnelAddress, out ClientExit? exit)
     {
         exit = null;
         HostPort endpoint;
@@ -51,8 +58,14 @@ internal static class CommandChecks
             return addressProblem;
         if (peer.PersistentKeepaliveSeconds > MaxKeepaliveSeconds)
             return $"{field}.persistent_keepalive_seconds is {peer.PersistentKeepaliveSeconds}; WireGuard takes at most {MaxKeepaliveSeconds}";
+        IPAddress? exitAddress = null;
+        if (exitTunnelAddress.Length > 0 && (!IPAddress.TryParse(exitTunnelAddress, out exitAddress) || !IsHostAddress(exitAddress)))
+            return $"counterpart_tunnel_address '{exitTunnelAddress}' is not a unicast IP address";
         exit = new ClientExit(assignmentId, exitPeerId, exitRegion, peer.PublicKey.ToBase64(), endpoint.ToString(), [.. peer.AllowedIps],
-            (int)peer.PersistentKeepaliveSeconds, [.. tunnelAddresses], default);
+            (int)peer.PersistentKeepaliveSeconds, [.. tunnelAddresses], default)
+        {
+            ExitTunnelAddress = exitAddress?.ToString(),
+        };
         return null;
     }
 }

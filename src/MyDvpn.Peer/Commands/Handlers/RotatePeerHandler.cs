@@ -30,7 +30,7 @@ internal sealed class RotatePeerHandler(TunnelSettings local, TunnelStateStore t
         if (KeyProblem(rotate.OldPeerPublicKey.Span, "old_peer_public_key") is { } oldKeyProblem)
             return Invalid(id, oldKeyProblem);
         if (ClientExitProblem(rotate.AssignmentId, rotate.CounterpartPeerId, rotate.CounterpartRegion, rotate.NewPeer, "new_peer", rotate.TunnelAddresses,
-                out var exit) is { } problem)
+                rotate.CounterpartTunnelAddress, out var exit) is { } problem)
         {
             return Invalid(id, problem);
         }

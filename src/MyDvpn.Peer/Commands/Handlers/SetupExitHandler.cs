@@ -104,7 +104,7 @@ internal sealed class SetupExitHandler(TunnelSettings local, TunnelStateStore tu
         if (!IsClient(local.Role))
             return Invalid(id, $"this peer runs with role {RoleName(local.Role)}: only a client (role client or both) uses an exit");
         if (ClientExitProblem(setup.AssignmentId, setup.CounterpartPeerId, setup.CounterpartRegion, setup.Peer, "peer", setup.TunnelAddresses,
-                out var exit) is { } problem)
+                setup.CounterpartTunnelAddress, out var exit) is { } problem)
         {
             return Invalid(id, problem);
         }

@@ -244,6 +244,21 @@ public sealed class PathMonitoringTests
     }
 
     [Fact]
+    public void A_confirmed_direct_path_whose_client_reports_a_failed_ping_of_the_exit_is_relayed_at_once()
+    {
+        var confirmed = ActiveExit().Decide(Report(T0), T0).State;
+        Assert.True(confirmed.Path.DirectConfirmed);
+
+        var failed = confirmed.Decide(Report(T0, rx: 500, tx: 900) with { ProbeFailed = new ProbeFailure(ExitKey, TimeSpan.FromSeconds(2)) },
+            T0 + TimeSpan.FromSeconds(3));
+        var otherKey = confirmed.Decide(Report(T0, rx: 500, tx: 900) with { ProbeFailed = new ProbeFailure(new byte[32], TimeSpan.FromSeconds(2)) },
+            T0 + TimeSpan.FromSeconds(3));
+
+        Assert.Single(failed.Effects.OfType<SessionEffect.OpenRelayChain>());
+        Assert.Empty(otherKey.Effects.OfType<SessionEffect.OpenRelayChain>());
+    }
+
+    [Fact]
     public void A_lost_exit_leg_the_chain_still_uses_is_replaced_and_one_it_already_left_is_not()
     {
         var relayed = Relayed(ActiveExit(), T0);
