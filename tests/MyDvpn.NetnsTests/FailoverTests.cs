@@ -116,6 +116,52 @@ public sealed class FailoverTests(ITestOutputHelper output)
         });
     }
 
+    [Fact]
+    public async Task A_killed_exit_no_other_exit_replaces_gives_its_client_no_exit_available_and_nothing_is_left_half_set_up()
+    {
+        // One exit only: the region has no spare.
+        await NetworkRun.RunAsync(output, async (network, cancel) =>
+        {
+            var exit = network.ExitHostOf(TestbedNetwork.ExitId);
+            Assert.Equal(exit.NatPublic.ToString(), await EchoedAddressAsync(network, TimeSpan.FromSeconds(5), cancel));
+            try
+            {
+                // The client keeps sending through its tunnel: its path test then finds the exit silent.
+                var pinging = PingThroughTheTunnelAsync(network, cancel);
+                await network.UntilAsync(() => Task.FromResult(pinging.Replies > 0 || pinging.Completion.IsCompleted), "the first ping is answered", cancel);
+                var sinceKill = Stopwatch.StartNew();
+                network.KillPeer(exit.PeerId);
+
+                await network.UntilAsync(async () => (await network.StatusAsync(TestbedNetwork.ClientId, cancel)).GetProperty("exit").ValueKind
+                                                     == System.Text.Json.JsonValueKind.Null,
+                    "the client holds no exit", cancel, RecoveryBound);
+                output.WriteLine($"kill -9 of the only exit → the client gave its exit up after {sinceKill.Elapsed.TotalSeconds:0.0} s");
+                var session = NetworkRun.Log(network, "sn-eu-1");
+                Assert.Contains("no other exit of region us-east took the client, and the client hears nothing from it", session, StringComparison.Ordinal);
+                // It asks again, and hears that no exit is there for now (and keeps asking, with its backoff).
+                await network.UntilAsync(() => Task.FromResult(NetworkRun.Log(network, TestbedNetwork.ClientId).Contains("No exit in region us-east for now", StringComparison.Ordinal)),
+                    "the client asked again and was told no exit is available", cancel);
+                Assert.Contains("NO_EXIT_AVAILABLE", NetworkRun.Log(network, TestbedNetwork.ClientId), StringComparison.Ordinal);
+
+                // Nothing half set up: no assignment in the pool or the client's session, no WireGuard peer on the client.
+                await network.UntilAsync(async () =>
+                {
+                    var pool = await network.Admin.ListExitsAsync(new ListExitsRequest { Region = TestbedNetwork.ExitRegion }, cancellationToken: cancel);
+                    var sessions = await network.Admin.ListSessionsAsync(new Protocol.Admin.ListSessionsRequest { Region = TestbedNetwork.ClientRegion },
+                        cancellationToken: cancel);
+                    return pool.Assignments.Count == 0 && sessions.Sessions.Single(s => s.PeerId == TestbedNetwork.ClientId).Assignments.Count == 0;
+                }, "neither the exit pool nor the client's session holds an assignment", cancel);
+                var dump = await network.WgShowAsync(TestbedRoles.Client, network.ClientInterface, cancel);
+                Assert.Empty(dump.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries).Skip(1));
+                await pinging.StopAsync();
+            }
+            finally
+            {
+                File.Delete($"/var/run/wireguard/{exit.Interface}.sock");
+            }
+        });
+    }
+
     private Task RunAsync(Func<TestbedNetwork, CancellationToken, Task> test) => NetworkRun.RunAsync(output, test, secondExit: true);
 
     /// <summary>The exit the client holds and the other one.</summary>

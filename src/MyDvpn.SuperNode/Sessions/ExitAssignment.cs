@@ -343,6 +343,20 @@ public static class ExitAssignment
             ? d
             : d.Do(new SessionEffect.ReleaseExit(new ReleaseExitRequest { AssignmentId = assignmentId, Region = region, Reason = reason }, Tracked: false));
 
+    /// <summary>
+    /// The client's exit is lost, no other exit took it, and its own test of the path failed: the assignment is given back
+    /// (RemoveExit to the client, the release at the exit's region) and the client is told NO_EXIT_AVAILABLE, so that it
+    /// asks again with its backoff until an exit of the region takes it.
+    /// </summary>
+    public static Decision GiveUpLostExit(Decision d, string why, DateTimeOffset now)
+    {
+        if (d.State.Exit is not { Phase: ExitPhase.Active } exit)
+            return d;
+        d = TellFailed(d.Log(LogLevel.Warning, "Giving up assignment {AssignmentId}: {Why}", exit.AssignmentId, why), exit.Region,
+            RefusalReason.NoExitAvailable, why);
+        return StartRelease(d, why, removeFromClient: true, now);
+    }
+
     private static Decision TellFailed(Decision d, string region, RefusalReason reason, string detail) =>
         d.Do(new SessionEffect.SendToPeer(new ControlMessage
         {

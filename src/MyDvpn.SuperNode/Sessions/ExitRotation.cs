@@ -195,9 +195,17 @@ public static class ExitRotation
     /// Rolls the rotation back: the client keeps its exit, even a lost one. Its control stream's end does not prove that its
     /// data plane died (a SuperNode that stops or crashes ends every exit stream it holds, and the exits come back through
     /// another SuperNode a few seconds later), so a client no other exit takes stays where its traffic may still flow; the
-    /// pool asks again every <see cref="Exits.ExitSettings.RotationRetry"/> while the exit stays lost.
+    /// pool asks again every <see cref="Exits.ExitSettings.RotationRetry"/> while the exit stays lost. Once the client's own
+    /// test of the path fails too, it gives the lost exit up (<see cref="PathState.ExitLostUnreplaced"/>,
+    /// <see cref="ExitAssignment.GiveUpLostExit"/>).
     /// </summary>
-    private static Decision Fail(Decision d, string why, DateTimeOffset now) => Ended(d, d.State.Exit!.Rotation!, why, now);
+    private static Decision Fail(Decision d, string why, DateTimeOffset now)
+    {
+        var rotation = d.State.Exit!.Rotation!;
+        if (rotation.Reason == RotationReason.ExitLost)
+            d = d.With(s => s with { Path = s.Path with { ExitLostUnreplaced = rotation.Detail } });
+        return Ended(d, rotation, why, now);
+    }
 
     private static Decision Ended(Decision d, ExitRotationState rotation, string why, DateTimeOffset now)
     {

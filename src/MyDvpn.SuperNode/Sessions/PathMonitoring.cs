@@ -15,8 +15,10 @@ namespace MyDvpn.SuperNode.Sessions;
 /// <param name="RelayStarting">A relay chain is being set up (one at a time).</param>
 /// <param name="RelayDue">Why a chain is due while the client has no stream (its address is needed): set up when it attaches.</param>
 /// <param name="Silence">Since when the client's reports show nothing received from its exit (reset by anything received).</param>
+/// <param name="ExitLostUnreplaced">Why the exit's region lost the client's exit, when no other exit could take the client: the client
+/// stays on it while its traffic may still flow, and gives it up once its own test of the path fails.</param>
 public sealed record PathState(bool DirectConfirmed, bool DirectPathOverdue, bool RelayStarting, string? RelayDue, bool NoHandshakeReported = false,
-    PathSilence? Silence = null)
+    PathSilence? Silence = null, string? ExitLostUnreplaced = null)
 {
     public static readonly PathState Initial = new(false, false, false, null);
 }
@@ -58,7 +60,8 @@ public static class PathMonitoring
     private static readonly TimeSpan HandshakeSlack = TimeSpan.FromSeconds(5);
 
     /// <summary>The client's SetupExit was applied: the direct path gets its chance.</summary>
-    public static Decision Activated(Decision d) => Arm(d.With(s => s with { Path = s.Path with { DirectConfirmed = false, Silence = null } }));
+    public static Decision Activated(Decision d) =>
+        Arm(d.With(s => s with { Path = s.Path with { DirectConfirmed = false, Silence = null, ExitLostUnreplaced = null } }));
 
     /// <summary>Starts the direct-path timeout for an active, direct, unconfirmed assignment with a stream attached.</summary>
     public static Decision Arm(Decision d)
@@ -111,6 +114,13 @@ public static class PathMonitoring
             // (A client can only hurt itself with a false claim: its own traffic is relayed.)
             if (probeFailed is not null && probeFailed.PublicKey.AsSpan().SequenceEqual(assignment.ExitPublicKey))
             {
+                // Its exit is lost and no other one took the client: now its traffic is known not to flow either.
+                if (state.Path.ExitLostUnreplaced is { } lost)
+                {
+                    return ExitAssignment.GiveUpLostExit(d, $"{lost}; no other exit of region {exit.Region} took the client, and the client " +
+                                                            "hears nothing from it", now);
+                }
+
                 return StartRelay(d, $"client heard nothing from exit {assignment.ExitPeerId} over the {(exit.ClientRelayLeg is null ? "direct path" : "relay chain")} " +
                                      $"for {probeFailed.SilentFor.TotalSeconds:0.#} s while sending, and its ping of the exit went unanswered");
             }

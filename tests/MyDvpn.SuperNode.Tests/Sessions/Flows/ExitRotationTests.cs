@@ -141,6 +141,32 @@ public sealed class ExitRotationTests
     }
 
     [Fact]
+    public void A_lost_exits_client_no_other_exit_takes_gives_it_up_with_no_exit_available_once_its_path_test_fails()
+    {
+        var kept = Rotating().Decide(new AllocationFinished("new-id",
+            new ExitAllocationResult.Refused(RefusalReason.NoExitAvailable, "region us-east has no exit online")), Now).State;
+        var confirmed = kept.Decide(Report(Now), Now).State;
+        Assert.True(confirmed.Path.DirectConfirmed);
+
+        var failed = confirmed.Decide(Report(Now, rx: 500, tx: 4000) with { ProbeFailed = new ProbeFailure(ExitKey, TimeSpan.FromSeconds(2)) },
+            Now.AddSeconds(5));
+
+        var told = Assert.Single(failed.Effects.OfType<SessionEffect.SendToPeer>()).Message.ExitRequestFailed;
+        Assert.Equal(RefusalReason.NoExitAvailable, told.Reason);
+        Assert.Contains(failed.Events, e => e is ExitReleaseStarted);
+        Assert.Equal(Command.BodyOneofCase.RemoveExit, Assert.Single(failed.Sent()).BodyCase);
+        Assert.Empty(failed.Effects.OfType<SessionEffect.OpenRelayChain>());
+
+        // An exit that was only drained (or a rotation that never ran) is relayed instead: the path may be what broke.
+        var drained = Rotating(RotationReason.ExitDrained).Decide(new AllocationFinished("new-id",
+            new ExitAllocationResult.Refused(RefusalReason.NoExitAvailable, "region us-east has no exit online")), Now).State.Decide(Report(Now), Now).State;
+        var relayed = drained.Decide(Report(Now, rx: 500, tx: 4000) with { ProbeFailed = new ProbeFailure(ExitKey, TimeSpan.FromSeconds(2)) },
+            Now.AddSeconds(5));
+        Assert.Single(relayed.Effects.OfType<SessionEffect.OpenRelayChain>());
+        Assert.Empty(relayed.Effects.OfType<SessionEffect.SendToPeer>());
+    }
+
+    [Fact]
     public void A_released_assignment_the_client_left_is_forgotten_and_one_the_region_did_not_confirm_is_asked_again()
     {
         var allocated = Allocated();
