@@ -181,7 +181,10 @@ public sealed class InterfaceMonitorTests : Akka.TestKit.Xunit2.TestKit
 
     private static ClientExit ExitWithTunnelAddress(string address) =>
         new("as-1", "exit-1", "us-east", Convert.ToBase64String(ExitKey), "198.51.100.7:51820", ["0.0.0.0/0"], 25, ["100.96.0.2/32"],
-            DateTimeOffset.UnixEpoch) { ExitTunnelAddress = address };
+            DateTimeOffset.UnixEpoch)
+        {
+            ExitTunnelAddress = address,
+        };
 
     /// <summary>The ping's answer the test chose, and the addresses asked.</summary>
     private sealed class ChosenProber : IPathProber
