@@ -15,7 +15,7 @@ namespace MyDvpn.BaseNode;
 public static class BaseNodeHost
 {
     public const string Role = "base";
-    public static readonly NodeIdentity Identity = new("mydvpn-base", [Role]);
+    public static readonly ClusterIdentity Identity = new("mydvpn-base", [Role]);
 
     public static WebApplication Build(ClusterNodeSettings settings, DirectorySettings? directorySettings = null)
     {

@@ -20,7 +20,7 @@ namespace MyDvpn.Hosting;
 /// Each cluster has its own system name (<c>mydvpn-base</c>, <c>mydvpn-region-R</c>), so a SuperNode
 /// pointed at a seed of another region cannot join it by mistake: Akka refuses the join.
 /// </remarks>
-public sealed record NodeIdentity(string ActorSystemName, IReadOnlyList<string> Roles);
+public sealed record ClusterIdentity(string ActorSystemName, IReadOnlyList<string> Roles);
 
 /// <summary>
 /// The shared shape of every clustered node: Kestrel with TLS on <c>--listen</c> (gRPC), plain HTTP
@@ -34,7 +34,7 @@ public static class ClusterNodeHost
 
     public static WebApplicationBuilder CreateBuilder(
         ClusterNodeSettings settings,
-        NodeIdentity node,
+        ClusterIdentity node,
         ClientCertificateMode clientCertificates,
         Action<AkkaConfigurationBuilder, IServiceProvider> configureActors,
         long? maxConnections = null)

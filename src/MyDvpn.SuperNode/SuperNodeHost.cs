@@ -27,7 +27,7 @@ public static class SuperNodeHost
     public static string RegionRole(string region) => $"region-{region}";
 
     /// <summary>Every region is a cluster of its own: its actor-system name carries the region.</summary>
-    public static NodeIdentity IdentityOf(string region) => new($"mydvpn-region-{region}", [Role, RegionRole(region)]);
+    public static ClusterIdentity IdentityOf(string region) => new($"mydvpn-region-{region}", [Role, RegionRole(region)]);
 
     public static WebApplication Build(SuperNodeSettings settings)
     {

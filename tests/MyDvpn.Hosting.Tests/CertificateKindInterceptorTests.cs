@@ -24,9 +24,9 @@ public sealed class CertificateKindInterceptorTests : IDisposable
     public CertificateKindInterceptorTests()
     {
         var pki = new Pki(temp);
-        serverTls = TlsMaterial.Load(pki.Issue("base1", CertificateKind.Node));
-        adminTls = TlsMaterial.Load(pki.Issue("alice", CertificateKind.Admin));
-        nodeTls = TlsMaterial.Load(pki.Issue("super1", CertificateKind.Node));
+        serverTls = TlsMaterial.Load(pki.IssueBase("base1"));
+        adminTls = TlsMaterial.Load(pki.IssueAdmin("alice"));
+        nodeTls = TlsMaterial.Load(pki.IssueSuper("super1", "eu-west"));
     }
 
     public void Dispose()

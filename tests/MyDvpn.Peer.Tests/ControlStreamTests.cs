@@ -168,7 +168,7 @@ public sealed class ControlStreamTests(ITestOutputHelper output) : AgentTestKit(
     [Fact]
     public async Task Peer_moves_to_another_supernode_of_the_region_when_its_own_is_gone()
     {
-        var tls = Pki.Issue("super-b", CertificateKind.Node);
+        var tls = Pki.IssueSuper("super-b", Region);
         var superNodeB = new TestSuperNode("super-b");
         var serverB = await StartServerAsync(superNodeB, tls);
         var superNodeA = new TestSuperNode("super-a") { AcceptedToken = Token, RegionSuperNodes = [serverB.Endpoint] };
@@ -201,7 +201,7 @@ public sealed class ControlStreamTests(ITestOutputHelper output) : AgentTestKit(
         var otherPki = new Pki(Temp, "other-ca");
         var superNode = new TestSuperNode("impostor");
         superNode.Enroll(PeerId, Key.PublicKey);
-        var server = await StartServerAsync(superNode, otherPki.Issue("impostor", CertificateKind.Node));
+        var server = await StartServerAsync(superNode, otherPki.IssueSuper("impostor", Region));
 
         var agent = await StartAgentAsync(Settings([server.Address]));
 
@@ -219,7 +219,7 @@ public sealed class ControlStreamTests(ITestOutputHelper output) : AgentTestKit(
     {
         var superNode = new TestSuperNode("admin");
         superNode.Enroll(PeerId, Key.PublicKey);
-        var server = await StartServerAsync(superNode, Pki.Issue("ops", CertificateKind.Admin));
+        var server = await StartServerAsync(superNode, Pki.IssueAdmin("ops"));
 
         var agent = await StartAgentAsync(Settings([server.Address]));
 

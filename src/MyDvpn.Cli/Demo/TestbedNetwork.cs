@@ -100,13 +100,16 @@ public sealed class TestbedNetwork : IAsyncDisposable
         var ca = Path.Combine(certs, "ca");
         if (!File.Exists(Path.Combine(ca, CertificateAuthority.CaCertFile)))
             CertificateAuthority.Init(ca).Dispose();
-        foreach (var (name, address) in new[]
+        // Each node's certificate names it: a SuperNode's its region and id, which it must run as.
+        foreach (var (node, address) in new[]
                  {
-                     ("base", TestbedAddresses.Base), ("sn-eu-1", TestbedAddresses.SnA), ("sn-us-1", TestbedAddresses.SnB),
-                     (SecondExitRegionSuperNode, TestbedAddresses.SnB2),
+                     (NodeIdentity.Base("base"), TestbedAddresses.Base),
+                     (NodeIdentity.Super("sn-eu-1", ClientRegion), TestbedAddresses.SnA),
+                     (NodeIdentity.Super("sn-us-1", ExitRegion), TestbedAddresses.SnB),
+                     (NodeIdentity.Super(SecondExitRegionSuperNode, ExitRegion), TestbedAddresses.SnB2),
                  })
-            CertificateAuthority.Issue(ca, name, CertificateKind.Node, [address], [], Path.Combine(certs, name)).Dispose();
-        CertificateAuthority.Issue(ca, "testbed-admin", CertificateKind.Admin, [], [], Path.Combine(certs, "admin")).Dispose();
+            CertificateAuthority.IssueNode(ca, node, [address], [], Path.Combine(certs, node.Id)).Dispose();
+        CertificateAuthority.IssueAdmin(ca, "testbed-admin", [], [], Path.Combine(certs, "admin")).Dispose();
 
         var network = new TestbedNetwork(testbed, executable, work);
         if (relayKernelOffload)

@@ -40,9 +40,9 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
 
     public async Task InitializeAsync()
     {
-        var baseTls = _pki.Issue("base-1", CertificateKind.Node);
-        _nodeTls = _pki.Issue("sn-test", CertificateKind.Node);
-        var adminTls = _pki.Issue("ops", CertificateKind.Admin);
+        var baseTls = _pki.Issue(NodeIdentity.Base("base-1"));
+        _nodeTls = _pki.Issue(NodeIdentity.Super("sn-test", "eu-west"));
+        var adminTls = _pki.IssueAdmin("ops");
 
         var directory = Sys.ActorOf(ShardStandIn.Props(new DirectoryMessageExtractor(),
             region => DirectoryEntity.Props(region, DirectorySettings.Default, _clock, _directoryLog)));
