@@ -230,6 +230,72 @@ public sealed class ControlStreamTests(ITestOutputHelper output) : AgentTestKit(
     }
 
     [Fact]
+    public async Task Peer_does_not_answer_a_challenge_naming_another_supernode_than_the_certificate()
+    {
+        // A server holding super-b's certificate (leaked) challenges as super-a: the peer signs nothing for it.
+        var superNode = new TestSuperNode("super-a");
+        superNode.Enroll(PeerId, Key.PublicKey);
+        var server = await StartServerAsync(superNode, Pki.IssueSuper("super-b", Region));
+
+        var agent = await StartAgentAsync(Settings([server.Address]));
+
+        await PumpUntilAsync(() =>
+        {
+            Assert.True(agent.Status.Current.Attempts >= 2);
+            Assert.Contains("the server challenged as SuperNode 'super-a' but its certificate names SuperNode super-b of region eu-west (mydvpn://super/eu-west/super-b)",
+                agent.Status.Current.LastProblem, StringComparison.Ordinal);
+        });
+        Assert.Empty(superNode.AuthRequests);
+        Assert.False(agent.Status.Current.Connected);
+    }
+
+    [Fact]
+    public async Task Peer_does_not_authenticate_to_a_supernode_of_another_region()
+    {
+        var superNode = new TestSuperNode("super-us");
+        superNode.Enroll(PeerId, Key.PublicKey);
+        var server = await StartServerAsync(superNode, Pki.IssueSuper("super-us", "us-east"));
+
+        var agent = await StartAgentAsync(Settings([server.Address]));
+
+        await PumpUntilAsync(() => Assert.Contains(
+            "the server's certificate names SuperNode super-us of region us-east (mydvpn://super/us-east/super-us), not a SuperNode of this peer's region eu-west",
+            agent.Status.Current.LastProblem, StringComparison.Ordinal));
+        Assert.Empty(superNode.AuthRequests);
+    }
+
+    [Fact]
+    public async Task Peer_does_not_authenticate_to_a_server_with_a_BaseNode_certificate()
+    {
+        var superNode = new TestSuperNode("base-1");
+        superNode.Enroll(PeerId, Key.PublicKey);
+        var server = await StartServerAsync(superNode, Pki.IssueBase("base-1"));
+
+        var agent = await StartAgentAsync(Settings([server.Address]));
+
+        await PumpUntilAsync(() => Assert.Contains("the server's certificate names BaseNode base-1", agent.Status.Current.LastProblem, StringComparison.Ordinal));
+        Assert.Empty(superNode.AuthRequests);
+    }
+
+    [Fact]
+    public async Task The_peers_login_is_bound_to_the_certificate_its_TLS_saw()
+    {
+        // The test SuperNode verifies over another certificate's hash than the one it serves: as a SuperNode that a
+        // login was relayed to would, and the signature does not verify.
+        var superNode = new TestSuperNode("super-1");
+        superNode.Enroll(PeerId, Key.PublicKey);
+        var server = await StartServerAsync(superNode);
+        using var other = TlsMaterial.Load(Pki.IssueSuper("super-1", Region));
+        superNode.CertificateSha256 = other.CertificateSha256;
+
+        var agent = await StartAgentAsync(Settings([server.Address]));
+
+        await PumpUntilAsync(() => Assert.Contains("BAD_SIGNATURE", agent.Status.Current.LastProblem, StringComparison.Ordinal));
+        Assert.NotEmpty(superNode.AuthRequests);
+        Assert.False(agent.Status.Current.Connected);
+    }
+
+    [Fact]
     public async Task Second_agent_on_the_same_state_directory_is_refused()
     {
         var settings = Settings([new HostPort("127.0.0.1", 1)]);
