@@ -15,7 +15,12 @@ namespace MyDvpn.BaseNode;
 public static class BaseNodeHost
 {
     public const string Role = "base";
-    public static readonly NodeIdentity Identity = new("mydvpn-base", [Role]);
+    public static readonly ClusterIdentity Identity = new("mydvpn-base", [Role]);
+
+    /// <summary>The directory takes SuperNodes (each only as itself, <see cref="DirectoryGrpcService"/>), the admin API admins.</summary>
+    public static CertificatePolicy Policy => new CertificatePolicy()
+        .Allow(Protocol.Directory.SuperNodeDirectory.Descriptor.FullName, Callers.SuperNodes)
+        .Allow(Protocol.Admin.Admin.Descriptor.FullName, Callers.Admins);
 
     public static WebApplication Build(ClusterNodeSettings settings, DirectorySettings? directorySettings = null)
     {
@@ -57,9 +62,7 @@ public static class BaseNodeHost
                 new RevocationsMessageExtractor(),
                 new ShardOptions { Role = Role, StateStoreMode = StateStoreMode.Persistence });
         });
-        builder.Services.AddSingleton(new CertificatePolicy()
-            .Require(Protocol.Directory.SuperNodeDirectory.Descriptor.FullName, CertificateKind.Node)
-            .Require(Protocol.Admin.Admin.Descriptor.FullName, CertificateKind.Admin));
+        builder.Services.AddSingleton(Policy);
         builder.Services.AddSingleton<DirectoryQueries>();
         builder.Services.AddSingleton<EnrollmentQueries>();
         builder.Services.AddSingleton<SuperNodeClients>();

@@ -10,8 +10,10 @@ using Prometheus;
 namespace MyDvpn.BaseNode;
 
 /// <summary>
-/// What SuperNodes call (mutual TLS, node certificates only): register, report, leave, look up, enroll new peers
-/// with tokens and catch up on revocations.
+/// What SuperNodes call (mutual TLS, SuperNode certificates only): register, report, leave, look up, enroll new peers
+/// with tokens and catch up on revocations. A SuperNode reports, leaves and redeems tokens only as itself, in its own
+/// region: what its certificate names (<see cref="CallerIdentity"/>); anything else is <c>PERMISSION_DENIED</c>,
+/// <c>CERTIFICATE_MISMATCH</c>.
 /// </summary>
 public sealed class DirectoryGrpcService(
     DirectoryQueries directory,
@@ -35,6 +37,7 @@ public sealed class DirectoryGrpcService(
     public override async Task<ReportAck> Report(SuperNodeReport request, ServerCallContext context)
     {
         var info = DirectoryMapping.ToInfo(request.Registration);
+        CallerIdentity.RequireSuperNode(context, logger, info.SuperNodeId, info.Region);
         var load = DirectoryMapping.ToLoad(request.Load);
         // The revocation version is asked alongside the registration, so it adds no latency to the report.
         var revocationVersion = RevocationVersionOrZero(info, context.CancellationToken);
@@ -57,6 +60,7 @@ public sealed class DirectoryGrpcService(
     {
         if (!RegionName.IsValid(request.Region, out var problem))
             throw new RpcException(new Status(StatusCode.InvalidArgument, problem));
+        CallerIdentity.RequireSuperNode(context, logger, request.SupernodeId, request.Region);
         await directory.Deregister(request.Region, request.SupernodeId, context.CancellationToken);
         logger.LogInformation("SuperNode {SuperNodeId} of region {Region} left the directory", request.SupernodeId, request.Region);
         return new DeregisterAck();
@@ -69,7 +73,8 @@ public sealed class DirectoryGrpcService(
     {
         var redeem = EnrollmentMapping.ToRedeem(request);
         using var scope = logger.BeginScope(new LogScope(("peer_id", redeem.PeerId), ("region", redeem.Region), ("token_id", redeem.TokenId)));
-        var superNode = CallerName(context);
+        // A SuperNode enrolls the peers of its own region only.
+        var superNode = CallerIdentity.RequireSuperNode(context, logger, claimedId: null, redeem.Region).Id;
 
         // A revoked peer stays out: a token left over must not bring it back under a new key.
         if (await enrollment.RevocationOf(redeem.PeerId, context.CancellationToken) is { } revocation)
@@ -123,8 +128,4 @@ public sealed class DirectoryGrpcService(
             redeem.PeerId, redeem.ClaimedRole, redeem.Region, redeem.TokenId, superNode, name, detail);
         return EnrollmentMapping.Refused(reason, detail);
     }
-
-    /// <summary>The caller's certificate name (the SuperNode's), or its address when there is none.</summary>
-    private static string CallerName(ServerCallContext context) =>
-        context.AuthContext.FindPropertiesByName("x509_common_name").FirstOrDefault()?.Value ?? context.Peer;
 }

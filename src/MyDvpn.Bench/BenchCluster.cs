@@ -39,8 +39,9 @@ public sealed class BenchCluster : IAsyncDisposable
     {
         Work = work;
         CertificateAuthority.Init(CaDirectory);
-        CertificateAuthority.Issue(CaDirectory, ClientCertificate, CertificateKind.Node, [IPAddress.Loopback], [], Path.Combine(work, ClientCertificate));
-        CertificateAuthority.Issue(CaDirectory, "bench-admin", CertificateKind.Admin, [], [], Path.Combine(work, "admin"));
+        // The benchmark issues commands through SuperNodePeers, which only BaseNodes may call: its client is one.
+        CertificateAuthority.IssueNode(CaDirectory, NodeIdentity.Base(ClientCertificate), [IPAddress.Loopback], [], Path.Combine(work, ClientCertificate));
+        CertificateAuthority.IssueAdmin(CaDirectory, "bench-admin", [], [], Path.Combine(work, "admin"));
         CaCertificate = X509CertificateLoader.LoadCertificateFromFile(Path.Combine(CaDirectory, CertificateAuthority.CaCertFile));
     }
 
@@ -59,7 +60,7 @@ public sealed class BenchCluster : IAsyncDisposable
     /// <summary>Starts the BaseNode (directory and admin API) and waits until it is ready.</summary>
     public async Task StartBaseNodeAsync(CancellationToken cancellationToken)
     {
-        CertificateAuthority.Issue(CaDirectory, "base", CertificateKind.Node, [IPAddress.Loopback], [], Path.Combine(Work, "base"));
+        CertificateAuthority.IssueNode(CaDirectory, NodeIdentity.Base("base"), [IPAddress.Loopback], [], Path.Combine(Work, "base"));
         var listen = new HostPort("127.0.0.1", NodeProcess.FreeTcpPort());
         var metrics = new HostPort("127.0.0.1", NodeProcess.FreeTcpPort());
         nodes.Add(NodeProcess.Start(executable, "base", Path.Combine(Work, "base.log"),
@@ -78,7 +79,7 @@ public sealed class BenchCluster : IAsyncDisposable
     public async Task<BenchSuperNode> StartSuperNodeAsync(string id, string region, int maxStreams, CancellationToken cancellationToken)
     {
         var directory = baseListen ?? throw new InvalidOperationException("start the BaseNode first");
-        CertificateAuthority.Issue(CaDirectory, id, CertificateKind.Node, [IPAddress.Loopback], [], Path.Combine(Work, id));
+        CertificateAuthority.IssueNode(CaDirectory, NodeIdentity.Super(id, region), [IPAddress.Loopback], [], Path.Combine(Work, id));
         var listen = new HostPort("127.0.0.1", NodeProcess.FreeTcpPort());
         var metrics = new HostPort("127.0.0.1", NodeProcess.FreeTcpPort());
         var relayPorts = $"{nextRelayPort}-{nextRelayPort + 99}";

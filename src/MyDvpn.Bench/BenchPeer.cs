@@ -68,11 +68,20 @@ public sealed class BenchPeer : IAsyncDisposable
     public static async Task<BenchPeer> ConnectAsync(HostPort superNode, X509Certificate2 ca, string peerId, IdentityKey key, PeerRole role,
         string region, string token, uint exitMaxClients, CancellationToken cancellationToken)
     {
+        var trust = new OperatorCaTrust(ca);
+        byte[]? serverCertificateSha256 = null;
         var handler = new SocketsHttpHandler
         {
             SslOptions = new SslClientAuthenticationOptions
             {
-                RemoteCertificateValidationCallback = new OperatorCaTrust(ca).ValidateServerCertificate,
+                // The login is bound to the certificate the stream runs over (PeerAuthTranscript).
+                RemoteCertificateValidationCallback = (sender, certificate, chain, errors) =>
+                {
+                    var trusted = trust.ValidateServerCertificate(sender, certificate, chain, errors);
+                    if (trusted)
+                        serverCertificateSha256 = System.Security.Cryptography.SHA256.HashData(certificate!.GetRawCertData());
+                    return trusted;
+                },
             },
         };
         // DisposeHttpClient: without it disposing the channel leaves the TCP connection open.
@@ -84,7 +93,8 @@ public sealed class BenchPeer : IAsyncDisposable
         {
             if (!await call.ResponseStream.MoveNext(cancellationToken) || call.ResponseStream.Current.AuthChallenge is not { } challenge)
                 throw new InvalidOperationException("no challenge");
-            var transcript = PeerAuthTranscript.Encode(peerId, (int)role, region, challenge.Challenge.Span, challenge.SupernodeId);
+            var transcript = PeerAuthTranscript.Encode(peerId, (int)role, region, challenge.Challenge.Span, challenge.SupernodeId,
+                serverCertificateSha256 ?? throw new InvalidOperationException("a challenge came without a trusted server certificate"));
             await call.RequestStream.WriteAsync(new ControlMessage
             {
                 AuthRequest = new AuthRequest

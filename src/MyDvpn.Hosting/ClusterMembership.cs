@@ -70,7 +70,7 @@ public sealed class ClusterMembershipMonitor(
             // our certificate or we refused theirs. Its reason type is internal, hence the name test.
             case { } tls when tls.GetType().Name == "TlsHandshakeFailureReason":
                 logger.LogCritical(
-                    "--tls: TLS handshake with the cluster failed ({Detail}); every node of a cluster needs a node certificate of the same operator CA",
+                    "--tls: TLS handshake with the cluster failed ({Detail}); every node of a cluster needs a node certificate of the same operator CA naming the role and region of that cluster",
                     tls.ToString());
                 Environment.ExitCode = 2;
                 break;

@@ -20,7 +20,31 @@ namespace MyDvpn.Hosting;
 /// Each cluster has its own system name (<c>mydvpn-base</c>, <c>mydvpn-region-R</c>), so a SuperNode
 /// pointed at a seed of another region cannot join it by mistake: Akka refuses the join.
 /// </remarks>
-public sealed record NodeIdentity(string ActorSystemName, IReadOnlyList<string> Roles);
+public sealed record ClusterIdentity(string ActorSystemName, IReadOnlyList<string> Roles);
+
+/// <summary>
+/// Who may be a member of a node's cluster: a node whose certificate (valid under the operator CA) names the same role
+/// and region as the node's own — the BaseNode cluster takes BaseNodes only, a region's cluster that region's SuperNodes.
+/// </summary>
+public static class ClusterAdmission
+{
+    public static bool Admits(TlsMaterial tls, System.Security.Cryptography.X509Certificates.X509Certificate2? certificate, out string reason)
+    {
+        var self = tls.Identity ?? throw new InvalidOperationException("a cluster member runs with a node certificate");
+        if (certificate is null)
+        {
+            reason = "no certificate presented";
+            return false;
+        }
+        if (!tls.ValidateNode(certificate, out var peer, out reason))
+            return false;
+        if (self.SharesClusterWith(peer))
+            return true;
+        var members = self.Role == NodeRole.Base ? "BaseNodes" : $"SuperNodes of region {self.Region}";
+        reason = $"its certificate names {peer} ({peer.Uri}); only {members} may join the cluster of {self}";
+        return false;
+    }
+}
 
 /// <summary>
 /// The shared shape of every clustered node: Kestrel with TLS on <c>--listen</c> (gRPC), plain HTTP
@@ -34,7 +58,7 @@ public static class ClusterNodeHost
 
     public static WebApplicationBuilder CreateBuilder(
         ClusterNodeSettings settings,
-        NodeIdentity node,
+        ClusterIdentity node,
         ClientCertificateMode clientCertificates,
         Action<AkkaConfigurationBuilder, IServiceProvider> configureActors,
         long? maxConnections = null)
@@ -113,10 +137,10 @@ public static class ClusterNodeHost
                     // cannot open an association, let alone join.
                     RequireMutualAuthentication = true,
                     ValidateCertificateHostname = false,
+                    // Called on both ends of every association: only this cluster's kind of node gets in.
                     CustomValidator = (certificate, _, remote, _, _) =>
                     {
-                        var reason = "no certificate presented";
-                        if (certificate is not null && tls.ValidatePeer(certificate, CertificateKind.Node, out reason))
+                        if (ClusterAdmission.Admits(tls, certificate, out var reason))
                             return true;
                         remotingLogger.LogWarning("Refused cluster connection from {Remote}: {Reason}", remote, reason);
                         return false;

@@ -23,7 +23,14 @@ public class ClusterNodeOptions
     /// <summary>How long to try the seeds before giving up (config/environment only; default 30 s).</summary>
     public TimeSpan JoinTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
-    public ClusterNodeSettings Validate()
+    /// <summary>Validates the settings of a BaseNode: its certificate must be a BaseNode's (<c>mydvpn://base/…</c>).</summary>
+    public ClusterNodeSettings Validate() => Validate(NodeRole.Base, null);
+
+    /// <summary>
+    /// Validates the settings of a node of <paramref name="role"/>; <paramref name="expected"/>, when given, is the
+    /// identity the node runs as (a SuperNode's <c>--id</c> and <c>--region</c>), which its certificate must name exactly.
+    /// </summary>
+    protected ClusterNodeSettings Validate(NodeRole role, NodeIdentity? expected)
     {
         var dataDir = ValidateDataDir(DataDir);
         var cluster = HostPort.Parse(Cluster, "--cluster");
@@ -50,8 +57,7 @@ public class ClusterNodeOptions
         {
             throw new ConfigurationException("--tls", ex.Message, ex);
         }
-        if (tls.Kind != CertificateKind.Node)
-            throw new ConfigurationException("--tls", $"{Tls} holds an admin certificate; a node needs one issued with `mydvpn ca issue --kind node`");
+        CheckIdentity(tls, role, expected);
 
         var persistence = string.IsNullOrWhiteSpace(Postgres)
             ? PersistenceSettings.Sqlite(Path.Combine(dataDir, "akka.db"))
@@ -59,6 +65,27 @@ public class ClusterNodeOptions
         if (JoinTimeout <= TimeSpan.Zero)
             throw new ConfigurationException("JoinTimeout", "must be positive, e.g. 00:00:30");
         return new ClusterNodeSettings(dataDir, cluster, seeds, listen, metrics, tls, persistence, JoinTimeout);
+    }
+
+    private void CheckIdentity(TlsMaterial tls, NodeRole role, NodeIdentity? expected)
+    {
+        var reissue = expected is { Role: NodeRole.Super }
+            ? $"`mydvpn ca issue --role super --region {expected.Region} --name {expected.Id} --out {Tls}`"
+            : "`mydvpn ca issue --role base --name NAME --out DIR`";
+        if (tls.Identity is not { } identity)
+        {
+            tls.Dispose();
+            throw new ConfigurationException("--tls", $"{Tls} holds an admin certificate; a node needs a node certificate, issued with {reissue}");
+        }
+        string? problem = null;
+        if (expected is not null && identity != expected)
+            problem = $"is the certificate of {identity} ({identity.Uri}), but this node runs as {expected} (--id/--region)";
+        else if (identity.Role != role)
+            problem = $"is the certificate of {identity} ({identity.Uri}), but this node runs as a {(role == NodeRole.Base ? "BaseNode" : "SuperNode")}";
+        if (problem is null)
+            return;
+        tls.Dispose();
+        throw new ConfigurationException("--tls", $"{Tls} {problem}: a node may only use a certificate naming itself; issue one with {reissue}");
     }
 
     private static string ValidateDataDir(string? dataDir)

@@ -66,6 +66,10 @@ public static class RefusalCatalogue
             "no SuperNode of that region answered; the agent asks again with backoff"),
         new(RefusalReason.NotAnExitClient, StatusCode.PermissionDenied, true,
             "only a client may use an exit: run this peer with --role client or both, as the operator allows it"),
+        new(RefusalReason.CertificateMismatch, StatusCode.PermissionDenied, true,
+            "the caller's certificate does not name what it claims, or its role may not call this service: a node runs only with "
+            + "the certificate issued for its own role, --id and --region (`mydvpn ca issue --role base|super --name ID [--region REGION]`); "
+            + "see docs/trust-model.md for what each role may call"),
     }.ToFrozenDictionary(p => p.Reason);
 
     /// <summary>The policy of a reason a newer node may send that this one does not know: transient, status UNKNOWN.</summary>

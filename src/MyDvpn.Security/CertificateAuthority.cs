@@ -67,18 +67,42 @@ public static class CertificateAuthority
     }
 
     /// <summary>
-    /// Issues a certificate signed by the CA in <paramref name="caDir"/> and writes <c>tls.crt</c>, <c>tls.key</c> and
-    /// <c>ca.crt</c> to <paramref name="outDir"/>, overwriting an earlier <c>tls.*</c>.
+    /// Issues a node certificate for <paramref name="node"/> (CN = its id; its role, id and region in a subject alternative
+    /// name URI, <see cref="NodeIdentity.Uri"/>) signed by the CA in <paramref name="caDir"/>, and writes <c>tls.crt</c>,
+    /// <c>tls.key</c> and <c>ca.crt</c> to <paramref name="outDir"/>, overwriting an earlier <c>tls.*</c>.
     /// Returns the issued certificate with its private key.
     /// </summary>
-    public static X509Certificate2 Issue(
+    public static X509Certificate2 IssueNode(
         string caDir,
-        string name,
-        CertificateKind kind,
+        NodeIdentity node,
         IReadOnlyList<IPAddress> ips,
         IReadOnlyList<string> dnsNames,
         string outDir,
-        TimeSpan? validity = null)
+        TimeSpan? validity = null) =>
+        Issue(caDir, node.Id, CertificateKind.Node, node, ips, dnsNames, outDir, validity);
+
+    /// <summary>
+    /// Issues an admin certificate named <paramref name="name"/> (client authentication only) signed by the CA in
+    /// <paramref name="caDir"/>; writes and returns it as <see cref="IssueNode"/> does.
+    /// </summary>
+    public static X509Certificate2 IssueAdmin(
+        string caDir,
+        string name,
+        IReadOnlyList<IPAddress> ips,
+        IReadOnlyList<string> dnsNames,
+        string outDir,
+        TimeSpan? validity = null) =>
+        Issue(caDir, name, CertificateKind.Admin, null, ips, dnsNames, outDir, validity);
+
+    private static X509Certificate2 Issue(
+        string caDir,
+        string name,
+        CertificateKind kind,
+        NodeIdentity? node,
+        IReadOnlyList<IPAddress> ips,
+        IReadOnlyList<string> dnsNames,
+        string outDir,
+        TimeSpan? validity)
     {
         ValidateName(name);
         var lifetime = validity ?? DefaultValidity;
@@ -110,7 +134,7 @@ public static class CertificateAuthority
         }
 
         request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension(usages, critical: false));
-        request.CertificateExtensions.Add(SubjectAlternativeNames(name, ips, dnsNames));
+        request.CertificateExtensions.Add(SubjectAlternativeNames(name, node, ips, dnsNames));
         request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, critical: false));
         request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(
             ca, includeKeyIdentifier: true, includeIssuerAndSerial: false));
@@ -141,7 +165,7 @@ public static class CertificateAuthority
     }
 
     /// <summary>
-    /// The kind recorded in the subject OU of a certificate issued by <see cref="Issue"/>; null if it has neither
+    /// The kind recorded in the subject OU of a certificate issued by <see cref="IssueNode"/> or <see cref="IssueAdmin"/>; null if it has neither
     /// (or, ambiguously, both) OUs.
     /// </summary>
     public static CertificateKind? KindOf(X509Certificate2 certificate)
@@ -165,7 +189,7 @@ public static class CertificateAuthority
                 continue;
             }
 
-            // A certificate claiming both kinds was not made by Issue; trust neither claim.
+            // A certificate claiming both kinds was not made by this CA; trust neither claim.
             if (kind is not null && kind != found)
             {
                 return null;
@@ -217,9 +241,10 @@ public static class CertificateAuthority
         }
     }
 
-    private static X509Extension SubjectAlternativeNames(string name, IReadOnlyList<IPAddress> ips, IReadOnlyList<string> dnsNames)
+    private static X509Extension SubjectAlternativeNames(string name, NodeIdentity? node, IReadOnlyList<IPAddress> ips, IReadOnlyList<string> dnsNames)
     {
         var builder = new SubjectAlternativeNameBuilder();
+        node?.AddTo(builder);
         foreach (var ip in ips.Distinct())
         {
             builder.AddIpAddress(ip);

@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Net.Security;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
@@ -58,8 +59,19 @@ public sealed class OperatorCaTrust(X509Certificate2 ca)
     }
 
     /// <summary>
-    /// A <see cref="RemoteCertificateValidationCallback"/> for clients: the server must present a Node certificate
-    /// valid under the CA. The platform's verdict is ignored, since it checks the system roots and the host name.
+    /// Checks that <paramref name="peer"/> is a node certificate valid under the CA that names one well-formed node
+    /// identity (<see cref="NodeIdentity.TryRead"/>), and returns that identity.
+    /// </summary>
+    public bool ValidateNode(X509Certificate2 peer, [NotNullWhen(true)] out NodeIdentity? identity, out string reason)
+    {
+        identity = null;
+        return Validate(peer, CertificateKind.Node, out reason) && NodeIdentity.TryRead(peer, out identity, out reason);
+    }
+
+    /// <summary>
+    /// A <see cref="RemoteCertificateValidationCallback"/> for clients: the server must present a node certificate
+    /// valid under the CA, naming a node identity. The platform's verdict is ignored, since it checks the system roots
+    /// and the host name.
     /// </summary>
     public bool ValidateServerCertificate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
     {
@@ -68,11 +80,11 @@ public sealed class OperatorCaTrust(X509Certificate2 ca)
             case null:
                 return false;
             case X509Certificate2 certificate2:
-                return Validate(certificate2, CertificateKind.Node, out _);
+                return ValidateNode(certificate2, out _, out _);
             default:
                 using (var copy = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData()))
                 {
-                    return Validate(copy, CertificateKind.Node, out _);
+                    return ValidateNode(copy, out _, out _);
                 }
         }
     }

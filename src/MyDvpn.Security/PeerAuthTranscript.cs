@@ -5,16 +5,30 @@ namespace MyDvpn.Security;
 
 /// <summary>
 /// What a peer signs to answer a SuperNode's challenge (ARCHITECTURE §3): a domain tag, then
-/// <c>peer_id || role || region || challenge || supernode_id</c>, each prefixed with its length
-/// (4 bytes, big-endian), so no two different field sets encode to the same bytes and a signature
-/// made for anything else in the system can never pass for this one.
+/// <c>peer_id || role || region || challenge || supernode_id || server_certificate_sha256</c>, each prefixed with its
+/// length (4 bytes, big-endian), so no two different field sets encode to the same bytes and a signature made for
+/// anything else in the system can never pass for this one. The last field binds the login to the TLS channel: the
+/// SHA-256 of the certificate the peer's TLS saw, which the SuperNode computes over its own, so a login relayed
+/// through another server (another certificate) does not verify there.
 /// </summary>
 public static class PeerAuthTranscript
 {
-    public static ReadOnlySpan<byte> DomainTag => "mydvpn/peer-auth/v1"u8;
+    /// <summary>v2: with the channel binding (v1 had none; a v1 signature never verifies as v2).</summary>
+    public static ReadOnlySpan<byte> DomainTag => "mydvpn/peer-auth/v2"u8;
 
-    public static byte[] Encode(string peerId, int role, string region, ReadOnlySpan<byte> challenge, string superNodeId)
+    public const int CertificateHashLength = 32;
+
+    /// <param name="serverCertificateSha256">SHA-256 of the server certificate (DER) the stream runs over.</param>
+    public static byte[] Encode(string peerId, int role, string region, ReadOnlySpan<byte> challenge, string superNodeId,
+        ReadOnlySpan<byte> serverCertificateSha256)
     {
+        if (serverCertificateSha256.Length != CertificateHashLength)
+        {
+            throw new ArgumentException(
+                $"the channel binding is a SHA-256 of {CertificateHashLength} bytes, got {serverCertificateSha256.Length}",
+                nameof(serverCertificateSha256));
+        }
+
         Span<byte> roleBytes = stackalloc byte[4];
         BinaryPrimitives.WriteInt32BigEndian(roleBytes, role);
         using var buffer = new MemoryStream();
@@ -24,6 +38,7 @@ public static class PeerAuthTranscript
         Write(buffer, Encoding.UTF8.GetBytes(region));
         Write(buffer, challenge);
         Write(buffer, Encoding.UTF8.GetBytes(superNodeId));
+        Write(buffer, serverCertificateSha256);
         return buffer.ToArray();
     }
 

@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Net.Security;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
@@ -7,12 +8,14 @@ namespace MyDvpn.Security;
 /// <summary>A node's or admin's TLS material loaded from a directory holding tls.crt, tls.key and ca.crt.</summary>
 public sealed class TlsMaterial : IDisposable
 {
-    private TlsMaterial(X509Certificate2 certificate, X509Certificate2 caCertificate, CertificateKind kind)
+    private TlsMaterial(X509Certificate2 certificate, X509Certificate2 caCertificate, CertificateKind kind, NodeIdentity? identity)
     {
         Certificate = certificate;
         CaCertificate = caCertificate;
         Kind = kind;
+        Identity = identity;
         Name = certificate.GetNameInfo(X509NameType.SimpleName, forIssuer: false);
+        CertificateSha256 = SHA256.HashData(certificate.RawData);
         trust = new OperatorCaTrust(caCertificate);
     }
 
@@ -25,6 +28,12 @@ public sealed class TlsMaterial : IDisposable
     public X509Certificate2 CaCertificate { get; }
 
     public CertificateKind Kind { get; }
+
+    /// <summary>A node certificate's role, id and region; null for an admin certificate.</summary>
+    public NodeIdentity? Identity { get; }
+
+    /// <summary>SHA-256 of <see cref="Certificate"/> (DER): what a peer binds its login to (<see cref="PeerAuthTranscript"/>).</summary>
+    public byte[] CertificateSha256 { get; }
 
     /// <summary>The CN of <see cref="Certificate"/>.</summary>
     public string Name { get; }
@@ -64,7 +73,14 @@ public sealed class TlsMaterial : IDisposable
             var kind = CertificateAuthority.KindOf(certificate) ?? throw new CertificateException(
                 $"'{certPath}' ({certificate.Subject}) is not a myDvpn node or admin certificate. " +
                 $"Issue one with `mydvpn ca issue ... --out {dir}`.");
-            var material = new TlsMaterial(certificate, ca, kind);
+            NodeIdentity? identity = null;
+            if (kind == CertificateKind.Node && !NodeIdentity.TryRead(certificate, out identity, out var identityProblem))
+            {
+                throw new CertificateException(
+                    $"'{certPath}': {identityProblem}. Issue it again with `mydvpn ca issue --role base|super --name ID [--region REGION] --out {dir}`.");
+            }
+
+            var material = new TlsMaterial(certificate, ca, kind, identity);
             if (!material.ValidatePeer(certificate, requiredKind: null, out var reason))
             {
                 throw new CertificateException(
@@ -87,6 +103,10 @@ public sealed class TlsMaterial : IDisposable
     /// </summary>
     public bool ValidatePeer(X509Certificate2 peer, CertificateKind? requiredKind, out string reason) =>
         trust.Validate(peer, requiredKind, out reason);
+
+    /// <summary>See <see cref="OperatorCaTrust.ValidateNode"/>.</summary>
+    public bool ValidateNode(X509Certificate2 peer, [NotNullWhen(true)] out NodeIdentity? identity, out string reason) =>
+        trust.ValidateNode(peer, out identity, out reason);
 
     /// <summary>A <see cref="RemoteCertificateValidationCallback"/> for clients: see <see cref="OperatorCaTrust.ValidateServerCertificate"/>.</summary>
     public bool ValidateServerCertificate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors) =>

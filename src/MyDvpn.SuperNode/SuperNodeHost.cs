@@ -27,7 +27,16 @@ public static class SuperNodeHost
     public static string RegionRole(string region) => $"region-{region}";
 
     /// <summary>Every region is a cluster of its own: its actor-system name carries the region.</summary>
-    public static NodeIdentity IdentityOf(string region) => new($"mydvpn-region-{region}", [Role, RegionRole(region)]);
+    public static ClusterIdentity IdentityOf(string region) => new($"mydvpn-region-{region}", [Role, RegionRole(region)]);
+
+    /// <summary>
+    /// BaseNodes ask SuperNodes (revocations, sessions, commands, drains); SuperNodes of any region ask each other's exit pools
+    /// and relays; a BaseNode also lists a region's exits for admins. Peers need no certificate: they authenticate on the stream.
+    /// </summary>
+    public static CertificatePolicy Policy => new CertificatePolicy()
+        .Allow(SuperNodePeers.Descriptor.FullName, Callers.BaseNodes)
+        .Allow(ExitAllocation.Descriptor.FullName, Callers.SuperNodes)
+        .Allow($"{ExitAllocation.Descriptor.FullName}/{nameof(ExitAllocation.ExitAllocationBase.ListExits)}", Callers.SuperNodes | Callers.BaseNodes);
 
     public static WebApplication Build(SuperNodeSettings settings)
     {
@@ -107,9 +116,7 @@ public static class SuperNodeHost
             // Room for BaseNodes, other SuperNodes and admins beside the peers' streams.
             maxConnections: settings.MaxStreams + ConnectionsBesidePeers);
         builder.Services.AddSingleton(settings);
-        builder.Services.AddSingleton(new CertificatePolicy()
-            .Require(SuperNodePeers.Descriptor.FullName, CertificateKind.Node)
-            .Require(ExitAllocation.Descriptor.FullName, CertificateKind.Node));
+        builder.Services.AddSingleton(Policy);
         builder.Services.AddSingleton(services => new ExitAllocationClient(
             services.GetRequiredService<DirectoryCache>(), services.GetRequiredService<DirectoryClient>(), settings.Node.Tls,
             settings.Exits.PoolAnswerWithin + TimeSpan.FromSeconds(1)));

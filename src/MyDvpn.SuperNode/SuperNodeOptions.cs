@@ -60,7 +60,7 @@ public sealed class SuperNodeOptions : ClusterNodeOptions
         {
             throw new ConfigurationException($"Super:Sessions:{ex.ParamName}", ex.Message);
         }
-        var node = base.Validate();
+        var node = Validate(MyDvpn.Security.NodeRole.Super, MyDvpn.Security.NodeIdentity.Super(Id!, Region!));
         return new SuperNodeSettings(node, Region!, Id!, bases, publicIp, relayLow, relayHigh, MaxStreams, Edge)
         {
             Exits = Exits,

@@ -132,7 +132,7 @@ public sealed class AdminEnrollmentCommandTests : IDisposable
     public async Task Valid_command_against_an_unreachable_base_is_a_runtime_failure(params string[] command)
     {
         CertificateAuthority.Init(temp.Sub("ca")).Dispose();
-        CertificateAuthority.Issue(temp.Sub("ca"), "ops", CertificateKind.Admin, [], [], temp.Sub("admin")).Dispose();
+        CertificateAuthority.IssueAdmin(temp.Sub("ca"), "ops", [], [], temp.Sub("admin")).Dispose();
 
         var (exitCode, output, error) = await CliRunner.RunAsync(["admin", "--base", "127.0.0.1:1", "--tls", temp.Sub("admin"), .. command]);
 

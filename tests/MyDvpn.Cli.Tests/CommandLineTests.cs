@@ -10,12 +10,13 @@ public sealed class CommandLineTests : IDisposable
 
     public void Dispose() => temp.Dispose();
 
-    private string NodeCertificate(string name = "node")
+    /// <summary>The certificate of SuperNode sn-1 of eu-west (what <see cref="SuperArgs"/> runs as) in <c>node</c>.</summary>
+    private string NodeCertificate(string id = "sn-1", string region = "eu-west")
     {
         if (!File.Exists(temp.Sub("ca/ca.crt")))
             CertificateAuthority.Init(temp.Sub("ca"));
-        CertificateAuthority.Issue(temp.Sub("ca"), name, CertificateKind.Node, [IPAddress.Loopback], [], temp.Sub(name));
-        return temp.Sub(name);
+        CertificateAuthority.IssueNode(temp.Sub("ca"), NodeIdentity.Super(id, region), [IPAddress.Loopback], [], temp.Sub("node"));
+        return temp.Sub("node");
     }
 
     private string[] SuperArgs(params string[] overrides)
@@ -88,10 +89,38 @@ public sealed class CommandLineTests : IDisposable
     public async Task Admin_certificate_cannot_run_a_node()
     {
         CertificateAuthority.Init(temp.Sub("ca"));
-        CertificateAuthority.Issue(temp.Sub("ca"), "ops", CertificateKind.Admin, [], [], temp.Sub("node"));
+        CertificateAuthority.IssueAdmin(temp.Sub("ca"), "ops", [], [], temp.Sub("node"));
         var (exitCode, _, error) = await CliRunner.RunAsync(SuperArgs());
         Assert.Equal(2, exitCode);
         Assert.Contains("admin certificate", error, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("sn-2", "eu-west")]
+    [InlineData("sn-1", "us-east")]
+    public async Task A_SuperNode_refuses_to_start_with_a_certificate_naming_another_id_or_region(string id, string region)
+    {
+        NodeCertificate(id, region);
+
+        var (exitCode, _, error) = await CliRunner.RunAsync(SuperArgs());
+
+        Assert.Equal(2, exitCode);
+        Assert.StartsWith("error: --tls:", error, StringComparison.Ordinal);
+        Assert.Contains($"is the certificate of SuperNode {id} of region {region} (mydvpn://super/{region}/{id})", error, StringComparison.Ordinal);
+        Assert.Contains("runs as SuperNode sn-1 of region eu-west", error, StringComparison.Ordinal);
+        Assert.Contains("mydvpn ca issue --role super --region eu-west --name sn-1", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_SuperNode_refuses_to_start_with_a_BaseNode_certificate()
+    {
+        CertificateAuthority.Init(temp.Sub("ca"));
+        CertificateAuthority.IssueNode(temp.Sub("ca"), NodeIdentity.Base("sn-1"), [IPAddress.Loopback], [], temp.Sub("node"));
+
+        var (exitCode, _, error) = await CliRunner.RunAsync(SuperArgs());
+
+        Assert.Equal(2, exitCode);
+        Assert.Contains("is the certificate of BaseNode sn-1 (mydvpn://base/sn-1), but this node runs as SuperNode sn-1", error, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -163,21 +192,56 @@ public sealed class CommandLineTests : IDisposable
     }
 
     [Fact]
-    public async Task Ca_init_and_issue_make_a_loadable_node_certificate()
+    public async Task Ca_issue_makes_a_SuperNode_certificate_naming_its_region_and_id()
     {
         Assert.Equal(0, (await CliRunner.RunAsync("ca", "init", "--dir", temp.Sub("ca"))).ExitCode);
-        var (exitCode, _, _) = await CliRunner.RunAsync("ca", "issue", "--dir", temp.Sub("ca"), "--name", "sn-1",
-            "--ip", "127.0.0.1", "--ip", "10.1.2.3", "--dns", "sn-1.example", "--out", temp.Sub("sn-1"));
+        var (exitCode, output, _) = await CliRunner.RunAsync("ca", "issue", "--dir", temp.Sub("ca"), "--role", "super", "--region", "eu-west",
+            "--name", "sn-eu-1", "--ip", "127.0.0.1", "--ip", "10.1.2.3", "--dns", "sn-1.example", "--out", temp.Sub("sn-1"));
         Assert.Equal(0, exitCode);
+        Assert.Contains("mydvpn://super/eu-west/sn-eu-1", output, StringComparison.Ordinal);
         using var tls = TlsMaterial.Load(temp.Sub("sn-1"));
         Assert.Equal(CertificateKind.Node, tls.Kind);
-        Assert.Equal("sn-1", tls.Name);
+        Assert.Equal("sn-eu-1", tls.Name);
+        Assert.Equal(NodeIdentity.Super("sn-eu-1", "eu-west"), tls.Identity);
+    }
+
+    [Fact]
+    public async Task Ca_issue_makes_a_BaseNode_certificate_and_an_admin_one()
+    {
+        await CliRunner.RunAsync("ca", "init", "--dir", temp.Sub("ca"));
+
+        Assert.Equal(0, (await CliRunner.RunAsync("ca", "issue", "--dir", temp.Sub("ca"), "--role", "base", "--name", "base-1", "--out", temp.Sub("base-1"))).ExitCode);
+        Assert.Equal(0, (await CliRunner.RunAsync("ca", "issue", "--dir", temp.Sub("ca"), "--role", "admin", "--name", "alice", "--out", temp.Sub("alice"))).ExitCode);
+
+        using var baseTls = TlsMaterial.Load(temp.Sub("base-1"));
+        using var adminTls = TlsMaterial.Load(temp.Sub("alice"));
+        Assert.Equal(NodeIdentity.Base("base-1"), baseTls.Identity);
+        Assert.Equal(CertificateKind.Admin, adminTls.Kind);
+        Assert.Null(adminTls.Identity);
+    }
+
+    [Theory]
+    [InlineData("super", null, "error: --region: is required with --role super")]
+    [InlineData("base", "eu-west", "error: --region: only a SuperNode's certificate names a region")]
+    [InlineData("super", "EU", "region name 'EU' must start with a lowercase letter")]
+    public async Task Ca_issue_refuses_a_region_that_does_not_fit_the_role(string role, string? region, string expected)
+    {
+        await CliRunner.RunAsync("ca", "init", "--dir", temp.Sub("ca"));
+        string[] args = ["ca", "issue", "--dir", temp.Sub("ca"), "--role", role, "--name", "n-1", "--out", temp.Sub("n-1")];
+        if (region is not null)
+            args = [.. args, "--region", region];
+
+        var (exitCode, _, error) = await CliRunner.RunAsync(args);
+
+        Assert.Equal(2, exitCode);
+        Assert.Contains(expected, error, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(temp.Sub("n-1"), CertificateAuthority.CertFile)));
     }
 
     [Fact]
     public async Task Ca_issue_without_a_ca_says_how_to_make_one()
     {
-        var (exitCode, _, error) = await CliRunner.RunAsync("ca", "issue", "--dir", temp.Sub("no-ca"), "--name", "x", "--out", temp.Sub("x"));
+        var (exitCode, _, error) = await CliRunner.RunAsync("ca", "issue", "--dir", temp.Sub("no-ca"), "--role", "base", "--name", "x", "--out", temp.Sub("x"));
         Assert.Equal(2, exitCode);
         Assert.Contains("ca init", error, StringComparison.Ordinal);
     }
@@ -186,7 +250,7 @@ public sealed class CommandLineTests : IDisposable
     public async Task Ca_issue_with_a_bad_ip_names_the_flag()
     {
         await CliRunner.RunAsync("ca", "init", "--dir", temp.Sub("ca"));
-        var (exitCode, _, error) = await CliRunner.RunAsync("ca", "issue", "--dir", temp.Sub("ca"), "--name", "x", "--ip", "999.1.1.1", "--out", temp.Sub("x"));
+        var (exitCode, _, error) = await CliRunner.RunAsync("ca", "issue", "--dir", temp.Sub("ca"), "--role", "base", "--name", "x", "--ip", "999.1.1.1", "--out", temp.Sub("x"));
         Assert.Equal(2, exitCode);
         Assert.StartsWith("error: --ip", error, StringComparison.Ordinal);
     }
@@ -203,7 +267,7 @@ public sealed class CommandLineTests : IDisposable
     public async Task Admin_against_an_unreachable_base_is_a_runtime_failure()
     {
         CertificateAuthority.Init(temp.Sub("ca"));
-        CertificateAuthority.Issue(temp.Sub("ca"), "ops", CertificateKind.Admin, [], [], temp.Sub("admin"));
+        CertificateAuthority.IssueAdmin(temp.Sub("ca"), "ops", [], [], temp.Sub("admin"));
         var (exitCode, _, error) = await CliRunner.RunAsync("admin", "--base", "127.0.0.1:1", "--tls", temp.Sub("admin"), "regions", "--json");
         Assert.Equal(1, exitCode);
         Assert.Contains("unreachable", error, StringComparison.Ordinal);

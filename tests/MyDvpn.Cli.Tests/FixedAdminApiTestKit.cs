@@ -24,8 +24,8 @@ public abstract class FixedAdminApiTestKit<TAdmin> : IAsyncLifetime
     public async Task InitializeAsync()
     {
         CertificateAuthority.Init(temp.Sub("ca")).Dispose();
-        CertificateAuthority.Issue(temp.Sub("ca"), "base-1", CertificateKind.Node, [IPAddress.Loopback], [], temp.Sub("base")).Dispose();
-        CertificateAuthority.Issue(temp.Sub("ca"), "ops", CertificateKind.Admin, [], [], temp.Sub("admin")).Dispose();
+        CertificateAuthority.IssueNode(temp.Sub("ca"), NodeIdentity.Base("base-1"), [IPAddress.Loopback], [], temp.Sub("base")).Dispose();
+        CertificateAuthority.IssueAdmin(temp.Sub("ca"), "ops", [], [], temp.Sub("admin")).Dispose();
         var tls = TlsMaterial.Load(temp.Sub("base"));
 
         server = await TlsGrpcTestServer.StartAsync(

@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using MyDvpn.Protocol.Admin;
+using MyDvpn.Protocol.Control;
 using MyDvpn.Protocol.Directory;
 using MyDvpn.Security;
 
@@ -20,13 +21,14 @@ public sealed class CertificateKindInterceptorTests : IDisposable
     private readonly TlsMaterial adminTls;
     private readonly TlsMaterial nodeTls;
     private readonly FixedAdmin admin = new();
+    private readonly Pki serverPki;
 
     public CertificateKindInterceptorTests()
     {
-        var pki = new Pki(temp);
-        serverTls = TlsMaterial.Load(pki.Issue("base1", CertificateKind.Node));
-        adminTls = TlsMaterial.Load(pki.Issue("alice", CertificateKind.Admin));
-        nodeTls = TlsMaterial.Load(pki.Issue("super1", CertificateKind.Node));
+        var pki = serverPki = new Pki(temp);
+        serverTls = TlsMaterial.Load(pki.IssueBase("base1"));
+        adminTls = TlsMaterial.Load(pki.IssueAdmin("alice"));
+        nodeTls = TlsMaterial.Load(pki.IssueSuper("super1", "eu-west"));
     }
 
     public void Dispose()
@@ -104,9 +106,84 @@ public sealed class CertificateKindInterceptorTests : IDisposable
     }
 
     private static CertificatePolicy AdminOnly() =>
-        new CertificatePolicy().Require(Admin.Descriptor.FullName, CertificateKind.Admin);
+        new CertificatePolicy().Allow(Admin.Descriptor.FullName, Callers.Admins);
 
     private static DateTime Deadline() => DateTime.UtcNow + CallTimeout;
+
+    [Fact]
+    public async Task A_node_certificate_is_refused_with_the_reason_trailer_naming_what_it_is()
+    {
+        await using var server = await StartAsync(new CertificatePolicy().Allow(Admin.Descriptor.FullName, Callers.BaseNodes),
+            ClientCertificateMode.RequireCertificate);
+        using var channel = GrpcChannels.MutualTls(server.Address, nodeTls);
+
+        var refused = await Assert.ThrowsAsync<RpcException>(
+            () => new Admin.AdminClient(channel).GetClusterAsync(new GetClusterRequest(), deadline: Deadline()).ResponseAsync);
+
+        Assert.Equal(StatusCode.PermissionDenied, refused.StatusCode);
+        Assert.Equal(RefusalReason.CertificateMismatch, RefusalReasons.Of(refused));
+        Assert.Contains("needs an operator-issued BaseNode certificate: the certificate names SuperNode super1 of region eu-west (mydvpn://super/eu-west/super1)",
+            refused.Status.Detail, StringComparison.Ordinal);
+        Assert.Equal(0, admin.Calls);
+    }
+
+    [Fact]
+    public async Task A_node_the_policy_allows_reaches_the_service_which_sees_its_identity()
+    {
+        await using var server = await StartAsync(new CertificatePolicy().Allow(Admin.Descriptor.FullName, Callers.BaseNodes | Callers.SuperNodes),
+            ClientCertificateMode.RequireCertificate);
+        using var channel = GrpcChannels.MutualTls(server.Address, nodeTls);
+
+        await new Admin.AdminClient(channel).GetClusterAsync(new GetClusterRequest(), deadline: Deadline());
+
+        Assert.Equal(NodeIdentity.Super("super1", "eu-west"), admin.LastCaller);
+    }
+
+    [Fact]
+    public async Task A_method_may_take_other_callers_than_its_service()
+    {
+        var policy = new CertificatePolicy()
+            .Allow(Admin.Descriptor.FullName, Callers.Admins)
+            .Allow($"{Admin.Descriptor.FullName}/ListRegions", Callers.SuperNodes);
+        await using var server = await StartAsync(policy, ClientCertificateMode.RequireCertificate);
+        using var channel = GrpcChannels.MutualTls(server.Address, nodeTls);
+        var client = new Admin.AdminClient(channel);
+
+        await client.ListRegionsAsync(new ListRegionsRequest(), deadline: Deadline());
+        var refused = await Assert.ThrowsAsync<RpcException>(
+            () => client.GetClusterAsync(new GetClusterRequest(), deadline: Deadline()).ResponseAsync);
+
+        Assert.Equal(StatusCode.PermissionDenied, refused.StatusCode);
+        Assert.Equal(1, admin.Calls);
+    }
+
+    [Fact]
+    public async Task A_node_certificate_without_a_node_identity_is_refused()
+    {
+        await using var server = await StartAsync(new CertificatePolicy().Allow(Admin.Descriptor.FullName, Callers.BaseNodes | Callers.SuperNodes),
+            ClientCertificateMode.RequireCertificate);
+        using var forged = serverPki.NodeWithUris();
+        using var channel = GrpcChannel.ForAddress($"https://{server.Address}", new GrpcChannelOptions
+        {
+            HttpHandler = new SocketsHttpHandler
+            {
+                SslOptions = new SslClientAuthenticationOptions
+                {
+                    ClientCertificates = [forged],
+                    RemoteCertificateValidationCallback = nodeTls.ValidateServerCertificate,
+                },
+            },
+            DisposeHttpClient = true,
+        });
+
+        var refused = await Assert.ThrowsAsync<RpcException>(
+            () => new Admin.AdminClient(channel).GetClusterAsync(new GetClusterRequest(), deadline: Deadline()).ResponseAsync);
+
+        Assert.Equal(StatusCode.PermissionDenied, refused.StatusCode);
+        Assert.Equal(RefusalReason.CertificateMismatch, RefusalReasons.Of(refused));
+        Assert.Contains("names no node identity", refused.Status.Detail, StringComparison.Ordinal);
+        Assert.Equal(0, admin.Calls);
+    }
 
     /// <summary>
     /// Real Kestrel serving this test's <see cref="FixedAdmin"/> (so it can see what reached it) with TLS from a node
@@ -128,9 +205,20 @@ public sealed class CertificateKindInterceptorTests : IDisposable
 
         public int Calls => Volatile.Read(ref calls);
 
+        /// <summary>The node identity the last caller's certificate names, if it was a node.</summary>
+        public NodeIdentity? LastCaller { get; private set; }
+
         public override Task<ClusterState> GetCluster(GetClusterRequest request, ServerCallContext context)
         {
             Interlocked.Increment(ref calls);
+            try
+            {
+                LastCaller = CallerIdentity.Of(context);
+            }
+            catch (RpcException)
+            {
+                LastCaller = null;
+            }
             return Task.FromResult(State);
         }
 

@@ -14,7 +14,7 @@ public sealed class ClusterNodeOptionsTests : IDisposable
     public ClusterNodeOptionsTests()
     {
         pki = new Pki(temp);
-        nodeTls = pki.Issue("node1", CertificateKind.Node);
+        nodeTls = pki.IssueBase("node1");
     }
 
     public void Dispose() => temp.Dispose();
@@ -86,12 +86,35 @@ public sealed class ClusterNodeOptionsTests : IDisposable
     public void An_admin_certificate_is_refused_naming_tls()
     {
         var options = ValidOptions();
-        options.Tls = pki.Issue("alice", CertificateKind.Admin);
+        options.Tls = pki.IssueAdmin("alice");
 
         var error = Assert.Throws<ConfigurationException>(options.Validate);
 
         Assert.Equal("--tls", error.Setting);
         Assert.Contains("admin certificate", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_BaseNode_refuses_to_start_with_a_SuperNode_certificate()
+    {
+        var options = ValidOptions();
+        options.Tls = pki.IssueSuper("sn-1", "eu-west");
+
+        var error = Assert.Throws<ConfigurationException>(options.Validate);
+
+        Assert.Equal("--tls", error.Setting);
+        Assert.Contains("is the certificate of SuperNode sn-1 of region eu-west (mydvpn://super/eu-west/sn-1), but this node runs as a BaseNode",
+            error.Message, StringComparison.Ordinal);
+        Assert.Contains("mydvpn ca issue --role base", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_BaseNode_takes_its_identity_from_its_certificate()
+    {
+        var settings = ValidOptions().Validate();
+
+        Assert.Equal(NodeIdentity.Base("node1"), settings.Tls.Identity);
+        settings.Tls.Dispose();
     }
 
     [Fact]

@@ -119,6 +119,20 @@ public sealed class ControlStreamTests(EdgeNetwork edge, ITestOutputHelper outpu
     }
 
     [Fact]
+    public async Task A_login_signed_for_another_servers_certificate_is_refused()
+    {
+        // What a server in between sees: the peer signs over the certificate it was shown, not this SuperNode's.
+        var peerId = NewPeerId();
+        var key = await edge.EnrollAsync(peerId);
+        await using var peer = await edge.OpenAsync();
+        using var other = TlsMaterial.Load(edge.Network.IssueNodeCertificate(NodeIdentity.Super("sn-edge", "elsewhere")));
+
+        await peer.SendAsync(peer.SignedRequest(key, peerId, PeerRole.Client, EdgeNetwork.Region, serverCertificateSha256: other.CertificateSha256));
+
+        await ExpectRefused(peer, StatusCode.Unauthenticated, "BAD_SIGNATURE");
+    }
+
+    [Fact]
     public async Task A_captured_auth_request_replayed_on_a_new_stream_is_refused()
     {
         var peerId = NewPeerId();

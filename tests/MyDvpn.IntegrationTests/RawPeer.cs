@@ -19,6 +19,9 @@ public sealed class RawPeer : IAsyncDisposable
 
     public AuthChallenge Challenge { get; private set; } = null!;
 
+    /// <summary>SHA-256 of the certificate the SuperNode presented: what a login on this stream is bound to.</summary>
+    public byte[] ServerCertificateSha256 { get; private set; } = null!;
+
     private RawPeer(GrpcChannel channel, AsyncDuplexStreamingCall<ControlMessage, ControlMessage> call)
     {
         this.channel = channel;
@@ -28,11 +31,19 @@ public sealed class RawPeer : IAsyncDisposable
     public static async Task<RawPeer> OpenAsync(HostPort superNode, string caFile)
     {
         var ca = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificateFromFile(caFile);
+        var trust = new OperatorCaTrust(ca);
+        byte[]? seen = null;
         var handler = new SocketsHttpHandler
         {
             SslOptions = new SslClientAuthenticationOptions
             {
-                RemoteCertificateValidationCallback = new OperatorCaTrust(ca).ValidateServerCertificate,
+                RemoteCertificateValidationCallback = (sender, certificate, chain, errors) =>
+                {
+                    var trusted = trust.ValidateServerCertificate(sender, certificate, chain, errors);
+                    if (trusted)
+                        seen = System.Security.Cryptography.SHA256.HashData(certificate!.GetRawCertData());
+                    return trusted;
+                },
             },
         };
         var channel = GrpcChannel.ForAddress($"https://{superNode}", new GrpcChannelOptions { HttpHandler = handler, MaxSendMessageSize = null, DisposeHttpClient = true });
@@ -41,13 +52,17 @@ public sealed class RawPeer : IAsyncDisposable
         var first = await peer.ReadAsync();
         Assert.Equal(ControlMessage.PayloadOneofCase.AuthChallenge, first.PayloadCase);
         peer.Challenge = first.AuthChallenge;
+        peer.ServerCertificateSha256 = seen ?? throw new InvalidOperationException("a challenge came without a trusted server certificate");
         return peer;
     }
 
     /// <summary>A correctly signed AuthRequest for this stream's challenge (change it to misbehave).</summary>
-    public AuthRequest SignedRequest(IdentityKey key, string peerId, PeerRole role, string region, string? token = null)
+    /// <param name="serverCertificateSha256">The channel binding signed; null: this stream's server certificate.</param>
+    public AuthRequest SignedRequest(IdentityKey key, string peerId, PeerRole role, string region, string? token = null,
+        byte[]? serverCertificateSha256 = null)
     {
-        var transcript = PeerAuthTranscript.Encode(peerId, (int)role, region, Challenge.Challenge.Span, Challenge.SupernodeId);
+        var transcript = PeerAuthTranscript.Encode(peerId, (int)role, region, Challenge.Challenge.Span, Challenge.SupernodeId,
+            serverCertificateSha256 ?? ServerCertificateSha256);
         var request = new AuthRequest
         {
             PeerId = peerId,

@@ -30,25 +30,26 @@ public sealed class TestNetwork : IAsyncDisposable
         caDir = Path.Combine(Root, "ca");
         CertificateAuthority.Init(caDir);
         AdminTls = Path.Combine(Root, "certs", "admin");
-        CertificateAuthority.Issue(caDir, "test-admin", CertificateKind.Admin, [], [], AdminTls);
+        CertificateAuthority.IssueAdmin(caDir, "test-admin", [], [], AdminTls);
     }
 
-    public string IssueNodeCertificate(string name)
+    /// <summary>The certificate of <paramref name="node"/> in <c>certs/{role}-{region}-{id}</c>, issued once.</summary>
+    public string IssueNodeCertificate(NodeIdentity node)
     {
-        var dir = Path.Combine(Root, "certs", name);
+        var dir = Path.Combine(Root, "certs", $"{node.Role}-{node.Region}-{node.Id}".ToLowerInvariant());
         if (!Directory.Exists(dir))
-            CertificateAuthority.Issue(caDir, name, CertificateKind.Node, [IPAddress.Loopback], ["localhost"], dir);
+            CertificateAuthority.IssueNode(caDir, node, [IPAddress.Loopback], ["localhost"], dir);
         return dir;
     }
 
-    /// <summary>A node certificate from a CA that is not this network's: an intruder's.</summary>
+    /// <summary>A BaseNode certificate from a CA that is not this network's: an intruder's.</summary>
     public string IssueForeignNodeCertificate(string name)
     {
         var foreignCa = Path.Combine(Root, "foreign-ca");
         if (!Directory.Exists(foreignCa))
             CertificateAuthority.Init(foreignCa);
         var dir = Path.Combine(Root, "certs", name);
-        CertificateAuthority.Issue(foreignCa, name, CertificateKind.Node, [IPAddress.Loopback], ["localhost"], dir);
+        CertificateAuthority.IssueNode(foreignCa, NodeIdentity.Base(name), [IPAddress.Loopback], ["localhost"], dir);
         return dir;
     }
 
@@ -67,7 +68,7 @@ public sealed class TestNetwork : IAsyncDisposable
         return new Node(name, listen, metrics,
         [
             "base", "--data-dir", Path.Combine(Root, name), "--cluster", $"127.0.0.1:{NodeProcess.FreeTcpPort()}",
-            "--listen", listen.ToString(), "--metrics", metrics.ToString(), "--tls", IssueNodeCertificate(name),
+            "--listen", listen.ToString(), "--metrics", metrics.ToString(), "--tls", IssueNodeCertificate(NodeIdentity.Base(name)),
         ]);
     }
 
@@ -80,7 +81,7 @@ public sealed class TestNetwork : IAsyncDisposable
             "super", "--data-dir", Path.Combine(Root, id), "--region", region, "--id", id,
             "--cluster", $"127.0.0.1:{NodeProcess.FreeTcpPort()}", "--base", baseNode.Listen.ToString(),
             "--listen", listen.ToString(), "--metrics", metrics.ToString(), "--public-ip", "127.0.0.1",
-            "--relay-ports", "42000-42099", "--tls", IssueNodeCertificate(id),
+            "--relay-ports", "42000-42099", "--tls", IssueNodeCertificate(NodeIdentity.Super(id, region)),
         ]);
     }
 

@@ -69,7 +69,7 @@ public abstract class AgentTestKit : Akka.TestKit.Xunit2.TestKit, IAsyncLifetime
     /// <summary>Serves <paramref name="superNode"/> with the certificate in <paramref name="tlsDir"/>, or a node certificate of its id.</summary>
     private protected async Task<TestSuperNodeServer> StartServerAsync(TestSuperNode superNode, string? tlsDir = null)
     {
-        var server = await TestSuperNodeServer.StartAsync(tlsDir ?? Pki.Issue(superNode.Id, CertificateKind.Node), superNode);
+        var server = await TestSuperNodeServer.StartAsync(tlsDir ?? Pki.IssueSuper(superNode.Id, Region), superNode);
         cleanup.Add(server);
         return server;
     }

@@ -168,7 +168,7 @@ public sealed class ControlStreamTests(ITestOutputHelper output) : AgentTestKit(
     [Fact]
     public async Task Peer_moves_to_another_supernode_of_the_region_when_its_own_is_gone()
     {
-        var tls = Pki.Issue("super-b", CertificateKind.Node);
+        var tls = Pki.IssueSuper("super-b", Region);
         var superNodeB = new TestSuperNode("super-b");
         var serverB = await StartServerAsync(superNodeB, tls);
         var superNodeA = new TestSuperNode("super-a") { AcceptedToken = Token, RegionSuperNodes = [serverB.Endpoint] };
@@ -201,7 +201,7 @@ public sealed class ControlStreamTests(ITestOutputHelper output) : AgentTestKit(
         var otherPki = new Pki(Temp, "other-ca");
         var superNode = new TestSuperNode("impostor");
         superNode.Enroll(PeerId, Key.PublicKey);
-        var server = await StartServerAsync(superNode, otherPki.Issue("impostor", CertificateKind.Node));
+        var server = await StartServerAsync(superNode, otherPki.IssueSuper("impostor", Region));
 
         var agent = await StartAgentAsync(Settings([server.Address]));
 
@@ -219,7 +219,7 @@ public sealed class ControlStreamTests(ITestOutputHelper output) : AgentTestKit(
     {
         var superNode = new TestSuperNode("admin");
         superNode.Enroll(PeerId, Key.PublicKey);
-        var server = await StartServerAsync(superNode, Pki.Issue("ops", CertificateKind.Admin));
+        var server = await StartServerAsync(superNode, Pki.IssueAdmin("ops"));
 
         var agent = await StartAgentAsync(Settings([server.Address]));
 
@@ -227,6 +227,72 @@ public sealed class ControlStreamTests(ITestOutputHelper output) : AgentTestKit(
             () => Assert.Contains("not a myDvpn node certificate", agent.Status.Current.LastProblem, StringComparison.Ordinal),
             Patience);
         Assert.Empty(superNode.AuthRequests);
+    }
+
+    [Fact]
+    public async Task Peer_does_not_answer_a_challenge_naming_another_supernode_than_the_certificate()
+    {
+        // A server holding super-b's certificate (leaked) challenges as super-a: the peer signs nothing for it.
+        var superNode = new TestSuperNode("super-a");
+        superNode.Enroll(PeerId, Key.PublicKey);
+        var server = await StartServerAsync(superNode, Pki.IssueSuper("super-b", Region));
+
+        var agent = await StartAgentAsync(Settings([server.Address]));
+
+        await PumpUntilAsync(() =>
+        {
+            Assert.True(agent.Status.Current.Attempts >= 2);
+            Assert.Contains("the server challenged as SuperNode 'super-a' but its certificate names SuperNode super-b of region eu-west (mydvpn://super/eu-west/super-b)",
+                agent.Status.Current.LastProblem, StringComparison.Ordinal);
+        });
+        Assert.Empty(superNode.AuthRequests);
+        Assert.False(agent.Status.Current.Connected);
+    }
+
+    [Fact]
+    public async Task Peer_does_not_authenticate_to_a_supernode_of_another_region()
+    {
+        var superNode = new TestSuperNode("super-us");
+        superNode.Enroll(PeerId, Key.PublicKey);
+        var server = await StartServerAsync(superNode, Pki.IssueSuper("super-us", "us-east"));
+
+        var agent = await StartAgentAsync(Settings([server.Address]));
+
+        await PumpUntilAsync(() => Assert.Contains(
+            "the server's certificate names SuperNode super-us of region us-east (mydvpn://super/us-east/super-us), not a SuperNode of this peer's region eu-west",
+            agent.Status.Current.LastProblem, StringComparison.Ordinal));
+        Assert.Empty(superNode.AuthRequests);
+    }
+
+    [Fact]
+    public async Task Peer_does_not_authenticate_to_a_server_with_a_BaseNode_certificate()
+    {
+        var superNode = new TestSuperNode("base-1");
+        superNode.Enroll(PeerId, Key.PublicKey);
+        var server = await StartServerAsync(superNode, Pki.IssueBase("base-1"));
+
+        var agent = await StartAgentAsync(Settings([server.Address]));
+
+        await PumpUntilAsync(() => Assert.Contains("the server's certificate names BaseNode base-1", agent.Status.Current.LastProblem, StringComparison.Ordinal));
+        Assert.Empty(superNode.AuthRequests);
+    }
+
+    [Fact]
+    public async Task The_peers_login_is_bound_to_the_certificate_its_TLS_saw()
+    {
+        // The test SuperNode verifies over another certificate's hash than the one it serves: as a SuperNode that a
+        // login was relayed to would, and the signature does not verify.
+        var superNode = new TestSuperNode("super-1");
+        superNode.Enroll(PeerId, Key.PublicKey);
+        var server = await StartServerAsync(superNode);
+        using var other = TlsMaterial.Load(Pki.IssueSuper("super-1", Region));
+        superNode.CertificateSha256 = other.CertificateSha256;
+
+        var agent = await StartAgentAsync(Settings([server.Address]));
+
+        await PumpUntilAsync(() => Assert.Contains("BAD_SIGNATURE", agent.Status.Current.LastProblem, StringComparison.Ordinal));
+        Assert.NotEmpty(superNode.AuthRequests);
+        Assert.False(agent.Status.Current.Connected);
     }
 
     [Fact]

@@ -126,7 +126,7 @@ public sealed class PeerOptionsTests : IDisposable
     public void Node_certificate_given_as_the_ca_is_refused()
     {
         var options = Valid();
-        options.Ca = Path.Combine(pki.Issue("super-1", CertificateKind.Node), CertificateAuthority.CertFile);
+        options.Ca = Path.Combine(pki.IssueSuper("super-1", "eu-west"), CertificateAuthority.CertFile);
 
         var problem = AssertRefused("--ca", options);
 

@@ -32,6 +32,9 @@ internal sealed class TestSuperNode(string id) : ControlStream.ControlStreamBase
 
     public string Id { get; } = id;
 
+    /// <summary>SHA-256 of the certificate this SuperNode serves: what a peer's login is bound to (set when it starts serving).</summary>
+    public byte[]? CertificateSha256 { get; set; }
+
     /// <summary>The token an unknown peer may enroll with.</summary>
     public string? AcceptedToken { get; set; }
 
@@ -120,7 +123,8 @@ internal sealed class TestSuperNode(string id) : ControlStream.ControlStreamBase
             throw Refuse(RefusalReason.BadToken);
         else
             publicKey = auth.PublicKey.ToByteArray();
-        var transcript = PeerAuthTranscript.Encode(auth.PeerId, (int)auth.Role, auth.Region, auth.Challenge.Span, Id);
+        var transcript = PeerAuthTranscript.Encode(auth.PeerId, (int)auth.Role, auth.Region, auth.Challenge.Span, Id,
+            CertificateSha256 ?? throw new InvalidOperationException("the test SuperNode serves no certificate yet"));
         if (!IdentityKey.Verify(publicKey, transcript, auth.Signature.Span))
             throw Refuse(RefusalReason.BadSignature);
         enrolled[auth.PeerId] = publicKey;
@@ -254,6 +258,7 @@ internal sealed class TestSuperNodeServer(TlsGrpcTestServer server, TestSuperNod
     public static async Task<TestSuperNodeServer> StartAsync(string tlsDir, TestSuperNode superNode)
     {
         var tls = TlsMaterial.Load(tlsDir);
+        superNode.CertificateSha256 = tls.CertificateSha256;
         // Serving any certificate, so that Kestrel also serves one it would refuse to configure (an admin certificate
         // has no server-auth usage): the tests show the peer refuses it.
         var server = await TlsGrpcTestServer.StartServingAnyCertificateAsync(

@@ -78,7 +78,7 @@ public sealed class CertificateAuthorityTests : IDisposable
 
         var pki = new Pki(_temp);
         var caDir = pki.CaDir;
-        var outDir = pki.Issue("node1", CertificateKind.Node, dnsNames: []);
+        var outDir = pki.IssueBase("node1", dnsNames: []);
 
         const UnixFileMode OwnerReadWrite = UnixFileMode.UserRead | UnixFileMode.UserWrite;
         Assert.Equal(OwnerReadWrite, File.GetUnixFileMode(Path.Combine(caDir, CertificateAuthority.CaKeyFile)));
@@ -100,7 +100,7 @@ public sealed class CertificateAuthorityTests : IDisposable
         File.WriteAllText(keyPath, "old");
         File.SetUnixFileMode(keyPath, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.OtherRead);
 
-        CertificateAuthority.Issue(caDir, "node1", CertificateKind.Node, [], [], outDir).Dispose();
+        CertificateAuthority.IssueNode(caDir, NodeIdentity.Base("node1"), [], [], outDir).Dispose();
 
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(keyPath));
         Assert.Contains("BEGIN PRIVATE KEY", File.ReadAllText(keyPath));
@@ -112,8 +112,8 @@ public sealed class CertificateAuthorityTests : IDisposable
         var caDir = new Pki(_temp).CaDir;
         var outDir = _temp.Sub("node1");
 
-        using var cert = CertificateAuthority.Issue(
-            caDir, "node1", CertificateKind.Node,
+        using var cert = CertificateAuthority.IssueNode(
+            caDir, NodeIdentity.Base("node1"),
             [IPAddress.Parse("10.0.0.1"), IPAddress.IPv6Loopback], ["node1.example.org"], outDir);
 
         Assert.Equal("CN=node1, OU=mydvpn-node", cert.Subject);
@@ -125,6 +125,8 @@ public sealed class CertificateAuthorityTests : IDisposable
             new[] { IPAddress.Parse("10.0.0.1"), IPAddress.IPv6Loopback },
             san.EnumerateIPAddresses().ToArray());
         Assert.Equal(new[] { "node1.example.org", "node1" }, san.EnumerateDnsNames().ToArray());
+        Assert.True(NodeIdentity.TryRead(cert, out var identity, out var problem), problem);
+        Assert.Equal(NodeIdentity.Base("node1"), identity);
 
         var usages = cert.Extensions.OfType<X509EnhancedKeyUsageExtension>().Single().EnhancedKeyUsages
             .Cast<System.Security.Cryptography.Oid>().Select(o => o.Value).Order().ToArray();
@@ -145,8 +147,8 @@ public sealed class CertificateAuthorityTests : IDisposable
     {
         var caDir = new Pki(_temp).CaDir;
 
-        using var cert = CertificateAuthority.Issue(
-            caDir, "node1", CertificateKind.Node, [], [], _temp.Sub("out"), TimeSpan.FromDays(7));
+        using var cert = CertificateAuthority.IssueNode(
+            caDir, NodeIdentity.Base("node1"), [], [], _temp.Sub("out"), TimeSpan.FromDays(7));
 
         Assert.InRange(cert.NotAfter - DateTime.Now, TimeSpan.FromDays(7) - TimeSpan.FromMinutes(1), TimeSpan.FromDays(7));
     }
@@ -156,8 +158,8 @@ public sealed class CertificateAuthorityTests : IDisposable
     {
         var caDir = new Pki(_temp).CaDir;
 
-        var error = Assert.Throws<CertificateException>(() => CertificateAuthority.Issue(
-            caDir, "node1", CertificateKind.Node, [], [], _temp.Sub("out"), TimeSpan.FromDays(11 * 365)));
+        var error = Assert.Throws<CertificateException>(() => CertificateAuthority.IssueNode(
+            caDir, NodeIdentity.Base("node1"), [], [], _temp.Sub("out"), TimeSpan.FromDays(11 * 365)));
 
         Assert.Contains("expires", error.Message);
     }
@@ -167,8 +169,8 @@ public sealed class CertificateAuthorityTests : IDisposable
     {
         var caDir = new Pki(_temp).CaDir;
 
-        using var first = CertificateAuthority.Issue(caDir, "node1", CertificateKind.Node, [], [], _temp.Sub("a"));
-        using var second = CertificateAuthority.Issue(caDir, "node1", CertificateKind.Node, [], [], _temp.Sub("b"));
+        using var first = CertificateAuthority.IssueNode(caDir, NodeIdentity.Base("node1"), [], [], _temp.Sub("a"));
+        using var second = CertificateAuthority.IssueNode(caDir, NodeIdentity.Base("node1"), [], [], _temp.Sub("b"));
 
         Assert.NotEqual(first.SerialNumber, second.SerialNumber);
     }
@@ -178,10 +180,11 @@ public sealed class CertificateAuthorityTests : IDisposable
     {
         var caDir = new Pki(_temp).CaDir;
 
-        using var cert = CertificateAuthority.Issue(caDir, "alice", CertificateKind.Admin, [], [], _temp.Sub("alice"));
+        using var cert = CertificateAuthority.IssueAdmin(caDir, "alice", [], [], _temp.Sub("alice"));
 
         Assert.Equal("CN=alice, OU=mydvpn-admin", cert.Subject);
         Assert.Equal(CertificateKind.Admin, CertificateAuthority.KindOf(cert));
+        Assert.False(NodeIdentity.TryRead(cert, out _, out _));
         var usages = cert.Extensions.OfType<X509EnhancedKeyUsageExtension>().Single().EnhancedKeyUsages
             .Cast<System.Security.Cryptography.Oid>().Select(o => o.Value).ToArray();
         Assert.Equal(new[] { ClientAuth }, usages);
@@ -201,7 +204,7 @@ public sealed class CertificateAuthorityTests : IDisposable
         var caDir = _temp.Sub("nothing-here");
 
         var error = Assert.Throws<CertificateException>(() =>
-            CertificateAuthority.Issue(caDir, "node1", CertificateKind.Node, [], [], _temp.Sub("out")));
+            CertificateAuthority.IssueNode(caDir, NodeIdentity.Base("node1"), [], [], _temp.Sub("out")));
 
         Assert.Contains(Path.Combine(caDir, CertificateAuthority.CaCertFile), error.Message);
         Assert.Contains($"mydvpn ca init --dir {caDir}", error.Message);
@@ -214,7 +217,7 @@ public sealed class CertificateAuthorityTests : IDisposable
         File.Delete(Path.Combine(caDir, CertificateAuthority.CaKeyFile));
 
         var error = Assert.Throws<CertificateException>(() =>
-            CertificateAuthority.Issue(caDir, "node1", CertificateKind.Node, [], [], _temp.Sub("out")));
+            CertificateAuthority.IssueNode(caDir, NodeIdentity.Base("node1"), [], [], _temp.Sub("out")));
 
         Assert.Contains(Path.Combine(caDir, CertificateAuthority.CaKeyFile), error.Message);
         Assert.Contains("ca init", error.Message);
@@ -230,7 +233,7 @@ public sealed class CertificateAuthorityTests : IDisposable
             overwrite: true);
 
         var error = Assert.Throws<CertificateException>(() =>
-            CertificateAuthority.Issue(caDir, "node1", CertificateKind.Node, [], [], _temp.Sub("out")));
+            CertificateAuthority.IssueNode(caDir, NodeIdentity.Base("node1"), [], [], _temp.Sub("out")));
 
         Assert.Contains("does not match", error.Message);
     }
@@ -253,7 +256,7 @@ public sealed class CertificateAuthorityTests : IDisposable
         var outDir = _temp.Sub("out");
 
         var error = Assert.Throws<CertificateException>(() =>
-            CertificateAuthority.Issue(caDir, name, CertificateKind.Node, [], [], outDir));
+            CertificateAuthority.IssueAdmin(caDir, name, [], [], outDir));
 
         Assert.Contains("Invalid certificate name", error.Message);
         Assert.False(Directory.Exists(outDir));
@@ -267,7 +270,7 @@ public sealed class CertificateAuthorityTests : IDisposable
     {
         var caDir = new Pki(_temp).CaDir;
 
-        using var cert = CertificateAuthority.Issue(caDir, name, CertificateKind.Node, [], [], _temp.Sub("out"));
+        using var cert = CertificateAuthority.IssueAdmin(caDir, name, [], [], _temp.Sub("out"));
 
         Assert.Equal(name, cert.GetNameInfo(X509NameType.SimpleName, forIssuer: false));
     }

@@ -167,13 +167,40 @@ public sealed class IdentityKeyTests : IDisposable
 
 public sealed class PeerAuthTranscriptTests
 {
+    private static readonly byte[] ServerA = System.Security.Cryptography.SHA256.HashData("certificate A"u8);
+    private static readonly byte[] ServerB = System.Security.Cryptography.SHA256.HashData("certificate B"u8);
+
+    [Fact]
+    public void A_signature_for_one_server_certificate_does_not_verify_for_another()
+    {
+        var key = IdentityKey.Generate();
+        var challenge = new byte[32];
+        Random.Shared.NextBytes(challenge);
+
+        var signature = key.Sign(PeerAuthTranscript.Encode("peer-1", 1, "eu-west", challenge, "sn-1", ServerA));
+
+        Assert.True(IdentityKey.Verify(key.PublicKey, PeerAuthTranscript.Encode("peer-1", 1, "eu-west", challenge, "sn-1", ServerA), signature));
+        Assert.False(IdentityKey.Verify(key.PublicKey, PeerAuthTranscript.Encode("peer-1", 1, "eu-west", challenge, "sn-1", ServerB), signature));
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(31)]
+    [InlineData(33)]
+    public void A_channel_binding_that_is_not_a_SHA256_is_refused(int length)
+    {
+        var error = Assert.Throws<ArgumentException>(() => PeerAuthTranscript.Encode("p", 1, "r", [9], "s", new byte[length]));
+
+        Assert.Contains($"got {length}", error.Message);
+    }
+
     [Fact]
     public void Moving_bytes_between_fields_changes_the_transcript()
     {
         var challenge = new byte[] { 1, 2, 3 };
         Assert.NotEqual(
-            PeerAuthTranscript.Encode("ab", 1, "c", challenge, "sn"),
-            PeerAuthTranscript.Encode("a", 1, "bc", challenge, "sn"));
+            PeerAuthTranscript.Encode("ab", 1, "c", challenge, "sn", ServerA),
+            PeerAuthTranscript.Encode("a", 1, "bc", challenge, "sn", ServerA));
     }
 
     [Fact]
@@ -182,16 +209,16 @@ public sealed class PeerAuthTranscriptTests
         var key = IdentityKey.Generate();
         var challenge = new byte[32];
         Random.Shared.NextBytes(challenge);
-        var signature = key.Sign(PeerAuthTranscript.Encode("peer-1", 1, "eu-west", challenge, "sn-1"));
-        Assert.True(IdentityKey.Verify(key.PublicKey, PeerAuthTranscript.Encode("peer-1", 1, "eu-west", challenge, "sn-1"), signature));
-        Assert.False(IdentityKey.Verify(key.PublicKey, PeerAuthTranscript.Encode("peer-1", 2, "eu-west", challenge, "sn-1"), signature));
-        Assert.False(IdentityKey.Verify(key.PublicKey, PeerAuthTranscript.Encode("peer-1", 1, "eu-west", challenge, "sn-2"), signature));
+        var signature = key.Sign(PeerAuthTranscript.Encode("peer-1", 1, "eu-west", challenge, "sn-1", ServerA));
+        Assert.True(IdentityKey.Verify(key.PublicKey, PeerAuthTranscript.Encode("peer-1", 1, "eu-west", challenge, "sn-1", ServerA), signature));
+        Assert.False(IdentityKey.Verify(key.PublicKey, PeerAuthTranscript.Encode("peer-1", 2, "eu-west", challenge, "sn-1", ServerA), signature));
+        Assert.False(IdentityKey.Verify(key.PublicKey, PeerAuthTranscript.Encode("peer-1", 1, "eu-west", challenge, "sn-2", ServerA), signature));
     }
 
     [Fact]
     public void The_transcript_starts_with_the_domain_tag_length_prefixed()
     {
-        var encoded = PeerAuthTranscript.Encode("p", 1, "r", [9], "s");
+        var encoded = PeerAuthTranscript.Encode("p", 1, "r", [9], "s", ServerA);
         Assert.Equal(new byte[] { 0, 0, 0, (byte)PeerAuthTranscript.DomainTag.Length }, encoded[..4]);
         Assert.Equal(PeerAuthTranscript.DomainTag.ToArray(), encoded[4..(4 + PeerAuthTranscript.DomainTag.Length)]);
     }

@@ -18,8 +18,8 @@ public sealed class TlsHandshakeTests : IDisposable
     public async Task Node_server_and_admin_client_of_the_same_CA_complete_a_mutual_TLS_handshake()
     {
         var pki = new Pki(_temp);
-        using var node = TlsMaterial.Load(pki.Issue("node1", CertificateKind.Node, dnsNames: []));
-        using var admin = TlsMaterial.Load(pki.Issue("alice", CertificateKind.Admin, dnsNames: []));
+        using var node = TlsMaterial.Load(pki.IssueBase("node1", dnsNames: []));
+        using var admin = TlsMaterial.Load(pki.IssueAdmin("alice", dnsNames: []));
 
         var result = await HandshakeAsync(node, admin);
 
@@ -33,8 +33,8 @@ public sealed class TlsHandshakeTests : IDisposable
     [Fact]
     public async Task Node_server_refuses_a_client_certificate_from_a_foreign_CA()
     {
-        using var node = TlsMaterial.Load(new Pki(_temp, "ours").Issue("node1", CertificateKind.Node, dnsNames: []));
-        using var intruder = TlsMaterial.Load(new Pki(_temp, "theirs").Issue("alice", CertificateKind.Admin, dnsNames: []));
+        using var node = TlsMaterial.Load(new Pki(_temp, "ours").IssueBase("node1", dnsNames: []));
+        using var intruder = TlsMaterial.Load(new Pki(_temp, "theirs").IssueAdmin("alice", dnsNames: []));
 
         var result = await HandshakeAsync(node, intruder);
 
@@ -46,8 +46,8 @@ public sealed class TlsHandshakeTests : IDisposable
     [Fact]
     public async Task Admin_client_refuses_a_server_certificate_from_a_foreign_CA()
     {
-        using var impostor = TlsMaterial.Load(new Pki(_temp, "theirs").Issue("node1", CertificateKind.Node, dnsNames: []));
-        using var admin = TlsMaterial.Load(new Pki(_temp, "ours").Issue("alice", CertificateKind.Admin, dnsNames: []));
+        using var impostor = TlsMaterial.Load(new Pki(_temp, "theirs").IssueBase("node1", dnsNames: []));
+        using var admin = TlsMaterial.Load(new Pki(_temp, "ours").IssueAdmin("alice", dnsNames: []));
 
         var result = await HandshakeAsync(impostor, admin);
 
@@ -59,8 +59,8 @@ public sealed class TlsHandshakeTests : IDisposable
     public async Task Admin_client_refuses_a_server_presenting_an_admin_certificate()
     {
         var pki = new Pki(_temp);
-        using var notANode = TlsMaterial.Load(pki.Issue("bob", CertificateKind.Admin, dnsNames: []));
-        using var admin = TlsMaterial.Load(pki.Issue("alice", CertificateKind.Admin, dnsNames: []));
+        using var notANode = TlsMaterial.Load(pki.IssueAdmin("bob", dnsNames: []));
+        using var admin = TlsMaterial.Load(pki.IssueAdmin("alice", dnsNames: []));
 
         var result = await HandshakeAsync(notANode, admin);
 

@@ -44,8 +44,8 @@ public sealed class DirectoryRegistrarTests : Akka.TestKit.Xunit2.TestKit
     {
         log = new RecordingLogger(output, nameof(DirectoryRegistrar));
         var pki = new Pki(temp);
-        baseTls = TlsMaterial.Load(pki.Issue("base-1", CertificateKind.Node));
-        superTls = TlsMaterial.Load(pki.Issue("super-1", CertificateKind.Node));
+        baseTls = TlsMaterial.Load(pki.IssueBase("base-1"));
+        superTls = TlsMaterial.Load(pki.IssueSuper("super-1", "eu-west"));
     }
 
     [Fact]

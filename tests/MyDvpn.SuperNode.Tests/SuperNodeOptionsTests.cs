@@ -10,7 +10,7 @@ public sealed class SuperNodeOptionsTests : IDisposable
     private readonly TempDirectory temp = new();
     private readonly string nodeTls;
 
-    public SuperNodeOptionsTests() => nodeTls = new Pki(temp).Issue("super-1", CertificateKind.Node);
+    public SuperNodeOptionsTests() => nodeTls = new Pki(temp).IssueSuper("super-1", "eu-west");
 
     public void Dispose() => temp.Dispose();
 

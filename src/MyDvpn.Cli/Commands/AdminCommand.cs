@@ -26,7 +26,7 @@ public static class AdminCommand
     public static Command Build(TextWriter output)
     {
         var baseNode = new Option<string>("--base") { Description = "A BaseNode's gRPC address, HOST:PORT", Required = true, Recursive = true };
-        var tls = new Option<string>("--tls") { Description = "Directory with an admin certificate (`mydvpn ca issue --kind admin`)", Required = true, Recursive = true };
+        var tls = new Option<string>("--tls") { Description = "Directory with an admin certificate (`mydvpn ca issue --role admin`)", Required = true, Recursive = true };
         var json = new Option<bool>("--json") { Description = "Machine-readable JSON output", Recursive = true };
 
         var cluster = new Command("cluster", "Members of the BaseNode cluster");
@@ -433,7 +433,7 @@ public static class AdminCommand
         var server = HostPort.Parse(parse.GetValue(baseNode), "--base");
         using var tls = TlsMaterial.Load(parse.GetRequiredValue(tlsDir));
         if (tls.Kind != CertificateKind.Admin)
-            throw new ConfigurationException("--tls", "holds a node certificate; the admin API takes an admin one (`mydvpn ca issue --kind admin`)");
+            throw new ConfigurationException("--tls", "holds a node certificate; the admin API takes an admin one (`mydvpn ca issue --role admin`)");
         using var channel = GrpcChannels.MutualTls(server, tls);
         try
         {

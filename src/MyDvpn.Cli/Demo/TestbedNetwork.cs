@@ -112,11 +112,16 @@ public sealed class TestbedNetwork : IAsyncDisposable
         var ca = Path.Combine(certs, "ca");
         if (!File.Exists(Path.Combine(ca, CertificateAuthority.CaCertFile)))
             CertificateAuthority.Init(ca).Dispose();
-        (string Name, IPAddress Address)[] nodes =
-            [("base", TestbedAddresses.Base), ("sn-eu-1", TestbedAddresses.SnA), .. ExitRegionSuperNodes.Select(superNode => (superNode.Id, superNode.Address))];
-        foreach (var (name, address) in nodes)
-            CertificateAuthority.Issue(ca, name, CertificateKind.Node, [address], [], Path.Combine(certs, name)).Dispose();
-        CertificateAuthority.Issue(ca, "testbed-admin", CertificateKind.Admin, [], [], Path.Combine(certs, "admin")).Dispose();
+        // Each node's certificate names it: a SuperNode's its region and id, which it must run as.
+        (NodeIdentity Node, IPAddress Address)[] nodes =
+        [
+            (NodeIdentity.Base("base"), TestbedAddresses.Base),
+            (NodeIdentity.Super("sn-eu-1", ClientRegion), TestbedAddresses.SnA),
+            .. ExitRegionSuperNodes.Select(superNode => (NodeIdentity.Super(superNode.Id, ExitRegion), superNode.Address)),
+        ];
+        foreach (var (node, address) in nodes)
+            CertificateAuthority.IssueNode(ca, node, [address], [], Path.Combine(certs, node.Id)).Dispose();
+        CertificateAuthority.IssueAdmin(ca, "testbed-admin", [], [], Path.Combine(certs, "admin")).Dispose();
 
         var network = new TestbedNetwork(testbed, executable, work);
         if (relayKernelOffload)

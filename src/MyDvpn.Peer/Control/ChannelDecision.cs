@@ -53,8 +53,11 @@ internal abstract record ChannelEffect
         public static readonly EndStream Instance = new();
     }
 
-    /// <summary>Sign the challenge (with the enrollment token and public key if <paramref name="PresentToken"/>) and send the AuthRequest.</summary>
-    public sealed record AnswerChallenge(AuthChallenge Challenge, bool PresentToken) : ChannelEffect;
+    /// <summary>
+    /// Sign the challenge, bound to <paramref name="Server"/>'s certificate (with the enrollment token and public key if
+    /// <paramref name="PresentToken"/>), and send the AuthRequest.
+    /// </summary>
+    public sealed record AnswerChallenge(AuthChallenge Challenge, bool PresentToken, ServerCertificate Server) : ChannelEffect;
 
     /// <summary>Record in the state directory that this identity enrolled (with SuperNode <paramref name="SuperNodeId"/>).</summary>
     public sealed record SaveEnrollment(string SuperNodeId, DateTimeOffset At) : ChannelEffect;

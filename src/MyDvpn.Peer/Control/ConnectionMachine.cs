@@ -97,7 +97,7 @@ internal sealed record ConnectionMachine
     public Decision<ConnectionMachine> Decide(object message, DateTimeOffset now, double jitter) => message switch
     {
         Connect => Open(now),
-        Incoming incoming when IsCurrent(incoming.Generation) => Receive(incoming.Message, now, jitter),
+        Incoming incoming when IsCurrent(incoming.Generation) => Receive(incoming.Message, incoming.Server, now, jitter),
         StreamEnded ended when IsCurrent(ended.Generation) => Ended(Decision<ConnectionMachine>.Of(this), ended.End, now, jitter),
         AuthDeadline deadline when IsCurrent(deadline.Generation) && Phase != ConnectionPhase.Connected =>
             Drop($"no AuthResponse within {Timings.AuthTimeout.TotalMilliseconds:F0} ms", now, jitter),
@@ -133,18 +133,28 @@ internal sealed record ConnectionMachine
                 new ChannelEffect.StartTimer(AuthTimer, new AuthDeadline(generation), Timings.AuthTimeout));
     }
 
-    private Decision<ConnectionMachine> Receive(ControlMessage message, DateTimeOffset now, double jitter)
+    private Decision<ConnectionMachine> Receive(ControlMessage message, ServerCertificate? server, DateTimeOffset now, double jitter)
     {
         var d = Decision<ConnectionMachine>.Of(this with { LastHeard = now });
         switch (Phase, message.PayloadCase)
         {
             case (ConnectionPhase.AwaitingChallenge, ControlMessage.PayloadOneofCase.AuthChallenge):
                 var challenge = message.AuthChallenge;
+                // The SuperNode that challenges must be the one its certificate names: a certificate of another
+                // SuperNode (leaked, or a relay in between) gets no answer, and the peer tries the next SuperNode.
+                if (server is null)
+                    return d.State.Drop("the stream's TLS handshake accepted no SuperNode certificate", now, jitter);
+                if (server.Identity.Id != challenge.SupernodeId)
+                {
+                    return d.State.Drop(
+                        $"the server challenged as SuperNode '{challenge.SupernodeId}' but its certificate names {server.Identity} ({server.Identity.Uri})",
+                        now, jitter);
+                }
                 var presentToken = !Enrolled && Settings.Token is not null;
                 return d.With(s => s with { Phase = ConnectionPhase.AwaitingAuthResponse, ChallengedBy = challenge.SupernodeId, TokenPresented = presentToken })
                     .Log(LogLevel.Debug, "Answering the challenge of SuperNode {SuperNodeId}{Enrollment}", challenge.SupernodeId,
                         presentToken ? " with the enrollment token" : "")
-                    .Do(new ChannelEffect.AnswerChallenge(challenge, presentToken));
+                    .Do(new ChannelEffect.AnswerChallenge(challenge, presentToken, server));
             case (ConnectionPhase.AwaitingAuthResponse, ControlMessage.PayloadOneofCase.AuthResponse):
                 return d.State.Authenticated(d, message.AuthResponse, now);
             case (ConnectionPhase.Connected, ControlMessage.PayloadOneofCase.Ping):

@@ -65,7 +65,7 @@ public sealed class ControlChannel : ReceiveActor
         this.logger = logger;
         this.random = random;
         this.tunnel = tunnel;
-        validator = new ServerCertificateValidator(settings.Ca);
+        validator = new ServerCertificateValidator(settings.Ca, settings.Region);
         var self = Self;
         timers = new ClockTimers(time, message => self.Tell(message));
         connectionMachine = ConnectionMachine.Initial(settings, enrolled);
@@ -163,7 +163,7 @@ public sealed class ControlChannel : ReceiveActor
                     connection = null;
                     break;
                 case ChannelEffect.AnswerChallenge answer:
-                    Send(new ControlMessage { AuthRequest = AuthRequestFor(answer.Challenge, answer.PresentToken) });
+                    Send(new ControlMessage { AuthRequest = AuthRequestFor(answer.Challenge, answer.PresentToken, answer.Server) });
                     break;
                 case ChannelEffect.SaveEnrollment save:
                     var record = new EnrollmentRecord(settings.Id, settings.Key.PublicKeyBase64, save.SuperNodeId, save.At);
@@ -209,9 +209,10 @@ public sealed class ControlChannel : ReceiveActor
             failure: ex => new ConnectionEnded(generation, ex));
     }
 
-    private AuthRequest AuthRequestFor(AuthChallenge challenge, bool presentToken)
+    private AuthRequest AuthRequestFor(AuthChallenge challenge, bool presentToken, ServerCertificate server)
     {
-        var transcript = PeerAuthTranscript.Encode(settings.Id, (int)settings.Role, settings.Region, challenge.Challenge.Span, challenge.SupernodeId);
+        var transcript = PeerAuthTranscript.Encode(settings.Id, (int)settings.Role, settings.Region, challenge.Challenge.Span, challenge.SupernodeId,
+            server.Sha256);
         var request = new AuthRequest
         {
             PeerId = settings.Id,

@@ -26,6 +26,7 @@ internal sealed class ControlConnection
     private readonly TimeSpan connectTimeout;
     private readonly TaskCompletionSource<bool> written = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private volatile string? certificateProblem;
+    private volatile ServerCertificate? server;
     private readonly int? socketMark;
 
     // Linux <sys/socket.h>: SOL_SOCKET, SO_MARK.
@@ -103,7 +104,7 @@ internal sealed class ControlConnection
                     SslOptions = new SslClientAuthenticationOptions
                     {
                         EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
-                        RemoteCertificateValidationCallback = validator.Callback(problem => certificateProblem = problem),
+                        RemoteCertificateValidationCallback = validator.Callback(problem => certificateProblem = problem, accepted => server = accepted),
                     },
                 },
                 DisposeHttpClient = true,
@@ -114,7 +115,7 @@ internal sealed class ControlConnection
             try
             {
                 await foreach (var message in call.ResponseStream.ReadAllAsync(token))
-                    owner.Tell(new Incoming(Generation, message));
+                    owner.Tell(new Incoming(Generation, message, server));
             }
             finally
             {

@@ -13,8 +13,11 @@ public sealed record ExitReleased(bool Sent);
 
 // What the connection machine decides on (besides CommandAnswered and InterfaceReadingChanged).
 
-/// <summary>A message read from the stream of <paramref name="Generation"/>.</summary>
-internal sealed record Incoming(int Generation, ControlMessage Message);
+/// <summary>
+/// A message read from the stream of <paramref name="Generation"/>, which runs over TLS with <paramref name="Server"/>'s
+/// certificate (null: none was accepted, which a stream that reads anything never has).
+/// </summary>
+internal sealed record Incoming(int Generation, ControlMessage Message, ServerCertificate? Server = null);
 
 /// <summary>The stream of <paramref name="Generation"/> ended, for the reason in <paramref name="End"/>.</summary>
 internal sealed record StreamEnded(int Generation, StreamEnd End);

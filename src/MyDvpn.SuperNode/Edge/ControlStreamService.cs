@@ -108,7 +108,9 @@ public sealed class ControlStreamService(
                 throw new StreamRefusal(RefusalReason.BadSignature, "the signed challenge is not the one this stream was given");
         }
 
-        var transcript = PeerAuthTranscript.Encode(auth.PeerId, (int)auth.Role, auth.Region, challenge, settings.Id);
+        // The peer signed over the certificate its TLS saw; this SuperNode's is the one Kestrel serves.
+        var transcript = PeerAuthTranscript.Encode(auth.PeerId, (int)auth.Role, auth.Region, challenge, settings.Id,
+            settings.Node.Tls.CertificateSha256);
         var decision = await AskSessionAsync(new AuthenticatePeer(
             auth.PeerId, auth.Role, auth.Region, transcript, auth.Signature.ToByteArray(),
             string.IsNullOrEmpty(auth.EnrollmentToken) ? null : auth.EnrollmentToken,

@@ -10,7 +10,7 @@ using MyDvpn.SuperNode.Sessions;
 
 namespace MyDvpn.SuperNode.Edge;
 
-/// <summary>What BaseNodes (and other SuperNodes) ask of this SuperNode: node certificates only.</summary>
+/// <summary>What BaseNodes ask of this SuperNode: BaseNode certificates only (<see cref="SuperNodeHost.Policy"/>).</summary>
 public sealed class SuperNodePeersService(
     ActorSystem system,
     IRequiredActor<PeerSessionShard> sessions,

@@ -16,8 +16,9 @@ namespace MyDvpn.SuperNode.Exits;
 public sealed class ExitPoolShard;
 
 /// <summary>
-/// The <c>ExitAllocation</c> service: how SuperNodes (of any region) and BaseNodes reach this region's
-/// <see cref="ExitPool"/>. Node certificates only. Refusals are gRPC statuses with the <c>mydvpn-reason</c> trailer.
+/// The <c>ExitAllocation</c> service: how SuperNodes (of any region) reach this region's <see cref="ExitPool"/> and
+/// relay; BaseNodes only list the exits (<see cref="SuperNodeHost.Policy"/>). A SuperNode allocates exits for the clients
+/// of its own region only, and tells of relay legs of its own region only. Refusals are gRPC statuses with the <c>mydvpn-reason</c> trailer.
 /// </summary>
 public sealed class ExitAllocationService(
     IRequiredActor<ExitPoolShard> pools,
@@ -39,6 +40,8 @@ public sealed class ExitAllocationService(
         Require(request.ClientPublicKey.Length == 32, "client_public_key must be a 32-byte WireGuard public key");
 
         Require(request.AvoidExitPeerIds.All(id => NodeId.IsValid(id, out _)), "avoid_exit_peer_ids: not a valid peer id");
+        // The client's own SuperNode asks for its exit.
+        MyDvpn.Hosting.CallerIdentity.RequireSuperNode(context, logger, claimedId: null, request.ClientRegion);
         var answer = await AskAsync(new AllocateExit(request.Region, request.AssignmentId, request.ClientPeerId, request.ClientRegion,
             request.ClientPublicKey.ToByteArray())
         {
@@ -118,11 +121,14 @@ public sealed class ExitAllocationService(
         CheckRegion(request.Region);
         Require(request.AssignmentId.Length is > 0 and <= 64, "assignment_id must be 1 to 64 characters");
         Require(NodeId.IsValid(request.ClientPeerId, out var idProblem), $"client_peer_id: {idProblem}");
+        // A SuperNode of the exit's region tells of a leg there: its own (it shuts down) or a crashed member's (ExitLegWatch).
+        // The session acts only on news from its exit's region, about the leg its chain uses.
+        var caller = MyDvpn.Hosting.CallerIdentity.RequireSuperNode(context, logger, claimedId: null, claimedRegion: null);
         var reason = string.IsNullOrWhiteSpace(request.Reason) ? "its relay leg is going away" : request.Reason;
         logger.LogInformation("Relay leg of assignment {AssignmentId} at SuperNode {SuperNodeId} goes ({Reason}); telling the session of {ClientPeerId}",
             request.AssignmentId, request.SupernodeId, reason, request.ClientPeerId);
         sessions.ActorRef.Tell(new Sessions.RelayLegLost(request.ClientPeerId, request.AssignmentId, request.SupernodeId, reason,
-            request.ExitLeg.Length > 0 ? request.ExitLeg : null));
+            request.ExitLeg.Length > 0 ? request.ExitLeg : null) { FromRegion = caller.Region });
         return Task.FromResult(new RelayLegLostResponse());
     }
 

@@ -192,7 +192,7 @@ public static class PathMonitoring
     /// </summary>
     public static Decision LegLost(Decision d, RelayLegLost lost) =>
         d.State.Exit is { Phase: ExitPhase.Active, ClientRelayLeg: not null } exit && exit.AssignmentId == lost.AssignmentId
-        && (lost.ExitLeg is null || lost.ExitLeg == exit.ExitRelayLeg)
+        && (lost.ExitLeg is null || lost.ExitLeg == exit.ExitRelayLeg) && (lost.FromRegion is null || lost.FromRegion == exit.Region)
             ? StartRelay(d, $"SuperNode {lost.SuperNodeId} lets its leg of the chain go ({lost.Reason})")
             : d;
 

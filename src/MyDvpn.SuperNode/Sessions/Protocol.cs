@@ -139,7 +139,11 @@ public sealed record PeerAssignments(string PeerId, ImmutableList<Exits.ExitAssi
 /// down) or is gone (its region's cluster lost it): the session chains the client's leg to a new one elsewhere.
 /// </summary>
 /// <param name="ExitLeg">The leg that goes (host:port); null when not said. A chain already on another leg stays as it is.</param>
-public sealed record RelayLegLost(string PeerId, string AssignmentId, string SuperNodeId, string Reason, string? ExitLeg = null) : IWithPeerId;
+public sealed record RelayLegLost(string PeerId, string AssignmentId, string SuperNodeId, string Reason, string? ExitLeg = null) : IWithPeerId
+{
+    /// <summary>The region of the SuperNode that told (from its certificate); null: not known (a test). News from another region than the exit's is ignored.</summary>
+    public string? FromRegion { get; init; }
+}
 
 /// <summary>
 /// Move the client to another exit of its exit's region, make-before-break (from the exit's region through

@@ -58,9 +58,12 @@ internal sealed class TestPki : IDisposable
 
     public TestPki() => _pki = new Pki(_temp);
 
-    public TlsMaterial Issue(string name, CertificateKind kind)
+    public TlsMaterial Issue(NodeIdentity node) => Keep(TlsMaterial.Load(_pki.IssueNode(node)));
+
+    public TlsMaterial IssueAdmin(string name) => Keep(TlsMaterial.Load(_pki.IssueAdmin(name)));
+
+    private TlsMaterial Keep(TlsMaterial tls)
     {
-        var tls = TlsMaterial.Load(_pki.Issue(name, kind));
         _issued.Add(tls);
         return tls;
     }

@@ -35,14 +35,19 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
     private readonly List<TlsGrpcTestServer> _servers = [];
     private readonly List<GrpcChannel> _channels = [];
     private TlsMaterial _nodeTls = null!;
+    /// <summary>The directory as SuperNode sn-test of eu-west calls it.</summary>
     private SuperNodeDirectory.SuperNodeDirectoryClient _directory = null!;
+    /// <summary>The directory as BaseNode base-1 calls it.</summary>
+    private SuperNodeDirectory.SuperNodeDirectoryClient _baseNodeDirectory = null!;
+    private readonly Dictionary<NodeIdentity, SuperNodeDirectory.SuperNodeDirectoryClient> _superNodes = [];
+    private HostPort _baseAddress = null!;
     private Admin.AdminClient _admin = null!;
 
     public async Task InitializeAsync()
     {
-        var baseTls = _pki.Issue("base-1", CertificateKind.Node);
-        _nodeTls = _pki.Issue("sn-test", CertificateKind.Node);
-        var adminTls = _pki.Issue("ops", CertificateKind.Admin);
+        var baseTls = _pki.Issue(NodeIdentity.Base("base-1"));
+        _nodeTls = _pki.Issue(NodeIdentity.Super("sn-test", "eu-west"));
+        var adminTls = _pki.IssueAdmin("ops");
 
         var directory = Sys.ActorOf(ShardStandIn.Props(new DirectoryMessageExtractor(),
             region => DirectoryEntity.Props(region, DirectorySettings.Default, _clock, _directoryLog)));
@@ -50,10 +55,7 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
         var tokens = Sys.ActorOf(ShardStandIn.Props(new EnrollmentTokenMessageExtractor(), id => EnrollmentTokenEntity.Props(id, _clock, _tokenLog)));
         var revocations = Sys.ActorOf(ShardStandIn.Props(new RevocationsMessageExtractor(), _ => RevocationsEntity.Props(_clock, logger: _revocationsLog)));
 
-        var policy = new CertificatePolicy()
-            .Require(SuperNodeDirectory.Descriptor.FullName, CertificateKind.Node)
-            .Require(Admin.Descriptor.FullName, CertificateKind.Admin);
-        var server = await StartServerAsync(baseTls, policy, services =>
+        var server = await StartServerAsync(baseTls, BaseNodeHost.Policy, services =>
         {
             services.AddSingleton<IRequiredActor<DirectoryShard>>(new StandInRegistryEntry<DirectoryShard>(directory));
             services.AddSingleton<IRequiredActor<RegionIndexShard>>(new StandInRegistryEntry<RegionIndexShard>(regionIndex));
@@ -68,7 +70,9 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
             app.MapGrpcService<DirectoryGrpcService>();
             app.MapGrpcService<AdminGrpcService>();
         });
+        _baseAddress = server.Address;
         _directory = new SuperNodeDirectory.SuperNodeDirectoryClient(Channel(server.Address, _nodeTls));
+        _baseNodeDirectory = new SuperNodeDirectory.SuperNodeDirectoryClient(Channel(server.Address, baseTls));
         _admin = new Admin.AdminClient(Channel(server.Address, adminTls));
     }
 
@@ -118,7 +122,9 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
         Assert.Equal(["BAD_TOKEN"], ReasonsIn(await RefusedAsync(Redeem(wrongSecret, "peer-1", role: 2))));
         Assert.Equal(["ROLE_NOT_ALLOWED"], ReasonsIn(await RefusedAsync(Redeem(token.Token, "peer-1", role: 1))));
         Assert.Equal(["ROLE_NOT_ALLOWED"], ReasonsIn(await RefusedAsync(Redeem(token.Token, "peer-1", role: 4))));
-        Assert.Equal(["WRONG_REGION"], ReasonsIn(await RefusedAsync(Redeem(token.Token, "peer-1", role: 2, region: "us-east"))));
+        // A SuperNode of us-east may enroll a peer of us-east, but the token is for eu-west.
+        Assert.Equal(["WRONG_REGION"], ReasonsIn(await Assert.ThrowsAsync<RpcException>(() =>
+            DirectoryAs("sn-us", "us-east").RedeemTokenAsync(Redeem(token.Token, "peer-1", role: 2, region: "us-east")).ResponseAsync)));
         _clock.Advance(TimeSpan.FromSeconds(60));
         Assert.Equal(["TOKEN_EXPIRED"], ReasonsIn(await RefusedAsync(Redeem(token.Token, "peer-1", role: 2))));
     }
@@ -181,7 +187,7 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
         var us = await StartSuperNodeAsync("sn-us", "us-east");
         await ReportAsync("sn-gone", "us-east", "127.0.0.1:1");
         var left = await StartSuperNodeAsync("sn-left", "eu-west");
-        await _directory.DeregisterAsync(new DeregisterRequest { SupernodeId = "sn-left", Region = "eu-west" });
+        await DirectoryAs("sn-left", "eu-west").DeregisterAsync(new DeregisterRequest { SupernodeId = "sn-left", Region = "eu-west" });
 
         var revoked = await _admin.RevokePeerAsync(new RevokePeerRequest { PeerId = "peer-1" });
 
@@ -289,6 +295,68 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
         Assert.Equal(["NO_EXIT_AVAILABLE"], ReasonsIn(refused));
     }
 
+    [Theory]
+    [InlineData("sn-test", "us-east", "SuperNode sn-test of region us-east")]
+    [InlineData("sn-other", "eu-west", "SuperNode sn-other of region eu-west")]
+    public async Task A_SuperNode_may_report_only_as_itself_in_its_own_region(string id, string region, string claim)
+    {
+        var refused = await Assert.ThrowsAsync<RpcException>(() => _directory.ReportAsync(ReportOf(id, region, "127.0.0.1:1")).ResponseAsync);
+
+        Assert.Equal(StatusCode.PermissionDenied, refused.StatusCode);
+        Assert.Equal(["CERTIFICATE_MISMATCH"], ReasonsIn(refused));
+        Assert.Contains($"names SuperNode sn-test of region eu-west (mydvpn://super/eu-west/sn-test), but the request claims {claim}",
+            refused.Status.Detail, StringComparison.Ordinal);
+        var regions = await _directory.ListRegionsAsync(new ListRegionsRequest());
+        Assert.DoesNotContain(regions.Regions.SelectMany(r => r.Supernodes), s => s.Registration.SupernodeId == id);
+    }
+
+    [Fact]
+    public async Task A_SuperNode_reporting_as_itself_is_registered()
+    {
+        await _directory.ReportAsync(ReportOf("sn-test", "eu-west", "127.0.0.1:1"));
+
+        var regions = await _directory.ListRegionsAsync(new ListRegionsRequest());
+        Assert.Contains(regions.Regions.Single(r => r.Region == "eu-west").Supernodes, s => s.Registration.SupernodeId == "sn-test");
+    }
+
+    [Fact]
+    public async Task A_SuperNode_may_not_deregister_another_one()
+    {
+        await ReportAsync("sn-a", "eu-west", "127.0.0.1:1");
+
+        var refused = await Assert.ThrowsAsync<RpcException>(() =>
+            _directory.DeregisterAsync(new DeregisterRequest { SupernodeId = "sn-a", Region = "eu-west" }).ResponseAsync);
+
+        Assert.Equal(StatusCode.PermissionDenied, refused.StatusCode);
+        Assert.Equal(["CERTIFICATE_MISMATCH"], ReasonsIn(refused));
+        var regions = await _directory.ListRegionsAsync(new ListRegionsRequest());
+        Assert.Equal(MyDvpn.Protocol.Directory.SuperNodeStatus.Up, regions.Regions.Single(r => r.Region == "eu-west").Supernodes.Single(s => s.Registration.SupernodeId == "sn-a").Status);
+    }
+
+    [Fact]
+    public async Task A_SuperNode_may_not_redeem_a_token_for_a_peer_of_another_region_and_the_token_is_not_spent()
+    {
+        var token = await _admin.CreateTokenAsync(new CreateTokenRequest { Role = 1, Region = "us-east" });
+
+        var refused = await RefusedAsync(Redeem(token.Token, "peer-1", region: "us-east"));
+
+        Assert.Equal(StatusCode.PermissionDenied, refused.StatusCode);
+        Assert.Equal(["CERTIFICATE_MISMATCH"], ReasonsIn(refused));
+        Assert.Contains("but the request claims a SuperNode of region us-east", refused.Status.Detail, StringComparison.Ordinal);
+        var enrolled = await DirectoryAs("sn-us", "us-east").RedeemTokenAsync(Redeem(token.Token, "peer-1", region: "us-east"));
+        Assert.Equal(0u, enrolled.UsesLeft);
+    }
+
+    [Fact]
+    public async Task A_BaseNode_certificate_may_not_call_the_directory()
+    {
+        var refused = await Assert.ThrowsAsync<RpcException>(() => _baseNodeDirectory.ListRegionsAsync(new ListRegionsRequest()).ResponseAsync);
+
+        Assert.Equal(StatusCode.PermissionDenied, refused.StatusCode);
+        Assert.Equal(["CERTIFICATE_MISMATCH"], ReasonsIn(refused));
+        Assert.Contains("needs an operator-issued SuperNode certificate: the certificate names BaseNode base-1", refused.Status.Detail, StringComparison.Ordinal);
+    }
+
     private static RedeemTokenRequest Redeem(string token, string peerId, int role = 1, string region = "eu-west", byte keyByte = 1) => new()
     {
         Token = token,
@@ -319,7 +387,7 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
         var list = new SessionList();
         list.Sessions.AddRange(sessions);
         var fake = new FakeSuperNode(list);
-        var policy = new CertificatePolicy().Require(SuperNodePeers.Descriptor.FullName, CertificateKind.Node);
+        var policy = new CertificatePolicy().Allow(SuperNodePeers.Descriptor.FullName, Callers.BaseNodes);
         var server = await StartServerAsync(_nodeTls, policy, services => services.AddSingleton(fake),
             app => app.MapGrpcService<FakeSuperNode>());
         await ReportAsync(id, region, server.Address.ToString());
@@ -329,27 +397,41 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
     private async Task<FakeExitAllocation> StartExitPoolAsync(string id, string region, Func<ListExitsRequest, ExitPoolView> answer)
     {
         var fake = new FakeExitAllocation(answer);
-        var policy = new CertificatePolicy().Require(ExitAllocation.Descriptor.FullName, CertificateKind.Node);
+        var policy = new CertificatePolicy()
+            .Allow(ExitAllocation.Descriptor.FullName, Callers.SuperNodes)
+            .Allow($"{ExitAllocation.Descriptor.FullName}/ListExits", Callers.SuperNodes | Callers.BaseNodes);
         var server = await StartServerAsync(_nodeTls, policy, services => services.AddSingleton(fake),
             app => app.MapGrpcService<FakeExitAllocation>());
         await ReportAsync(id, region, server.Address.ToString());
         return fake;
     }
 
+    /// <summary>Reports SuperNode <paramref name="id"/> of <paramref name="region"/> as that SuperNode does: with its own certificate.</summary>
     private async Task<ReportAck> ReportAsync(string id, string region, string endpoint) =>
-        await _directory.ReportAsync(new SuperNodeReport
+        await DirectoryAs(id, region).ReportAsync(ReportOf(id, region, endpoint));
+
+    private static SuperNodeReport ReportOf(string id, string region, string endpoint) => new()
+    {
+        Registration = new SuperNodeRegistration
         {
-            Registration = new SuperNodeRegistration
-            {
-                SupernodeId = id,
-                Region = region,
-                GrpcEndpoint = endpoint,
-                PublicIp = "127.0.0.1",
-                RelayPortLow = 40000,
-                RelayPortHigh = 40099,
-                Capacity = 100,
-            },
-        });
+            SupernodeId = id,
+            Region = region,
+            GrpcEndpoint = endpoint,
+            PublicIp = "127.0.0.1",
+            RelayPortLow = 40000,
+            RelayPortHigh = 40099,
+            Capacity = 100,
+        },
+    };
+
+    /// <summary>The directory as SuperNode <paramref name="id"/> of <paramref name="region"/> calls it, with a certificate of its own.</summary>
+    private SuperNodeDirectory.SuperNodeDirectoryClient DirectoryAs(string id, string region)
+    {
+        var identity = NodeIdentity.Super(id, region);
+        if (!_superNodes.TryGetValue(identity, out var client))
+            _superNodes[identity] = client = new SuperNodeDirectory.SuperNodeDirectoryClient(Channel(_baseAddress, _pki.Issue(identity)));
+        return client;
+    }
 
     /// <summary>
     /// Real Kestrel with TLS from a node certificate, requiring client certificates of the operator CA and putting

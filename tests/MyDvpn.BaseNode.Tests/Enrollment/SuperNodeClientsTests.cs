@@ -20,10 +20,10 @@ public sealed class SuperNodeClientsTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        var superNodeTls = _pki.Issue("sn-1", CertificateKind.Node);
+        var superNodeTls = _pki.Issue(NodeIdentity.Super("sn-1", "eu-west"));
         _server = await TlsGrpcTestServer.StartAsync(superNodeTls, ClientCertificateMode.RequireCertificate,
             services => services.AddSingleton(_health), app => app.MapGrpcService<CountingHealth>());
-        _clients = new SuperNodeClients(_pki.Issue("base-1", CertificateKind.Node), NullLogger<SuperNodeClients>.Instance);
+        _clients = new SuperNodeClients(_pki.Issue(NodeIdentity.Base("base-1")), NullLogger<SuperNodeClients>.Instance);
     }
 
     public async Task DisposeAsync()

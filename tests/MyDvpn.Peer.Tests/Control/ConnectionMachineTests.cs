@@ -26,10 +26,10 @@ public sealed class ConnectionMachineTests
     {
         var state = Open(ConnectionMachine.Initial(Settings(token: "t-1"), enrolled: false));
 
-        var challenged = state.Decide(new Incoming(1, Challenge()), T0, Highest);
+        var challenged = state.Decide(new Incoming(1, Challenge(), SuperA), T0, Highest);
         var authenticated = challenged.State.Decide(new Incoming(1, Authenticated(exitAssignmentId: "a-7")), T0, Highest);
 
-        Assert.Equal(new ChannelEffect.AnswerChallenge(Challenge().AuthChallenge, PresentToken: true), Assert.Single(challenged.Effects<ChannelEffect.AnswerChallenge, ConnectionMachine>()));
+        Assert.Equal(new ChannelEffect.AnswerChallenge(Challenge().AuthChallenge, PresentToken: true, SuperA), Assert.Single(challenged.Effects<ChannelEffect.AnswerChallenge, ConnectionMachine>()));
         Assert.Equal(ConnectionPhase.Connected, authenticated.State.Phase);
         Assert.Equal(("s-1", "super-a", 1), (authenticated.State.SessionId, authenticated.State.SuperNodeId, authenticated.State.Authentications));
         Assert.Contains(new ChannelEffect.SaveEnrollment("super-a", T0), authenticated.Effects);
@@ -38,8 +38,34 @@ public sealed class ConnectionMachineTests
         Assert.Contains(new ChannelEffect.TellExitRequestMachine(new StreamUp(1, "a-7")), authenticated.Effects);
         Assert.True(authenticated.State.Enrolled);
 
-        var again = Reconnect(authenticated.State, T0).Decide(new Incoming(2, Challenge()), T0, Highest);
+        var again = Reconnect(authenticated.State, T0).Decide(new Incoming(2, Challenge(), SuperA), T0, Highest);
         Assert.False(Assert.Single(again.Effects<ChannelEffect.AnswerChallenge, ConnectionMachine>()).PresentToken);
+    }
+
+    [Fact]
+    public void A_challenge_naming_another_supernode_than_the_servers_certificate_is_not_answered_and_the_next_one_is_dialled()
+    {
+        var state = Open(ConnectionMachine.Initial(Settings(), enrolled: true));
+
+        var d = state.Decide(new Incoming(1, Challenge("super-b"), SuperA), T0, Highest);
+
+        Assert.Empty(d.Effects<ChannelEffect.AnswerChallenge, ConnectionMachine>());
+        Assert.Equal(ConnectionPhase.Waiting, d.State.Phase);
+        Assert.Equal("the server challenged as SuperNode 'super-b' but its certificate names SuperNode super-a of region eu-west (mydvpn://super/eu-west/super-a)",
+            d.State.LastProblem);
+        Assert.Contains(ChannelEffect.EndStream.Instance, d.Effects);
+        Assert.Equal(B, d.State.Rotation.Current);
+    }
+
+    [Fact]
+    public void A_challenge_on_a_stream_without_an_accepted_certificate_is_not_answered()
+    {
+        var state = Open(ConnectionMachine.Initial(Settings(), enrolled: true));
+
+        var d = state.Decide(new Incoming(1, Challenge()), T0, Highest);
+
+        Assert.Empty(d.Effects<ChannelEffect.AnswerChallenge, ConnectionMachine>());
+        Assert.Equal(ConnectionPhase.Waiting, d.State.Phase);
     }
 
     [Fact]
@@ -64,7 +90,7 @@ public sealed class ConnectionMachineTests
         var connected = Connected(ConnectionMachine.Initial(Settings(), enrolled: true), T0);
 
         Assert.Empty(connected.Decide(new AuthDeadline(1), T0 + Timings.AuthTimeout, Highest).Effects);
-        Assert.Empty(connected.Decide(new Incoming(0, Challenge()), T0, Highest).Effects);
+        Assert.Empty(connected.Decide(new Incoming(0, Challenge(), SuperA), T0, Highest).Effects);
         Assert.Empty(connected.Decide(new StreamEnded(0, new StreamEnd(null, null, false, "old")), T0, Highest).Effects);
     }
 
@@ -165,7 +191,7 @@ public sealed class ConnectionMachineTests
     [Fact]
     public void The_regions_supernodes_from_the_auth_response_are_dialled_after_the_configured_ones()
     {
-        var connected = Open(ConnectionMachine.Initial(Settings(), enrolled: true)).Decide(new Incoming(1, Challenge()), T0, Highest).State
+        var connected = Open(ConnectionMachine.Initial(Settings(), enrolled: true)).Decide(new Incoming(1, Challenge(), SuperA), T0, Highest).State
             .Decide(new Incoming(1, Authenticated(region: [C])), T0, Highest).State;
 
         Assert.Equal([A, B, C], connected.Rotation.Endpoints);
@@ -175,7 +201,7 @@ public sealed class ConnectionMachineTests
     private static ConnectionMachine Open(ConnectionMachine state) => state.Decide(Connect.Instance, T0, Highest).State;
 
     private static ConnectionMachine Connected(ConnectionMachine state, DateTimeOffset at) =>
-        Open(state).Decide(new Incoming(state.Generation + 1, Challenge()), at, Highest).State
+        Open(state).Decide(new Incoming(state.Generation + 1, Challenge(), SuperA), at, Highest).State
             .Decide(new Incoming(state.Generation + 1, Authenticated()), at, Highest).State;
 
     private static ConnectionMachine Reconnect(ConnectionMachine state, DateTimeOffset at) =>

@@ -269,6 +269,16 @@ public sealed class PathMonitoringTests
         Assert.Single(current.Effects.OfType<SessionEffect.OpenRelayChain>());
         Assert.Empty(left.Effects);
         Assert.False(left.State.Path.RelayStarting);
+        // Only the exit's region speaks of its legs.
+        var fromElsewhere = relayed.Decide(new RelayLegLost(PeerId, AssignmentId, "sn-eu-9", "unreachable", ExitLeg: "198.51.100.20:41000")
+        {
+            FromRegion = "eu-west",
+        }, T0);
+        Assert.Empty(fromElsewhere.Effects);
+        Assert.Single(relayed.Decide(new RelayLegLost(PeerId, AssignmentId, "sn-us-2", "unreachable", ExitLeg: "198.51.100.20:41000")
+        {
+            FromRegion = ExitRegion,
+        }, T0).Effects.OfType<SessionEffect.OpenRelayChain>());
     }
 
     [Fact]
