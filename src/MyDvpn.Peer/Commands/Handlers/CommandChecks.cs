@@ -1,5 +1,4 @@
 using Google.Protobuf.Collections;
-using MyDvpn.Common;
 using MyDvpn.Peer.Tunnel;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Security;
@@ -29,29 +28,25 @@ internal static class CommandChecks
 
     /// <summary>
     /// The exit a client is told to use (<paramref name="peer"/>, named <paramref name="field"/>, with the client's
-    /// <paramref name="tunnelAddresses"/>): its endpoint, what goes through it, the client's addresses and the keepalive.
+    /// <paramref name="tunnelAddresses"/> in <paramref name="tunnelSubnet"/>): a unicast endpoint, exactly the full
+    /// tunnel through it, the client's addresses as host routes of the subnet and the keepalive (<see cref="TunnelRules"/>).
     /// Null and the exit (whose <see cref="ClientExit.Since"/> the caller sets) if all is well, else the problem.
     /// </summary>
     public static string? ClientExitProblem(string assignmentId, string exitPeerId, string exitRegion, WireGuardPeer peer, string field,
-        RepeatedField<string> tunnelAddresses, out ClientExit? exit)
+        RepeatedField<string> tunnelAddresses, string tunnelSubnet, out ClientExit? exit)
     {
         exit = null;
-        HostPort endpoint;
-        try
-        {
-            endpoint = HostPort.Parse(peer.Endpoint, $"{field}.endpoint");
-        }
-        catch (ConfigurationException ex)
-        {
-            return ex.Message;
-        }
-        if (Cidr.ProblemIn(peer.AllowedIps, $"{field}.allowed_ips") is { } ipsProblem)
+        if (TunnelRules.EndpointProblem(peer.Endpoint, $"{field}.endpoint", out var endpoint) is { } endpointProblem)
+            return endpointProblem;
+        if (TunnelRules.ClientAllowedIpsProblem(peer.AllowedIps, $"{field}.allowed_ips") is { } ipsProblem)
             return ipsProblem;
-        if (Cidr.ProblemIn(tunnelAddresses, "tunnel_addresses") is { } addressProblem)
+        if (TunnelRules.SubnetProblem(tunnelSubnet, "tunnel_subnet", out var subnet) is { } subnetProblem)
+            return subnetProblem;
+        if (TunnelRules.HostRoutesProblem(tunnelAddresses, subnet, "tunnel_addresses") is { } addressProblem)
             return addressProblem;
         if (peer.PersistentKeepaliveSeconds > MaxKeepaliveSeconds)
             return $"{field}.persistent_keepalive_seconds is {peer.PersistentKeepaliveSeconds}; WireGuard takes at most {MaxKeepaliveSeconds}";
-        exit = new ClientExit(assignmentId, exitPeerId, exitRegion, peer.PublicKey.ToBase64(), endpoint.ToString(), [.. peer.AllowedIps],
+        exit = new ClientExit(assignmentId, exitPeerId, exitRegion, peer.PublicKey.ToBase64(), endpoint!.ToString(), [.. peer.AllowedIps],
             (int)peer.PersistentKeepaliveSeconds, [.. tunnelAddresses], default);
         return null;
     }
