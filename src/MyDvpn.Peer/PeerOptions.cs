@@ -193,7 +193,7 @@ public sealed class PeerOptions
         try
         {
             var full = Path.GetFullPath(dir);
-            Directory.CreateDirectory(full);
+            OwnerOnly.CreateDirectory(full);
             var probe = Path.Combine(full, $".write-test-{Environment.ProcessId}");
             File.WriteAllText(probe, "");
             File.Delete(probe);
