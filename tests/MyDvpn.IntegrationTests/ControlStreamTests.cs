@@ -1,4 +1,5 @@
 using System.Globalization;
+using Google.Protobuf;
 using Grpc.Core;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Security;
@@ -225,6 +226,64 @@ public sealed class ControlStreamTests(EdgeNetwork edge, ITestOutputHelper outpu
         await using var peer = await edge.OpenAsync();
         await peer.SendAsync(new ControlMessage { Ping = new Ping { Sequence = 1 } });
         await ExpectRefused(peer, StatusCode.InvalidArgument, "MALFORMED_MESSAGE");
+    }
+
+    /// <summary>Bytes that are no ControlMessage: a wire type protobuf does not have, and a message cut off in its middle.</summary>
+    public static TheoryData<string, byte[]> Unreadable()
+    {
+        var whole = new ControlMessage { Ping = new Ping { Sequence = 7, SentAt = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(DateTimeOffset.UnixEpoch) } }.ToByteArray();
+        return new()
+        {
+            { "garbage", [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0x13, 0x37] },
+            { "truncated", whole[..^3] },
+        };
+    }
+
+    [Theory]
+    [MemberData(nameof(Unreadable))]
+    public async Task Unreadable_bytes_instead_of_an_auth_request_are_refused_as_malformed_and_counted(string what, byte[] bytes)
+    {
+        await using var peer = await edge.OpenAsync();
+        var before = await MalformedAsync();
+
+        await peer.SendRawAsync(bytes);
+
+        Assert.Equal((StatusCode.InvalidArgument, "MALFORMED_MESSAGE"), await peer.ExpectRefusalAsync());
+        Assert.Equal(before + 1, await MalformedAsync());
+        await AssertLoggedWithoutStackTraceAsync(what);
+    }
+
+    [Theory]
+    [MemberData(nameof(Unreadable))]
+    public async Task Unreadable_bytes_on_an_authenticated_stream_end_it_as_malformed_and_counted(string what, byte[] bytes)
+    {
+        var peerId = NewPeerId();
+        var key = await edge.EnrollAsync(peerId);
+        await using var peer = await edge.OpenAsync();
+        await peer.SendAsync(peer.SignedRequest(key, peerId, PeerRole.Client, EdgeNetwork.Region));
+        Assert.Equal(ControlMessage.PayloadOneofCase.AuthResponse, (await peer.ReadAsync()).PayloadCase);
+        var before = await MalformedAsync();
+
+        await peer.SendRawAsync(bytes);
+
+        Assert.Equal((StatusCode.InvalidArgument, "MALFORMED_MESSAGE"), await peer.ExpectRefusalAsync());
+        Assert.Equal(before + 1, await MalformedAsync());
+        await AssertLoggedWithoutStackTraceAsync(what, peerId);
+    }
+
+    private Task<double> MalformedAsync() => TestNetwork.MetricAsync(edge.Super, "mydvpn_auth_refusals_total{reason=\"MALFORMED_MESSAGE\"}");
+
+    /// <summary>The SuperNode said it in its one security-event line, and logged no exception with a stack trace for it.</summary>
+    private async Task AssertLoggedWithoutStackTraceAsync(string what, string? peerId = null)
+    {
+        const string Refused = "refused: MALFORMED_MESSAGE (unreadable message";
+        var said = $"a line with '{Refused}'{(peerId is null ? "" : $" for peer {peerId}")}";
+        await Eventually.Async(() => Task.FromResult(edge.Super.Process!.ReadLog().Split('\n')
+            .Any(l => l.Contains(Refused, StringComparison.Ordinal) && (peerId is null || l.Contains(peerId, StringComparison.Ordinal)))),
+            $"the SuperNode logs {said}", TimeSpan.FromSeconds(10));
+        var log = edge.Super.Process!.ReadLog();
+        Assert.False(log.Contains("InvalidProtocolBufferException", StringComparison.Ordinal), $"{what}: the SuperNode logged the parser's exception");
+        Assert.False(log.Contains("Error when executing service method", StringComparison.Ordinal), $"{what}: the call ended in an unhandled exception");
     }
 
     [Fact]

@@ -10,16 +10,23 @@ namespace MyDvpn.IntegrationTests;
 
 /// <summary>
 /// A peer written against proto/ alone, which the tests make misbehave on purpose: wrong
-/// signatures, replays, silence, wrong roles. TLS trusts the operator CA only, as a real peer does.
+/// signatures, replays, silence, wrong roles, bytes that are no message. TLS trusts the operator CA only, as a real
+/// peer does. What it sends goes as bytes in gRPC's framing (<see cref="SendRawAsync"/>), so it can send anything.
 /// </summary>
 public sealed class RawPeer : IAsyncDisposable
 {
+    /// <summary><c>PersistentControlStream</c> with the request side as raw bytes: each write is one gRPC message of exactly those bytes.</summary>
+    private static readonly Method<byte[], ControlMessage> RawControlStream = new(
+        MethodType.DuplexStreaming, "mydvpn.control.v1.ControlStream", "PersistentControlStream",
+        Marshallers.Create(bytes => bytes, bytes => bytes),
+        Marshallers.Create((ControlMessage message) => message.ToByteArray(), ControlMessage.Parser.ParseFrom));
+
     private readonly GrpcChannel channel;
-    private readonly AsyncDuplexStreamingCall<ControlMessage, ControlMessage> call;
+    private readonly AsyncDuplexStreamingCall<byte[], ControlMessage> call;
 
     public AuthChallenge Challenge { get; private set; } = null!;
 
-    private RawPeer(GrpcChannel channel, AsyncDuplexStreamingCall<ControlMessage, ControlMessage> call)
+    private RawPeer(GrpcChannel channel, AsyncDuplexStreamingCall<byte[], ControlMessage> call)
     {
         this.channel = channel;
         this.call = call;
@@ -36,7 +43,7 @@ public sealed class RawPeer : IAsyncDisposable
             },
         };
         var channel = GrpcChannel.ForAddress($"https://{superNode}", new GrpcChannelOptions { HttpHandler = handler, MaxSendMessageSize = null, DisposeHttpClient = true });
-        var call = new ControlStream.ControlStreamClient(channel).PersistentControlStream();
+        var call = channel.CreateCallInvoker().AsyncDuplexStreamingCall(RawControlStream, null, new CallOptions());
         var peer = new RawPeer(channel, call);
         var first = await peer.ReadAsync();
         Assert.Equal(ControlMessage.PayloadOneofCase.AuthChallenge, first.PayloadCase);
@@ -64,7 +71,10 @@ public sealed class RawPeer : IAsyncDisposable
         return request;
     }
 
-    public Task SendAsync(ControlMessage message) => call.RequestStream.WriteAsync(message);
+    public Task SendAsync(ControlMessage message) => SendRawAsync(message.ToByteArray());
+
+    /// <summary>Sends <paramref name="bytes"/> as one gRPC message, whatever they are.</summary>
+    public Task SendRawAsync(byte[] bytes) => call.RequestStream.WriteAsync(bytes);
 
     public Task SendAsync(AuthRequest request) => SendAsync(new ControlMessage { AuthRequest = request });
 

@@ -176,13 +176,33 @@ public sealed class ControlStreamService(
 
     private static async Task ReadAllAsync(IAsyncStreamReader<ControlMessage> requestStream, IActorRef edge, CancellationToken cancellationToken)
     {
-        await foreach (var message in requestStream.ReadAllAsync(cancellationToken))
+        try
         {
-            if (message.PayloadCase == ControlMessage.PayloadOneofCase.None)
-                throw new StreamRefusal(RefusalReason.MalformedMessage, "empty message");
-            edge.Tell(new EdgeStream.Inbound(message));
+            await foreach (var message in requestStream.ReadAllAsync(cancellationToken))
+            {
+                if (message.PayloadCase == ControlMessage.PayloadOneofCase.None)
+                    throw new StreamRefusal(RefusalReason.MalformedMessage, "empty message");
+                edge.Tell(new EdgeStream.Inbound(message));
+            }
+        }
+        catch (Exception ex) when (Unreadable(ex) is { } refusal)
+        {
+            throw refusal;
         }
     }
+
+    /// <summary>
+    /// A message the reader could not take — not protobuf, cut short, over the size limit, a broken frame — as the
+    /// <c>MALFORMED_MESSAGE</c> refusal that ends the stream (counted and logged in one line by <see cref="EdgeSecurityLog"/>,
+    /// without the stack trace an unhandled exception would log); null for anything else.
+    /// </summary>
+    private static StreamRefusal? Unreadable(Exception ex) => ex switch
+    {
+        Google.Protobuf.InvalidProtocolBufferException => new StreamRefusal(RefusalReason.MalformedMessage, $"unreadable message: {ex.Message}"),
+        RpcException { StatusCode: StatusCode.ResourceExhausted or StatusCode.Internal } rpc =>
+            new StreamRefusal(RefusalReason.MalformedMessage, $"unreadable message: {rpc.Status.Detail}"),
+        _ => null,
+    };
 
     private static async Task WriteAllAsync(ChannelReader<ControlMessage> outbound, IServerStreamWriter<ControlMessage> responseStream, CancellationToken cancellationToken)
     {
@@ -206,9 +226,9 @@ public sealed class ControlStreamService(
         {
             throw new StreamRefusal(RefusalReason.AuthTimeout, $"no AuthRequest within {Edge.AuthTimeout.TotalSeconds:0.#} s");
         }
-        catch (RpcException ex) when (ex.StatusCode is StatusCode.ResourceExhausted or StatusCode.Internal)
+        catch (Exception ex) when (Unreadable(ex) is { } refusal)
         {
-            throw new StreamRefusal(RefusalReason.MalformedMessage, $"unreadable message: {ex.Status.Detail}");
+            throw refusal;
         }
         catch (InvalidOperationException ex) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
