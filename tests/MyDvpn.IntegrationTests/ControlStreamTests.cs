@@ -62,7 +62,8 @@ public sealed class EdgeNetwork : IAsyncLifetime
         public void WriteLine(string format, params object[] args) { }
     }
 
-    public Task<RawPeer> OpenAsync() => RawPeer.OpenAsync(Super.Listen, Network.CaFile);
+    /// <param name="from">Another source on loopback (e.g. 127.0.0.2); null: 127.0.0.1.</param>
+    public Task<RawPeer> OpenAsync(System.Net.IPAddress? from = null) => RawPeer.OpenAsync(Super.Listen, Network.CaFile, from);
 
     /// <summary>Enrolls a new client peer with a fresh token; returns its key.</summary>
     public async Task<IdentityKey> EnrollAsync(string peerId, PeerRole role = PeerRole.Client)
@@ -303,19 +304,54 @@ public sealed class ControlStreamTests(EdgeNetwork edge, ITestOutputHelper outpu
         await ExpectRefused(peer, StatusCode.InvalidArgument, "MALFORMED_MESSAGE");
     }
 
+    /// <summary>
+    /// Issue 13's lock-out: junk naming a peer, sent from another address, used up the peer's own limit (charged before
+    /// the signature was checked) and refused its real logins. Now the junk is refused for its signature and costs only
+    /// its own source; the peer (3 a burst here) still gets in.
+    /// </summary>
     [Fact]
-    public async Task Too_many_attempts_for_one_peer_are_rate_limited()
+    public async Task Junk_naming_a_peer_from_another_source_does_not_lock_it_out()
+    {
+        var victim = NewPeerId();
+        var key = await edge.EnrollAsync(victim);
+        var junk = new List<string>();
+        for (var attempt = 0; attempt < 6; attempt++)
+        {
+            await using var attacker = await edge.OpenAsync(System.Net.IPAddress.Parse("127.0.0.2"));
+            await attacker.SendAsync(attacker.SignedRequest(IdentityKey.Generate(), victim, PeerRole.Client, EdgeNetwork.Region));
+            junk.Add((await attacker.ExpectRefusalAsync()).Reason);
+        }
+
+        await using var peer = await edge.OpenAsync();
+        await peer.SendAsync(peer.SignedRequest(key, victim, PeerRole.Client, EdgeNetwork.Region));
+
+        Assert.All(junk, reason => Assert.Equal("BAD_SIGNATURE", reason));
+        Assert.Equal(ControlMessage.PayloadOneofCase.AuthResponse, (await peer.ReadAsync()).PayloadCase);
+    }
+
+    [Fact]
+    public async Task A_peer_authenticating_too_often_is_rate_limited()
     {
         var peerId = NewPeerId();
-        var refusals = new List<string>();
-        for (var attempt = 0; attempt < 5; attempt++)
+        var key = await edge.EnrollAsync(peerId);
+        var answers = new List<string>();
+        for (var attempt = 0; attempt < 6; attempt++)
         {
             await using var peer = await edge.OpenAsync();
-            await peer.SendAsync(peer.SignedRequest(IdentityKey.Generate(), peerId, PeerRole.Client, EdgeNetwork.Region));
-            refusals.Add((await peer.ExpectRefusalAsync()).Reason);
+            await peer.SendAsync(peer.SignedRequest(key, peerId, PeerRole.Client, EdgeNetwork.Region));
+            try
+            {
+                answers.Add((await peer.ReadAsync()).PayloadCase.ToString());
+            }
+            catch (RpcException ex)
+            {
+                answers.Add(ex.Trailers.GetValue("mydvpn-reason") ?? ex.StatusCode.ToString());
+            }
         }
-        Assert.Equal("UNKNOWN_PEER", refusals[0]);
-        Assert.Contains("RATE_LIMITED", refusals);
+
+        output.WriteLine(string.Join(", ", answers));
+        Assert.Equal("AuthResponse", answers[0]);
+        Assert.Contains("RATE_LIMITED", answers);
         Assert.True(await TestNetwork.MetricAsync(edge.Super, "mydvpn_auth_refusals_total{reason=\"RATE_LIMITED\"}") >= 1);
     }
 

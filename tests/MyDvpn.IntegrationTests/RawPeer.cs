@@ -32,7 +32,8 @@ public sealed class RawPeer : IAsyncDisposable
         this.call = call;
     }
 
-    public static async Task<RawPeer> OpenAsync(HostPort superNode, string caFile)
+    /// <param name="from">The local address to connect from (e.g. 127.0.0.2, another source on loopback); null: the system's choice.</param>
+    public static async Task<RawPeer> OpenAsync(HostPort superNode, string caFile, System.Net.IPAddress? from = null)
     {
         var ca = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificateFromFile(caFile);
         var handler = new SocketsHttpHandler
@@ -42,6 +43,24 @@ public sealed class RawPeer : IAsyncDisposable
                 RemoteCertificateValidationCallback = new OperatorCaTrust(ca).ValidateServerCertificate,
             },
         };
+        if (from is not null)
+        {
+            handler.ConnectCallback = async (context, cancellationToken) =>
+            {
+                var socket = new System.Net.Sockets.Socket(from.AddressFamily, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+                try
+                {
+                    socket.Bind(new System.Net.IPEndPoint(from, 0));
+                    await socket.ConnectAsync(context.DnsEndPoint, cancellationToken);
+                    return new System.Net.Sockets.NetworkStream(socket, ownsSocket: true);
+                }
+                catch
+                {
+                    socket.Dispose();
+                    throw;
+                }
+            };
+        }
         var channel = GrpcChannel.ForAddress($"https://{superNode}", new GrpcChannelOptions { HttpHandler = handler, MaxSendMessageSize = null, DisposeHttpClient = true });
         var call = channel.CreateCallInvoker().AsyncDuplexStreamingCall(RawControlStream, null, new CallOptions());
         var peer = new RawPeer(channel, call);
