@@ -91,9 +91,11 @@ public sealed class BenchCluster : IAsyncDisposable
              "--tls", Path.Combine(Work, id), "--max-streams", maxStreams.ToString(CultureInfo.InvariantCulture)],
             new Dictionary<string, string>
             {
-                // One source address opens every stream here: lift the per-source limit for the run.
+                // One source address opens every stream here, faster than any real region: lift the unauthenticated limits for the run.
                 ["MYDVPN__SUPER__EDGE__PERSOURCEBURST"] = "1000000",
                 ["MYDVPN__SUPER__EDGE__PERSOURCEPERSECOND"] = "1000000",
+                ["MYDVPN__SUPER__EDGE__GLOBALBURST"] = "1000000",
+                ["MYDVPN__SUPER__EDGE__GLOBALPERSECOND"] = "1000000",
             });
         nodes.Add(process);
         await DemoCommand.WaitReadyAsync(process, metrics, cancellationToken);

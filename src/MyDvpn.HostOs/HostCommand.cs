@@ -101,7 +101,7 @@ public sealed class HostCommand
             start.ArgumentList.Add("netns");
             start.ArgumentList.Add("exec");
             start.ArgumentList.Add(Namespace);
-            start.ArgumentList.Add(program);
+            start.ArgumentList.Add(OnPath(program));
         }
         foreach (var argument in arguments)
             start.ArgumentList.Add(argument);
@@ -109,23 +109,37 @@ public sealed class HostCommand
     }
 
     /// <summary>
-    /// A bare program name resolved on PATH. Process.Start would look in the working directory first, and this runs as
-    /// root: a stray ./ip or ./nft must never be what runs. Unresolved names stay as they are (starting them fails).
+    /// A bare program name resolved on PATH (a name with a slash is a path and stays as it is). Process.Start would
+    /// look in the executable's and the working directory too, and this runs as root: a stray ./ip or ./nft must never
+    /// be what runs, so a name found in no absolute PATH directory is refused rather than passed on.
     /// </summary>
-    public static string OnPath(string program)
+    /// <exception cref="HostCommandException">No absolute directory of PATH holds an executable file of that name.</exception>
+    public static string OnPath(string program) =>
+        FindOnPath(program) ?? throw new HostCommandException(new CommandResult(program, [], -1, "",
+            $"cannot start {program}: it is in no directory of PATH ({Environment.GetEnvironmentVariable("PATH") ?? "unset"}); "
+            + "a program is run only from PATH (is it installed?), never from the working directory or the executable's"));
+
+    /// <summary>Where <paramref name="program"/> is on PATH (absolute directories only; an executable file); null if nowhere. A name with a slash is returned as it is.</summary>
+    public static string? FindOnPath(string program)
     {
         if (program.Contains('/'))
             return program;
+        if (program.Length == 0)
+            return null;
         foreach (var directory in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
         {
             if (!Path.IsPathRooted(directory))
                 continue;
             var candidate = Path.Combine(directory, program);
-            if (File.Exists(candidate))
+            if (File.Exists(candidate) && IsExecutable(candidate))
                 return candidate;
         }
-        return program;
+        return null;
     }
+
+    private static bool IsExecutable(string path) =>
+        OperatingSystem.IsWindows()
+        || (File.GetUnixFileMode(path) & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) != 0;
 
     public static string Describe(string program, IEnumerable<string> arguments)
     {

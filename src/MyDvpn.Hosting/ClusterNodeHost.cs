@@ -78,6 +78,9 @@ public static class ClusterNodeHost
         });
         builder.Logging.SetMinimumLevel(MsLogLevel.Information);
         builder.Logging.AddFilter("Microsoft.AspNetCore", MsLogLevel.Warning);
+        // grpc-dotnet logs a message it could not read ("Error reading message.") at Information with the parser's stack
+        // trace, some 4 KB per attempt anyone can make; the services refuse such a message themselves and say it in one line.
+        builder.Logging.AddFilter("Grpc.AspNetCore.Server.ServerCallHandler", MsLogLevel.Warning);
 
         var tls = settings.Tls;
         builder.WebHost.ConfigureKestrel(kestrel =>

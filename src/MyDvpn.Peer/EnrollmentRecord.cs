@@ -40,7 +40,7 @@ public sealed record EnrollmentRecord(
     {
         var path = PathIn(stateDir);
         var temporary = path + ".tmp";
-        await using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None, 4096, FileOptions.Asynchronous))
+        await using (var stream = OwnerOnly.Open(temporary, FileMode.Create, FileAccess.Write, FileShare.None, FileOptions.Asynchronous))
         {
             await JsonSerializer.SerializeAsync(stream, this, cancellationToken: cancellationToken);
             await stream.FlushAsync(cancellationToken);

@@ -193,7 +193,7 @@ public sealed class PeerOptions
         try
         {
             var full = Path.GetFullPath(dir);
-            Directory.CreateDirectory(full);
+            OwnerOnly.CreateDirectory(full);
             var probe = Path.Combine(full, $".write-test-{Environment.ProcessId}");
             File.WriteAllText(probe, "");
             File.Delete(probe);
@@ -267,6 +267,15 @@ public sealed record PeerTimings
 
     /// <summary>Used when an AuthResponse carries no heartbeat interval.</summary>
     public TimeSpan DefaultHeartbeat { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// The shortest heartbeat interval the peer takes from a SuperNode: a shorter one would make it drop a healthy stream
+    /// after a few milliseconds of silence (and reconnect in a loop); it uses this instead.
+    /// </summary>
+    public TimeSpan MinHeartbeat { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The longest heartbeat interval the peer takes: a longer one would leave a dead stream unnoticed for hours; it uses this instead.</summary>
+    public TimeSpan MaxHeartbeat { get; init; } = TimeSpan.FromMinutes(5);
 
     /// <summary>A stream silent for this many heartbeat intervals is dead.</summary>
     public int MissedHeartbeats { get; init; } = 3;

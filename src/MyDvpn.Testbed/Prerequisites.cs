@@ -62,6 +62,5 @@ public static class Prerequisites
     /// <summary>Whether this process has what a testbed needs of the kernel (CAP_NET_ADMIN and CAP_SYS_ADMIN).</summary>
     public static bool IsPrivileged() => MissingCapabilities(File.ReadAllText("/proc/self/status")).Count == 0;
 
-    public static string? FindOnPath(string program) =>
-        MyDvpn.HostOs.HostCommand.OnPath(program) is var resolved && resolved != program ? resolved : null;
+    public static string? FindOnPath(string program) => MyDvpn.HostOs.HostCommand.FindOnPath(program);
 }

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Google.Protobuf;
 using Grpc.Core;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Security;
@@ -61,7 +62,8 @@ public sealed class EdgeNetwork : IAsyncLifetime
         public void WriteLine(string format, params object[] args) { }
     }
 
-    public Task<RawPeer> OpenAsync() => RawPeer.OpenAsync(Super.Listen, Network.CaFile);
+    /// <param name="from">Another source on loopback (e.g. 127.0.0.2); null: 127.0.0.1.</param>
+    public Task<RawPeer> OpenAsync(System.Net.IPAddress? from = null) => RawPeer.OpenAsync(Super.Listen, Network.CaFile, from);
 
     /// <summary>Enrolls a new client peer with a fresh token; returns its key.</summary>
     public async Task<IdentityKey> EnrollAsync(string peerId, PeerRole role = PeerRole.Client)
@@ -241,6 +243,64 @@ public sealed class ControlStreamTests(EdgeNetwork edge, ITestOutputHelper outpu
         await ExpectRefused(peer, StatusCode.InvalidArgument, "MALFORMED_MESSAGE");
     }
 
+    /// <summary>Bytes that are no ControlMessage: a wire type protobuf does not have, and a message cut off in its middle.</summary>
+    public static TheoryData<string, byte[]> Unreadable()
+    {
+        var whole = new ControlMessage { Ping = new Ping { Sequence = 7, SentAt = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(DateTimeOffset.UnixEpoch) } }.ToByteArray();
+        return new()
+        {
+            { "garbage", [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0x13, 0x37] },
+            { "truncated", whole[..^3] },
+        };
+    }
+
+    [Theory]
+    [MemberData(nameof(Unreadable))]
+    public async Task Unreadable_bytes_instead_of_an_auth_request_are_refused_as_malformed_and_counted(string what, byte[] bytes)
+    {
+        await using var peer = await edge.OpenAsync();
+        var before = await MalformedAsync();
+
+        await peer.SendRawAsync(bytes);
+
+        Assert.Equal((StatusCode.InvalidArgument, "MALFORMED_MESSAGE"), await peer.ExpectRefusalAsync());
+        Assert.Equal(before + 1, await MalformedAsync());
+        await AssertLoggedWithoutStackTraceAsync(what);
+    }
+
+    [Theory]
+    [MemberData(nameof(Unreadable))]
+    public async Task Unreadable_bytes_on_an_authenticated_stream_end_it_as_malformed_and_counted(string what, byte[] bytes)
+    {
+        var peerId = NewPeerId();
+        var key = await edge.EnrollAsync(peerId);
+        await using var peer = await edge.OpenAsync();
+        await peer.SendAsync(peer.SignedRequest(key, peerId, PeerRole.Client, EdgeNetwork.Region));
+        Assert.Equal(ControlMessage.PayloadOneofCase.AuthResponse, (await peer.ReadAsync()).PayloadCase);
+        var before = await MalformedAsync();
+
+        await peer.SendRawAsync(bytes);
+
+        Assert.Equal((StatusCode.InvalidArgument, "MALFORMED_MESSAGE"), await peer.ExpectRefusalAsync());
+        Assert.Equal(before + 1, await MalformedAsync());
+        await AssertLoggedWithoutStackTraceAsync(what, peerId);
+    }
+
+    private Task<double> MalformedAsync() => TestNetwork.MetricAsync(edge.Super, "mydvpn_auth_refusals_total{reason=\"MALFORMED_MESSAGE\"}");
+
+    /// <summary>The SuperNode said it in its one security-event line, and logged no exception with a stack trace for it.</summary>
+    private async Task AssertLoggedWithoutStackTraceAsync(string what, string? peerId = null)
+    {
+        const string Refused = "refused: MALFORMED_MESSAGE (unreadable message";
+        var said = $"a line with '{Refused}'{(peerId is null ? "" : $" for peer {peerId}")}";
+        await Eventually.Async(() => Task.FromResult(edge.Super.Process!.ReadLog().Split('\n')
+            .Any(l => l.Contains(Refused, StringComparison.Ordinal) && (peerId is null || l.Contains(peerId, StringComparison.Ordinal)))),
+            $"the SuperNode logs {said}", TimeSpan.FromSeconds(10));
+        var log = edge.Super.Process!.ReadLog();
+        Assert.False(log.Contains("InvalidProtocolBufferException", StringComparison.Ordinal), $"{what}: the SuperNode logged the parser's exception");
+        Assert.False(log.Contains("Error when executing service method", StringComparison.Ordinal), $"{what}: the call ended in an unhandled exception");
+    }
+
     [Fact]
     public async Task An_oversized_message_is_refused()
     {
@@ -258,19 +318,54 @@ public sealed class ControlStreamTests(EdgeNetwork edge, ITestOutputHelper outpu
         await ExpectRefused(peer, StatusCode.InvalidArgument, "MALFORMED_MESSAGE");
     }
 
+    /// <summary>
+    /// Issue 13's lock-out: junk naming a peer, sent from another address, used up the peer's own limit (charged before
+    /// the signature was checked) and refused its real logins. Now the junk is refused for its signature and costs only
+    /// its own source; the peer (3 a burst here) still gets in.
+    /// </summary>
     [Fact]
-    public async Task Too_many_attempts_for_one_peer_are_rate_limited()
+    public async Task Junk_naming_a_peer_from_another_source_does_not_lock_it_out()
+    {
+        var victim = NewPeerId();
+        var key = await edge.EnrollAsync(victim);
+        var junk = new List<string>();
+        for (var attempt = 0; attempt < 6; attempt++)
+        {
+            await using var attacker = await edge.OpenAsync(System.Net.IPAddress.Parse("127.0.0.2"));
+            await attacker.SendAsync(attacker.SignedRequest(IdentityKey.Generate(), victim, PeerRole.Client, EdgeNetwork.Region));
+            junk.Add((await attacker.ExpectRefusalAsync()).Reason);
+        }
+
+        await using var peer = await edge.OpenAsync();
+        await peer.SendAsync(peer.SignedRequest(key, victim, PeerRole.Client, EdgeNetwork.Region));
+
+        Assert.All(junk, reason => Assert.Equal("BAD_SIGNATURE", reason));
+        Assert.Equal(ControlMessage.PayloadOneofCase.AuthResponse, (await peer.ReadAsync()).PayloadCase);
+    }
+
+    [Fact]
+    public async Task A_peer_authenticating_too_often_is_rate_limited()
     {
         var peerId = NewPeerId();
-        var refusals = new List<string>();
-        for (var attempt = 0; attempt < 5; attempt++)
+        var key = await edge.EnrollAsync(peerId);
+        var answers = new List<string>();
+        for (var attempt = 0; attempt < 6; attempt++)
         {
             await using var peer = await edge.OpenAsync();
-            await peer.SendAsync(peer.SignedRequest(IdentityKey.Generate(), peerId, PeerRole.Client, EdgeNetwork.Region));
-            refusals.Add((await peer.ExpectRefusalAsync()).Reason);
+            await peer.SendAsync(peer.SignedRequest(key, peerId, PeerRole.Client, EdgeNetwork.Region));
+            try
+            {
+                answers.Add((await peer.ReadAsync()).PayloadCase.ToString());
+            }
+            catch (RpcException ex)
+            {
+                answers.Add(ex.Trailers.GetValue("mydvpn-reason") ?? ex.StatusCode.ToString());
+            }
         }
-        Assert.Equal("UNKNOWN_PEER", refusals[0]);
-        Assert.Contains("RATE_LIMITED", refusals);
+
+        output.WriteLine(string.Join(", ", answers));
+        Assert.Equal("AuthResponse", answers[0]);
+        Assert.Contains("RATE_LIMITED", answers);
         Assert.True(await TestNetwork.MetricAsync(edge.Super, "mydvpn_auth_refusals_total{reason=\"RATE_LIMITED\"}") >= 1);
     }
 

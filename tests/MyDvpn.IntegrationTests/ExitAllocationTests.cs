@@ -403,10 +403,13 @@ public sealed class ExitAllocationTests(ITestOutputHelper output)
         IdentityKey.Generate().Save(keyFile);
         var token = await network.CreateTokenAsync(baseNode, role, region);
         Directory.CreateDirectory(StateDir(network, peerId));
+        // Without one the SuperNode would hand clients the exit's stream address, loopback here, which agents refuse as
+        // an endpoint; a documentation address stands for the exit's public one (no data plane runs).
+        string[] endpoint = role == "client" ? [] : ["--public-endpoint", "192.0.2.10:51820"];
         var agent = new TestNetwork.Node(peerId, super.Listen, super.Metrics,
         [
             "peer", "--data-plane", "none", "--role", role, "--id", peerId, "--region", region, "--key", keyFile, "--ca", network.CaFile,
-            "--supernode", super.Listen.ToString(), "--token", token, "--state-dir", StateDir(network, peerId), .. extra,
+            "--supernode", super.Listen.ToString(), "--token", token, "--state-dir", StateDir(network, peerId), .. endpoint, .. extra,
         ]);
         await network.StartAsync(agent, waitUntilReady: false);
         return agent;

@@ -10,25 +10,33 @@ namespace MyDvpn.IntegrationTests;
 
 /// <summary>
 /// A peer written against proto/ alone, which the tests make misbehave on purpose: wrong
-/// signatures, replays, silence, wrong roles. TLS trusts the operator CA only, as a real peer does.
+/// signatures, replays, silence, wrong roles, bytes that are no message. TLS trusts the operator CA only, as a real
+/// peer does. What it sends goes as bytes in gRPC's framing (<see cref="SendRawAsync"/>), so it can send anything.
 /// </summary>
 public sealed class RawPeer : IAsyncDisposable
 {
+    /// <summary><c>PersistentControlStream</c> with the request side as raw bytes: each write is one gRPC message of exactly those bytes.</summary>
+    private static readonly Method<byte[], ControlMessage> RawControlStream = new(
+        MethodType.DuplexStreaming, "mydvpn.control.v1.ControlStream", "PersistentControlStream",
+        Marshallers.Create(bytes => bytes, bytes => bytes),
+        Marshallers.Create((ControlMessage message) => message.ToByteArray(), ControlMessage.Parser.ParseFrom));
+
     private readonly GrpcChannel channel;
-    private readonly AsyncDuplexStreamingCall<ControlMessage, ControlMessage> call;
+    private readonly AsyncDuplexStreamingCall<byte[], ControlMessage> call;
 
     public AuthChallenge Challenge { get; private set; } = null!;
 
     /// <summary>SHA-256 of the certificate the SuperNode presented: what a login on this stream is bound to.</summary>
     public byte[] ServerCertificateSha256 { get; private set; } = null!;
 
-    private RawPeer(GrpcChannel channel, AsyncDuplexStreamingCall<ControlMessage, ControlMessage> call)
+    private RawPeer(GrpcChannel channel, AsyncDuplexStreamingCall<byte[], ControlMessage> call)
     {
         this.channel = channel;
         this.call = call;
     }
 
-    public static async Task<RawPeer> OpenAsync(HostPort superNode, string caFile)
+    /// <param name="from">The local address to connect from (e.g. 127.0.0.2, another source on loopback); null: the system's choice.</param>
+    public static async Task<RawPeer> OpenAsync(HostPort superNode, string caFile, System.Net.IPAddress? from = null)
     {
         var ca = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificateFromFile(caFile);
         var trust = new OperatorCaTrust(ca);
@@ -46,8 +54,26 @@ public sealed class RawPeer : IAsyncDisposable
                 },
             },
         };
+        if (from is not null)
+        {
+            handler.ConnectCallback = async (context, cancellationToken) =>
+            {
+                var socket = new System.Net.Sockets.Socket(from.AddressFamily, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+                try
+                {
+                    socket.Bind(new System.Net.IPEndPoint(from, 0));
+                    await socket.ConnectAsync(context.DnsEndPoint, cancellationToken);
+                    return new System.Net.Sockets.NetworkStream(socket, ownsSocket: true);
+                }
+                catch
+                {
+                    socket.Dispose();
+                    throw;
+                }
+            };
+        }
         var channel = GrpcChannel.ForAddress($"https://{superNode}", new GrpcChannelOptions { HttpHandler = handler, MaxSendMessageSize = null, DisposeHttpClient = true });
-        var call = new ControlStream.ControlStreamClient(channel).PersistentControlStream();
+        var call = channel.CreateCallInvoker().AsyncDuplexStreamingCall(RawControlStream, null, new CallOptions());
         var peer = new RawPeer(channel, call);
         var first = await peer.ReadAsync();
         Assert.Equal(ControlMessage.PayloadOneofCase.AuthChallenge, first.PayloadCase);
@@ -79,7 +105,10 @@ public sealed class RawPeer : IAsyncDisposable
         return request;
     }
 
-    public Task SendAsync(ControlMessage message) => call.RequestStream.WriteAsync(message);
+    public Task SendAsync(ControlMessage message) => SendRawAsync(message.ToByteArray());
+
+    /// <summary>Sends <paramref name="bytes"/> as one gRPC message, whatever they are.</summary>
+    public Task SendRawAsync(byte[] bytes) => call.RequestStream.WriteAsync(bytes);
 
     public Task SendAsync(AuthRequest request) => SendAsync(new ControlMessage { AuthRequest = request });
 

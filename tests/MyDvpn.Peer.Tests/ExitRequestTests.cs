@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Grpc.Core;
 using MyDvpn.Common;
+using MyDvpn.Peer.Commands;
 using MyDvpn.Peer.LocalStatus;
 using MyDvpn.Peer.Tunnel;
 using MyDvpn.Protocol.Control;
@@ -289,6 +290,28 @@ public sealed class ExitRequestTests(ITestOutputHelper output) : AgentTestKit(na
         Assert.Equal(JsonValueKind.Null, root.GetProperty("exit").ValueKind);
         Assert.Equal("none", root.GetProperty("path").GetString());
         Assert.Equal(JsonValueKind.Null, root.GetProperty("exitRequest").GetProperty("region").ValueKind);
+    }
+
+    [Fact]
+    public async Task State_directory_and_everything_the_agent_keeps_in_it_are_its_owners_alone()
+    {
+        if (OperatingSystem.IsWindows())
+            return; // Unix file modes only.
+        var (superNode, settings) = await StartAsync("client");
+        await using var agent = await StartAgentAsync(settings);
+        var stream = await superNode.NextStreamAsync(Patience);
+        await stream.ReceiveAsync(PayloadCase.ExitRequest, Patience);
+        await AssignExitAsync(stream, "setup-1", "assign-1");
+        using var _ = await ReadStatusAsync(settings);
+
+        var entries = Directory.GetFileSystemEntries(settings.StateDir).Select(Path.GetFileName).ToHashSet();
+        Assert.Superset(new HashSet<string?>
+        {
+            StatusSocket.FileName, TunnelStateStore.FileName, CommandLog.FileName, AppliedCommandStore.FileName, PeerHost.WireGuardKeyFileName,
+        }, entries);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(settings.StateDir));
+        foreach (var entry in Directory.GetFileSystemEntries(settings.StateDir))
+            Assert.True(File.GetUnixFileMode(entry) == (UnixFileMode.UserRead | UnixFileMode.UserWrite), $"{entry} is {File.GetUnixFileMode(entry)}");
     }
 
     [Fact]

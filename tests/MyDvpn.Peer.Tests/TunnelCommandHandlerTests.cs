@@ -208,7 +208,60 @@ public sealed class TunnelCommandHandlerTests : IDisposable
         { "rotate to a bad endpoint", PeerRole.Client, WithRotate(Rotate("c", "a-2", ExitKey), r => r.NewPeer.Endpoint = "exit-without-port"), "new_peer.endpoint" },
         { "rotate to a bad address", PeerRole.Client, WithRotate(Rotate("c", "a-2", ExitKey), r => r.TunnelAddresses[0] = "100.96.1/32"), "tunnel_addresses" },
         { "rotate holding no exit", PeerRole.Client, Rotate("c", "a-2", ExitKey), "holds no exit and does not use assignment a-2: nothing to rotate" },
+        { "split tunnel", PeerRole.Client, With(UseExit("c", "a", "198.51.100.7:51820"), s => s.Peer.AllowedIps[0] = "10.0.0.0/8"), "exactly the full tunnel" },
+        { "loopback exit", PeerRole.Client, UseExit("c", "a", "127.0.0.1:51820"), "loopback" },
+        { "no subnet", PeerRole.Client, With(UseExit("c", "a", "198.51.100.7:51820"), s => s.TunnelSubnet = ""), "tunnel_subnet is empty" },
+        { "address outside the subnet", PeerRole.Client, With(UseExit("c", "a", "198.51.100.7:51820"), s => s.TunnelAddresses[0] = "192.168.1.2/32"), "outside the tunnel subnet" },
+        { "client address not a host", PeerRole.Client, With(UseExit("c", "a", "198.51.100.7:51820"), s => s.TunnelAddresses[0] = "100.96.0.2/24"), "not a host route" },
+        { "exit routes everything to a client", PeerRole.Exit, With(ServeClient("c", "a", ClientKeyA), s => s.Peer.AllowedIps[0] = "0.0.0.0/0"), "not a host route" },
+        { "exit masquerades everything", PeerRole.Exit, With(ServeClient("c", "a", ClientKeyA), s => s.TunnelAddresses[0] = "100.96.0.1/0"), "masquerade" },
+        { "rotate to a multicast exit", PeerRole.Client, WithRotate(Rotate("c", "a-2", ExitKey), r => r.NewPeer.Endpoint = "224.0.0.5:51820"), "multicast" },
+        { "rotate to a split tunnel", PeerRole.Client, WithRotate(Rotate("c", "a-2", ExitKey), r => r.NewPeer.AllowedIps.Add("::/0")), "exactly the full tunnel" },
+        { "rotate outside the subnet", PeerRole.Client, WithRotate(Rotate("c", "a-2", ExitKey), r => r.TunnelSubnet = "100.96.2.0/24"), "outside the tunnel subnet 100.96.2.0/24" },
+        { "relay to the unspecified address", PeerRole.Client, Relay("c", "a-1", "0.0.0.0:40001"), "unspecified" },
+        { "relay to broadcast", PeerRole.Client, Relay("c", "a-1", "255.255.255.255:40001"), "broadcast" },
     };
+
+    /// <summary>A command refused by the rules leaves a tunnel in use as it was: state, file and host alike.</summary>
+    public static TheoryData<string, Command, string> RefusedOnATunnelInUse => new()
+    {
+        { "exit side: a client's allowed ips swallow the exit's traffic", With(ServeClient("c-bad", "a-9", ClientKeyB), s => s.Peer.AllowedIps[0] = "0.0.0.0/0"), "peer.allowed_ips" },
+        { "exit side: its own address on the host's LAN", With(ServeClient("c-bad", "a-9", ClientKeyB), s => s.TunnelAddresses[0] = "192.168.1.1/24"), "tunnel_addresses" },
+        { "client side: a loopback exit", UseExit("c-bad", "a-9", "[::1]:51820"), "peer.endpoint" },
+        { "rotation to a split tunnel", WithRotate(Rotate("c-bad", "a-9", ExitKey), r => r.NewPeer.AllowedIps[0] = "10.0.0.0/8"), "new_peer.allowed_ips" },
+        { "relay to a multicast leg", Relay("c-bad", "a-1", "239.1.2.3:40001"), "multicast" },
+    };
+
+    [Theory]
+    [MemberData(nameof(RefusedOnATunnelInUse))]
+    public async Task Refused_command_leaves_the_tunnel_in_use_unchanged(string why, Command command, string reason)
+    {
+        var store = Store();
+        var applied = new List<TunnelState>();
+        store.UseDataPlane((state, _) =>
+        {
+            applied.Add(state);
+            return Task.CompletedTask;
+        });
+        var handler = Handler(PeerRole.Both, store: store);
+        await handler.HandleAsync(UseExit("cmd-1", "a-1", "198.51.100.7:51820"), CancellationToken.None);
+        await handler.HandleAsync(ServeClient("cmd-2", "a-2", ClientKeyA), CancellationToken.None);
+        var before = store.Current;
+        var file = File.ReadAllText(store.Path);
+        var hostChanges = applied.Count;
+        var changes = handler.Changes.Count;
+
+        var answer = await handler.HandleAsync(command, CancellationToken.None);
+
+        Assert.True(answer.OutcomeCase == CommandResponse.OutcomeOneofCase.Failure, why);
+        Assert.Equal(CommandError.Invalid, answer.Failure.Code);
+        Assert.Contains(reason, answer.Failure.Reason, StringComparison.Ordinal);
+        Assert.Equal(before, store.Current);
+        Assert.Equal(file, File.ReadAllText(store.Path));
+        Assert.Equal(hostChanges, applied.Count);
+        Assert.Equal(changes, handler.Changes.Count);
+        Assert.Equal(before, Store().Current);
+    }
 
     [Theory]
     [MemberData(nameof(InvalidCommands))]
@@ -453,6 +506,7 @@ public sealed class TunnelCommandHandlerTests : IDisposable
             Side = ExitSide.Exit,
             Peer = new WireGuardPeer { PublicKey = ByteString.CopyFrom(clientKey), AllowedIps = { "100.96.0.2/32" } },
             TunnelAddresses = { "100.96.0.1/24" },
+            TunnelSubnet = "100.96.0.0/24",
             CounterpartPeerId = "client-1",
             CounterpartRegion = "eu-west",
         },
@@ -473,6 +527,7 @@ public sealed class TunnelCommandHandlerTests : IDisposable
                 PersistentKeepaliveSeconds = 25,
             },
             TunnelAddresses = { "100.96.0.2/32" },
+            TunnelSubnet = "100.96.0.0/24",
             CounterpartPeerId = "exit-1",
             CounterpartRegion = "eu-west",
         },
@@ -494,11 +549,18 @@ public sealed class TunnelCommandHandlerTests : IDisposable
             },
             OldPeerPublicKey = ByteString.CopyFrom(oldKey),
             TunnelAddresses = { "100.96.1.2/32" },
+            TunnelSubnet = "100.96.1.0/24",
             CounterpartPeerId = "exit-2",
             CounterpartRegion = "us-east",
             PreviousAssignmentId = "a-1",
             Reason = "exit exit-1 lost: its stream ended",
         },
+    };
+
+    private static Command Relay(string commandId, string assignmentId, string relayEndpoint) => new()
+    {
+        CommandId = commandId,
+        RelaySetup = new RelaySetup { AssignmentId = assignmentId, PeerPublicKey = ByteString.CopyFrom(ExitKey), RelayEndpoint = relayEndpoint },
     };
 
     private static Command WithRotate(Command command, Action<RotatePeer> change)

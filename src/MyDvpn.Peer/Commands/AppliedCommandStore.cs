@@ -33,6 +33,11 @@ public sealed class AppliedCommandStore : IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         var path = System.IO.Path.Combine(stateDir, FileName);
+        // SQLite would create the database 0644; an empty file is an empty database, and SQLite gives its -wal and
+        // -shm files the database's mode.
+        OwnerOnly.Touch(path);
+        OwnerOnly.NarrowIfExists(path + "-wal");
+        OwnerOnly.NarrowIfExists(path + "-shm");
         var connection = new SqliteConnection(new SqliteConnectionStringBuilder
         {
             DataSource = path,

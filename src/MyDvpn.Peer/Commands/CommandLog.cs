@@ -25,7 +25,7 @@ public sealed class CommandLog(string stateDir, TimeProvider time)
         await gate.WaitAsync(cancellationToken);
         try
         {
-            await using var stream = new FileStream(Path, FileMode.Append, FileAccess.Write, FileShare.Read, 4096, FileOptions.Asynchronous);
+            await using var stream = OwnerOnly.Open(Path, FileMode.Append, FileAccess.Write, FileShare.Read, FileOptions.Asynchronous);
             await stream.WriteAsync(line, cancellationToken);
             await stream.FlushAsync(cancellationToken);
             stream.Flush(flushToDisk: true);

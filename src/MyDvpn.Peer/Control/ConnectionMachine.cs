@@ -173,8 +173,15 @@ internal sealed record ConnectionMachine
 
     private Decision<ConnectionMachine> Authenticated(Decision<ConnectionMachine> d, AuthResponse response, DateTimeOffset now)
     {
-        var heartbeat = response.HeartbeatIntervalMs > 0 ? TimeSpan.FromMilliseconds(response.HeartbeatIntervalMs) : Timings.DefaultHeartbeat;
         var superNodeId = string.IsNullOrEmpty(response.SupernodeId) ? ChallengedBy : response.SupernodeId;
+        var (heartbeat, clamped) = HeartbeatFor(response.HeartbeatIntervalMs, Timings);
+        if (clamped)
+        {
+            d = d.Log(LogLevel.Warning,
+                "SuperNode {SuperNodeId} asked for a heartbeat interval of {OfferedMs} ms, outside {MinMs}-{MaxMs} ms; using {HeartbeatMs} ms",
+                superNodeId, (long)response.HeartbeatIntervalMs, (long)Timings.MinHeartbeat.TotalMilliseconds, (long)Timings.MaxHeartbeat.TotalMilliseconds,
+                (long)heartbeat.TotalMilliseconds);
+        }
         var learned = new List<HostPort>();
         foreach (var superNode in response.RegionSupernodes)
         {
@@ -212,6 +219,20 @@ internal sealed record ConnectionMachine
         if (enroll)
             d = d.Do(new ChannelEffect.SaveEnrollment(superNodeId ?? "", now));
         return d.Do(new ChannelEffect.TellExitRequestMachine(new StreamUp(Generation, response.ExitAssignmentId)));
+    }
+
+    /// <summary>
+    /// The heartbeat interval to use for the <paramref name="offeredMs"/> an AuthResponse carries: the default for none
+    /// (0), otherwise the offer held within <see cref="PeerTimings.MinHeartbeat"/> … <see cref="PeerTimings.MaxHeartbeat"/>;
+    /// <c>Clamped</c> when the offer lay outside.
+    /// </summary>
+    public static (TimeSpan Heartbeat, bool Clamped) HeartbeatFor(uint offeredMs, PeerTimings timings)
+    {
+        if (offeredMs == 0)
+            return (timings.DefaultHeartbeat, false);
+        var offered = TimeSpan.FromMilliseconds(offeredMs);
+        var heartbeat = offered < timings.MinHeartbeat ? timings.MinHeartbeat : offered > timings.MaxHeartbeat ? timings.MaxHeartbeat : offered;
+        return (heartbeat, heartbeat != offered);
     }
 
     private Decision<ConnectionMachine> CheckSilence(DateTimeOffset now, double jitter)

@@ -10,8 +10,8 @@ using MyDvpn.Security;
 namespace MyDvpn.Peer.LocalStatus;
 
 /// <summary>
-/// The agent's status socket: a Unix domain socket <c>agent.sock</c> in the state directory, readable by its owner
-/// only. Every connection gets one <see cref="AgentStatus"/> JSON document and is closed; connections are served one at
+/// The agent's status socket: a Unix domain socket <c>agent.sock</c> in the state directory (0700), readable by its
+/// owner only. Every connection gets one <see cref="AgentStatus"/> JSON document and is closed; connections are served one at
 /// a time. A socket file left by an agent that died is removed at start (the state directory's lock guarantees no
 /// other agent uses it); the socket is removed on stop.
 /// </summary>
@@ -46,6 +46,9 @@ public sealed class StatusSocket(
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
+            // The socket is created with the process umask's mode: bound inside the 0700 state directory, nobody else
+            // can reach it before its own mode is narrowed below.
+            OwnerOnly.CreateDirectory(settings.StateDir);
             File.Delete(Path);
             socket.Bind(new UnixDomainSocketEndPoint(Path));
             if (!OperatingSystem.IsWindows())

@@ -135,7 +135,7 @@ public sealed class TunnelStateStore : IDisposable
     {
         var temporary = Path + ".tmp";
         var stored = new StoredState(Version, state.Exit, state.ExitAddresses, state.Clients, state.LastRotation);
-        await using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None, 4096, FileOptions.Asynchronous))
+        await using (var stream = OwnerOnly.Open(temporary, FileMode.Create, FileAccess.Write, FileShare.None, FileOptions.Asynchronous))
         {
             await JsonSerializer.SerializeAsync(stream, stored, Json, cancellationToken);
             await stream.FlushAsync(cancellationToken);

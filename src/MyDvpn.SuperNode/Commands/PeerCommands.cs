@@ -23,6 +23,7 @@ public static class PeerCommands
             Side = ExitSide.Exit,
             Peer = new WireGuardPeer { PublicKey = ByteString.CopyFrom(assignment.ClientPublicKey), AllowedIps = { assignment.ClientAddress } },
             TunnelAddresses = { assignment.ExitAddress },
+            TunnelSubnet = TunnelSubnet(assignment),
             CounterpartPeerId = assignment.ClientPeerId,
             CounterpartRegion = assignment.ClientRegion,
         });
@@ -36,6 +37,7 @@ public static class PeerCommands
             Side = ExitSide.Client,
             Peer = ExitPeer(assignment, settings),
             TunnelAddresses = { assignment.ClientAddress },
+            TunnelSubnet = TunnelSubnet(assignment),
             CounterpartPeerId = assignment.ExitPeerId,
             CounterpartRegion = assignment.Region,
             CounterpartTunnelAddress = HostOf(assignment.ExitAddress),
@@ -66,6 +68,7 @@ public static class PeerCommands
             NewPeer = ExitPeer(next, settings),
             OldPeerPublicKey = ByteString.CopyFrom(previousExitKey),
             TunnelAddresses = { next.ClientAddress },
+            TunnelSubnet = TunnelSubnet(next),
             CounterpartPeerId = next.ExitPeerId,
             CounterpartRegion = next.Region,
             PreviousAssignmentId = previousAssignmentId,
@@ -109,6 +112,13 @@ public static class PeerCommands
         AllowedIps = { settings.ClientAllowedIps },
         PersistentKeepaliveSeconds = (uint)settings.PersistentKeepaliveSeconds,
     };
+
+    /// <summary>
+    /// The assignment's exit subnet, which its exit address names (100.96.3.1/24 → 100.96.3.0/24): the agent checks
+    /// every tunnel address of the command against it. Empty if the exit address is not a CIDR (the agent refuses that).
+    /// </summary>
+    private static string TunnelSubnet(ExitAssignmentRecord assignment) =>
+        Cidr.TryParse(assignment.ExitAddress, out var address) && assignment.ExitAddress.Contains('/') ? address.Network().ToString() : "";
 
     private static Command New(DateTimeOffset? deadline, Action<Command> body)
     {

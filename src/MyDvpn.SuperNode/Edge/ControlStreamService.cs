@@ -1,5 +1,4 @@
 using System.Threading.Channels;
-using System.Threading.RateLimiting;
 using Akka.Actor;
 using Akka.Hosting;
 using Google.Protobuf.WellKnownTypes;
@@ -18,8 +17,8 @@ public sealed class PeerSessionShard;
 
 /// <summary>
 /// The peers' gRPC edge: <c>ControlStream.PersistentControlStream</c>. It challenges, checks
-/// what it can alone (format, rate, challenge freshness), lets the peer's sharded session decide
-/// the identity, then runs the stream — one reader loop here, one writer draining the stream's
+/// what it can alone (format, the source's rate, challenge freshness), lets the peer's sharded session decide
+/// the identity (and only then charges the peer's own rate, <see cref="EdgeRateLimits"/>), then runs the stream — one reader loop here, one writer draining the stream's
 /// bounded queue, and an <see cref="EdgeStream"/> actor in between.
 /// </summary>
 public sealed class ControlStreamService(
@@ -45,8 +44,8 @@ public sealed class ControlStreamService(
         string? peerId = null;
         try
         {
-            if (!limits.TryAcquireSource(source))
-                throw new StreamRefusal(RefusalReason.RateLimited, $"too many stream opens from {source}; back off and retry");
+            if (limits.AdmitUnauthenticated(source) is { } tooMany)
+                throw new StreamRefusal(RefusalReason.RateLimited, tooMany);
             if (!registration.AdmitsPeers)
                 throw new StreamRefusal(RefusalReason.Unavailable, "this SuperNode is starting and catching up with the directory's revocations; retry");
             if (!streams.TryReserve(settings.MaxStreams))
@@ -96,8 +95,6 @@ public sealed class ControlStreamService(
             throw new StreamRefusal(RefusalReason.WrongRegion, $"this SuperNode serves region {settings.Region}, not {auth.Region}");
         if (auth.Signature.Length != 64)
             throw new StreamRefusal(RefusalReason.MalformedMessage, "signature must be 64 bytes (Ed25519)");
-        if (!limits.TryAcquirePeer(auth.PeerId))
-            throw new StreamRefusal(RefusalReason.RateLimited, $"too many authentication attempts for peer {auth.PeerId}; back off and retry");
         switch (challenges.Consume(challenge, auth.Challenge.Span))
         {
             case ChallengeBook.Verdict.Replayed:
@@ -115,6 +112,9 @@ public sealed class ControlStreamService(
             auth.PeerId, auth.Role, auth.Region, transcript, auth.Signature.ToByteArray(),
             string.IsNullOrEmpty(auth.EnrollmentToken) ? null : auth.EnrollmentToken,
             auth.PublicKey.IsEmpty ? null : auth.PublicKey.ToByteArray()), context.CancellationToken);
+        // Only a peer that proved who it is is charged to its own limit: junk naming it must not lock it out.
+        if (decision is PeerAuthenticated && limits.AdmitAuthenticated(auth.PeerId) is { } tooOften)
+            throw new StreamRefusal(RefusalReason.RateLimited, tooOften);
         return decision switch
         {
             PeerAuthenticated ok => (auth, new StreamInfo(auth.PeerId, ok.Role, ok.SessionId, source, time.GetUtcNow(), null), ok.ExitAssignmentId),
@@ -178,13 +178,33 @@ public sealed class ControlStreamService(
 
     private static async Task ReadAllAsync(IAsyncStreamReader<ControlMessage> requestStream, IActorRef edge, CancellationToken cancellationToken)
     {
-        await foreach (var message in requestStream.ReadAllAsync(cancellationToken))
+        try
         {
-            if (message.PayloadCase == ControlMessage.PayloadOneofCase.None)
-                throw new StreamRefusal(RefusalReason.MalformedMessage, "empty message");
-            edge.Tell(new EdgeStream.Inbound(message));
+            await foreach (var message in requestStream.ReadAllAsync(cancellationToken))
+            {
+                if (message.PayloadCase == ControlMessage.PayloadOneofCase.None)
+                    throw new StreamRefusal(RefusalReason.MalformedMessage, "empty message");
+                edge.Tell(new EdgeStream.Inbound(message));
+            }
+        }
+        catch (Exception ex) when (Unreadable(ex) is { } refusal)
+        {
+            throw refusal;
         }
     }
+
+    /// <summary>
+    /// A message the reader could not take — not protobuf, cut short, over the size limit, a broken frame — as the
+    /// <c>MALFORMED_MESSAGE</c> refusal that ends the stream (counted and logged in one line by <see cref="EdgeSecurityLog"/>,
+    /// without the stack trace an unhandled exception would log); null for anything else.
+    /// </summary>
+    private static StreamRefusal? Unreadable(Exception ex) => ex switch
+    {
+        Google.Protobuf.InvalidProtocolBufferException => new StreamRefusal(RefusalReason.MalformedMessage, $"unreadable message: {ex.Message}"),
+        RpcException { StatusCode: StatusCode.ResourceExhausted or StatusCode.Internal } rpc =>
+            new StreamRefusal(RefusalReason.MalformedMessage, $"unreadable message: {rpc.Status.Detail}"),
+        _ => null,
+    };
 
     private static async Task WriteAllAsync(ChannelReader<ControlMessage> outbound, IServerStreamWriter<ControlMessage> responseStream, CancellationToken cancellationToken)
     {
@@ -208,9 +228,9 @@ public sealed class ControlStreamService(
         {
             throw new StreamRefusal(RefusalReason.AuthTimeout, $"no AuthRequest within {Edge.AuthTimeout.TotalSeconds:0.#} s");
         }
-        catch (RpcException ex) when (ex.StatusCode is StatusCode.ResourceExhausted or StatusCode.Internal)
+        catch (Exception ex) when (Unreadable(ex) is { } refusal)
         {
-            throw new StreamRefusal(RefusalReason.MalformedMessage, $"unreadable message: {ex.Status.Detail}");
+            throw refusal;
         }
         catch (InvalidOperationException ex) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
@@ -261,43 +281,5 @@ public sealed class ControlStreamService(
     {
         var connection = context.GetHttpContext().Connection;
         return connection.RemoteIpAddress?.ToString() ?? context.Peer;
-    }
-}
-
-/// <summary>Token buckets per source IP (stream opens) and per peer id (authentication attempts).</summary>
-public sealed class EdgeRateLimits : IDisposable
-{
-    private readonly PartitionedRateLimiter<string> perSource;
-    private readonly PartitionedRateLimiter<string> perPeer;
-
-    public EdgeRateLimits(EdgeSettings settings)
-    {
-        perSource = PartitionedRateLimiter.Create<string, string>(source => RateLimitPartition.GetTokenBucketLimiter(source, _ => Bucket(settings.PerSourceBurst, settings.PerSourcePerSecond)));
-        perPeer = PartitionedRateLimiter.Create<string, string>(peer => RateLimitPartition.GetTokenBucketLimiter(peer, _ => Bucket(settings.PerPeerBurst, settings.PerPeerPerSecond)));
-    }
-
-    private static TokenBucketRateLimiterOptions Bucket(int burst, int perSecond) => new()
-    {
-        TokenLimit = burst,
-        TokensPerPeriod = perSecond,
-        ReplenishmentPeriod = TimeSpan.FromSeconds(1),
-        QueueLimit = 0,
-        AutoReplenishment = true,
-    };
-
-    public bool TryAcquireSource(string source) => Acquire(perSource, source);
-
-    public bool TryAcquirePeer(string peerId) => Acquire(perPeer, peerId);
-
-    private static bool Acquire(PartitionedRateLimiter<string> limiter, string key)
-    {
-        using var lease = limiter.AttemptAcquire(key);
-        return lease.IsAcquired;
-    }
-
-    public void Dispose()
-    {
-        perSource.Dispose();
-        perPeer.Dispose();
     }
 }

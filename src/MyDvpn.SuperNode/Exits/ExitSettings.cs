@@ -13,7 +13,7 @@ public sealed record ExitSettings
     /// <summary>Each exit gets one subnet of this prefix length: its own address is the first host, clients get the rest.</summary>
     public int SubnetPrefixLength { get; init; } = 24;
 
-    /// <summary>What a client routes through its exit.</summary>
+    /// <summary>What a client routes through its exit: the full tunnel, the only value agents accept.</summary>
     public string[] ClientAllowedIps { get; init; } = ["0.0.0.0/0"];
 
     public int PersistentKeepaliveSeconds { get; init; } = 25;
@@ -119,7 +119,9 @@ public sealed record ExitSettings
             throw new ArgumentException($"Super:Exits:{nameof(ExitOfflineAfter)} ({ExitOfflineAfter}) must be longer than {nameof(ExitHeartbeat)} ({ExitHeartbeat}).", nameof(ExitOfflineAfter));
         if (PersistentKeepaliveSeconds is < 0 or > 65535)
             throw new ArgumentException($"Super:Exits:{nameof(PersistentKeepaliveSeconds)} must be within 0-65535.", nameof(PersistentKeepaliveSeconds));
-        if (ClientAllowedIps.Length == 0 || ClientAllowedIps.Any(ip => !System.Net.IPNetwork.TryParse(ip, out _)))
-            throw new ArgumentException($"Super:Exits:{nameof(ClientAllowedIps)} must be CIDRs (e.g. 0.0.0.0/0), was [{string.Join(", ", ClientAllowedIps)}].", nameof(ClientAllowedIps));
+        if (ClientAllowedIps is not ["0.0.0.0/0"])
+            throw new ArgumentException(
+                $"Super:Exits:{nameof(ClientAllowedIps)} must be exactly [0.0.0.0/0], the full tunnel (agents refuse any other allowed IPs for their exit), was [{string.Join(", ", ClientAllowedIps)}].",
+                nameof(ClientAllowedIps));
     }
 }

@@ -1,4 +1,5 @@
 using Grpc.Core;
+using Microsoft.Extensions.Logging;
 using MyDvpn.Peer.Commands;
 using MyDvpn.Peer.Control;
 using MyDvpn.Protocol.Control;
@@ -196,6 +197,39 @@ public sealed class ConnectionMachineTests
 
         Assert.Equal([A, B, C], connected.Rotation.Endpoints);
         Assert.Equal(A, connected.Rotation.Current);
+    }
+
+    [Theory]
+    [InlineData(0u, 10_000, false)]
+    [InlineData(1u, 1_000, true)]
+    [InlineData(999u, 1_000, true)]
+    [InlineData(1_000u, 1_000, false)]
+    [InlineData(30_000u, 30_000, false)]
+    [InlineData(300_000u, 300_000, false)]
+    [InlineData(300_001u, 300_000, true)]
+    [InlineData(uint.MaxValue, 300_000, true)]
+    public void Heartbeat_interval_the_supernode_asks_for_is_held_within_one_second_and_five_minutes(uint offeredMs, int usedMs, bool clamped)
+    {
+        var timings = new PeerTimings();
+
+        Assert.Equal((TimeSpan.FromMilliseconds(usedMs), clamped), ConnectionMachine.HeartbeatFor(offeredMs, timings));
+    }
+
+    [Fact]
+    public void A_clamped_heartbeat_is_used_for_silence_and_said_in_one_warning()
+    {
+        var open = Open(ConnectionMachine.Initial(Settings(), enrolled: true)).Decide(new Incoming(1, Challenge()), T0, Highest).State;
+
+        var tiny = open.Decide(new Incoming(1, Authenticated(heartbeatMs: 5)), T0, Highest);
+        var usual = open.Decide(new Incoming(1, Authenticated(heartbeatMs: 2_000)), T0, Highest);
+
+        Assert.Equal(Timings.MinHeartbeat, tiny.State.Heartbeat);
+        var warning = Assert.Single(tiny.Effects<ChannelEffect.Log, ConnectionMachine>(), l => l.Level == LogLevel.Warning);
+        Assert.Equal([(object?)"super-a", 5L, 1_000L, 300_000L, 1_000L], warning.Args);
+        Assert.Empty(tiny.State.Decide(new SilenceCheck(1), T0 + TimeSpan.FromMilliseconds(2_900), Highest).Effects);
+        Assert.Equal(ConnectionPhase.Waiting, tiny.State.Decide(new SilenceCheck(1), T0 + TimeSpan.FromMilliseconds(3_100), Highest).State.Phase);
+        Assert.Equal(TimeSpan.FromSeconds(2), usual.State.Heartbeat);
+        Assert.DoesNotContain(usual.Effects<ChannelEffect.Log, ConnectionMachine>(), l => l.Level == LogLevel.Warning);
     }
 
     private static ConnectionMachine Open(ConnectionMachine state) => state.Decide(Connect.Instance, T0, Highest).State;

@@ -64,6 +64,7 @@ public sealed class PeerCommandsTests
         Assert.Equal((ExitSide.Exit, "client-1", "eu-west", "100.96.0.2/32", "100.96.0.1/24"),
             (toExit.Side, toExit.CounterpartPeerId, toExit.CounterpartRegion, toExit.Peer.AllowedIps.Single(), toExit.TunnelAddresses.Single()));
         Assert.Equal(Key(0xC1), toExit.Peer.PublicKey.ToByteArray());
+        Assert.Equal(("100.96.0.0/24", "100.96.0.0/24"), (toClient.TunnelSubnet, toExit.TunnelSubnet));
     }
 
     [Fact]
@@ -77,6 +78,7 @@ public sealed class PeerCommandsTests
             (body.AssignmentId, body.PreviousAssignmentId, body.CounterpartPeerId, body.CounterpartRegion, body.Reason, body.TunnelAddresses.Single()));
         Assert.Equal(Key(0xE0), body.OldPeerPublicKey.ToByteArray());
         Assert.Equal(Key(0xE1), body.NewPeer.PublicKey.ToByteArray());
+        Assert.Equal("100.96.0.0/24", body.TunnelSubnet);
     }
 
     [Fact]

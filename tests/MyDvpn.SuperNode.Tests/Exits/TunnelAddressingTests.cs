@@ -110,6 +110,8 @@ public sealed class TunnelAddressingTests
         { ExitSettings.Default with { PersistentKeepaliveSeconds = 65536 }, "PersistentKeepaliveSeconds" },
         { ExitSettings.Default with { ClientAllowedIps = [] }, "ClientAllowedIps" },
         { ExitSettings.Default with { ClientAllowedIps = ["0.0.0.0/0", "everything"] }, "ClientAllowedIps" },
+        { ExitSettings.Default with { ClientAllowedIps = ["10.0.0.0/8"] }, "ClientAllowedIps must be exactly [0.0.0.0/0]" },
+        { ExitSettings.Default with { ClientAllowedIps = ["0.0.0.0/0", "::/0"] }, "ClientAllowedIps must be exactly [0.0.0.0/0]" },
     };
 
     [Theory]

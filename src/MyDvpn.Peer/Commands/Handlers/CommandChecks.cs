@@ -1,6 +1,5 @@
 using System.Net;
 using Google.Protobuf.Collections;
-using MyDvpn.Common;
 using MyDvpn.Peer.Tunnel;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Security;
@@ -21,11 +20,6 @@ internal static class CommandChecks
 
     public static bool IsClient(PeerRole role) => role is PeerRole.Client or PeerRole.Both;
 
-    /// <summary>An address one host answers on: not unspecified, loopback, multicast or broadcast.</summary>
-    public static bool IsHostAddress(IPAddress address) =>
-        !address.Equals(IPAddress.Any) && !address.Equals(IPAddress.IPv6Any) && !IPAddress.IsLoopback(address) && !address.IsIPv6Multicast
-        && !address.Equals(IPAddress.Broadcast) && !(address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork && address.GetAddressBytes()[0] >= 224);
-
     /// <summary>A WireGuard peer named by <paramref name="field"/>: present, with a public key of the right length.</summary>
     public static string? PeerProblem(WireGuardPeer? peer, string field) =>
         peer is null ? $"{field} is missing" : KeyProblem(peer.PublicKey.Span, $"{field}.public_key");
@@ -35,33 +29,33 @@ internal static class CommandChecks
 
     /// <summary>
     /// The exit a client is told to use (<paramref name="peer"/>, named <paramref name="field"/>, with the client's
-    /// <paramref name="tunnelAddresses"/>): its endpoint, what goes through it, the client's addresses and the keepalive.
+    /// <paramref name="tunnelAddresses"/> in <paramref name="tunnelSubnet"/>): a unicast endpoint, exactly the full
+    /// tunnel through it, the client's addresses as host routes of the subnet and the keepalive (<see cref="TunnelRules"/>).
     /// Null and the exit (whose <see cref="ClientExit.Since"/> the caller sets) if all is well, else the problem.
     /// </summary>
     /// <param name="exitTunnelAddress">The exit's own address inside the tunnel ("" when the SuperNode did not say).</param>
     public static string? ClientExitProblem(string assignmentId, string exitPeerId, string exitRegion, WireGuardPeer peer, string field,
-        RepeatedField<string> tunnelAddresses, string exitTunnelAddress, out ClientExit? exit)
+        RepeatedField<string> tunnelAddresses, string tunnelSubnet, string exitTunnelAddress, out ClientExit? exit)
     {
         exit = null;
-        HostPort endpoint;
-        try
-        {
-            endpoint = HostPort.Parse(peer.Endpoint, $"{field}.endpoint");
-        }
-        catch (ConfigurationException ex)
-        {
-            return ex.Message;
-        }
-        if (Cidr.ProblemIn(peer.AllowedIps, $"{field}.allowed_ips") is { } ipsProblem)
+        if (TunnelRules.EndpointProblem(peer.Endpoint, $"{field}.endpoint", out var endpoint) is { } endpointProblem)
+            return endpointProblem;
+        if (TunnelRules.ClientAllowedIpsProblem(peer.AllowedIps, $"{field}.allowed_ips") is { } ipsProblem)
             return ipsProblem;
-        if (Cidr.ProblemIn(tunnelAddresses, "tunnel_addresses") is { } addressProblem)
+        if (TunnelRules.SubnetProblem(tunnelSubnet, "tunnel_subnet", out var subnet) is { } subnetProblem)
+            return subnetProblem;
+        if (TunnelRules.HostRoutesProblem(tunnelAddresses, subnet, "tunnel_addresses") is { } addressProblem)
             return addressProblem;
         if (peer.PersistentKeepaliveSeconds > MaxKeepaliveSeconds)
             return $"{field}.persistent_keepalive_seconds is {peer.PersistentKeepaliveSeconds}; WireGuard takes at most {MaxKeepaliveSeconds}";
         IPAddress? exitAddress = null;
-        if (exitTunnelAddress.Length > 0 && (!IPAddress.TryParse(exitTunnelAddress, out exitAddress) || !IsHostAddress(exitAddress)))
-            return $"counterpart_tunnel_address '{exitTunnelAddress}' is not a unicast IP address";
-        exit = new ClientExit(assignmentId, exitPeerId, exitRegion, peer.PublicKey.ToBase64(), endpoint.ToString(), [.. peer.AllowedIps],
+        if (exitTunnelAddress.Length > 0
+            && (!IPAddress.TryParse(exitTunnelAddress, out exitAddress)
+                || TunnelRules.HostRoutesProblem([$"{exitAddress}/32"], subnet, "counterpart_tunnel_address") is not null))
+        {
+            return $"counterpart_tunnel_address '{exitTunnelAddress}' is not a host address of tunnel_subnet {subnet}";
+        }
+        exit = new ClientExit(assignmentId, exitPeerId, exitRegion, peer.PublicKey.ToBase64(), endpoint!.ToString(), [.. peer.AllowedIps],
             (int)peer.PersistentKeepaliveSeconds, [.. tunnelAddresses], default)
         {
             ExitTunnelAddress = exitAddress?.ToString(),

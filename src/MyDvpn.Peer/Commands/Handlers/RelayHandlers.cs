@@ -33,8 +33,13 @@ internal static class RelayPath
     {
         if (string.IsNullOrEmpty(assignment))
             return Invalid(id, "assignment_id is empty");
-        if (relayEndpoint is not null && !System.Net.IPEndPoint.TryParse(relayEndpoint, out _))
-            return Invalid(id, $"relay_endpoint '{relayEndpoint}' is not an ip:port");
+        if (relayEndpoint is not null)
+        {
+            if (!System.Net.IPEndPoint.TryParse(relayEndpoint, out var leg) || leg.Port == 0)
+                return Invalid(id, $"relay_endpoint '{relayEndpoint}' is not an ip:port");
+            if (TunnelRules.NotUnicast(leg.Address) is { } what)
+                return Invalid(id, $"relay_endpoint '{relayEndpoint}' is {what}, not a unicast address a relay leg can be reached at");
+        }
         await tunnel.UpdateAsync(state =>
         {
             if (state.Exit?.AssignmentId == assignment)

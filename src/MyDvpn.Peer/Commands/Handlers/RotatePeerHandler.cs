@@ -29,7 +29,7 @@ internal sealed class RotatePeerHandler(TunnelSettings local, TunnelStateStore t
             return Invalid(id, peerProblem);
         if (KeyProblem(rotate.OldPeerPublicKey.Span, "old_peer_public_key") is { } oldKeyProblem)
             return Invalid(id, oldKeyProblem);
-        if (ClientExitProblem(rotate.AssignmentId, rotate.CounterpartPeerId, rotate.CounterpartRegion, rotate.NewPeer, "new_peer", rotate.TunnelAddresses,
+        if (ClientExitProblem(rotate.AssignmentId, rotate.CounterpartPeerId, rotate.CounterpartRegion, rotate.NewPeer, "new_peer", rotate.TunnelAddresses, rotate.TunnelSubnet,
                 rotate.CounterpartTunnelAddress, out var exit) is { } problem)
         {
             return Invalid(id, problem);

@@ -1,6 +1,5 @@
 using System.Collections.Immutable;
 using Google.Protobuf;
-using MyDvpn.Common;
 using MyDvpn.Peer.Tunnel;
 using MyDvpn.Protocol.Control;
 using static MyDvpn.Peer.Commands.Handlers.CommandChecks;
@@ -38,9 +37,11 @@ internal sealed class SetupExitHandler(TunnelSettings local, TunnelStateStore tu
     {
         if (local.Role is not (PeerRole.Exit or PeerRole.Both))
             return Invalid(id, $"this peer runs with role {RoleName(local.Role)}: only an exit (role exit or both) serves clients");
-        if (Cidr.ProblemIn(setup.Peer.AllowedIps, "peer.allowed_ips") is { } ipsProblem)
+        if (TunnelRules.SubnetProblem(setup.TunnelSubnet, "tunnel_subnet", out var subnet) is { } subnetProblem)
+            return Invalid(id, subnetProblem);
+        if (TunnelRules.HostRoutesProblem(setup.Peer.AllowedIps, subnet, "peer.allowed_ips") is { } ipsProblem)
             return Invalid(id, ipsProblem);
-        if (Cidr.ProblemIn(setup.TunnelAddresses, "tunnel_addresses") is { } addressProblem)
+        if (TunnelRules.ExitAddressesProblem(setup.TunnelAddresses, subnet, "tunnel_addresses") is { } addressProblem)
             return Invalid(id, addressProblem);
 
         var assignment = setup.AssignmentId;
@@ -103,7 +104,7 @@ internal sealed class SetupExitHandler(TunnelSettings local, TunnelStateStore tu
     {
         if (!IsClient(local.Role))
             return Invalid(id, $"this peer runs with role {RoleName(local.Role)}: only a client (role client or both) uses an exit");
-        if (ClientExitProblem(setup.AssignmentId, setup.CounterpartPeerId, setup.CounterpartRegion, setup.Peer, "peer", setup.TunnelAddresses,
+        if (ClientExitProblem(setup.AssignmentId, setup.CounterpartPeerId, setup.CounterpartRegion, setup.Peer, "peer", setup.TunnelAddresses, setup.TunnelSubnet,
                 setup.CounterpartTunnelAddress, out var exit) is { } problem)
         {
             return Invalid(id, problem);
