@@ -128,7 +128,10 @@ public sealed class ExitAllocationService(
         logger.LogInformation("Relay leg of assignment {AssignmentId} at SuperNode {SuperNodeId} goes ({Reason}); telling the session of {ClientPeerId}",
             request.AssignmentId, request.SupernodeId, reason, request.ClientPeerId);
         sessions.ActorRef.Tell(new Sessions.RelayLegLost(request.ClientPeerId, request.AssignmentId, request.SupernodeId, reason,
-            request.ExitLeg.Length > 0 ? request.ExitLeg : null) { FromRegion = caller.Region });
+            request.ExitLeg.Length > 0 ? request.ExitLeg : null)
+        {
+            FromRegion = caller.Region,
+        });
         return Task.FromResult(new RelayLegLostResponse());
     }
 
