@@ -122,12 +122,7 @@ internal static class FailoverBench
             run.Progress($"exit_kill: SIGKILL to {from.PeerId}'s agent and wireguard-go (the client held it; the other exit is {to.PeerId})");
             try
             {
-                PingReply? recovered = null;
-                await network.UntilAsync(() => Task.FromResult((recovered = FirstReplyAfterLoss(ping.RepliesSoFar(), killedAt)) is not null
-                                                                || ping.Completion.IsCompleted),
-                    "a ping through the tunnel is answered again after the kill", cancellationToken, RecoveryWithin, PingInterval);
-                if (recovered is null)
-                    throw new DataPlaneBenchException($"exit_kill: ping ended before a reply came after the kill: {await PingOutputAsync(ping)}");
+                var recovered = await FirstReplyAfterLossAsync(network, ping, killedAt, "exit_kill", "the kill", cancellationToken);
                 await RequireEchoAsync(run, to, $"after the kill of {from.PeerId} the first ping reply came at icmp_seq {recovered.Sequence}",
                     cancellationToken);
                 await RequireClientExitAsync(network, to, "after the kill", cancellationToken);
@@ -222,16 +217,7 @@ internal static class FailoverBench
                                                   "pinging began or the direct path was not blocked, so the first relayed packet cannot be timed");
             // The agent writes its state once the change is made on the host: traffic can take the relay before the
             // status says so.
-            string? path = null;
-            try
-            {
-                await network.UntilAsync(async () => (path = await RelayBench.PathAsync(network, cancellationToken)) == AgentStatus.PathRelay,
-                    "the client's status shows the relay path", cancellationToken, TimeSpan.FromSeconds(15), PingInterval);
-            }
-            catch (DemoNodeFailedException) when (path is not null)
-            {
-                throw new DataPlaneBenchException($"first_relay_packet: after the first ping was answered the client's path stayed {path}, not {AgentStatus.PathRelay}");
-            }
+            await RequireRelayPathAsync(network, "first_relay_packet: after the first ping was answered", TimeSpan.FromSeconds(15), cancellationToken);
             var endpoint = await RelayBench.ExitEndpointAsync(network, cancellationToken);
             if (!endpoint.StartsWith($"{TestbedAddresses.SnA}:", StringComparison.Ordinal))
                 throw new DataPlaneBenchException($"first_relay_packet: the client's WireGuard peer for the exit has endpoint {endpoint}, not a leg on sn-eu-1 ({TestbedAddresses.SnA})");
@@ -258,22 +244,8 @@ internal static class FailoverBench
             var brokenAt = DateTimeOffset.UtcNow;
             await run.Testbed.DropUdpBetweenNatsAsync(cancellationToken);
             run.Progress($"direct_break: UDP between {TestbedAddresses.ExitNatPublic} and {TestbedAddresses.ClientNatPublic} dropped under the direct path");
-            PingReply? recovered = null;
-            await network.UntilAsync(() => Task.FromResult((recovered = FirstReplyAfterLoss(ping.RepliesSoFar(), brokenAt)) is not null
-                                                            || ping.Completion.IsCompleted),
-                "a ping through the tunnel is answered again after the drop", cancellationToken, RecoveryWithin, PingInterval);
-            if (recovered is null)
-                throw new DataPlaneBenchException($"direct_break: ping ended before a reply came after the drop: {await PingOutputAsync(ping)}");
-            string? path = null;
-            try
-            {
-                await network.UntilAsync(async () => (path = await RelayBench.PathAsync(network, cancellationToken)) == AgentStatus.PathRelay,
-                    "the client's status shows the relay path", cancellationToken, TimeSpan.FromSeconds(15), PingInterval);
-            }
-            catch (DemoNodeFailedException) when (path is not null)
-            {
-                throw new DataPlaneBenchException($"direct_break: a ping was answered again but the client's path stayed {path}, not {AgentStatus.PathRelay}");
-            }
+            var recovered = await FirstReplyAfterLossAsync(network, ping, brokenAt, "direct_break", "the drop", cancellationToken);
+            await RequireRelayPathAsync(network, "direct_break: a ping was answered again but", TimeSpan.FromSeconds(15), cancellationToken);
             run.Progress($"direct_break: first reply at icmp_seq {recovered.Sequence}, through the relay");
             return (recovered.At - brokenAt).TotalSeconds;
         }
@@ -287,16 +259,7 @@ internal static class FailoverBench
     private static async Task<double> SuperNodeKillAsync(DataPlaneRun run, TestbedNetwork network, CancellationToken cancellationToken)
     {
         await network.StartClientAsync(cancellationToken, PingInterval);
-        string? path = null;
-        try
-        {
-            await network.UntilAsync(async () => (path = await RelayBench.PathAsync(network, cancellationToken)) == AgentStatus.PathRelay,
-                "the client's status shows the relay path", cancellationToken, RelayWithin, PingInterval);
-        }
-        catch (DemoNodeFailedException) when (path is not null)
-        {
-            throw new DataPlaneBenchException($"supernode_kill: with UDP between the NATs dropped the client's path stayed {path}, not {AgentStatus.PathRelay}");
-        }
+        await RequireRelayPathAsync(network, "supernode_kill: with UDP between the NATs dropped", RelayWithin, cancellationToken);
         var before = await ExitRelayLegAsync(network, cancellationToken);
         var victim = TestbedNetwork.ExitRegionSuperNodes.SingleOrDefault(superNode => before.StartsWith($"{superNode.Address}:", StringComparison.Ordinal));
         if (victim.Id is null)
@@ -307,12 +270,7 @@ internal static class FailoverBench
             var killedAt = DateTimeOffset.UtcNow;
             network.KillNode(victim.Id);
             run.Progress($"supernode_kill: SIGKILL to {victim.Id}, which held the chain's exit leg {before}");
-            PingReply? recovered = null;
-            await network.UntilAsync(() => Task.FromResult((recovered = FirstReplyAfterLoss(ping.RepliesSoFar(), killedAt)) is not null
-                                                            || ping.Completion.IsCompleted),
-                "a ping through the tunnel is answered again after the kill", cancellationToken, RecoveryWithin, PingInterval);
-            if (recovered is null)
-                throw new DataPlaneBenchException($"supernode_kill: ping ended before a reply came after the kill: {await PingOutputAsync(ping)}");
+            var recovered = await FirstReplyAfterLossAsync(network, ping, killedAt, "supernode_kill", "the kill", cancellationToken);
             var after = await ExitRelayLegAsync(network, cancellationToken);
             if (after.StartsWith($"{victim.Address}:", StringComparison.Ordinal))
                 throw new DataPlaneBenchException($"supernode_kill: a ping was answered again but the chain's exit leg is still {after}, on the killed {victim.Id}");
@@ -351,6 +309,31 @@ internal static class FailoverBench
         {
             await EndAsync(ping);
             throw;
+        }
+    }
+
+    /// <summary>Until a ping is answered after one the event at <paramref name="since"/> lost; fails the measurement if ping ends first.</summary>
+    private static async Task<PingReply> FirstReplyAfterLossAsync(TestbedNetwork network, BackgroundPing ping, DateTimeOffset since, string measurement,
+        string theEvent, CancellationToken cancellationToken)
+    {
+        PingReply? recovered = null;
+        await network.UntilAsync(() => Task.FromResult((recovered = FirstReplyAfterLoss(ping.RepliesSoFar(), since)) is not null || ping.Completion.IsCompleted),
+            $"a ping through the tunnel is answered again after {theEvent}", cancellationToken, RecoveryWithin, PingInterval);
+        return recovered ?? throw new DataPlaneBenchException($"{measurement}: ping ended before a reply came after {theEvent}: {await PingOutputAsync(ping)}");
+    }
+
+    /// <summary>Until the client's status shows the relay path; fails with the path it shows instead (<paramref name="when"/> says when).</summary>
+    private static async Task RequireRelayPathAsync(TestbedNetwork network, string when, TimeSpan within, CancellationToken cancellationToken)
+    {
+        string? path = null;
+        try
+        {
+            await network.UntilAsync(async () => (path = await RelayBench.PathAsync(network, cancellationToken)) == AgentStatus.PathRelay,
+                "the client's status shows the relay path", cancellationToken, within, PingInterval);
+        }
+        catch (DemoNodeFailedException) when (path is not null)
+        {
+            throw new DataPlaneBenchException($"{when} the client's path stayed {path}, not {AgentStatus.PathRelay}");
         }
     }
 
