@@ -13,6 +13,9 @@ public static class CliApplication
     public const int RuntimeFailure = 1;
     public const int BadUsage = 2;
 
+    /// <summary>How long a command has to stop cleanly after SIGINT or SIGTERM before the process ends anyway.</summary>
+    public static readonly TimeSpan StopWithin = TimeSpan.FromSeconds(30);
+
     public static RootCommand BuildRoot(TextWriter output) => new("myDvpn: a decentralized VPN control plane. One executable for every role.")
     {
         KeygenCommand.Build(output),
@@ -38,7 +41,16 @@ public static class CliApplication
         }
         try
         {
-            return await parse.InvokeAsync(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
+            return await parse.InvokeAsync(new InvocationConfiguration
+            {
+                Output = output,
+                Error = error,
+                EnableDefaultExceptionHandler = false,
+                // SIGINT and SIGTERM cancel the command's token, and the command gets this long to stop cleanly (the demo tears
+                // its namespaces down, a node leaves its cluster). System.CommandLine 2.0.0 leaves it unset, so without it the
+                // process was killed at once and left everything behind.
+                ProcessTerminationTimeout = StopWithin,
+            });
         }
         catch (ConfigurationException ex)
         {

@@ -39,6 +39,44 @@ public sealed partial class DemoTests(ITestOutputHelper output)
         }
     }
 
+    [Theory]
+    [InlineData("INT")] // Ctrl-C
+    [InlineData("TERM")]
+    public async Task A_running_demo_that_gets_a_signal_tears_everything_down_and_exits_0(string signal)
+    {
+        var work = Directory.CreateTempSubdirectory("mydvpn-demo-test-").FullName;
+        try
+        {
+            using var demo = NodeProcess.Start(MydvpnExecutable.InDirectory(AppContext.BaseDirectory), "demo", Path.Combine(work, "demo.log"),
+                ["demo", "--dir", Path.Combine(work, "demo")]);
+            var running = DateTime.UtcNow + TimeSpan.FromMinutes(4);
+            while (!demo.ReadLog().Contains("Press Ctrl-C", StringComparison.Ordinal))
+            {
+                Assert.False(demo.HasExited, $"the demo exited before it ran: {demo.ReadLog()}");
+                Assert.True(DateTime.UtcNow < running, $"the demo did not come up within 4 minutes: {demo.ReadLog()}");
+                await Task.Delay(500);
+            }
+
+            var signalled = System.Diagnostics.Stopwatch.StartNew();
+            await MyDvpn.HostOs.HostCommand.Host.RunCheckedAsync("kill", ["-s", signal, demo.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+            var stopped = await demo.WaitForExitAsync(TimeSpan.FromSeconds(45));
+            var text = demo.ReadLog();
+            output.WriteLine(text);
+            output.WriteLine($"SIG{signal}: exited with {(stopped ? demo.ExitCode : "nothing yet")} after {signalled.Elapsed.TotalSeconds:0.0} s");
+
+            Assert.True(stopped, $"the demo stopped within 45 s of SIG{signal}");
+            Assert.Equal(0, demo.ExitCode);
+            Assert.Contains("Torn down", text, StringComparison.Ordinal);
+            var testbedId = TestbedId().Match(text).Groups[1].Value;
+            Assert.NotEmpty(testbedId);
+            Assert.DoesNotContain(await NetnsTestHelpers.ListNamespacesAsync(), ns => ns.StartsWith(testbedId, StringComparison.Ordinal));
+        }
+        finally
+        {
+            Directory.Delete(work, recursive: true);
+        }
+    }
+
     [Fact]
     public async Task Demo_without_root_exits_2_saying_it_needs_root()
     {
