@@ -47,9 +47,10 @@ public static class CliApplication
                 Error = error,
                 EnableDefaultExceptionHandler = false,
                 // SIGINT and SIGTERM cancel the command's token, and the command gets this long to stop cleanly (the demo tears
-                // its namespaces down, a node leaves its cluster). System.CommandLine 2.0.0 leaves it unset, so without it the
-                // process was killed at once and left everything behind.
-                ProcessTerminationTimeout = StopWithin,
+                // its namespaces down). System.CommandLine 2.0.0 leaves it unset, so without it the process was killed at once
+                // and left everything behind. The nodes and the agent run a .NET host, which handles both signals itself
+                // (a node hands its relay legs over and leaves its cluster): System.CommandLine stays out of their way.
+                ProcessTerminationTimeout = RunsAHost(parse) ? null : StopWithin,
             });
         }
         catch (ConfigurationException ex)
@@ -68,6 +69,9 @@ public static class CliApplication
             return RuntimeFailure;
         }
     }
+
+    /// <summary>Whether the command runs a .NET host (<c>base</c>, <c>super</c>, <c>peer</c>), whose lifetime handles SIGINT and SIGTERM.</summary>
+    private static bool RunsAHost(ParseResult parse) => parse.CommandResult.Command.Name is "base" or "super" or "peer";
 
     private static IEnumerable<string> CommandPath(ParseResult parse)
     {
