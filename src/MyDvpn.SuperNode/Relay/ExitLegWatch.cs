@@ -72,8 +72,6 @@ public sealed class ExitLegWatch : ReceiveActor, IWithTimers
         Receive<NotFound>(_ => { });
         Receive<IUpdateResponse>(_ => { });
         Receive<IDeleteResponse>(_ => { });
-        Receive<ClusterEvent.IClusterDomainEvent>(_ => { });
-        Receive<ClusterEvent.CurrentClusterState>(_ => { });
     }
 
     public ITimerScheduler Timers { get; set; } = null!;
