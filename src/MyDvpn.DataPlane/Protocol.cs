@@ -29,7 +29,14 @@ public sealed record InterfaceSpec(
 /// not set by us — the peer's own endpoint roams as WireGuard learns it.</param>
 /// <param name="AllowedIps">CIDRs routed to and accepted from the peer.</param>
 /// <param name="PersistentKeepalive">Seconds between keepalives, 0: off.</param>
-public sealed record PeerSpec(byte[] PublicKey, string? Endpoint, ImmutableArray<string> AllowedIps, int PersistentKeepalive);
+public sealed record PeerSpec(byte[] PublicKey, string? Endpoint, ImmutableArray<string> AllowedIps, int PersistentKeepalive)
+{
+    /// <summary>
+    /// A session of the peer made before this time does not count (its path was changed and must prove itself with a
+    /// handshake of its own): the peer is restarted once. Null: any live session is kept.
+    /// </summary>
+    public DateTimeOffset? HandshakeNotBefore { get; init; }
+}
 
 /// <summary>
 /// Client side: all IPv4 goes through the interface the way wg-quick does it. WireGuard's own UDP carries

@@ -15,8 +15,9 @@ internal static class NetworkRun
     /// <param name="exitRegionSuperNodes">How many SuperNodes region us-east has; more than one share a PostgreSQL journal.</param>
     /// <param name="relayKernelOffload">The SuperNodes' kernels forward established relay legs.</param>
     /// <param name="secondExit">A second exit (exit-us-2, behind its own NAT) starts after the first, before the client.</param>
+    /// <param name="superNodeEnvironment">More settings for every SuperNode, as environment variables.</param>
     public static async Task RunAsync(ITestOutputHelper output, Func<TestbedNetwork, CancellationToken, Task> test, bool dropUdpBetweenNats = false,
-        int exitRegionSuperNodes = 1, bool relayKernelOffload = false, bool secondExit = false)
+        int exitRegionSuperNodes = 1, bool relayKernelOffload = false, bool secondExit = false, IReadOnlyDictionary<string, string>? superNodeEnvironment = null)
     {
         using var bound = new CancellationTokenSource(TimeSpan.FromMinutes(4));
         var cancel = bound.Token;
@@ -27,7 +28,7 @@ internal static class NetworkRun
         try
         {
             await using (var network = await TestbedNetwork.StartAsync(testbed, MydvpnExecutable.InDirectory(AppContext.BaseDirectory), work,
-                             output.WriteLine, cancel, exitRegionSuperNodes, relayKernelOffload))
+                             output.WriteLine, cancel, exitRegionSuperNodes, relayKernelOffload, superNodeEnvironment))
             {
                 interfaces = secondExit
                     ? [network.ClientInterface, network.ExitInterface, network.SecondExitInterface]

@@ -116,6 +116,48 @@ public sealed class RelayTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_relayed_client_tries_direct_on_a_backoff_and_goes_back_to_it_once_it_works_with_both_legs_closed()
+    {
+        // Tries every 5 s, then 10 s (60 s and up to 10 min by default), so that the test sees a failed try and a good one.
+        var tries = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["MYDVPN__SUPER__EXITS__DIRECTRETRY"] = "00:00:05",
+            ["MYDVPN__SUPER__EXITS__DIRECTRETRYMAX"] = "00:00:10",
+        };
+        await RunAsync(dropUdpBetweenNats: true, superNodeEnvironment: tries, test: async (network, cancel) =>
+        {
+            await UntilRelayedAsync(network, cancel);
+
+            // While UDP between the NATs is still dropped, a try fails and the chain carries the client again.
+            await network.UntilAsync(() => Task.FromResult(Log(network, "sn-eu-1").Contains("back to the relay chain, next try of the direct path in 10 s",
+                    StringComparison.Ordinal)),
+                "a try of the direct path fails while UDP between the NATs is dropped", cancel, TimeSpan.FromSeconds(60));
+            await UntilRelayedAsync(network, cancel);
+            Assert.Equal("relay", (await AssignmentAsync(network, cancel)).Path);
+
+            await network.Testbed.AllowUdpBetweenNatsAsync(cancel);
+            var healed = System.Diagnostics.Stopwatch.StartNew();
+            await network.UntilAsync(async () => (await AssignmentAsync(network, cancel)).Path == "direct",
+                "the client's session goes back to the direct path", cancel, TimeSpan.FromSeconds(60));
+            output.WriteLine($"direct again {healed.Elapsed.TotalSeconds:0.0} s after the drop was removed");
+            Assert.Contains("works again", Log(network, "sn-eu-1"), StringComparison.Ordinal);
+
+            // The legs are closed on both SuperNodes, the client's WireGuard sends to the exit's NAT, and traffic flows.
+            await network.UntilAsync(async () => await MetricAsync(network, TestbedAddresses.SnA, LegsOpen, cancel) == 0
+                                                 && await MetricAsync(network, TestbedAddresses.SnB, LegsOpen, cancel) == 0,
+                "no relay leg is open on either SuperNode", cancel);
+            var exitKey = (await network.StatusAsync(TestbedNetwork.ExitId, cancel)).GetProperty("wireguardPublicKey").GetString()!;
+            var dump = await network.WgShowAsync(TestbedRoles.Client, network.ClientInterface, cancel);
+            var exitLine = dump.StandardOutput.Split('\n').Skip(1).Select(l => l.Split('\t')).Single(f => f[0] == exitKey);
+            Assert.Equal($"{TestbedAddresses.ExitNatPublic}:51820", exitLine[2]);
+            Assert.Equal(TestbedAddresses.ExitNatPublic.ToString(),
+                (await network.Testbed.HttpGetAsync(TestbedRoles.Client, network.Testbed.EchoUrl, TimeSpan.FromSeconds(5), cancel)).Trim());
+            await network.UntilAsync(async () => (await network.StatusAsync(TestbedNetwork.ClientId, cancel)).GetProperty("path").GetString() == "direct",
+                "the client's status shows the direct path", cancel, TimeSpan.FromSeconds(15));
+        });
+    }
+
+    [Fact]
     public async Task After_a_disconnect_no_relay_leg_remains_on_either_SuperNode()
     {
         await RunAsync(dropUdpBetweenNats: true, async (network, cancel) =>
@@ -284,6 +326,6 @@ public sealed class RelayTests(ITestOutputHelper output)
     private static string Log(TestbedNetwork network, string node) => NetworkRun.Log(network, node);
 
     private Task RunAsync(bool dropUdpBetweenNats, Func<TestbedNetwork, CancellationToken, Task> test, int exitRegionSuperNodes = 1,
-        bool relayKernelOffload = false) =>
-        NetworkRun.RunAsync(output, test, dropUdpBetweenNats, exitRegionSuperNodes, relayKernelOffload);
+        bool relayKernelOffload = false, IReadOnlyDictionary<string, string>? superNodeEnvironment = null) =>
+        NetworkRun.RunAsync(output, test, dropUdpBetweenNats, exitRegionSuperNodes, relayKernelOffload, superNodeEnvironment: superNodeEnvironment);
 }

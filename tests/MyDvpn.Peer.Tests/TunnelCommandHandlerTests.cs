@@ -437,6 +437,61 @@ public sealed class TunnelCommandHandlerTests : IDisposable
     }
 
     [Fact]
+    public async Task A_relay_teardown_points_the_client_back_at_the_direct_endpoint_where_only_a_new_handshake_counts()
+    {
+        var store = Store();
+        var handler = Handler(PeerRole.Client, store: store);
+        await handler.HandleAsync(UseExit("cmd-1", "a-1", "198.51.100.7:51820"), CancellationToken.None);
+        await handler.HandleAsync(Relay("cmd-2", "a-1", "198.51.100.1:40001"), CancellationToken.None);
+        Assert.Equal(new ExitChanged.PathChanged("a-1", Relayed: true), handler.Changes[^1]);
+        time.Advance(TimeSpan.FromMinutes(2));
+
+        var answer = await handler.HandleAsync(Teardown("cmd-3", "a-1"), CancellationToken.None);
+
+        Assert.Equal(CommandResult.BodyOneofCase.Done, answer.Result.BodyCase);
+        var movedAt = time.GetUtcNow();
+        Assert.Null(store.Current.Exit!.RelayEndpoint);
+        Assert.Equal(movedAt, store.Current.Exit.DirectPathSince);
+        Assert.Equal(new ExitChanged.PathChanged("a-1", Relayed: false), handler.Changes[^1]);
+        var peer = Assert.Single(TunnelSpec.For(store.Current, new DataPlaneSettings("mydvpn0", null, null, 10, 51820, DataPlaneMode.WireGuard), OwnKey)!.Peers);
+        Assert.Equal(("198.51.100.7:51820", movedAt), (peer.Endpoint, peer.HandshakeNotBefore));
+
+        // Another teardown while direct moves nothing: the session already on trial is not restarted again.
+        time.Advance(TimeSpan.FromSeconds(30));
+        await handler.HandleAsync(Teardown("cmd-4", "a-1"), CancellationToken.None);
+        Assert.Equal(movedAt, store.Current.Exit.DirectPathSince);
+        // Relayed again: the relay leg's endpoint carries no such condition.
+        await handler.HandleAsync(Relay("cmd-5", "a-1", "198.51.100.1:40001"), CancellationToken.None);
+        Assert.Null(Assert.Single(TunnelSpec.For(store.Current, new DataPlaneSettings("mydvpn0", null, null, 10, 51820, DataPlaneMode.WireGuard), OwnKey)!.Peers)
+            .HandshakeNotBefore);
+    }
+
+    [Fact]
+    public async Task A_relay_teardown_on_the_exit_side_only_unpins_the_client_and_tells_no_exit_change()
+    {
+        var store = Store();
+        var handler = Handler(PeerRole.Exit, store: store);
+        await handler.HandleAsync(ServeClient("cmd-1", "a-1", ClientKeyA), CancellationToken.None);
+        await handler.HandleAsync(new Command
+        {
+            CommandId = "cmd-2",
+            RelaySetup = new RelaySetup { AssignmentId = "a-1", PeerPublicKey = ByteString.CopyFrom(ClientKeyA), RelayEndpoint = "198.51.100.1:40002" },
+        }, CancellationToken.None);
+        Assert.Equal("198.51.100.1:40002", Assert.Single(store.Current.Clients).RelayEndpoint);
+        var changes = handler.Changes.Count;
+
+        var answer = await handler.HandleAsync(new Command
+        {
+            CommandId = "cmd-3",
+            RelayTeardown = new RelayTeardown { AssignmentId = "a-1", PeerPublicKey = ByteString.CopyFrom(ClientKeyA) },
+        }, CancellationToken.None);
+
+        Assert.Equal(CommandResult.BodyOneofCase.Done, answer.Result.BodyCase);
+        Assert.Null(Assert.Single(store.Current.Clients).RelayEndpoint);
+        Assert.Equal(changes, handler.Changes.Count);
+    }
+
+    [Fact]
     public async Task Command_of_a_kind_without_a_handler_is_answered_unsupported_naming_the_kind_and_changes_nothing()
     {
         var store = Store();
@@ -561,6 +616,12 @@ public sealed class TunnelCommandHandlerTests : IDisposable
     {
         CommandId = commandId,
         RelaySetup = new RelaySetup { AssignmentId = assignmentId, PeerPublicKey = ByteString.CopyFrom(ExitKey), RelayEndpoint = relayEndpoint },
+    };
+
+    private static Command Teardown(string commandId, string assignmentId) => new()
+    {
+        CommandId = commandId,
+        RelayTeardown = new RelayTeardown { AssignmentId = assignmentId, PeerPublicKey = ByteString.CopyFrom(ExitKey), DirectEndpoint = "198.51.100.7:51820" },
     };
 
     private static Command WithRotate(Command command, Action<RotatePeer> change)

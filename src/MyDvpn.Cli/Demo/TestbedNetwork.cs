@@ -103,8 +103,10 @@ public sealed class TestbedNetwork : IAsyncDisposable
     /// <param name="exitRegionSuperNodes">How many SuperNodes region us-east has (1 to 3: sn-us-1, sn-us-2, sn-us-3); more than one share a
     /// PostgreSQL journal.</param>
     /// <param name="relayKernelOffload">The SuperNodes' kernels forward established relay legs (Super:Relay:KernelOffload).</param>
+    /// <param name="superNodeEnvironment">More settings for every SuperNode, as environment variables (<c>MYDVPN__SUPER__…</c>).</param>
     public static async Task<TestbedNetwork> StartAsync(NetnsTestbed testbed, MydvpnExecutable executable, string work,
-        Action<string>? progress, CancellationToken cancellationToken, int exitRegionSuperNodes = 1, bool relayKernelOffload = false)
+        Action<string>? progress, CancellationToken cancellationToken, int exitRegionSuperNodes = 1, bool relayKernelOffload = false,
+        IReadOnlyDictionary<string, string>? superNodeEnvironment = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(exitRegionSuperNodes, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(exitRegionSuperNodes, ExitRegionSuperNodes.Count);
@@ -124,15 +126,14 @@ public sealed class TestbedNetwork : IAsyncDisposable
         CertificateAuthority.IssueAdmin(ca, "testbed-admin", [], [], Path.Combine(certs, "admin")).Dispose();
 
         var network = new TestbedNetwork(testbed, executable, work);
+        var environment = new Dictionary<string, string>(superNodeEnvironment ?? new Dictionary<string, string>(), StringComparer.Ordinal);
         if (relayKernelOffload)
         {
-            network.superNodeEnvironment = new Dictionary<string, string>(StringComparer.Ordinal)
-            {
-                ["MYDVPN__SUPER__RELAY__KERNELOFFLOAD"] = "true",
-                // Tests and the bench read the relay counters right after traffic.
-                ["MYDVPN__SUPER__RELAY__KERNELCOUNTERSINTERVAL"] = "00:00:01",
-            };
+            environment["MYDVPN__SUPER__RELAY__KERNELOFFLOAD"] = "true";
+            // Tests and the bench read the relay counters right after traffic.
+            environment["MYDVPN__SUPER__RELAY__KERNELCOUNTERSINTERVAL"] = "00:00:01";
         }
+        network.superNodeEnvironment = environment.Count > 0 ? environment : null;
         try
         {
             network.StartNode("base", testbed.Namespaces.Base,

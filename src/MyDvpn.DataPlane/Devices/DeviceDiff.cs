@@ -12,7 +12,10 @@ internal static class DeviceDiff
     /// A peer whose endpoint changes keeps its session when it has a live one (WireGuard roams sessions across
     /// endpoints). One without (a path that never handshook, or went stale: the control plane moves it to a relay) is
     /// restarted — removed and added anew — because WireGuard sends a handshake initiation at most every 5 s per peer
-    /// (REKEY_TIMEOUT): the new peer's first one goes out at once on the new endpoint instead of at the next retry.
+    /// (REKEY_TIMEOUT): the new peer's first one goes out at once on the new endpoint instead of at the next retry. A peer
+    /// whose session predates <see cref="DevicePeerConfig.HandshakeNotBefore"/> is restarted too (once: the restarted peer
+    /// has no session), so that a path the control plane moved back to direct shows with a handshake of its own whether it
+    /// works, instead of carrying the relayed session over and hiding it.
     /// </summary>
     public static DeviceChange Compute(DeviceConfig desired, DeviceState actual, DateTimeOffset now)
     {
@@ -35,7 +38,8 @@ internal static class DeviceDiff
                 continue;
             }
             var endpoint = want.Endpoint is not null && want.Endpoint.ToString() != have.Endpoint ? want.Endpoint : null;
-            if (endpoint is not null && (have.LastHandshake is not { } last || now - last >= SessionLifetime))
+            var predates = want.HandshakeNotBefore is { } notBefore && have.LastHandshake is { } made && made < notBefore;
+            if (predates || (endpoint is not null && (have.LastHandshake is not { } last || now - last >= SessionLifetime)))
             {
                 restarted.Add(want);
                 continue;

@@ -13,6 +13,9 @@ internal sealed record DeviceConfig(byte[] PrivateKey, int ListenPort, int Firew
 /// <param name="Endpoint">null: not set (the device keeps what it learned).</param>
 internal sealed record DevicePeerConfig(byte[] PublicKey, IPEndPoint? Endpoint, ImmutableArray<string> AllowedIps, int PersistentKeepalive)
 {
+    /// <inheritdoc cref="PeerSpec.HandshakeNotBefore"/>
+    public DateTimeOffset? HandshakeNotBefore { get; init; }
+
     public string Key => Convert.ToBase64String(PublicKey);
 }
 

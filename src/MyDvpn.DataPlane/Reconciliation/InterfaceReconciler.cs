@@ -342,7 +342,7 @@ internal sealed class InterfaceReconciler(IHostNetwork host, IWireGuardDeviceFac
                 }
             }
             var allowed = (peer.AllowedIps.IsDefault ? [] : peer.AllowedIps).Select(Cidr.NormalizeNetwork).Distinct(StringComparer.OrdinalIgnoreCase);
-            peers.Add(new DevicePeerConfig(peer.PublicKey, endpoint, [.. allowed], peer.PersistentKeepalive));
+            peers.Add(new DevicePeerConfig(peer.PublicKey, endpoint, [.. allowed], peer.PersistentKeepalive) { HandshakeNotBefore = peer.HandshakeNotBefore });
         }
         return new DeviceConfig(spec.PrivateKey, spec.ListenPort, spec.FullTunnel?.FirewallMark ?? 0, peers.ToImmutable());
     }

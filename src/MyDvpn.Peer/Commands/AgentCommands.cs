@@ -22,8 +22,8 @@ public static class AgentCommands
         new SetupExitHandler(local, tunnel, time),
         new RemoveExitHandler(tunnel),
         new RotatePeerHandler(local, tunnel, time),
-        new RelaySetupHandler(tunnel),
-        new RelayTeardownHandler(tunnel),
+        new RelaySetupHandler(tunnel, time),
+        new RelayTeardownHandler(tunnel, time),
         new DisconnectHandler(tunnel),
     ];
 

@@ -30,6 +30,9 @@ public abstract record ExitChanged
     public sealed record Rotated(string FromAssignmentId, string FromExitPeerId, string AssignmentId, string ExitPeerId, string ExitRegion,
         string Endpoint, string Reason) : ExitChanged;
 
+    /// <summary>A RelaySetup or RelayTeardown was applied: the path to the exit of <paramref name="AssignmentId"/> moved to a relay leg or back to direct.</summary>
+    public sealed record PathChanged(string AssignmentId, bool Relayed) : ExitChanged;
+
     /// <summary>The SuperNode disconnected this peer: its exit is dropped.</summary>
     public sealed record Disconnected(string Reason) : ExitChanged;
 }

@@ -101,6 +101,10 @@ internal sealed record ExitRequestMachine
                 return Settled(d).Log(LogLevel.Warning,
                     "Moved from exit {OldExitPeerId} (assignment {OldAssignmentId}) to exit {ExitPeerId} of region {ExitRegion} at {Endpoint} (assignment {AssignmentId}): {Reason}",
                     rotated.FromExitPeerId, rotated.FromAssignmentId, rotated.ExitPeerId, rotated.ExitRegion, rotated.Endpoint, rotated.AssignmentId, rotated.Reason);
+            case ExitChanged.PathChanged path:
+                return d.Log(LogLevel.Information, path.Relayed
+                    ? "The path to the exit of assignment {AssignmentId} goes through a relay leg now"
+                    : "The path to the exit of assignment {AssignmentId} is direct again (on trial until its handshake)", path.AssignmentId);
             case ExitChanged.Removed removed when Wanted && !Closing && State == ExitRequestState.Idle && held is null:
                 return Wait(d, Timings.ExitReaskDelay, now)
                     .Log(LogLevel.Warning, "The exit of assignment {AssignmentId} went away ({Reason}); asking for another in {DelayMs} ms",

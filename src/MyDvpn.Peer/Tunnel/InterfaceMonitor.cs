@@ -11,7 +11,7 @@ namespace MyDvpn.Peer.Tunnel;
 /// reading goes to <see cref="WireGuardTunnel.Latest"/> for <c>mydvpn status</c>, and one every
 /// <see cref="PeerTimings.StatusReportInterval"/> to <c>reportTo</c> as a <see cref="InterfaceReadingChanged"/> (the control
 /// channel sends it to the SuperNode as a StatusReport). When the exit changes (<see cref="ExitChanged"/> on the event
-/// stream: a set-up or a rotation) it reads faster and reports the moment the first handshake with the new exit completes
+/// stream: a set-up, a rotation, or its path moved to a relay or back to direct) it reads faster and reports the moment the first handshake with the new exit completes
 /// or <see cref="PeerTimings.FirstHandshakeWithin"/> passed without one (<see cref="HandshakeWatch"/>), so that the
 /// SuperNode can relay a path that cannot work within seconds. A path that worked and goes silent is tested with a ping of
 /// the exit's tunnel address and, if that goes unanswered, reported at once (<see cref="PathProbe"/>). Timers run on the
@@ -63,7 +63,7 @@ public sealed class InterfaceMonitor : ReceiveActor
         });
         Receive<ExitChanged>(changed =>
         {
-            if (changed is not (ExitChanged.Assigned or ExitChanged.Rotated))
+            if (changed is not (ExitChanged.Assigned or ExitChanged.Rotated or ExitChanged.PathChanged))
                 return;
             watch = HandshakeWatch.Start(time.GetUtcNow(), timings.FirstHandshakeWithin);
             timers.StartPeriodic(nameof(WatchTick), WatchTick.Instance, timings.HandshakeWatchInterval);

@@ -27,7 +27,10 @@ public static class TunnelSpec
         if (state.Exit is { } exit)
         {
             peers.Add(new PeerSpec(Convert.FromBase64String(exit.PublicKey), exit.RelayEndpoint ?? exit.Endpoint, exit.AllowedIps,
-                exit.PersistentKeepaliveSeconds));
+                exit.PersistentKeepaliveSeconds)
+            {
+                HandshakeNotBefore = exit.RelayEndpoint is null ? exit.DirectPathSince : null,
+            });
         }
         foreach (var client in state.Clients)
         {

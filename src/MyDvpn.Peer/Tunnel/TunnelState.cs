@@ -65,12 +65,19 @@ public sealed record ClientExit(
         && TunnelAddresses.SequenceEqual(other.TunnelAddresses)
         && Since == other.Since
         && RelayEndpoint == other.RelayEndpoint
+        && DirectPathSince == other.DirectPathSince
         && ExitTunnelAddress == other.ExitTunnelAddress;
 
     public override int GetHashCode() => HashCode.Combine(AssignmentId, PublicKey, Endpoint, Since);
 
     /// <summary>The relay leg WireGuard sends to instead of <see cref="Endpoint"/> when the direct path failed (RelaySetup); null: direct.</summary>
     public string? RelayEndpoint { get; init; }
+
+    /// <summary>
+    /// When the exit was pointed back at its direct endpoint after a relay (RelayTeardown); null: never relayed. Only a
+    /// handshake after it proves the direct path (WireGuard would otherwise carry the relayed session over to it).
+    /// </summary>
+    public DateTimeOffset? DirectPathSince { get; init; }
 
     /// <summary>The exit's own address inside the tunnel, which answers pings (the path test); null when the SuperNode did not say.</summary>
     public string? ExitTunnelAddress { get; init; }

@@ -52,6 +52,15 @@ public interface IExitAllocator
     /// <exception cref="ExitRegionUnreachableException">No SuperNode of the region answered.</exception>
     /// <exception cref="RpcException">It refused (the assignment is unknown there, no relay port free).</exception>
     Task<RelayLegInfo> OpenRelayAsync(OpenRelayRequest request, CancellationToken cancellationToken);
+
+    /// <summary>Has the exit's region unpin the exit from its relay leg, answered once the exit applied it (a relayed client tries direct).</summary>
+    /// <exception cref="ExitRegionUnreachableException">No SuperNode of the region answered.</exception>
+    /// <exception cref="RpcException">It refused (the assignment is unknown there, the exit did not apply it).</exception>
+    Task ReturnDirectAsync(ReturnDirectRequest request, CancellationToken cancellationToken);
+
+    /// <summary>Has the exit's region close its relay leg of the assignment (the direct path works again). Returns how many legs closed.</summary>
+    /// <exception cref="ExitRegionUnreachableException">No SuperNode of the region answered.</exception>
+    Task<uint> CloseRelayAsync(CloseRelayRequest request, CancellationToken cancellationToken);
 }
 
 public sealed class ExitRegionUnreachableException(string message) : Exception(message);
@@ -114,6 +123,15 @@ public sealed class ExitAllocationClient(DirectoryCache directory, DirectoryClie
 
     public Task<RelayLegInfo> OpenRelayAsync(OpenRelayRequest request, CancellationToken cancellationToken) =>
         CallAnyAsync(request.Region, request.AssignmentId, (client, options) => client.OpenRelayAsync(request, options).ResponseAsync, cancellationToken);
+
+    public Task ReturnDirectAsync(ReturnDirectRequest request, CancellationToken cancellationToken) =>
+        CallAnyAsync(request.Region, request.AssignmentId, (client, options) => client.ReturnDirectAsync(request, options).ResponseAsync, cancellationToken);
+
+    // The same SuperNode OpenRelay reached, as a rule (the region's SuperNodes are tried in an order picked by the
+    // assignment id); a leg left elsewhere closes once idle.
+    public async Task<uint> CloseRelayAsync(CloseRelayRequest request, CancellationToken cancellationToken) =>
+        (await CallAnyAsync(request.Region, request.AssignmentId, (client, options) => client.CloseRelayAsync(request, options).ResponseAsync,
+            cancellationToken)).LegsClosed;
 
     /// <summary>Tells the client's region that this SuperNode's leg for the exit of the assignment is going away.</summary>
     /// <exception cref="ExitRegionUnreachableException">No SuperNode of the client's region answered.</exception>

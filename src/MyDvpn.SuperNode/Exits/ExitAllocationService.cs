@@ -25,6 +25,7 @@ public sealed class ExitAllocationService(
     IRequiredActor<Edge.PeerSessionShard> sessions,
     IRequiredActor<ExitLegWatch> exitLegWatch,
     IRelayLegs relay,
+    ActorSystem system,
     SuperNodeSettings settings,
     Microsoft.Extensions.Logging.ILogger<ExitAllocationService> logger) : ExitAllocation.ExitAllocationBase
 {
@@ -114,6 +115,44 @@ public sealed class ExitAllocationService(
     {
         CheckRegion(request.Region);
         return new CloseRelayResponse { LegsClosed = (uint)await relay.CloseAsync(request.AssignmentId) };
+    }
+
+    public override async Task<ReturnDirectResponse> ReturnDirect(ReturnDirectRequest request, ServerCallContext context)
+    {
+        CheckRegion(request.Region);
+        Require(request.AssignmentId.Length is > 0 and <= 64, "assignment_id must be 1 to 64 characters");
+        var answer = await AskAsync(new GetAssignment(request.Region, request.AssignmentId), settings.Edge.SessionTimeout, context);
+        if (answer is not AssignmentDetails { Assignment: { } assignment })
+            throw RefusalReasons.ToRpcException(RefusalReason.Unavailable, $"region {settings.Region} holds no active assignment {request.AssignmentId}");
+
+        // The client's session asks only once this answers: the exit must follow the client's direct handshake, not pull
+        // its peer back to the leg, by the time that handshake arrives.
+        var done = new TaskCompletionSource<object>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var timeout = Exits.AckTimeout;
+        system.ActorOf(Edge.CommandWaiter.Props(new Sessions.IssueCommand(assignment.ExitPeerId,
+                PeerCommands.RelayTeardown(assignment.AssignmentId, assignment.ClientPublicKey, "", DateTimeOffset.UtcNow + timeout)),
+            waitForOutcome: true, sessions.ActorRef, done, timeout));
+        object outcome;
+        try
+        {
+            outcome = await done.Task.WaitAsync(context.CancellationToken);
+        }
+        catch (TimeoutException ex)
+        {
+            throw RefusalReasons.ToRpcException(RefusalReason.Unavailable, $"exit {assignment.ExitPeerId} did not answer its RelayTeardown: {ex.Message}");
+        }
+
+        if (outcome is not Sessions.CommandOutcome { Succeeded: true })
+        {
+            var why = outcome is Sessions.CommandOutcome failed
+                ? failed.FailureReason ?? $"{failed.Response?.Failure.Code}: {failed.Response?.Failure.Reason}"
+                : outcome.GetType().Name;
+            throw RefusalReasons.ToRpcException(RefusalReason.Unavailable, $"exit {assignment.ExitPeerId} did not leave its relay leg: {why}");
+        }
+
+        logger.LogInformation("Exit {ExitPeerId} of assignment {AssignmentId} unpinned from its relay leg: the client tries the direct path",
+            assignment.ExitPeerId, assignment.AssignmentId);
+        return new ReturnDirectResponse();
     }
 
     public override Task<RelayLegLostResponse> RelayLegLost(RelayLegLostRequest request, ServerCallContext context)

@@ -72,6 +72,19 @@ public sealed record ExitSettings
     /// </summary>
     public TimeSpan SilentPathAfter { get; init; } = TimeSpan.FromSeconds(15);
 
+    /// <summary>
+    /// A relayed client tries its direct path again this long after the chain was set up, and after each attempt that
+    /// fails twice as long as before, up to <see cref="DirectRetryMax"/> (an attempt that fails costs the client about
+    /// <see cref="DirectPathTimeout"/> of lost packets until the chain carries it again). A direct path that works tears the chain down.
+    /// </summary>
+    public TimeSpan DirectRetry { get; init; } = TimeSpan.FromSeconds(60);
+
+    public TimeSpan DirectRetryMax { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>The wait before the next try of the direct path after <paramref name="failedAttempts"/> that failed since the chain was set up.</summary>
+    public TimeSpan DirectRetryAfter(int failedAttempts) =>
+        TimeSpan.FromTicks(Math.Min(DirectRetryMax.Ticks, DirectRetry.Ticks * (1L << Math.Clamp(failedAttempts, 0, 30))));
+
     /// <summary>RemoveExit waits this long for a peer that is away; its half goes with its next connect within it.</summary>
     public TimeSpan RemoveDeadline { get; init; } = TimeSpan.FromMinutes(10);
 
@@ -104,11 +117,14 @@ public sealed record ExitSettings
                      (RemoveDeadline, nameof(RemoveDeadline)), (AllocationTimeout, nameof(AllocationTimeout)), (ReleaseRetry, nameof(ReleaseRetry)),
                      (DirectPathTimeout, nameof(DirectPathTimeout)), (RelayRetry, nameof(RelayRetry)),
                      (PathStaleAfter, nameof(PathStaleAfter)), (SilentPathAfter, nameof(SilentPathAfter)),
+                     (DirectRetry, nameof(DirectRetry)), (DirectRetryMax, nameof(DirectRetryMax)),
                  })
         {
             if (value <= TimeSpan.Zero)
                 throw new ArgumentException($"Super:Exits:{name} must be positive, was {value}.", name);
         }
+        if (DirectRetryMax < DirectRetry)
+            throw new ArgumentException($"Super:Exits:{nameof(DirectRetryMax)} ({DirectRetryMax}) must be at least {nameof(DirectRetry)} ({DirectRetry}).", nameof(DirectRetryMax));
         if (MaxExitAttempts < 1)
             throw new ArgumentException($"Super:Exits:{nameof(MaxExitAttempts)} must be at least 1, was {MaxExitAttempts}.", nameof(MaxExitAttempts));
         if (AllocationTimeout < PoolAnswerWithin)

@@ -249,6 +249,7 @@ public static class CommandDelivery
     private static Decision Concluded(Decision d, InFlightCommand command, CommandOutcome outcome, DateTimeOffset now) => d
         .Do(new SessionEffect.CancelTimer(TimerPrefix + outcome.CommandId), new SessionEffect.Announce(outcome, command.ReplyToPeerId))
         .Then(x => ExitAssignment.CommandConcluded(x, outcome, now))
+        .Then(x => DirectReturn.CommandConcluded(x, outcome, now))
         .Do(SessionEffect.ShowAssignments.Instance);
 
     private static SessionEffect.StartTimer Timer(string commandId, TimeSpan delay) =>

@@ -53,6 +53,9 @@ public sealed record ExitReleaseCompleted(string AssignmentId, DateTimeOffset At
 /// <summary>The direct path failed: the tunnel goes through relay legs (host:port on a SuperNode of each region).</summary>
 public sealed record RelayEstablished(string AssignmentId, string ClientLeg, string ExitLeg, DateTimeOffset At) : IPeerSessionEvent;
 
+/// <summary>The direct path works again (a try of it handshook): the relay legs are closed.</summary>
+public sealed record RelayClosed(string AssignmentId, DateTimeOffset At) : IPeerSessionEvent;
+
 /// <summary>
 /// The client is to move from its exit (assignment <paramref name="FromAssignmentId"/>) to another exit of the same region:
 /// <paramref name="RotationId"/> is the new assignment's id, asked of the exit's region avoiding <paramref name="AvoidExitPeerId"/>.

@@ -67,6 +67,7 @@ public sealed record ClientExit(string AssignmentId, string Region, byte[] Clien
         ExitReleaseCompleted e when exit?.AssignmentId == e.AssignmentId => null,
         RelayEstablished e when exit?.AssignmentId == e.AssignmentId =>
             exit with { ClientRelayLeg = e.ClientLeg, ExitRelayLeg = e.ExitLeg, RelayedSince = e.At },
+        RelayClosed e when exit?.AssignmentId == e.AssignmentId => exit with { ClientRelayLeg = null, ExitRelayLeg = null, RelayedSince = null },
         ExitRotationStarted e when exit?.AssignmentId == e.FromAssignmentId =>
             exit with { Rotation = new ExitRotationState(e.RotationId, e.Reason, e.Detail, e.AvoidExitPeerId, e.At) },
         ExitRotationAllocated e when exit?.Rotation?.RotationId == e.RotationId =>

@@ -17,8 +17,12 @@ namespace MyDvpn.SuperNode.Sessions;
 /// <param name="Silence">Since when the client's reports show nothing received from its exit (reset by anything received).</param>
 /// <param name="ExitLostUnreplaced">Why the exit's region lost the client's exit, when no other exit could take the client: the client
 /// stays on it while its traffic may still flow, and gives it up once its own test of the path fails.</param>
+/// <param name="Attempt">A relayed client's try of the direct path under way (<see cref="DirectReturn"/>).</param>
+/// <param name="FailedDirectAttempts">Tries of the direct path that failed since the assignment became active (the backoff).</param>
+/// <param name="ExitHandshake">The last handshake with the exit the client reported.</param>
 public sealed record PathState(bool DirectConfirmed, bool DirectPathOverdue, bool RelayStarting, string? RelayDue, bool NoHandshakeReported = false,
-    PathSilence? Silence = null, string? ExitLostUnreplaced = null)
+    PathSilence? Silence = null, string? ExitLostUnreplaced = null, DirectAttempt? Attempt = null, int FailedDirectAttempts = 0,
+    DateTimeOffset? ExitHandshake = null)
 {
     public static readonly PathState Initial = new(false, false, false, null);
 }
@@ -61,7 +65,10 @@ public static class PathMonitoring
 
     /// <summary>The client's SetupExit was applied: the direct path gets its chance.</summary>
     public static Decision Activated(Decision d) =>
-        Arm(d.With(s => s with { Path = s.Path with { DirectConfirmed = false, Silence = null, ExitLostUnreplaced = null } }));
+        Arm(d.With(s => s with
+        {
+            Path = s.Path with { DirectConfirmed = false, Silence = null, ExitLostUnreplaced = null, Attempt = null, FailedDirectAttempts = 0, ExitHandshake = null },
+        }));
 
     /// <summary>Starts the direct-path timeout for an active, direct, unconfirmed assignment with a stream attached.</summary>
     public static Decision Arm(Decision d)
@@ -78,7 +85,8 @@ public static class PathMonitoring
     }
 
     /// <summary>The assignment goes: nothing more to watch.</summary>
-    public static Decision Stop(Decision d) => d.Do(new SessionEffect.CancelTimer(DirectPathTimer));
+    public static Decision Stop(Decision d) =>
+        d.With(s => s with { Path = s.Path with { Attempt = null } }).Do(new SessionEffect.CancelTimer(DirectPathTimer), new SessionEffect.CancelTimer(DirectReturn.Timer));
 
     public static Decision Expired(Decision d, DirectPathExpired expired)
     {
@@ -106,6 +114,10 @@ public static class PathMonitoring
             return d;
 
         var withExit = peers.FirstOrDefault(p => p.PublicKey.AsSpan().SequenceEqual(assignment.ExitPublicKey));
+        if (state.Path.Attempt is { Stage: DirectAttemptStage.Watching })
+            return DirectReturn.Reported(d, withExit, probeFailed?.PublicKey.AsSpan().SequenceEqual(assignment.ExitPublicKey) == true ? probeFailed : null, now);
+        if (withExit?.LastHandshake is { } handshake)
+            d = d.With(s => s with { Path = s.Path with { ExitHandshake = handshake } });
         if (exit.ClientRelayLeg is not null || state.Path.DirectConfirmed)
         {
             if (withExit is null)
@@ -182,7 +194,7 @@ public static class PathMonitoring
         if (clientLegPeer is null)
             return StartRelay(d, $"its relay leg {leg} is not open on this SuperNode");
         return clientLegPeer.Equals(clientAddress)
-            ? d
+            ? DirectReturn.Schedule(d)
             : StartRelay(d, $"its public address moved from {clientLegPeer} to {state.Stream.RemoteAddress}");
     }
 
@@ -220,8 +232,11 @@ public static class PathMonitoring
                 exit.AssignmentId, state.Stream.RemoteAddress);
         }
 
-        return d.With(s => s with { Path = s.Path with { RelayStarting = true, DirectConfirmed = false, DirectPathOverdue = false, NoHandshakeReported = false, Silence = null } })
-            .Do(new SessionEffect.CancelTimer(DirectPathTimer))
+        return d.With(s => s with
+            {
+                Path = s.Path with { RelayStarting = true, DirectConfirmed = false, DirectPathOverdue = false, NoHandshakeReported = false, Silence = null, Attempt = null },
+            })
+            .Do(new SessionEffect.CancelTimer(DirectPathTimer), new SessionEffect.CancelTimer(DirectReturn.Timer))
             .Log(LogLevel.Warning, "{Why}; setting up a relay chain to exit {ExitPeerId}", why, assignment.ExitPeerId)
             .Do(new SessionEffect.OpenRelayChain(exit.AssignmentId, exit.Region, clientAddress));
     }
@@ -252,7 +267,7 @@ public static class PathMonitoring
             .Do(SessionEffect.ShowAssignments.Instance);
         // Sent for every chain, also one through the client's same leg (where it changes nothing): a client that failed
         // to apply the last one, or lost it, is pointed at its leg again.
-        return CommandDelivery.IssueOwn(d, PeerCommands.RelaySetup(assignment.AssignmentId, assignment.ExitPublicKey, finished.ClientLeg), now);
+        return DirectReturn.Schedule(CommandDelivery.IssueOwn(d, PeerCommands.RelaySetup(assignment.AssignmentId, assignment.ExitPublicKey, finished.ClientLeg), now));
     }
 
     /// <summary>The IPv4 address of a stream from an IPv4 client (a dual-stack socket shows it IPv4-mapped); null if unreadable.</summary>

@@ -123,6 +123,7 @@ public sealed class PeerSession : ReceivePersistentActor
         Command<HandshakesReported>(reported => Decide(reported));
         Command<RelayFinished>(finished => Decide(finished));
         Command<RelayLegLost>(lost => Decide(lost));
+        Command<ExitUnpinned>(unpinned => Decide(unpinned));
         Command<RotateExit>(rotate => Decide(rotate));
         Command<GetPeerState>(_ => Sender.Tell(_state.View()));
         // The hand-over point to this session's rollback step for commands issued on other peers on its behalf.
@@ -317,6 +318,15 @@ public sealed class PeerSession : ReceivePersistentActor
                     break;
                 case SessionEffect.CloseRelayLegs close:
                     _ = _exits?.Relay?.CloseAsync(close.AssignmentId);
+                    break;
+                case SessionEffect.UnpinExit unpin:
+                    SessionWork.UnpinExitAsync(_exits!.Allocator, unpin, _exits.Settings.AllocationTimeout, _time, _lifetime.Token)
+                        .PipeTo(Self, success: problem => new ExitUnpinned(unpin.AssignmentId, problem));
+                    break;
+                case SessionEffect.CloseExitLeg closeExitLeg:
+                    _ = _exits!.Allocator.CloseRelayAsync(new MyDvpn.Protocol.SuperNode.CloseRelayRequest { AssignmentId = closeExitLeg.AssignmentId, Region = closeExitLeg.ExitRegion },
+                            _lifetime.Token)
+                        .ContinueWith(t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted);
                     break;
                 case SessionEffect.TellExitPool tell:
                     _exits?.Pools.Tell(tell.Message);

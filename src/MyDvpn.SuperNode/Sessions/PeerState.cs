@@ -53,7 +53,7 @@ public sealed record PeerState(
         CommandIssued => this with { Commands = Commands.Apply(evt) },
         CommandCompleted e => Concluded(e.CommandId, CommandResponse.Parser.ParseFrom(e.Response), null) with { Commands = Commands.Apply(evt) },
         CommandFailed e => Concluded(e.CommandId, null, e.Reason) with { Commands = Commands.Apply(evt) },
-        ExitRequested or ExitAssigned or ExitRequestRefused or ExitReleaseStarted or ExitReleaseCompleted or RelayEstablished
+        ExitRequested or ExitAssigned or ExitRequestRefused or ExitReleaseStarted or ExitReleaseCompleted or RelayEstablished or RelayClosed
             or ExitRotationStarted or ExitRotationAllocated or ExitRotated or ExitRotationFailed =>
             this with { Exit = ClientExit.Apply(Exit, evt), Retiring = RetiringAfter(evt) },
         _ => throw new ArgumentException($"Unknown peer session event {evt.GetType().Name}", nameof(evt)),
@@ -92,6 +92,9 @@ public sealed record PeerState(
             DirectPathExpired m => PathMonitoring.Expired(d, m),
             RelayFinished m => PathMonitoring.RelayFinished(d, m, now),
             RelayLegLost m => PathMonitoring.LegLost(d, m),
+            DirectReturnDue m => DirectReturn.Due(d, m, now),
+            ExitUnpinned m => DirectReturn.ExitUnpinned(d, m, now),
+            DirectReturnExpired m => DirectReturn.Expired(d, m),
             _ => throw new ArgumentException($"The session decides nothing about {message.GetType().Name}", nameof(message)),
         };
     }

@@ -120,6 +120,12 @@ public abstract record SessionEffect
     /// <summary>Close this SuperNode's legs of the assignment.</summary>
     public sealed record CloseRelayLegs(string AssignmentId) : SessionEffect;
 
+    /// <summary>Have the exit's region unpin the exit from its relay leg (a try of the direct path); piped back as <see cref="ExitUnpinned"/>.</summary>
+    public sealed record UnpinExit(string AssignmentId, string ExitRegion) : SessionEffect;
+
+    /// <summary>Have the exit's region close its leg of the assignment (best effort: a leg left open closes once idle).</summary>
+    public sealed record CloseExitLeg(string AssignmentId, string ExitRegion) : SessionEffect;
+
     /// <summary>Tell this region's exit pool (<see cref="Exits.ExitOnline"/>, <see cref="Exits.ExitOffline"/>).</summary>
     public sealed record TellExitPool(object Message) : SessionEffect;
 

@@ -56,6 +56,28 @@ internal static class SessionWork
         }
     }
 
+    /// <summary>Has the exit's region unpin the exit from its relay leg; returns null once the exit applied it, else why not.</summary>
+    public static async Task<string?> UnpinExitAsync(IExitAllocator allocator, SessionEffect.UnpinExit unpin, TimeSpan timeout, TimeProvider time,
+        CancellationToken lifetime)
+    {
+        using var cancel = Bounded(lifetime, timeout, time, out var timer);
+        using var _ = timer;
+        try
+        {
+            await allocator.ReturnDirectAsync(new ReturnDirectRequest { AssignmentId = unpin.AssignmentId, Region = unpin.ExitRegion }, cancel.Token)
+                .ConfigureAwait(false);
+            return null;
+        }
+        catch (Grpc.Core.RpcException e)
+        {
+            return $"{e.StatusCode}: {e.Status.Detail}";
+        }
+        catch (Exception e) when (!lifetime.IsCancellationRequested)
+        {
+            return e is OperationCanceledException ? $"region {unpin.ExitRegion} did not answer within {timeout.TotalSeconds:0} s" : e.Message;
+        }
+    }
+
     /// <summary>Opens (or reuses) the client's leg here, has the exit's region open the exit's leg chained to it, and chains it back.</summary>
     public static async Task<(string ClientLeg, string ExitLeg)> RelayAsync(IRelayLegs relay, IExitAllocator allocator,
         SessionEffect.OpenRelayChain open, RelayLegOwner owner, TimeSpan timeout, TimeProvider time, CancellationToken lifetime)

@@ -24,6 +24,15 @@ public sealed record AllocationFinished(string AssignmentId, ExitAllocationResul
 /// <summary>The direct path's timeout passed; <paramref name="Retry"/>: a relay attempt failed before, try again now.</summary>
 public sealed record DirectPathExpired(string AssignmentId, bool Retry);
 
+/// <summary>A relayed assignment's next try of the direct path is due (<see cref="DirectReturn"/>).</summary>
+public sealed record DirectReturnDue(string AssignmentId);
+
+/// <summary>The exit's region unpinned the exit from its relay leg, or could not (<paramref name="Problem"/>).</summary>
+public sealed record ExitUnpinned(string AssignmentId, string? Problem);
+
+/// <summary>No report settled a try of the direct path in time.</summary>
+public sealed record DirectReturnExpired(string AssignmentId);
+
 /// <summary>A relay chain was set up (both legs) or could not be (<paramref name="Problem"/>).</summary>
 public sealed record RelayFinished(string AssignmentId, string? ClientLeg, string? ExitLeg, string? Problem);
 

@@ -96,6 +96,24 @@ public sealed class DeviceDiffTests
     }
 
     [Fact]
+    public void A_peer_moved_back_to_direct_whose_session_predates_the_move_is_restarted_once()
+    {
+        var movedAt = Now - TimeSpan.FromSeconds(1);
+        var relayedSession = Have(A, "198.51.100.9:40000", 25, "0.0.0.0/0") with { LastHandshake = Now - TimeSpan.FromSeconds(30) };
+        var want = Want(A, Endpoint, 25, "0.0.0.0/0") with { HandshakeNotBefore = movedAt };
+
+        var change = DeviceDiff.Compute(Config(want), Device(relayedSession), Now);
+
+        Assert.Equal(Endpoint, Assert.Single(change.RestartedPeers).Endpoint);
+        Assert.Empty(change.ChangedPeers);
+        // The restarted peer has no session yet, and one made after the move is kept: neither is restarted again.
+        var restartedPeer = Have(A, "192.0.2.1:51820", 25, "0.0.0.0/0") with { LastHandshake = null };
+        Assert.True(DeviceDiff.Compute(Config(want), Device(restartedPeer), Now).IsEmpty);
+        var directSession = restartedPeer with { LastHandshake = Now };
+        Assert.True(DeviceDiff.Compute(Config(want), Device(directSession), Now).IsEmpty);
+    }
+
+    [Fact]
     public void Keepalive_change_updates_only_the_keepalive()
     {
         var change = DeviceDiff.Compute(Config(Want(A, null, 0, "10.0.0.2/32")), Device(Have(A, allowed: "10.0.0.2/32")), Now);

@@ -60,6 +60,25 @@ public sealed class FakeExitAllocator : IExitAllocator
         return RespondToRelay(request);
     }
 
+    /// <summary>Answers an unpin of the exit (a relayed client tries direct); by default the exit applied it.</summary>
+    public Func<ReturnDirectRequest, Task> RespondToReturnDirect { get; set; } = _ => Task.CompletedTask;
+
+    public ConcurrentQueue<ReturnDirectRequest> ReturnDirectCalls { get; } = new();
+
+    public ConcurrentQueue<CloseRelayRequest> CloseRelayCalls { get; } = new();
+
+    public Task ReturnDirectAsync(ReturnDirectRequest request, CancellationToken cancellationToken)
+    {
+        ReturnDirectCalls.Enqueue(request.Clone());
+        return RespondToReturnDirect(request);
+    }
+
+    public Task<uint> CloseRelayAsync(CloseRelayRequest request, CancellationToken cancellationToken)
+    {
+        CloseRelayCalls.Enqueue(request.Clone());
+        return Task.FromResult(1u);
+    }
+
     /// <summary>The next allocation a session asked for, still unanswered.</summary>
     public async Task<PendingAllocation> NextAllocationAsync()
     {

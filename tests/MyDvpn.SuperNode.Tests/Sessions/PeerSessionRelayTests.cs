@@ -518,6 +518,33 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
         Assert.Equal(ClientLeg, ExpectDelivered(edge, Command.BodyOneofCase.RelaySetup).RelaySetup.RelayEndpoint);
     }
 
+    [Fact]
+    public async Task Relayed_client_tries_the_direct_path_after_the_backoff_and_a_direct_handshake_closes_both_legs()
+    {
+        var entity = StartWithRelay();
+        var edge = ConnectClient(entity);
+        var assignmentId = await Relayed(entity, edge);
+        var relayedHandshake = Clock.GetUtcNow();
+        entity.Tell(Report(relayedHandshake));
+
+        Advance(entity, Exits.DirectRetry);
+
+        // The exit's region unpins the exit first; only then is the client pointed back at the direct endpoint.
+        AwaitAssert(() => Assert.Equal(new ReturnDirectRequest { AssignmentId = assignmentId, Region = ExitRegion }, Assert.Single(Allocator.ReturnDirectCalls)),
+            Patience);
+        var teardown = ExpectDelivered(edge, Command.BodyOneofCase.RelayTeardown);
+        Assert.Equal((assignmentId, ExitEndpoint), (teardown.RelayTeardown.AssignmentId, teardown.RelayTeardown.DirectEndpoint));
+        entity.Tell(new CommandAnswered(PeerId, Done(teardown.CommandId)));
+        Advance(entity, ReportInterval);
+        entity.Tell(Report(Clock.GetUtcNow()));
+
+        Assert.Equal(new RelayLegsClosed(assignmentId), Legs.FishForMessage<RelayLegsClosed>(_ => true, Patience));
+        AwaitAssert(() => Assert.Equal(assignmentId, Assert.Single(Allocator.CloseRelayCalls).AssignmentId), Patience);
+        Assert.Equal(assignmentId, Assert.Single(Journaled<RelayClosed>()).AssignmentId);
+        var held = Assert.Single(State(entity).Assignments);
+        Assert.Equal((ExitAssignmentRecord.Direct, ""), (held.Path, held.ClientRelayLeg));
+    }
+
     private IActorRef StartWithRelay(ExitSettings? exits = null, PeerSessionSettings? settings = null)
     {
         Allocator.RespondToRelay = request =>

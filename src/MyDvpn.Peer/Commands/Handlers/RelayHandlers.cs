@@ -5,21 +5,25 @@ using static MyDvpn.Peer.Commands.Handlers.CommandChecks;
 namespace MyDvpn.Peer.Commands.Handlers;
 
 /// <summary>RelaySetup: the WireGuard peer of the assignment (the exit, for a client; the client, for an exit) goes through a relay leg.</summary>
-internal sealed class RelaySetupHandler(TunnelStateStore tunnel) : ICommandKindHandler
+internal sealed class RelaySetupHandler(TunnelStateStore tunnel, TimeProvider time) : ICommandKindHandler
 {
     public Command.BodyOneofCase Kind => Command.BodyOneofCase.RelaySetup;
 
     public Task<CommandApplied> HandleAsync(Command command, CancellationToken cancellationToken) =>
-        RelayPath.PointAsync(tunnel, command.CommandId, command.RelaySetup.AssignmentId, command.RelaySetup.RelayEndpoint, cancellationToken);
+        RelayPath.PointAsync(tunnel, command.CommandId, command.RelaySetup.AssignmentId, command.RelaySetup.RelayEndpoint, time, cancellationToken);
 }
 
-/// <summary>RelayTeardown: the WireGuard peer of the assignment goes back to the direct path.</summary>
-internal sealed class RelayTeardownHandler(TunnelStateStore tunnel) : ICommandKindHandler
+/// <summary>
+/// RelayTeardown: the WireGuard peer of the assignment goes back to the direct path. A client's exit peer is restarted
+/// there (<see cref="ClientExit.DirectPathSince"/>), so that its next handshake shows whether the direct path works; an
+/// exit's client peer is only unpinned from its leg and follows the client's handshake to wherever it comes from.
+/// </summary>
+internal sealed class RelayTeardownHandler(TunnelStateStore tunnel, TimeProvider time) : ICommandKindHandler
 {
     public Command.BodyOneofCase Kind => Command.BodyOneofCase.RelayTeardown;
 
     public Task<CommandApplied> HandleAsync(Command command, CancellationToken cancellationToken) =>
-        RelayPath.PointAsync(tunnel, command.CommandId, command.RelayTeardown.AssignmentId, null, cancellationToken);
+        RelayPath.PointAsync(tunnel, command.CommandId, command.RelayTeardown.AssignmentId, null, time, cancellationToken);
 }
 
 internal static class RelayPath
@@ -29,7 +33,7 @@ internal static class RelayPath
     /// path). An assignment this peer does not hold is done already.
     /// </summary>
     public static async Task<CommandApplied> PointAsync(TunnelStateStore tunnel, string id, string assignment, string? relayEndpoint,
-        CancellationToken cancellationToken)
+        TimeProvider time, CancellationToken cancellationToken)
     {
         if (string.IsNullOrEmpty(assignment))
             return Invalid(id, "assignment_id is empty");
@@ -40,14 +44,20 @@ internal static class RelayPath
             if (TunnelRules.NotUnicast(leg.Address) is { } what)
                 return Invalid(id, $"relay_endpoint '{relayEndpoint}' is {what}, not a unicast address a relay leg can be reached at");
         }
+        var clientSide = false;
         await tunnel.UpdateAsync(state =>
         {
             if (state.Exit?.AssignmentId == assignment)
-                state = state with { Exit = state.Exit with { RelayEndpoint = relayEndpoint } };
+            {
+                clientSide = true;
+                // Back from a relay: only a handshake from now on proves the direct path.
+                var directSince = relayEndpoint is null && state.Exit.RelayEndpoint is not null ? time.GetUtcNow() : state.Exit.DirectPathSince;
+                state = state with { Exit = state.Exit with { RelayEndpoint = relayEndpoint, DirectPathSince = directSince } };
+            }
             if (state.ClientOf(assignment) is { } client)
                 state = state with { Clients = state.Clients.Replace(client, client with { RelayEndpoint = relayEndpoint }) };
             return state;
         }, cancellationToken);
-        return Done(id);
+        return Done(id, clientSide ? new ExitChanged.PathChanged(assignment, Relayed: relayEndpoint is not null) : null);
     }
 }
