@@ -212,7 +212,15 @@ public sealed class NetnsTestbed : IAsyncDisposable
     public Task DropUdpBetweenNatsAsync(CancellationToken cancellationToken = default) =>
         NftAsync(TestbedRoles.Internet, NftRules.DropUdpBetween(TestbedAddresses.ExitNatPublic, TestbedAddresses.ClientNatPublic), cancellationToken);
 
-    /// <summary>Undoes <see cref="DropUdpBetweenNatsAsync"/>.</summary>
+    /// <summary>
+    /// Drops all UDP from and to <paramref name="natPublic"/> on the internet router: the WireGuard of the host behind that NAT
+    /// hears nobody, neither peers nor relay legs, while its TCP (a peer's control stream) still passes. Undone by
+    /// <see cref="AllowUdpBetweenNatsAsync"/>.
+    /// </summary>
+    public Task DropUdpOfAsync(IPAddress natPublic, CancellationToken cancellationToken = default) =>
+        NftAsync(TestbedRoles.Internet, NftRules.DropUdpOf(natPublic), cancellationToken);
+
+    /// <summary>Undoes <see cref="DropUdpBetweenNatsAsync"/> (and <see cref="DropUdpOfAsync"/>).</summary>
     public Task AllowUdpBetweenNatsAsync(CancellationToken cancellationToken = default) =>
         NftAsync(TestbedRoles.Internet, NftRules.AllowAll(), cancellationToken);
 

@@ -59,6 +59,16 @@ internal static class NftRules
         DropUdp(b, a),
     });
 
+    /// <summary>Replaces the bridge's forward rules with counted drops of all UDP from and to <paramref name="host"/> (TCP still passes).</summary>
+    public static string DropUdpOf(IPAddress host) => Document(new JsonArray
+    {
+        FlushBridgeForward(),
+        Rule("bridge", BridgeForwardChain, Match(Payload("ip", "saddr"), host.ToString()), Match(Payload("ip", "protocol"), "udp"),
+            new JsonObject { ["counter"] = null }, Verdict("drop")),
+        Rule("bridge", BridgeForwardChain, Match(Payload("ip", "daddr"), host.ToString()), Match(Payload("ip", "protocol"), "udp"),
+            new JsonObject { ["counter"] = null }, Verdict("drop")),
+    });
+
     /// <summary>Empties the bridge's forward chain: everything passes again.</summary>
     public static string AllowAll() => Document(new JsonArray { FlushBridgeForward() });
 

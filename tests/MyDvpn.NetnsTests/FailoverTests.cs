@@ -117,6 +117,42 @@ public sealed class FailoverTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task An_exit_whose_data_plane_goes_dark_while_its_control_stream_lives_is_found_stale_by_its_client_and_left()
+    {
+        await RunAsync(async (network, cancel) =>
+        {
+            var (from, to) = await ExitsAsync(network, cancel);
+            Assert.Equal(from.NatPublic.ToString(), await EchoedAddressAsync(network, TimeSpan.FromSeconds(5), cancel));
+            var pinging = PingThroughTheTunnelAsync(network, cancel);
+            await network.UntilAsync(() => Task.FromResult(pinging.Replies > 0 || pinging.Completion.IsCompleted), "the first ping is answered", cancel);
+
+            // No UDP reaches or leaves the serving exit's NAT: neither the client nor a relay leg reaches its WireGuard, while
+            // its agent's control stream (TCP) lives on and it keeps announcing itself.
+            var sinceDark = Stopwatch.StartNew();
+            await network.Testbed.DropUdpOfAsync(from.NatPublic, cancel);
+            try
+            {
+                await network.UntilAsync(async () => await EchoedAddressAsync(network, TimeSpan.FromSeconds(1), cancel) == to.NatPublic.ToString(),
+                    $"the client's traffic leaves through {to.PeerId}", cancel, TimeSpan.FromSeconds(60));
+                output.WriteLine($"{from.PeerId}'s UDP dropped → traffic through {to.PeerId} after {sinceDark.Elapsed.TotalSeconds:0.0} s");
+            }
+            finally
+            {
+                await network.Testbed.AllowUdpBetweenNatsAsync(cancel);
+            }
+            await pinging.StopAsync();
+
+            var region = NetworkRun.Log(network, "sn-us-1");
+            Assert.Contains($"Exit {from.PeerId} is stale", region, StringComparison.Ordinal);
+            var pool = await network.Admin.ListExitsAsync(new ListExitsRequest { Region = TestbedNetwork.ExitRegion }, cancellationToken: cancel);
+            Assert.Equal("stale", pool.Exits.Single(e => e.PeerId == from.PeerId).State);
+            var client = await network.StatusAsync(TestbedNetwork.ClientId, cancel);
+            Assert.Equal(to.PeerId, client.GetProperty("exit").GetProperty("peerId").GetString());
+            Assert.Contains("is stale", client.GetProperty("lastRotation").GetProperty("reason").GetString(), StringComparison.Ordinal);
+        });
+    }
+
+    [Fact]
     public async Task A_killed_exit_no_other_exit_replaces_gives_its_client_no_exit_available_and_nothing_is_left_half_set_up()
     {
         // One exit only: the region has no spare.

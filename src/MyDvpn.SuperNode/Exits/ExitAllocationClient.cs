@@ -61,6 +61,10 @@ public interface IExitAllocator
     /// <summary>Has the exit's region close its relay leg of the assignment (the direct path works again). Returns how many legs closed.</summary>
     /// <exception cref="ExitRegionUnreachableException">No SuperNode of the region answered.</exception>
     Task<uint> CloseRelayAsync(CloseRelayRequest request, CancellationToken cancellationToken);
+
+    /// <summary>Tells the exit's region that the client's path to its exit broke (counted towards the exit going stale).</summary>
+    /// <exception cref="ExitRegionUnreachableException">No SuperNode of the region answered.</exception>
+    Task ReportPathFailureAsync(PathFailureReport report, CancellationToken cancellationToken);
 }
 
 public sealed class ExitRegionUnreachableException(string message) : Exception(message);
@@ -132,6 +136,9 @@ public sealed class ExitAllocationClient(DirectoryCache directory, DirectoryClie
     public async Task<uint> CloseRelayAsync(CloseRelayRequest request, CancellationToken cancellationToken) =>
         (await CallAnyAsync(request.Region, request.AssignmentId, (client, options) => client.CloseRelayAsync(request, options).ResponseAsync,
             cancellationToken)).LegsClosed;
+
+    public Task ReportPathFailureAsync(PathFailureReport report, CancellationToken cancellationToken) =>
+        CallAnyAsync(report.Region, report.AssignmentId, (client, options) => client.ReportPathFailureAsync(report, options).ResponseAsync, cancellationToken);
 
     /// <summary>Tells the client's region that this SuperNode's leg for the exit of the assignment is going away.</summary>
     /// <exception cref="ExitRegionUnreachableException">No SuperNode of the client's region answered.</exception>

@@ -155,6 +155,20 @@ public sealed class ExitAllocationService(
         return new ReturnDirectResponse();
     }
 
+    public override Task<PathFailureAck> ReportPathFailure(PathFailureReport request, ServerCallContext context)
+    {
+        CheckRegion(request.Region);
+        Require(request.AssignmentId.Length is > 0 and <= 64, "assignment_id must be 1 to 64 characters");
+        Require(NodeId.IsValid(request.ClientPeerId, out var idProblem), $"client_peer_id: {idProblem}");
+        Require(NodeId.IsValid(request.ExitPeerId, out var exitProblem), $"exit_peer_id: {exitProblem}");
+        Require(request.Detail.Length <= 512, "detail must be at most 512 characters");
+        // The client's own SuperNode reports for its clients only; the pool checks the assignment is that client's.
+        MyDvpn.Hosting.CallerIdentity.RequireSuperNode(context, logger, claimedId: null, request.ClientRegion);
+        pools.ActorRef.Tell(new ExitPathFailed(request.Region, request.AssignmentId, request.ExitPeerId, request.ClientPeerId, request.Relayed,
+            request.Detail));
+        return Task.FromResult(new PathFailureAck());
+    }
+
     public override Task<RelayLegLostResponse> RelayLegLost(RelayLegLostRequest request, ServerCallContext context)
     {
         CheckRegion(request.Region);

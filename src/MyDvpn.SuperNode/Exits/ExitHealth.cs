@@ -12,8 +12,10 @@ public sealed record HealthTick
 
 /// <summary>
 /// Exit health, decided by the exit's region (ARCHITECTURE §5 "exit dies"): an exit whose stream ended and did not come
-/// back within <see cref="ExitSettings.LostAfter"/>, or that stopped announcing itself, is lost; the operator may drain one.
-/// A lost or drained exit takes no new clients, and each client it serves is asked to move (<c>ExitAllocation.RotateClient</c>
+/// back within <see cref="ExitSettings.LostAfter"/>, or that stopped announcing itself, is lost; one whose clients report
+/// their paths to it breaking (<see cref="ExitSettings.StaleClients"/>) is stale for <see cref="ExitSettings.StaleFor"/>,
+/// even while its control stream is alive; the operator may drain one.
+/// A lost, stale or drained exit takes no new clients, and each client it serves is asked to move (<c>ExitAllocation.RotateClient</c>
 /// to its session, which moves it make-before-break); a client still on it is asked again every
 /// <see cref="ExitSettings.RotationRetry"/> until its assignment is released here.
 /// </summary>
@@ -35,6 +37,55 @@ public static class ExitHealth
                 d.State.Durable.ClientsOf(exitPeerId));
         return MoveClients(d, exitPeerId, RotationReason.ExitLost, $"exit {exitPeerId} is lost: {why}", now);
     }
+
+    /// <summary>
+    /// A client's region reports that the client's path to its exit broke: counted per client within
+    /// <see cref="ExitSettings.StaleWindow"/>; enough of them (<see cref="IsStale"/>) make the exit stale and its clients move.
+    /// A report of an assignment this pool does not hold on that exit for that client is ignored.
+    /// </summary>
+    public static PoolDecision PathFailed(PoolDecision d, ExitPathFailed failed, DateTimeOffset now)
+    {
+        var state = d.State;
+        var held = state.Durable.Assignments.GetValueOrDefault(failed.AssignmentId);
+        if (held is not { Active: true } || held.ExitPeerId != failed.ExitPeerId || held.ClientPeerId != failed.ClientPeerId)
+        {
+            return d.Log(LogLevel.Debug, "Path failure of {ClientPeerId} to exit {ExitPeerId} ignored: assignment {AssignmentId} is not theirs here",
+                failed.ClientPeerId, failed.ExitPeerId, failed.AssignmentId);
+        }
+
+        var window = state.Settings.StaleWindow;
+        var recent = state.Exits.Complaints.GetValueOrDefault(failed.ExitPeerId)?.RemoveRange(
+                         state.Exits.Complaints[failed.ExitPeerId].Where(c => now - c.Value.At >= window).Select(c => c.Key))
+                     ?? ImmutableDictionary.Create<string, PathComplaint>(StringComparer.Ordinal);
+        var relayed = failed.Relayed || recent.GetValueOrDefault(failed.ClientPeerId)?.Relayed == true;
+        recent = recent.SetItem(failed.ClientPeerId, new PathComplaint(now, relayed));
+        d = d.With(s => s with { Exits = s.Exits with { Complaints = s.Exits.Complaints.SetItem(failed.ExitPeerId, recent) } })
+            .Log(LogLevel.Information, "Client {ClientPeerId} reports its {Path} path to exit {ExitPeerId} broken ({Detail}); {Complaints} of its {Clients} clients within {WindowSeconds:0} s",
+                failed.ClientPeerId, failed.Relayed ? "relayed" : "direct", failed.ExitPeerId, failed.Detail, recent.Count,
+                state.Durable.ClientsOf(failed.ExitPeerId), window.TotalSeconds);
+        if (state.Exits.Stale.ContainsKey(failed.ExitPeerId) || state.Durable.Drained.Contains(failed.ExitPeerId)
+            || !IsStale([.. recent.Values], ActiveOn(state, failed.ExitPeerId).Count(), state.Settings.StaleClients))
+        {
+            return d;
+        }
+
+        var why = $"{recent.Count} of its clients' paths to it broke within {window.TotalSeconds:0} s" +
+                  (recent.Values.Any(c => c.Relayed) ? ", relayed ones too" : "");
+        return MoveClients(d.With(s => s with
+                {
+                    Exits = s.Exits with { Stale = s.Exits.Stale.SetItem(failed.ExitPeerId, new LostExit(now, why)), Complaints = s.Exits.Complaints.Remove(failed.ExitPeerId) },
+                })
+                .Log(LogLevel.Warning, "Exit {ExitPeerId} is stale ({Why}); it takes no new clients for {StaleSeconds:0} s, moving its clients to other exits",
+                    failed.ExitPeerId, why, state.Settings.StaleFor.TotalSeconds),
+            failed.ExitPeerId, RotationReason.ExitStale, $"exit {failed.ExitPeerId} is stale: {why}", now);
+    }
+
+    /// <summary>
+    /// Whether these complaints (one per client, within the window) make an exit stale: <paramref name="staleClients"/> of
+    /// its clients, or all of its <paramref name="clients"/> (at least one) with a relayed path among them.
+    /// </summary>
+    public static bool IsStale(IReadOnlyCollection<PathComplaint> complaints, int clients, int staleClients) =>
+        complaints.Count >= staleClients || (clients > 0 && complaints.Count >= clients && complaints.Any(c => c.Relayed));
 
     /// <summary>The operator drains the exit: persisted, then its clients are moved.</summary>
     public static PoolDecision Drain(PoolDecision d, DrainExit drain, DateTimeOffset now)
@@ -77,6 +128,17 @@ public static class ExitHealth
             d = MoveClients(d, exit, RotationReason.ExitLost, $"exit {exit} is lost: {lost.Why}", now);
         foreach (var exit in d.State.Durable.Drained)
             d = MoveClients(d, exit, RotationReason.ExitDrained, $"exit {exit} is drained by the operator", now);
+        foreach (var (exit, stale) in d.State.Exits.Stale.OrderBy(e => e.Key, StringComparer.Ordinal))
+        {
+            if (now - stale.At < d.State.Settings.StaleFor)
+            {
+                d = MoveClients(d, exit, RotationReason.ExitStale, $"exit {exit} is stale: {stale.Why}", now);
+                continue;
+            }
+            d = d.With(s => s with { Exits = s.Exits with { Stale = s.Exits.Stale.Remove(exit) } })
+                .Log(LogLevel.Information, "Exit {ExitPeerId} takes clients again ({StaleSeconds:0} s after its clients found it stale)", exit,
+                    (now - stale.At).TotalSeconds);
+        }
         return d;
     }
 

@@ -70,6 +70,7 @@ public sealed class ExitPool : ReceivePersistentActor
         Command<GetExitPool>(Decide);
         Command<GetAssignment>(Decide);
         Command<DrainExit>(Decide);
+        Command<ExitPathFailed>(Decide);
         Command<UndrainExit>(Decide);
         Command<ClockTimers.Fired>(fired =>
         {

@@ -24,6 +24,16 @@ public sealed record ExitRoster(ImmutableDictionary<string, ExitPresence> Online
 
     public ImmutableDictionary<string, DateTimeOffset> Moving { get; init; } = ImmutableDictionary.Create<string, DateTimeOffset>(StringComparer.Ordinal);
 
+    /// <summary>Per exit, per client, the last report of the client's path to it breaking (<see cref="ExitHealth.PathFailed"/>).</summary>
+    public ImmutableDictionary<string, ImmutableDictionary<string, PathComplaint>> Complaints { get; init; } =
+        ImmutableDictionary.Create<string, ImmutableDictionary<string, PathComplaint>>(StringComparer.Ordinal);
+
+    /// <summary>Exits announced but found stale by their clients: since when and why (until <see cref="ExitSettings.StaleFor"/> passed).</summary>
+    public ImmutableDictionary<string, LostExit> Stale { get; init; } = ImmutableDictionary.Create<string, LostExit>(StringComparer.Ordinal);
+
+    /// <summary>The exits online that may take clients: not stale.</summary>
+    public ImmutableDictionary<string, ExitPresence> Usable => Stale.IsEmpty ? Online : Online.RemoveRange(Stale.Keys);
+
     /// <summary>The exit announced itself: online, neither disconnected nor lost any more.</summary>
     public ExitRoster Announced(string exitPeerId, ExitPresence presence) =>
         this with { Online = Online.SetItem(exitPeerId, presence), Disconnected = Disconnected.Remove(exitPeerId), Lost = Lost.Remove(exitPeerId) };
@@ -40,6 +50,7 @@ public sealed record ExitRoster(ImmutableDictionary<string, ExitPresence> Online
     /// <summary>How the pool sees the exit (one of <see cref="ExitStates"/>), given whether the operator drained it.</summary>
     public string StateOf(string exitPeerId, bool drained) =>
         drained ? ExitStates.Drained
+        : Stale.ContainsKey(exitPeerId) && Online.ContainsKey(exitPeerId) ? ExitStates.Stale
         : Online.ContainsKey(exitPeerId) ? ExitStates.Online
         : Lost.ContainsKey(exitPeerId) ? ExitStates.Lost
         : Disconnected.ContainsKey(exitPeerId) ? ExitStates.Disconnected
@@ -72,8 +83,11 @@ public sealed record ExitRoster(ImmutableDictionary<string, ExitPresence> Online
     }
 }
 
-/// <summary>An exit that is lost: since when, and why.</summary>
+/// <summary>An exit that is lost (or stale): since when, and why.</summary>
 public sealed record LostExit(DateTimeOffset At, string Why);
+
+/// <summary>A client's report of its path to an exit breaking; <paramref name="Relayed"/>: one through a relay chain broke within the window.</summary>
+public sealed record PathComplaint(DateTimeOffset At, bool Relayed);
 
 /// <summary>
 /// Exits' sessions announce them (<see cref="ExitOnline"/>, on attach and every <see cref="ExitSettings.ExitHeartbeat"/>)

@@ -85,6 +85,19 @@ public sealed record ExitSettings
     public TimeSpan DirectRetryAfter(int failedAttempts) =>
         TimeSpan.FromTicks(Math.Min(DirectRetryMax.Ticks, DirectRetry.Ticks * (1L << Math.Clamp(failedAttempts, 0, 30))));
 
+    /// <summary>
+    /// An exit is stale (<c>EXIT_STALE</c>) when, within <see cref="StaleWindow"/>, this many of its clients report their
+    /// path to it breaking after it worked — or every client it serves does and one of those paths went through a relay
+    /// chain (a SuperNode of the region reaching the exit heard nothing either). One client whose direct path breaks is
+    /// more likely behind a NAT that changed, and a relay carries it; the exit is the common factor of several.
+    /// </summary>
+    public int StaleClients { get; init; } = 2;
+
+    public TimeSpan StaleWindow { get; init; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>A stale exit takes no new clients for this long (its control stream is alive: its data plane may recover).</summary>
+    public TimeSpan StaleFor { get; init; } = TimeSpan.FromMinutes(5);
+
     /// <summary>RemoveExit waits this long for a peer that is away; its half goes with its next connect within it.</summary>
     public TimeSpan RemoveDeadline { get; init; } = TimeSpan.FromMinutes(10);
 
@@ -118,6 +131,7 @@ public sealed record ExitSettings
                      (DirectPathTimeout, nameof(DirectPathTimeout)), (RelayRetry, nameof(RelayRetry)),
                      (PathStaleAfter, nameof(PathStaleAfter)), (SilentPathAfter, nameof(SilentPathAfter)),
                      (DirectRetry, nameof(DirectRetry)), (DirectRetryMax, nameof(DirectRetryMax)),
+                     (StaleWindow, nameof(StaleWindow)), (StaleFor, nameof(StaleFor)),
                  })
         {
             if (value <= TimeSpan.Zero)
@@ -125,6 +139,8 @@ public sealed record ExitSettings
         }
         if (DirectRetryMax < DirectRetry)
             throw new ArgumentException($"Super:Exits:{nameof(DirectRetryMax)} ({DirectRetryMax}) must be at least {nameof(DirectRetry)} ({DirectRetry}).", nameof(DirectRetryMax));
+        if (StaleClients < 1)
+            throw new ArgumentException($"Super:Exits:{nameof(StaleClients)} must be at least 1, was {StaleClients}.", nameof(StaleClients));
         if (MaxExitAttempts < 1)
             throw new ArgumentException($"Super:Exits:{nameof(MaxExitAttempts)} must be at least 1, was {MaxExitAttempts}.", nameof(MaxExitAttempts));
         if (AllocationTimeout < PoolAnswerWithin)

@@ -43,6 +43,7 @@ public sealed record PoolState(
             ExitGraceOver m => ExitHealth.GraceOver(d, m, now),
             HealthTick => ExitHealth.Tick(d, now),
             DrainExit m => ExitHealth.Drain(d, m, now),
+            ExitPathFailed m => ExitHealth.PathFailed(d, m, now),
             UndrainExit m => ExitHealth.Undrain(d, m, now),
             GetExitPool => ExitAnnouncements.ForgetSilent(d, now).Then(x => x.Do(new PoolEffect.Reply(x.State.View(now)))),
             GetAssignment m => d.Do(new PoolEffect.Reply(Details(m.AssignmentId))),

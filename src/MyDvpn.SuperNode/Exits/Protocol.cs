@@ -114,6 +114,12 @@ public sealed record ExitOnline(string Region, string PeerId, int Capacity, stri
 /// <summary>An exit's session → the pool: its stream is gone.</summary>
 public sealed record ExitOffline(string Region, string PeerId) : IWithRegion;
 
+/// <summary>
+/// A client's region → the pool: the path from the client of <paramref name="AssignmentId"/> to its exit worked and broke
+/// (<paramref name="Relayed"/>: through a relay chain). Counted towards the exit going stale (<see cref="ExitHealth"/>).
+/// </summary>
+public sealed record ExitPathFailed(string Region, string AssignmentId, string ExitPeerId, string ClientPeerId, bool Relayed, string Detail) : IWithRegion;
+
 /// <summary>Reply: <see cref="AssignmentDetails"/> (null record when the pool does not hold it).</summary>
 public sealed record GetAssignment(string Region, string AssignmentId) : IWithRegion;
 
@@ -130,15 +136,16 @@ public sealed record ExitView(string PeerId, bool Online, int Capacity, int Clie
 }
 
 /// <summary>
-/// How the pool sees an exit: <c>online</c> (announced, takes clients), <c>disconnected</c> (its stream just ended: lost
+/// How the pool sees an exit: <c>online</c> (announced, takes clients), <c>stale</c> (announced, but its clients' paths to
+/// it broke: takes no new clients for a while, its clients are moved away), <c>disconnected</c> (its stream just ended: lost
 /// unless it comes back within the grace), <c>lost</c> (its clients are moved away), <c>drained</c> (the operator
 /// took it out: takes no new clients, its clients are moved away), <c>offline</c> (not announced, no clients moved).
 /// </summary>
 public static class ExitStates
 {
-    public const string Online = "online", Disconnected = "disconnected", Lost = "lost", Drained = "drained", Offline = "offline";
+    public const string Online = "online", Stale = "stale", Disconnected = "disconnected", Lost = "lost", Drained = "drained", Offline = "offline";
 
-    public static IReadOnlyList<string> All { get; } = [Online, Disconnected, Lost, Drained, Offline];
+    public static IReadOnlyList<string> All { get; } = [Online, Stale, Disconnected, Lost, Drained, Offline];
 }
 
 /// <summary>

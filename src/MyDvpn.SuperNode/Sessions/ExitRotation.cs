@@ -202,7 +202,7 @@ public static class ExitRotation
     private static Decision Fail(Decision d, string why, DateTimeOffset now)
     {
         var rotation = d.State.Exit!.Rotation!;
-        if (rotation.Reason == RotationReason.ExitLost)
+        if (rotation.Reason is RotationReason.ExitLost or RotationReason.ExitStale)
             d = d.With(s => s with { Path = s.Path with { ExitLostUnreplaced = rotation.Detail } });
         return Ended(d, rotation, why, now);
     }

@@ -133,8 +133,8 @@ public static class PathMonitoring
                                                             "hears nothing from it", now);
                 }
 
-                return StartRelay(d, $"client heard nothing from exit {assignment.ExitPeerId} over the {(exit.ClientRelayLeg is null ? "direct path" : "relay chain")} " +
-                                     $"for {probeFailed.SilentFor.TotalSeconds:0.#} s while sending, and its ping of the exit went unanswered");
+                return Broke(d, $"client heard nothing from exit {assignment.ExitPeerId} over the {(exit.ClientRelayLeg is null ? "direct path" : "relay chain")} " +
+                                $"for {probeFailed.SilentFor.TotalSeconds:0.#} s while sending, and its ping of the exit went unanswered");
             }
 
             // A path that worked: broken once the client sends and hears nothing back for SilentPathAfter.
@@ -143,8 +143,8 @@ public static class PathMonitoring
             var silentAfter = state.Config.Exits?.SilentPathAfter ?? TimeSpan.MaxValue;
             if (silence.Broken(withExit.TxBytes, now, silentAfter))
             {
-                return StartRelay(d, $"client sent {withExit.TxBytes - silence.Tx} bytes to exit {assignment.ExitPeerId} over the " +
-                                     $"{(exit.ClientRelayLeg is null ? "direct path" : "relay chain")} and received nothing for {(now - silence.Since).TotalSeconds:0} s");
+                return Broke(d, $"client sent {withExit.TxBytes - silence.Tx} bytes to exit {assignment.ExitPeerId} over the " +
+                                $"{(exit.ClientRelayLeg is null ? "direct path" : "relay chain")} and received nothing for {(now - silence.Since).TotalSeconds:0} s");
             }
 
             // A path that worked: broken once no handshake renewed it for PathStaleAfter.
@@ -152,8 +152,8 @@ public static class PathMonitoring
             var workingSince = exit.ClientRelayLeg is null ? exit.Since : exit.RelayedSince ?? exit.Since;
             if (now - workingSince >= staleAfter && (withExit.LastHandshake is not { } last || now - last >= staleAfter))
             {
-                return StartRelay(d, $"no handshake with exit {assignment.ExitPeerId} over the {(exit.ClientRelayLeg is null ? "direct path" : "relay chain")} " +
-                                     $"since {withExit.LastHandshake?.ToString("o") ?? "ever"} (more than {staleAfter.TotalSeconds:0} s)");
+                return Broke(d, $"no handshake with exit {assignment.ExitPeerId} over the {(exit.ClientRelayLeg is null ? "direct path" : "relay chain")} " +
+                                $"since {withExit.LastHandshake?.ToString("o") ?? "ever"} (more than {staleAfter.TotalSeconds:0} s)");
             }
 
             return d;
@@ -171,6 +171,27 @@ public static class PathMonitoring
         return state.Path.DirectPathOverdue
             ? StartRelay(d, $"no handshake with exit {assignment.ExitPeerId} within {state.Config.Exits!.DirectPathTimeout.TotalSeconds:0.#} s")
             : d.With(s => s with { Path = s.Path with { NoHandshakeReported = true } });
+    }
+
+    /// <summary>
+    /// A path that worked broke: the exit's region hears of it (enough such reports make the exit stale,
+    /// <see cref="Exits.ExitHealth.PathFailed"/>), and the client gets a chain (a new one, if it was relayed).
+    /// </summary>
+    private static Decision Broke(Decision d, string why)
+    {
+        var state = d.State;
+        var exit = state.Exit!;
+        var report = new Protocol.SuperNode.PathFailureReport
+        {
+            AssignmentId = exit.AssignmentId,
+            Region = exit.Region,
+            ExitPeerId = exit.Assignment!.ExitPeerId,
+            ClientRegion = state.Region,
+            ClientPeerId = state.PeerId,
+            Relayed = exit.ClientRelayLeg is not null,
+            Detail = why.Length <= 512 ? why : why[..512],
+        };
+        return StartRelay(state.Config.Exits is null ? d : d.Do(new SessionEffect.ReportPathFailure(report)), why);
     }
 
     /// <summary>

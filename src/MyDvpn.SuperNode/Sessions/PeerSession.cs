@@ -323,6 +323,10 @@ public sealed class PeerSession : ReceivePersistentActor
                     SessionWork.UnpinExitAsync(_exits!.Allocator, unpin, _exits.Settings.AllocationTimeout, _time, _lifetime.Token)
                         .PipeTo(Self, success: problem => new ExitUnpinned(unpin.AssignmentId, problem));
                     break;
+                case SessionEffect.ReportPathFailure report:
+                    _ = _exits!.Allocator.ReportPathFailureAsync(report.Report, _lifetime.Token)
+                        .ContinueWith(t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted);
+                    break;
                 case SessionEffect.CloseExitLeg closeExitLeg:
                     _ = _exits!.Allocator.CloseRelayAsync(new MyDvpn.Protocol.SuperNode.CloseRelayRequest { AssignmentId = closeExitLeg.AssignmentId, Region = closeExitLeg.ExitRegion },
                             _lifetime.Token)

@@ -123,6 +123,9 @@ public abstract record SessionEffect
     /// <summary>Have the exit's region unpin the exit from its relay leg (a try of the direct path); piped back as <see cref="ExitUnpinned"/>.</summary>
     public sealed record UnpinExit(string AssignmentId, string ExitRegion) : SessionEffect;
 
+    /// <summary>Tell the exit's region that the client's path to its exit broke (best effort).</summary>
+    public sealed record ReportPathFailure(PathFailureReport Report) : SessionEffect;
+
     /// <summary>Have the exit's region close its leg of the assignment (best effort: a leg left open closes once idle).</summary>
     public sealed record CloseExitLeg(string AssignmentId, string ExitRegion) : SessionEffect;
 

@@ -515,7 +515,7 @@ public sealed class ExitPoolTests(ITestOutputHelper output) : SqliteTestKit(outp
 
         var scraped = await ExitMetricsTests.ScrapeAsync(registry);
         Assert.Equal(
-            new (string, double?)[] { ("online", 1), ("disconnected", 1), ("lost", 0), ("drained", 1), ("offline", 0) },
+            new (string, double?)[] { ("online", 1), ("stale", 0), ("disconnected", 1), ("lost", 0), ("drained", 1), ("offline", 0) },
             ExitStates.All.Select(state => (state, ExitMetricsTests.Value(scraped, $$"""mydvpn_exits{region="{{Region}}",state="{{state}}"}"""))));
 
         Stop(pool);

@@ -73,6 +73,14 @@ public sealed class FakeExitAllocator : IExitAllocator
         return RespondToReturnDirect(request);
     }
 
+    public ConcurrentQueue<PathFailureReport> PathFailureReports { get; } = new();
+
+    public Task ReportPathFailureAsync(PathFailureReport report, CancellationToken cancellationToken)
+    {
+        PathFailureReports.Enqueue(report.Clone());
+        return Task.CompletedTask;
+    }
+
     public Task<uint> CloseRelayAsync(CloseRelayRequest request, CancellationToken cancellationToken)
     {
         CloseRelayCalls.Enqueue(request.Clone());

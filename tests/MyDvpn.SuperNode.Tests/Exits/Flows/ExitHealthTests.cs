@@ -118,6 +118,84 @@ public sealed class ExitHealthTests
         Assert.Contains("the one the client leaves: exit-a", refusal.Detail);
     }
 
+    private static ExitPathFailed PathFailed(string assignmentId, string client, bool relayed = false, string exit = "exit-a") =>
+        new(Region, assignmentId, exit, client, relayed, "client heard nothing back");
+
+    [Fact]
+    public void One_clients_direct_path_breaking_is_its_own_affair_but_a_second_client_makes_the_exit_stale()
+    {
+        var first = Serving().Decide(PathFailed("a-1", "client-1"), T0);
+
+        Assert.Empty(Moves(first));
+        Assert.Equal(ExitStates.Online, first.State.View(T0).Exits.Single(e => e.PeerId == "exit-a").State);
+
+        var second = first.Then(PathFailed("a-2", "client-2"), T0 + TimeSpan.FromSeconds(30));
+
+        Assert.Equal(["a-1", "a-2"], Moves(second).Select(m => m.AssignmentId));
+        Assert.All(Moves(second), m => Assert.Equal((RotationReason.ExitStale, "exit-a"), (m.Reason, m.ExitPeerId)));
+        Assert.Equal(ExitStates.Stale, second.State.View(T0).Exits.Single(e => e.PeerId == "exit-a").State);
+        // Its announcements go on (its control stream is alive): it stays stale and takes no new client.
+        var announced = second.Then(new ExitOnline(Region, "exit-a", 10, ExitAddress, null), T0 + TimeSpan.FromSeconds(31));
+        Assert.Equal(ExitStates.Stale, announced.State.View(T0).Exits.Single(e => e.PeerId == "exit-a").State);
+        var setup = announced.State.Decide(Request("a-3", "client-3") with { Avoid = ["exit-b"] }, T0 + TimeSpan.FromSeconds(32));
+        Assert.Empty(setup.Effects.OfType<PoolEffect.Issue>());
+    }
+
+    [Fact]
+    public void Reports_older_than_the_window_do_not_add_up()
+    {
+        var first = Serving().Decide(PathFailed("a-1", "client-1"), T0);
+
+        var second = first.Then(PathFailed("a-2", "client-2"), T0 + Settings.StaleWindow);
+
+        Assert.Empty(Moves(second));
+        Assert.Equal(ExitStates.Online, second.State.View(T0).Exits.Single(e => e.PeerId == "exit-a").State);
+    }
+
+    [Fact]
+    public void The_only_client_whose_relayed_path_broke_too_makes_its_exit_stale()
+    {
+        var state = Empty().Online("exit-a", "exit-b");
+        var setup = state.Decide(Request("a-1", "client-1") with { Avoid = ["exit-b"] });
+        state = setup.Then(Acked(setup.Issued(Command.BodyOneofCase.SetupExit), Key(0xE1))).State;
+
+        var direct = state.Decide(PathFailed("a-1", "client-1"), T0);
+        Assert.Empty(Moves(direct));
+
+        var relayed = direct.Then(PathFailed("a-1", "client-1", relayed: true), T0 + TimeSpan.FromSeconds(20));
+
+        var move = Assert.Single(Moves(relayed));
+        Assert.Equal((RotationReason.ExitStale, "a-1"), (move.Reason, move.AssignmentId));
+        Assert.Contains("relayed ones too", move.Detail);
+    }
+
+    [Fact]
+    public void A_report_of_an_assignment_that_is_not_that_clients_on_that_exit_is_ignored()
+    {
+        var state = Serving();
+
+        Assert.Empty(state.Decide(PathFailed("a-1", "client-2"), T0).State.Exits.Complaints);
+        Assert.Empty(state.Decide(PathFailed("a-1", "client-1", exit: "exit-b"), T0).State.Exits.Complaints);
+        Assert.Empty(state.Decide(PathFailed("a-9", "client-1"), T0).State.Exits.Complaints);
+    }
+
+    [Fact]
+    public void A_stale_exit_takes_clients_again_after_the_stale_time()
+    {
+        var stale = Serving().Decide(PathFailed("a-1", "client-1"), T0).Then(PathFailed("a-2", "client-2"), T0).State;
+
+        // Its control stream lives: it keeps announcing itself meanwhile.
+        var announced = new ExitOnline(Region, "exit-a", 10, ExitAddress, null);
+        var almost = T0 + Settings.StaleFor - TimeSpan.FromSeconds(1);
+        var during = stale.Decide(announced, almost).Then(HealthTick.Instance, almost);
+        Assert.Equal(ExitStates.Stale, during.State.View(almost).Exits.Single(e => e.PeerId == "exit-a").State);
+
+        var after = during.Then(announced, T0 + Settings.StaleFor).Then(HealthTick.Instance, T0 + Settings.StaleFor);
+
+        Assert.Empty(after.State.Exits.Stale);
+        Assert.Empty(Moves(after));
+    }
+
     [Fact]
     public void A_drain_survives_a_snapshot()
     {
@@ -139,7 +217,7 @@ public sealed class ExitHealthTests
 
         // exit-a (with a subnet) and exit-d (never used) are lost, exit-b drained, exit-c disconnected, exit-e online.
         Assert.Equal(
-            [(ExitStates.Disconnected, 1), (ExitStates.Drained, 1), (ExitStates.Lost, 2), (ExitStates.Offline, 0), (ExitStates.Online, 1)],
+            [(ExitStates.Disconnected, 1), (ExitStates.Drained, 1), (ExitStates.Lost, 2), (ExitStates.Offline, 0), (ExitStates.Online, 1), (ExitStates.Stale, 0)],
             state.ExitCounts().Select(c => (c.Key, c.Value)));
         Assert.All(ExitStates.All, s => Assert.Equal(0, Empty().ExitCounts()[s]));
     }

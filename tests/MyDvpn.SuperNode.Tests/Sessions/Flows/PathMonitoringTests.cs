@@ -287,4 +287,28 @@ public sealed class PathMonitoringTests
         Assert.Empty(Relayed(ActiveExit(), T0).Decide(new RelayLegLost(PeerId, "other", "sn-us-2", "x"), T0).Effects);
         Assert.Empty(ActiveExit().Decide(new RelayLegLost(PeerId, AssignmentId, "sn-us-2", "x"), T0).Effects);
     }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_path_that_worked_and_broke_is_reported_to_the_exits_region(bool relayed)
+    {
+        var state = relayed ? Relayed(ActiveExit(), T0) : ActiveExit().Decide(Report(T0 + TimeSpan.FromSeconds(1)), T0 + TimeSpan.FromSeconds(1)).State;
+        var report = Report(null) with { ProbeFailed = new ProbeFailure(ExitKey, TimeSpan.FromSeconds(2)) };
+
+        var decision = state.Decide(report, T0 + TimeSpan.FromSeconds(30));
+
+        var sent = decision.Effect<SessionEffect.ReportPathFailure>().Report;
+        Assert.Equal((AssignmentId, ExitRegion, Assignment.ExitPeerId, PeerId, relayed), (sent.AssignmentId, sent.Region, sent.ExitPeerId, sent.ClientPeerId, sent.Relayed));
+        Assert.Contains("ping of the exit went unanswered", sent.Detail, StringComparison.Ordinal);
+        Assert.Single(decision.Effects.OfType<SessionEffect.OpenRelayChain>());
+    }
+
+    [Fact]
+    public void A_direct_path_that_never_worked_is_not_reported_to_the_exits_region()
+    {
+        var overdue = ActiveExit().Decide(new DirectPathExpired(AssignmentId, Retry: false), AfterTimeout).State;
+
+        Assert.Empty(overdue.Decide(Report(exitHandshake: null), AfterTimeout).Effects.OfType<SessionEffect.ReportPathFailure>());
+    }
 }
