@@ -36,6 +36,9 @@ public sealed class DirectoryClient : IDisposable
     public Task<RevocationList> GetRevocationsAsync(ulong afterVersion, CancellationToken cancellationToken) =>
         CallAsync((client, options) => client.GetRevocationsAsync(new GetRevocationsRequest { AfterVersion = afterVersion }, options).ResponseAsync, cancellationToken);
 
+    public Task<SignedCrl> GetCrlAsync(CancellationToken cancellationToken) =>
+        CallAsync((client, options) => client.GetCrlAsync(new GetCrlRequest(), options).ResponseAsync, cancellationToken);
+
     public Task<RegionList> ListRegionsAsync(CancellationToken cancellationToken) =>
         CallAsync((client, options) => client.ListRegionsAsync(new ListRegionsRequest(), options).ResponseAsync, cancellationToken);
 

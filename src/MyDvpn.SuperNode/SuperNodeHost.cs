@@ -105,7 +105,8 @@ public static class SuperNodeHost
                         services.GetRequiredService<RevocationCursor>(),
                         registry.Get<PeerSessionShard>(),
                         services.GetRequiredService<TimeProvider>(),
-                        services.GetRequiredService<ILoggerFactory>().CreateLogger<DirectoryRegistrar>()), "directory-registrar");
+                        services.GetRequiredService<ILoggerFactory>().CreateLogger<DirectoryRegistrar>(),
+                        settings.Node.Crl), "directory-registrar");
                     registry.Register<DirectoryRegistrar>(registrar);
                     registry.Register<ExitLegWatch>(system.ActorOf(ExitLegWatch.Props(services.GetRequiredService<RelayService>(), exitAllocator,
                         settings.Id, services.GetRequiredService<ILoggerFactory>().CreateLogger<ExitLegWatch>()), "exit-leg-watch"));
