@@ -95,7 +95,7 @@ public sealed class CertificateRevocationList
         X509Crl crl;
         try
         {
-            crl = new X509CrlParser().ReadCrl(der) ?? throw new CertificateException("the data is empty, not a CRL");
+            crl = new X509CrlParser().ReadCrl(der) ?? throw new CertificateException("not an X.509 CRL (neither DER nor PEM)");
         }
         catch (Exception e) when (e is GeneralSecurityException or IOException or ArgumentException or InvalidCastException or InvalidOperationException)
         {
