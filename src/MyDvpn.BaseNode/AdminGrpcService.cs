@@ -2,6 +2,7 @@ using Akka.Actor;
 using Akka.Cluster;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
+using MyDvpn.BaseNode.Certificates;
 using MyDvpn.BaseNode.Enrollment;
 using MyDvpn.Common;
 using MyDvpn.Protocol.Admin;
@@ -17,6 +18,7 @@ public sealed class AdminGrpcService(
     DirectoryQueries directory,
     EnrollmentQueries enrollment,
     SuperNodeClients superNodes,
+    CrlPublication crl,
     ILogger<AdminGrpcService> logger) : Admin.AdminBase
 {
     /// <summary>How long a SuperNode has to show its region's exit pool before the next one is asked.</summary>
@@ -223,6 +225,12 @@ public sealed class AdminGrpcService(
     private static string JoinOrNone(IEnumerable<string> ids) => string.Join(", ", ids.DefaultIfEmpty("none"));
 
     /// <summary>Who did it, for the audit log: the CN of the caller's admin certificate.</summary>
+    public override Task<PublishCrlResponse> PublishCrl(PublishCrlRequest request, ServerCallContext context) =>
+        crl.PublishAsync(request.Crl.ToByteArray(), AdminName(context), context.CancellationToken);
+
+    public override Task<CrlView> GetCrl(GetCrlRequest request, ServerCallContext context) =>
+        crl.ViewAsync(context.CancellationToken);
+
     private static string AdminName(ServerCallContext context) =>
         context.AuthContext.FindPropertiesByName("x509_common_name").FirstOrDefault()?.Value ?? context.Peer;
 }

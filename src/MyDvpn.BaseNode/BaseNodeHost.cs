@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using MyDvpn.BaseNode.Certificates;
 using MyDvpn.BaseNode.Directory;
 using MyDvpn.BaseNode.Enrollment;
 using MyDvpn.Hosting;
@@ -32,6 +33,7 @@ public static class BaseNodeHost
             var directoryLogger = loggers.CreateLogger<DirectoryEntity>();
             var tokenLogger = loggers.CreateLogger<EnrollmentTokenEntity>();
             var revocationsLogger = loggers.CreateLogger<RevocationsEntity>();
+            var crlLogger = loggers.CreateLogger<CrlEntity>();
             akka.WithShardRegion<DirectoryShard>(
                 DirectoryEntityTypes.Directory,
                 region => DirectoryEntity.Props(region, directory, logger: directoryLogger),
@@ -61,10 +63,20 @@ public static class BaseNodeHost
                 _ => RevocationsEntity.Props(logger: revocationsLogger),
                 new RevocationsMessageExtractor(),
                 new ShardOptions { Role = Role, StateStoreMode = StateStoreMode.Persistence });
+            akka.WithShardRegion<CrlShard>(
+                CrlEntityTypes.Crl,
+                _ => CrlEntity.Props(logger: crlLogger),
+                new CrlMessageExtractor(),
+                new ShardOptions { Role = Role, StateStoreMode = StateStoreMode.Persistence });
         });
         builder.Services.AddSingleton(Policy);
         builder.Services.AddSingleton<DirectoryQueries>();
         builder.Services.AddSingleton<EnrollmentQueries>();
+        builder.Services.AddSingleton<CrlQueries>();
+        builder.Services.AddSingleton<CrlPublication>();
+        builder.Services.AddHostedService(services => new CrlFollower(
+            services.GetRequiredService<CrlQueries>(), settings.Crl, directory.ReportInterval, TimeProvider.System,
+            services.GetRequiredService<ILogger<CrlFollower>>()));
         builder.Services.AddSingleton<SuperNodeClients>();
         builder.Services.AddHostedService(services => new SuperNodeConnections(
             services.GetRequiredService<DirectoryQueries>(), services.GetRequiredService<SuperNodeClients>(), directory.ReportInterval,

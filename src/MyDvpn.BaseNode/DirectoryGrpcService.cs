@@ -1,5 +1,6 @@
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
+using MyDvpn.BaseNode.Certificates;
 using MyDvpn.BaseNode.Enrollment;
 using MyDvpn.Common;
 using MyDvpn.Hosting;
@@ -18,6 +19,7 @@ namespace MyDvpn.BaseNode;
 public sealed class DirectoryGrpcService(
     DirectoryQueries directory,
     EnrollmentQueries enrollment,
+    CrlQueries crl,
     ILogger<DirectoryGrpcService> logger) : SuperNodeDirectory.SuperNodeDirectoryBase
 {
     private static readonly Counter Reports = Metrics.CreateCounter(
@@ -41,12 +43,14 @@ public sealed class DirectoryGrpcService(
         var load = DirectoryMapping.ToLoad(request.Load);
         // The revocation version is asked alongside the registration, so it adds no latency to the report.
         var revocationVersion = RevocationVersionOrZero(info, context.CancellationToken);
-        await Task.WhenAll(Register(), revocationVersion);
+        var crlNumber = CrlNumberOrZero(info, context.CancellationToken);
+        await Task.WhenAll(Register(), revocationVersion, crlNumber);
         Reports.WithLabels(info.Region).Inc();
         return new ReportAck
         {
             ReportIntervalMs = (uint)ReportInterval.TotalMilliseconds,
             RevocationVersion = (ulong)await revocationVersion,
+            CrlNumber = await crlNumber,
         };
 
         async Task Register()
@@ -104,6 +108,27 @@ public sealed class DirectoryGrpcService(
     {
         var after = (long)Math.Min(request.AfterVersion, long.MaxValue);
         return EnrollmentMapping.ToProto(await enrollment.RevocationsAfter(after, context.CancellationToken));
+    }
+
+    public override async Task<SignedCrl> GetCrl(GetCrlRequest request, ServerCallContext context)
+    {
+        var current = await crl.Current(context.CancellationToken);
+        return new SignedCrl { Number = current.Number, Der = Google.Protobuf.ByteString.CopyFrom(current.Der) };
+    }
+
+    /// <summary>The directory's CRL number for a report; 0 (no SuperNode is behind it) when the list is slow, as for revocations.</summary>
+    private async Task<ulong> CrlNumberOrZero(Directory.SuperNodeInfo info, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return (await crl.Current(cancellationToken, RevocationVersionTimeout)).Number;
+        }
+        catch (RpcException ex) when (ex.StatusCode == StatusCode.Unavailable)
+        {
+            logger.LogWarning("Report of SuperNode {SuperNodeId} of region {Region} goes out without the CRL number: {Detail}",
+                info.SuperNodeId, info.Region, ex.Status.Detail);
+            return 0;
+        }
     }
 
     private async Task<long> RevocationVersionOrZero(Directory.SuperNodeInfo info, CancellationToken cancellationToken)

@@ -55,8 +55,11 @@ public sealed class CertificatePolicy
 
 /// <summary>
 /// Refuses a call whose client certificate is missing, or is not one the <see cref="CertificatePolicy"/> allows for the
-/// method: <c>PERMISSION_DENIED</c> with <see cref="RefusalReason.CertificateMismatch"/> in the reason trailer. A node
-/// caller's <see cref="NodeIdentity"/> is then available to the service through <see cref="CallerIdentity"/>.
+/// method: <c>PERMISSION_DENIED</c> with <see cref="RefusalReason.CertificateMismatch"/> in the reason trailer, or
+/// <see cref="RefusalReason.CertificateRevoked"/> for a certificate on the node's revocation list
+/// (<see cref="TlsMaterial.Revocations"/>, consulted on every call, so a connection opened before the revocation gets no
+/// further call through). A node caller's <see cref="NodeIdentity"/> is then available to the service through
+/// <see cref="CallerIdentity"/>.
 /// </summary>
 public sealed class CertificateKindInterceptor(CertificatePolicy policy, TlsMaterial tls, ILogger<CertificateKindInterceptor> logger) : Interceptor
 {
@@ -96,6 +99,12 @@ public sealed class CertificateKindInterceptor(CertificatePolicy policy, TlsMate
         var certificate = http.Connection.ClientCertificate;
         if (certificate is null)
             throw Refuse(context, allowed, "no client certificate");
+        if (tls.Revocations.Describe(certificate) is { } revoked)
+        {
+            logger.LogWarning("Security event: refused {Method} from {Peer}: {Reason}", context.Method, context.Peer, revoked);
+            throw RefusalReasons.ToRpcException(RefusalReason.CertificateRevoked,
+                $"{context.Method}: the caller's {revoked}");
+        }
         if (!tls.ValidatePeer(certificate, null, out var reason))
             throw Refuse(context, allowed, reason);
         if (CertificateAuthority.KindOf(certificate) == CertificateKind.Admin)

@@ -96,8 +96,10 @@ public static class ClusterNodeHost
                     https.ServerCertificate = tls.Certificate;
                     https.SslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13;
                     https.ClientCertificateMode = clientCertificates;
-                    // The operator CA is not in the system store: validate against it alone.
-                    https.ClientCertificateValidation = (certificate, _, _) => tls.ValidatePeer(certificate, null, out _);
+                    // The operator CA is not in the system store: validate against it alone. A revoked certificate
+                    // passes the handshake so that CertificateKindInterceptor refuses its calls with a reason
+                    // (CERTIFICATE_REVOKED) the caller can read; every service a node certificate opens is in its policy.
+                    https.ClientCertificateValidation = (certificate, _, _) => tls.ValidatePeerIgnoringRevocation(certificate, null, out _);
                 });
             });
             if (settings.Metrics is { } metrics)
@@ -106,6 +108,7 @@ public static class ClusterNodeHost
 
         builder.Services.AddSingleton(settings);
         builder.Services.AddSingleton(tls);
+        builder.Services.AddSingleton(settings.Crl);
         builder.Services.AddSingleton<CertificateKindInterceptor>();
         builder.Services.AddGrpc(o =>
         {

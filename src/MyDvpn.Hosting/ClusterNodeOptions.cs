@@ -17,6 +17,8 @@ public class ClusterNodeOptions
     public List<string> Seeds { get; set; } = [];
     public string? Listen { get; set; }
     public string? Tls { get; set; }
+    /// <summary>A certificate revocation list of the operator CA (<c>mydvpn ca crl</c>), applied at start if newer than the one held.</summary>
+    public string? Crl { get; set; }
     public string? Metrics { get; set; }
     /// <summary>PostgreSQL connection string; required when several nodes share entities.</summary>
     public string? Postgres { get; set; }
@@ -58,13 +60,23 @@ public class ClusterNodeOptions
             throw new ConfigurationException("--tls", ex.Message, ex);
         }
         CheckIdentity(tls, role, expected);
+        NodeCrlStore crl;
+        try
+        {
+            crl = NodeCrlStore.Open(dataDir, Crl, tls);
+        }
+        catch
+        {
+            tls.Dispose();
+            throw;
+        }
 
         var persistence = string.IsNullOrWhiteSpace(Postgres)
             ? PersistenceSettings.Sqlite(Path.Combine(dataDir, "akka.db"))
             : PersistenceSettings.PostgreSql(Postgres);
         if (JoinTimeout <= TimeSpan.Zero)
             throw new ConfigurationException("JoinTimeout", "must be positive, e.g. 00:00:30");
-        return new ClusterNodeSettings(dataDir, cluster, seeds, listen, metrics, tls, persistence, JoinTimeout);
+        return new ClusterNodeSettings(dataDir, cluster, seeds, listen, metrics, tls, persistence, JoinTimeout, crl);
     }
 
     private void CheckIdentity(TlsMaterial tls, NodeRole role, NodeIdentity? expected)
@@ -138,7 +150,7 @@ public class ClusterNodeOptions
     }
 }
 
-/// <summary>Validated settings of a clustered node.</summary>
+/// <summary>Validated settings of a clustered node; <see cref="Crl"/> is the revocation list it enforces, kept in <see cref="DataDir"/>.</summary>
 public sealed record ClusterNodeSettings(
     string DataDir,
     HostPort Cluster,
@@ -147,7 +159,8 @@ public sealed record ClusterNodeSettings(
     HostPort? Metrics,
     TlsMaterial Tls,
     PersistenceSettings Persistence,
-    TimeSpan JoinTimeout)
+    TimeSpan JoinTimeout,
+    NodeCrlStore Crl)
 {
     /// <summary>No seeds: this node starts its cluster alone.</summary>
     public IReadOnlyList<HostPort> SeedsOrSelf => Seeds.Count == 0 ? [Cluster] : Seeds;

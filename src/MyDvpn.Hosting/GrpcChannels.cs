@@ -1,5 +1,6 @@
 using System.Net.Security;
 using Grpc.Net.Client;
+using Microsoft.Extensions.Logging;
 using MyDvpn.Common;
 using MyDvpn.Security;
 
@@ -10,8 +11,9 @@ public static class GrpcChannels
 {
     /// <param name="tls">The caller's own certificate (node or admin) and the CA it trusts.</param>
     /// <param name="connect">Opens the TCP connection (e.g. from a socket in another network namespace); null: the default.</param>
+    /// <param name="logger">Where a refused server certificate is logged (revoked, or not a node's); nowhere when null.</param>
     public static GrpcChannel MutualTls(HostPort server, TlsMaterial tls, TimeSpan? connectTimeout = null,
-        Func<SocketsHttpConnectionContext, CancellationToken, ValueTask<Stream>>? connect = null)
+        Func<SocketsHttpConnectionContext, CancellationToken, ValueTask<Stream>>? connect = null, ILogger? logger = null)
     {
         var handler = new SocketsHttpHandler
         {
@@ -24,7 +26,13 @@ public static class GrpcChannels
             SslOptions = new SslClientAuthenticationOptions
             {
                 ClientCertificates = [tls.Certificate],
-                RemoteCertificateValidationCallback = tls.ValidateServerCertificate,
+                RemoteCertificateValidationCallback = (_, certificate, _, _) =>
+                {
+                    if (tls.ValidateServerCertificate(certificate, out var reason))
+                        return true;
+                    logger?.LogWarning("Security event: refused the server {Server}: {Reason}", server, reason);
+                    return false;
+                },
             },
         };
         return GrpcChannel.ForAddress($"https://{server}", new GrpcChannelOptions

@@ -70,6 +70,9 @@ public static class RefusalCatalogue
             "the caller's certificate does not name what it claims, or its role may not call this service: a node runs only with "
             + "the certificate issued for its own role, --id and --region (`mydvpn ca issue --role base|super --name ID [--region REGION]`); "
             + "see docs/trust-model.md for what each role may call"),
+        new(RefusalReason.CertificateRevoked, StatusCode.PermissionDenied, true,
+            "the operator revoked the caller's certificate (`mydvpn ca revoke`): issue this node or admin a new certificate "
+            + "(`mydvpn ca issue` with the same role, name and region), put it in its --tls directory and restart it"),
     }.ToFrozenDictionary(p => p.Reason);
 
     /// <summary>The policy of a reason a newer node may send that this one does not know: transient, status UNKNOWN.</summary>

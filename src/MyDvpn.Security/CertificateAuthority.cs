@@ -21,7 +21,11 @@ public static class CertificateAuthority
 
     // Certificates start an hour in the past so that a peer whose clock lags accepts them right away.
     private static readonly TimeSpan ClockSkew = TimeSpan.FromHours(1);
-    private static readonly TimeSpan DefaultValidity = TimeSpan.FromDays(2 * 365);
+    /// <summary>
+    /// How long a node or admin certificate is valid unless the operator says otherwise: short, so that a certificate
+    /// that leaked unnoticed stops working soon; renewal is a new `ca issue` (docs/trust-model.md).
+    /// </summary>
+    public static readonly TimeSpan DefaultValidity = TimeSpan.FromDays(90);
 
     /// <summary>
     /// Creates an operator CA in <paramref name="dir"/> (created if missing) and writes <c>ca.crt</c> and <c>ca.key</c>.
@@ -155,6 +159,8 @@ public static class CertificateAuthority
                 File.WriteAllText(caCopy, ca.ExportCertificatePem());
             }
 
+            // Recorded so that `ca revoke --serial` knows what this CA issued.
+            CaRevocations.RecordIssued(caDir, certificate, kind, node, now);
             return certificate;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -215,7 +221,7 @@ public static class CertificateAuthority
         static bool IsNameChar(char c) => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-';
     }
 
-    private static X509Certificate2 LoadCa(string caDir)
+    internal static X509Certificate2 LoadCa(string caDir)
     {
         var certPath = Path.Combine(caDir, CaCertFile);
         var keyPath = Path.Combine(caDir, CaKeyFile);

@@ -8,11 +8,15 @@ namespace MyDvpn.Security;
 /// <summary>
 /// Trust in the operator CA and nothing else: the check every TLS end of myDvpn makes of the other
 /// (nodes of each other, admins and peers of a SuperNode). The system's roots do not count, and
-/// host names are not checked, because certificates name nodes, not addresses.
+/// host names are not checked, because certificates name nodes, not addresses. A certificate the operator revoked
+/// (<paramref name="revocations"/>, when given) is refused too.
 /// </summary>
-public sealed class OperatorCaTrust(X509Certificate2 ca)
+public sealed class OperatorCaTrust(X509Certificate2 ca, CertificateRevocations? revocations = null)
 {
     public X509Certificate2 Ca { get; } = ca;
+
+    /// <summary>The revocation list this trust consults; null: none (a peer, which has no list).</summary>
+    public CertificateRevocations? Revocations { get; } = revocations;
 
     /// <summary>Whether <paramref name="certificate"/> chains to the CA and is within its validity period.</summary>
     /// <param name="problem">Why not, in words ("was not issued by this network's CA …"); empty when it does.</param>
@@ -21,7 +25,7 @@ public sealed class OperatorCaTrust(X509Certificate2 ca)
         using var chain = new X509Chain();
         chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
         chain.ChainPolicy.CustomTrustStore.Add(Ca);
-        // There is no revocation list: the network is closed, and a compromised certificate means a new CA.
+        // The platform does not fetch revocation lists: the operator's list is consulted by Validate, from memory.
         chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
         chain.ChainPolicy.DisableCertificateDownloads = true;
         problem = chain.Build(certificate) ? "" : Describe(certificate, chain.ChainStatus);
@@ -29,10 +33,27 @@ public sealed class OperatorCaTrust(X509Certificate2 ca)
     }
 
     /// <summary>
-    /// Checks that <paramref name="peer"/> chains to the CA, is within its validity period and carries a myDvpn kind
-    /// (<paramref name="requiredKind"/>, if given).
+    /// Checks that <paramref name="peer"/> chains to the CA, is within its validity period, carries a myDvpn kind
+    /// (<paramref name="requiredKind"/>, if given) and is not revoked.
     /// </summary>
     public bool Validate(X509Certificate2 peer, CertificateKind? requiredKind, out string reason)
+    {
+        if (!ValidateIgnoringRevocation(peer, requiredKind, out reason))
+            return false;
+        if (Revocations?.Describe(peer) is { } revoked)
+        {
+            reason = revoked;
+            return false;
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// <see cref="Validate"/> without the revocation list: for a TLS handshake whose caller is refused later with a
+    /// reason it can read (a gRPC status), rather than with a failed handshake.
+    /// </summary>
+    public bool ValidateIgnoringRevocation(X509Certificate2 peer, CertificateKind? requiredKind, out string reason)
     {
         if (!Chains(peer, out var problem))
         {
@@ -73,18 +94,23 @@ public sealed class OperatorCaTrust(X509Certificate2 ca)
     /// valid under the CA, naming a node identity. The platform's verdict is ignored, since it checks the system roots
     /// and the host name.
     /// </summary>
-    public bool ValidateServerCertificate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
+    public bool ValidateServerCertificate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors) =>
+        ValidateServerCertificate(certificate, out _);
+
+    /// <summary>The check of <see cref="ValidateServerCertificate(object, X509Certificate?, X509Chain?, SslPolicyErrors)"/>, saying why not.</summary>
+    public bool ValidateServerCertificate(X509Certificate? certificate, out string reason)
     {
         switch (certificate)
         {
             case null:
+                reason = "no certificate presented";
                 return false;
             case X509Certificate2 certificate2:
-                return ValidateNode(certificate2, out _, out _);
+                return ValidateNode(certificate2, out _, out reason);
             default:
                 using (var copy = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData()))
                 {
-                    return ValidateNode(copy, out _, out _);
+                    return ValidateNode(copy, out _, out reason);
                 }
         }
     }

@@ -16,7 +16,8 @@ public sealed class TlsMaterial : IDisposable
         Identity = identity;
         Name = certificate.GetNameInfo(X509NameType.SimpleName, forIssuer: false);
         CertificateSha256 = SHA256.HashData(certificate.RawData);
-        trust = new OperatorCaTrust(caCertificate);
+        Revocations = new CertificateRevocations(caCertificate);
+        trust = new OperatorCaTrust(caCertificate, Revocations);
     }
 
     private readonly OperatorCaTrust trust;
@@ -34,6 +35,9 @@ public sealed class TlsMaterial : IDisposable
 
     /// <summary>SHA-256 of <see cref="Certificate"/> (DER): what a peer binds its login to (<see cref="PeerAuthTranscript"/>).</summary>
     public byte[] CertificateSha256 { get; }
+
+    /// <summary>The operator's revocation list this node enforces: every check of another certificate consults it.</summary>
+    public CertificateRevocations Revocations { get; }
 
     /// <summary>The CN of <see cref="Certificate"/>.</summary>
     public string Name { get; }
@@ -104,6 +108,10 @@ public sealed class TlsMaterial : IDisposable
     public bool ValidatePeer(X509Certificate2 peer, CertificateKind? requiredKind, out string reason) =>
         trust.Validate(peer, requiredKind, out reason);
 
+    /// <summary>See <see cref="OperatorCaTrust.ValidateIgnoringRevocation"/>.</summary>
+    public bool ValidatePeerIgnoringRevocation(X509Certificate2 peer, CertificateKind? requiredKind, out string reason) =>
+        trust.ValidateIgnoringRevocation(peer, requiredKind, out reason);
+
     /// <summary>See <see cref="OperatorCaTrust.ValidateNode"/>.</summary>
     public bool ValidateNode(X509Certificate2 peer, [NotNullWhen(true)] out NodeIdentity? identity, out string reason) =>
         trust.ValidateNode(peer, out identity, out reason);
@@ -111,6 +119,10 @@ public sealed class TlsMaterial : IDisposable
     /// <summary>A <see cref="RemoteCertificateValidationCallback"/> for clients: see <see cref="OperatorCaTrust.ValidateServerCertificate"/>.</summary>
     public bool ValidateServerCertificate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors) =>
         trust.ValidateServerCertificate(sender, certificate, chain, errors);
+
+    /// <summary>See <see cref="OperatorCaTrust.ValidateServerCertificate(X509Certificate?, out string)"/>.</summary>
+    public bool ValidateServerCertificate(X509Certificate? certificate, out string reason) =>
+        trust.ValidateServerCertificate(certificate, out reason);
 
     public void Dispose()
     {

@@ -1,5 +1,6 @@
 using Grpc.Core;
 using Grpc.Net.Client;
+using Microsoft.Extensions.Logging;
 using MyDvpn.Common;
 using MyDvpn.Hosting;
 using MyDvpn.Protocol.Directory;
@@ -18,10 +19,11 @@ public sealed class DirectoryClient : IDisposable
     private readonly Lazy<GrpcChannel>[] channels;
     private int preferred;
 
-    public DirectoryClient(IReadOnlyList<HostPort> baseNodes, TlsMaterial tls)
+    /// <param name="logger">Where a BaseNode's refused certificate (revoked, or not a node's) is logged; nowhere when null.</param>
+    public DirectoryClient(IReadOnlyList<HostPort> baseNodes, TlsMaterial tls, ILogger? logger = null)
     {
         this.baseNodes = baseNodes;
-        channels = [.. baseNodes.Select(node => new Lazy<GrpcChannel>(() => GrpcChannels.MutualTls(node, tls)))];
+        channels = [.. baseNodes.Select(node => new Lazy<GrpcChannel>(() => GrpcChannels.MutualTls(node, tls, logger: logger)))];
     }
 
     public Task<ReportAck> ReportAsync(SuperNodeReport report, CancellationToken cancellationToken) =>
@@ -35,6 +37,9 @@ public sealed class DirectoryClient : IDisposable
 
     public Task<RevocationList> GetRevocationsAsync(ulong afterVersion, CancellationToken cancellationToken) =>
         CallAsync((client, options) => client.GetRevocationsAsync(new GetRevocationsRequest { AfterVersion = afterVersion }, options).ResponseAsync, cancellationToken);
+
+    public Task<SignedCrl> GetCrlAsync(CancellationToken cancellationToken) =>
+        CallAsync((client, options) => client.GetCrlAsync(new GetCrlRequest(), options).ResponseAsync, cancellationToken);
 
     public Task<RegionList> ListRegionsAsync(CancellationToken cancellationToken) =>
         CallAsync((client, options) => client.ListRegionsAsync(new ListRegionsRequest(), options).ResponseAsync, cancellationToken);

@@ -42,6 +42,10 @@ public sealed class DirectoryRegistrar : ReceiveActor
 
     private sealed record RevocationsFailed(Exception Cause);
 
+    private sealed record CrlFetched(CrlApplied Outcome);
+
+    private sealed record CrlFailed(Exception Cause);
+
     private readonly SuperNodeRegistration registration;
     private readonly DirectoryClient client;
     private readonly DirectoryCache cache;
@@ -49,6 +53,8 @@ public sealed class DirectoryRegistrar : ReceiveActor
     private readonly Func<SuperNodeLoad> currentLoad;
     private readonly RevocationCursor revocations;
     private readonly IActorRef sessions;
+    private readonly NodeCrlStore? crl;
+    private bool crlSyncInFlight;
     private bool revocationSyncInFlight;
     private HashSet<string> pendingRevocations = [];
     private ulong? pendingRevocationVersion;
@@ -72,19 +78,24 @@ public sealed class DirectoryRegistrar : ReceiveActor
     /// <param name="sessions">The region's <c>peers</c> shard region, told of each revocation.</param>
     /// <param name="time">The clock of the registrar's timers; the system clock when null.</param>
     /// <param name="logger">Where the registrar logs, in a <c>region</c> and <c>supernode_id</c> scope; nowhere when null.</param>
+    /// <param name="crl">
+    /// The certificate revocation list this SuperNode enforces, caught up from the directory when a report's
+    /// acknowledgement shows a higher CRL number; null: not followed.
+    /// </param>
     public static Props Props(SuperNodeRegistration registration, DirectoryClient client, DirectoryCache cache,
         RegistrationStatus status, Func<SuperNodeLoad> currentLoad, RevocationCursor revocations, IActorRef sessions,
-        TimeProvider? time = null, ILogger? logger = null)
+        TimeProvider? time = null, ILogger? logger = null, NodeCrlStore? crl = null)
     {
         var clock = time ?? TimeProvider.System;
         var log = logger ?? NullLogger.Instance;
-        return Akka.Actor.Props.Create(() => new DirectoryRegistrar(registration, client, cache, status, currentLoad, revocations, sessions, clock, log));
+        return Akka.Actor.Props.Create(() => new DirectoryRegistrar(registration, client, cache, status, currentLoad, revocations, sessions, clock, log, crl));
     }
 
     public DirectoryRegistrar(SuperNodeRegistration registration, DirectoryClient client, DirectoryCache cache,
         RegistrationStatus status, Func<SuperNodeLoad> currentLoad, RevocationCursor revocations, IActorRef sessions,
-        TimeProvider time, ILogger logger)
+        TimeProvider time, ILogger logger, NodeCrlStore? crl = null)
     {
+        this.crl = crl;
         log = new ScopedLogger(logger, ("region", registration.Region), ("supernode_id", registration.SupernodeId));
         var self = Self;
         timers = new ClockTimers(time, message => self.Tell(message));
@@ -125,6 +136,12 @@ public sealed class DirectoryRegistrar : ReceiveActor
         Receive<RevocationsFetched>(OnRevocationsFetched);
         Receive<Sessions.PeerRevoked>(OnPeerRevoked);
         Receive<RevocationsFailed>(OnRevocationsFailed);
+        Receive<CrlFetched>(OnCrlFetched);
+        Receive<CrlFailed>(failed =>
+        {
+            crlSyncInFlight = false;
+            log.LogError("Certificate revocation list not applied from the directory, tried again on the next report: {Reason}", failed.Cause.Message);
+        });
     }
 
     protected override void PreStart() => Self.Tell(ReportTick.Instance);
@@ -163,6 +180,33 @@ public sealed class DirectoryRegistrar : ReceiveActor
             SyncRevocations();
         else if (reported.Ack.RevocationVersion <= revocations.Version)
             status.MarkRevocationsCurrent();
+        if (crl is not null && reported.Ack.CrlNumber > crl.Number && !crlSyncInFlight)
+            SyncCrl(crl);
+    }
+
+    /// <summary>
+    /// Fetches the directory's certificate revocation list and applies it: <see cref="NodeCrlStore.Apply(byte[])"/> verifies
+    /// it against this SuperNode's own CA (a BaseNode cannot make it refuse or accept what the CA did not sign) and keeps
+    /// it only if it is newer.
+    /// </summary>
+    private void SyncCrl(NodeCrlStore store)
+    {
+        crlSyncInFlight = true;
+        var token = stopping.Token;
+        FetchAsync().PipeTo(Self, success: outcome => new CrlFetched(outcome), failure: ex => new CrlFailed(ex));
+
+        async Task<CrlApplied> FetchAsync() => store.Apply((await client.GetCrlAsync(token)).Der.ToByteArray());
+    }
+
+    private void OnCrlFetched(CrlFetched fetched)
+    {
+        crlSyncInFlight = false;
+        var (list, applied, refusal) = fetched.Outcome;
+        if (applied)
+            log.LogWarning("Applied certificate revocation list number {Number} from the directory: {Count} certificates revoked",
+                list.Number, list.Revoked.Count);
+        else
+            log.LogDebug("Certificate revocation list from the directory not applied: {Reason}", refusal);
     }
 
     private void OnRevocationsFailed(RevocationsFailed failed)

@@ -105,7 +105,8 @@ public static class SuperNodeHost
                         services.GetRequiredService<RevocationCursor>(),
                         registry.Get<PeerSessionShard>(),
                         services.GetRequiredService<TimeProvider>(),
-                        services.GetRequiredService<ILoggerFactory>().CreateLogger<DirectoryRegistrar>()), "directory-registrar");
+                        services.GetRequiredService<ILoggerFactory>().CreateLogger<DirectoryRegistrar>(),
+                        settings.Node.Crl), "directory-registrar");
                     registry.Register<DirectoryRegistrar>(registrar);
                     registry.Register<ExitLegWatch>(system.ActorOf(ExitLegWatch.Props(services.GetRequiredService<RelayService>(), exitAllocator,
                         settings.Id, services.GetRequiredService<ILoggerFactory>().CreateLogger<ExitLegWatch>()), "exit-leg-watch"));
@@ -120,7 +121,8 @@ public static class SuperNodeHost
         builder.Services.AddSingleton(services => new ExitAllocationClient(
             services.GetRequiredService<DirectoryCache>(), services.GetRequiredService<DirectoryClient>(), settings.Node.Tls,
             settings.Exits.PoolAnswerWithin + TimeSpan.FromSeconds(1)));
-        builder.Services.AddSingleton(new DirectoryClient(settings.BaseNodes, settings.Node.Tls));
+        builder.Services.AddSingleton(services => new DirectoryClient(settings.BaseNodes, settings.Node.Tls,
+            services.GetRequiredService<ILogger<DirectoryClient>>()));
         builder.Services.AddSingleton(new DirectoryCache(settings.Node.DataDir));
         builder.Services.AddSingleton<RegistrationStatus>();
         builder.Services.AddSingleton<DirectoryEnrollment>();

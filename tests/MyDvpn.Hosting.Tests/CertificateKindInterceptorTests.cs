@@ -105,6 +105,28 @@ public sealed class CertificateKindInterceptorTests : IDisposable
         Assert.Equal(0, admin.Calls);
     }
 
+    [Fact]
+    public async Task A_revoked_certificate_is_refused_with_CERTIFICATE_REVOKED_on_a_connection_opened_before_the_revocation()
+    {
+        await using var server = await StartAsync(new CertificatePolicy().Allow(Admin.Descriptor.FullName, Callers.SuperNodes),
+            ClientCertificateMode.RequireCertificate);
+        using var channel = GrpcChannels.MutualTls(server.Address, nodeTls);
+        var client = new Admin.AdminClient(channel);
+        await client.GetClusterAsync(new GetClusterRequest(), deadline: Deadline());
+        var serial = CertificateRevocationList.SerialOf(nodeTls.Certificate);
+        var list = CaRevocations.RevokeSerial(serverPki.CaDir, serial, System.Security.Cryptography.X509Certificates.X509RevocationReason.KeyCompromise,
+            DateTimeOffset.UtcNow).List;
+        Assert.True(serverTls.Revocations.TryApply(list, out var problem), problem);
+
+        var refused = await Assert.ThrowsAsync<RpcException>(
+            () => client.GetClusterAsync(new GetClusterRequest(), deadline: Deadline()).ResponseAsync);
+
+        Assert.Equal(StatusCode.PermissionDenied, refused.StatusCode);
+        Assert.Equal(RefusalReason.CertificateRevoked, RefusalReasons.Of(refused));
+        Assert.Contains($"(serial {serial}) was revoked", refused.Status.Detail, StringComparison.Ordinal);
+        Assert.Equal(1, admin.Calls);
+    }
+
     private static CertificatePolicy AdminOnly() =>
         new CertificatePolicy().Allow(Admin.Descriptor.FullName, Callers.Admins);
 

@@ -37,6 +37,20 @@ public sealed class ClusterAdmissionTests : IDisposable
     }
 
     [Fact]
+    public void A_region_cluster_refuses_a_SuperNode_of_its_region_whose_certificate_is_revoked()
+    {
+        var self = Load(pki.IssueSuper("sn-eu-1", "eu-west"));
+        var revoked = Load(pki.IssueSuper("sn-eu-2", "eu-west"));
+        var list = CaRevocations.RevokeSerial(pki.CaDir, CertificateRevocationList.SerialOf(revoked.Certificate), null, DateTimeOffset.UtcNow).List;
+        Assert.True(self.Revocations.TryApply(list, out var problem), problem);
+
+        Assert.False(ClusterAdmission.Admits(self, revoked.Certificate, out var reason));
+        Assert.True(ClusterAdmission.Admits(self, Load(pki.IssueSuper("sn-eu-3", "eu-west")).Certificate, out var other), other);
+
+        Assert.Contains("was revoked at", reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void A_region_cluster_refuses_a_BaseNode()
     {
         var self = Load(pki.IssueSuper("sn-eu-1", "eu-west"));

@@ -261,6 +261,60 @@ public sealed class ClusterNodeOptionsTests : IDisposable
     }
 
     [Fact]
+    public void A_crl_is_enforced_from_the_start_and_kept_in_the_data_dir_for_the_next_start()
+    {
+        var revoked = pki.IssueSuper("sn-1", "eu-west");
+        using (var material = TlsMaterial.Load(revoked))
+            CaRevocations.RevokeSerial(pki.CaDir, CertificateRevocationList.SerialOf(material.Certificate), null, DateTimeOffset.UtcNow);
+        var options = ValidOptions();
+        options.Crl = Path.Combine(pki.CaDir, CaRevocations.CrlFile);
+
+        var first = options.Validate();
+        first.Tls.Dispose();
+        options.Crl = null;
+        var second = options.Validate();
+        using var tls = second.Tls;
+        using var revokedTls = TlsMaterial.Load(revoked);
+
+        Assert.Equal(1UL, first.Crl.Number);
+        Assert.Equal(1UL, second.Crl.Number);
+        Assert.True(File.Exists(Path.Combine(second.DataDir, NodeCrlStore.FileName)));
+        Assert.False(tls.ValidatePeer(revokedTls.Certificate, null, out _));
+    }
+
+    [Fact]
+    public void A_node_whose_own_certificate_the_crl_revokes_does_not_start()
+    {
+        using (var material = TlsMaterial.Load(nodeTls))
+            CaRevocations.RevokeSerial(pki.CaDir, CertificateRevocationList.SerialOf(material.Certificate), null, DateTimeOffset.UtcNow);
+        var options = ValidOptions();
+        options.Crl = Path.Combine(pki.CaDir, CaRevocations.CrlFile);
+
+        var error = Assert.Throws<ConfigurationException>(options.Validate);
+
+        Assert.Equal("--tls", error.Setting);
+        Assert.Contains("own certificate 'CN=node1, OU=mydvpn-node'", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_crl_of_another_CA_or_a_missing_one_is_refused_naming_crl()
+    {
+        var other = new Pki(temp, "other-ca");
+        CaRevocations.Reissue(other.CaDir, DateTimeOffset.UtcNow);
+        var foreign = ValidOptions();
+        foreign.Crl = Path.Combine(other.CaDir, CaRevocations.CrlFile);
+        var missing = ValidOptions();
+        missing.Crl = temp.Sub("no-such.crl");
+
+        var foreignError = Assert.Throws<ConfigurationException>(foreign.Validate);
+        var missingError = Assert.Throws<ConfigurationException>(missing.Validate);
+
+        Assert.Equal(("--crl", "--crl"), (foreignError.Setting, missingError.Setting));
+        Assert.Contains("signature is not this network's CA's", foreignError.Message, StringComparison.Ordinal);
+        Assert.Contains("does not exist", missingError.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Metrics_is_optional()
     {
         var settings = ValidOptions().Validate();

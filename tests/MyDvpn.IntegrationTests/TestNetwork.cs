@@ -117,6 +117,9 @@ public sealed class TestNetwork : IAsyncDisposable
 
     public string CaFile => Path.Combine(caDir, CertificateAuthority.CaCertFile);
 
+    /// <summary>The operator CA's directory, as `mydvpn ca --dir` names it.</summary>
+    public string CaDir => caDir;
+
     /// <summary>An enrollment token made the operator's way: <c>mydvpn admin token create</c>.</summary>
     public async Task<string> CreateTokenAsync(Node baseNode, string role, string region, int uses = 1, string ttl = "1h")
     {

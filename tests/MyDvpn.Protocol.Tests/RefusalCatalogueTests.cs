@@ -40,6 +40,7 @@ public sealed class RefusalCatalogueTests
     [InlineData(RefusalReason.RegionUnreachable, StatusCode.Unavailable, false)]
     [InlineData(RefusalReason.UnknownRegion, StatusCode.NotFound, true)]
     [InlineData(RefusalReason.CertificateMismatch, StatusCode.PermissionDenied, true)]
+    [InlineData(RefusalReason.CertificateRevoked, StatusCode.PermissionDenied, true)]
     [InlineData(RefusalReason.HeartbeatTimeout, StatusCode.DeadlineExceeded, false)]
     public void A_reason_carries_its_status_and_permanence(RefusalReason reason, StatusCode status, bool permanent)
     {

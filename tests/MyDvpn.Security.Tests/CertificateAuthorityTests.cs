@@ -133,7 +133,7 @@ public sealed class CertificateAuthorityTests : IDisposable
         Assert.Equal(new[] { ServerAuth, ClientAuth }.Order().ToArray(), usages);
         Assert.False(cert.Extensions.OfType<X509BasicConstraintsExtension>().Single().CertificateAuthority);
         Assert.Equal(16, cert.SerialNumberBytes.Length);
-        Assert.InRange(cert.NotAfter - DateTime.Now, TimeSpan.FromDays(730 - 1), TimeSpan.FromDays(731));
+        Assert.InRange(cert.NotAfter - DateTime.Now, TimeSpan.FromDays(90 - 1), TimeSpan.FromDays(91));
 
         using var material = TlsMaterial.Load(outDir);
         Assert.True(material.ValidatePeer(cert, CertificateKind.Node, out var reason), reason);

@@ -53,7 +53,7 @@ public sealed class TlsGrpcTestServer : IAsyncDisposable
                 https.SslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13;
                 https.ClientCertificateMode = clientCertificates;
                 https.ClientCertificateValidation = (certificate, _, _) =>
-                    tls.ValidatePeer(certificate, clientCertificateKind, out _);
+                    tls.ValidatePeerIgnoringRevocation(certificate, clientCertificateKind, out _);
             }),
             addServices,
             mapServices);

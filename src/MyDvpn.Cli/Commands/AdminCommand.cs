@@ -102,6 +102,7 @@ public static class AdminCommand
         return new Command("admin", "Inspect and operate the network through a BaseNode's admin API")
         {
             baseNode, tls, json, cluster, regions, sessions, exits, TokenCommand(output, baseNode, tls, json), revoke,
+            CrlCommand(output, baseNode, tls, json),
             DisconnectCommand(output, baseNode, tls, json, peerId),
             DrainCommand(output, baseNode, tls, json), UndrainCommand(output, baseNode, tls, json), RotateCommand(output, baseNode, tls, json),
         };
@@ -269,6 +270,62 @@ public static class AdminCommand
         IssueCommandResponse.OutcomeOneofCase.FailureReason => $"Command {answer.CommandId} to peer {peerId} failed: {answer.FailureReason}",
         _ => $"Command {answer.CommandId} to peer {peerId} is persisted; its session delivers it when the peer is connected.",
     };
+
+    /// <summary>
+    /// <c>admin crl publish FILE</c>: uploads the operator CA's revocation list (checked here against the admin's CA first,
+    /// so a wrong file is a usage error); <c>admin crl show</c>: the list the directory holds.
+    /// </summary>
+    private static Command CrlCommand(TextWriter output, Option<string> baseNode, Option<string> tls, Option<bool> json)
+    {
+        var file = new Argument<string>("FILE") { Description = "The revocation list `mydvpn ca revoke` wrote (ca.crl in the CA directory)" };
+        var publish = new Command("publish",
+            "Publish the CA's certificate revocation list: the directory enforces it at once, SuperNodes from their next report") { file };
+        publish.SetAction((parse, ct) =>
+        {
+            var path = parse.GetRequiredValue(file);
+            using (var adminTls = TlsMaterial.Load(parse.GetRequiredValue(tls)))
+            {
+                try
+                {
+                    CertificateRevocationList.Load(path, adminTls.CaCertificate);
+                }
+                catch (CertificateException ex)
+                {
+                    throw new ConfigurationException("FILE", $"{ex.Message}; publish the ca.crl that `mydvpn ca revoke` or `mydvpn ca crl` wrote", ex);
+                }
+            }
+
+            return WithClient(parse, baseNode, tls, async client =>
+            {
+                var published = await client.PublishCrlAsync(
+                    new PublishCrlRequest { Crl = Google.Protobuf.ByteString.CopyFrom(await File.ReadAllBytesAsync(path, ct)) }, Deadline(ct));
+                if (parse.GetValue(json))
+                    await output.WriteLineAsync(Json.Format(published));
+                else
+                    await output.WriteLineAsync(
+                        $"Published CRL number {published.Number} ({published.Revoked} revoked): the directory enforces it now, SuperNodes from their next report.");
+            });
+        });
+        var show = new Command("show", "The certificate revocation list the directory holds");
+        show.SetAction((parse, ct) => WithClient(parse, baseNode, tls, async client =>
+        {
+            var view = await client.GetCrlAsync(new GetCrlRequest(), Deadline(ct));
+            if (parse.GetValue(json))
+            {
+                await output.WriteLineAsync(Json.Format(view));
+                return;
+            }
+            if (view.Number == 0)
+            {
+                await output.WriteLineAsync("The directory holds no certificate revocation list.");
+                return;
+            }
+            await output.WriteLineAsync($"CRL number {view.Number}, written {view.ThisUpdate.ToDateTimeOffset():u}, {view.Revoked.Count} revoked");
+            foreach (var revoked in view.Revoked)
+                await output.WriteLineAsync($"  {revoked.Serial}  {revoked.RevokedAt.ToDateTimeOffset():u}  {revoked.Reason}");
+        }));
+        return new Command("crl", "The operator CA's certificate revocation list in the directory") { publish, show };
+    }
 
     private static Command TokenCommand(TextWriter output, Option<string> baseNode, Option<string> tls, Option<bool> json)
     {

@@ -50,6 +50,7 @@ public static class NodeCommands
         config.Flag<string[]>("--seed", nameof(ClusterNodeOptions.Seeds), $"HOST:PORT, repeatable: {seedDescription}");
         config.Flag<string>("--listen", nameof(ClusterNodeOptions.Listen), "HOST:PORT of the gRPC (TLS) listener");
         config.Flag<string>("--tls", nameof(ClusterNodeOptions.Tls), "Directory with this node's tls.crt, tls.key and ca.crt (`mydvpn ca issue`)");
+        config.Flag<string>("--crl", nameof(ClusterNodeOptions.Crl), "The operator CA's revocation list (ca.crl from `mydvpn ca revoke`): enforced from the start, before any directory answers");
         config.Flag<string>("--metrics", nameof(ClusterNodeOptions.Metrics), "HOST:PORT for plain-HTTP /metrics, /healthz and /readyz (off unless given)");
         config.Flag<string>("--postgres", nameof(ClusterNodeOptions.Postgres), "PostgreSQL connection string, needed when several nodes share a cluster (default: SQLite in --data-dir)");
     }

@@ -58,6 +58,12 @@ internal sealed class TestPki : IDisposable
 
     public TestPki() => _pki = new Pki(_temp);
 
+    /// <summary>The CA's directory, as <c>mydvpn ca --dir</c> names it.</summary>
+    public string CaDir => _pki.CaDir;
+
+    /// <summary>A new empty directory that goes with the CA's (a node's data dir).</summary>
+    public string Sub(string name) => _temp.Sub(name);
+
     public TlsMaterial Issue(NodeIdentity node) => Keep(TlsMaterial.Load(_pki.IssueNode(node)));
 
     public TlsMaterial IssueAdmin(string name) => Keep(TlsMaterial.Load(_pki.IssueAdmin(name)));

@@ -7,6 +7,7 @@ using Grpc.Net.Client;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
+using MyDvpn.BaseNode.Certificates;
 using MyDvpn.BaseNode.Directory;
 using MyDvpn.BaseNode.Enrollment;
 using MyDvpn.Common;
@@ -35,6 +36,7 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
     private readonly List<TlsGrpcTestServer> _servers = [];
     private readonly List<GrpcChannel> _channels = [];
     private TlsMaterial _nodeTls = null!;
+    private NodeCrlStore _baseCrl = null!;
     /// <summary>The directory as SuperNode sn-test of eu-west calls it.</summary>
     private SuperNodeDirectory.SuperNodeDirectoryClient _directory = null!;
     /// <summary>The directory as BaseNode base-1 calls it.</summary>
@@ -54,6 +56,8 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
         var regionIndex = Sys.ActorOf(ShardStandIn.Props(new RegionIndexMessageExtractor(), _ => RegionIndexEntity.Props()));
         var tokens = Sys.ActorOf(ShardStandIn.Props(new EnrollmentTokenMessageExtractor(), id => EnrollmentTokenEntity.Props(id, _clock, _tokenLog)));
         var revocations = Sys.ActorOf(ShardStandIn.Props(new RevocationsMessageExtractor(), _ => RevocationsEntity.Props(_clock, logger: _revocationsLog)));
+        var crl = Sys.ActorOf(ShardStandIn.Props(new CrlMessageExtractor(), _ => CrlEntity.Props(_clock)));
+        _baseCrl = NodeCrlStore.Open(System.IO.Directory.CreateDirectory(_pki.Sub("base-data")).FullName, crlFile: null, baseTls);
 
         var server = await StartServerAsync(baseTls, BaseNodeHost.Policy, services =>
         {
@@ -61,6 +65,10 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
             services.AddSingleton<IRequiredActor<RegionIndexShard>>(new StandInRegistryEntry<RegionIndexShard>(regionIndex));
             services.AddSingleton<IRequiredActor<EnrollmentTokenShard>>(new StandInRegistryEntry<EnrollmentTokenShard>(tokens));
             services.AddSingleton<IRequiredActor<RevocationsShard>>(new StandInRegistryEntry<RevocationsShard>(revocations));
+            services.AddSingleton<IRequiredActor<CrlShard>>(new StandInRegistryEntry<CrlShard>(crl));
+            services.AddSingleton(_baseCrl);
+            services.AddSingleton<CrlQueries>();
+            services.AddSingleton<CrlPublication>();
             services.AddSingleton(Sys);
             services.AddSingleton<DirectoryQueries>();
             services.AddSingleton<EnrollmentQueries>();
@@ -178,6 +186,49 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
         Assert.Equal(2ul, after.Version);
         var only = Assert.Single(after.Revocations);
         Assert.Equal(("peer-b", 2ul, _clock.GetUtcNow()), (only.PeerId, only.Version, only.RevokedAt.ToDateTimeOffset()));
+    }
+
+    [Fact]
+    public async Task A_published_CRL_is_enforced_at_once_acknowledged_in_reports_and_served_to_SuperNodes()
+    {
+        Assert.Equal(0ul, (await _directory.ReportAsync(ReportOf("sn-test", "eu-west", "127.0.0.1:1"))).CrlNumber);
+        var list = CaRevocations.RevokeSerial(_pki.CaDir, CertificateRevocationList.SerialOf(_nodeTls.Certificate),
+            System.Security.Cryptography.X509Certificates.X509RevocationReason.KeyCompromise, _clock.GetUtcNow()).List;
+        var otherDirectory = DirectoryAs("sn-other", "eu-west");
+
+        var published = await _admin.PublishCrlAsync(new PublishCrlRequest { Crl = ByteString.CopyFrom(list.Der) });
+
+        Assert.Equal((1ul, 1u), (published.Number, published.Revoked));
+        // The connection of sn-test's certificate was opened before the revocation; its next call is refused.
+        var refused = await Assert.ThrowsAsync<RpcException>(() => _directory.ReportAsync(ReportOf("sn-test", "eu-west", "127.0.0.1:1")).ResponseAsync);
+        Assert.Equal(Protocol.Control.RefusalReason.CertificateRevoked, Protocol.Control.RefusalReasons.Of(refused));
+        Assert.Equal(1ul, (await otherDirectory.ReportAsync(ReportOf("sn-other", "eu-west", "127.0.0.1:1"))).CrlNumber);
+        var served = await otherDirectory.GetCrlAsync(new GetCrlRequest());
+        Assert.Equal(1ul, served.Number);
+        Assert.Equal(list.Der, served.Der.ToByteArray());
+        var view = await _admin.GetCrlAsync(new GetCrlRequest());
+        Assert.Equal(CertificateRevocationList.SerialOf(_nodeTls.Certificate), Assert.Single(view.Revoked).Serial);
+        Assert.Equal("key compromise", view.Revoked[0].Reason);
+        Assert.Equal(1ul, _baseCrl.Number);
+    }
+
+    [Fact]
+    public async Task Publishing_an_older_list_or_one_of_another_CA_is_refused_saying_why()
+    {
+        var (one, _) = CaRevocations.Reissue(_pki.CaDir, _clock.GetUtcNow());
+        var (two, _) = CaRevocations.Reissue(_pki.CaDir, _clock.GetUtcNow());
+        using var foreignPki = new TestPki();
+        var (foreign, _) = CaRevocations.Reissue(foreignPki.CaDir, _clock.GetUtcNow());
+        await _admin.PublishCrlAsync(new PublishCrlRequest { Crl = ByteString.CopyFrom(two.Der) });
+
+        var older = await Assert.ThrowsAsync<RpcException>(() => _admin.PublishCrlAsync(new PublishCrlRequest { Crl = ByteString.CopyFrom(one.Der) }).ResponseAsync);
+        var stranger = await Assert.ThrowsAsync<RpcException>(() => _admin.PublishCrlAsync(new PublishCrlRequest { Crl = ByteString.CopyFrom(foreign.Der) }).ResponseAsync);
+
+        Assert.Equal(StatusCode.FailedPrecondition, older.StatusCode);
+        Assert.Contains("CRL number 1 is older than CRL number 2, which the directory holds", older.Status.Detail, StringComparison.Ordinal);
+        Assert.Equal(StatusCode.InvalidArgument, stranger.StatusCode);
+        Assert.Contains("signature is not this network's CA's", stranger.Status.Detail, StringComparison.Ordinal);
+        Assert.Equal(2ul, _baseCrl.Number);
     }
 
     [Fact]
