@@ -116,7 +116,7 @@ public sealed class RelayTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task A_relayed_client_tries_direct_on_a_backoff_and_goes_back_to_it_once_it_works_with_both_legs_closed()
+    public async Task A_direct_path_that_breaks_is_relayed_tried_again_on_a_backoff_and_direct_again_once_healed_with_both_legs_closed()
     {
         // Tries every 5 s, then 10 s (60 s and up to 10 min by default), so that the test sees a failed try and a good one.
         var tries = new Dictionary<string, string>(StringComparer.Ordinal)
@@ -124,9 +124,12 @@ public sealed class RelayTests(ITestOutputHelper output)
             ["MYDVPN__SUPER__EXITS__DIRECTRETRY"] = "00:00:05",
             ["MYDVPN__SUPER__EXITS__DIRECTRETRYMAX"] = "00:00:10",
         };
-        await RunAsync(dropUdpBetweenNats: true, superNodeEnvironment: tries, test: async (network, cancel) =>
+        await RunAsync(dropUdpBetweenNats: false, superNodeEnvironment: tries, test: async (network, cancel) =>
         {
+            await UntilDirectAsync(network, cancel);
+            await network.Testbed.DropUdpBetweenNatsAsync(cancel);
             await UntilRelayedAsync(network, cancel);
+            Assert.Equal("relay", (await AssignmentAsync(network, cancel)).Path);
 
             // While UDP between the NATs is still dropped, a try fails and the chain carries the client again.
             await network.UntilAsync(() => Task.FromResult(Log(network, "sn-eu-1").Contains("back to the relay chain, next try of the direct path in 10 s",
