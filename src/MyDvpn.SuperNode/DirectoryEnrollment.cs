@@ -22,6 +22,11 @@ public sealed class DirectoryEnrollment(DirectoryClient directory) : IEnrollment
             }, ct);
             return new EnrollmentResult.Redeemed(redeemed.TokenId);
         }
+        catch (RpcException ex) when (RefusalReasons.Of(ex) == RefusalReason.RateLimited)
+        {
+            // The directory's own limit on redemptions: the peer hears it as such and backs off.
+            return new EnrollmentResult.Refused(RefusalReason.RateLimited, ex.Status.Detail);
+        }
         catch (RpcException ex) when (ex.StatusCode is StatusCode.PermissionDenied or StatusCode.InvalidArgument)
         {
             return new EnrollmentResult.Refused(RefusalReasons.Of(ex) ?? RefusalReason.BadToken, ex.Status.Detail);

@@ -75,7 +75,21 @@ public sealed class ControlStreamService(
     private async Task<(AuthRequest, StreamInfo, string?)> AuthenticateAsync(
         IAsyncStreamReader<ControlMessage> requestStream, IServerStreamWriter<ControlMessage> responseStream, string source, ServerCallContext context)
     {
-        var challenge = challenges.Issue(Edge.ChallengeLifetime, out var expiresAt);
+        var challenge = challenges.Issue(source, Edge.ChallengeLifetime, out var expiresAt, out var noChallenge)
+            ?? throw new StreamRefusal(RefusalReason.RateLimited, noChallenge!);
+        try
+        {
+            return await AnswerChallengeAsync(challenge, expiresAt, requestStream, responseStream, source, context);
+        }
+        finally
+        {
+            challenges.Settle(source);
+        }
+    }
+
+    private async Task<(AuthRequest, StreamInfo, string?)> AnswerChallengeAsync(byte[] challenge, DateTimeOffset expiresAt,
+        IAsyncStreamReader<ControlMessage> requestStream, IServerStreamWriter<ControlMessage> responseStream, string source, ServerCallContext context)
+    {
         await responseStream.WriteAsync(new ControlMessage
         {
             AuthChallenge = new AuthChallenge { Challenge = Google.Protobuf.ByteString.CopyFrom(challenge), SupernodeId = settings.Id, ExpiresAt = Timestamp.FromDateTimeOffset(expiresAt) },
@@ -104,6 +118,10 @@ public sealed class ControlStreamService(
             case ChallengeBook.Verdict.Unknown:
                 throw new StreamRefusal(RefusalReason.BadSignature, "the signed challenge is not the one this stream was given");
         }
+
+        // Every token presented may be a redemption at the BaseNodes: charged to its source before anyone is asked.
+        if (auth.EnrollmentToken.Length > 0 && limits.AdmitRedemption(source) is { } tooManyTokens)
+            throw new StreamRefusal(RefusalReason.RateLimited, tooManyTokens);
 
         // The peer signed over the certificate its TLS saw; this SuperNode's is the one Kestrel serves.
         var transcript = PeerAuthTranscript.Encode(auth.PeerId, (int)auth.Role, auth.Region, challenge, settings.Id,
