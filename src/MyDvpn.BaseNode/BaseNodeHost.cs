@@ -22,7 +22,7 @@ public static class BaseNodeHost
         .Allow(Protocol.Directory.SuperNodeDirectory.Descriptor.FullName, Callers.SuperNodes)
         .Allow(Protocol.Admin.Admin.Descriptor.FullName, Callers.Admins);
 
-    public static WebApplication Build(ClusterNodeSettings settings, DirectorySettings? directorySettings = null)
+    public static WebApplication Build(ClusterNodeSettings settings, DirectorySettings? directorySettings = null, RedemptionSettings? redemptions = null)
     {
         var directory = directorySettings ?? DirectorySettings.Default;
         // Every caller of a BaseNode holds an operator certificate: SuperNodes a node one, admins an admin one.
@@ -65,6 +65,7 @@ public static class BaseNodeHost
         builder.Services.AddSingleton(Policy);
         builder.Services.AddSingleton<DirectoryQueries>();
         builder.Services.AddSingleton<EnrollmentQueries>();
+        builder.Services.AddSingleton(services => new RedemptionLimits(redemptions ?? RedemptionSettings.Default, TimeProvider.System));
         builder.Services.AddSingleton<SuperNodeClients>();
         builder.Services.AddHostedService(services => new SuperNodeConnections(
             services.GetRequiredService<DirectoryQueries>(), services.GetRequiredService<SuperNodeClients>(), directory.ReportInterval,
