@@ -70,13 +70,19 @@ public sealed class AbuseNetwork : IAsyncLifetime
     }
 
     /// <summary>Events and their bytes in the SuperNode's journal for <paramref name="peerId"/>'s session.</summary>
-    public (long Events, long Bytes) Journal(string peerId)
+    public (long Events, long Bytes) Journal(string peerId) =>
+        JournalWhere("persistence_id = $id", $"peer/{Region}/{peerId}");
+
+    /// <summary>Events of the <c>peers</c> shards (the sessions they started and stopped, remembered).</summary>
+    public (long Events, long Bytes) ShardJournal() => JournalWhere("persistence_id LIKE $id", "%sharding%peers%");
+
+    private (long Events, long Bytes) JournalWhere(string condition, string id)
     {
         using var connection = new SqliteConnection($"Data Source={Path.Combine(Network.Root, "sn-abuse", "akka.db")};Mode=ReadOnly");
         connection.Open();
         using var command = connection.CreateCommand();
-        command.CommandText = "SELECT COUNT(*), COALESCE(SUM(LENGTH(message)), 0) FROM journal WHERE persistence_id = $id";
-        command.Parameters.AddWithValue("$id", $"peer/{Region}/{peerId}");
+        command.CommandText = $"SELECT COUNT(*), COALESCE(SUM(LENGTH(message)), 0) FROM journal WHERE {condition}";
+        command.Parameters.AddWithValue("$id", id);
         using var reader = command.ExecuteReader();
         reader.Read();
         return (reader.GetInt64(0), reader.GetInt64(1));
@@ -223,6 +229,7 @@ public sealed class AbuseTests(AbuseNetwork abuse, ITestOutputHelper output) : I
     {
         var attacker = LoopbackSources.Next();
         var asked = await BaseMetric("mydvpn_enrollment_redemptions_total{outcome=\"BAD_TOKEN\"}");
+        var shards = abuse.ShardJournal();
         var answers = new List<(StatusCode, string)>();
         var junkIds = new List<string>();
         for (var i = 0; i < 6; i++)
@@ -236,6 +243,7 @@ public sealed class AbuseTests(AbuseNetwork abuse, ITestOutputHelper output) : I
         }
 
         output.WriteLine(string.Join(", ", answers));
+        output.WriteLine($"the peers shards' journal: {shards} -> {abuse.ShardJournal()}");
         Assert.Equal([.. Enumerable.Repeat((StatusCode.PermissionDenied, "BAD_TOKEN"), 3), .. Enumerable.Repeat((StatusCode.ResourceExhausted, "RATE_LIMITED"), 3)],
             answers);
         Assert.Equal(asked + 3, await BaseMetric("mydvpn_enrollment_redemptions_total{outcome=\"BAD_TOKEN\"}"));
@@ -245,6 +253,20 @@ public sealed class AbuseTests(AbuseNetwork abuse, ITestOutputHelper output) : I
             "the SuperNode logs each refusal in one line", TimeSpan.FromSeconds(10));
 
         await abuse.EnrollAsync(NewPeerId("legit"));
+    }
+
+    /// <summary>A login with a token not signed by the key it presents is refused at the edge: no session is started for it.</summary>
+    [Fact]
+    public async Task A_token_login_signed_with_another_key_is_refused_without_starting_a_session()
+    {
+        var shards = abuse.ShardJournal();
+        await using var junk = await abuse.OpenAsync(LoopbackSources.Next());
+        var request = junk.SignedRequest(IdentityKey.Generate(), NewPeerId("forged"), PeerRole.Client, AbuseNetwork.Region, LoopbackSources.MadeUpToken());
+        request.PublicKey = ByteString.CopyFrom(IdentityKey.Generate().PublicKey);
+        await junk.SendAsync(request);
+
+        Assert.Equal((StatusCode.Unauthenticated, "BAD_SIGNATURE"), await junk.ExpectRefusalAsync());
+        Assert.Equal(shards, abuse.ShardJournal());
     }
 
     /// <summary>

@@ -119,13 +119,19 @@ public sealed class ControlStreamService(
                 throw new StreamRefusal(RefusalReason.BadSignature, "the signed challenge is not the one this stream was given");
         }
 
-        // Every token presented may be a redemption at the BaseNodes: charged to its source before anyone is asked.
-        if (auth.EnrollmentToken.Length > 0 && limits.AdmitRedemption(source) is { } tooManyTokens)
-            throw new StreamRefusal(RefusalReason.RateLimited, tooManyTokens);
-
         // The peer signed over the certificate its TLS saw; this SuperNode's is the one Kestrel serves.
         var transcript = PeerAuthTranscript.Encode(auth.PeerId, (int)auth.Role, auth.Region, challenge, settings.Id,
             settings.Node.Tls.CertificateSha256);
+        if (auth.EnrollmentToken.Length > 0)
+        {
+            // A login with a token signs with the key it presents: one that does not is junk, refused here without
+            // starting the session of the peer it names (sharding remembers every session it starts).
+            if (!IdentityKey.Verify(auth.PublicKey.Span, transcript, auth.Signature.Span))
+                throw new StreamRefusal(RefusalReason.BadSignature, "the signature does not verify with the public key presented with the token");
+            // Every token presented may be a redemption at the BaseNodes: charged to its source before anyone is asked.
+            if (limits.AdmitRedemption(source) is { } tooManyTokens)
+                throw new StreamRefusal(RefusalReason.RateLimited, tooManyTokens);
+        }
         var decision = await AskSessionAsync(new AuthenticatePeer(
             auth.PeerId, auth.Role, auth.Region, transcript, auth.Signature.ToByteArray(),
             string.IsNullOrEmpty(auth.EnrollmentToken) ? null : auth.EnrollmentToken,
