@@ -23,7 +23,7 @@ public static class BaseNodeHost
         .Allow(Protocol.Directory.SuperNodeDirectory.Descriptor.FullName, Callers.SuperNodes)
         .Allow(Protocol.Admin.Admin.Descriptor.FullName, Callers.Admins);
 
-    public static WebApplication Build(ClusterNodeSettings settings, DirectorySettings? directorySettings = null)
+    public static WebApplication Build(ClusterNodeSettings settings, DirectorySettings? directorySettings = null, RedemptionSettings? redemptions = null)
     {
         var directory = directorySettings ?? DirectorySettings.Default;
         // Every caller of a BaseNode holds an operator certificate: SuperNodes a node one, admins an admin one.
@@ -77,6 +77,7 @@ public static class BaseNodeHost
         builder.Services.AddHostedService(services => new CrlFollower(
             services.GetRequiredService<CrlQueries>(), settings.Crl, directory.ReportInterval, TimeProvider.System,
             services.GetRequiredService<ILogger<CrlFollower>>()));
+        builder.Services.AddSingleton(services => new RedemptionLimits(redemptions ?? RedemptionSettings.Default, TimeProvider.System));
         builder.Services.AddSingleton<SuperNodeClients>();
         builder.Services.AddHostedService(services => new SuperNodeConnections(
             services.GetRequiredService<DirectoryQueries>(), services.GetRequiredService<SuperNodeClients>(), directory.ReportInterval,

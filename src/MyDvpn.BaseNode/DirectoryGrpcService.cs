@@ -14,12 +14,14 @@ namespace MyDvpn.BaseNode;
 /// What SuperNodes call (mutual TLS, SuperNode certificates only): register, report, leave, look up, enroll new peers
 /// with tokens and catch up on revocations. A SuperNode reports, leaves and redeems tokens only as itself, in its own
 /// region: what its certificate names (<see cref="CallerIdentity"/>); anything else is <c>PERMISSION_DENIED</c>,
-/// <c>CERTIFICATE_MISMATCH</c>.
+/// <c>CERTIFICATE_MISMATCH</c>. Token redemptions are limited per calling SuperNode and in all (<see cref="RedemptionLimits"/>):
+/// over it, <c>RESOURCE_EXHAUSTED</c>, <c>RATE_LIMITED</c>.
 /// </summary>
 public sealed class DirectoryGrpcService(
     DirectoryQueries directory,
     EnrollmentQueries enrollment,
     CrlQueries crl,
+    RedemptionLimits redemptionLimits,
     ILogger<DirectoryGrpcService> logger) : SuperNodeDirectory.SuperNodeDirectoryBase
 {
     private static readonly Counter Reports = Metrics.CreateCounter(
@@ -79,6 +81,9 @@ public sealed class DirectoryGrpcService(
         using var scope = logger.BeginScope(new LogScope(("peer_id", redeem.PeerId), ("region", redeem.Region), ("token_id", redeem.TokenId)));
         // A SuperNode enrolls the peers of its own region only.
         var superNode = CallerIdentity.RequireSuperNode(context, logger, claimedId: null, redeem.Region).Id;
+        // Before a token entity is asked: a SuperNode that lets a flood through costs its own share only.
+        if (redemptionLimits.Admit(superNode) is { } tooMany)
+            throw Refuse(superNode, redeem, RefusalReason.RateLimited, tooMany);
 
         // A revoked peer stays out: a token left over must not bring it back under a new key.
         if (await enrollment.RevocationOf(redeem.PeerId, context.CancellationToken) is { } revocation)

@@ -65,7 +65,15 @@ public sealed class BenchCluster : IAsyncDisposable
         var metrics = new HostPort("127.0.0.1", NodeProcess.FreeTcpPort());
         nodes.Add(NodeProcess.Start(executable, "base", Path.Combine(Work, "base.log"),
             ["base", "--data-dir", Path.Combine(Work, "base-data"), "--cluster", $"127.0.0.1:{NodeProcess.FreeTcpPort()}",
-             "--listen", listen.ToString(), "--metrics", metrics.ToString(), "--tls", Path.Combine(Work, "base")]));
+             "--listen", listen.ToString(), "--metrics", metrics.ToString(), "--tls", Path.Combine(Work, "base")],
+            new Dictionary<string, string>
+            {
+                // Every peer of the run enrolls through one or two SuperNodes within seconds: lift the directory's redemption limits.
+                ["MYDVPN__BASE__REDEMPTIONS__PERSUPERNODEBURST"] = "1000000",
+                ["MYDVPN__BASE__REDEMPTIONS__PERSUPERNODEPERSECOND"] = "1000000",
+                ["MYDVPN__BASE__REDEMPTIONS__GLOBALBURST"] = "1000000",
+                ["MYDVPN__BASE__REDEMPTIONS__GLOBALPERSECOND"] = "1000000",
+            }));
         await DemoCommand.WaitReadyAsync(nodes[^1], metrics, cancellationToken);
         baseListen = listen;
         adminTls = TlsMaterial.Load(Path.Combine(Work, "admin"));
@@ -96,6 +104,11 @@ public sealed class BenchCluster : IAsyncDisposable
                 ["MYDVPN__SUPER__EDGE__PERSOURCEPERSECOND"] = "1000000",
                 ["MYDVPN__SUPER__EDGE__GLOBALBURST"] = "1000000",
                 ["MYDVPN__SUPER__EDGE__GLOBALPERSECOND"] = "1000000",
+                ["MYDVPN__SUPER__EDGE__MAXCHALLENGESPERSOURCE"] = "1000000",
+                ["MYDVPN__SUPER__EDGE__REDEEMPERSOURCEBURST"] = "1000000",
+                ["MYDVPN__SUPER__EDGE__REDEEMPERSOURCEPERSECOND"] = "1000000",
+                ["MYDVPN__SUPER__EDGE__REDEEMGLOBALBURST"] = "1000000",
+                ["MYDVPN__SUPER__EDGE__REDEEMGLOBALPERSECOND"] = "1000000",
             });
         nodes.Add(process);
         await DemoCommand.WaitReadyAsync(process, metrics, cancellationToken);

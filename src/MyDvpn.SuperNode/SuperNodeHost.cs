@@ -134,7 +134,7 @@ public static class SuperNodeHost
         builder.Services.AddSingleton<IRelayLegs>(services => services.GetRequiredService<RelayService>());
         builder.Services.AddSingleton(services => new RelayHandOver(services.GetRequiredService<RelayService>(),
             services.GetRequiredService<ExitAllocationClient>(), settings.Id, services.GetRequiredService<ILogger<RelayHandOver>>()));
-        builder.Services.AddSingleton<ChallengeBook>();
+        builder.Services.AddSingleton(services => new ChallengeBook(services.GetRequiredService<TimeProvider>(), settings.Edge));
         builder.Services.AddSingleton(services => new EdgeRateLimits(settings.Edge, services.GetRequiredService<TimeProvider>()));
         builder.Services.AddSingleton<EdgeSecurityLog>();
         builder.Services.AddHealthChecks().AddCheck<RegisteredHealthCheck>("directory-registration", tags: [HealthTags.Ready]);

@@ -38,6 +38,14 @@ public sealed class SuperNodeOptions : ClusterNodeOptions
             throw new ConfigurationException("--max-streams", "must be at least 1");
         try
         {
+            Edge.Validate();
+        }
+        catch (ArgumentException ex)
+        {
+            throw new ConfigurationException($"Super:Edge:{ex.ParamName}", ex.Message);
+        }
+        try
+        {
             Exits.Validate();
         }
         catch (ArgumentException ex)

@@ -46,6 +46,9 @@ public sealed class EdgeNetwork : IAsyncLifetime
             ["HEARTBEATTIMEOUT"] = HeartbeatTimeout.ToString("c", CultureInfo.InvariantCulture),
             ["PERSOURCEBURST"] = "100000",
             ["PERSOURCEPERSECOND"] = "100000",
+            // Every enrollment of this class comes from 127.0.0.1 (AbuseTests covers the limit on tokens per source).
+            ["REDEEMPERSOURCEBURST"] = "100000",
+            ["REDEEMPERSOURCEPERSECOND"] = "100000",
             ["PERPEERBURST"] = "3",
             ["PERPEERPERSECOND"] = "1",
         })

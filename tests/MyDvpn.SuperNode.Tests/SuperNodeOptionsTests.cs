@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using MyDvpn.Common;
 using MyDvpn.Security;
+using MyDvpn.SuperNode.Edge;
 
 namespace MyDvpn.SuperNode.Tests;
 
@@ -60,6 +61,18 @@ public sealed class SuperNodeOptionsTests : IDisposable
         var error = Assert.Throws<ConfigurationException>(options.Validate);
 
         Assert.Equal("--tls", error.Setting);
+    }
+
+    [Fact]
+    public void A_bad_edge_limit_is_refused_naming_its_setting()
+    {
+        var zeroChallenges = ValidOptions();
+        zeroChallenges.Edge = zeroChallenges.Edge with { MaxChallengesPerSource = 0 };
+        var noRefill = ValidOptions();
+        noRefill.Edge = noRefill.Edge with { Messages = new StreamMessageRates { StatusReports = new MessageRate { Burst = 5, PerSecond = 0 } } };
+
+        Assert.Equal("Super:Edge:MaxChallengesPerSource", Assert.Throws<ConfigurationException>(zeroChallenges.Validate).Setting);
+        Assert.Equal("Super:Edge:Messages:StatusReports:PerSecond", Assert.Throws<ConfigurationException>(noRefill.Validate).Setting);
     }
 
     [Fact]

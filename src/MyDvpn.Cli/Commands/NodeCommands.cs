@@ -18,7 +18,16 @@ public static class NodeCommands
         command.SetAction((parse, cancellationToken) =>
         {
             var settings = config.Bind<ClusterNodeOptions>(parse).Validate();
-            return RunAsync(BaseNodeHost.Build(settings), cancellationToken);
+            var limits = config.Bind<MyDvpn.BaseNode.Enrollment.BaseNodeLimits>(parse);
+            try
+            {
+                limits.Redemptions.Validate();
+            }
+            catch (ArgumentException ex)
+            {
+                throw new MyDvpn.Common.ConfigurationException($"Base:Redemptions:{ex.ParamName}", ex.Message);
+            }
+            return RunAsync(BaseNodeHost.Build(settings, redemptions: limits.Redemptions), cancellationToken);
         });
         return command;
     }

@@ -75,7 +75,21 @@ public sealed class ControlStreamService(
     private async Task<(AuthRequest, StreamInfo, string?)> AuthenticateAsync(
         IAsyncStreamReader<ControlMessage> requestStream, IServerStreamWriter<ControlMessage> responseStream, string source, ServerCallContext context)
     {
-        var challenge = challenges.Issue(Edge.ChallengeLifetime, out var expiresAt);
+        var challenge = challenges.Issue(source, Edge.ChallengeLifetime, out var expiresAt, out var noChallenge)
+            ?? throw new StreamRefusal(RefusalReason.RateLimited, noChallenge!);
+        try
+        {
+            return await AnswerChallengeAsync(challenge, expiresAt, requestStream, responseStream, source, context);
+        }
+        finally
+        {
+            challenges.Settle(source);
+        }
+    }
+
+    private async Task<(AuthRequest, StreamInfo, string?)> AnswerChallengeAsync(byte[] challenge, DateTimeOffset expiresAt,
+        IAsyncStreamReader<ControlMessage> requestStream, IServerStreamWriter<ControlMessage> responseStream, string source, ServerCallContext context)
+    {
         await responseStream.WriteAsync(new ControlMessage
         {
             AuthChallenge = new AuthChallenge { Challenge = Google.Protobuf.ByteString.CopyFrom(challenge), SupernodeId = settings.Id, ExpiresAt = Timestamp.FromDateTimeOffset(expiresAt) },
@@ -108,6 +122,16 @@ public sealed class ControlStreamService(
         // The peer signed over the certificate its TLS saw; this SuperNode's is the one Kestrel serves.
         var transcript = PeerAuthTranscript.Encode(auth.PeerId, (int)auth.Role, auth.Region, challenge, settings.Id,
             settings.Node.Tls.CertificateSha256);
+        if (auth.EnrollmentToken.Length > 0)
+        {
+            // A login with a token signs with the key it presents: one that does not is junk, refused here without
+            // starting the session of the peer it names (sharding remembers every session it starts).
+            if (!IdentityKey.Verify(auth.PublicKey.Span, transcript, auth.Signature.Span))
+                throw new StreamRefusal(RefusalReason.BadSignature, "the signature does not verify with the public key presented with the token");
+            // Every token presented may be a redemption at the BaseNodes: charged to its source before anyone is asked.
+            if (limits.AdmitRedemption(source) is { } tooManyTokens)
+                throw new StreamRefusal(RefusalReason.RateLimited, tooManyTokens);
+        }
         var decision = await AskSessionAsync(new AuthenticatePeer(
             auth.PeerId, auth.Role, auth.Region, transcript, auth.Signature.ToByteArray(),
             string.IsNullOrEmpty(auth.EnrollmentToken) ? null : auth.EnrollmentToken,

@@ -17,6 +17,8 @@ public sealed class EdgeRateLimits
     private readonly TokenBuckets perSource;
     private readonly TokenBuckets global;
     private readonly TokenBuckets perPeer;
+    private readonly TokenBuckets redeemPerSource;
+    private readonly TokenBuckets redeemGlobal;
 
     public EdgeRateLimits(EdgeSettings settings, TimeProvider time)
     {
@@ -24,6 +26,8 @@ public sealed class EdgeRateLimits
         perSource = new TokenBuckets(settings.PerSourceBurst, settings.PerSourcePerSecond, time);
         global = new TokenBuckets(settings.GlobalBurst, settings.GlobalPerSecond, time);
         perPeer = new TokenBuckets(settings.PerPeerBurst, settings.PerPeerPerSecond, time);
+        redeemPerSource = new TokenBuckets(settings.RedeemPerSourceBurst, settings.RedeemPerSourcePerSecond, time);
+        redeemGlobal = new TokenBuckets(settings.RedeemGlobalBurst, settings.RedeemGlobalPerSecond, time);
     }
 
     /// <summary>A stream opened from <paramref name="source"/> before it authenticated: its source's bucket, then everyone's.</summary>
@@ -34,6 +38,20 @@ public sealed class EdgeRateLimits
             return $"too many stream opens from {key} (at most {settings.PerSourcePerSecond} a second, {settings.PerSourceBurst} at once); back off and retry";
         if (!global.TryTake(""))
             return $"this SuperNode takes at most {settings.GlobalPerSecond} unauthenticated streams a second from all sources; retry";
+        return null;
+    }
+
+    /// <summary>
+    /// A login from <paramref name="source"/> that presents an enrollment token — a redemption at the directory if the peer
+    /// is new: its source's bucket, then everyone's. Charged before the peer's session is asked.
+    /// </summary>
+    public string? AdmitRedemption(string source)
+    {
+        var key = SourceKey(source);
+        if (!redeemPerSource.TryTake(key))
+            return $"too many logins with an enrollment token from {key} (at most {settings.RedeemPerSourcePerSecond} a second, {settings.RedeemPerSourceBurst} at once); back off and retry";
+        if (!redeemGlobal.TryTake(""))
+            return $"this SuperNode redeems at most {settings.RedeemGlobalPerSecond} enrollment tokens a second from all sources; retry";
         return null;
     }
 
@@ -67,7 +85,7 @@ public sealed class EdgeRateLimits
 /// full ones are forgotten first (a full bucket is what a new one would be), and while every one of them is in use a
 /// new key is refused. Thread-safe.
 /// </summary>
-internal sealed class TokenBuckets(int burst, int perSecond, TimeProvider time, int maxKeys = TokenBuckets.DefaultMaxKeys)
+internal sealed class TokenBuckets(int burst, double perSecond, TimeProvider time, int maxKeys = TokenBuckets.DefaultMaxKeys)
 {
     public const int DefaultMaxKeys = 100_000;
 

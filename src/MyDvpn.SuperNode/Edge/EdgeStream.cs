@@ -28,6 +28,8 @@ public sealed class EdgeStream : ReceiveActor
         new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.0005, 2, 14) });
     private static readonly Gauge OpenStreams = Metrics.CreateGauge(
         "mydvpn_streams_open", "Authenticated peer streams held by this SuperNode.");
+    internal static readonly Counter Dropped = Metrics.CreateCounter(
+        "mydvpn_stream_messages_dropped_total", "Messages of authenticated peer streams dropped, by kind and reason.", "kind", "reason");
 
     /// <summary>A message the peer sent on its stream (other than the AuthRequest).</summary>
     public sealed record Inbound(ControlMessage Message);
@@ -50,6 +52,9 @@ public sealed class EdgeStream : ReceiveActor
     private readonly TimeProvider time;
     private readonly ILogger log;
     private readonly ClockTimers timers;
+    private readonly StreamMessageLimits limits;
+    /// <summary>The kinds of message this stream has had dropped (each logged once).</summary>
+    private readonly HashSet<string> droppedKinds = [];
     private DateTimeOffset lastHeard;
     private ulong pingSequence;
     private IActorRef? session;
@@ -80,6 +85,7 @@ public sealed class EdgeStream : ReceiveActor
         this.sessions = sessions;
         this.registry = registry;
         this.settings = settings;
+        limits = new StreamMessageLimits(settings.Messages, time);
 
         Receive<Inbound>(OnInbound);
         Receive<DeliverCommand>(deliver =>
@@ -142,6 +148,8 @@ public sealed class EdgeStream : ReceiveActor
     {
         lastHeard = time.GetUtcNow();
         var message = inbound.Message;
+        if (!WithinLimits(message))
+            return;
         switch (message.PayloadCase)
         {
             case ControlMessage.PayloadOneofCase.Pong:
@@ -182,6 +190,39 @@ public sealed class EdgeStream : ReceiveActor
             default:
                 Close(new StreamRefusal(RefusalReason.MalformedMessage, $"unexpected {message.PayloadCase} after authentication"));
                 break;
+        }
+    }
+
+    /// <summary>
+    /// Charges <paramref name="message"/> to its kind's limit (<see cref="StreamMessageLimits"/>): within it, it goes on;
+    /// over it, it is dropped and counted; a stream that keeps flooding is closed with <c>RATE_LIMITED</c>. An answer to a
+    /// command this stream is waiting for is never charged.
+    /// </summary>
+    private bool WithinLimits(ControlMessage message)
+    {
+        var limit = message.PayloadCase == ControlMessage.PayloadOneofCase.CommandResponse
+            ? unanswered.Contains(message.CommandResponse.CommandId) ? null : ("stray_command_response", settings.Messages.StrayResponses)
+            : limits.LimitOf(message.PayloadCase);
+        if (limit is null)
+            return true;
+        var (kind, rate) = limit.Value;
+        switch (limits.Admit(kind, rate))
+        {
+            case StreamMessageLimits.Verdict.Admit:
+                return true;
+            case StreamMessageLimits.Verdict.Drop:
+                Dropped.WithLabels(kind, "rate_limited").Inc();
+                if (droppedKinds.Add(kind))
+                {
+                    log.LogWarning("Dropping {Kind} messages of peer {PeerId} over its limit ({Burst} at once, {PerSecond} a second)", kind,
+                        identity.PeerId, rate.Burst, rate.PerSecond);
+                }
+                return false;
+            default:
+                Dropped.WithLabels(kind, "rate_limited").Inc();
+                Close(new StreamRefusal(RefusalReason.RateLimited,
+                    $"the stream kept sending over its message limits ({limits.Dropped} messages dropped, the last a {kind}); back off and reconnect"));
+                return false;
         }
     }
 

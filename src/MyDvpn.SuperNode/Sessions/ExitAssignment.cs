@@ -122,6 +122,8 @@ public static class ExitAssignment
             case ExitRequestDecision.InProgress:
                 return d.Log(LogLevel.Debug, "Exit request for {ExitRegion} ignored, assignment {AssignmentId} is under way", request.Region,
                     state.Exit?.AssignmentId);
+            case ExitRequestDecision.AnsweredFromState answered:
+                return d.Log(LogLevel.Debug, "Exit request for {ExitRegion} answered from state: {Why}", request.Region, answered.Why);
             case ExitRequestDecision.Reissue reissue:
                 var assignment = reissue.Exit.Assignment!;
                 d = CommandDelivery.IssueOwn(d.Log(LogLevel.Information, "Asked again for the exit it holds; sending its SetupExit again"),
@@ -148,8 +150,11 @@ public static class ExitAssignment
 
     /// <summary>
     /// What to do with a client's ExitRequest for <paramref name="region"/>: refuse it (not a client, bad key or region),
-    /// start an allocation, ignore it (one is under way), tell the client its active exit again (same region and key: it
-    /// lost its state), or release the old assignment first (another region or key).
+    /// start an allocation, ignore it (one is under way), or release the old assignment first (another region or key). A
+    /// request for the active exit it holds (same region and key) is answered from state: while a SetupExit or RotatePeer of
+    /// that assignment is in flight, that command is what the client gets (delivered and redelivered on its stream); once
+    /// the client applied one in its current session, it holds the exit and nothing is sent; otherwise (it authenticated
+    /// anew since, and asks: it lost its state) its SetupExit is sent again, once — so repeated requests never issue more.
     /// </summary>
     public static ExitRequestDecision DecideRequest(PeerState state, string region, byte[] clientPublicKey, string newAssignmentId, DateTimeOffset now)
     {
@@ -171,13 +176,25 @@ public static class ExitAssignment
             null => new ExitRequestDecision.Start(new ExitRequested(newAssignmentId, region, (byte[])clientPublicKey.Clone(), now)),
             { Phase: ExitPhase.Requested or ExitPhase.SettingUp } => ExitRequestDecision.InProgress.Instance,
             { Phase: ExitPhase.Active } exit when exit.Region == region && exit.ClientPublicKey.AsSpan().SequenceEqual(clientPublicKey) =>
-                new ExitRequestDecision.Reissue(exit),
+                state.Commands.InFlight.Find(c => AssignmentOf(c.Command) == exit.AssignmentId) is { } inFlight
+                    ? new ExitRequestDecision.AnsweredFromState($"command {inFlight.CommandId} for assignment {exit.AssignmentId} is on its way to the client")
+                    : state.ExitConfirmed == new ExitConfirmation(state.Identity.SessionId ?? "", exit.AssignmentId)
+                        ? new ExitRequestDecision.AnsweredFromState($"the client applied assignment {exit.AssignmentId} in this session already")
+                        : new ExitRequestDecision.Reissue(exit),
             { Phase: ExitPhase.Active } exit => new ExitRequestDecision.ReleaseFirst(
                 $"the client asked for an exit in {region} with {(exit.Region == region ? "a new key" : "another region")}"),
             var exit => new ExitRequestDecision.Refuse(RefusalReason.Unavailable,
                 $"the previous exit (assignment {exit.AssignmentId}) is being released; ask again shortly"),
         };
     }
+
+    /// <summary>The assignment a command gives the peer as a client (a SetupExit or RotatePeer); null for any other command.</summary>
+    public static string? AssignmentOf(Command command) => command.BodyCase switch
+    {
+        Command.BodyOneofCase.SetupExit when command.SetupExit.Side != ExitSide.Exit => command.SetupExit.AssignmentId,
+        Command.BodyOneofCase.RotatePeer => command.RotatePeer.AssignmentId,
+        _ => null,
+    };
 
     /// <summary>Asks the exit's region (again, after a restart) for the requested assignment.</summary>
     public static Decision Allocate(Decision d)
@@ -388,6 +405,9 @@ public abstract record ExitRequestDecision
     }
 
     public sealed record Reissue(ClientExit Exit) : ExitRequestDecision;
+
+    /// <summary>The client already has, or is being sent, what it asks for: nothing new is issued or persisted.</summary>
+    public sealed record AnsweredFromState(string Why) : ExitRequestDecision;
 
     public sealed record ReleaseFirst(string Reason) : ExitRequestDecision;
 }

@@ -156,8 +156,16 @@ public static class Authentication
         return d.Do(new SessionEffect.Reply(new PeerAuthenticated(peerId, role, sessionId, exit)));
     }
 
-    private static Decision Refuse(Decision d, RefusalReason reason, string detail) => d
-        .Log(LogLevel.Warning, "Security: peer {PeerId} refused in region {Region}: {Reason} ({Detail})", d.State.PeerId, d.State.Region,
-            RefusalReasons.WireName(reason), detail)
-        .Do(new SessionEffect.Reply(new PeerRefused(d.State.PeerId, reason, detail)));
+    /// <summary>
+    /// Refuses the authentication. A peer the region does not know (never enrolled, not revoked) leaves nothing behind:
+    /// nothing was persisted for it, and its session is let go at once rather than kept until it is idle.
+    /// </summary>
+    private static Decision Refuse(Decision d, RefusalReason reason, string detail)
+    {
+        d = d.Log(LogLevel.Warning, "Security: peer {PeerId} refused in region {Region}: {Reason} ({Detail})", d.State.PeerId, d.State.Region,
+                RefusalReasons.WireName(reason), detail)
+            .Do(new SessionEffect.Reply(new PeerRefused(d.State.PeerId, reason, detail)));
+        var identity = d.State.Identity;
+        return identity is { Enrolled: false, Revoked: false, Redeeming: false, SessionId: null } ? d.Do(SessionEffect.ForgetUnknownPeer.Instance) : d;
+    }
 }

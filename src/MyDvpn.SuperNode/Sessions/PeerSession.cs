@@ -55,6 +55,8 @@ public sealed class PeerSession : ReceivePersistentActor
     private IActorRef? _edge;
     private string _shownAssignments = "";
     private DateTimeOffset _lastActive;
+    /// <summary>The session asked its shard to passivate it as an unknown peer.</summary>
+    private bool _stopping;
 
     private PeerState _state;
 
@@ -291,6 +293,9 @@ public sealed class PeerSession : ReceivePersistentActor
                 case SessionEffect.UnstashAll:
                     Stash.UnstashAll();
                     break;
+                case SessionEffect.ForgetUnknownPeer:
+                    ForgetUnknownPeer();
+                    break;
                 case SessionEffect.RedeemToken redeem:
                     var authenticating = requester;
                     SessionWork.RedeemAsync(_enrollment, redeem.Enroll, PeerId, _state.Region, _settings.EnrollmentTimeout, _time, _lifetime.Token)
@@ -375,6 +380,20 @@ public sealed class PeerSession : ReceivePersistentActor
         if (_time.GetUtcNow() - _lastActive < _settings.PassivateIdleAfter || _edge is not null || !_state.Idle || _awaitingJournal.Count > 0)
             return;
         Note(LogLevel.Debug, "Idle, asking to be passivated");
+        _timers.Cancel(IdleTimer);
+        Context.Parent.Tell(new Passivate(StopPeerSession.Instance));
+    }
+
+    /// <summary>
+    /// A refused peer the region does not know: with nothing in its journal, no stream and nothing under way, the session
+    /// asks its shard to passivate it now, so that logins naming made-up peers do not keep sessions alive.
+    /// </summary>
+    private void ForgetUnknownPeer()
+    {
+        if (LastSequenceNr != 0 || _edge is not null || !_state.Idle || _awaitingJournal.Count > 0 || _stopping)
+            return;
+        _stopping = true;
+        Note(LogLevel.Debug, "Unknown peer refused, asking to be passivated");
         _timers.Cancel(IdleTimer);
         Context.Parent.Tell(new Passivate(StopPeerSession.Instance));
     }

@@ -34,6 +34,13 @@ public sealed record PeerState(
     /// <summary>Assignments the client left (a rotation's old one, or its new one that did not complete), until their region releases them.</summary>
     public ImmutableList<RetiringExit> Retiring { get; init; } = [];
 
+    /// <summary>
+    /// The assignment whose half the client applied (its SetupExit or RotatePeer answered with a result) and the session it
+    /// was authenticated in then. Folded from the journal, never persisted of its own (nor in the snapshot): a client that
+    /// asks again, in that same session, for the exit it holds already has it (<see cref="ExitAssignment.DecideRequest"/>).
+    /// </summary>
+    public ExitConfirmation? ExitConfirmed { get; init; }
+
     public const string JournalUnavailable = "the session journal is unavailable; retry";
 
     public string PeerId => Identity.PeerId;
@@ -123,10 +130,15 @@ public sealed record PeerState(
     {
         if (Commands.FindInFlight(commandId) is not { } command)
             return this;
+        var applied = response?.OutcomeCase == CommandResponse.OutcomeOneofCase.Result && ExitAssignment.AssignmentOf(command.Command) is { } assignment
+                      && Identity.SessionId is { } sessionId
+            ? new ExitConfirmation(sessionId, assignment)
+            : ExitConfirmed;
         return this with
         {
             Exit = Exit?.Concluded(commandId, response, failureReason),
             Serving = Serving.Concluded(Region, PeerId, command, response),
+            ExitConfirmed = applied,
         };
     }
 
@@ -182,6 +194,9 @@ public sealed record PeerState(
         return snapshot.InFlight.Aggregate(state, (s, issued) => s.Apply(issued));
     }
 }
+
+/// <summary>The client applied its half of assignment <paramref name="AssignmentId"/> while authenticated in session <paramref name="SessionId"/>.</summary>
+public sealed record ExitConfirmation(string SessionId, string AssignmentId);
 
 /// <summary>
 /// A <see cref="PeerState"/> as stored in the snapshot store: lists only (the default JSON serializer cannot read an

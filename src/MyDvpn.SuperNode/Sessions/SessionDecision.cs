@@ -94,6 +94,15 @@ public abstract record SessionEffect
 
     public sealed record CancelTimer(string Key) : SessionEffect;
 
+    /// <summary>
+    /// The peer is unknown and was refused: if its journal holds nothing, the session asks its shard to stop it now (it
+    /// would otherwise live until it is idle).
+    /// </summary>
+    public sealed record ForgetUnknownPeer : SessionEffect
+    {
+        public static readonly ForgetUnknownPeer Instance = new();
+    }
+
     /// <summary>Authentications that waited for an enrollment are decided now.</summary>
     public sealed record UnstashAll : SessionEffect
     {

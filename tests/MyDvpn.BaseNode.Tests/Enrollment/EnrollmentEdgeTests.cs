@@ -28,6 +28,9 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
 {
     private const string Reason = "mydvpn-reason";
 
+    /// <summary>Above what any other test here redeems; the limit's own test runs into them.</summary>
+    private static readonly RedemptionSettings Redemptions = new() { PerSuperNodeBurst = 6, PerSuperNodePerSecond = 1, GlobalBurst = 9, GlobalPerSecond = 1 };
+
     private readonly ManualTimeProvider _clock = new();
     private readonly TestOutputLogger _directoryLog = new(output, nameof(DirectoryEntity));
     private readonly TestOutputLogger _tokenLog = new(output, nameof(EnrollmentTokenEntity));
@@ -72,6 +75,7 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
             services.AddSingleton(Sys);
             services.AddSingleton<DirectoryQueries>();
             services.AddSingleton<EnrollmentQueries>();
+            services.AddSingleton(new RedemptionLimits(Redemptions, _clock));
             services.AddSingleton<SuperNodeClients>();
         }, app =>
         {
@@ -135,6 +139,36 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
             DirectoryAs("sn-us", "us-east").RedeemTokenAsync(Redeem(token.Token, "peer-1", role: 2, region: "us-east")).ResponseAsync)));
         _clock.Advance(TimeSpan.FromSeconds(60));
         Assert.Equal(["TOKEN_EXPIRED"], ReasonsIn(await RefusedAsync(Redeem(token.Token, "peer-1", role: 2))));
+    }
+
+    /// <summary>
+    /// Issue 13: random tokens all reached the directory. Now a SuperNode gets its share (6 at once, 1 a second here) and
+    /// all SuperNodes together theirs (9, 1 a second); over either, RESOURCE_EXHAUSTED with RATE_LIMITED, and no token
+    /// entity is asked.
+    /// </summary>
+    [Fact]
+    public async Task Redemptions_are_limited_per_SuperNode_and_in_all()
+    {
+        string Junk() => TokenCredential.Generate().Text;
+        var fromTest = new List<string>();
+        for (var i = 0; i < 7; i++)
+            fromTest.AddRange(ReasonsIn(await RefusedAsync(Redeem(Junk(), $"peer-{i}"))));
+        var us = DirectoryAs("sn-us", "us-east");
+        var fromUs = new List<string>();
+        for (var i = 0; i < 4; i++)
+        {
+            fromUs.AddRange(ReasonsIn(await Assert.ThrowsAsync<RpcException>(() =>
+                us.RedeemTokenAsync(Redeem(Junk(), $"peer-us-{i}", region: "us-east")).ResponseAsync)));
+        }
+        var limited = await RefusedAsync(Redeem(Junk(), "peer-late"));
+
+        Assert.Equal([.. Enumerable.Repeat("BAD_TOKEN", 6), "RATE_LIMITED"], fromTest);
+        Assert.Equal([.. Enumerable.Repeat("BAD_TOKEN", 3), "RATE_LIMITED"], fromUs);
+        Assert.Equal(StatusCode.ResourceExhausted, limited.StatusCode);
+        Assert.Contains("sn-test", limited.Status.Detail, StringComparison.Ordinal);
+
+        _clock.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(["BAD_TOKEN"], ReasonsIn(await RefusedAsync(Redeem(Junk(), "peer-after"))));
     }
 
     [Fact]

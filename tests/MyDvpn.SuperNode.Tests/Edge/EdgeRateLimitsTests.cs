@@ -125,6 +125,29 @@ public sealed class EdgeRateLimitsTests
     }
 
     [Fact]
+    public void Logins_with_a_token_are_limited_per_source_and_in_all()
+    {
+        var limits = new EdgeRateLimits(EdgeSettings.Default with
+        {
+            RedeemPerSourceBurst = 2,
+            RedeemPerSourcePerSecond = 0.5,
+            RedeemGlobalBurst = 3,
+            RedeemGlobalPerSecond = 1,
+        }, time);
+
+        Assert.Null(limits.AdmitRedemption("192.0.2.1"));
+        Assert.Null(limits.AdmitRedemption("192.0.2.1"));
+        Assert.Contains("too many logins with an enrollment token from 192.0.2.1", limits.AdmitRedemption("192.0.2.1"), StringComparison.Ordinal);
+        Assert.Null(limits.AdmitRedemption("192.0.2.2"));
+        Assert.Contains("redeems at most 1 enrollment tokens a second from all sources", limits.AdmitRedemption("192.0.2.3"), StringComparison.Ordinal);
+        time.Advance(TimeSpan.FromSeconds(1));
+        Assert.NotNull(limits.AdmitRedemption("192.0.2.1"));
+        Assert.Null(limits.AdmitRedemption("192.0.2.3"));
+        time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Null(limits.AdmitRedemption("192.0.2.1"));
+    }
+
+    [Fact]
     public void Buckets_are_bounded_full_ones_are_forgotten_first_and_while_all_are_in_use_a_new_key_is_refused()
     {
         var buckets = new TokenBuckets(burst: 1, perSecond: 1, time, maxKeys: 2);
@@ -138,20 +161,28 @@ public sealed class EdgeRateLimitsTests
     }
 }
 
+/// <summary>The challenges on the manual clock: single use, a lifetime, remembered a while, and bounded.</summary>
 public sealed class ChallengeBookTests
 {
-    private sealed class Clock : TimeProvider
-    {
-        public DateTimeOffset Now { get; set; } = DateTimeOffset.UnixEpoch;
+    private const string Source = "192.0.2.1";
 
-        public override DateTimeOffset GetUtcNow() => Now;
-    }
+    private readonly ManualTimeProvider clock = new(new DateTimeOffset(2030, 1, 1, 0, 0, 0, TimeSpan.Zero));
+
+    private ChallengeBook Book(int perSource = 64, int total = 100_000) => new(clock, EdgeSettings.Default with
+    {
+        MaxChallengesPerSource = perSource,
+        MaxChallenges = total,
+        ChallengesKeptFor = TimeSpan.FromSeconds(30),
+    });
+
+    private static byte[] Issued(ChallengeBook book, string source = Source) =>
+        book.Issue(source, TimeSpan.FromSeconds(5), out _, out var refusal) ?? throw new InvalidOperationException(refusal);
 
     [Fact]
     public void A_challenge_is_good_once()
     {
-        var book = new ChallengeBook(new Clock());
-        var challenge = book.Issue(TimeSpan.FromSeconds(5), out _);
+        var book = Book();
+        var challenge = Issued(book);
         Assert.Equal(ChallengeBook.Verdict.Fresh, book.Consume(challenge, challenge));
         Assert.Equal(ChallengeBook.Verdict.Replayed, book.Consume(challenge, challenge));
     }
@@ -159,9 +190,9 @@ public sealed class ChallengeBookTests
     [Fact]
     public void Another_streams_challenge_is_a_replay_and_a_made_up_one_is_unknown()
     {
-        var book = new ChallengeBook(new Clock());
-        var mine = book.Issue(TimeSpan.FromSeconds(5), out _);
-        var theirs = book.Issue(TimeSpan.FromSeconds(5), out _);
+        var book = Book();
+        var mine = Issued(book);
+        var theirs = Issued(book);
         Assert.Equal(ChallengeBook.Verdict.Replayed, book.Consume(mine, theirs));
         Assert.Equal(ChallengeBook.Verdict.Unknown, book.Consume(mine, new byte[ChallengeBook.Size]));
     }
@@ -169,11 +200,66 @@ public sealed class ChallengeBookTests
     [Fact]
     public void A_challenge_answered_after_its_lifetime_is_expired()
     {
-        var clock = new Clock();
-        var book = new ChallengeBook(clock);
-        var challenge = book.Issue(TimeSpan.FromSeconds(5), out var expiresAt);
-        Assert.Equal(clock.Now.AddSeconds(5), expiresAt);
-        clock.Now = clock.Now.AddSeconds(6);
+        var book = Book();
+        var start = clock.GetUtcNow();
+        var challenge = book.Issue(Source, TimeSpan.FromSeconds(5), out var expiresAt, out _)!;
+        Assert.Equal(start.AddSeconds(5), expiresAt);
+        clock.Advance(TimeSpan.FromSeconds(6));
         Assert.Equal(ChallengeBook.Verdict.Expired, book.Consume(challenge, challenge));
+    }
+
+    /// <summary>Issue 13: challenges were kept 10 minutes. Now 30 s past their expiry (the setting), then forgotten.</summary>
+    [Fact]
+    public void Challenges_are_forgotten_once_kept_past_their_expiry_for_the_setting()
+    {
+        var book = Book();
+        var old = Issued(book);
+        book.Settle(Source);
+        clock.Advance(TimeSpan.FromSeconds(5 + 30));
+        Issued(book);
+        Assert.Equal(2, book.Count);
+
+        clock.Advance(TimeSpan.FromSeconds(3)); // the book sweeps every tenth of the 30 s
+        var fresh = Issued(book);
+
+        Assert.Equal(2, book.Count);
+        Assert.Equal(ChallengeBook.Verdict.Unknown, book.Consume(fresh, old));
+    }
+
+    [Fact]
+    public void A_source_with_its_maximum_outstanding_gets_no_more_until_one_settles_while_another_source_does()
+    {
+        var book = Book(perSource: 3);
+        for (var i = 0; i < 3; i++)
+            Issued(book);
+
+        Assert.Null(book.Issue(Source, TimeSpan.FromSeconds(5), out _, out var refusal));
+        Assert.Contains("3 streams from 192.0.2.1 are still answering", refusal, StringComparison.Ordinal);
+        Issued(book, "192.0.2.2");
+        // An IPv6 source counts by its /64, like the stream limits.
+        for (var i = 0; i < 3; i++)
+            Issued(book, $"2001:db8:1:2::{i + 1}");
+        Assert.Null(book.Issue("2001:db8:1:2::99", TimeSpan.FromSeconds(5), out _, out _));
+        Assert.Equal(3, book.OutstandingFor("2001:db8:1:2:ffff::1"));
+
+        book.Settle(Source);
+        Issued(book);
+    }
+
+    [Fact]
+    public void The_book_holds_at_most_its_maximum_and_makes_room_as_old_ones_are_forgotten()
+    {
+        var book = Book(total: 4);
+        for (var i = 0; i < 4; i++)
+        {
+            Issued(book, $"198.51.100.{i}");
+            book.Settle($"198.51.100.{i}");
+        }
+
+        Assert.Null(book.Issue(Source, TimeSpan.FromSeconds(5), out _, out var refusal));
+        Assert.Contains("maximum of 4 challenges", refusal, StringComparison.Ordinal);
+        clock.Advance(TimeSpan.FromSeconds(36));
+        Issued(book);
+        Assert.Equal(1, book.Count);
     }
 }

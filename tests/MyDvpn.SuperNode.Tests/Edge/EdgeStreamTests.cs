@@ -157,10 +157,141 @@ public sealed class EdgeStreamTests(ITestOutputHelper output) : Akka.TestKit.Xun
         Assert.Equal(["peer_id=laptop-1, session_id=session-1, region=eu-west"], entry.Scopes);
     }
 
-    private IActorRef Start(TestProbe? sessions = null, int exitCapacity = 0)
+    /// <summary>
+    /// A working agent for ten minutes of the clock: a Ping a second, a Pong to every Ping of the stream, a StatusReport
+    /// every 5 s and after each of a few set-ups one more at once, an ExitRequest every 30 s, and its answers to commands
+    /// — 40 at once after a reconnect. Nothing of it is dropped.
+    /// </summary>
+    [Fact]
+    public void A_working_peer_never_meets_the_message_limits()
+    {
+        var sessions = CreateTestProbe();
+        var edge = Start(sessions);
+        var dropped = DroppedTotal();
+        var reports = 0;
+        var commands = 0;
+        for (var second = 1; second <= 600; second++)
+        {
+            _clock.Advance(TimeSpan.FromSeconds(1));
+            edge.Tell(new EdgeStream.Inbound(new ControlMessage { Ping = new Ping { Sequence = (ulong)second } }));
+            if (second % 5 == 0 || second % 97 == 0)
+            {
+                edge.Tell(new EdgeStream.Inbound(new ControlMessage { StatusReport = new StatusReport() }));
+                reports++;
+            }
+            if (second % 30 == 0)
+                edge.Tell(new EdgeStream.Inbound(new ControlMessage { ExitRequest = new ExitRequest { Region = "us-east" } }));
+            if (second == 300)
+            {
+                for (var i = 0; i < 40; i++)
+                {
+                    edge.Tell(new DeliverCommand(new Command { CommandId = $"c{i}" }));
+                    RoundTrip(edge);
+                    DrainAndAnswerPings(edge);
+                }
+                for (var i = 0; i < 40; i++)
+                    edge.Tell(new EdgeStream.Inbound(new ControlMessage { CommandResponse = new CommandResponse { CommandId = $"c{i}" } }));
+                commands = 40;
+            }
+            RoundTrip(edge);
+            DrainAndAnswerPings(edge);
+        }
+
+        RoundTrip(edge);
+        Assert.False(_closed.Task.IsCompleted);
+        Assert.Equal(dropped, DroppedTotal());
+        var received = sessions.ReceiveWhile(m => m, TimeSpan.FromMilliseconds(500));
+        Assert.Equal(reports, received.OfType<HandshakesReported>().Count());
+        Assert.Equal(20, received.OfType<RequestExit>().Count());
+        Assert.Equal(commands, received.OfType<CommandAnswered>().Count());
+    }
+
+    /// <summary>Issue 13: no limit after login. Over a kind's limit a message is dropped and counted; a stream that keeps on is closed.</summary>
+    [Fact]
+    public async Task Messages_over_their_limit_are_dropped_and_counted_and_a_stream_that_keeps_flooding_is_closed_rate_limited()
+    {
+        var sessions = CreateTestProbe();
+        var settings = Settings with
+        {
+            Messages = new StreamMessageRates
+            {
+                ExitRequests = new MessageRate { Burst = 3, PerSecond = 0.5 },
+                Drops = new MessageRate { Burst = 5, PerSecond = 1 },
+            },
+        };
+        var edge = Start(sessions, settings: settings);
+        sessions.ExpectMsg<AttachStream>(Patience);
+        Watch(edge);
+        var dropped = EdgeStream.Dropped.WithLabels("exit_request", "rate_limited").Value;
+        var request = new ControlMessage { ExitRequest = new ExitRequest { Region = "us-east" } };
+
+        for (var i = 0; i < 8; i++)
+            edge.Tell(new EdgeStream.Inbound(request));
+        RoundTrip(edge);
+
+        Assert.Equal(3, sessions.ReceiveWhile(m => m as RequestExit, TimeSpan.FromMilliseconds(300)).Count);
+        Assert.Equal(dropped + 5, EdgeStream.Dropped.WithLabels("exit_request", "rate_limited").Value);
+        Assert.False(_closed.Task.IsCompleted);
+        Assert.Single(_log.Entries, e => e.Message.StartsWith("Dropping exit_request messages of peer laptop-1", StringComparison.Ordinal));
+
+        // Two seconds on, one more is let through; the next one is the sixth drop within the drops' burst: closed.
+        _clock.Advance(TimeSpan.FromSeconds(2));
+        edge.Tell(new EdgeStream.Inbound(request));
+        for (var i = 0; i < 4; i++)
+            edge.Tell(new EdgeStream.Inbound(request));
+
+        ExpectTerminated(edge, Patience);
+        var refusal = await _closed.Task;
+        Assert.Equal(RefusalReason.RateLimited, refusal.Reason);
+        Assert.Contains("kept sending over its message limits", refusal.Detail, StringComparison.Ordinal);
+        Assert.Single(sessions.ReceiveWhile(m => m as RequestExit, TimeSpan.FromMilliseconds(300)));
+    }
+
+    [Fact]
+    public void Answers_to_commands_the_stream_waits_for_are_never_limited_and_stray_ones_are()
+    {
+        var sessions = CreateTestProbe();
+        var settings = Settings with { Messages = new StreamMessageRates { StrayResponses = new MessageRate { Burst = 2, PerSecond = 0.1 } } };
+        var edge = Start(sessions, settings: settings);
+        sessions.ExpectMsg<AttachStream>(Patience);
+        for (var i = 0; i < 10; i++)
+        {
+            edge.Tell(new DeliverCommand(new Command { CommandId = $"c{i}" }));
+            RoundTrip(edge);
+            while (_outbound.Reader.TryRead(out _))
+            {
+            }
+        }
+
+        for (var i = 0; i < 10; i++)
+            edge.Tell(new EdgeStream.Inbound(new ControlMessage { CommandResponse = new CommandResponse { CommandId = $"c{i}" } }));
+        // Answered again (duplicates) and answers to ids never sent: stray.
+        for (var i = 0; i < 5; i++)
+            edge.Tell(new EdgeStream.Inbound(new ControlMessage { CommandResponse = new CommandResponse { CommandId = $"c{i}" } }));
+        RoundTrip(edge);
+
+        var answered = sessions.ReceiveWhile(m => m as CommandAnswered, TimeSpan.FromMilliseconds(300));
+        Assert.Equal([.. Enumerable.Range(0, 10).Select(i => $"c{i}"), "c0", "c1"], answered.Select(a => a!.Response.CommandId));
+    }
+
+    private static double DroppedTotal() =>
+        new[] { "heartbeat", "status_report", "exit_request", "exit_release", "info_request", "stray_command_response" }
+            .Sum(kind => EdgeStream.Dropped.WithLabels(kind, "rate_limited").Value);
+
+    /// <summary>Empties the stream's queue as its writer would, answering the stream's Pings as an agent does.</summary>
+    private void DrainAndAnswerPings(IActorRef edge)
+    {
+        while (_outbound.Reader.TryRead(out var message))
+        {
+            if (message.PayloadCase == ControlMessage.PayloadOneofCase.Ping)
+                edge.Tell(new EdgeStream.Inbound(new ControlMessage { Pong = new Pong { Sequence = message.Ping.Sequence, PingSentAt = message.Ping.SentAt } }));
+        }
+    }
+
+    private IActorRef Start(TestProbe? sessions = null, int exitCapacity = 0, EdgeSettings? settings = null)
     {
         var identity = new StreamInfo(PeerId, PeerRole.Exit, SessionId, "198.51.100.7", _clock.GetUtcNow(), null);
-        var edge = Sys.ActorOf(EdgeStream.Props(identity, _outbound.Writer, _closed, (sessions ?? CreateTestProbe()).Ref, _registry, Settings,
+        var edge = Sys.ActorOf(EdgeStream.Props(identity, _outbound.Writer, _closed, (sessions ?? CreateTestProbe()).Ref, _registry, settings ?? Settings,
             exitCapacity, _clock, _log));
         RoundTrip(edge);
         return edge;

@@ -1,3 +1,4 @@
+using Akka.Cluster.Sharding;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Security;
 using MyDvpn.SuperNode.Sessions;
@@ -158,6 +159,50 @@ public sealed class PeerSessionAuthenticationTests(ITestOutputHelper output) : P
         Assert.Equal(new PeerRefused(PeerId, reason, "the directory says no"), refused);
         Assert.False(State(entity).Enrolled);
         Assert.Empty(JournalEvents(PersistenceId));
+    }
+
+    /// <summary>
+    /// Issue 13: a well-formed login naming an unknown peer kept a session alive (until it was idle, 2 min). Nothing is
+    /// persisted for it, and its session asks its shard to stop it at once, whether its token was made up, missing or its
+    /// signature wrong.
+    /// </summary>
+    [Theory]
+    [InlineData("made-up token")]
+    [InlineData("no token")]
+    [InlineData("bad signature")]
+    public void An_unknown_peer_refused_leaves_nothing_persisted_and_its_session_stops(string attempt)
+    {
+        var entity = ChildActorOf(PeerSession.Props(PeerId, Region, Fast with { PassivateIdleAfter = TimeSpan.FromMinutes(2) }, Enrollment,
+            PeersRegion.Ref, Clock, logger: SessionLog));
+        Enrollment.AnswerWith(new EnrollmentResult.Refused(RefusalReason.BadToken, "no such token"));
+        var login = attempt switch
+        {
+            "made-up token" => EnrollingAuth(),
+            "no token" => Auth(),
+            _ => Auth(signer: IdentityKey.Generate(), token: Token, publicKey: Key.PublicKey),
+        };
+
+        Request<PeerRefused>(entity, login);
+
+        Assert.Same(StopPeerSession.Instance, ExpectMsg<Passivate>(Patience).StopMessage);
+        Assert.Empty(JournalEvents(PersistenceId));
+        Watch(entity);
+        entity.Tell(StopPeerSession.Instance, TestActor);
+        ExpectTerminated(entity, Patience);
+    }
+
+    [Fact]
+    public void An_enrolled_peer_refused_keeps_its_session()
+    {
+        var entity = ChildActorOf(PeerSession.Props(PeerId, Region, Fast with { PassivateIdleAfter = TimeSpan.FromMinutes(2) }, Enrollment,
+            PeersRegion.Ref, Clock, logger: SessionLog));
+        Enroll(entity);
+
+        Assert.Equal(RefusalReason.BadSignature, Request<PeerRefused>(entity, Auth(signer: IdentityKey.Generate())).Reason);
+
+        Advance(entity, TimeSpan.FromMinutes(1));
+        ExpectNoMsg(TimeSpan.Zero);
+        Assert.True(State(entity).Enrolled);
     }
 
     [Fact]

@@ -243,10 +243,12 @@ public sealed class PeerSessionExitTests(ITestOutputHelper output) : PeerSession
         var entity = StartWithExits();
         var edge = ConnectClient(entity);
         var assignmentId = await ActivateExit(entity, edge);
+        // The agent restarted without its tunnel state: it authenticates anew and asks for the exit it holds.
+        var restarted = AttachEdge(entity, Authenticate(entity));
 
         entity.Tell(new RequestExit(PeerId, ExitRegion, ClientKey));
 
-        var again = ExpectDelivered(edge, Command.BodyOneofCase.SetupExit).SetupExit;
+        var again = ExpectDelivered(restarted, Command.BodyOneofCase.SetupExit).SetupExit;
         Assert.Equal((assignmentId, ExitSide.Client, ExitEndpoint), (again.AssignmentId, again.Side, again.Peer.Endpoint));
         Assert.Equal(1, Allocator.AllocationCalls);
         Assert.Equal(ExitAssignmentRecord.Active, Assert.Single(State(entity).Assignments).State);
@@ -513,6 +515,71 @@ public sealed class PeerSessionExitTests(ITestOutputHelper output) : PeerSession
         entity.Tell(new AttachStream(PeerId, sessionId, edge.Ref, "203.0.113.9", capacity), edge.Ref);
         edge.ExpectMsg(new StreamAttached(PeerId, sessionId), Patience);
         return edge;
+    }
+
+    /// <summary>
+    /// Issue 13: 200 ExitRequests for an exit already held re-issued 200 SetupExits and wrote them all to the journal. The
+    /// client here answers every command it gets (each answer is written too). Measured (journal bytes: the serialized
+    /// events): before, 200 SetupExits and 400 events; now none.
+    /// </summary>
+    [Fact]
+    public async Task Repeated_requests_for_the_exit_it_holds_are_answered_from_state_without_a_setup_or_an_event()
+    {
+        var entity = StartWithExits();
+        var edge = ConnectClient(entity);
+        await ActivateExit(entity, edge);
+        var (eventsBefore, bytesBefore) = JournalSize();
+
+        var setups = 0;
+        for (var i = 0; i < 200; i++)
+        {
+            entity.Tell(new RequestExit(PeerId, ExitRegion, ClientKey));
+            State(entity);
+            foreach (var delivered in edge.ReceiveWhile(m => m, TimeSpan.FromMilliseconds(10))
+                         .OfType<DeliverCommand>())
+            {
+                setups += delivered.Command.BodyCase == Command.BodyOneofCase.SetupExit ? 1 : 0;
+                entity.Tell(new CommandAnswered(PeerId, Done(delivered.Command.CommandId)));
+            }
+        }
+        State(entity);
+        var (eventsAfter, bytesAfter) = JournalSize();
+
+        Output!.WriteLine($"200 repeated ExitRequests: {setups} SetupExits, {eventsAfter - eventsBefore} events, {bytesAfter - bytesBefore} journal bytes");
+        Assert.Equal(0, setups);
+        Assert.Equal((0, 0L), (eventsAfter - eventsBefore, bytesAfter - bytesBefore));
+    }
+
+    [Fact]
+    public async Task A_client_that_authenticated_anew_and_asks_for_its_exit_gets_its_setup_exit_once()
+    {
+        var entity = StartWithExits();
+        var edge = ConnectClient(entity);
+        var assignmentId = await ActivateExit(entity, edge);
+        // It restarted without its tunnel state: a new session, and it asks (more than once before the answer comes).
+        var again = AttachEdge(entity, Authenticate(entity));
+
+        for (var i = 0; i < 5; i++)
+            entity.Tell(new RequestExit(PeerId, ExitRegion, ClientKey));
+        var setup = ExpectDelivered(again, Command.BodyOneofCase.SetupExit);
+        State(entity);
+        entity.Tell(new CommandAnswered(PeerId, Done(setup.CommandId)));
+        for (var i = 0; i < 5; i++)
+            entity.Tell(new RequestExit(PeerId, ExitRegion, ClientKey));
+        State(entity);
+
+        Assert.Equal(assignmentId, setup.SetupExit.AssignmentId);
+        Assert.Empty(again.ReceiveWhile(m => m, TimeSpan.FromMilliseconds(200))
+            .OfType<DeliverCommand>());
+        Assert.Single(Journaled<CommandIssued>(), c => Command.Parser.ParseFrom(c.Command).CommandId == setup.CommandId);
+        Assert.Equal(2, Journaled<CommandIssued>().Count);
+    }
+
+    /// <summary>Events in the peer's journal and their size as stored (the serializer's bytes).</summary>
+    private (int Events, long Bytes) JournalSize()
+    {
+        var events = JournalEvents(PersistenceId);
+        return (events.Count, events.Sum(e => (long)Sys.Serialization.FindSerializerFor(e).ToBinary(e).Length));
     }
 
     /// <summary>Has the client ask for an exit, the region allocate it and the client apply its half; returns the assignment id.</summary>

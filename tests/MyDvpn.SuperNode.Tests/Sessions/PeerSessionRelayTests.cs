@@ -325,15 +325,16 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
         var edge = ConnectClient(entity);
         var assignmentId = await Relayed(entity, edge);
 
-        // The agent lost its state (the relay endpoint with it) and asks for the exit it holds.
+        // The agent lost its state (the relay endpoint with it), authenticates anew and asks for the exit it holds.
+        var restarted = AttachFrom(entity, Authenticate(entity), ClientAddress);
         entity.Tell(new RequestExit(PeerId, ExitRegion, ClientKey));
 
-        var again = ExpectDelivered(edge, Command.BodyOneofCase.SetupExit).SetupExit;
+        var again = ExpectDelivered(restarted, Command.BodyOneofCase.SetupExit).SetupExit;
         Assert.Equal(assignmentId, again.AssignmentId);
         if (again.Peer.Endpoint != ClientLeg)
         {
             // Sent as the direct SetupExit: a RelaySetup must follow it, or the client goes back to the failed path.
-            var relaySetup = ExpectDelivered(edge, Command.BodyOneofCase.RelaySetup).RelaySetup;
+            var relaySetup = ExpectDelivered(restarted, Command.BodyOneofCase.RelaySetup).RelaySetup;
             Assert.Equal((assignmentId, ClientLeg), (relaySetup.AssignmentId, relaySetup.RelayEndpoint));
         }
 

@@ -150,10 +150,48 @@ public sealed class ExitAssignmentTests
     }
 
     [Fact]
-    public void Asking_again_for_the_exit_it_holds_resends_its_setup_and_its_relay_leg()
+    public void Asking_again_after_authenticating_anew_for_the_exit_it_holds_resends_its_setup_and_its_relay_leg()
+    {
+        var anew = Relayed(ActiveExit(), T0).Apply(new SessionStarted("s-2", PeerRole.Client, Now));
+
+        var decision = anew.Decide(new RequestExit(PeerId, ExitRegion, ClientKey), Now);
+
+        Assert.Equal([Command.BodyOneofCase.SetupExit, Command.BodyOneofCase.RelaySetup], decision.Sent().Select(c => c.BodyCase));
+        Assert.All(decision.Events, e => Assert.IsType<CommandIssued>(e));
+    }
+
+    [Fact]
+    public void Asking_again_in_the_session_it_applied_its_exit_in_sends_and_persists_nothing()
     {
         var decision = Relayed(ActiveExit(), T0).Decide(new RequestExit(PeerId, ExitRegion, ClientKey), Now);
 
-        Assert.Equal([Command.BodyOneofCase.SetupExit, Command.BodyOneofCase.RelaySetup], decision.Sent().Select(c => c.BodyCase));
+        Assert.Empty(decision.Events);
+        Assert.Empty(decision.Sent());
+        Assert.Empty(decision.Effects.OfType<SessionEffect.SendToPeer>());
+    }
+
+    [Fact]
+    public void Asking_again_while_its_resent_setup_is_in_flight_sends_and_persists_nothing_more()
+    {
+        var anew = ActiveExit().Apply(new SessionStarted("s-2", PeerRole.Client, Now));
+        var resent = anew.Decide(new RequestExit(PeerId, ExitRegion, ClientKey), Now).State;
+
+        var decision = resent.Decide(new RequestExit(PeerId, ExitRegion, ClientKey), Now);
+
+        Assert.Empty(decision.Events);
+        Assert.Empty(decision.Sent());
+    }
+
+    [Fact]
+    public void A_resent_setup_the_client_failed_to_apply_is_sent_again_when_it_asks_again()
+    {
+        var anew = ActiveExit().Apply(new SessionStarted("s-2", PeerRole.Client, Now));
+        var resent = anew.Decide(new RequestExit(PeerId, ExitRegion, ClientKey), Now);
+        var setup = Assert.Single(resent.Sent());
+        var failed = resent.State.Decide(new CommandAnswered(PeerId, Failed(setup.CommandId, "wg-mydvpn is missing")), Now).State;
+
+        var decision = failed.Decide(new RequestExit(PeerId, ExitRegion, ClientKey), Now);
+
+        Assert.Equal([Command.BodyOneofCase.SetupExit], decision.Sent().Select(c => c.BodyCase));
     }
 }
