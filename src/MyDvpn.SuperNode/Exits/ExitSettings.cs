@@ -53,8 +53,18 @@ public sealed record ExitSettings
     /// </summary>
     public TimeSpan DirectPathTimeout { get; init; } = TimeSpan.FromSeconds(2);
 
-    /// <summary>After a relay chain could not be set up, the next attempt waits this long.</summary>
-    public TimeSpan RelayRetry { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>
+    /// After a relay chain could not be set up, the next attempt waits this long, and twice as long after each further
+    /// failure, up to <see cref="RelayRetryMax"/>. A chain usually fails while a SuperNode of the exit's region that just
+    /// crashed is being replaced (the region's cluster downs it and re-homes its shards within seconds): a short first wait
+    /// puts the traffic back on a chain soon after.
+    /// </summary>
+    public TimeSpan RelayRetry { get; init; } = TimeSpan.FromSeconds(2);
+
+    public TimeSpan RelayRetryMax { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The wait before the next attempt at a chain after <paramref name="failedAttempts"/> in a row that failed (the first: 0).</summary>
+    public TimeSpan RelayRetryAfter(int failedAttempts) => Doubling(RelayRetry, RelayRetryMax, failedAttempts);
 
     /// <summary>
     /// A path that worked (a direct one that handshook, or a relay chain) is broken once the client reports no
@@ -82,8 +92,11 @@ public sealed record ExitSettings
     public TimeSpan DirectRetryMax { get; init; } = TimeSpan.FromMinutes(10);
 
     /// <summary>The wait before the next try of the direct path after <paramref name="failedAttempts"/> that failed since the chain was set up.</summary>
-    public TimeSpan DirectRetryAfter(int failedAttempts) =>
-        TimeSpan.FromTicks(Math.Min(DirectRetryMax.Ticks, DirectRetry.Ticks * (1L << Math.Clamp(failedAttempts, 0, 30))));
+    public TimeSpan DirectRetryAfter(int failedAttempts) => Doubling(DirectRetry, DirectRetryMax, failedAttempts);
+
+    /// <summary><paramref name="first"/>, doubled <paramref name="doublings"/> times, at most <paramref name="max"/>.</summary>
+    private static TimeSpan Doubling(TimeSpan first, TimeSpan max, int doublings) =>
+        TimeSpan.FromTicks(Math.Min(max.Ticks, first.Ticks * (1L << Math.Clamp(doublings, 0, 30))));
 
     /// <summary>
     /// An exit is stale (<c>EXIT_STALE</c>) when, within <see cref="StaleWindow"/>, this many of its clients report their
@@ -130,13 +143,15 @@ public sealed record ExitSettings
                      (RemoveDeadline, nameof(RemoveDeadline)), (AllocationTimeout, nameof(AllocationTimeout)), (ReleaseRetry, nameof(ReleaseRetry)),
                      (DirectPathTimeout, nameof(DirectPathTimeout)), (RelayRetry, nameof(RelayRetry)),
                      (PathStaleAfter, nameof(PathStaleAfter)), (SilentPathAfter, nameof(SilentPathAfter)),
-                     (DirectRetry, nameof(DirectRetry)), (DirectRetryMax, nameof(DirectRetryMax)),
+                     (DirectRetry, nameof(DirectRetry)), (DirectRetryMax, nameof(DirectRetryMax)), (RelayRetryMax, nameof(RelayRetryMax)),
                      (StaleWindow, nameof(StaleWindow)), (StaleFor, nameof(StaleFor)),
                  })
         {
             if (value <= TimeSpan.Zero)
                 throw new ArgumentException($"Super:Exits:{name} must be positive, was {value}.", name);
         }
+        if (RelayRetryMax < RelayRetry)
+            throw new ArgumentException($"Super:Exits:{nameof(RelayRetryMax)} ({RelayRetryMax}) must be at least {nameof(RelayRetry)} ({RelayRetry}).", nameof(RelayRetryMax));
         if (DirectRetryMax < DirectRetry)
             throw new ArgumentException($"Super:Exits:{nameof(DirectRetryMax)} ({DirectRetryMax}) must be at least {nameof(DirectRetry)} ({DirectRetry}).", nameof(DirectRetryMax));
         if (StaleClients < 1)

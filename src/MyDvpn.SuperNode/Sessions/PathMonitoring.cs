@@ -20,9 +20,10 @@ namespace MyDvpn.SuperNode.Sessions;
 /// <param name="Attempt">A relayed client's try of the direct path under way (<see cref="DirectReturn"/>).</param>
 /// <param name="FailedDirectAttempts">Tries of the direct path that failed since the assignment became active (the backoff).</param>
 /// <param name="ExitHandshake">The last handshake with the exit the client reported.</param>
+/// <param name="FailedRelayAttempts">Attempts at a relay chain that failed in a row (the retry's backoff).</param>
 public sealed record PathState(bool DirectConfirmed, bool DirectPathOverdue, bool RelayStarting, string? RelayDue, bool NoHandshakeReported = false,
     PathSilence? Silence = null, string? ExitLostUnreplaced = null, DirectAttempt? Attempt = null, int FailedDirectAttempts = 0,
-    DateTimeOffset? ExitHandshake = null)
+    DateTimeOffset? ExitHandshake = null, int FailedRelayAttempts = 0)
 {
     public static readonly PathState Initial = new(false, false, false, null);
 }
@@ -54,7 +55,8 @@ public sealed record PathSilence(ulong Rx, ulong Tx, DateTimeOffset Since)
 /// which may reach here just before or just after the timeout.) A path that worked is set up again once the client sends and receives
 /// nothing back for <see cref="Exits.ExitSettings.SilentPathAfter"/> (<see cref="PathSilence"/>), or shows no handshake
 /// for <see cref="Exits.ExitSettings.PathStaleAfter"/>; a chain that loses a leg, or whose client leg is not
-/// here when the client attaches, is chained anew. A failed attempt is retried after <see cref="Exits.ExitSettings.RelayRetry"/>.
+/// here when the client attaches, is chained anew. A failed attempt is retried after <see cref="Exits.ExitSettings.RelayRetry"/>,
+/// doubling up to <see cref="Exits.ExitSettings.RelayRetryMax"/>.
 /// </summary>
 public static class PathMonitoring
 {
@@ -274,15 +276,16 @@ public static class PathMonitoring
 
         if (finished.Problem is not null || finished.ClientLeg is null || finished.ExitLeg is null)
         {
-            var retry = state.Config.Exits!.RelayRetry;
+            var retry = state.Config.Exits!.RelayRetryAfter(state.Path.FailedRelayAttempts);
             // The retry timer decides the next attempt; reports meanwhile must not bring it forward.
             return d.Log(LogLevel.Warning, "Relay chain for assignment {AssignmentId} could not be set up ({Problem}); trying again in {RetrySeconds:0} s",
                     finished.AssignmentId, finished.Problem, retry.TotalSeconds)
-                .With(s => s with { Path = s.Path with { DirectPathOverdue = false } })
+                .With(s => s with { Path = s.Path with { DirectPathOverdue = false, FailedRelayAttempts = s.Path.FailedRelayAttempts + 1 } })
                 .Do(new SessionEffect.StartTimer(DirectPathTimer, new DirectPathExpired(finished.AssignmentId, Retry: true), retry));
         }
 
         d = d.Record(new RelayEstablished(finished.AssignmentId, finished.ClientLeg, finished.ExitLeg, now))
+            .With(s => s with { Path = s.Path with { FailedRelayAttempts = 0 } })
             .Log(LogLevel.Information, "Assignment {AssignmentId} relayed: client leg {ClientLeg}, exit leg {ExitLeg}", finished.AssignmentId,
                 finished.ClientLeg, finished.ExitLeg)
             .Do(SessionEffect.ShowAssignments.Instance);

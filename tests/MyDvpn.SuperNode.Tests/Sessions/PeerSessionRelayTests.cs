@@ -244,7 +244,7 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
         Legs.ExpectMsg<OpenRelayRequest>(Patience);
         Legs.ExpectMsg<RelayLegsClosed>(Patience);
 
-        // The agent goes on reporting no handshake, every few seconds in production (RelayRetry is 30 s there).
+        // The agent goes on reporting no handshake, every few seconds in production (RelayRetry is 2 s there, doubling up to 30 s).
         ReportWithoutRelay(entity, exits.RelayRetry - ReportInterval);
 
         Assert.Single(Allocator.RelayCalls);

@@ -129,7 +129,15 @@ public sealed class PathMonitoringTests
         var retry = failed.Effect<SessionEffect.StartTimer>();
         Assert.Equal((new DirectPathExpired(AssignmentId, Retry: true), ExitConfig.RelayRetry), (retry.Message, retry.Delay));
         Assert.Empty(failed.State.Decide(Report(null), AfterTimeout).Effects);
-        Assert.Single(failed.State.Decide(retry.Message, AfterTimeout + ExitConfig.RelayRetry).Effects.OfType<SessionEffect.OpenRelayChain>());
+        var again = failed.State.Decide(retry.Message, AfterTimeout + ExitConfig.RelayRetry);
+        Assert.Single(again.Effects.OfType<SessionEffect.OpenRelayChain>());
+
+        // Each further failure waits twice as long, up to RelayRetryMax; a chain set up starts the count again.
+        var second = again.State.Decide(new RelayFinished(AssignmentId, null, null, "no relay port free"), AfterTimeout + ExitConfig.RelayRetry);
+        Assert.Equal(2 * ExitConfig.RelayRetry, second.Effect<SessionEffect.StartTimer>().Delay);
+        Assert.Equal(TimeSpan.FromSeconds(30), ExitConfig.RelayRetryAfter(10));
+        var made = second.State.Decide(retry.Message, AfterTimeout).State.Decide(new RelayFinished(AssignmentId, "192.0.2.1:40000", "198.51.100.20:41000", null), AfterTimeout);
+        Assert.Equal(0, made.State.Path.FailedRelayAttempts);
     }
 
     [Fact]
