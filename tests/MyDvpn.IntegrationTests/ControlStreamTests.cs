@@ -382,7 +382,7 @@ public sealed class ControlStreamTests(EdgeNetwork edge, ITestOutputHelper outpu
         // The admin API directly (the CLI's process start would blur the timing), on a connection already open: the
         // clock measures the revocation, not the admin's own TCP and TLS handshakes with the BaseNode.
         using var adminTls = TlsMaterial.Load(edge.Network.AdminTls);
-        using var channel = Hosting.GrpcChannels.MutualTls(edge.Base.Listen, adminTls);
+        using var channel = Hosting.GrpcChannels.MutualTls(edge.Base.Listen, adminTls, ExpectedServer.BaseNode);
         var admin = new Protocol.Admin.Admin.AdminClient(channel);
         await admin.GetClusterAsync(new Protocol.Admin.GetClusterRequest());
         var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -479,7 +479,7 @@ public sealed class ControlStreamTests(EdgeNetwork edge, ITestOutputHelper outpu
         });
 
         using var adminTls = TlsMaterial.Load(edge.Network.AdminTls);
-        using var channel = Hosting.GrpcChannels.MutualTls(edge.Base.Listen, adminTls);
+        using var channel = Hosting.GrpcChannels.MutualTls(edge.Base.Listen, adminTls, ExpectedServer.BaseNode);
         var admin = new Protocol.Admin.Admin.AdminClient(channel);
         var issuing = admin.IssueCommandAsync(new Protocol.Admin.AdminCommandRequest
         {

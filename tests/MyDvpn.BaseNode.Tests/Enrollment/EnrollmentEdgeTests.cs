@@ -502,7 +502,7 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
 
     private GrpcChannel Channel(HostPort server, TlsMaterial tls)
     {
-        var channel = GrpcChannels.MutualTls(server, tls);
+        var channel = GrpcChannels.MutualTls(server, tls, ExpectedServer.BaseNode);
         _channels.Add(channel);
         return channel;
     }
