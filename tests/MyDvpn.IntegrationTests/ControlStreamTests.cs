@@ -135,6 +135,24 @@ public sealed class ControlStreamTests(EdgeNetwork edge, ITestOutputHelper outpu
     }
 
     [Fact]
+    public async Task An_exit_offer_changed_after_signing_is_refused_and_the_signed_one_accepted()
+    {
+        var peerId = NewPeerId();
+        var key = await edge.EnrollAsync(peerId, PeerRole.Exit);
+        await using (var tampered = await edge.OpenAsync())
+        {
+            var request = tampered.SignedRequest(key, peerId, PeerRole.Exit, EdgeNetwork.Region, exitOffer: 2);
+            request.ExitOffer.MaxClients = 100_000;
+            await tampered.SendAsync(request);
+            await ExpectRefused(tampered, StatusCode.Unauthenticated, "BAD_SIGNATURE");
+        }
+
+        await using var signed = await edge.OpenAsync();
+        await signed.SendAsync(signed.SignedRequest(key, peerId, PeerRole.Exit, EdgeNetwork.Region, exitOffer: 2));
+        Assert.Equal(ControlMessage.PayloadOneofCase.AuthResponse, (await signed.ReadAsync()).PayloadCase);
+    }
+
+    [Fact]
     public async Task A_captured_auth_request_replayed_on_a_new_stream_is_refused()
     {
         var peerId = NewPeerId();

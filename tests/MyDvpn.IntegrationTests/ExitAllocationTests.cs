@@ -594,8 +594,7 @@ public sealed class ExitAllocationTests(ITestOutputHelper output)
         {
             var token = await network.CreateTokenAsync(baseNode, "exit", ExitRegion);
             var peer = await RawPeer.OpenAsync(super.Listen, network.CaFile);
-            var request = peer.SignedRequest(IdentityKey.Generate(), peerId, PeerRole.Exit, ExitRegion, token);
-            request.ExitOffer = new ExitOffer { MaxClients = (uint)capacity };
+            var request = peer.SignedRequest(IdentityKey.Generate(), peerId, PeerRole.Exit, ExitRegion, token, exitOffer: (uint)capacity);
             await peer.SendAsync(request);
             Assert.Equal(ControlMessage.PayloadOneofCase.AuthResponse, (await peer.ReadAsync()).PayloadCase);
             return new RawExit(peer);

@@ -105,9 +105,10 @@ public sealed class ControlStreamService(
                 throw new StreamRefusal(RefusalReason.BadSignature, "the signed challenge is not the one this stream was given");
         }
 
-        // The peer signed over the certificate its TLS saw; this SuperNode's is the one Kestrel serves.
+        // The peer signed over the certificate its TLS saw (this SuperNode's is the one Kestrel serves) and over its exit
+        // offer, as it came: a changed offer does not verify.
         var transcript = PeerAuthTranscript.Encode(auth.PeerId, (int)auth.Role, auth.Region, challenge, settings.Id,
-            settings.Node.Tls.CertificateSha256);
+            settings.Node.Tls.CertificateSha256, auth.ExitOffer?.MaxClients ?? 0);
         var decision = await AskSessionAsync(new AuthenticatePeer(
             auth.PeerId, auth.Role, auth.Region, transcript, auth.Signature.ToByteArray(),
             string.IsNullOrEmpty(auth.EnrollmentToken) ? null : auth.EnrollmentToken,
