@@ -147,10 +147,10 @@ public static class ExitSetup
         }
 
         var choice = d.State.Exits.EndpointOf(setup.ExitPeerId!, result, d.State.Settings);
-        if (choice.RefusedClaim is { } why)
+        if (choice.RefusedClaim is { } refusal)
         {
             d = d.Log(LogLevel.Warning, "Security event: exit {ExitPeerId} claimed endpoint {Claimed}, not taken: {Why}; its clients reach it at {Endpoint}",
-                    setup.ExitPeerId, result.Endpoint, why, choice.Endpoint ?? "(nowhere known)")
+                    setup.ExitPeerId, result.Endpoint, refusal, choice.Endpoint ?? "(nowhere known)")
                 .Do(new PoolEffect.CountRefusedEndpoint());
         }
         if (choice.Endpoint is not { } endpoint)
