@@ -95,7 +95,7 @@ public sealed class TunnelAddressingTests
     [InlineData("169.254.0.0/16", "link-local")]
     [InlineData("0.0.0.0/12", "'this network'")]
     [InlineData("240.0.0.0/12", "reserved and broadcast")]
-    [InlineData("128.0.0.0/1", "multicast")]
+    [InlineData("128.0.0.0/1", "link-local")]
     public void Pool_in_reserved_address_space_is_refused_naming_the_setting_and_the_block(string pool, string block)
     {
         // Agents validate every exit subnet with the same blocks (TunnelRules) and would refuse every command.

@@ -138,7 +138,7 @@ public sealed class ExitSetupTests
         var acked = first.Then(Acked(first.Issued(Command.BodyOneofCase.SetupExit), Key(0xE1)));
 
         var refusal = Assert.IsType<ExitAllocationRefused>(acked.Answer(Awaited.Allocation, "as-1"));
-        Assert.Equal("exit-a gave no endpoint and its public address is unknown", refusal.Detail);
+        Assert.Equal("exit-a gave no endpoint the SuperNode can vouch for and its public address is unknown", refusal.Detail);
         Assert.Equal([("exit-a", Command.BodyOneofCase.RemoveExit)], acked.Commands());
     }
 
