@@ -77,7 +77,7 @@ public sealed class BenchCluster : IAsyncDisposable
         await DemoCommand.WaitReadyAsync(nodes[^1], metrics, cancellationToken);
         baseListen = listen;
         adminTls = TlsMaterial.Load(Path.Combine(Work, "admin"));
-        adminChannel = GrpcChannels.MutualTls(listen, adminTls);
+        adminChannel = GrpcChannels.MutualTls(listen, adminTls, ExpectedServer.BaseNode);
     }
 
     /// <summary>

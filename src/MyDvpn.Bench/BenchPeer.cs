@@ -94,7 +94,8 @@ public sealed class BenchPeer : IAsyncDisposable
             if (!await call.ResponseStream.MoveNext(cancellationToken) || call.ResponseStream.Current.AuthChallenge is not { } challenge)
                 throw new InvalidOperationException("no challenge");
             var transcript = PeerAuthTranscript.Encode(peerId, (int)role, region, challenge.Challenge.Span, challenge.SupernodeId,
-                serverCertificateSha256 ?? throw new InvalidOperationException("a challenge came without a trusted server certificate"));
+                serverCertificateSha256 ?? throw new InvalidOperationException("a challenge came without a trusted server certificate"),
+                servesExits ? exitMaxClients : 0);
             await call.RequestStream.WriteAsync(new ControlMessage
             {
                 AuthRequest = new AuthRequest

@@ -180,7 +180,7 @@ public static class Program
         if (mode == "commands" && peers.Count > 0)
         {
             using var nodeTls = cluster.LoadClientTls();
-            using var superChannel = GrpcChannels.MutualTls(super.Listen, nodeTls);
+            using var superChannel = GrpcChannels.MutualTls(super.Listen, nodeTls, ExpectedServer.AnySuperNode);
             var client = new SuperNodePeers.SuperNodePeersClient(superChannel);
             var latencies = new double[commandCount];
             var commandFailures = 0;

@@ -6,13 +6,14 @@ using MyDvpn.Security;
 
 namespace MyDvpn.Hosting;
 
-/// <summary>gRPC client channels with mutual TLS against the operator CA.</summary>
+/// <summary>gRPC client channels with mutual TLS against the operator CA, to a server that is the node the caller means.</summary>
 public static class GrpcChannels
 {
     /// <param name="tls">The caller's own certificate (node or admin) and the CA it trusts.</param>
+    /// <param name="expected">The node the server must be: its certificate must name that role (and region, when given).</param>
     /// <param name="connect">Opens the TCP connection (e.g. from a socket in another network namespace); null: the default.</param>
     /// <param name="logger">Where a refused server certificate is logged (revoked, or not a node's); nowhere when null.</param>
-    public static GrpcChannel MutualTls(HostPort server, TlsMaterial tls, TimeSpan? connectTimeout = null,
+    public static GrpcChannel MutualTls(HostPort server, TlsMaterial tls, ExpectedServer expected, TimeSpan? connectTimeout = null,
         Func<SocketsHttpConnectionContext, CancellationToken, ValueTask<Stream>>? connect = null, ILogger? logger = null)
     {
         var handler = new SocketsHttpHandler
@@ -28,7 +29,7 @@ public static class GrpcChannels
                 ClientCertificates = [tls.Certificate],
                 RemoteCertificateValidationCallback = (_, certificate, _, _) =>
                 {
-                    if (tls.ValidateServerCertificate(certificate, out var reason))
+                    if (tls.ValidateServerCertificate(certificate, expected, out var reason))
                         return true;
                     logger?.LogWarning("Security event: refused the server {Server}: {Reason}", server, reason);
                     return false;

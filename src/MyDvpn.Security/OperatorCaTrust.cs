@@ -115,6 +115,27 @@ public sealed class OperatorCaTrust(X509Certificate2 ca, CertificateRevocations?
         }
     }
 
+    /// <summary>
+    /// The check of a node-to-node client: <see cref="ValidateServerCertificate(X509Certificate?, out string)"/>, and the
+    /// identity it names is the node the client meant to call (<paramref name="expected"/>).
+    /// </summary>
+    public bool ValidateServerCertificate(X509Certificate? certificate, ExpectedServer expected, out string reason)
+    {
+        switch (certificate)
+        {
+            case null:
+                reason = "no certificate presented";
+                return false;
+            case X509Certificate2 certificate2:
+                return ValidateNode(certificate2, out var identity, out reason) && expected.Admits(identity, out reason);
+            default:
+                using (var copy = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData()))
+                {
+                    return ValidateNode(copy, out var copied, out reason) && expected.Admits(copied, out reason);
+                }
+        }
+    }
+
     private string Describe(X509Certificate2 peer, X509ChainStatus[] statuses)
     {
         var flags = statuses.Aggregate(X509ChainStatusFlags.NoError, (all, s) => all | s.Status);

@@ -124,6 +124,10 @@ public sealed class TlsMaterial : IDisposable
     public bool ValidateServerCertificate(X509Certificate? certificate, out string reason) =>
         trust.ValidateServerCertificate(certificate, out reason);
 
+    /// <summary>See <see cref="OperatorCaTrust.ValidateServerCertificate(X509Certificate?, ExpectedServer, out string)"/>.</summary>
+    public bool ValidateServerCertificate(X509Certificate? certificate, ExpectedServer expected, out string reason) =>
+        trust.ValidateServerCertificate(certificate, expected, out reason);
+
     public void Dispose()
     {
         Certificate.Dispose();

@@ -23,7 +23,7 @@ public sealed class DirectoryClient : IDisposable
     public DirectoryClient(IReadOnlyList<HostPort> baseNodes, TlsMaterial tls, ILogger? logger = null)
     {
         this.baseNodes = baseNodes;
-        channels = [.. baseNodes.Select(node => new Lazy<GrpcChannel>(() => GrpcChannels.MutualTls(node, tls, logger: logger)))];
+        channels = [.. baseNodes.Select(node => new Lazy<GrpcChannel>(() => GrpcChannels.MutualTls(node, tls, ExpectedServer.BaseNode, logger: logger)))];
     }
 
     public Task<ReportAck> ReportAsync(SuperNodeReport report, CancellationToken cancellationToken) =>

@@ -43,7 +43,7 @@ public sealed class CertificateKindInterceptorTests : IDisposable
     public async Task An_admin_certificate_may_call_an_admin_only_service()
     {
         await using var server = await StartAsync(AdminOnly(), ClientCertificateMode.RequireCertificate);
-        using var channel = GrpcChannels.MutualTls(server.Address, adminTls);
+        using var channel = GrpcChannels.MutualTls(server.Address, adminTls, ExpectedServer.BaseNode);
 
         var state = await new Admin.AdminClient(channel).GetClusterAsync(new GetClusterRequest(), deadline: Deadline());
 
@@ -55,7 +55,7 @@ public sealed class CertificateKindInterceptorTests : IDisposable
     public async Task A_node_certificate_is_refused_by_an_admin_only_service_with_PermissionDenied()
     {
         await using var server = await StartAsync(AdminOnly(), ClientCertificateMode.RequireCertificate);
-        using var channel = GrpcChannels.MutualTls(server.Address, nodeTls);
+        using var channel = GrpcChannels.MutualTls(server.Address, nodeTls, ExpectedServer.BaseNode);
         var client = new Admin.AdminClient(channel);
 
         var getCluster = await Assert.ThrowsAsync<RpcException>(
@@ -76,7 +76,7 @@ public sealed class CertificateKindInterceptorTests : IDisposable
     public async Task A_service_the_policy_does_not_name_accepts_any_certificate_of_the_CA()
     {
         await using var server = await StartAsync(new CertificatePolicy(), ClientCertificateMode.RequireCertificate);
-        using var channel = GrpcChannels.MutualTls(server.Address, nodeTls);
+        using var channel = GrpcChannels.MutualTls(server.Address, nodeTls, ExpectedServer.BaseNode);
 
         var state = await new Admin.AdminClient(channel).GetClusterAsync(new GetClusterRequest(), deadline: Deadline());
 
@@ -110,7 +110,7 @@ public sealed class CertificateKindInterceptorTests : IDisposable
     {
         await using var server = await StartAsync(new CertificatePolicy().Allow(Admin.Descriptor.FullName, Callers.SuperNodes),
             ClientCertificateMode.RequireCertificate);
-        using var channel = GrpcChannels.MutualTls(server.Address, nodeTls);
+        using var channel = GrpcChannels.MutualTls(server.Address, nodeTls, ExpectedServer.BaseNode);
         var client = new Admin.AdminClient(channel);
         await client.GetClusterAsync(new GetClusterRequest(), deadline: Deadline());
         var serial = CertificateRevocationList.SerialOf(nodeTls.Certificate);
@@ -127,6 +127,41 @@ public sealed class CertificateKindInterceptorTests : IDisposable
         Assert.Equal(1, admin.Calls);
     }
 
+    [Theory]
+    [InlineData("super")]
+    [InlineData("super-of-region")]
+    public async Task A_node_to_node_client_refuses_a_server_that_is_not_the_node_it_calls_and_logs_it(string expecting)
+    {
+        // The server is a BaseNode (base1); a SuperNode's exit-allocation client expects a SuperNode of the region it called.
+        await using var server = await StartAsync(new CertificatePolicy(), ClientCertificateMode.RequireCertificate);
+        var expected = expecting == "super" ? ExpectedServer.AnySuperNode : ExpectedServer.SuperNodeOf("eu-west");
+        var logger = new CountingLogger();
+        using var channel = GrpcChannels.MutualTls(server.Address, nodeTls, expected, logger: logger);
+
+        var refused = await Assert.ThrowsAsync<RpcException>(
+            () => new Admin.AdminClient(channel).GetClusterAsync(new GetClusterRequest(), deadline: Deadline()).ResponseAsync);
+
+        // The TLS handshake fails on the client's side: the call never starts.
+        Assert.Equal(StatusCode.Internal, refused.StatusCode);
+        Assert.IsType<System.Security.Authentication.AuthenticationException>(refused.Status.DebugException?.InnerException);
+        Assert.Equal(0, admin.Calls);
+        var line = Assert.Single(logger.Lines);
+        Assert.Contains($"Security event: refused the server {server.Address}: its certificate names BaseNode base1, not {expected}", line, StringComparison.Ordinal);
+    }
+
+    private sealed class CountingLogger : Microsoft.Extensions.Logging.ILogger
+    {
+        public System.Collections.Concurrent.ConcurrentQueue<string> Lines { get; } = new();
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
+
+        public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception,
+            Func<TState, Exception?, string> formatter) => Lines.Enqueue(formatter(state, exception));
+    }
+
     private static CertificatePolicy AdminOnly() =>
         new CertificatePolicy().Allow(Admin.Descriptor.FullName, Callers.Admins);
 
@@ -137,7 +172,7 @@ public sealed class CertificateKindInterceptorTests : IDisposable
     {
         await using var server = await StartAsync(new CertificatePolicy().Allow(Admin.Descriptor.FullName, Callers.BaseNodes),
             ClientCertificateMode.RequireCertificate);
-        using var channel = GrpcChannels.MutualTls(server.Address, nodeTls);
+        using var channel = GrpcChannels.MutualTls(server.Address, nodeTls, ExpectedServer.BaseNode);
 
         var refused = await Assert.ThrowsAsync<RpcException>(
             () => new Admin.AdminClient(channel).GetClusterAsync(new GetClusterRequest(), deadline: Deadline()).ResponseAsync);
@@ -154,7 +189,7 @@ public sealed class CertificateKindInterceptorTests : IDisposable
     {
         await using var server = await StartAsync(new CertificatePolicy().Allow(Admin.Descriptor.FullName, Callers.BaseNodes | Callers.SuperNodes),
             ClientCertificateMode.RequireCertificate);
-        using var channel = GrpcChannels.MutualTls(server.Address, nodeTls);
+        using var channel = GrpcChannels.MutualTls(server.Address, nodeTls, ExpectedServer.BaseNode);
 
         await new Admin.AdminClient(channel).GetClusterAsync(new GetClusterRequest(), deadline: Deadline());
 
@@ -168,7 +203,7 @@ public sealed class CertificateKindInterceptorTests : IDisposable
             .Allow(Admin.Descriptor.FullName, Callers.Admins)
             .Allow($"{Admin.Descriptor.FullName}/ListRegions", Callers.SuperNodes);
         await using var server = await StartAsync(policy, ClientCertificateMode.RequireCertificate);
-        using var channel = GrpcChannels.MutualTls(server.Address, nodeTls);
+        using var channel = GrpcChannels.MutualTls(server.Address, nodeTls, ExpectedServer.BaseNode);
         var client = new Admin.AdminClient(channel);
 
         await client.ListRegionsAsync(new ListRegionsRequest(), deadline: Deadline());

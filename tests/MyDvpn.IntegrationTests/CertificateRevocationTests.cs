@@ -30,9 +30,9 @@ public sealed class CertificateRevocationTests(ITestOutputHelper output)
         var revokedCertificate = network.IssueNodeCertificate(NodeIdentity.Super("sn-a", "region-a"));
         using var revokedTls = TlsMaterial.Load(revokedCertificate);
         using var goodTls = TlsMaterial.Load(network.IssueNodeCertificate(NodeIdentity.Super("sn-b", "region-b")));
-        using var revokedToBase = GrpcChannels.MutualTls(baseNode.Listen, revokedTls);
-        using var goodToBase = GrpcChannels.MutualTls(baseNode.Listen, goodTls);
-        using var revokedToGood = GrpcChannels.MutualTls(goodNode.Listen, revokedTls);
+        using var revokedToBase = GrpcChannels.MutualTls(baseNode.Listen, revokedTls, ExpectedServer.BaseNode);
+        using var goodToBase = GrpcChannels.MutualTls(baseNode.Listen, goodTls, ExpectedServer.BaseNode);
+        using var revokedToGood = GrpcChannels.MutualTls(goodNode.Listen, revokedTls, ExpectedServer.SuperNodeOf("region-b"));
         var revokedDirectory = new SuperNodeDirectory.SuperNodeDirectoryClient(revokedToBase);
         // Before: the certificate works, and its connection stays open across the revocation.
         await revokedDirectory.ReportAsync(Report("sn-a", "region-a", revokedNode.Listen), deadline: Deadline());
@@ -73,7 +73,7 @@ public sealed class CertificateRevocationTests(ITestOutputHelper output)
         var baseNode = network.BaseNode();
         await network.StartAsync(baseNode);
         using var adminTls = TlsMaterial.Load(network.AdminTls);
-        using var channel = GrpcChannels.MutualTls(baseNode.Listen, adminTls);
+        using var channel = GrpcChannels.MutualTls(baseNode.Listen, adminTls, ExpectedServer.BaseNode);
         var admin = new Admin.AdminClient(channel);
         var (first, _) = CaRevocations.Reissue(network.CaDir, DateTimeOffset.UtcNow);
         var (second, _) = CaRevocations.Reissue(network.CaDir, DateTimeOffset.UtcNow);

@@ -138,6 +138,24 @@ public sealed class ControlStreamTests(EdgeNetwork edge, ITestOutputHelper outpu
     }
 
     [Fact]
+    public async Task An_exit_offer_changed_after_signing_is_refused_and_the_signed_one_accepted()
+    {
+        var peerId = NewPeerId();
+        var key = await edge.EnrollAsync(peerId, PeerRole.Exit);
+        await using (var tampered = await edge.OpenAsync())
+        {
+            var request = tampered.SignedRequest(key, peerId, PeerRole.Exit, EdgeNetwork.Region, exitOffer: 2);
+            request.ExitOffer.MaxClients = 100_000;
+            await tampered.SendAsync(request);
+            await ExpectRefused(tampered, StatusCode.Unauthenticated, "BAD_SIGNATURE");
+        }
+
+        await using var signed = await edge.OpenAsync();
+        await signed.SendAsync(signed.SignedRequest(key, peerId, PeerRole.Exit, EdgeNetwork.Region, exitOffer: 2));
+        Assert.Equal(ControlMessage.PayloadOneofCase.AuthResponse, (await signed.ReadAsync()).PayloadCase);
+    }
+
+    [Fact]
     public async Task A_captured_auth_request_replayed_on_a_new_stream_is_refused()
     {
         var peerId = NewPeerId();
@@ -385,7 +403,7 @@ public sealed class ControlStreamTests(EdgeNetwork edge, ITestOutputHelper outpu
         // The admin API directly (the CLI's process start would blur the timing), on a connection already open: the
         // clock measures the revocation, not the admin's own TCP and TLS handshakes with the BaseNode.
         using var adminTls = TlsMaterial.Load(edge.Network.AdminTls);
-        using var channel = Hosting.GrpcChannels.MutualTls(edge.Base.Listen, adminTls);
+        using var channel = Hosting.GrpcChannels.MutualTls(edge.Base.Listen, adminTls, ExpectedServer.BaseNode);
         var admin = new Protocol.Admin.Admin.AdminClient(channel);
         await admin.GetClusterAsync(new Protocol.Admin.GetClusterRequest());
         var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -482,7 +500,7 @@ public sealed class ControlStreamTests(EdgeNetwork edge, ITestOutputHelper outpu
         });
 
         using var adminTls = TlsMaterial.Load(edge.Network.AdminTls);
-        using var channel = Hosting.GrpcChannels.MutualTls(edge.Base.Listen, adminTls);
+        using var channel = Hosting.GrpcChannels.MutualTls(edge.Base.Listen, adminTls, ExpectedServer.BaseNode);
         var admin = new Protocol.Admin.Admin.AdminClient(channel);
         var issuing = admin.IssueCommandAsync(new Protocol.Admin.AdminCommandRequest
         {

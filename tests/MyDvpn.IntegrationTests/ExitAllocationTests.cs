@@ -77,6 +77,30 @@ public sealed class ExitAllocationTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task An_exit_claiming_an_endpoint_elsewhere_gets_its_streams_address_and_one_warning()
+    {
+        await using var network = new TestNetwork(output);
+        var (baseNode, superA, superB) = await StartRegionsAsync(network);
+        // Not on loopback, where its stream comes from, and not in the network the operator vouches for.
+        await StartAgentAsync(network, baseNode, superB, "exit-1", "exit", ExitRegion, "--public-endpoint", "203.0.113.50:53", "--wg-port", "51999");
+        await Eventually.Async(async () => (await ExitsAsync(network, baseNode)).Any(e => e.GetProperty("online").GetBoolean()),
+            "the exit is online", TimeSpan.FromSeconds(60));
+
+        await using var client = await RawClient.ConnectAsync(network, baseNode, superA, "client-1");
+        var setup = await client.RequestExitAsync();
+
+        Assert.Equal("127.0.0.1:51999", setup.SetupExit.Peer.Endpoint);
+        var warnings = superB.Process!.ReadLog().Split('\n')
+            .Where(line => line.Contains("Security event: exit exit-1 claimed endpoint 203.0.113.50:53, not taken", StringComparison.Ordinal))
+            .ToList();
+        Assert.Single(warnings);
+        Assert.Contains("its clients reach it at 127.0.0.1:51999", warnings[0], StringComparison.Ordinal);
+        using var http = new HttpClient();
+        var metrics = await http.GetStringAsync($"http://{superB.Metrics}/metrics");
+        Assert.Contains($"mydvpn_exit_endpoints_refused_total{{region=\"{ExitRegion}\"}} 1", metrics, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_region_seen_before_is_still_reachable_while_the_BaseNode_is_down()
     {
         await using var network = new TestNetwork(output);
@@ -374,6 +398,9 @@ public sealed class ExitAllocationTests(ITestOutputHelper output)
         await network.StartAsync(baseNode);
         var superA = network.SuperNode("sn-a", ClientRegion, baseNode);
         var superB = network.SuperNode("sn-b", ExitRegion, baseNode);
+        // The agents' exits claim an endpoint in 192.0.2.0/24 (StartAgentAsync) while their streams come from loopback:
+        // the operator vouches for that network, as for exits behind a load balancer.
+        superB.Environment["MYDVPN__SUPER__EXITS__TRUSTEDENDPOINTNETWORKS__0"] = TrustedExitNetwork;
         configureB?.Invoke(superB);
         // No wait for A's directory cache to learn region b: a region it does not know yet is looked up at once.
         await Task.WhenAll(network.StartAsync(superA), network.StartAsync(superB));
@@ -394,6 +421,8 @@ public sealed class ExitAllocationTests(ITestOutputHelper output)
         }
     }
 
+    private const string TrustedExitNetwork = "192.0.2.0/24";
+
     private static string StateDir(TestNetwork network, string peerId) => Path.Combine(network.Root, "peers", peerId);
 
     private static async Task<TestNetwork.Node> StartAgentAsync(TestNetwork network, TestNetwork.Node baseNode, TestNetwork.Node super,
@@ -405,7 +434,7 @@ public sealed class ExitAllocationTests(ITestOutputHelper output)
         Directory.CreateDirectory(StateDir(network, peerId));
         // Without one the SuperNode would hand clients the exit's stream address, loopback here, which agents refuse as
         // an endpoint; a documentation address stands for the exit's public one (no data plane runs).
-        string[] endpoint = role == "client" ? [] : ["--public-endpoint", "192.0.2.10:51820"];
+        string[] endpoint = role == "client" || extra.Contains("--public-endpoint") ? [] : ["--public-endpoint", "192.0.2.10:51820"];
         var agent = new TestNetwork.Node(peerId, super.Listen, super.Metrics,
         [
             "peer", "--data-plane", "none", "--role", role, "--id", peerId, "--region", region, "--key", keyFile, "--ca", network.CaFile,
@@ -594,8 +623,7 @@ public sealed class ExitAllocationTests(ITestOutputHelper output)
         {
             var token = await network.CreateTokenAsync(baseNode, "exit", ExitRegion);
             var peer = await RawPeer.OpenAsync(super.Listen, network.CaFile);
-            var request = peer.SignedRequest(IdentityKey.Generate(), peerId, PeerRole.Exit, ExitRegion, token);
-            request.ExitOffer = new ExitOffer { MaxClients = (uint)capacity };
+            var request = peer.SignedRequest(IdentityKey.Generate(), peerId, PeerRole.Exit, ExitRegion, token, exitOffer: (uint)capacity);
             await peer.SendAsync(request);
             Assert.Equal(ControlMessage.PayloadOneofCase.AuthResponse, (await peer.ReadAsync()).PayloadCase);
             return new RawExit(peer);

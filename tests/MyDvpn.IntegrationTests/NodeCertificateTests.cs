@@ -25,9 +25,9 @@ public sealed class NodeCertificateTests(ITestOutputHelper output)
         await network.StartAsync(superNode);
         using var superTls = TlsMaterial.Load(network.IssueNodeCertificate(NodeIdentity.Super("sn-a", "region-a")));
         using var baseTls = TlsMaterial.Load(network.IssueNodeCertificate(NodeIdentity.Base("base")));
-        using var toBase = GrpcChannels.MutualTls(baseNode.Listen, superTls);
-        using var superToSuper = GrpcChannels.MutualTls(superNode.Listen, superTls);
-        using var baseToSuper = GrpcChannels.MutualTls(superNode.Listen, baseTls);
+        using var toBase = GrpcChannels.MutualTls(baseNode.Listen, superTls, ExpectedServer.BaseNode);
+        using var superToSuper = GrpcChannels.MutualTls(superNode.Listen, superTls, ExpectedServer.SuperNodeOf("region-a"));
+        using var baseToSuper = GrpcChannels.MutualTls(superNode.Listen, baseTls, ExpectedServer.SuperNodeOf("region-a"));
         var directory = new SuperNodeDirectory.SuperNodeDirectoryClient(toBase);
 
         // Another region, another id: a fake SuperNode cannot be registered with sn-a's certificate.

@@ -37,7 +37,7 @@ public sealed class PeerAgentTests(ITestOutputHelper output)
         var firstSession = await ConnectedSessionAsync(network, baseNode, null);
 
         using var adminTls = TlsMaterial.Load(network.AdminTls);
-        using var channel = Hosting.GrpcChannels.MutualTls(baseNode.Listen, adminTls);
+        using var channel = Hosting.GrpcChannels.MutualTls(baseNode.Listen, adminTls, ExpectedServer.BaseNode);
         var admin = new Admin.AdminClient(channel);
         var applied = await DisconnectAsync(admin, wait: true);
         Assert.Equal(IssueCommandResponse.OutcomeOneofCase.Response, applied.OutcomeCase);

@@ -84,11 +84,12 @@ public sealed class RawPeer : IAsyncDisposable
 
     /// <summary>A correctly signed AuthRequest for this stream's challenge (change it to misbehave).</summary>
     /// <param name="serverCertificateSha256">The channel binding signed; null: this stream's server certificate.</param>
+    /// <param name="exitOffer">An exit's offer (max_clients), signed and sent; 0: none.</param>
     public AuthRequest SignedRequest(IdentityKey key, string peerId, PeerRole role, string region, string? token = null,
-        byte[]? serverCertificateSha256 = null)
+        byte[]? serverCertificateSha256 = null, uint exitOffer = 0)
     {
         var transcript = PeerAuthTranscript.Encode(peerId, (int)role, region, Challenge.Challenge.Span, Challenge.SupernodeId,
-            serverCertificateSha256 ?? ServerCertificateSha256);
+            serverCertificateSha256 ?? ServerCertificateSha256, exitOffer);
         var request = new AuthRequest
         {
             PeerId = peerId,
@@ -97,6 +98,8 @@ public sealed class RawPeer : IAsyncDisposable
             Challenge = Challenge.Challenge,
             Signature = ByteString.CopyFrom(key.Sign(transcript)),
         };
+        if (exitOffer > 0)
+            request.ExitOffer = new ExitOffer { MaxClients = exitOffer };
         if (token is not null)
         {
             request.EnrollmentToken = token;

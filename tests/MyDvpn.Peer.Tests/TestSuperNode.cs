@@ -124,7 +124,7 @@ internal sealed class TestSuperNode(string id) : ControlStream.ControlStreamBase
         else
             publicKey = auth.PublicKey.ToByteArray();
         var transcript = PeerAuthTranscript.Encode(auth.PeerId, (int)auth.Role, auth.Region, auth.Challenge.Span, Id,
-            CertificateSha256 ?? throw new InvalidOperationException("the test SuperNode serves no certificate yet"));
+            CertificateSha256 ?? throw new InvalidOperationException("the test SuperNode serves no certificate yet"), auth.ExitOffer?.MaxClients ?? 0);
         if (!IdentityKey.Verify(publicKey, transcript, auth.Signature.Span))
             throw Refuse(RefusalReason.BadSignature);
         enrolled[auth.PeerId] = publicKey;

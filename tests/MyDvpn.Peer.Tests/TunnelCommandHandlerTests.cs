@@ -467,6 +467,52 @@ public sealed class TunnelCommandHandlerTests : IDisposable
     }
 
     [Fact]
+    public async Task An_exit_pointed_at_a_relay_leg_keeps_its_client_peer_alive_and_restarts_it_once_per_new_leg()
+    {
+        // A relay leg sends to the exit only after the exit sent to it: the exit's WireGuard must speak first.
+        var store = Store();
+        var handler = Handler(PeerRole.Exit, store: store);
+        var settings = new DataPlaneSettings("mydvpn0", null, null, 10, 51820, DataPlaneMode.WireGuard);
+        await handler.HandleAsync(ServeClient("cmd-1", "a-1", ClientKeyA), CancellationToken.None);
+        var direct = Assert.Single(TunnelSpec.For(store.Current, settings, OwnKey, servesClients: true)!.Peers);
+        Assert.Equal((0, (DateTimeOffset?)null), (direct.PersistentKeepalive, direct.HandshakeNotBefore));
+
+        time.Advance(TimeSpan.FromSeconds(10));
+        var pointedAt = time.GetUtcNow();
+        await handler.HandleAsync(new Command
+        {
+            CommandId = "cmd-2",
+            RelaySetup = new RelaySetup { AssignmentId = "a-1", PeerPublicKey = ByteString.CopyFrom(ClientKeyA), RelayEndpoint = "198.51.100.1:40002" },
+        }, CancellationToken.None);
+        var relayed = Assert.Single(TunnelSpec.For(store.Current, settings, OwnKey, servesClients: true)!.Peers);
+        Assert.Equal(("198.51.100.1:40002", TunnelSpec.RelayedClientKeepaliveSeconds, (DateTimeOffset?)pointedAt),
+            (relayed.Endpoint, relayed.PersistentKeepalive, relayed.HandshakeNotBefore));
+
+        // The same leg again (a redelivery) keeps the time; another leg (a hand-over) restarts the peer again.
+        time.Advance(TimeSpan.FromSeconds(10));
+        await handler.HandleAsync(new Command
+        {
+            CommandId = "cmd-3",
+            RelaySetup = new RelaySetup { AssignmentId = "a-1", PeerPublicKey = ByteString.CopyFrom(ClientKeyA), RelayEndpoint = "198.51.100.1:40002" },
+        }, CancellationToken.None);
+        Assert.Equal(pointedAt, Assert.Single(store.Current.Clients).RelaySince);
+        await handler.HandleAsync(new Command
+        {
+            CommandId = "cmd-4",
+            RelaySetup = new RelaySetup { AssignmentId = "a-1", PeerPublicKey = ByteString.CopyFrom(ClientKeyA), RelayEndpoint = "198.51.100.2:40007" },
+        }, CancellationToken.None);
+        Assert.Equal(time.GetUtcNow(), Assert.Single(store.Current.Clients).RelaySince);
+
+        await handler.HandleAsync(new Command
+        {
+            CommandId = "cmd-5",
+            RelayTeardown = new RelayTeardown { AssignmentId = "a-1", PeerPublicKey = ByteString.CopyFrom(ClientKeyA) },
+        }, CancellationToken.None);
+        var back = Assert.Single(TunnelSpec.For(store.Current, settings, OwnKey, servesClients: true)!.Peers);
+        Assert.Equal((0, (DateTimeOffset?)null), (back.PersistentKeepalive, back.HandshakeNotBefore));
+    }
+
+    [Fact]
     public async Task A_relay_teardown_on_the_exit_side_only_unpins_the_client_and_tells_no_exit_change()
     {
         var store = Store();

@@ -216,6 +216,26 @@ public sealed class PeerAuthTranscriptTests
     }
 
     [Fact]
+    public void An_exit_offer_is_under_the_signature()
+    {
+        var key = IdentityKey.Generate();
+        var challenge = new byte[32];
+        Random.Shared.NextBytes(challenge);
+        var signature = key.Sign(PeerAuthTranscript.Encode("exit-1", 2, "eu-west", challenge, "sn-1", ServerA, 10));
+
+        Assert.True(IdentityKey.Verify(key.PublicKey, PeerAuthTranscript.Encode("exit-1", 2, "eu-west", challenge, "sn-1", ServerA, 10), signature));
+        Assert.False(IdentityKey.Verify(key.PublicKey, PeerAuthTranscript.Encode("exit-1", 2, "eu-west", challenge, "sn-1", ServerA, 10_000), signature));
+        Assert.False(IdentityKey.Verify(key.PublicKey, PeerAuthTranscript.Encode("exit-1", 2, "eu-west", challenge, "sn-1", ServerA), signature));
+    }
+
+    [Fact]
+    public void The_transcript_is_version_3()
+    {
+        // v2 had no exit offer: a v2 signature must never verify as this one.
+        Assert.Equal("mydvpn/peer-auth/v3", System.Text.Encoding.ASCII.GetString(PeerAuthTranscript.DomainTag));
+    }
+
+    [Fact]
     public void The_transcript_starts_with_the_domain_tag_length_prefixed()
     {
         var encoded = PeerAuthTranscript.Encode("p", 1, "r", [9], "s", ServerA);

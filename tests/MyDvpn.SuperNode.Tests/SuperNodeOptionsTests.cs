@@ -76,6 +76,18 @@ public sealed class SuperNodeOptionsTests : IDisposable
     }
 
     [Fact]
+    public void A_tunnel_pool_in_reserved_address_space_fails_startup_naming_the_setting()
+    {
+        var options = ValidOptions();
+        options.Exits = options.Exits with { TunnelPool = "127.0.0.0/16" };
+
+        var error = Assert.Throws<ConfigurationException>(options.Validate);
+
+        Assert.Equal("Super:Exits:TunnelPool", error.Setting);
+        Assert.Contains("loopback", error.Message);
+    }
+
+    [Fact]
     public void A_valid_set_gives_settings_with_the_public_ip_and_listen_port_as_gRPC_endpoint()
     {
         var options = ValidOptions();

@@ -49,7 +49,7 @@ public sealed class SuperNodeClients(TlsMaterial tls, ILogger<SuperNodeClients> 
             try
             {
                 var options = new CallOptions(deadline: DateTime.UtcNow + CallTimeout, cancellationToken: cancellationToken);
-                return (Node: node, Reply: await call(new SuperNodePeers.SuperNodePeersClient(ChannelFor(node.GrpcEndpoint)), options), Answered: true);
+                return (Node: node, Reply: await call(new SuperNodePeers.SuperNodePeersClient(ChannelFor(node)), options), Answered: true);
             }
             catch (RpcException ex) when (!cancellationToken.IsCancellationRequested)
             {
@@ -102,7 +102,7 @@ public sealed class SuperNodeClients(TlsMaterial tls, ILogger<SuperNodeClients> 
             try
             {
                 var options = new CallOptions(deadline: DateTime.UtcNow + timeout, cancellationToken: cancellationToken);
-                return await call(client(ChannelFor(node.GrpcEndpoint).CreateCallInvoker()), options);
+                return await call(client(ChannelFor(node).CreateCallInvoker()), options);
             }
             catch (RpcException ex) when (ex.StatusCode == StatusCode.Unavailable && !cancellationToken.IsCancellationRequested)
             {
@@ -128,7 +128,7 @@ public sealed class SuperNodeClients(TlsMaterial tls, ILogger<SuperNodeClients> 
                 try
                 {
                     var options = new CallOptions(deadline: DateTime.UtcNow + CallTimeout, cancellationToken: cancellationToken);
-                    await new Health.HealthClient(ChannelFor(node.GrpcEndpoint)).CheckAsync(new HealthCheckRequest(), options);
+                    await new Health.HealthClient(ChannelFor(node)).CheckAsync(new HealthCheckRequest(), options);
                     _connectedAt[node.GrpcEndpoint] = now;
                 }
                 catch (RpcException ex) when (!cancellationToken.IsCancellationRequested)
@@ -154,7 +154,9 @@ public sealed class SuperNodeClients(TlsMaterial tls, ILogger<SuperNodeClients> 
     }
 
     // Lazy: GetOrAdd may run its factory twice under a race, and a channel made twice would leak one.
-    private GrpcChannel ChannelFor(string grpcEndpoint) =>
-        _channels.GetOrAdd(grpcEndpoint, endpoint => new Lazy<GrpcChannel>(() =>
-            GrpcChannels.MutualTls(HostPort.Parse(endpoint, "grpc_endpoint"), tls, connectTimeout: CallTimeout))).Value;
+    // The SuperNode's certificate must name the region the directory lists it in.
+    private GrpcChannel ChannelFor(SuperNodeInfo node) =>
+        _channels.GetOrAdd(node.Region + " " + node.GrpcEndpoint, _ => new Lazy<GrpcChannel>(() =>
+            GrpcChannels.MutualTls(HostPort.Parse(node.GrpcEndpoint, "grpc_endpoint"), tls, ExpectedServer.SuperNodeOf(node.Region),
+                connectTimeout: CallTimeout))).Value;
 }

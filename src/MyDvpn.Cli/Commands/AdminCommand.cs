@@ -491,7 +491,7 @@ public static class AdminCommand
         using var tls = TlsMaterial.Load(parse.GetRequiredValue(tlsDir));
         if (tls.Kind != CertificateKind.Admin)
             throw new ConfigurationException("--tls", "holds a node certificate; the admin API takes an admin one (`mydvpn ca issue --role admin`)");
-        using var channel = GrpcChannels.MutualTls(server, tls);
+        using var channel = GrpcChannels.MutualTls(server, tls, ExpectedServer.BaseNode);
         try
         {
             await action(new Admin.AdminClient(channel));

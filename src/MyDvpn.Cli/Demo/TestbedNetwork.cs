@@ -61,7 +61,7 @@ public sealed class TestbedNetwork : IAsyncDisposable
         Work = work;
         Certificates = Path.Combine(work, "certs");
         adminTls = TlsMaterial.Load(Path.Combine(Certificates, "admin"));
-        adminChannel = GrpcChannels.MutualTls(new HostPort(TestbedAddresses.Base.ToString(), GrpcPort), adminTls, TimeSpan.FromSeconds(5),
+        adminChannel = GrpcChannels.MutualTls(new HostPort(TestbedAddresses.Base.ToString(), GrpcPort), adminTls, ExpectedServer.BaseNode, TimeSpan.FromSeconds(5),
             (context, cancel) => ConnectFromAsync(testbed.Namespaces.Internet, context.DnsEndPoint, cancel));
         Admin = new Admin.AdminClient(adminChannel);
         // Interface names are host-wide for wireguard-go's socket: unique per testbed.

@@ -211,8 +211,10 @@ public sealed class ControlChannel : ReceiveActor
 
     private AuthRequest AuthRequestFor(AuthChallenge challenge, bool presentToken, ServerCertificate server)
     {
+        // An exit's offer is signed with the rest: the region gives it clients by that number.
+        var offer = settings.Role is PeerRole.Exit or PeerRole.Both ? (uint)settings.DataPlane.MaxClients : 0;
         var transcript = PeerAuthTranscript.Encode(settings.Id, (int)settings.Role, settings.Region, challenge.Challenge.Span, challenge.SupernodeId,
-            server.Sha256);
+            server.Sha256, offer);
         var request = new AuthRequest
         {
             PeerId = settings.Id,
@@ -221,8 +223,8 @@ public sealed class ControlChannel : ReceiveActor
             Challenge = challenge.Challenge,
             Signature = ByteString.CopyFrom(settings.Key.Sign(transcript)),
         };
-        if (settings.Role is PeerRole.Exit or PeerRole.Both)
-            request.ExitOffer = new ExitOffer { MaxClients = (uint)settings.DataPlane.MaxClients };
+        if (offer > 0)
+            request.ExitOffer = new ExitOffer { MaxClients = offer };
         if (presentToken)
         {
             request.EnrollmentToken = settings.Token;

@@ -16,6 +16,9 @@ namespace MyDvpn.Peer.Tunnel;
 /// </summary>
 public static class TunnelSpec
 {
+    /// <summary>The persistent keepalive of an exit's peer for a relayed client (WireGuard's customary 25 s).</summary>
+    public const int RelayedClientKeepaliveSeconds = 25;
+
     /// <summary>The interface for <paramref name="state"/>; null: the interface must not exist.</summary>
     /// <param name="servesClients">The peer is an exit (role exit or both): its interface is up even while it serves nobody.</param>
     public static InterfaceSpec? For(TunnelState state, DataPlaneSettings settings, WireGuardKey key, bool servesClients = false)
@@ -34,8 +37,16 @@ public static class TunnelSpec
         }
         foreach (var client in state.Clients)
         {
-            // A client's endpoint is learned from its first handshake (it may sit behind NAT), unless it is relayed.
-            peers.Add(new PeerSpec(Convert.FromBase64String(client.PublicKey), client.RelayEndpoint, client.AllowedIps, 0));
+            // A client's endpoint is learned from its first handshake (it may sit behind NAT), unless it is relayed. A relay
+            // leg sends to this exit only once it heard from it, so a relayed client's peer keeps a persistent keepalive and
+            // is restarted when it is pointed at a leg: the new peer's keepalive goes out at once and the leg learns where
+            // this exit is (and the keepalive holds a NAT in front of it open towards the leg).
+            peers.Add(client.RelayEndpoint is null
+                ? new PeerSpec(Convert.FromBase64String(client.PublicKey), null, client.AllowedIps, 0)
+                : new PeerSpec(Convert.FromBase64String(client.PublicKey), client.RelayEndpoint, client.AllowedIps, RelayedClientKeepaliveSeconds)
+                {
+                    HandshakeNotBefore = client.RelaySince,
+                });
         }
 
         var fullTunnel = state.Exit is { } used && used.AllowedIps.Any(IsDefaultRoute) ? new FullTunnelSpec() : null;

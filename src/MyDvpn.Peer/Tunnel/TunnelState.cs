@@ -128,10 +128,17 @@ public sealed record ServedClient(
         && PublicKey == other.PublicKey
         && AllowedIps.SequenceEqual(other.AllowedIps)
         && Since == other.Since
-        && RelayEndpoint == other.RelayEndpoint;
+        && RelayEndpoint == other.RelayEndpoint
+        && RelaySince == other.RelaySince;
 
     public override int GetHashCode() => HashCode.Combine(AssignmentId, PublicKey, Since);
 
     /// <summary>The relay leg the client is reached through when the direct path failed (RelaySetup); null: wherever it roams from.</summary>
     public string? RelayEndpoint { get; init; }
+
+    /// <summary>
+    /// When the client was pointed at <see cref="RelayEndpoint"/>: a session from before does not count, so the exit's
+    /// WireGuard starts a handshake through the leg at once (a relay leg sends to its peer only after hearing from it).
+    /// </summary>
+    public DateTimeOffset? RelaySince { get; init; }
 }

@@ -119,9 +119,10 @@ public sealed class ControlStreamService(
                 throw new StreamRefusal(RefusalReason.BadSignature, "the signed challenge is not the one this stream was given");
         }
 
-        // The peer signed over the certificate its TLS saw; this SuperNode's is the one Kestrel serves.
+        // The peer signed over the certificate its TLS saw (this SuperNode's is the one Kestrel serves) and over its exit
+        // offer, as it came: a changed offer does not verify.
         var transcript = PeerAuthTranscript.Encode(auth.PeerId, (int)auth.Role, auth.Region, challenge, settings.Id,
-            settings.Node.Tls.CertificateSha256);
+            settings.Node.Tls.CertificateSha256, auth.ExitOffer?.MaxClients ?? 0);
         if (auth.EnrollmentToken.Length > 0)
         {
             // A login with a token signs with the key it presents: one that does not is junk, refused here without

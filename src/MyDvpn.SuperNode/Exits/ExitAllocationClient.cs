@@ -100,7 +100,7 @@ public sealed class ExitAllocationClient(DirectoryCache directory, DirectoryClie
             {
                 try
                 {
-                    var assignment = await ClientFor(superNode.GrpcEndpoint)
+                    var assignment = await ClientFor(superNode)
                         .AllocateExitAsync(request, new CallOptions(deadline: DateTime.UtcNow + callTimeout, cancellationToken: cancellationToken));
                     return new ExitAllocationResult.Allocated(ExitAssignmentRecord.FromProto(assignment));
                 }
@@ -160,7 +160,7 @@ public sealed class ExitAllocationClient(DirectoryCache directory, DirectoryClie
         {
             try
             {
-                return await call(ClientFor(superNode.GrpcEndpoint), new CallOptions(deadline: DateTime.UtcNow + callTimeout, cancellationToken: cancellationToken));
+                return await call(ClientFor(superNode), new CallOptions(deadline: DateTime.UtcNow + callTimeout, cancellationToken: cancellationToken));
             }
             catch (RpcException ex) when (!cancellationToken.IsCancellationRequested && RefusalReasons.Of(ex) is null)
             {
@@ -218,8 +218,13 @@ public sealed class ExitAllocationClient(DirectoryCache directory, DirectoryClie
         return [.. up, .. known.Where(s => s.Status != SuperNodeStatus.Up).Select(s => s.Registration)];
     }
 
-    private ExitAllocation.ExitAllocationClient ClientFor(string endpoint) =>
-        new(channels.GetOrAdd(endpoint, e => new Lazy<GrpcChannel>(() => GrpcChannels.MutualTls(HostPort.Parse(e, "grpc_endpoint"), tls))).Value);
+    /// <summary>
+    /// A client of <paramref name="superNode"/>, whose certificate must name a SuperNode of the region the directory lists
+    /// it in: another region's SuperNode (or a BaseNode) answering at that address is refused in the TLS handshake.
+    /// </summary>
+    private ExitAllocation.ExitAllocationClient ClientFor(SuperNodeRegistration superNode) =>
+        new(channels.GetOrAdd(superNode.Region + " " + superNode.GrpcEndpoint, _ => new Lazy<GrpcChannel>(() =>
+            GrpcChannels.MutualTls(HostPort.Parse(superNode.GrpcEndpoint, "grpc_endpoint"), tls, ExpectedServer.SuperNodeOf(superNode.Region)))).Value);
 
     private static string WithoutReasonPrefix(string detail, RefusalReason reason)
     {

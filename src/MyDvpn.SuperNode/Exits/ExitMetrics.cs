@@ -24,6 +24,7 @@ public sealed class ExitMetrics
     private readonly Counter _rotations;
     private readonly Histogram _rotationSeconds;
     private readonly Gauge _exits;
+    private readonly Counter _refusedEndpoints;
 
     public ExitMetrics(IMetricFactory factory)
     {
@@ -36,7 +37,13 @@ public sealed class ExitMetrics
         _exits = factory.CreateGauge("mydvpn_exits",
             "Exits a region's pool sees, by state (online, disconnected, lost, drained, offline); set by the SuperNode running the pool.",
             new GaugeConfiguration { LabelNames = ["region", "state"] });
+        _refusedEndpoints = factory.CreateCounter("mydvpn_exit_endpoints_refused_total",
+            "Endpoints exits claimed that the region did not take (not on the address their stream comes from, nor configured): their clients were pointed at the stream's address.",
+            new CounterConfiguration { LabelNames = ["region"] });
     }
+
+    /// <summary>An exit of <paramref name="region"/> claimed an endpoint the region did not take (<see cref="ExitEndpoints"/>).</summary>
+    public void EndpointRefused(string region) => _refusedEndpoints.WithLabels(region).Inc();
 
     /// <summary>The <c>reason</c> label of a rotation: its proto name in lower case (<c>exit_lost</c>, <c>operator</c>).</summary>
     public static string ReasonLabel(RotationReason reason) =>

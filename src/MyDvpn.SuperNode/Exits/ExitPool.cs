@@ -176,6 +176,9 @@ public sealed class ExitPool : ReceivePersistentActor
                 case PoolEffect.Log log:
                     Note(log.Level, log.Template, log.Args);
                     break;
+                case PoolEffect.CountRefusedEndpoint:
+                    _metrics.EndpointRefused(_state.Region);
+                    break;
             }
         }
     }

@@ -1,5 +1,4 @@
 using System.Collections.Immutable;
-using System.Net;
 using Microsoft.Extensions.Logging;
 using MyDvpn.Protocol.Control;
 
@@ -70,17 +69,13 @@ public sealed record ExitRoster(ImmutableDictionary<string, ExitPresence> Online
             .Select(e => (e.Key, now - e.Value.LastHeard))
             .OrderBy(e => e.Key, StringComparer.Ordinal);
 
-    /// <summary>The exit's own endpoint, else the address its stream comes from and its WireGuard port; null when neither is known.</summary>
-    public string? EndpointOf(string exitPeerId, SetupExitResult result)
-    {
-        if (!string.IsNullOrEmpty(result.Endpoint))
-            return result.Endpoint;
-        if (result.ListenPort is 0 or > 65535 || !Online.TryGetValue(exitPeerId, out var presence) || presence.PublicAddress.Length == 0)
-            return null;
-        return IPAddress.TryParse(presence.PublicAddress, out var ip)
-            ? new IPEndPoint(ip, (int)result.ListenPort).ToString()
-            : $"{presence.PublicAddress}:{result.ListenPort}";
-    }
+    /// <summary>
+    /// Where clients reach the exit after its SetupExit answer: its claim only where the SuperNode can vouch for it, else the
+    /// address its stream comes from and its WireGuard port (<see cref="ExitEndpoints"/>).
+    /// </summary>
+    public ExitEndpoints.Choice EndpointOf(string exitPeerId, SetupExitResult result, ExitSettings settings) =>
+        ExitEndpoints.Choose(exitPeerId, result.Endpoint, result.ListenPort,
+            Online.TryGetValue(exitPeerId, out var presence) ? presence.PublicAddress : "", settings);
 }
 
 /// <summary>An exit that is lost (or stale): since when, and why.</summary>

@@ -1,3 +1,6 @@
+using System.Net;
+using MyDvpn.Common;
+
 namespace MyDvpn.SuperNode.Exits;
 
 /// <summary>
@@ -17,6 +20,19 @@ public sealed record ExitSettings
     public string[] ClientAllowedIps { get; init; } = ["0.0.0.0/0"];
 
     public int PersistentKeepaliveSeconds { get; init; } = 25;
+
+    /// <summary>
+    /// Exit peer id → <c>IP:PORT</c>: where clients reach that exit, as the operator vouches for it, whatever the exit
+    /// claims. Without an entry an exit's claimed endpoint (<c>--public-endpoint</c>) is taken only on the address its
+    /// control stream comes from or in <see cref="TrustedEndpointNetworks"/> (<see cref="ExitEndpoints"/>).
+    /// </summary>
+    public Dictionary<string, string> TrustedEndpoints { get; init; } = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// CIDRs in which an exit's claimed endpoint is taken even when its control stream comes from another address: exits
+    /// whose control traffic leaves through a load balancer or another NAT address than their WireGuard. Empty by default.
+    /// </summary>
+    public string[] TrustedEndpointNetworks { get; init; } = [];
 
     /// <summary>How long an exit has to acknowledge SetupExit before the pool tries another.</summary>
     public TimeSpan AckTimeout { get; init; } = TimeSpan.FromSeconds(5);
@@ -166,6 +182,23 @@ public sealed record ExitSettings
             throw new ArgumentException($"Super:Exits:{nameof(ExitOfflineAfter)} ({ExitOfflineAfter}) must be longer than {nameof(ExitHeartbeat)} ({ExitHeartbeat}).", nameof(ExitOfflineAfter));
         if (PersistentKeepaliveSeconds is < 0 or > 65535)
             throw new ArgumentException($"Super:Exits:{nameof(PersistentKeepaliveSeconds)} must be within 0-65535.", nameof(PersistentKeepaliveSeconds));
+        foreach (var (exitPeerId, endpoint) in TrustedEndpoints)
+        {
+            if (!NodeId.IsValid(exitPeerId, out var idProblem))
+                throw new ArgumentException($"Super:Exits:{nameof(TrustedEndpoints)}: '{exitPeerId}' is no peer id: {idProblem}.", nameof(TrustedEndpoints));
+            if (!IPEndPoint.TryParse(endpoint ?? "", out var parsed) || parsed.Port == 0 || !endpoint!.Contains(':'))
+                throw new ArgumentException($"Super:Exits:{nameof(TrustedEndpoints)}:{exitPeerId} '{endpoint}' is not an IP:PORT (e.g. 203.0.113.9:51820).",
+                    nameof(TrustedEndpoints));
+        }
+        foreach (var network in TrustedEndpointNetworks)
+        {
+            if (!Cidr.IsValid(network, out var reason))
+                throw new ArgumentException($"Super:Exits:{nameof(TrustedEndpointNetworks)}: {reason}.", nameof(TrustedEndpointNetworks));
+            if (Cidr.Parse(network).IsDefault)
+                throw new ArgumentException(
+                    $"Super:Exits:{nameof(TrustedEndpointNetworks)}: '{network}' is every address; it would let any exit aim its clients anywhere.",
+                    nameof(TrustedEndpointNetworks));
+        }
         if (ClientAllowedIps is not ["0.0.0.0/0"])
             throw new ArgumentException(
                 $"Super:Exits:{nameof(ClientAllowedIps)} must be exactly [0.0.0.0/0], the full tunnel (agents refuse any other allowed IPs for their exit), was [{string.Join(", ", ClientAllowedIps)}].",

@@ -146,8 +146,15 @@ public static class ExitSetup
             return SetupFailed(d, id, $"{setup.ExitPeerId} did not set up the client: {why}", now);
         }
 
-        if (d.State.Exits.EndpointOf(setup.ExitPeerId!, result) is not { } endpoint)
-            return SetupFailed(d, id, $"{setup.ExitPeerId} gave no endpoint and its public address is unknown", now);
+        var choice = d.State.Exits.EndpointOf(setup.ExitPeerId!, result, d.State.Settings);
+        if (choice.RefusedClaim is { } refusal)
+        {
+            d = d.Log(LogLevel.Warning, "Security event: exit {ExitPeerId} claimed endpoint {Claimed}, not taken: {Why}; its clients reach it at {Endpoint}",
+                    setup.ExitPeerId, result.Endpoint, refusal, choice.Endpoint ?? "(nowhere known)")
+                .Do(new PoolEffect.CountRefusedEndpoint());
+        }
+        if (choice.Endpoint is not { } endpoint)
+            return SetupFailed(d, id, $"{setup.ExitPeerId} gave no endpoint the SuperNode can vouch for and its public address is unknown", now);
 
         d = d.Do(new PoolEffect.CancelTimer(TimerPrefix + id))
             .Record(new AssignmentActivated(id, result.PublicKey.ToByteArray(), endpoint, now));

@@ -67,6 +67,9 @@ public abstract record PoolEffect
 
     public sealed record CancelTimer(string Key) : PoolEffect;
 
+    /// <summary>An exit's claimed endpoint was not taken (<see cref="ExitEndpoints"/>): counted in <c>mydvpn_exit_endpoints_refused_total</c>.</summary>
+    public sealed record CountRefusedEndpoint : PoolEffect;
+
     public sealed record Log(LogLevel Level, string Template, object?[] Args) : PoolEffect
     {
         public bool Equals(Log? other) =>

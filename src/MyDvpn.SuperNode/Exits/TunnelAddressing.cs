@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
+using MyDvpn.Common;
 
 namespace MyDvpn.SuperNode.Exits;
 
@@ -31,20 +32,27 @@ public sealed class TunnelAddressing
     /// <summary>Clients one subnet can hold.</summary>
     public int ClientsPerSubnet => LastClientHost - 1;
 
+    private const string TunnelPoolSetting = nameof(ExitSettings.TunnelPool);
+
     public const int ExitHost = 1;
     public const int FirstClientHost = 2;
 
-    /// <exception cref="ArgumentException">Not an IPv4 CIDR, or the subnets do not fit in it.</exception>
+    /// <exception cref="ArgumentException">Not an IPv4 CIDR, one that overlaps a reserved block, or the subnets do not fit in it.</exception>
     public static TunnelAddressing Parse(string pool, int subnetPrefixLength)
     {
         if (!IPNetwork.TryParse(pool, out var network) || network.BaseAddress.AddressFamily != AddressFamily.InterNetwork)
-            throw new ArgumentException($"Super:Exits:TunnelPool '{pool}' is not an IPv4 CIDR such as 100.96.0.0/12.", nameof(pool));
+            throw new ArgumentException($"Super:Exits:TunnelPool '{pool}' is not an IPv4 CIDR such as 100.96.0.0/12.", TunnelPoolSetting);
         if (!IPAddress.TryParse(pool.AsSpan(0, pool.IndexOf('/')), out var given) || !given.Equals(network.BaseAddress))
-            throw new ArgumentException($"Super:Exits:TunnelPool '{pool}' has host bits set; did you mean {network}?", nameof(pool));
+            throw new ArgumentException($"Super:Exits:TunnelPool '{pool}' has host bits set; did you mean {network}?", TunnelPoolSetting);
+        // Agents refuse every command whose subnet touches a reserved block (TunnelRules): such a pool could serve nobody.
+        if (ReservedAddresses.Overlapped(new Cidr(network.BaseAddress, network.PrefixLength)) is { } reserved)
+            throw new ArgumentException(
+                $"Super:Exits:TunnelPool '{pool}' overlaps {reserved}: agents refuse tunnel subnets there. Use private or CGNAT space such as 100.96.0.0/12.",
+                TunnelPoolSetting);
         if (subnetPrefixLength < network.PrefixLength || subnetPrefixLength > 30)
             throw new ArgumentException(
                 $"Super:Exits:SubnetPrefixLength {subnetPrefixLength} must be between the pool's prefix /{network.PrefixLength} and /30 (an exit and at least one client).",
-                nameof(subnetPrefixLength));
+                nameof(ExitSettings.SubnetPrefixLength));
         return new TunnelAddressing(BinaryPrimitives.ReadUInt32BigEndian(network.BaseAddress.GetAddressBytes()), network.PrefixLength, subnetPrefixLength);
     }
 

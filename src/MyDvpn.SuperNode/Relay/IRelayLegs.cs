@@ -7,8 +7,9 @@ public interface IRelayLegs
 {
     /// <summary>
     /// Opens the leg of <paramref name="side"/> ("client" or "exit") of the assignment here (or returns the one open):
-    /// it takes packets only from <paramref name="peerAddress"/> (and its partner); <paramref name="peerEndpoint"/> is
-    /// where the peer's WireGuard listens when known (an exit), else it is learned from the peer's first packet.
+    /// it takes packets only from <paramref name="peerAddress"/> (and its partner), and sends to the peer only after the
+    /// peer sent to it, to the port it sent from; <paramref name="peerEndpoint"/> is where the peer's WireGuard is said to
+    /// listen (an exit's endpoint), shown but never sent to before the peer was heard.
     /// Returns the leg's public endpoint. <paramref name="owner"/> is the client's session, which holds the chain: it
     /// hears when the leg goes away before the chain does (this SuperNode shutting down).
     /// </summary>

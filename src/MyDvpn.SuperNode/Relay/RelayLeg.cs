@@ -10,7 +10,9 @@ namespace MyDvpn.SuperNode.Relay;
 /// <summary>
 /// One UDP port of <c>--relay-ports</c> holding one peer's side of one relayed assignment (ARCHITECTURE §4 Relay).
 /// Datagrams from the peer go to the partner (the other leg of the chain), datagrams from the partner go to the peer;
-/// anything else is dropped and counted. The leg only moves WireGuard's ciphertext: it never decrypts.
+/// anything else is dropped and counted. The leg only moves WireGuard's ciphertext: it never decrypts. It sends to its
+/// peer only once the peer sent to it from the peer's address, and then to the port that datagram came from: an
+/// endpoint someone claims for the peer is never sent to unheard, so a leg cannot be aimed at a third party's host.
 /// </summary>
 /// <remarks>
 /// On Linux the legs of a <see cref="RelayService"/> share a few forwarding threads (<see cref="RelaySettings.ForwardingThreads"/>,
@@ -22,14 +24,15 @@ namespace MyDvpn.SuperNode.Relay;
 public sealed partial class RelayLeg
 {
     /// <summary>Who the peer is. Replaced whole when the leg is re-targeted; its endpoint is written by the loop only.</summary>
-    private sealed class PeerTarget(IPAddress address, IPEndPoint? known)
+    private sealed class PeerTarget(IPAddress address, IPEndPoint? claimed)
     {
         public IPAddress Address { get; } = address;
-        public IPEndPoint? Known { get; } = known;
+        /// <summary>Where the peer is said to listen (an exit's WireGuard endpoint): never sent to before the peer was heard.</summary>
+        public IPEndPoint? Claimed { get; } = claimed;
         public byte[] AddressBytes { get; } = address.GetAddressBytes();
-        /// <summary>Where datagrams for the peer go: the known endpoint, else learned from the peer's first datagram.</summary>
-        public SocketAddress? Endpoint { get; set; } = known?.Serialize();
-        public volatile IPEndPoint? EndpointSeen = known;
+        /// <summary>Where datagrams for the peer go: learned from the peer's first datagram from its address; null until then.</summary>
+        public SocketAddress? Endpoint { get; set; }
+        public volatile IPEndPoint? EndpointSeen;
         /// <summary>When <see cref="Endpoint"/> last sent; 0: never, so the peer's address on any port takes over.</summary>
         public long LastHeardTicks { get; set; }
     }
@@ -146,7 +149,7 @@ public sealed partial class RelayLeg
     {
         var wanted = Target(peerAddress, peerEndpoint);
         var current = peer;
-        if (current.Address.Equals(wanted.Address) && Equals(current.Known, wanted.Known))
+        if (current.Address.Equals(wanted.Address) && Equals(current.Claimed, wanted.Claimed))
             return true;
         peer = wanted;
         return false;
@@ -266,7 +269,8 @@ public sealed partial class RelayLeg
                 Volatile.Write(ref lastForwardTicks, now);
                 return peerEndpoint;
             }
-            Drop(RelayDropReason.PeerPortUnknown);
+            // The peer has not sent yet: nothing goes to it, not even to an endpoint claimed for it.
+            Drop(target.Claimed is null ? RelayDropReason.PeerPortUnknown : RelayDropReason.PeerNotHeard);
             return null;
         }
 
@@ -399,7 +403,7 @@ public sealed partial class RelayLeg
 }
 
 /// <summary>A relay leg as admin and status output show it.</summary>
-/// <param name="PeerEndpoint">The peer's known endpoint, or the one learned from its datagrams; null until then.</param>
+/// <param name="PeerEndpoint">The peer's endpoint as learned from its datagrams (where the leg sends to it); null until it sent.</param>
 /// <param name="Partner">The other leg of the chain; null until set.</param>
 /// <param name="LastPacketAt">The last datagram forwarded either way; null: none yet.</param>
 public sealed record RelayLegStatus(

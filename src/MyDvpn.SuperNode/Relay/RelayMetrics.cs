@@ -11,12 +11,17 @@ public enum RelayDropReason
     WrongPort,
     /// <summary>From the peer before the leg's partner is known.</summary>
     NoPartner,
-    /// <summary>From the partner before the peer's port is known (the peer has not sent yet and no endpoint was given).</summary>
+    /// <summary>From the partner before the peer sent anything (no endpoint was claimed for it).</summary>
     PeerPortUnknown,
     /// <summary>Larger than the leg's receive buffer.</summary>
     Oversize,
     /// <summary>The send failed (no route, buffer full).</summary>
     SendFailed,
+    /// <summary>
+    /// From the partner before the peer sent anything, though an endpoint was claimed for it (an exit's): what a leg would
+    /// have sent to an address it never heard from.
+    /// </summary>
+    PeerNotHeard,
 }
 
 /// <summary>The relay's Prometheus metrics; the labelled children are resolved once, so counting allocates nothing.</summary>
@@ -50,6 +55,7 @@ internal static class RelayMetrics
         Dropped.WithLabels("peer_port_unknown"),
         Dropped.WithLabels("oversize"),
         Dropped.WithLabels("send_failed"),
+        Dropped.WithLabels("peer_not_heard"),
     ];
 
     public static Counter.Child DroppedFor(RelayDropReason reason) => DroppedByReason[(int)reason];

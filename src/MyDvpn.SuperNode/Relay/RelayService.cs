@@ -91,9 +91,10 @@ public sealed class RelayService : IRelayLegs, IAsyncDisposable
     /// <summary>
     /// Opens the leg of <paramref name="side"/> of the assignment on a free port of <c>--relay-ports</c>, or returns the one
     /// open (re-targeted at this peer if it changed). It accepts datagrams only from <paramref name="peerAddress"/> (the
-    /// address the peer's control stream comes from) and from its partner. The peer's port is learned from its first
-    /// datagram unless <paramref name="peerEndpoint"/> (an exit's WireGuard endpoint) is known, in which case the leg can
-    /// send to the peer before hearing from it.
+    /// address the peer's control stream comes from) and from its partner, and sends to the peer only once it heard from
+    /// it, to the port its datagram came from — also when <paramref name="peerEndpoint"/> (an exit's claimed WireGuard
+    /// endpoint) is given, which is shown but never sent to unheard (what the partner sends before is dropped, counted
+    /// as <c>peer_not_heard</c>). The kernel takes the leg over only then, too (<see cref="RelayLeg.OffloadTarget"/>).
     /// </summary>
     /// <exception cref="RelayPortsExhaustedException">No port of <c>--relay-ports</c> is free.</exception>
     /// <exception cref="RelayDrainingException">The relay is handing its legs over (<see cref="BeginHandOver"/>).</exception>
@@ -142,7 +143,8 @@ public sealed class RelayService : IRelayLegs, IAsyncDisposable
         }
         RelayMetrics.LegsOpen.Inc();
         logger.LogInformation("Relay leg {AssignmentId}/{Side} opened on port {Port} for peer {PeerAddress} ({PeerEndpoint})",
-            assignmentId, side, leg.Port, peerAddress, peerEndpoint?.ToString() ?? "port learned from its first datagram");
+            assignmentId, side, leg.Port, peerAddress,
+            peerEndpoint is null ? "port learned from its first datagram" : $"said to be at {peerEndpoint}; sent to only once it sent from {peerAddress}");
         return Task.FromResult(leg);
     }
 

@@ -223,6 +223,25 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
     }
 
     [Fact]
+    public async Task A_SuperNode_whose_certificate_names_another_region_than_the_directory_lists_is_not_called()
+    {
+        // sn-us is listed in us-east, but its server presents a certificate of eu-west.
+        var eu = await StartSuperNodeAsync("sn-eu", "eu-west");
+        var impostor = new FakeSuperNode(new SessionList());
+        var server = await StartServerAsync(_pki.Issue(NodeIdentity.Super("sn-us", "eu-west")),
+            new CertificatePolicy().Allow(SuperNodePeers.Descriptor.FullName, Callers.BaseNodes), services => services.AddSingleton(impostor),
+            app => app.MapGrpcService<FakeSuperNode>());
+        await ReportAsync("sn-us", "us-east", server.Address.ToString());
+
+        var revoked = await _admin.RevokePeerAsync(new RevokePeerRequest { PeerId = "peer-x" });
+
+        Assert.Equal(["sn-eu"], revoked.NotifiedSupernodes);
+        Assert.Equal(["sn-us"], revoked.UnreachableSupernodes);
+        Assert.Equal(["peer-x"], eu.Revoked.Select(r => r.PeerId));
+        Assert.Empty(impostor.Revoked);
+    }
+
+    [Fact]
     public async Task A_published_CRL_is_enforced_at_once_acknowledged_in_reports_and_served_to_SuperNodes()
     {
         Assert.Equal(0ul, (await _directory.ReportAsync(ReportOf("sn-test", "eu-west", "127.0.0.1:1"))).CrlNumber);
@@ -473,7 +492,8 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
         list.Sessions.AddRange(sessions);
         var fake = new FakeSuperNode(list);
         var policy = new CertificatePolicy().Allow(SuperNodePeers.Descriptor.FullName, Callers.BaseNodes);
-        var server = await StartServerAsync(_nodeTls, policy, services => services.AddSingleton(fake),
+        // Its own certificate: the BaseNode takes only a SuperNode of the region the directory lists it in.
+        var server = await StartServerAsync(_pki.Issue(NodeIdentity.Super(id, region)), policy, services => services.AddSingleton(fake),
             app => app.MapGrpcService<FakeSuperNode>());
         await ReportAsync(id, region, server.Address.ToString());
         return fake;
@@ -485,7 +505,7 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
         var policy = new CertificatePolicy()
             .Allow(ExitAllocation.Descriptor.FullName, Callers.SuperNodes)
             .Allow($"{ExitAllocation.Descriptor.FullName}/ListExits", Callers.SuperNodes | Callers.BaseNodes);
-        var server = await StartServerAsync(_nodeTls, policy, services => services.AddSingleton(fake),
+        var server = await StartServerAsync(_pki.Issue(NodeIdentity.Super(id, region)), policy, services => services.AddSingleton(fake),
             app => app.MapGrpcService<FakeExitAllocation>());
         await ReportAsync(id, region, server.Address.ToString());
         return fake;
@@ -536,7 +556,7 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
 
     private GrpcChannel Channel(HostPort server, TlsMaterial tls)
     {
-        var channel = GrpcChannels.MutualTls(server, tls);
+        var channel = GrpcChannels.MutualTls(server, tls, ExpectedServer.BaseNode);
         _channels.Add(channel);
         return channel;
     }

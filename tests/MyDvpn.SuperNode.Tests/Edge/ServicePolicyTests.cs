@@ -45,7 +45,7 @@ public sealed class ServicePolicyTests : IAsyncLifetime
     [Fact]
     public async Task A_SuperNode_certificate_cannot_call_SuperNodePeers()
     {
-        using var channel = GrpcChannels.MutualTls(server.Address, Load(pki.IssueSuper("sn-eu-2", "eu-west")));
+        using var channel = GrpcChannels.MutualTls(server.Address, Load(pki.IssueSuper("sn-eu-2", "eu-west")), ExpectedServer.SuperNodeOf("eu-west"));
 
         var refused = await Assert.ThrowsAsync<RpcException>(() =>
             new SuperNodePeers.SuperNodePeersClient(channel).ListSessionsAsync(new ListLocalSessionsRequest()).ResponseAsync);
@@ -60,7 +60,7 @@ public sealed class ServicePolicyTests : IAsyncLifetime
     [Fact]
     public async Task A_BaseNode_certificate_may_call_SuperNodePeers()
     {
-        using var channel = GrpcChannels.MutualTls(server.Address, Load(pki.IssueBase("base-1")));
+        using var channel = GrpcChannels.MutualTls(server.Address, Load(pki.IssueBase("base-1")), ExpectedServer.SuperNodeOf("eu-west"));
 
         await new SuperNodePeers.SuperNodePeersClient(channel).ListSessionsAsync(new ListLocalSessionsRequest());
 
@@ -70,7 +70,7 @@ public sealed class ServicePolicyTests : IAsyncLifetime
     [Fact]
     public async Task A_BaseNode_certificate_cannot_call_ExitAllocation_but_may_list_the_exits()
     {
-        using var channel = GrpcChannels.MutualTls(server.Address, Load(pki.IssueBase("base-1")));
+        using var channel = GrpcChannels.MutualTls(server.Address, Load(pki.IssueBase("base-1")), ExpectedServer.SuperNodeOf("eu-west"));
         var client = new ExitAllocation.ExitAllocationClient(channel);
 
         var refused = await Assert.ThrowsAsync<RpcException>(() =>
@@ -86,7 +86,7 @@ public sealed class ServicePolicyTests : IAsyncLifetime
     [Fact]
     public async Task A_SuperNode_of_another_region_may_call_ExitAllocation()
     {
-        using var channel = GrpcChannels.MutualTls(server.Address, Load(pki.IssueSuper("sn-us-1", "us-east")));
+        using var channel = GrpcChannels.MutualTls(server.Address, Load(pki.IssueSuper("sn-us-1", "us-east")), ExpectedServer.SuperNodeOf("eu-west"));
 
         await new ExitAllocation.ExitAllocationClient(channel).AllocateExitAsync(new AllocateExitRequest { Region = "eu-west" });
 

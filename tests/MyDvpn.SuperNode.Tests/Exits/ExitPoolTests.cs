@@ -73,9 +73,11 @@ public sealed class ExitPoolTests(ITestOutputHelper output) : SqliteTestKit(outp
     }
 
     [Theory]
-    [InlineData(ExitAddress, "exit-a.example.net:4500", "exit-a.example.net:4500")]
+    [InlineData(ExitAddress, ExitAddress + ":4500", ExitAddress + ":4500")]
+    [InlineData(ExitAddress, "exit-a.example.net:4500", ExitAddress + ":51820")]
+    [InlineData(ExitAddress, "203.0.113.50:4500", ExitAddress + ":51820")]
     [InlineData("2001:db8::7", "", "[2001:db8::7]:51820")]
-    public void Exit_endpoint_is_the_one_it_gave_else_its_stream_address_and_listen_port(string streamAddress, string given, string endpoint)
+    public void Exit_endpoint_is_its_claim_only_on_its_stream_address_else_that_address_and_its_listen_port(string streamAddress, string given, string endpoint)
     {
         var pool = StartPool();
         Online(pool, "exit-a", address: streamAddress);

@@ -88,6 +88,24 @@ public sealed class TunnelAddressingTests
         Assert.Contains("Super:Exits:TunnelPool", error.Message);
     }
 
+    [Theory]
+    [InlineData("127.0.0.0/8", "loopback")]
+    [InlineData("127.64.0.0/16", "loopback")]
+    [InlineData("224.0.0.0/12", "multicast")]
+    [InlineData("169.254.0.0/16", "link-local")]
+    [InlineData("0.0.0.0/12", "'this network'")]
+    [InlineData("240.0.0.0/12", "reserved and broadcast")]
+    [InlineData("128.0.0.0/1", "link-local")]
+    public void Pool_in_reserved_address_space_is_refused_naming_the_setting_and_the_block(string pool, string block)
+    {
+        // Agents validate every exit subnet with the same blocks (TunnelRules) and would refuse every command.
+        var error = Assert.Throws<ArgumentException>(() => TunnelAddressing.Parse(pool, 24));
+
+        Assert.Contains("Super:Exits:TunnelPool", error.Message);
+        Assert.Contains(block, error.Message);
+        Assert.Equal("TunnelPool", error.ParamName);
+    }
+
     [Fact]
     public void Default_exit_settings_are_valid()
     {

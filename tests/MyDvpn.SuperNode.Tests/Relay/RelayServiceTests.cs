@@ -32,7 +32,8 @@ public sealed class RelayServiceTests
         Assert.Equal((Assignment, clientLeg.Port, client.Endpoint, exitLeg.Endpoint), (clientStatus.AssignmentId, clientStatus.Port, clientStatus.PeerEndpoint, clientStatus.Partner));
         Assert.Equal((3L, 3L), (clientStatus.PacketsToPartner, clientStatus.PacketsToPeer));
         Assert.Equal(PayloadBytes, clientStatus.BytesToPartner);
-        Assert.Equal(0, clientStatus.Dropped);
+        // The exit's first keepalive (ChainAsync), which came before the client had sent: nowhere to go yet.
+        Assert.Equal(1, clientStatus.Dropped);
         Assert.NotNull(clientStatus.LastPacketAt);
     }
 
@@ -72,19 +73,39 @@ public sealed class RelayServiceTests
         await AssertRoundTripsAsync(client, exit, clientLeg, exitLeg);
     }
 
-    [Fact]
-    public async Task Exit_leg_with_a_known_endpoint_forwards_to_the_exit_before_it_has_sent()
+    [Theory]
+    [InlineData(2)]
+    [InlineData(0)]
+    public async Task Exit_leg_sends_nothing_to_a_claimed_endpoint_before_the_exit_has_sent_then_forwards_to_where_it_sent_from(int forwardingThreads)
     {
-        await using var relay = Relay();
+        // An exit that claims another host's endpoint (here: a victim on the exit's address, another port) must not get
+        // the relay to send there: the leg sends only to where the exit itself sent from.
+        await using var relay = Relay(settings: RelaySettings.Default with { ForwardingThreads = forwardingThreads });
         using var client = new UdpPeer();
         using var exit = new UdpPeer();
-        var (clientLeg, exitLeg) = await ChainAsync(relay, relay, exit);
+        using var victim = new UdpPeer();
+        var (clientLeg, exitLeg) = await ChainAsync(relay, relay, exit, claimed: victim.Endpoint, introduce: false);
+        var notHeardBefore = Dropped("peer_not_heard");
+        RelayLegStatus ExitStatus() => relay.Legs.Single(l => l.Side == RelaySides.Exit);
 
-        await client.SendAsync("handshake initiation", Local(clientLeg));
+        for (var i = 0; i < 100; i++)
+            await client.SendAsync($"handshake initiation {i}", Local(clientLeg));
+        await RelayTestPorts.EventuallyAsync(() => ExitStatus().Dropped == 100, "the exit leg drops all 100 datagrams for an exit it never heard from");
 
-        Assert.Equal("handshake initiation", await exit.ReceiveTextAsync(Local(exitLeg)));
-        Assert.Equal(0, exit.Sent);
-        Assert.Equal(exit.Endpoint, relay.Legs.Single(l => l.Side == RelaySides.Exit).PeerEndpoint);
+        Assert.Equal(0, victim.Pending);
+        Assert.Equal(0, exit.Pending);
+        Assert.Null(ExitStatus().PeerEndpoint);
+        Assert.Equal(0, ExitStatus().PacketsToPeer);
+        Assert.True(Dropped("peer_not_heard") - notHeardBefore >= 100);
+
+        // The exit speaks (its WireGuard's keepalive after RelaySetup): from now on the leg sends to the port it came from.
+        await exit.SendAsync("keepalive", Local(exitLeg));
+        Assert.Equal("keepalive", await client.ReceiveTextAsync(Local(clientLeg)));
+        await client.SendAsync("after", Local(clientLeg));
+        // Datagrams on loopback arrive in the order sent: had any of the 100 gone to the exit, it would come first.
+        Assert.Equal("after", await exit.ReceiveTextAsync(Local(exitLeg)));
+        Assert.Equal(exit.Endpoint, ExitStatus().PeerEndpoint);
+        Assert.Equal(0, victim.Pending);
     }
 
     [Fact]
@@ -93,7 +114,7 @@ public sealed class RelayServiceTests
         await using var relay = Relay();
         using var client = new UdpPeer();
         using var exit = new UdpPeer();
-        var (clientLeg, exitLeg) = await ChainAsync(relay, relay, exit);
+        var (clientLeg, exitLeg) = await ChainAsync(relay, relay, exit, introduce: false);
         RelayLegStatus ClientStatus() => relay.Legs.Single(l => l.Side == RelaySides.Client);
         Assert.Null(ClientStatus().PeerEndpoint);
 
@@ -120,6 +141,7 @@ public sealed class RelayServiceTests
         using var stranger = new UdpPeer(IPAddress.Parse("127.0.0.2"));
         using var neighbour = new UdpPeer();
         var (clientLeg, exitLeg) = await ChainAsync(relay, relay, exit);
+        var droppedBefore = relay.Legs.Sum(l => l.Dropped);
         var unknownBefore = Dropped("unknown_source");
         var wrongPortBefore = Dropped("wrong_port");
         await client.SendAsync("client", Local(clientLeg));
@@ -133,7 +155,7 @@ public sealed class RelayServiceTests
 
         // Datagrams on loopback arrive in the order sent: the next one the exit sees is the client's.
         Assert.Equal("client again", await exit.ReceiveTextAsync(Local(exitLeg)));
-        await RelayTestPorts.EventuallyAsync(() => relay.Legs.Sum(l => l.Dropped) == 3, "three datagrams counted as dropped");
+        await RelayTestPorts.EventuallyAsync(() => relay.Legs.Sum(l => l.Dropped) == droppedBefore + 3, "three more datagrams counted as dropped");
         Assert.Equal(client.Endpoint, relay.Legs.Single(l => l.Side == RelaySides.Client).PeerEndpoint);
         Assert.True(Dropped("unknown_source") - unknownBefore >= 2);
         Assert.True(Dropped("wrong_port") - wrongPortBefore >= 1);
@@ -161,6 +183,7 @@ public sealed class RelayServiceTests
         using var client = new UdpPeer();
         using var exit = new UdpPeer();
         var (clientLeg, exitLeg) = await ChainAsync(relay, relay, exit);
+        var droppedBefore = relay.Legs.Single(l => l.Side == RelaySides.Client).Dropped;
         var oversizeBefore = Dropped("oversize");
 
         var largest = Enumerable.Range(0, RelaySettings.Default.DatagramBufferSize - 1).Select(i => (byte)i).ToArray();
@@ -170,7 +193,7 @@ public sealed class RelayServiceTests
         await client.SendAsync(largest, Local(clientLeg));
 
         Assert.Equal(largest, (await exit.ReceiveAsync()).Datagram);
-        Assert.Equal(2, relay.Legs.Single(l => l.Side == RelaySides.Client).Dropped);
+        Assert.Equal(droppedBefore + 2, relay.Legs.Single(l => l.Side == RelaySides.Client).Dropped);
         Assert.True(Dropped("oversize") - oversizeBefore >= 2);
     }
 
@@ -325,6 +348,7 @@ public sealed class RelayServiceTests
         var exitLeg = await relay.OpenLegAsync(Assignment, RelaySides.Exit, IPAddress.Loopback, exit.Endpoint, CancellationToken.None, owner);
         relay.SetPartner(Assignment, RelaySides.Client, exitLeg.Endpoint);
         relay.SetPartner(Assignment, RelaySides.Exit, clientLeg.Endpoint);
+        await IntroduceExitAsync(relay, relay, exit, exitLeg, Assignment);
 
         var handedOver = relay.BeginHandOver();
 
@@ -359,14 +383,35 @@ public sealed class RelayServiceTests
     /// <summary>Where a peer on this host sends to reach the leg (its announced endpoint may be a public IP).</summary>
     private static IPEndPoint Local(RelayLeg leg) => new(IPAddress.Loopback, leg.Port);
 
+    /// <summary>
+    /// Opens and chains both legs, the exit's with <paramref name="claimed"/> (the exit's own endpoint unless given) as the
+    /// session passes the exit's endpoint; with <paramref name="introduce"/> the exit then speaks first, as its WireGuard
+    /// does once RelaySetup points it at its leg (<see cref="IntroduceExitAsync"/>).
+    /// </summary>
     private static async Task<(RelayLeg Client, RelayLeg Exit)> ChainAsync(RelayService clientSide, RelayService exitSide, UdpPeer exit,
-        string assignment = Assignment, IPAddress? clientAddress = null)
+        string assignment = Assignment, IPAddress? clientAddress = null, IPEndPoint? claimed = null, bool introduce = true)
     {
         var clientLeg = await clientSide.OpenLegAsync(assignment, RelaySides.Client, clientAddress ?? IPAddress.Loopback, null, CancellationToken.None);
-        var exitLeg = await exitSide.OpenLegAsync(assignment, RelaySides.Exit, IPAddress.Loopback, exit.Endpoint, CancellationToken.None);
+        var exitLeg = await exitSide.OpenLegAsync(assignment, RelaySides.Exit, IPAddress.Loopback, claimed ?? exit.Endpoint, CancellationToken.None);
         clientSide.SetPartner(assignment, RelaySides.Client, exitLeg.Endpoint);
         exitSide.SetPartner(assignment, RelaySides.Exit, clientLeg.Endpoint);
+        if (introduce)
+            await IntroduceExitAsync(clientSide, exitSide, exit, exitLeg, assignment);
         return (clientLeg, exitLeg);
+    }
+
+    /// <summary>
+    /// The exit sends its first keepalive to its leg, which learns where the exit is; the client's leg, which has not heard
+    /// from the client yet, drops it (one datagram dropped there).
+    /// </summary>
+    private static async Task IntroduceExitAsync(RelayService clientSide, RelayService exitSide, UdpPeer exit, RelayLeg exitLeg, string assignment)
+    {
+        var droppedAtClientLeg = clientSide.Legs.Single(l => l.AssignmentId == assignment && l.Side == RelaySides.Client).Dropped;
+        await exit.SendAsync("keepalive", Local(exitLeg));
+        await RelayTestPorts.EventuallyAsync(
+            () => Equals(exitSide.Legs.Single(l => l.AssignmentId == assignment && l.Side == RelaySides.Exit).PeerEndpoint, exit.Endpoint)
+                   && clientSide.Legs.Single(l => l.AssignmentId == assignment && l.Side == RelaySides.Client).Dropped == droppedAtClientLeg + 1,
+            "the exit leg learned the exit from its keepalive, which the client leg dropped");
     }
 
     /// <summary>Every payload from the client reaches the exit unchanged, and back; each side sees only its own leg.</summary>

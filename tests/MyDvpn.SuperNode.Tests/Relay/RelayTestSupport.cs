@@ -20,6 +20,9 @@ internal sealed class UdpPeer : IDisposable
 
     public IPEndPoint Endpoint { get; }
 
+    /// <summary>Bytes received and not read yet (loopback delivers a datagram within the sender's call).</summary>
+    public int Pending => socket.Available;
+
     /// <summary>Datagrams sent so far.</summary>
     public int Sent { get; private set; }
 

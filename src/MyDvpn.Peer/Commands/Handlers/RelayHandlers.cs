@@ -55,7 +55,11 @@ internal static class RelayPath
                 state = state with { Exit = state.Exit with { RelayEndpoint = relayEndpoint, DirectPathSince = directSince } };
             }
             if (state.ClientOf(assignment) is { } client)
-                state = state with { Clients = state.Clients.Replace(client, client with { RelayEndpoint = relayEndpoint }) };
+            {
+                // A new leg hears from this exit first (TunnelSpec): the time it was pointed there restarts the client's peer once.
+                var relaySince = relayEndpoint is null ? null : relayEndpoint == client.RelayEndpoint ? client.RelaySince : time.GetUtcNow();
+                state = state with { Clients = state.Clients.Replace(client, client with { RelayEndpoint = relayEndpoint, RelaySince = relaySince }) };
+            }
             return state;
         }, cancellationToken);
         return Done(id, clientSide ? new ExitChanged.PathChanged(assignment, Relayed: relayEndpoint is not null) : null);

@@ -19,19 +19,9 @@ internal static class TunnelRules
     /// <summary>The longest exit subnet prefix: an exit and at least one client (TunnelAddressing's limit).</summary>
     public const int MaxSubnetPrefix = 30;
 
-    /// <summary>Address blocks no tunnel subnet may touch: "this network", loopback, link-local, multicast and the reserved block with the broadcast address.</summary>
-    private static readonly (Cidr Block, string Name)[] Reserved =
-    [
-        (Cidr.Parse("0.0.0.0/8"), "'this network' (0.0.0.0/8)"),
-        (Cidr.Parse("127.0.0.0/8"), "loopback (127.0.0.0/8)"),
-        (Cidr.Parse("169.254.0.0/16"), "link-local (169.254.0.0/16)"),
-        (Cidr.Parse("224.0.0.0/4"), "multicast (224.0.0.0/4)"),
-        (Cidr.Parse("240.0.0.0/4"), "reserved and broadcast (240.0.0.0/4)"),
-    ];
-
     /// <summary>
     /// The assignment's exit subnet (<paramref name="field"/>): an IPv4 network with its host bits clear, of prefix
-    /// /1 … /30, clear of the reserved blocks. Null and the subnet if all is well.
+    /// /1 … /30, clear of the reserved blocks (<see cref="ReservedAddresses"/>). Null and the subnet if all is well.
     /// </summary>
     public static string? SubnetProblem(string? value, string field, out Cidr subnet)
     {
@@ -49,11 +39,8 @@ internal static class TunnelRules
             return $"{field} '{value}' has host bits set (the network is {parsed.Network()})";
         if (parsed.PrefixLength > MaxSubnetPrefix)
             return $"{field} '{value}' holds no exit and client: an exit subnet is at most /{MaxSubnetPrefix}";
-        foreach (var (block, name) in Reserved)
-        {
-            if (block.Contains(parsed) || parsed.Contains(block))
-                return $"{field} '{value}' overlaps {name}";
-        }
+        if (ReservedAddresses.Overlapped(parsed) is { } name)
+            return $"{field} '{value}' overlaps {name}";
         subnet = parsed;
         return null;
     }

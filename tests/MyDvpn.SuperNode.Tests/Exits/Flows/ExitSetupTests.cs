@@ -52,6 +52,33 @@ public sealed class ExitSetupTests
     }
 
     [Fact]
+    public void An_exit_claiming_an_endpoint_on_another_address_gets_its_streams_address_a_warning_and_a_count()
+    {
+        var first = Empty().Online("exit-a").Decide(Request("as-1"));
+
+        var acked = first.Then(Acked(first.Issued(Command.BodyOneofCase.SetupExit), Key(0xE1), endpoint: "203.0.113.50:53"), T0.AddSeconds(1));
+
+        var activated = Assert.IsType<AssignmentActivated>(Assert.Single(acked.Events));
+        Assert.Equal($"{ExitAddress}:51820", activated.ExitEndpoint);
+        Assert.Equal($"{ExitAddress}:51820", Assert.IsType<ExitAllocated>(acked.Answer(Awaited.Allocation, "as-1")).Assignment.ExitEndpoint);
+        var warning = Assert.Single(acked.Effects.OfType<PoolEffect.Log>(), l => l.Level == Microsoft.Extensions.Logging.LogLevel.Warning);
+        Assert.StartsWith("Security event: exit {ExitPeerId} claimed endpoint {Claimed}", warning.Template);
+        Assert.Equal(new object?[] { "exit-a", "203.0.113.50:53" }, warning.Args.Take(2));
+        Assert.Single(acked.Effects.OfType<PoolEffect.CountRefusedEndpoint>());
+    }
+
+    [Fact]
+    public void An_exit_claiming_an_endpoint_on_its_streams_address_keeps_its_port_without_a_warning()
+    {
+        var first = Empty().Online("exit-a").Decide(Request("as-1"));
+
+        var acked = first.Then(Acked(first.Issued(Command.BodyOneofCase.SetupExit), Key(0xE1), endpoint: $"{ExitAddress}:40001"), T0.AddSeconds(1));
+
+        Assert.Equal($"{ExitAddress}:40001", Assert.IsType<AssignmentActivated>(Assert.Single(acked.Events)).ExitEndpoint);
+        Assert.DoesNotContain(acked.Effects, e => e is PoolEffect.CountRefusedEndpoint or PoolEffect.Log { Level: Microsoft.Extensions.Logging.LogLevel.Warning });
+    }
+
+    [Fact]
     public void An_exit_that_refuses_is_rolled_back_kept_out_and_the_next_exit_tried()
     {
         var first = Empty().Online("exit-a", "exit-b").Decide(Request("as-1"));
@@ -111,7 +138,7 @@ public sealed class ExitSetupTests
         var acked = first.Then(Acked(first.Issued(Command.BodyOneofCase.SetupExit), Key(0xE1)));
 
         var refusal = Assert.IsType<ExitAllocationRefused>(acked.Answer(Awaited.Allocation, "as-1"));
-        Assert.Equal("exit-a gave no endpoint and its public address is unknown", refusal.Detail);
+        Assert.Equal("exit-a gave no endpoint the SuperNode can vouch for and its public address is unknown", refusal.Detail);
         Assert.Equal([("exit-a", Command.BodyOneofCase.RemoveExit)], acked.Commands());
     }
 
