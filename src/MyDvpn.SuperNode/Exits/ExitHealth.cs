@@ -15,7 +15,7 @@ public sealed record HealthTick
 /// back within <see cref="ExitSettings.LostAfter"/>, or that stopped announcing itself, is lost; one whose clients report
 /// their paths to it breaking (<see cref="ExitSettings.StaleClients"/>) is stale for <see cref="ExitSettings.StaleFor"/>,
 /// even while its control stream is alive; the operator may drain one.
-/// A lost, stale or drained exit takes no new clients, and each client it serves is asked to move (<c>ExitAllocation.RotateClient</c>
+/// A lost or drained exit takes no new clients (a stale one only when no other fits), and each client it serves is asked to move (<c>ExitAllocation.RotateClient</c>
 /// to its session, which moves it make-before-break); a client still on it is asked again every
 /// <see cref="ExitSettings.RotationRetry"/> until its assignment is released here.
 /// </summary>
@@ -75,7 +75,7 @@ public static class ExitHealth
                 {
                     Exits = s.Exits with { Stale = s.Exits.Stale.SetItem(failed.ExitPeerId, new LostExit(now, why)), Complaints = s.Exits.Complaints.Remove(failed.ExitPeerId) },
                 })
-                .Log(LogLevel.Warning, "Exit {ExitPeerId} is stale ({Why}); it takes no new clients for {StaleSeconds:0} s, moving its clients to other exits",
+                .Log(LogLevel.Warning, "Exit {ExitPeerId} is stale ({Why}); for {StaleSeconds:0} s it takes new clients only when no other exit fits, and its clients move to other exits",
                     failed.ExitPeerId, why, state.Settings.StaleFor.TotalSeconds),
             failed.ExitPeerId, RotationReason.ExitStale, $"exit {failed.ExitPeerId} is stale: {why}", now);
     }

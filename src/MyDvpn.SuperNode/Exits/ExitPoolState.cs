@@ -82,7 +82,8 @@ public sealed record ExitPoolState(
         IReadOnlyDictionary<string, ExitFailures> failures,
         DateTimeOffset now,
         ExitSettings settings,
-        TunnelAddressing addressing)
+        TunnelAddressing addressing,
+        IReadOnlyDictionary<string, LostExit>? stale = null)
     {
         if (online.Count == 0)
             return Refuse($"region {Region} has no exit online");
@@ -115,7 +116,8 @@ public sealed record ExitPoolState(
             }
             var failed = failures.GetValueOrDefault(peerId);
             var candidate = (peerId, (double)clients / capacity, presence.Rtt ?? TimeSpan.MaxValue, failed?.Count ?? 0);
-            (failed is not null && now - failed.Last < settings.FailureCooldown ? lastResort : candidates).Add(candidate);
+            // An exit that failed a setup lately, or that its clients found stale, is picked only when no other fits.
+            (failed is not null && now - failed.Last < settings.FailureCooldown || stale?.ContainsKey(peerId) == true ? lastResort : candidates).Add(candidate);
         }
         if (candidates.Count == 0)
             candidates = lastResort;

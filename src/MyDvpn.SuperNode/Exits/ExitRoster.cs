@@ -30,9 +30,6 @@ public sealed record ExitRoster(ImmutableDictionary<string, ExitPresence> Online
     /// <summary>Exits announced but found stale by their clients: since when and why (until <see cref="ExitSettings.StaleFor"/> passed).</summary>
     public ImmutableDictionary<string, LostExit> Stale { get; init; } = ImmutableDictionary.Create<string, LostExit>(StringComparer.Ordinal);
 
-    /// <summary>The exits online that may take clients: not stale.</summary>
-    public ImmutableDictionary<string, ExitPresence> Usable => Stale.IsEmpty ? Online : Online.RemoveRange(Stale.Keys);
-
     /// <summary>The exit announced itself: online, neither disconnected nor lost any more.</summary>
     public ExitRoster Announced(string exitPeerId, ExitPresence presence) =>
         this with { Online = Online.SetItem(exitPeerId, presence), Disconnected = Disconnected.Remove(exitPeerId), Lost = Lost.Remove(exitPeerId) };

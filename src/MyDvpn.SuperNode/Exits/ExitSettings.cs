@@ -124,7 +124,10 @@ public sealed record ExitSettings
 
     public TimeSpan StaleWindow { get; init; } = TimeSpan.FromMinutes(2);
 
-    /// <summary>A stale exit takes no new clients for this long (its control stream is alive: its data plane may recover).</summary>
+    /// <summary>
+    /// For this long a stale exit takes new clients only when no other exit of the region fits (its control stream is alive:
+    /// its data plane may recover, and a chain may have broken with a SuperNode rather than with it).
+    /// </summary>
     public TimeSpan StaleFor { get; init; } = TimeSpan.FromMinutes(5);
 
     /// <summary>RemoveExit waits this long for a peer that is away; its half goes with its next connect within it.</summary>

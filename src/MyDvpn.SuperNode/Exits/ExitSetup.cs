@@ -91,7 +91,7 @@ public static class ExitSetup
         var state = d.State;
         var setup = state.Setups[assignmentId];
         var request = setup.Request;
-        switch (state.Durable.DecideReservation(request, state.Exits.Usable, setup.Tried, state.Exits.Failures, now, state.Settings, state.Addressing))
+        switch (state.Durable.DecideReservation(request, state.Exits.Online, setup.Tried, state.Exits.Failures, now, state.Settings, state.Addressing, state.Exits.Stale))
         {
             case ReservationDecision.Refuse refuse:
                 var refusal = setup.Failures.IsEmpty

@@ -202,7 +202,9 @@ public static class ExitRotation
     private static Decision Fail(Decision d, string why, DateTimeOffset now)
     {
         var rotation = d.State.Exit!.Rotation!;
-        if (rotation.Reason is RotationReason.ExitLost or RotationReason.ExitStale)
+        // Only a lost exit: a stale one is announced and may still carry traffic (a client's chain may have broken with a
+        // SuperNode, not with the exit), and it stays the last resort of its region.
+        if (rotation.Reason == RotationReason.ExitLost)
             d = d.With(s => s with { Path = s.Path with { ExitLostUnreplaced = rotation.Detail } });
         return Ended(d, rotation, why, now);
     }

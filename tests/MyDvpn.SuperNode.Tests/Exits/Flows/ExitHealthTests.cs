@@ -135,10 +135,14 @@ public sealed class ExitHealthTests
         Assert.All(Moves(second), m => Assert.Equal((RotationReason.ExitStale, "exit-a"), (m.Reason, m.ExitPeerId)));
         Assert.Equal(ExitStates.Stale, second.State.View(T0).Exits.Single(e => e.PeerId == "exit-a").State);
         // Its announcements go on (its control stream is alive): it stays stale and takes no new client.
-        var announced = second.Then(new ExitOnline(Region, "exit-a", 10, ExitAddress, null), T0 + TimeSpan.FromSeconds(31));
+        var announced = second.Then(new ExitOnline(Region, "exit-a", 10, ExitAddress, null), T0 + TimeSpan.FromSeconds(31))
+            .Then(new ExitOnline(Region, "exit-b", 10, ExitAddress, null), T0 + TimeSpan.FromSeconds(31));
         Assert.Equal(ExitStates.Stale, announced.State.View(T0).Exits.Single(e => e.PeerId == "exit-a").State);
-        var setup = announced.State.Decide(Request("a-3", "client-3") with { Avoid = ["exit-b"] }, T0 + TimeSpan.FromSeconds(32));
-        Assert.Empty(setup.Effects.OfType<PoolEffect.Issue>());
+        // A new client gets the other exit; the stale one only when no other fits (it may still carry traffic).
+        var setup = announced.State.Decide(Request("a-3", "client-3"), T0 + TimeSpan.FromSeconds(32));
+        Assert.Equal("exit-b", setup.Effect<PoolEffect.Issue>().PeerId);
+        var lastResort = announced.State.Decide(Request("a-4", "client-4") with { Avoid = ["exit-b"] }, T0 + TimeSpan.FromSeconds(32));
+        Assert.Equal("exit-a", lastResort.Effect<PoolEffect.Issue>().PeerId);
     }
 
     [Fact]
