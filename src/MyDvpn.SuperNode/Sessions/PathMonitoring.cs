@@ -256,9 +256,9 @@ public static class PathMonitoring
         }
 
         return d.With(s => s with
-            {
-                Path = s.Path with { RelayStarting = true, DirectConfirmed = false, DirectPathOverdue = false, NoHandshakeReported = false, Silence = null, Attempt = null },
-            })
+        {
+            Path = s.Path with { RelayStarting = true, DirectConfirmed = false, DirectPathOverdue = false, NoHandshakeReported = false, Silence = null, Attempt = null },
+        })
             .Do(new SessionEffect.CancelTimer(DirectPathTimer), new SessionEffect.CancelTimer(DirectReturn.Timer))
             .Log(LogLevel.Warning, "{Why}; setting up a relay chain to exit {ExitPeerId}", why, assignment.ExitPeerId)
             .Do(new SessionEffect.OpenRelayChain(exit.AssignmentId, exit.Region, clientAddress));
