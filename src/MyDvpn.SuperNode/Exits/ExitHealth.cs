@@ -71,13 +71,11 @@ public static class ExitHealth
 
         var why = $"{recent.Count} of its clients' paths to it broke within {window.TotalSeconds:0} s" +
                   (recent.Values.Any(c => c.Relayed) ? ", relayed ones too" : "");
-        return MoveClients(d.With(s => s with
-        {
-            Exits = s.Exits with { Stale = s.Exits.Stale.SetItem(failed.ExitPeerId, new LostExit(now, why)), Complaints = s.Exits.Complaints.Remove(failed.ExitPeerId) },
-        })
-                .Log(LogLevel.Warning, "Exit {ExitPeerId} is stale ({Why}); for {StaleSeconds:0} s it takes new clients only when no other exit fits, and its clients move to other exits",
-                    failed.ExitPeerId, why, state.Settings.StaleFor.TotalSeconds),
-            failed.ExitPeerId, RotationReason.ExitStale, $"exit {failed.ExitPeerId} is stale: {why}", now);
+        var stale = new LostExit(now, why);
+        d = d.With(s => s with { Exits = s.Exits with { Stale = s.Exits.Stale.SetItem(failed.ExitPeerId, stale), Complaints = s.Exits.Complaints.Remove(failed.ExitPeerId) } })
+            .Log(LogLevel.Warning, "Exit {ExitPeerId} is stale ({Why}); for {StaleSeconds:0} s it takes new clients only when no other exit fits, and its clients move to other exits",
+                failed.ExitPeerId, why, state.Settings.StaleFor.TotalSeconds);
+        return MoveClients(d, failed.ExitPeerId, RotationReason.ExitStale, $"exit {failed.ExitPeerId} is stale: {why}", now);
     }
 
     /// <summary>

@@ -255,10 +255,8 @@ public static class PathMonitoring
                 exit.AssignmentId, state.Stream.RemoteAddress);
         }
 
-        return d.With(s => s with
-        {
-            Path = s.Path with { RelayStarting = true, DirectConfirmed = false, DirectPathOverdue = false, NoHandshakeReported = false, Silence = null, Attempt = null },
-        })
+        var starting = d.State.Path with { RelayStarting = true, DirectConfirmed = false, DirectPathOverdue = false, NoHandshakeReported = false, Silence = null, Attempt = null };
+        return d.With(s => s with { Path = starting })
             .Do(new SessionEffect.CancelTimer(DirectPathTimer), new SessionEffect.CancelTimer(DirectReturn.Timer))
             .Log(LogLevel.Warning, "{Why}; setting up a relay chain to exit {ExitPeerId}", why, assignment.ExitPeerId)
             .Do(new SessionEffect.OpenRelayChain(exit.AssignmentId, exit.Region, clientAddress));
