@@ -35,7 +35,7 @@ public sealed class CertificateRevocationTests(ITestOutputHelper output)
         using var revokedToGood = GrpcChannels.MutualTls(goodNode.Listen, revokedTls, ExpectedServer.SuperNodeOf("region-b"));
         var revokedDirectory = new SuperNodeDirectory.SuperNodeDirectoryClient(revokedToBase);
         // Before: the certificate works, and its connection stays open across the revocation.
-        await revokedDirectory.ReportAsync(Report("sn-a", "region-a", revokedNode.Listen), deadline: Deadline());
+        await revokedDirectory.ReportAsync(NodeCalls.Report("sn-a", "region-a", revokedNode.Listen), deadline: NodeCalls.Deadline());
 
         var (revokeExit, revokeText) = await network.RunAsync("ca", "revoke", "--dir", network.CaDir,
             "--cert", Path.Combine(revokedCertificate, CertificateAuthority.CertFile), "--reason", "key-compromise");
@@ -47,7 +47,7 @@ public sealed class CertificateRevocationTests(ITestOutputHelper output)
         Assert.Contains("Published CRL number 1 (1 revoked)", publishText, StringComparison.Ordinal);
 
         // The directory refuses the certificate at once, on the connection it opened before.
-        var report = await RevokedAsync(() => revokedDirectory.ReportAsync(Report("sn-a", "region-a", revokedNode.Listen), deadline: Deadline()).ResponseAsync);
+        var report = await NodeCalls.RefusedAsync(() => revokedDirectory.ReportAsync(NodeCalls.Report("sn-a", "region-a", revokedNode.Listen), deadline: NodeCalls.Deadline()).ResponseAsync, RefusalReason.CertificateRevoked);
         Assert.Contains("(serial " + CertificateRevocationList.SerialOf(revokedTls.Certificate) + ") was revoked", report.Status.Detail, StringComparison.Ordinal);
         // The revoked SuperNode's own next report is refused too.
         await Eventually.Async(() => Task.FromResult(baseNode.Process!.ReadLog().Contains(
@@ -55,13 +55,13 @@ public sealed class CertificateRevocationTests(ITestOutputHelper output)
         // The other SuperNode fetches the list with its next report and refuses the certificate too.
         await Eventually.Async(() => Task.FromResult(goodNode.Process!.ReadLog().Contains(
             "Applied certificate revocation list number 1 from the directory", StringComparison.Ordinal)), "sn-b applies the list");
-        await RevokedAsync(() => new ExitAllocation.ExitAllocationClient(revokedToGood).ListExitsAsync(
-            new ListExitsRequest { Region = "region-b" }, deadline: Deadline()).ResponseAsync);
+        await NodeCalls.RefusedAsync(() => new ExitAllocation.ExitAllocationClient(revokedToGood).ListExitsAsync(
+            new ListExitsRequest { Region = "region-b" }, deadline: NodeCalls.Deadline()).ResponseAsync, RefusalReason.CertificateRevoked);
 
         // The legitimate SuperNode keeps working with the directory.
-        var regions = await new SuperNodeDirectory.SuperNodeDirectoryClient(goodToBase).ListRegionsAsync(new ListRegionsRequest(), deadline: Deadline());
+        var regions = await new SuperNodeDirectory.SuperNodeDirectoryClient(goodToBase).ListRegionsAsync(new ListRegionsRequest(), deadline: NodeCalls.Deadline());
         Assert.Contains("region-b", regions.Regions.Select(r => r.Region));
-        await new SuperNodeDirectory.SuperNodeDirectoryClient(goodToBase).ReportAsync(Report("sn-b", "region-b", goodNode.Listen), deadline: Deadline());
+        await new SuperNodeDirectory.SuperNodeDirectoryClient(goodToBase).ReportAsync(NodeCalls.Report("sn-b", "region-b", goodNode.Listen), deadline: NodeCalls.Deadline());
         var baseLog = baseNode.Process!.ReadLog();
         Assert.Contains("published certificate revocation list number 1", baseLog, StringComparison.Ordinal);
     }
@@ -81,18 +81,18 @@ public sealed class CertificateRevocationTests(ITestOutputHelper output)
         CertificateAuthority.Init(foreignCa).Dispose();
         var (foreign, _) = CaRevocations.Reissue(foreignCa, DateTimeOffset.UtcNow);
 
-        var published = await admin.PublishCrlAsync(Request(second.Der), deadline: Deadline());
-        var older = await Assert.ThrowsAsync<RpcException>(() => admin.PublishCrlAsync(Request(first.Der), deadline: Deadline()).ResponseAsync);
-        var again = await Assert.ThrowsAsync<RpcException>(() => admin.PublishCrlAsync(Request(second.Der), deadline: Deadline()).ResponseAsync);
-        var stranger = await Assert.ThrowsAsync<RpcException>(() => admin.PublishCrlAsync(Request(foreign.Der), deadline: Deadline()).ResponseAsync);
-        var garbage = await Assert.ThrowsAsync<RpcException>(() => admin.PublishCrlAsync(Request("not a CRL"u8.ToArray()), deadline: Deadline()).ResponseAsync);
+        var published = await admin.PublishCrlAsync(Request(second.Der), deadline: NodeCalls.Deadline());
+        var older = await Assert.ThrowsAsync<RpcException>(() => admin.PublishCrlAsync(Request(first.Der), deadline: NodeCalls.Deadline()).ResponseAsync);
+        var again = await Assert.ThrowsAsync<RpcException>(() => admin.PublishCrlAsync(Request(second.Der), deadline: NodeCalls.Deadline()).ResponseAsync);
+        var stranger = await Assert.ThrowsAsync<RpcException>(() => admin.PublishCrlAsync(Request(foreign.Der), deadline: NodeCalls.Deadline()).ResponseAsync);
+        var garbage = await Assert.ThrowsAsync<RpcException>(() => admin.PublishCrlAsync(Request("not a CRL"u8.ToArray()), deadline: NodeCalls.Deadline()).ResponseAsync);
 
         Assert.Equal(2UL, published.Number);
         Assert.Equal((StatusCode.FailedPrecondition, StatusCode.FailedPrecondition), (older.StatusCode, again.StatusCode));
         Assert.Contains("CRL number 1 is older than CRL number 2", older.Status.Detail, StringComparison.Ordinal);
         Assert.Equal((StatusCode.InvalidArgument, StatusCode.InvalidArgument), (stranger.StatusCode, garbage.StatusCode));
         Assert.Contains("signature is not this network's CA's", stranger.Status.Detail, StringComparison.Ordinal);
-        Assert.Equal(2UL, (await admin.GetCrlAsync(new GetCrlRequest(), deadline: Deadline())).Number);
+        Assert.Equal(2UL, (await admin.GetCrlAsync(new GetCrlRequest(), deadline: NodeCalls.Deadline())).Number);
         // The CLI checks the file against the admin's CA before uploading: a wrong file is a usage error.
         var notAList = Path.Combine(network.Root, "not-a-list.crl");
         await File.WriteAllTextAsync(notAList, "hello");
@@ -106,28 +106,4 @@ public sealed class CertificateRevocationTests(ITestOutputHelper output)
 
         static PublishCrlRequest Request(byte[] der) => new() { Crl = Google.Protobuf.ByteString.CopyFrom(der) };
     }
-
-    private static SuperNodeReport Report(string id, string region, HostPort endpoint) => new()
-    {
-        Registration = new SuperNodeRegistration
-        {
-            SupernodeId = id,
-            Region = region,
-            GrpcEndpoint = endpoint.ToString(),
-            PublicIp = "127.0.0.1",
-            RelayPortLow = 42000,
-            RelayPortHigh = 42099,
-            Capacity = 10,
-        },
-    };
-
-    private static async Task<RpcException> RevokedAsync(Func<Task> call)
-    {
-        var refused = await Assert.ThrowsAsync<RpcException>(call);
-        Assert.Equal(StatusCode.PermissionDenied, refused.StatusCode);
-        Assert.Equal(RefusalReason.CertificateRevoked, RefusalReasons.Of(refused));
-        return refused;
-    }
-
-    private static DateTime Deadline() => DateTime.UtcNow.AddSeconds(15);
 }

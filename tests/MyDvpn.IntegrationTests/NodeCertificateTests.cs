@@ -31,24 +31,24 @@ public sealed class NodeCertificateTests(ITestOutputHelper output)
         var directory = new SuperNodeDirectory.SuperNodeDirectoryClient(toBase);
 
         // Another region, another id: a fake SuperNode cannot be registered with sn-a's certificate.
-        var otherRegion = await RefusedAsync(() => directory.ReportAsync(Report("sn-a", "region-b", superNode.Listen)).ResponseAsync);
-        var otherId = await RefusedAsync(() => directory.ReportAsync(Report("sn-fake", "region-a", superNode.Listen)).ResponseAsync);
+        var otherRegion = await NodeCalls.RefusedAsync(() => directory.ReportAsync(NodeCalls.Report("sn-a", "region-b", superNode.Listen)).ResponseAsync, RefusalReason.CertificateMismatch);
+        var otherId = await NodeCalls.RefusedAsync(() => directory.ReportAsync(NodeCalls.Report("sn-fake", "region-a", superNode.Listen)).ResponseAsync, RefusalReason.CertificateMismatch);
         // Only BaseNodes tell SuperNodes what to do.
-        var peers = await RefusedAsync(() =>
-            new SuperNodePeers.SuperNodePeersClient(superToSuper).ListSessionsAsync(new ListLocalSessionsRequest(), deadline: Deadline()).ResponseAsync);
+        var peers = await NodeCalls.RefusedAsync(() =>
+            new SuperNodePeers.SuperNodePeersClient(superToSuper).ListSessionsAsync(new ListLocalSessionsRequest(), deadline: NodeCalls.Deadline()).ResponseAsync, RefusalReason.CertificateMismatch);
         // Only SuperNodes allocate exits.
-        var allocation = await RefusedAsync(() => new ExitAllocation.ExitAllocationClient(baseToSuper).AllocateExitAsync(
-            new AllocateExitRequest { Region = "region-a", AssignmentId = "as-1" }, deadline: Deadline()).ResponseAsync);
+        var allocation = await NodeCalls.RefusedAsync(() => new ExitAllocation.ExitAllocationClient(baseToSuper).AllocateExitAsync(
+            new AllocateExitRequest { Region = "region-a", AssignmentId = "as-1" }, deadline: NodeCalls.Deadline()).ResponseAsync, RefusalReason.CertificateMismatch);
 
         Assert.Contains("but the request claims SuperNode sn-a of region region-b", otherRegion.Status.Detail, StringComparison.Ordinal);
         Assert.Contains("but the request claims SuperNode sn-fake of region region-a", otherId.Status.Detail, StringComparison.Ordinal);
         Assert.Contains("needs an operator-issued BaseNode certificate", peers.Status.Detail, StringComparison.Ordinal);
         Assert.Contains("needs an operator-issued SuperNode certificate", allocation.Status.Detail, StringComparison.Ordinal);
-        var regions = await directory.ListRegionsAsync(new ListRegionsRequest(), deadline: Deadline());
+        var regions = await directory.ListRegionsAsync(new ListRegionsRequest(), deadline: NodeCalls.Deadline());
         Assert.Equal(["region-a"], regions.Regions.Select(r => r.Region));
         Assert.Equal(["sn-a"], regions.Regions[0].Supernodes.Select(s => s.Registration.SupernodeId));
         // What the certificate's own node does still works: the BaseNode lists sn-a's sessions and exits.
-        await new SuperNodePeers.SuperNodePeersClient(baseToSuper).ListSessionsAsync(new ListLocalSessionsRequest(), deadline: Deadline());
+        await new SuperNodePeers.SuperNodePeersClient(baseToSuper).ListSessionsAsync(new ListLocalSessionsRequest(), deadline: NodeCalls.Deadline());
         var baseLog = baseNode.Process!.ReadLog();
         Assert.Contains("its certificate names SuperNode sn-a of region region-a (mydvpn://super/region-a/sn-a) but it claims SuperNode sn-a of region region-b",
             baseLog, StringComparison.Ordinal);
@@ -75,28 +75,4 @@ public sealed class NodeCertificateTests(ITestOutputHelper output)
         Assert.Contains("its certificate names SuperNode sn-b of region region-b (mydvpn://super/region-b/sn-b); " +
             "only SuperNodes of region region-a may join the cluster of SuperNode sn-a of region region-a", memberLog, StringComparison.Ordinal);
     }
-
-    private static SuperNodeReport Report(string id, string region, HostPort endpoint) => new()
-    {
-        Registration = new SuperNodeRegistration
-        {
-            SupernodeId = id,
-            Region = region,
-            GrpcEndpoint = endpoint.ToString(),
-            PublicIp = "127.0.0.1",
-            RelayPortLow = 42000,
-            RelayPortHigh = 42099,
-            Capacity = 10,
-        },
-    };
-
-    private static async Task<RpcException> RefusedAsync(Func<Task> call)
-    {
-        var refused = await Assert.ThrowsAsync<RpcException>(call);
-        Assert.Equal(StatusCode.PermissionDenied, refused.StatusCode);
-        Assert.Equal(RefusalReason.CertificateMismatch, RefusalReasons.Of(refused));
-        return refused;
-    }
-
-    private static DateTime Deadline() => DateTime.UtcNow.AddSeconds(15);
 }

@@ -312,8 +312,7 @@ public sealed class PeerSession : ReceivePersistentActor
                         failure: e => new ReleaseFinished(release.Request.AssignmentId, e.Message));
                     break;
                 case SessionEffect.ReleaseExit release:
-                    _ = _exits!.Allocator.ReleaseAsync(release.Request, _lifetime.Token)
-                        .ContinueWith(t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted);
+                    BestEffort(_exits!.Allocator.ReleaseAsync(release.Request, _lifetime.Token));
                     break;
                 case SessionEffect.OpenRelayChain open:
                     SessionWork.RelayAsync(_exits!.Relay!, _exits.Allocator, open, new RelayLegOwner(_state.Region, PeerId),
@@ -329,13 +328,11 @@ public sealed class PeerSession : ReceivePersistentActor
                         .PipeTo(Self, success: problem => new ExitUnpinned(unpin.AssignmentId, problem));
                     break;
                 case SessionEffect.ReportPathFailure report:
-                    _ = _exits!.Allocator.ReportPathFailureAsync(report.Report, _lifetime.Token)
-                        .ContinueWith(t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted);
+                    BestEffort(_exits!.Allocator.ReportPathFailureAsync(report.Report, _lifetime.Token));
                     break;
                 case SessionEffect.CloseExitLeg closeExitLeg:
-                    _ = _exits!.Allocator.CloseRelayAsync(new MyDvpn.Protocol.SuperNode.CloseRelayRequest { AssignmentId = closeExitLeg.AssignmentId, Region = closeExitLeg.ExitRegion },
-                            _lifetime.Token)
-                        .ContinueWith(t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted);
+                    BestEffort(_exits!.Allocator.CloseRelayAsync(
+                        new MyDvpn.Protocol.SuperNode.CloseRelayRequest { AssignmentId = closeExitLeg.AssignmentId, Region = closeExitLeg.ExitRegion }, _lifetime.Token));
                     break;
                 case SessionEffect.TellExitPool tell:
                     _exits?.Pools.Tell(tell.Message);
@@ -349,6 +346,9 @@ public sealed class PeerSession : ReceivePersistentActor
             }
         }
     }
+
+    /// <summary>A call whose answer the session does not wait for: its failure is observed (not left unobserved) and dropped.</summary>
+    private static void BestEffort(Task call) => _ = call.ContinueWith(t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted);
 
     /// <summary>The edge shows the assignments in the admin's session list; sent when they change.</summary>
     private void ShowAssignments()
