@@ -62,9 +62,8 @@ public sealed class AbuseNetwork : IAsyncLifetime
     public async Task<RawPeer> ConnectAsync(string peerId, IdentityKey key, PeerRole role = PeerRole.Client, ExitOffer? offer = null)
     {
         var peer = await OpenAsync();
-        var request = peer.SignedRequest(key, peerId, role, Region);
-        request.ExitOffer = offer;
-        await peer.SendAsync(request);
+        // The offer is signed with the rest of the login (transcript v3).
+        await peer.SendAsync(peer.SignedRequest(key, peerId, role, Region, exitOffer: offer?.MaxClients ?? 0));
         Assert.Equal(ControlMessage.PayloadOneofCase.AuthResponse, (await peer.ReadAsync()).PayloadCase);
         return peer;
     }
