@@ -158,6 +158,12 @@ public static class ClusterNodeHost
                 Roles = [.. node.Roles],
                 SeedNodes = [.. settings.SeedsOrSelf.Select(seed => $"akka.ssl.tcp://{node.ActorSystemName}@{seed}")],
             });
+            akka.WithActors((system, _) =>
+            {
+                var downing = CrashedMemberDowningSettings.From(system.Settings.Config);
+                if (downing.Enabled)
+                    system.ActorOf(CrashedMemberDowning.Props(downing, loggerFactory.CreateLogger<CrashedMemberDowning>()), "crashed-member-downing");
+            });
             settings.Persistence.Prepare();
             akka.WithSqlPersistence(
                 connectionString: settings.Persistence.ConnectionString,
