@@ -24,17 +24,20 @@ public enum CrashVerdict { ProbeAgain, Down, LeaveItToTheResolver }
 /// <summary>How a crashed member is told from a partitioned one (<c>mydvpn.crashed-member-downing</c> in cluster.hocon).</summary>
 public sealed record CrashedMemberDowningSettings(bool Enabled, TimeSpan ProbeInterval, TimeSpan ProbeTimeout, int RefusalsToDown, int MaxProbes)
 {
+    /// <summary>What cluster.hocon ships, and what a missing key means.</summary>
+    public static readonly CrashedMemberDowningSettings Default = new(true, TimeSpan.FromMilliseconds(500), TimeSpan.FromSeconds(1), 2, 10);
+
     public static CrashedMemberDowningSettings From(Akka.Configuration.Config config)
     {
         var section = config.GetConfig("mydvpn.crashed-member-downing");
         if (section is null || section.IsEmpty)
-            return new(true, TimeSpan.FromMilliseconds(500), TimeSpan.FromSeconds(1), 2, 10);
+            return Default;
         var settings = new CrashedMemberDowningSettings(
-            section.GetBoolean("enabled", true),
-            section.GetTimeSpan("probe-interval", TimeSpan.FromMilliseconds(500)),
-            section.GetTimeSpan("probe-timeout", TimeSpan.FromSeconds(1)),
-            section.GetInt("refusals-to-down", 2),
-            section.GetInt("max-probes", 10));
+            section.GetBoolean("enabled", Default.Enabled),
+            section.GetTimeSpan("probe-interval", Default.ProbeInterval),
+            section.GetTimeSpan("probe-timeout", Default.ProbeTimeout),
+            section.GetInt("refusals-to-down", Default.RefusalsToDown),
+            section.GetInt("max-probes", Default.MaxProbes));
         if (settings.ProbeInterval <= TimeSpan.Zero || settings.ProbeTimeout <= TimeSpan.Zero || settings.RefusalsToDown < 2 || settings.MaxProbes < settings.RefusalsToDown)
             throw new Akka.Configuration.ConfigurationException(
                 "mydvpn.crashed-member-downing: probe-interval and probe-timeout must be positive, refusals-to-down at least 2 " +
