@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using MyDvpn.Logging;
 using MyDvpn.Security;
@@ -106,6 +107,10 @@ public static class ClusterNodeHost
                 kestrel.Listen(metrics.ToBindEndPoint("--metrics"), listen => listen.Protocols = HttpProtocols.Http1);
         });
 
+        // The caller's token stops the node (the CLI cancels it on SIGINT and SIGTERM, and forces the process on a second
+        // Ctrl-C): the console lifetime's own signal handlers would stop the host from the signal's thread first, before the
+        // CLI's handler saw the signal at all.
+        builder.Services.AddSingleton<IHostLifetime, CallerLifetime>();
         builder.Services.AddSingleton(settings);
         builder.Services.AddSingleton(tls);
         builder.Services.AddSingleton(settings.Crl);
@@ -180,6 +185,14 @@ public static class ClusterNodeHost
         app.MapHealthChecks("/healthz", new() { Predicate = _ => false }).RequireHost(metricsHost);
         app.MapHealthChecks("/readyz", new() { Predicate = check => check.Tags.Contains(HealthTags.Ready) }).RequireHost(metricsHost);
     }
+}
+
+/// <summary>A host lifetime that leaves starting and stopping to the caller: no signal handlers, no console messages.</summary>
+internal sealed class CallerLifetime : IHostLifetime
+{
+    public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }
 
 public static class HealthTags
