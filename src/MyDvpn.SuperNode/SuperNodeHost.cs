@@ -216,7 +216,7 @@ public static class SuperNodeHost
             {
                 // No report may follow the deregistration and register this SuperNode again.
                 await registrar.GracefulStop(TimeSpan.FromSeconds(2));
-                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(3));
+                using var timeout = new CancellationTokenSource(settings.DeregisterTimeout);
                 await client.DeregisterAsync(new DeregisterRequest { SupernodeId = settings.Id, Region = settings.Region }, timeout.Token);
                 logger.LogInformation("Deregistered SuperNode {SuperNodeId} from the directory", settings.Id);
             }

@@ -30,6 +30,11 @@ public sealed class SuperNodeOptions : ClusterNodeOptions
     /// </summary>
     public static int DefaultMaxStreams(ulong? descriptorLimit, int relayPorts) =>
         descriptorLimit is { } limit ? FileDescriptorLimit.StreamsThatFit(limit, ConnectionsBesidePeers + relayPorts, MaxStreamsCap) : MaxStreamsCap;
+    /// <summary>
+    /// How long a SuperNode that stops cleanly waits for a BaseNode to take its deregistration (config/environment only:
+    /// Super:DeregisterTimeout); past it the directory marks the SuperNode down after its grace instead.
+    /// </summary>
+    public TimeSpan DeregisterTimeout { get; set; } = TimeSpan.FromSeconds(3);
     /// <summary>Timing and limits of the peers' edge (config/environment only: Super:Edge:…).</summary>
     public EdgeSettings Edge { get; set; } = new();
     /// <summary>Exit allocation and tunnel addressing (config/environment only: Super:Exits:…).</summary>
@@ -52,6 +57,8 @@ public sealed class SuperNodeOptions : ClusterNodeOptions
         var (relayLow, relayHigh) = ParseRelayPorts(RelayPorts);
         if (MaxStreams < 1)
             throw new ConfigurationException("--max-streams", "must be at least 1");
+        if (DeregisterTimeout <= TimeSpan.Zero)
+            throw new ConfigurationException("Super:DeregisterTimeout", $"must be positive, e.g. 00:00:03 (was {DeregisterTimeout})");
         var maxStreams = MaxStreams ?? DefaultMaxStreams(FileDescriptorLimit.Current(), relayHigh - relayLow + 1);
         try
         {
@@ -91,6 +98,7 @@ public sealed class SuperNodeOptions : ClusterNodeOptions
             Exits = Exits,
             Relay = Relay,
             Sessions = Sessions,
+            DeregisterTimeout = DeregisterTimeout,
         };
     }
 
@@ -120,6 +128,8 @@ public sealed record SuperNodeSettings(
     public Relay.RelaySettings Relay { get; init; } = MyDvpn.SuperNode.Relay.RelaySettings.Default;
 
     public Sessions.PeerSessionSettings Sessions { get; init; } = MyDvpn.SuperNode.Sessions.PeerSessionSettings.Default;
+
+    public TimeSpan DeregisterTimeout { get; init; } = TimeSpan.FromSeconds(3);
 
     /// <summary>The address peers and other SuperNodes dial: the public IP and the --listen port.</summary>
     public string GrpcEndpoint => new HostPort(PublicIp.ToString(), Node.Listen.Port).ToString();

@@ -87,8 +87,9 @@ public sealed class LongRunningCommandTests(ITestOutputHelper output) : IDisposa
     [Fact]
     public async Task A_second_SIGINT_while_a_SuperNode_stops_ends_it_at_once_with_130()
     {
-        var (baseNode, superNode) = await StartBaseAndSuperAsync();
-        // A directory that does not answer: the SuperNode's clean stop waits for its deregistration to time out.
+        // A directory that does not answer and a deregistration that waits a minute for it: the SuperNode's clean stop is
+        // still waiting when the second SIGINT comes, however slow this machine is to send it.
+        var (baseNode, superNode) = await StartBaseAndSuperAsync(("MYDVPN__SUPER__DEREGISTERTIMEOUT", "00:01:00"));
         Signal(baseNode.Process, "STOP");
 
         Signal(superNode.Process, "INT");
@@ -104,7 +105,7 @@ public sealed class LongRunningCommandTests(ITestOutputHelper output) : IDisposa
     private sealed record Node(NodeProcess Process, HostPort Grpc, HostPort Metrics);
 
     /// <summary>A BaseNode, then (once it is ready) a SuperNode of eu-west with the default --max-streams, until both are ready.</summary>
-    private async Task<(Node Base, Node Super)> StartBaseAndSuperAsync()
+    private async Task<(Node Base, Node Super)> StartBaseAndSuperAsync(params (string Name, string Value)[] superNodeEnvironment)
     {
         var ca = temp.Sub("ca");
         CertificateAuthority.Init(ca).Dispose();
@@ -115,7 +116,7 @@ public sealed class LongRunningCommandTests(ITestOutputHelper output) : IDisposa
             ["base", "--data-dir", temp.Sub("base"), "--cluster", Loopback(), "--tls", temp.Sub("base-tls")]);
         await ReadyAsync(baseNode);
         var relay = NodeProcess.FreeTcpPort();
-        var superNode = StartNode("super",
+        var superNode = StartNode("super", superNodeEnvironment,
         [
             "super", "--data-dir", temp.Sub("super"), "--cluster", Loopback(), "--tls", temp.Sub("super-tls"), "--region", "eu-west",
             "--id", "sn-1", "--base", baseNode.Grpc.ToString(), "--public-ip", "127.0.0.1", "--relay-ports", $"{relay}-{relay}",
@@ -124,11 +125,13 @@ public sealed class LongRunningCommandTests(ITestOutputHelper output) : IDisposa
         return (baseNode, superNode);
     }
 
-    private Node StartNode(string name, string[] arguments)
+    private Node StartNode(string name, string[] arguments) => StartNode(name, [], arguments);
+
+    private Node StartNode(string name, (string Name, string Value)[] environment, string[] arguments)
     {
         var grpc = new HostPort("127.0.0.1", NodeProcess.FreeTcpPort());
         var metrics = new HostPort("127.0.0.1", NodeProcess.FreeTcpPort());
-        var process = Start(name, [.. arguments, "--listen", grpc.ToString(), "--metrics", metrics.ToString()]);
+        var process = Start(name, [.. arguments, "--listen", grpc.ToString(), "--metrics", metrics.ToString()], environment);
         return new Node(process, grpc, metrics);
     }
 
@@ -143,12 +146,13 @@ public sealed class LongRunningCommandTests(ITestOutputHelper output) : IDisposa
         ];
     }
 
-    private NodeProcess Start(string name, string[] arguments)
+    private NodeProcess Start(string name, string[] arguments, params (string Name, string Value)[] environment)
     {
         if (!File.Exists(Path.Combine(temp.Sub("ca"), CertificateAuthority.CaCertFile)))
             CertificateAuthority.Init(temp.Sub("ca")).Dispose();
         var build = MydvpnExecutable.InDirectory(AppContext.BaseDirectory);
-        var executable = new MydvpnExecutable("env", ["--default-signal=INT", build.FileName, .. build.PrefixArguments]);
+        var executable = new MydvpnExecutable("env",
+            ["--default-signal=INT", .. environment.Select(e => $"{e.Name}={e.Value}"), build.FileName, .. build.PrefixArguments]);
         var process = NodeProcess.Start(executable, name, temp.Sub($"{name}.log"), arguments);
         processes.Add(process);
         return process;

@@ -76,6 +76,19 @@ public sealed class SuperNodeOptionsTests : IDisposable
     }
 
     [Fact]
+    public void The_deregistration_wait_is_taken_from_the_settings_and_must_be_positive()
+    {
+        var minute = ValidOptions();
+        minute.DeregisterTimeout = TimeSpan.FromMinutes(1);
+        var zero = ValidOptions();
+        zero.DeregisterTimeout = TimeSpan.Zero;
+
+        Assert.Equal(TimeSpan.FromMinutes(1), minute.Validate().DeregisterTimeout);
+        Assert.Equal(TimeSpan.FromSeconds(3), ValidOptions().Validate().DeregisterTimeout);
+        Assert.Equal("Super:DeregisterTimeout", Assert.Throws<ConfigurationException>(zero.Validate).Setting);
+    }
+
+    [Fact]
     public void A_tunnel_pool_in_reserved_address_space_fails_startup_naming_the_setting()
     {
         var options = ValidOptions();
