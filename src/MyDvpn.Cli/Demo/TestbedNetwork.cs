@@ -306,9 +306,9 @@ public sealed class TestbedNetwork : IAsyncDisposable
 
     private void StartNode(string name, string ns, Dictionary<string, string>? environment, string[] arguments)
     {
-        arguments = [.. arguments, .. LogFormatFlag];
+        // Remembered without the log format, which each start adds: a restart would otherwise pass --log-format twice and exit 2.
         nodeCommands[name] = (ns, arguments, environment);
-        nodes.Add(NodeProcess.Start(executable, name, Path.Combine(Work, "logs", $"{name}.log"), arguments, environment, ns));
+        nodes.Add(NodeProcess.Start(executable, name, Path.Combine(Work, "logs", $"{name}.log"), [.. arguments, .. LogFormatFlag], environment, ns));
     }
 
     /// <summary>
