@@ -13,7 +13,28 @@ public sealed class SuperNodeOptions : ClusterNodeOptions
     public List<string> Base { get; set; } = [];
     public string? PublicIp { get; set; }
     public string? RelayPorts { get; set; }
-    public int MaxStreams { get; set; } = 100_000;
+    /// <summary>Peer streams held at most; null: as many as the descriptor limit allows (<see cref="DefaultMaxStreams"/>).</summary>
+    public int? MaxStreams { get; set; }
+
+    /// <summary>The default of <see cref="MaxStreams"/> where the descriptor limit cannot be read, and its cap where it can.</summary>
+    public const int MaxStreamsCap = 100_000;
+
+    /// <summary>Connections a SuperNode holds besides its peers' streams: BaseNodes, the SuperNodes of its region and of others, admins.</summary>
+    public const int ConnectionsBesidePeers = 256;
+
+    /// <summary>
+    /// As many streams as fit in the process's descriptor limit (<c>ulimit -n</c>) beside the other connections, one UDP
+    /// socket per relay port and <see cref="FileDescriptorLimit.Headroom"/>, at most <see cref="MaxStreamsCap"/>: a
+    /// SuperNode started without <c>--max-streams</c> refuses streams past its capacity (AT_CAPACITY) instead of failing
+    /// when it runs out of descriptors. With 20,000 descriptors and 1,000 relay ports: 17,720.
+    /// </summary>
+    public static int DefaultMaxStreams(ulong? descriptorLimit, int relayPorts) =>
+        descriptorLimit is { } limit ? FileDescriptorLimit.StreamsThatFit(limit, ConnectionsBesidePeers + relayPorts, MaxStreamsCap) : MaxStreamsCap;
+    /// <summary>
+    /// How long a SuperNode that stops cleanly waits for a BaseNode to take its deregistration (config/environment only:
+    /// Super:DeregisterTimeout); past it the directory marks the SuperNode down after its grace instead.
+    /// </summary>
+    public TimeSpan DeregisterTimeout { get; set; } = TimeSpan.FromSeconds(3);
     /// <summary>Timing and limits of the peers' edge (config/environment only: Super:Edge:…).</summary>
     public EdgeSettings Edge { get; set; } = new();
     /// <summary>Exit allocation and tunnel addressing (config/environment only: Super:Exits:…).</summary>
@@ -36,6 +57,9 @@ public sealed class SuperNodeOptions : ClusterNodeOptions
         var (relayLow, relayHigh) = ParseRelayPorts(RelayPorts);
         if (MaxStreams < 1)
             throw new ConfigurationException("--max-streams", "must be at least 1");
+        if (DeregisterTimeout <= TimeSpan.Zero)
+            throw new ConfigurationException("Super:DeregisterTimeout", $"must be positive, e.g. 00:00:03 (was {DeregisterTimeout})");
+        var maxStreams = MaxStreams ?? DefaultMaxStreams(FileDescriptorLimit.Current(), relayHigh - relayLow + 1);
         try
         {
             Edge.Validate();
@@ -69,11 +93,12 @@ public sealed class SuperNodeOptions : ClusterNodeOptions
             throw new ConfigurationException($"Super:Sessions:{ex.ParamName}", ex.Message);
         }
         var node = Validate(MyDvpn.Security.NodeRole.Super, MyDvpn.Security.NodeIdentity.Super(Id!, Region!));
-        return new SuperNodeSettings(node, Region!, Id!, bases, publicIp, relayLow, relayHigh, MaxStreams, Edge)
+        return new SuperNodeSettings(node, Region!, Id!, bases, publicIp, relayLow, relayHigh, maxStreams, Edge)
         {
             Exits = Exits,
             Relay = Relay,
             Sessions = Sessions,
+            DeregisterTimeout = DeregisterTimeout,
         };
     }
 
@@ -103,6 +128,8 @@ public sealed record SuperNodeSettings(
     public Relay.RelaySettings Relay { get; init; } = MyDvpn.SuperNode.Relay.RelaySettings.Default;
 
     public Sessions.PeerSessionSettings Sessions { get; init; } = MyDvpn.SuperNode.Sessions.PeerSessionSettings.Default;
+
+    public TimeSpan DeregisterTimeout { get; init; } = TimeSpan.FromSeconds(3);
 
     /// <summary>The address peers and other SuperNodes dial: the public IP and the --listen port.</summary>
     public string GrpcEndpoint => new HostPort(PublicIp.ToString(), Node.Listen.Port).ToString();

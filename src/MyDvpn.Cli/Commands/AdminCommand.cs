@@ -82,13 +82,7 @@ public static class AdminCommand
             console.Write(AssignmentsTable(pool));
         }));
 
-        var peerId = new Argument<string>("PEER_ID") { Description = "The peer to revoke" };
-        peerId.Validators.Add(result =>
-        {
-            var value = result.GetValueOrDefault<string>();
-            if (!NodeId.IsValid(value, out var problem))
-                result.AddError($"PEER_ID '{value}' {problem}");
-        });
+        var peerId = PeerIdArgument("PEER_ID", "The peer to revoke");
         var revoke = new Command("revoke", "Revoke a peer for good: its stream is closed and every SuperNode refuses it from now on") { peerId };
         revoke.SetAction((parse, ct) => WithClient(parse, baseNode, tls, async client =>
         {
@@ -103,14 +97,15 @@ public static class AdminCommand
         {
             baseNode, tls, json, cluster, regions, sessions, exits, TokenCommand(output, baseNode, tls, json), revoke,
             CrlCommand(output, baseNode, tls, json),
-            DisconnectCommand(output, baseNode, tls, json, peerId),
+            DisconnectCommand(output, baseNode, tls, json),
             DrainCommand(output, baseNode, tls, json), UndrainCommand(output, baseNode, tls, json), RotateCommand(output, baseNode, tls, json),
         };
     }
 
     /// <summary><c>admin disconnect PEER_ID --region R</c>: a Disconnect command through the peer's session.</summary>
-    private static Command DisconnectCommand(TextWriter output, Option<string> baseNode, Option<string> tls, Option<bool> json, Argument<string> peerId)
+    private static Command DisconnectCommand(TextWriter output, Option<string> baseNode, Option<string> tls, Option<bool> json)
     {
+        var peerId = PeerIdArgument("PEER_ID", "The peer to disconnect");
         var region = new Option<string>("--region") { Description = "The peer's region", Required = true };
         region.Validators.Add(RegionValidator);
         var reason = new Option<string>("--reason") { Description = "Why, for the peer's log", DefaultValueFactory = _ => "disconnected by an operator" };
