@@ -191,7 +191,11 @@ public sealed class AdminLifecycleOutputTests : FixedAdminApiTestKit<AdminLifecy
                 throw new RpcException(new Status(StatusCode.NotFound, $"no enrollment token has id {request.TokenId}; `mydvpn admin token list` shows them"));
             return Task.FromResult(new TokenView
             {
-                TokenId = request.TokenId, Role = PeerRole.Client, Region = "eu-west", State = TokenState.Revoked, EnrolledPeers = { "peer-1" },
+                TokenId = request.TokenId,
+                Role = PeerRole.Client,
+                Region = "eu-west",
+                State = TokenState.Revoked,
+                EnrolledPeers = { "peer-1" },
             });
         }
 

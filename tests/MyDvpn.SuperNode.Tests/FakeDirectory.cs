@@ -59,11 +59,11 @@ internal sealed class FakeDirectory(RegionList regions) : SuperNodeDirectory.Sup
     {
         var list = new RevocationList { Version = (ulong)RevokedPeers.Count };
         list.Revocations.AddRange(RevokedPeers.Select((peer, index) => new Revocation
-            {
-                PeerId = peer,
-                Version = (ulong)index + 1,
-                Unrevoked = UnrevokedVersions.Contains((ulong)index + 1),
-            })
+        {
+            PeerId = peer,
+            Version = (ulong)index + 1,
+            Unrevoked = UnrevokedVersions.Contains((ulong)index + 1),
+        })
             .Where(r => r.Version > request.AfterVersion));
         return unavailable ? throw Down() : Task.FromResult(list);
     }
