@@ -44,18 +44,26 @@ public static partial class AdminCommand
         return command;
     }
 
-    private static Command TokenListCommand(TextWriter output, Option<string> baseNode, Option<string> tls, Option<bool> json)
+    private static Command TokenListCommand(TextWriter output, Option<string> baseNode, Option<string> tls, Option<bool> json) =>
+        ListCommand("list", "Every enrollment token: id, role, region, uses left, expiry and state (never the secret)", output, baseNode, tls, json,
+            (client, options) => client.ListTokensAsync(new ListTokensRequest(), options),
+            list => list.Tokens.Count == 0 ? "No enrollment tokens; `mydvpn admin token create` makes one." : null, TokensTable);
+
+    /// <summary>A command that shows one list: as JSON, as <paramref name="empty"/>'s line when it has nothing, else as a table.</summary>
+    private static Command ListCommand<T>(string name, string description, TextWriter output, Option<string> baseNode, Option<string> tls,
+        Option<bool> json, Func<Admin.AdminClient, CallOptions, AsyncUnaryCall<T>> call, Func<T, string?> empty, Func<T, Table> table)
+        where T : Google.Protobuf.IMessage
     {
-        var command = new Command("list", "Every enrollment token: id, role, region, uses left, expiry and state (never the secret)");
+        var command = new Command(name, description);
         command.SetAction((parse, ct) => WithClient(parse, baseNode, tls, async client =>
         {
-            var list = await client.ListTokensAsync(new ListTokensRequest(), Deadline(ct));
+            var list = await call(client, Deadline(ct));
             if (parse.GetValue(json))
                 await output.WriteLineAsync(AdminJson.Format(list));
-            else if (list.Tokens.Count == 0)
-                await output.WriteLineAsync("No enrollment tokens; `mydvpn admin token create` makes one.");
+            else if (empty(list) is { } nothing)
+                await output.WriteLineAsync(nothing);
             else
-                CliConsole.For(output).Write(TokensTable(list));
+                CliConsole.For(output).Write(table(list));
         }));
         return command;
     }
@@ -87,21 +95,10 @@ public static partial class AdminCommand
         return command;
     }
 
-    private static Command RevocationsCommand(TextWriter output, Option<string> baseNode, Option<string> tls, Option<bool> json)
-    {
-        var command = new Command("revocations", "The revoked peers, in the order they were revoked");
-        command.SetAction((parse, ct) => WithClient(parse, baseNode, tls, async client =>
-        {
-            var list = await client.ListRevocationsAsync(new ListRevocationsRequest(), Deadline(ct));
-            if (parse.GetValue(json))
-                await output.WriteLineAsync(AdminJson.Format(list));
-            else if (list.Peers.Count == 0)
-                await output.WriteLineAsync("No peer is revoked.");
-            else
-                CliConsole.For(output).Write(RevocationsTable(list));
-        }));
-        return command;
-    }
+    private static Command RevocationsCommand(TextWriter output, Option<string> baseNode, Option<string> tls, Option<bool> json) =>
+        ListCommand("revocations", "The revoked peers, in the order they were revoked", output, baseNode, tls, json,
+            (client, options) => client.ListRevocationsAsync(new ListRevocationsRequest(), options),
+            list => list.Peers.Count == 0 ? "No peer is revoked." : null, RevocationsTable);
 
     private static Command UnrevokeCommand(TextWriter output, Option<string> baseNode, Option<string> tls, Option<bool> json)
     {
