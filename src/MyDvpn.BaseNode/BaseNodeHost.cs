@@ -8,6 +8,7 @@ using MyDvpn.BaseNode.Certificates;
 using MyDvpn.BaseNode.Directory;
 using MyDvpn.BaseNode.Enrollment;
 using MyDvpn.Hosting;
+using MyDvpn.Logging;
 using MyDvpn.Security;
 
 namespace MyDvpn.BaseNode;
@@ -23,7 +24,8 @@ public static class BaseNodeHost
         .Allow(Protocol.Directory.SuperNodeDirectory.Descriptor.FullName, Callers.SuperNodes)
         .Allow(Protocol.Admin.Admin.Descriptor.FullName, Callers.Admins);
 
-    public static WebApplication Build(ClusterNodeSettings settings, DirectorySettings? directorySettings = null, RedemptionSettings? redemptions = null)
+    public static WebApplication Build(ClusterNodeSettings settings, DirectorySettings? directorySettings = null, RedemptionSettings? redemptions = null,
+        LogFormat logFormat = LogFormat.Json)
     {
         var directory = directorySettings ?? DirectorySettings.Default;
         // Every caller of a BaseNode holds an operator certificate: SuperNodes a node one, admins an admin one.
@@ -79,7 +81,7 @@ public static class BaseNodeHost
                 _ => CrlEntity.Props(logger: crlLogger),
                 new CrlMessageExtractor(),
                 new ShardOptions { Role = Role, StateStoreMode = StateStoreMode.Persistence });
-        });
+        }, logFormat: logFormat);
         builder.Services.AddSingleton(Policy);
         builder.Services.AddSingleton<DirectoryQueries>();
         builder.Services.AddSingleton<EnrollmentQueries>();

@@ -38,6 +38,8 @@ internal sealed partial class DataPlaneRun
     private string work;
     private NetnsTestbed? testbed;
     private TestbedNetwork? network;
+    // Why the run's logs are kept although it succeeded: its measurements that missed their goals.
+    private readonly List<string> keptFor = [];
 
     private DataPlaneRun(string mode, string root)
     {
@@ -117,10 +119,11 @@ internal sealed partial class DataPlaneRun
                 await Console.Error.WriteLineAsync($"error: {ex.Message}");
                 exitCode = 1;
             }
-            if (exitCode == 0)
+            if (exitCode == 0 && run.keptFor.Count == 0)
                 Directory.Delete(run.root, recursive: true);
             else
-                await Console.Error.WriteLineAsync($"logs kept in {run.root} (logs/ of each testbed's network: the nodes, the peers and any iperf3 server)");
+                await Console.Error.WriteLineAsync($"logs kept in {run.root} (logs/ of each testbed's network: the nodes, the peers and any iperf3 server)" +
+                                                   (run.keptFor.Count > 0 ? $" for {string.Join("; ", run.keptFor)}" : ""));
         }
         return exitCode;
     }
@@ -341,6 +344,9 @@ internal sealed partial class DataPlaneRun
 
     /// <summary>Progress goes to stderr: stdout holds the table and the JSON line only.</summary>
     public void Progress(string line) => Console.Error.WriteLine($"[{mode}] {line}");
+
+    /// <summary>Keeps the run's logs when it ends (the current testbed's are in <c>logs/</c> of its label's directory).</summary>
+    public void KeepLogs(string why) => keptFor.Add($"{Path.GetFileName(work)}: {why}");
 
     public static double Median(IEnumerable<double> values)
     {

@@ -72,27 +72,27 @@ internal static class FailoverBench
         for (var i = 1; i <= repeat; i++)
         {
             await run.FreshTestbedAsync($"run{i}-exit-kill", secondExit: true, cancellationToken);
-            exitKill.Add(await ExitKillAsync(run, await run.StartNetworkAsync(cancellationToken), cancellationToken));
-            run.Progress($"run {i}/{repeat}: exit_kill {exitKill[^1]:0.000} s (goal < 3 s)");
+            Record(run, i, repeat, exitKill, await ExitKillAsync(run, await run.StartNetworkAsync(cancellationToken), cancellationToken),
+                "exit_kill", "s", goal: 3);
 
             await run.FreshTestbedAsync($"run{i}-drain", secondExit: true, cancellationToken);
             var (lost, seconds) = await DrainAsync(run, await run.StartNetworkAsync(cancellationToken), cancellationToken);
-            drainLost.Add(lost);
-            drainSeconds.Add(seconds);
-            run.Progress($"run {i}/{repeat}: drain lost {lost} pings (goal 0), client on the other exit after {seconds:0.000} s");
+            Record(run, i, repeat, drainLost, lost, "drain lost", "pings", goal: 0);
+            Record(run, i, repeat, drainSeconds, seconds, "drain: client on the other exit after", "s", goal: null);
 
             await run.FreshTestbedAsync($"run{i}-first-relay-packet", secondExit: false, cancellationToken);
-            firstRelayPacket.Add(await FirstRelayPacketAsync(run, await run.StartNodesAsync(cancellationToken), cancellationToken));
-            run.Progress($"run {i}/{repeat}: first_relay_packet {firstRelayPacket[^1]:0.000} s after the assignment became active (goal < 5 s)");
+            Record(run, i, repeat, firstRelayPacket, await FirstRelayPacketAsync(run, await run.StartNodesAsync(cancellationToken), cancellationToken),
+                "first_relay_packet (after the assignment became active)", "s", goal: 5);
 
             await run.FreshTestbedAsync($"run{i}-direct-break", secondExit: false, cancellationToken);
-            directBreak.Add(await DirectBreakAsync(run, await run.StartNetworkAsync(cancellationToken), cancellationToken));
-            run.Progress($"run {i}/{repeat}: direct_break {directBreak[^1]:0.000} s (goal < 10 s)");
+            Record(run, i, repeat, directBreak, await DirectBreakAsync(run, await run.StartNetworkAsync(cancellationToken), cancellationToken),
+                "direct_break", "s", goal: 10);
 
             await run.FreshTestbedAsync($"run{i}-supernode-kill", secondExit: false, cancellationToken);
             await run.Testbed.DropUdpBetweenNatsAsync(cancellationToken);
-            superNodeKill.Add(await SuperNodeKillAsync(run, await run.StartNodesAsync(cancellationToken, exitRegionSuperNodes: 3), cancellationToken));
-            run.Progress($"run {i}/{repeat}: supernode_kill {superNodeKill[^1]:0.000} s (goal < 10 s)");
+            Record(run, i, repeat, superNodeKill,
+                await SuperNodeKillAsync(run, await run.StartNodesAsync(cancellationToken, exitRegionSuperNodes: 3), cancellationToken),
+                "supernode_kill", "s", goal: 10);
         }
         return new Dictionary<string, object>
         {
@@ -108,6 +108,20 @@ internal static class FailoverBench
             ["supernode_kill_seconds"] = Summary(superNodeKill, 3),
             ["cpus"] = Environment.ProcessorCount,
         };
+    }
+
+    /// <summary>
+    /// Adds a measurement of run <paramref name="i"/> to its series and prints it; one that misses its goal (more than
+    /// <paramref name="goal"/>) keeps the run's logs, so that the outlier can be explained from the nodes' logs.
+    /// </summary>
+    private static void Record(DataPlaneRun run, int i, int repeat, List<double> series, double value, string name, string unit, double? goal)
+    {
+        series.Add(value);
+        var over = value > goal;
+        run.Progress($"run {i}/{repeat}: {name} {value:0.###} {unit}{(goal is { } g ? $" (goal {(g == 0 ? "" : "< ")}{g} {unit})" : "")}" +
+                     (over ? ": over the goal, logs kept" : ""));
+        if (over)
+            run.KeepLogs($"{name} {value:0.###} {unit}");
     }
 
     /// <summary>exit_kill: seconds from SIGKILL of the serving exit's agent (and its wireguard-go) to the first reply through the other exit.</summary>

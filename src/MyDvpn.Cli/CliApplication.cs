@@ -26,36 +26,44 @@ public static class CliApplication
         StatusCommand.Build(output),
         AdminCommand.Build(output),
         DemoCommand.Build(output),
+        CompletionCommand.Build(output),
     };
 
     public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter error)
     {
         var root = BuildRoot(output);
         var parse = root.Parse(args);
-        if (parse.Errors.Count > 0)
+        // A directive such as [suggest:N] (shell completion) parses a line that is being typed: its errors are not the user's.
+        if (parse.Errors.Count > 0 && parse.Action is not { ClearsParseErrors: true })
         {
-            foreach (var problem in parse.Errors)
-                await error.WriteLineAsync($"error: {problem.Message}");
-            await error.WriteLineAsync($"Run `mydvpn {string.Join(' ', parse.CommandResult.Command.Name == root.Name ? [] : CommandPath(parse))} --help` for usage.");
+            foreach (var problem in ParseErrors.Describe(parse))
+                await error.WriteLineAsync($"error: {problem}");
+            await error.WriteLineAsync($"Run `{ParseErrors.Path(parse)} --help` for usage.");
             return BadUsage;
         }
+        var configuration = new InvocationConfiguration
+        {
+            Output = output,
+            Error = error,
+            EnableDefaultExceptionHandler = false,
+            // A short command gets this long to stop after SIGINT or SIGTERM. System.CommandLine 2.0.0 leaves it unset, so
+            // without it the process was killed at once.
+            ProcessTerminationTimeout = StopWithin,
+        };
         try
         {
-            return await parse.InvokeAsync(new InvocationConfiguration
-            {
-                Output = output,
-                Error = error,
-                EnableDefaultExceptionHandler = false,
-                // SIGINT and SIGTERM cancel the command's token, and the command gets this long to stop cleanly (the demo tears
-                // its namespaces down). System.CommandLine 2.0.0 leaves it unset, so without it the process was killed at once
-                // and left everything behind. The nodes and the agent run a .NET host, which handles both signals itself
-                // (a node hands its relay legs over and leaves its cluster): System.CommandLine stays out of their way.
-                ProcessTerminationTimeout = RunsAHost(parse) ? null : StopWithin,
-            });
+            if (parse.CommandResult.Command is not LongRunningCommand)
+                return await parse.InvokeAsync(configuration, CancellationToken.None);
+            // A long-running command stops on the first signal and is forced by a second (StopSignals), whose handlers
+            // take the place of System.CommandLine's.
+            configuration.ProcessTerminationTimeout = null;
+            using var signals = new StopSignals(error, StopWithin);
+            return await parse.InvokeAsync(configuration, signals.Token);
         }
         catch (ConfigurationException ex)
         {
-            await error.WriteLineAsync($"error: {ex.Message}");
+            foreach (var problem in ex.Problems.DefaultIfEmpty(ex))
+                await error.WriteLineAsync($"error: {problem.Message}");
             return BadUsage;
         }
         catch (CertificateException ex)
@@ -68,16 +76,5 @@ public static class CliApplication
             await error.WriteLineAsync($"error: {ex.StatusCode}: {ex.Status.Detail}");
             return RuntimeFailure;
         }
-    }
-
-    /// <summary>Whether the command runs a .NET host (<c>base</c>, <c>super</c>, <c>peer</c>), whose lifetime handles SIGINT and SIGTERM.</summary>
-    private static bool RunsAHost(ParseResult parse) => parse.CommandResult.Command.Name is "base" or "super" or "peer";
-
-    private static IEnumerable<string> CommandPath(ParseResult parse)
-    {
-        var names = new Stack<string>();
-        for (var result = parse.CommandResult; result.Parent is System.CommandLine.Parsing.CommandResult parent; result = parent)
-            names.Push(result.Command.Name);
-        return names;
     }
 }

@@ -8,7 +8,9 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using MyDvpn.Logging;
 using MyDvpn.Security;
 using Prometheus;
 using MsLogLevel = Microsoft.Extensions.Logging.LogLevel;
@@ -48,7 +50,7 @@ public static class ClusterAdmission
 
 /// <summary>
 /// The shared shape of every clustered node: Kestrel with TLS on <c>--listen</c> (gRPC), plain HTTP
-/// on <c>--metrics</c> (Prometheus, health), JSON logs, and an Akka.NET cluster member whose remoting
+/// on <c>--metrics</c> (Prometheus, health), console logs in text or JSON (<see cref="ConsoleLogging"/>), and an Akka.NET cluster member whose remoting
 /// is TLS with mutual authentication against the operator CA.
 /// </summary>
 public static class ClusterNodeHost
@@ -61,7 +63,8 @@ public static class ClusterNodeHost
         ClusterIdentity node,
         ClientCertificateMode clientCertificates,
         Action<AkkaConfigurationBuilder, IServiceProvider> configureActors,
-        long? maxConnections = null)
+        long? maxConnections = null,
+        LogFormat logFormat = LogFormat.Json)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
         {
@@ -69,18 +72,16 @@ public static class ClusterNodeHost
             EnvironmentName = "Production",
         });
         builder.Configuration.Sources.Clear();
-        builder.Logging.ClearProviders();
-        builder.Logging.AddJsonConsole(o =>
-        {
-            o.IncludeScopes = true;
-            o.UseUtcTimestamp = true;
-            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
-        });
-        builder.Logging.SetMinimumLevel(MsLogLevel.Information);
+        ConsoleLogging.Use(builder.Logging, logFormat);
         builder.Logging.AddFilter("Microsoft.AspNetCore", MsLogLevel.Warning);
         // grpc-dotnet logs a message it could not read ("Error reading message.") at Information with the parser's stack
         // trace, some 4 KB per attempt anyone can make; the services refuse such a message themselves and say it in one line.
         builder.Logging.AddFilter("Grpc.AspNetCore.Server.ServerCallHandler", MsLogLevel.Warning);
+        // The health-check service logs every probe that finds a check unhealthy at Error: each /readyz poll and each gRPC
+        // health publication while a node starts (not yet Up in its cluster, not yet registered with the directory) read as a
+        // failure. Not ready is the probe's answer, not an event; what makes a node unready is logged once, when it happens,
+        // by what owns it (ClusterMembershipMonitor, a SuperNode's DirectoryRegistrar).
+        builder.Logging.AddFilter("Microsoft.Extensions.Diagnostics.HealthChecks.DefaultHealthCheckService", MsLogLevel.Critical);
 
         var tls = settings.Tls;
         builder.WebHost.ConfigureKestrel(kestrel =>
@@ -106,6 +107,10 @@ public static class ClusterNodeHost
                 kestrel.Listen(metrics.ToBindEndPoint("--metrics"), listen => listen.Protocols = HttpProtocols.Http1);
         });
 
+        // The caller's token stops the node (the CLI cancels it on SIGINT and SIGTERM, and forces the process on a second
+        // Ctrl-C): the console lifetime's own signal handlers would stop the host from the signal's thread first, before the
+        // CLI's handler saw the signal at all.
+        builder.Services.AddSingleton<IHostLifetime, CallerLifetime>();
         builder.Services.AddSingleton(settings);
         builder.Services.AddSingleton(tls);
         builder.Services.AddSingleton(settings.Crl);
@@ -158,6 +163,12 @@ public static class ClusterNodeHost
                 Roles = [.. node.Roles],
                 SeedNodes = [.. settings.SeedsOrSelf.Select(seed => $"akka.ssl.tcp://{node.ActorSystemName}@{seed}")],
             });
+            akka.WithActors((system, _) =>
+            {
+                var downing = CrashedMemberDowningSettings.From(system.Settings.Config);
+                if (downing.Enabled)
+                    system.ActorOf(CrashedMemberDowning.Props(downing, loggerFactory.CreateLogger<CrashedMemberDowning>()), "crashed-member-downing");
+            });
             settings.Persistence.Prepare();
             akka.WithSqlPersistence(
                 connectionString: settings.Persistence.ConnectionString,
@@ -180,6 +191,14 @@ public static class ClusterNodeHost
         app.MapHealthChecks("/healthz", new() { Predicate = _ => false }).RequireHost(metricsHost);
         app.MapHealthChecks("/readyz", new() { Predicate = check => check.Tags.Contains(HealthTags.Ready) }).RequireHost(metricsHost);
     }
+}
+
+/// <summary>A host lifetime that leaves starting and stopping to the caller: no signal handlers, no console messages.</summary>
+internal sealed class CallerLifetime : IHostLifetime
+{
+    public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }
 
 public static class HealthTags

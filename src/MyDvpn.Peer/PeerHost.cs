@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using Akka.Actor;
 using Akka.Hosting;
 using Microsoft.Extensions.DependencyInjection;
@@ -7,13 +6,13 @@ using Microsoft.Extensions.Logging;
 using MyDvpn.Common;
 using MyDvpn.DataPlane;
 using MyDvpn.HostOs;
+using MyDvpn.Logging;
 using MyDvpn.Peer.Commands;
 using MyDvpn.Peer.Control;
 using MyDvpn.Peer.LocalStatus;
 using MyDvpn.Peer.Tunnel;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Security;
-using MsLogLevel = Microsoft.Extensions.Logging.LogLevel;
 
 namespace MyDvpn.Peer;
 
@@ -29,7 +28,7 @@ public static class PeerHost
     public const string WireGuardKeyFileName = "wireguard.key";
 
     /// <param name="handler">The command handler; the agent's <see cref="AgentCommands.Registry"/> if null.</param>
-    /// <param name="logging">Replaces the JSON console logging (tests send logs elsewhere).</param>
+    /// <param name="logging">Replaces the JSON console logging (the CLI chooses the format, tests send logs elsewhere).</param>
     /// <param name="time">The agent's clock, for its timers and deadlines; the system's if null (tests move a manual one).</param>
     /// <exception cref="ConfigurationException">The state directory is in use by another agent, or its store, WireGuard key or tunnel state cannot be read.</exception>
     public static PeerAgent Build(PeerSettings settings, ICommandHandler? handler = null, Action<ILoggingBuilder>? logging = null, TimeProvider? time = null)
@@ -103,7 +102,7 @@ public static class PeerHost
             ContentRootPath = settings.StateDir,
         });
         if (logging is null)
-            AddJsonConsole(builder.Logging);
+            ConsoleLogging.Use(builder.Logging, LogFormat.Json);
         else
             logging(builder.Logging);
 
@@ -129,7 +128,8 @@ public static class PeerHost
         {
             builder.Services.AddSingleton(handler);
         }
-        // PeerAgent.RunAsync decides when the agent stops (its token, SIGINT, SIGTERM); the host installs no handlers.
+        // PeerAgent.RunAsync decides when the agent stops (its token, which the CLI cancels on SIGINT and SIGTERM); the host
+        // installs no signal handlers.
         builder.Services.AddSingleton<IHostLifetime, CallerLifetime>();
 
         builder.Services.AddAkka(ActorSystemName, (akka, services) =>
@@ -140,12 +140,8 @@ public static class PeerHost
                 # The agent stops through the host (RunAsync handles SIGINT and SIGTERM), not on process exit.
                 akka.coordinated-shutdown.run-by-clr-shutdown-hook = off
                 """, HoconAddMode.Prepend);
-            akka.ConfigureLoggers(loggers =>
-            {
-                loggers.LogLevel = Akka.Event.LogLevel.WarningLevel;
-                loggers.ClearLoggers();
-                loggers.AddLoggerFactory();
-            });
+            // Akka's own events as one clean record each (Akka.Hosting's AddLoggerFactory put Akka's timestamp in the message).
+            AkkaLogBridge.Use(akka, services.GetRequiredService<ILoggerFactory>(), Akka.Event.LogLevel.WarningLevel);
             akka.WithActors((system, registry) =>
             {
                 var loggers = services.GetRequiredService<ILoggerFactory>();
@@ -230,18 +226,6 @@ public static class PeerHost
         return wireGuard;
     }
 
-    private static void AddJsonConsole(ILoggingBuilder logging)
-    {
-        logging.ClearProviders();
-        logging.AddJsonConsole(o =>
-        {
-            o.IncludeScopes = true;
-            o.UseUtcTimestamp = true;
-            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
-        });
-        logging.SetMinimumLevel(MsLogLevel.Information);
-    }
-
     private sealed class CallerLifetime : IHostLifetime
     {
         public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
@@ -292,15 +276,12 @@ public sealed class PeerAgent : IAsyncDisposable
     }
 
     /// <summary>
-    /// Runs until <paramref name="cancellationToken"/> is cancelled or the process gets SIGINT or SIGTERM (exit code
-    /// 0), the agent stops by itself (its <see cref="PeerStop.ExitCode"/>) or the host stops for another reason (1).
+    /// Runs until <paramref name="cancellationToken"/> is cancelled (exit code 0; the CLI cancels it on SIGINT and SIGTERM),
+    /// the agent stops by itself (its <see cref="PeerStop.ExitCode"/>) or the host stops for another reason (1).
     /// </summary>
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
         var requested = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        // A signal stops the agent cleanly (stream closed, store closed) instead of ending the process on the spot.
-        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
-        using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         await using var cancelled = cancellationToken.Register(() => requested.TrySetResult());
 
         await StartAsync(cancellationToken);
@@ -314,12 +295,6 @@ public sealed class PeerAgent : IAsyncDisposable
         if (outcome.Stopped.IsCompletedSuccessfully)
             return outcome.Stopped.Result.ExitCode;
         return requested.Task.IsCompleted ? 0 : 1;
-
-        void OnSignal(PosixSignalContext context)
-        {
-            context.Cancel = true;
-            requested.TrySetResult();
-        }
     }
 
     public async ValueTask DisposeAsync()

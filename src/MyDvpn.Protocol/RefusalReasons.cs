@@ -36,6 +36,18 @@ public static class RefusalReasons
     private static RpcException ToRpcException(RefusalReason reason, StatusCode code, string detail) =>
         new(new Status(code, $"{WireName(reason)}: {detail}"), new Metadata { { TrailerName, WireName(reason) } });
 
+    /// <summary>
+    /// The refusal's words without the reason's name that <see cref="ToRpcException(RefusalReason, string)"/> puts in
+    /// front of them (for readers that see no trailers): what a caller that names the reason itself shows, so that the
+    /// name is not said twice.
+    /// </summary>
+    public static string DetailOf(RpcException exception)
+    {
+        var detail = exception.Status.Detail ?? "";
+        var name = exception.Trailers.GetValue(TrailerName);
+        return name is not null && detail.StartsWith(name + ": ", StringComparison.Ordinal) ? detail[(name.Length + 2)..] : detail;
+    }
+
     /// <summary>The reason a call was refused with, if it carried one.</summary>
     public static RefusalReason? Of(RpcException exception) =>
         TryParse(exception.Trailers.GetValue(TrailerName), out var reason) ? reason : null;

@@ -25,21 +25,16 @@ public sealed class DirectoryEnrollment(DirectoryClient directory) : IEnrollment
         catch (RpcException ex) when (RefusalReasons.Of(ex) == RefusalReason.RateLimited)
         {
             // The directory's own limit on redemptions: the peer hears it as such and backs off.
-            return new EnrollmentResult.Refused(RefusalReason.RateLimited, DetailOf(ex));
+            return new EnrollmentResult.Refused(RefusalReason.RateLimited, RefusalReasons.DetailOf(ex));
         }
         catch (RpcException ex) when (ex.StatusCode is StatusCode.PermissionDenied or StatusCode.InvalidArgument)
         {
-            return new EnrollmentResult.Refused(RefusalReasons.Of(ex) ?? RefusalReason.BadToken, DetailOf(ex));
+            // The directory's words without its reason in front: the edge puts the reason in front once more.
+            return new EnrollmentResult.Refused(RefusalReasons.Of(ex) ?? RefusalReason.BadToken, RefusalReasons.DetailOf(ex));
         }
         catch (Exception ex) when (ex is DirectoryUnavailableException or RpcException)
         {
             return new EnrollmentResult.Unavailable(ex.Message);
         }
     }
-
-    /// <summary>The directory's words without the reason they start with: the edge puts the reason in front once more.</summary>
-    private static string DetailOf(RpcException ex) =>
-        RefusalReasons.Of(ex) is { } reason && ex.Status.Detail.StartsWith(RefusalReasons.WireName(reason) + ": ", StringComparison.Ordinal)
-            ? ex.Status.Detail[(RefusalReasons.WireName(reason).Length + 2)..]
-            : ex.Status.Detail;
 }

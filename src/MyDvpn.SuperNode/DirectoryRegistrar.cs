@@ -65,6 +65,9 @@ public sealed class DirectoryRegistrar : ReceiveActor
     private readonly ClockTimers timers;
     private bool reportInFlight;
     private bool lastReportFailed;
+
+    /// <summary>The level the current run of failed reports was logged at: each run is logged once per level it reaches.</summary>
+    private LogLevel? failuresLoggedAt;
     private int reportsSinceRefresh;
 
     /// <summary>The cache is refreshed every this many reports (and after the first).</summary>
@@ -180,6 +183,7 @@ public sealed class DirectoryRegistrar : ReceiveActor
         if (!status.IsRegistered || lastReportFailed)
             log.LogInformation("Registered SuperNode {SuperNodeId} of region {Region} with the directory", registration.SupernodeId, registration.Region);
         lastReportFailed = false;
+        failuresLoggedAt = null;
         status.MarkRegistered();
         var interval = TimeSpan.FromMilliseconds(Math.Max(reported.Ack.ReportIntervalMs, 200));
         timers.StartSingle(nameof(ReportTick), ReportTick.Instance, interval);
@@ -234,8 +238,19 @@ public sealed class DirectoryRegistrar : ReceiveActor
         DirectoryReachable.Set(0);
         ReportFailures.Inc();
         var cause = failed.Cause is RpcException rpc ? $"{rpc.StatusCode}: {rpc.Status.Detail}" : failed.Cause.Message;
-        if (!lastReportFailed)
+        // A SuperNode that has not registered yet while it starts is starting, not failing (the BaseNode's first answer
+        // can take longer than a call's deadline); not registered past the grace, or a failure after registering, warns.
+        if (!status.IsRegistered && status.Starting)
+        {
+            if (failuresLoggedAt is null)
+                log.LogInformation("Not registered with the directory yet, trying again every {RetryMs} ms: {Reason}", (long)RetryAfterFailure.TotalMilliseconds, cause);
+            failuresLoggedAt = LogLevel.Information;
+        }
+        else if (failuresLoggedAt is null or < LogLevel.Warning)
+        {
             log.LogWarning("Directory report failed, serving from the directory cache until a BaseNode answers: {Reason}", cause);
+            failuresLoggedAt = LogLevel.Warning;
+        }
         lastReportFailed = true;
         timers.StartSingle(nameof(ReportTick), ReportTick.Instance, RetryAfterFailure);
     }
@@ -312,6 +327,9 @@ public sealed class RegistrationStatus(TimeProvider time)
     }
 
     public bool IsRegistered => registered;
+
+    /// <summary>Within <see cref="CatchUpGrace"/> of the start: not being registered yet is part of starting.</summary>
+    public bool Starting => time.GetUtcNow() - startedAt <= CatchUpGrace;
 
     public bool RevocationsCurrent => revocationsCurrent;
 

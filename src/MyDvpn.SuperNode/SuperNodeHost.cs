@@ -9,6 +9,7 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Logging;
 using MyDvpn.Common;
 using MyDvpn.Hosting;
+using MyDvpn.Logging;
 using MyDvpn.Protocol.Directory;
 using MyDvpn.Protocol.SuperNode;
 using MyDvpn.Security;
@@ -38,7 +39,7 @@ public static class SuperNodeHost
         .Allow(ExitAllocation.Descriptor.FullName, Callers.SuperNodes)
         .Allow($"{ExitAllocation.Descriptor.FullName}/{nameof(ExitAllocation.ExitAllocationBase.ListExits)}", Callers.SuperNodes | Callers.BaseNodes);
 
-    public static WebApplication Build(SuperNodeSettings settings)
+    public static WebApplication Build(SuperNodeSettings settings, LogFormat logFormat = LogFormat.Json)
     {
         var registration = new SuperNodeRegistration
         {
@@ -116,7 +117,8 @@ public static class SuperNodeHost
                 });
             },
             // Room for BaseNodes, other SuperNodes and admins beside the peers' streams.
-            maxConnections: settings.MaxStreams + ConnectionsBesidePeers);
+            maxConnections: settings.MaxStreams + ConnectionsBesidePeers,
+            logFormat: logFormat);
         builder.Services.AddSingleton(settings);
         builder.Services.AddSingleton(Policy);
         builder.Services.AddSingleton(services => new ExitAllocationClient(
@@ -171,19 +173,21 @@ public static class SuperNodeHost
         return app;
     }
 
-    private const int ConnectionsBesidePeers = 256;
+    private const int ConnectionsBesidePeers = SuperNodeOptions.ConnectionsBesidePeers;
 
     /// <summary>
     /// Each peer stream holds a socket: a process that may open fewer files than --max-streams
-    /// needs fails at the limit instead of refusing cleanly. Say so at startup.
+    /// needs fails at the limit instead of refusing cleanly. Say so at startup (the default fits, unless the limit is
+    /// too low for even one stream beside the rest).
     /// </summary>
     private static void WarnIfFileDescriptorsTooFew(SuperNodeSettings settings, ILogger logger)
     {
-        var needed = (ulong)settings.MaxStreams + ConnectionsBesidePeers + 1024;
+        var others = ConnectionsBesidePeers + settings.RelayPortHigh - settings.RelayPortLow + 1;
+        var needed = FileDescriptorLimit.Needed(settings.MaxStreams, others);
         if (FileDescriptorLimit.Current() is { } limit && limit < needed)
             logger.LogWarning(
                 "--max-streams {MaxStreams} needs about {Needed} file descriptors but this process may open {Limit} (ulimit -n): raise the limit (LimitNOFILE= in a systemd unit) or lower --max-streams to about {Fits}",
-                settings.MaxStreams, needed, limit, Math.Max(1, (long)limit - ConnectionsBesidePeers - 1024));
+                settings.MaxStreams, needed, limit, FileDescriptorLimit.StreamsThatFit(limit, others, int.MaxValue));
     }
 
     /// <summary>How long a SuperNode that stops keeps relaying while the chains through it move elsewhere.</summary>

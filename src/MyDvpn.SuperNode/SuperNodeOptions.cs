@@ -13,7 +13,23 @@ public sealed class SuperNodeOptions : ClusterNodeOptions
     public List<string> Base { get; set; } = [];
     public string? PublicIp { get; set; }
     public string? RelayPorts { get; set; }
-    public int MaxStreams { get; set; } = 100_000;
+    /// <summary>Peer streams held at most; null: as many as the descriptor limit allows (<see cref="DefaultMaxStreams"/>).</summary>
+    public int? MaxStreams { get; set; }
+
+    /// <summary>The default of <see cref="MaxStreams"/> where the descriptor limit cannot be read, and its cap where it can.</summary>
+    public const int MaxStreamsCap = 100_000;
+
+    /// <summary>Connections a SuperNode holds besides its peers' streams: BaseNodes, the SuperNodes of its region and of others, admins.</summary>
+    public const int ConnectionsBesidePeers = 256;
+
+    /// <summary>
+    /// As many streams as fit in the process's descriptor limit (<c>ulimit -n</c>) beside the other connections, one UDP
+    /// socket per relay port and <see cref="FileDescriptorLimit.Headroom"/>, at most <see cref="MaxStreamsCap"/>: a
+    /// SuperNode started without <c>--max-streams</c> refuses streams past its capacity (AT_CAPACITY) instead of failing
+    /// when it runs out of descriptors. With 20,000 descriptors and 1,000 relay ports: 17,720.
+    /// </summary>
+    public static int DefaultMaxStreams(ulong? descriptorLimit, int relayPorts) =>
+        descriptorLimit is { } limit ? FileDescriptorLimit.StreamsThatFit(limit, ConnectionsBesidePeers + relayPorts, MaxStreamsCap) : MaxStreamsCap;
     /// <summary>Timing and limits of the peers' edge (config/environment only: Super:Edge:…).</summary>
     public EdgeSettings Edge { get; set; } = new();
     /// <summary>Exit allocation and tunnel addressing (config/environment only: Super:Exits:…).</summary>
@@ -36,6 +52,7 @@ public sealed class SuperNodeOptions : ClusterNodeOptions
         var (relayLow, relayHigh) = ParseRelayPorts(RelayPorts);
         if (MaxStreams < 1)
             throw new ConfigurationException("--max-streams", "must be at least 1");
+        var maxStreams = MaxStreams ?? DefaultMaxStreams(FileDescriptorLimit.Current(), relayHigh - relayLow + 1);
         try
         {
             Edge.Validate();
@@ -69,7 +86,7 @@ public sealed class SuperNodeOptions : ClusterNodeOptions
             throw new ConfigurationException($"Super:Sessions:{ex.ParamName}", ex.Message);
         }
         var node = Validate(MyDvpn.Security.NodeRole.Super, MyDvpn.Security.NodeIdentity.Super(Id!, Region!));
-        return new SuperNodeSettings(node, Region!, Id!, bases, publicIp, relayLow, relayHigh, MaxStreams, Edge)
+        return new SuperNodeSettings(node, Region!, Id!, bases, publicIp, relayLow, relayHigh, maxStreams, Edge)
         {
             Exits = Exits,
             Relay = Relay,

@@ -55,8 +55,25 @@ internal static class NetworkRun
         finally
         {
             await testbed.DisposeAsync();
+            KeepLogsIfAsked(output, work);
             Directory.Delete(work, recursive: true);
         }
+    }
+
+    /// <summary>
+    /// With <c>MYDVPN_NETNS_KEEP_LOGS</c> set to a directory, every run's whole node and peer logs are copied into a new
+    /// folder of it, passed or failed: a slow pass is explained from them as a failure is.
+    /// </summary>
+    private static void KeepLogsIfAsked(ITestOutputHelper output, string work)
+    {
+        var keep = Environment.GetEnvironmentVariable("MYDVPN_NETNS_KEEP_LOGS");
+        var logs = Path.Combine(work, "logs");
+        if (string.IsNullOrEmpty(keep) || !Directory.Exists(logs))
+            return;
+        var kept = Directory.CreateDirectory(Path.Combine(keep, $"{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Path.GetFileName(work)}")).FullName;
+        foreach (var log in Directory.GetFiles(logs))
+            File.Copy(log, Path.Combine(kept, Path.GetFileName(log)));
+        output.WriteLine($"logs kept in {kept}");
     }
 
     /// <summary>What a node of the run logged so far (its log is appended to while it runs).</summary>

@@ -285,8 +285,13 @@ public sealed class RelayTests(ITestOutputHelper output)
             await network.UntilAsync(() => Task.FromResult(TestbedNetwork.ExitRegionSuperNodes.Where(superNode => superNode.Id != victim).Any(superNode =>
                     Log(network, superNode.Id).Contains("telling the sessions of 1 relay chains whose exit leg it held", StringComparison.Ordinal))),
                 "a surviving SuperNode of the region tells the chain's session", cancel, TimeSpan.FromSeconds(30));
+            // The process is gone and its host refuses its cluster port: a survivor downed it without waiting for the
+            // split-brain resolver, so the region's exit pool and the killed node's shards moved within seconds.
+            Assert.Contains(TestbedNetwork.ExitRegionSuperNodes.Where(superNode => superNode.Id != victim), superNode =>
+                Log(network, superNode.Id).Contains("is gone: its host refused 2 connections in a row to its cluster port", StringComparison.Ordinal));
             var session = Log(network, "sn-eu-1");
             Assert.True(session.Contains($"SuperNode {victim} lets its leg of the chain go (SuperNode {victim} is unreachable", StringComparison.Ordinal)
+                        || session.Contains($"SuperNode {victim} lets its leg of the chain go (SuperNode {victim} was downed", StringComparison.Ordinal)
                         || session.Contains("and its ping of the exit went unanswered", StringComparison.Ordinal),
                 "the session set the chain up again on the survivor's news or on the client's failed path test");
             Assert.True(await MetricAsync(network, holderAddress, PacketsToPartner, cancel) > 0, $"{holder} relays the chain");

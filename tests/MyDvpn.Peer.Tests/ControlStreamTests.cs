@@ -83,7 +83,7 @@ public sealed class ControlStreamTests(ITestOutputHelper output) : AgentTestKit(
         var exitCode = await agent.RunAsync(CancellationToken.None).WaitAsync(Patience);
 
         Assert.Equal(1, exitCode);
-        Assert.StartsWith("REVOKED", (await agent.Stopped).Reason, StringComparison.Ordinal);
+        Assert.Contains($"refused peer {PeerId} with REVOKED (", (await agent.Stopped).Reason, StringComparison.Ordinal);
         Assert.Single(superNode.AuthRequests);
     }
 

@@ -41,6 +41,18 @@ public sealed class RefusalsTests
     }
 
     [Fact]
+    public void A_refusal_names_its_reason_once_with_the_SuperNodes_words()
+    {
+        // As the SuperNode's edge refuses: the reason in the trailer and in front of the status detail.
+        var refused = RefusalReasons.ToRpcException(RefusalReason.TokenUsedUp, "token 5f2c is used up (1 of 1 uses spent)");
+
+        var end = Refusals.Classify(refused);
+
+        Assert.Equal("token 5f2c is used up (1 of 1 uses spent)", end.Detail);
+        Assert.Equal("refused with TOKEN_USED_UP (token 5f2c is used up (1 of 1 uses spent))", end.Description);
+    }
+
+    [Fact]
     public void Connection_errors_and_a_clean_end_of_stream_are_retried()
     {
         Assert.False(Refusals.Classify(null).Permanent);

@@ -183,6 +183,30 @@ public sealed class DirectoryRegistrarTests : Akka.TestKit.Xunit2.TestKit
         await StopAsync(registrar);
     }
 
+    [Fact]
+    public async Task Not_being_registered_yet_while_starting_is_said_once_without_a_warning_and_past_the_grace_it_warns()
+    {
+        var directory = new FakeDirectory(regions) { Unavailable = true };
+        await using var server = await DirectoryServer.StartAsync(baseTls, directory);
+        using var client = new DirectoryClient([server.Address], superTls);
+        var starting = new RegistrationStatus(clock);
+
+        var registrar = StartRegistrar(client, new DirectoryCache(temp.Path), registration: starting);
+
+        await AwaitAssertAsync(() => Assert.Contains(log.Entries, e => e.Message.StartsWith("Not registered with the directory yet", StringComparison.Ordinal)),
+            Patience);
+        clock.Advance(DirectoryRegistrar.RetryAfterFailure);
+        await AwaitAssertAsync(() => Assert.True(directory.RefusedReports >= 2), Patience);
+        await AssertAliveAsync(registrar);
+        Assert.Single(log.Entries, e => e.Message.StartsWith("Not registered with the directory yet", StringComparison.Ordinal) && e.Level == LogLevel.Information);
+        Assert.DoesNotContain(log.Entries, e => e.Level >= LogLevel.Warning);
+
+        clock.Advance(RegistrationStatus.CatchUpGrace);
+
+        await AdvanceUntilAsync(() => Assert.Single(log.Entries, e => e.Level == LogLevel.Warning && e.Message.StartsWith("Directory report failed", StringComparison.Ordinal)));
+        await StopAsync(registrar);
+    }
+
     protected override void Dispose(bool disposing)
     {
         try
@@ -200,8 +224,9 @@ public sealed class DirectoryRegistrarTests : Akka.TestKit.Xunit2.TestKit
         }
     }
 
-    private IActorRef StartRegistrar(DirectoryClient client, DirectoryCache cache, IActorRef? sessions = null, MyDvpn.SuperNode.Edge.PeerSightings? sightings = null) =>
-        Sys.ActorOf(DirectoryRegistrar.Props(Registration, client, cache, status, () => Load, new RevocationCursor(temp.Path),
+    private IActorRef StartRegistrar(DirectoryClient client, DirectoryCache cache, IActorRef? sessions = null, RegistrationStatus? registration = null,
+        MyDvpn.SuperNode.Edge.PeerSightings? sightings = null) =>
+        Sys.ActorOf(DirectoryRegistrar.Props(Registration, client, cache, registration ?? status, () => Load, new RevocationCursor(temp.Path),
             sessions ?? CreateTestProbe().Ref, clock, log, sightings: sightings), "directory-registrar");
 
     [Fact]

@@ -106,8 +106,25 @@ public sealed class SuperNodeOptionsTests : IDisposable
         Assert.Equal(IPAddress.Parse("203.0.113.7"), settings.PublicIp);
         Assert.Equal(40000, settings.RelayPortLow);
         Assert.Equal(40999, settings.RelayPortHigh);
-        Assert.Equal(100_000, settings.MaxStreams);
+        // No --max-streams: as many as this process's descriptor limit leaves room for.
+        Assert.Equal(SuperNodeOptions.DefaultMaxStreams(MyDvpn.Hosting.FileDescriptorLimit.Current(), 1000), settings.MaxStreams);
         Assert.Equal(CertificateKind.Node, settings.Node.Tls.Kind);
+    }
+
+    [Theory]
+    [InlineData(20_000UL, 1000, 17_720)] // 20,000 - 256 other connections - 1,000 relay sockets - 1,024 spare
+    [InlineData(20_000UL, 1, 18_719)]
+    [InlineData(1_048_576UL, 1000, SuperNodeOptions.MaxStreamsCap)]
+    [InlineData(1024UL, 100, 1)] // too few for any headroom: one stream, and the start warns
+    public void The_default_of_max_streams_leaves_room_for_everything_else_under_the_descriptor_limit(ulong limit, int relayPorts, int expected)
+    {
+        Assert.Equal(expected, SuperNodeOptions.DefaultMaxStreams(limit, relayPorts));
+    }
+
+    [Fact]
+    public void Without_a_readable_descriptor_limit_the_default_of_max_streams_is_its_cap()
+    {
+        Assert.Equal(SuperNodeOptions.MaxStreamsCap, SuperNodeOptions.DefaultMaxStreams(null, 1000));
     }
 
     [Fact]

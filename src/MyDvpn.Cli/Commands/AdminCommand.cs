@@ -87,13 +87,7 @@ public static partial class AdminCommand
             console.Write(AssignmentsTable(pool));
         }));
 
-        var peerId = new Argument<string>("PEER_ID") { Description = "The peer to revoke" };
-        peerId.Validators.Add(result =>
-        {
-            var value = result.GetValueOrDefault<string>();
-            if (!NodeId.IsValid(value, out var problem))
-                result.AddError($"PEER_ID '{value}' {problem}");
-        });
+        var peerId = PeerIdArgument("PEER_ID", "The peer to revoke");
         var force = new Option<bool>("--force") { Description = "Revoke even an id the directory knows no enrollment of (it can never enroll then)" };
         var revoke = new Command("revoke",
             "Revoke a peer: its stream is closed and every SuperNode refuses it until an operator takes it back (`admin unrevoke`)") { peerId, force };
@@ -113,14 +107,15 @@ public static partial class AdminCommand
             baseNode, tls, json, LoginCommand(output, baseNode, tls), cluster, regions, sessions, exits, PeersCommand(output, baseNode, tls, json),
             TokenCommand(output, baseNode, tls, json), revoke, RevocationsCommand(output, baseNode, tls, json), UnrevokeCommand(output, baseNode, tls, json),
             CrlCommand(output, baseNode, tls, json),
-            DisconnectCommand(output, baseNode, tls, json, peerId),
+            DisconnectCommand(output, baseNode, tls, json),
             DrainCommand(output, baseNode, tls, json), UndrainCommand(output, baseNode, tls, json), RotateCommand(output, baseNode, tls, json),
         };
     }
 
     /// <summary><c>admin disconnect PEER_ID --region R</c>: a Disconnect command through the peer's session.</summary>
-    private static Command DisconnectCommand(TextWriter output, Option<string> baseNode, Option<string> tls, Option<bool> json, Argument<string> peerId)
+    private static Command DisconnectCommand(TextWriter output, Option<string> baseNode, Option<string> tls, Option<bool> json)
     {
+        var peerId = PeerIdArgument("PEER_ID", "The peer to disconnect");
         var region = new Option<string>("--region") { Description = "The peer's region", Required = true };
         region.Validators.Add(RegionValidator);
         var reason = new Option<string>("--reason") { Description = "Why, for the peer's log", DefaultValueFactory = _ => "disconnected by an operator" };

@@ -34,12 +34,8 @@ public static class CaCommand
         var dir = new Option<string>("--dir") { Description = "The CA directory (from `mydvpn ca init`)", Required = true };
         var cert = new Option<string>("--cert") { Description = "The certificate to revoke (its tls.crt, PEM or DER)" };
         var serial = new Option<string>("--serial") { Description = "The serial (hex) of a certificate this CA issued, as `openssl x509 -noout -serial` prints it" };
-        var reason = new Option<RevokeReason>("--reason")
-        {
-            Description = "Why: key-compromise, superseded, cessation-of-operation, affiliation-changed or unspecified (the default)",
-            CustomParser = result => ParseReason(result.Tokens.Single().Value, result),
-            DefaultValueFactory = _ => RevokeReason.Unspecified,
-        };
+        var reason = EnumOption.Create<RevokeReason>("--reason",
+            "Why: key-compromise, superseded, cessation-of-operation, affiliation-changed or unspecified (the default)");
         var command = new Command("revoke",
             "Revoke a node or admin certificate: records it in the CA's revocation list (ca.crl, signed, with the next CRL number); "
             + "publish the list with `mydvpn admin crl publish`") { dir, cert, serial, reason };
@@ -106,15 +102,6 @@ public static class CaCommand
         return text.ToString();
     }
 
-    private static RevokeReason ParseReason(string value, System.CommandLine.Parsing.ArgumentResult result)
-    {
-        var name = value.Replace("-", "", StringComparison.Ordinal);
-        if (Enum.TryParse<RevokeReason>(name, ignoreCase: true, out var reason) && Enum.IsDefined(reason) && !int.TryParse(name, out _))
-            return reason;
-        result.AddError($"--reason '{value}' is not one of key-compromise, superseded, cessation-of-operation, affiliation-changed, unspecified");
-        return RevokeReason.Unspecified;
-    }
-
     private static X509RevocationReason? ToX509(RevokeReason reason) => reason switch
     {
         RevokeReason.KeyCompromise => X509RevocationReason.KeyCompromise,
@@ -153,12 +140,10 @@ public static class CaCommand
             Description = "Certificate name (CN): a node's id (a SuperNode's --id) or an admin's name",
             Required = true,
         };
-        var role = new Option<IssueRole>("--role")
-        {
-            Description = "base (a BaseNode), super (a SuperNode of --region) or admin (mydvpn admin); a node certificate names " +
-                "its role, id and region in a SAN URI (mydvpn://base/NAME, mydvpn://super/REGION/NAME)",
-            Required = true,
-        };
+        var role = EnumOption.Create<IssueRole>("--role",
+            "base (a BaseNode), super (a SuperNode of --region) or admin (mydvpn admin); a node certificate names " +
+            "its role, id and region in a SAN URI (mydvpn://base/NAME, mydvpn://super/REGION/NAME)");
+        role.Required = true;
         var region = new Option<string>("--region") { Description = "The SuperNode's region (--role super only)" };
         var ips = new Option<string[]>("--ip") { Description = "IP address SAN (repeatable)", AllowMultipleArgumentsPerToken = false };
         var dnsNames = new Option<string[]>("--dns") { Description = "DNS name SAN (repeatable)" };

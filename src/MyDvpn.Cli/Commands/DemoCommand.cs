@@ -3,6 +3,7 @@ using System.Diagnostics;
 using MyDvpn.Cli.Demo;
 using MyDvpn.Common;
 using MyDvpn.HostOs;
+using MyDvpn.Logging;
 using MyDvpn.Protocol.Admin;
 using MyDvpn.Protocol.SuperNode;
 using MyDvpn.Testbed;
@@ -30,18 +31,20 @@ public static class DemoCommand
         var dir = new Option<string?>("--dir") { Description = "Working directory for certificates, data and logs (default: a new temporary one, removed afterwards)" };
         var once = new Option<bool>("--once") { Description = "Tell the story, then tear the network down and exit" };
         var installDeps = new Option<bool>("--install-deps") { Description = "apt-get install the Debian packages the demo needs that are missing" };
-        var command = new Command("demo",
-            "Run a whole myDvpn network on this machine in network namespaces (root): BaseNode, two SuperNodes, an exit and a client behind NATs, real WireGuard")
+        var command = new LongRunningCommand("demo",
+            "Run a whole myDvpn network on this machine in network namespaces (root): BaseNode, two SuperNodes, an exit and a client behind NATs, real WireGuard; " +
+            "--log-format is that of the nodes' logs (in DIR/logs)")
         {
             dir, once, installDeps,
         };
         command.SetAction((parse, cancellationToken) =>
-            RunAsync(output, parse.InvocationConfiguration.Error, parse.GetValue(dir), parse.GetValue(once), parse.GetValue(installDeps), cancellationToken));
+            RunAsync(output, parse.InvocationConfiguration.Error, parse.GetValue(dir), parse.GetValue(once), parse.GetValue(installDeps),
+                command.LogFormatOf(parse), cancellationToken));
         return command;
     }
 
     private static async Task<int> RunAsync(TextWriter output, TextWriter error, string? requestedDir, bool once, bool installDeps,
-        CancellationToken cancellationToken)
+        LogFormat logFormat, CancellationToken cancellationToken)
     {
         if (!OperatingSystem.IsLinux() || !Prerequisites.IsPrivileged())
         {
@@ -71,7 +74,7 @@ public static class DemoCommand
 
             var step = 2;
             network = await TestbedNetwork.StartAsync(testbed, MydvpnExecutable.Current, work,
-                line => console.MarkupLineInterpolated($"{step++}. {line}"), cancellationToken);
+                line => console.MarkupLineInterpolated($"{step++}. {line}"), cancellationToken, logFormat: logFormat);
 
             await network.StartExitAsync(cancellationToken);
             var exitStatus = await network.StatusAsync(TestbedNetwork.ExitId, cancellationToken);
@@ -102,7 +105,7 @@ public static class DemoCommand
             console.Write(AdminCommand.AssignmentsTable(pool));
             console.MarkupLineInterpolated($"Try it yourself: mydvpn status --state-dir {network.StateDir(TestbedNetwork.ClientId)}");
             console.MarkupLineInterpolated($"                 ip netns exec {ns.Client} ping 198.51.100.1");
-            console.MarkupLineInterpolated($"Node logs (JSON): {Path.Combine(work, "logs")}");
+            console.MarkupLineInterpolated($"Node logs ({EnumOption.NameOf(logFormat)}): {Path.Combine(work, "logs")}");
 
             if (!once)
             {

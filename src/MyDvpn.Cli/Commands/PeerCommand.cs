@@ -1,4 +1,5 @@
 using System.CommandLine;
+using MyDvpn.Logging;
 using MyDvpn.Peer;
 
 namespace MyDvpn.Cli.Commands;
@@ -6,18 +7,16 @@ namespace MyDvpn.Cli.Commands;
 /// <summary><c>mydvpn peer</c>: the peer agent (ARCHITECTURE §1, §7).</summary>
 public static class PeerCommand
 {
-
-
     public static Command Build()
     {
         var config = new NodeConfiguration("Peer");
-        config.Flag<string>("--role", nameof(PeerOptions.Role), "client, exit or both");
-        config.Flag<string>("--id", nameof(PeerOptions.Id), "This peer's id (1-64 letters, digits, '.', '_', '-')");
-        config.Flag<string>("--region", nameof(PeerOptions.Region), "The region this peer belongs to (e.g. eu-west)");
-        config.Flag<string>("--key", nameof(PeerOptions.Key), "The peer's Ed25519 identity key file (`mydvpn keygen --out FILE`)");
-        config.Flag<string>("--ca", nameof(PeerOptions.Ca), "The operator CA certificate (ca.crt) SuperNodes' TLS certificates are checked against");
+        config.Flag<string>("--role", nameof(PeerOptions.Role), "client, exit or both", required: true);
+        config.Flag<string>("--id", nameof(PeerOptions.Id), "This peer's id (1-64 letters, digits, '.', '_', '-')", required: true);
+        config.Flag<string>("--region", nameof(PeerOptions.Region), "The region this peer belongs to (e.g. eu-west)", required: true);
+        config.Flag<string>("--key", nameof(PeerOptions.Key), "The peer's Ed25519 identity key file (`mydvpn keygen --out FILE`)", required: true);
+        config.Flag<string>("--ca", nameof(PeerOptions.Ca), "The operator CA certificate (ca.crt) SuperNodes' TLS certificates are checked against", required: true);
         config.Flag<string[]>("--supernode", nameof(PeerOptions.Supernode),
-            "SuperNodes of the region to dial, HOST:PORT[,HOST:PORT...]; the region's full list is learned on connecting");
+            "SuperNodes of the region to dial, HOST:PORT[,HOST:PORT...]; the region's full list is learned on connecting", required: true);
         config.Flag<string>("--token", nameof(PeerOptions.Token),
             "Enrollment token (`mydvpn admin token create`); presented until the first successful authentication, then no more");
         config.Flag<string>("--exit-region", nameof(PeerOptions.ExitRegion), "Region to take an exit in (client): asked for on every connect until one is held; `mydvpn status` shows it");
@@ -34,7 +33,7 @@ public static class PeerCommand
             $"Clients an exit serves at once (default {PeerOptions.DefaultMaxClients}); the region's exit pool gives it no more");
         config.Flag<int>("--wg-port", nameof(PeerOptions.WgPort), $"WireGuard UDP port (default {PeerOptions.DefaultWireGuardPort}), announced to clients");
 
-        var command = new Command("peer",
+        var command = new LongRunningCommand("peer",
             "Run a peer agent: keeps an authenticated control stream to a SuperNode of its region and applies the commands it " +
             "receives, each at most once; a client asks for an exit and routes all its traffic through it, an exit accepts clients " +
             "and forwards their traffic out of its uplink. The tunnel is kept in STATE_DIR/tunnel.json and applied to the " +
@@ -43,8 +42,13 @@ public static class PeerCommand
         command.SetAction(async (parse, cancellationToken) =>
         {
             var settings = config.Bind<PeerOptions>(parse).Validate();
-            await using var agent = PeerHost.Build(settings);
-            return await agent.RunAsync(cancellationToken);
+            var format = command.LogFormatOf(parse);
+            await using var agent = PeerHost.Build(settings, logging: logging => ConsoleLogging.Use(logging, format));
+            var exitCode = await agent.RunAsync(cancellationToken);
+            // The agent gave up by itself (a permanent refusal): why and the fix, where a person or a script looks.
+            if (agent.Stopped.IsCompletedSuccessfully)
+                await parse.InvocationConfiguration.Error.WriteLineAsync($"error: {agent.Stopped.Result.Reason}");
+            return exitCode;
         });
         return command;
     }

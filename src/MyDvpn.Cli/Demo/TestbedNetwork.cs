@@ -5,6 +5,7 @@ using MyDvpn.Cli.Commands;
 using MyDvpn.Common;
 using MyDvpn.Hosting;
 using MyDvpn.HostOs;
+using MyDvpn.Logging;
 using MyDvpn.Peer.LocalStatus;
 using MyDvpn.Protocol.Admin;
 using MyDvpn.Protocol.Directory;
@@ -106,7 +107,7 @@ public sealed class TestbedNetwork : IAsyncDisposable
     /// <param name="superNodeEnvironment">More settings for every SuperNode, as environment variables (<c>MYDVPN__SUPER__…</c>).</param>
     public static async Task<TestbedNetwork> StartAsync(NetnsTestbed testbed, MydvpnExecutable executable, string work,
         Action<string>? progress, CancellationToken cancellationToken, int exitRegionSuperNodes = 1, bool relayKernelOffload = false,
-        IReadOnlyDictionary<string, string>? superNodeEnvironment = null)
+        IReadOnlyDictionary<string, string>? superNodeEnvironment = null, LogFormat logFormat = LogFormat.Json)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(exitRegionSuperNodes, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(exitRegionSuperNodes, ExitRegionSuperNodes.Count);
@@ -125,7 +126,7 @@ public sealed class TestbedNetwork : IAsyncDisposable
             CertificateAuthority.IssueNode(ca, node, [address], [], Path.Combine(certs, node.Id)).Dispose();
         CertificateAuthority.IssueAdmin(ca, "testbed-admin", [], [], Path.Combine(certs, "admin")).Dispose();
 
-        var network = new TestbedNetwork(testbed, executable, work);
+        var network = new TestbedNetwork(testbed, executable, work) { logFormat = logFormat };
         var environment = new Dictionary<string, string>(superNodeEnvironment ?? new Dictionary<string, string>(), StringComparer.Ordinal);
         if (relayKernelOffload)
         {
@@ -278,7 +279,7 @@ public sealed class TestbedNetwork : IAsyncDisposable
             "peer", "--role", role == PeerRole.Exit ? "exit" : "client", "--id", peerId, "--region", region, "--key", keyFile,
             "--ca", Path.Combine(Certificates, "ca", CertificateAuthority.CaCertFile),
             "--supernode", string.Join(',', superNodes.Select(superNode => At(superNode, GrpcPort))),
-            "--token", token.Token, "--state-dir", StateDir(peerId), "--wg-interface", wgInterface, .. extra,
+            "--token", token.Token, "--state-dir", StateDir(peerId), "--wg-interface", wgInterface, .. LogFormatFlag, .. extra,
         ], networkNamespace: ns);
     }
 
@@ -296,10 +297,16 @@ public sealed class TestbedNetwork : IAsyncDisposable
         (await Admin.ListRegionsAsync(new ListRegionsRequest(), cancellationToken: cancellationToken)).Regions
         .Sum(r => r.Supernodes.Count(s => s.Status == SuperNodeStatus.Up));
 
+    /// <summary>The nodes' and peers' log format (in their log files).</summary>
+    private LogFormat logFormat = LogFormat.Json;
+
+    private string[] LogFormatFlag => ["--log-format", EnumOption.NameOf(logFormat)];
+
     private void StartNode(string name, string ns, string[] arguments) => StartNode(name, ns, null, arguments);
 
     private void StartNode(string name, string ns, Dictionary<string, string>? environment, string[] arguments)
     {
+        arguments = [.. arguments, .. LogFormatFlag];
         nodeCommands[name] = (ns, arguments, environment);
         nodes.Add(NodeProcess.Start(executable, name, Path.Combine(Work, "logs", $"{name}.log"), arguments, environment, ns));
     }

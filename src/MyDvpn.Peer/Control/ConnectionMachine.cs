@@ -128,7 +128,7 @@ internal sealed record ConnectionMachine
             Attempts = Attempts + 1,
         };
         return Decision<ConnectionMachine>.Of(opened)
-            .Log(LogLevel.Debug, "Opening the control stream to {Endpoint}", endpoint.ToString())
+            .Log(LogLevel.Information, "Connecting to SuperNode {Endpoint} (attempt {Attempt})", endpoint.ToString(), opened.Attempts)
             .Do(new ChannelEffect.OpenStream(generation, endpoint),
                 new ChannelEffect.StartTimer(AuthTimer, new AuthDeadline(generation), Timings.AuthTimeout));
     }
@@ -267,11 +267,13 @@ internal sealed record ConnectionMachine
         if (end.Permanent)
         {
             // Permanent only for a reason the catalogue knows.
+            // One line, the reason named once: what happened, then the fix.
             var explanation = Refusals.Explain(end.Reason!.Value, Settings, Enrolled);
+            var refusal = $"the SuperNode at {endpoint} refused peer {Settings.Id} with {end.ReasonName} ({end.Detail})";
             return d.With(s => s with { Phase = ConnectionPhase.Stopped })
-                .Log(LogLevel.Error, "Stopping: the SuperNode at {Endpoint} refused this peer with {Reason}: {Explanation} ({Detail})",
-                    endpoint.ToString(), end.ReasonName, explanation, end.Description)
-                .Do(new ChannelEffect.StopAgent(new PeerStop(1, $"{end.ReasonName}: {explanation}")));
+                .Log(LogLevel.Error, "Stopping: the SuperNode at {Endpoint} refused peer {PeerId} with {Reason} ({Detail}); {Explanation}",
+                    endpoint.ToString(), Settings.Id, end.ReasonName, end.Detail, explanation)
+                .Do(new ChannelEffect.StopAgent(new PeerStop(1, $"{refusal}; {explanation}")));
         }
 
         var backoff = wasAuthenticated && upFor >= Timings.StableAfter ? Backoff.Reset() : Backoff;

@@ -7,7 +7,8 @@ namespace MyDvpn.Peer.Control;
 /// <param name="Reason">The SuperNode's reason (trailer <c>mydvpn-reason</c>); null when it gave none or one this version does not know.</param>
 /// <param name="ReasonName">The reason as sent, e.g. <c>REVOKED</c>.</param>
 /// <param name="Description">Words for the log.</param>
-public sealed record StreamEnd(RefusalReason? Reason, string? ReasonName, bool Permanent, string Description);
+/// <param name="Detail">A refusal's own words from the SuperNode, without the reason's name; null for an end that is no refusal.</param>
+public sealed record StreamEnd(RefusalReason? Reason, string? ReasonName, bool Permanent, string Description, string? Detail = null);
 
 /// <summary>
 /// Reads the refusal reason off a failed control stream (<see cref="RefusalReasons"/>) and takes what it means from the
@@ -25,16 +26,20 @@ public static class Refusals
                 return new StreamEnd(null, null, false, "the SuperNode closed the stream");
             case RpcException rpc:
                 var name = rpc.Trailers.GetValue(RefusalReasons.TrailerName);
-                var detail = string.IsNullOrEmpty(rpc.Status.Detail) ? rpc.StatusCode.ToString() : $"{rpc.StatusCode}: {rpc.Status.Detail}";
-                // "Error connecting to subchannel" says little; the socket error says what went wrong.
-                if (rpc.Status.DebugException is { } inner)
-                    detail += $" ({inner.Message})";
                 if (name is null)
+                {
+                    var detail = string.IsNullOrEmpty(rpc.Status.Detail) ? rpc.StatusCode.ToString() : $"{rpc.StatusCode}: {rpc.Status.Detail}";
+                    // "Error connecting to subchannel" says little; the socket error says what went wrong.
+                    if (rpc.Status.DebugException is { } inner)
+                        detail += $" ({inner.Message})";
                     return new StreamEnd(null, null, false, detail);
+                }
                 // A reason this version does not know is retried: a newer SuperNode may send it for something that passes.
                 RefusalReason? reason = RefusalReasons.TryParse(name, out var parsed) ? parsed : null;
                 var permanent = reason is { } r && RefusalCatalogue.IsPermanent(r);
-                return new StreamEnd(reason, name, permanent, $"refused with {name} ({detail})");
+                // The status detail starts with the reason's name too: said once, here.
+                var words = RefusalReasons.DetailOf(rpc);
+                return new StreamEnd(reason, name, permanent, $"refused with {name} ({words})", words);
             default:
                 return new StreamEnd(null, null, false, cause.Message);
         }

@@ -39,6 +39,18 @@ public sealed class EdgeStream : ReceiveActor
         public static readonly HeartbeatTick Instance = new();
     }
 
+    /// <summary>Asks the session again to take this stream, until it answers <see cref="StreamAttached"/>.</summary>
+    private sealed record AttachAgain
+    {
+        public static readonly AttachAgain Instance = new();
+    }
+
+    /// <summary>
+    /// How often an unanswered attach is sent again. An attach sent while the session's SuperNode is being removed can be
+    /// routed to that node by the shard region and lost; the session answers a repeated attach of the same stream at once.
+    /// </summary>
+    public static readonly TimeSpan AttachRetry = TimeSpan.FromSeconds(1);
+
     private StreamInfo identity;
     /// <summary>Commands written to this stream that the peer has not answered yet.</summary>
     private readonly HashSet<string> unanswered = [];
@@ -101,11 +113,19 @@ public sealed class EdgeStream : ReceiveActor
         Receive<PeerAssignments>(changed => Publish(identity with { Assignments = changed.Assignments }));
         Receive<ClockTimers.Fired>(fired =>
         {
-            if (timers.Accept(fired) is HeartbeatTick)
-                Heartbeat();
+            switch (timers.Accept(fired))
+            {
+                case HeartbeatTick:
+                    Heartbeat();
+                    break;
+                case AttachAgain:
+                    sessions.Tell(Attach());
+                    break;
+            }
         });
         Receive<StreamAttached>(_ =>
         {
+            timers.Cancel(nameof(AttachAgain));
             // The session may live on another SuperNode of the region and move (hand-off, crash):
             // watching it lets the stream re-attach to wherever sharding starts it next.
             if (!Sender.Equals(session))
@@ -121,16 +141,22 @@ public sealed class EdgeStream : ReceiveActor
             if (!terminated.ActorRef.Equals(session))
                 return;
             session = null;
-            sessions.Tell(Attach());
+            RequestAttach();
         });
     }
 
     protected override void PreStart()
     {
-        sessions.Tell(Attach());
+        RequestAttach();
         registry.Publish(identity);
         OpenStreams.Inc();
         timers.StartPeriodic(nameof(HeartbeatTick), HeartbeatTick.Instance, settings.HeartbeatInterval);
+    }
+
+    private void RequestAttach()
+    {
+        sessions.Tell(Attach());
+        timers.StartPeriodic(nameof(AttachAgain), AttachAgain.Instance, AttachRetry);
     }
 
     private AttachStream Attach() => new(identity.PeerId, identity.SessionId, Self, identity.RemoteAddress, exitCapacity);

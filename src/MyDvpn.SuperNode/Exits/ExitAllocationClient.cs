@@ -106,7 +106,7 @@ public sealed class ExitAllocationClient(DirectoryCache directory, DirectoryClie
                 }
                 catch (RpcException ex) when (RefusalReasons.Of(ex) is { } reason)
                 {
-                    return new ExitAllocationResult.Refused(reason, WithoutReasonPrefix(ex.Status.Detail, reason));
+                    return new ExitAllocationResult.Refused(reason, RefusalReasons.DetailOf(ex));
                 }
                 catch (RpcException ex) when (!cancellationToken.IsCancellationRequested)
                 {
@@ -225,12 +225,6 @@ public sealed class ExitAllocationClient(DirectoryCache directory, DirectoryClie
     private ExitAllocation.ExitAllocationClient ClientFor(SuperNodeRegistration superNode) =>
         new(channels.GetOrAdd(superNode.Region + " " + superNode.GrpcEndpoint, _ => new Lazy<GrpcChannel>(() =>
             GrpcChannels.MutualTls(HostPort.Parse(superNode.GrpcEndpoint, "grpc_endpoint"), tls, ExpectedServer.SuperNodeOf(superNode.Region)))).Value);
-
-    private static string WithoutReasonPrefix(string detail, RefusalReason reason)
-    {
-        var prefix = RefusalReasons.WireName(reason) + ": ";
-        return detail.StartsWith(prefix, StringComparison.Ordinal) ? detail[prefix.Length..] : detail;
-    }
 
     public void Dispose()
     {

@@ -103,9 +103,25 @@ public sealed class ExitAllocationService(
         relay.SetPartner(assignment.AssignmentId, RelaySides.Exit, partner!);
         // The region's other SuperNodes learn of the leg now: should this one crash, they tell the chain's session.
         exitLegWatch.ActorRef.Tell(ExitLegWatch.PublishExitLegs.Instance);
-        // The exit's WireGuard sends to the client through this leg from now on (its own roaming would follow too).
-        sessions.ActorRef.Tell(new Sessions.IssueCommand(assignment.ExitPeerId,
-            PeerCommands.RelaySetup(assignment.AssignmentId, assignment.ClientPublicKey, leg.ToString())));
+        // The exit's WireGuard sends to the client through this leg from now on (its own roaming would follow too). Its session
+        // must take the command: one sent while the session's shard moves off a crashed SuperNode is lost, and a refused
+        // OpenRelay has the chain's session try again now rather than once the client notices the silence.
+        object taken;
+        try
+        {
+            taken = await sessions.ActorRef.Ask<object>(new Sessions.IssueCommand(assignment.ExitPeerId,
+                PeerCommands.RelaySetup(assignment.AssignmentId, assignment.ClientPublicKey, leg.ToString())), Exits.AckTimeout, context.CancellationToken);
+        }
+        catch (AskTimeoutException)
+        {
+            throw RefusalReasons.ToRpcException(RefusalReason.Unavailable,
+                $"the session of exit {assignment.ExitPeerId} did not take the relay setup within {Exits.AckTimeout.TotalSeconds:0} s (it may be moving to another SuperNode); retry");
+        }
+        if (taken is Sessions.CommandOutcome refused)
+        {
+            throw RefusalReasons.ToRpcException(RefusalReason.Unavailable,
+                $"the session of exit {assignment.ExitPeerId} refused the relay setup: {refused.FailureReason}");
+        }
         logger.LogInformation("Relay leg for exit {ExitPeerId} of assignment {AssignmentId} open at {Leg}, chained to {Partner}",
             assignment.ExitPeerId, assignment.AssignmentId, leg, partner);
         return new RelayLegInfo { Endpoint = leg.ToString(), SupernodeId = settings.Id };

@@ -136,13 +136,17 @@ public sealed class ConnectionMachineTests
     public void A_permanent_refusal_stops_the_agent_with_the_catalogues_advice_and_dials_no_more()
     {
         var state = Open(ConnectionMachine.Initial(Settings(), enrolled: true));
-        var revoked = new StreamEnd(RefusalReason.Revoked, "REVOKED", Permanent: true, "refused with REVOKED");
+        var revoked = new StreamEnd(RefusalReason.Revoked, "REVOKED", Permanent: true, "refused with REVOKED (revoked by an operator)",
+            "revoked by an operator");
 
         var d = state.Decide(new StreamEnded(1, revoked), T0, Highest);
 
         Assert.Equal(ConnectionPhase.Stopped, d.State.Phase);
-        Assert.Equal(new PeerStop(1, $"REVOKED: {RefusalCatalogue.AdviceFor(RefusalReason.Revoked)}"),
-            Assert.Single(d.Effects<ChannelEffect.StopAgent, ConnectionMachine>()).Stop);
+        var stop = Assert.Single(d.Effects<ChannelEffect.StopAgent, ConnectionMachine>()).Stop;
+        Assert.Equal(new PeerStop(1, $"the SuperNode at {state.Endpoint} refused peer {state.Settings.Id} with REVOKED (revoked by an operator); " +
+            RefusalCatalogue.AdviceFor(RefusalReason.Revoked)), stop);
+        // The reason is named once (it was three times, by each layer that passed it on).
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(stop.Reason, "REVOKED"));
         Assert.DoesNotContain(d.Effects, e => e is ChannelEffect.StartTimer);
         Assert.Empty(d.State.Decide(Connect.Instance, T0, Highest).Effects);
     }

@@ -46,6 +46,42 @@ public sealed class EdgeStreamTests(ITestOutputHelper output) : Akka.TestKit.Xun
     }
 
     [Fact]
+    public void An_attach_the_session_does_not_answer_is_sent_again_every_second_of_the_clock_until_it_is()
+    {
+        // An attach sent while the session's SuperNode is being removed is routed there by the shard region and lost.
+        var sessions = CreateTestProbe();
+        var edge = Start(sessions, sessionAnswers: false);
+        var first = sessions.ExpectMsg<AttachStream>(Patience);
+
+        _clock.Advance(EdgeStream.AttachRetry - TimeSpan.FromMilliseconds(1));
+        RoundTrip(edge);
+        sessions.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
+        _clock.Advance(TimeSpan.FromMilliseconds(1));
+        Assert.Equal(first, sessions.ExpectMsg<AttachStream>(Patience));
+
+        edge.Tell(new StreamAttached(PeerId, SessionId), sessions.Ref);
+        _clock.Advance(EdgeStream.AttachRetry * 5);
+        RoundTrip(edge);
+        sessions.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
+    }
+
+    [Fact]
+    public void A_session_that_stops_is_asked_again_until_its_next_incarnation_answers()
+    {
+        var sessions = CreateTestProbe();
+        var session = CreateTestProbe();
+        var edge = Start(sessions, sessionAnswers: false);
+        sessions.ExpectMsg<AttachStream>(Patience);
+        edge.Tell(new StreamAttached(PeerId, SessionId), session.Ref);
+        RoundTrip(edge);
+
+        Sys.Stop(session.Ref);
+        sessions.ExpectMsg<AttachStream>(Patience);
+        _clock.Advance(EdgeStream.AttachRetry);
+        sessions.ExpectMsg<AttachStream>(Patience);
+    }
+
+    [Fact]
     public async Task A_ping_goes_out_every_heartbeat_interval_of_the_clock_and_not_before()
     {
         var edge = Start();
@@ -288,10 +324,21 @@ public sealed class EdgeStreamTests(ITestOutputHelper output) : Akka.TestKit.Xun
         }
     }
 
-    private IActorRef Start(TestProbe? sessions = null, int exitCapacity = 0, EdgeSettings? settings = null)
+    /// <param name="sessions">The peer's session: answers every attach as a session does, unless <paramref name="sessionAnswers"/> is false.</param>
+    private IActorRef Start(TestProbe? sessions = null, int exitCapacity = 0, EdgeSettings? settings = null, bool sessionAnswers = true)
     {
+        sessions ??= CreateTestProbe();
+        if (sessionAnswers)
+        {
+            sessions.SetAutoPilot(new DelegateAutoPilot((sender, message) =>
+            {
+                if (message is AttachStream attach)
+                    sender.Tell(new StreamAttached(attach.PeerId, attach.SessionId));
+                return AutoPilot.KeepRunning;
+            }));
+        }
         var identity = new StreamInfo(PeerId, PeerRole.Exit, SessionId, "198.51.100.7", _clock.GetUtcNow(), null);
-        var edge = Sys.ActorOf(EdgeStream.Props(identity, _outbound.Writer, _closed, (sessions ?? CreateTestProbe()).Ref, _registry, settings ?? Settings,
+        var edge = Sys.ActorOf(EdgeStream.Props(identity, _outbound.Writer, _closed, sessions.Ref, _registry, settings ?? Settings,
             exitCapacity, _clock, _log));
         RoundTrip(edge);
         return edge;

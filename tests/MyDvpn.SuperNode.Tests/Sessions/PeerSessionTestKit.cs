@@ -61,10 +61,13 @@ public abstract class PeerSessionTestKit(ITestOutputHelper output) : SqliteTestK
 
     /// <summary>
     /// Moves <see cref="Clock"/> on, firing the session's timers due meanwhile, and waits until <paramref name="entity"/> has
-    /// handled them (a round trip: its reply comes after the timers' messages and any events they persist).
+    /// handled them (a round trip: its reply comes after the timers' messages and any events they persist). A round trip
+    /// first: a test that saw a command delivered may move the clock while the session, on its own thread, has yet to arm
+    /// the retry timer of that delivery, which would then count from the moved clock.
     /// </summary>
     protected void Advance(IActorRef entity, TimeSpan by)
     {
+        State(entity);
         Clock.Advance(by);
         State(entity);
     }

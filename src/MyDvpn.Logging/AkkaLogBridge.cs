@@ -7,7 +7,7 @@ using Microsoft.Extensions.Logging;
 using AkkaLogLevel = Akka.Event.LogLevel;
 using MsLogLevel = Microsoft.Extensions.Logging.LogLevel;
 
-namespace MyDvpn.Hosting;
+namespace MyDvpn.Logging;
 
 /// <summary>
 /// Akka.NET's own log events (remoting, cluster, sharding, persistence, and any actor still logging through an

@@ -10,11 +10,11 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Logging.Console;
 using LogLevel = Microsoft.Extensions.Logging.LogLevel;
 
-namespace MyDvpn.Hosting.Tests;
+namespace MyDvpn.Logging.Tests;
 
 /// <summary>
 /// Akka's log events through <see cref="AkkaLogBridge"/> into a real host's logging, each written by the JSON console
-/// formatter the nodes use: what an operator reads.
+/// formatter every process uses (<see cref="ConsoleLogging"/>): what an operator reads.
 /// </summary>
 public sealed class AkkaLogBridgeTests : IAsyncLifetime
 {
@@ -28,13 +28,7 @@ public sealed class AkkaLogBridgeTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
-        builder.Logging.ClearProviders();
-        builder.Logging.AddJsonConsole(o =>
-        {
-            o.IncludeScopes = true;
-            o.UseUtcTimestamp = true;
-            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
-        });
+        ConsoleLogging.Use(builder.Logging, LogFormat.Json);
         // The console itself stays quiet: the same formatter writes into the test's lines instead.
         builder.Logging.ClearProviders();
         builder.Logging.AddProvider(_lines);
@@ -88,7 +82,7 @@ public sealed class AkkaLogBridgeTests : IAsyncLifetime
     [Fact]
     public async Task A_named_source_has_its_name_as_a_field_and_no_actor_path()
     {
-        Logging.GetLogger(System, "relay-hand-over").Info("Handing over {0} chains", 2);
+        Akka.Event.Logging.GetLogger(System, "relay-hand-over").Info("Handing over {0} chains", 2);
 
         var line = await _lines.FirstAsync(l => l.Message == "Handing over 2 chains");
 
