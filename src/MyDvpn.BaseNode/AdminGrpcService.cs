@@ -47,16 +47,44 @@ public sealed class AdminGrpcService(
     {
         // The secret exists only here and in the reply; the token entity gets its SHA-256.
         var credential = TokenCredential.Generate();
-        var issued = await enrollment.CreateToken(EnrollmentMapping.ToCreate(request, credential), context.CancellationToken);
-        logger.LogInformation("Enrollment token {TokenId} created by {Admin}: role {Role}, region {Region}, {Uses} uses, expires {ExpiresAt:u}",
-            issued.TokenId, AdminName(context), issued.Role, issued.Region, issued.Uses, issued.ExpiresAt);
-        return EnrollmentMapping.ToProto(issued, credential);
+        var create = EnrollmentMapping.ToCreate(request, credential);
+        // A region no SuperNode ever registered in is a typo or a region still to come: the token is made (it is harmless,
+        // and tokens may go out before a region's first SuperNode starts), and the reply says so for the admin to check.
+        var knownRegions = directory.RegionNames(context.CancellationToken);
+        var issued = await enrollment.CreateToken(create, context.CancellationToken);
+        bool regionUnknown;
+        try
+        {
+            regionUnknown = !(await knownRegions).Contains(issued.Region);
+        }
+        catch (RpcException ex)
+        {
+            // The token is made: not knowing the regions only costs the warning.
+            logger.LogWarning("Enrollment token {TokenId}: the region index did not answer, region {Region} not checked: {Detail}", issued.TokenId, issued.Region,
+                ex.Status.Detail);
+            regionUnknown = false;
+        }
+        logger.LogInformation("Enrollment token {TokenId} created by {Admin}: role {Role}, region {Region}{Unknown}, {Uses} uses, expires {ExpiresAt:u}",
+            issued.TokenId, AdminName(context), issued.Role, issued.Region, regionUnknown ? " (a region the directory does not know)" : "", issued.Uses,
+            issued.ExpiresAt);
+        var token = EnrollmentMapping.ToProto(issued, credential);
+        token.RegionUnknown = regionUnknown;
+        return token;
     }
 
     public override async Task<RevokePeerResponse> RevokePeer(RevokePeerRequest request, ServerCallContext context)
     {
         if (!NodeId.IsValid(request.PeerId, out var problem))
             throw new RpcException(new Status(StatusCode.InvalidArgument, $"peer_id '{request.PeerId}' {problem}"));
+        if (!request.Force
+            && await enrollment.EnrolledPeer(request.PeerId, context.CancellationToken) is null
+            && await enrollment.RevocationOf(request.PeerId, context.CancellationToken) is null)
+        {
+            logger.LogInformation("{Admin} asked to revoke peer {PeerId}, which never enrolled; refused without force", AdminName(context), request.PeerId);
+            throw new RpcException(new Status(StatusCode.FailedPrecondition,
+                $"peer {request.PeerId} never enrolled (the directory knows no enrollment of it, in any region): check the id with `mydvpn admin peers`; "
+                + "a revocation is for good, so to ban this id before it enrolls, revoke it with --force"));
+        }
         var recorded = await enrollment.Revoke(request.PeerId, context.CancellationToken);
         var version = recorded.Revocation.Version;
         logger.LogWarning(
@@ -64,7 +92,35 @@ public sealed class AdminGrpcService(
                 ? "Security event: {Admin} revoked peer {PeerId} again (revocation version {Version}); telling the SuperNodes again"
                 : "Security event: {Admin} revoked peer {PeerId} (revocation version {Version})",
             AdminName(context), request.PeerId, version);
+        return await TellSuperNodesAsync(request.PeerId, version, "revoked", "revoke",
+            (client, options) => client.RevokeAsync(new RevokeRequest { PeerId = request.PeerId, Version = (ulong)version }, options), context);
+    }
 
+    public override async Task<RevokePeerResponse> UnrevokePeer(UnrevokePeerRequest request, ServerCallContext context)
+    {
+        if (!NodeId.IsValid(request.PeerId, out var problem))
+            throw new RpcException(new Status(StatusCode.InvalidArgument, $"peer_id '{request.PeerId}' {problem}"));
+        var recorded = await enrollment.Unrevoke(request.PeerId, AdminName(context), context.CancellationToken);
+        if (recorded.Version == 0)
+        {
+            throw new RpcException(new Status(StatusCode.FailedPrecondition,
+                $"peer {request.PeerId} is not revoked: nothing to take back (`mydvpn admin revocations` lists the revoked peers)"));
+        }
+        // The revocations entity logged it too; this line carries the admin's name in the API's log.
+        logger.LogWarning("Security event: {Admin} took back the revocation of peer {PeerId} (revocation version {Version}); it may connect again",
+            AdminName(context), request.PeerId, recorded.Version);
+        return await TellSuperNodesAsync(request.PeerId, recorded.Version, "unrevoked", "unrevoke",
+            (client, options) => client.UnrevokeAsync(new UnrevokeRequest { PeerId = request.PeerId, Version = (ulong)recorded.Version }, options), context);
+    }
+
+    /// <summary>
+    /// Tells every Up SuperNode of a change of the revocation list persisted as <paramref name="version"/>; those that do not
+    /// answer catch up with their next report.
+    /// </summary>
+    /// <param name="done">What happened to the peer, for the error: "revoked".</param>
+    private async Task<RevokePeerResponse> TellSuperNodesAsync<T>(string peerId, long version, string done, string what,
+        Func<SuperNodePeers.SuperNodePeersClient, CallOptions, AsyncUnaryCall<T>> call, ServerCallContext context)
+    {
         IReadOnlyList<Directory.SuperNodeInfo> targets;
         try
         {
@@ -73,21 +129,83 @@ public sealed class AdminGrpcService(
         catch (RpcException ex)
         {
             throw new RpcException(new Status(ex.StatusCode,
-                $"peer {request.PeerId} is revoked (version {version}), but no SuperNode was told: {ex.Status.Detail}. "
-                + "SuperNodes pick the revocation up with their next report."));
+                $"peer {peerId} is {done} (version {version}), but no SuperNode was told: {ex.Status.Detail}. "
+                + "SuperNodes pick the change up with their next report."));
         }
 
-        var told = await superNodes.CallEachAsync(
-            targets,
-            (client, options) => client.RevokeAsync(new RevokeRequest { PeerId = request.PeerId, Version = (ulong)version }, options),
-            $"revoke {request.PeerId}",
-            context.CancellationToken);
+        var told = await superNodes.CallEachAsync(targets, call, $"{what} {peerId}", context.CancellationToken);
         var response = new RevokePeerResponse { Version = (ulong)version };
         response.NotifiedSupernodes.AddRange(SortedIds(told.Replies.Select(r => r.SuperNode)));
         response.UnreachableSupernodes.AddRange(SortedIds(told.Unreachable));
-        logger.LogInformation("Revocation of peer {PeerId} (version {Version}) told to {Notified}; unreachable: {Unreachable}",
-            request.PeerId, version, JoinOrNone(response.NotifiedSupernodes), JoinOrNone(response.UnreachableSupernodes));
+        logger.LogInformation("Revocation change {Version} of peer {PeerId} ({What}) told to {Notified}; unreachable: {Unreachable}",
+            version, peerId, what, JoinOrNone(response.NotifiedSupernodes), JoinOrNone(response.UnreachableSupernodes));
         return response;
+    }
+
+    public override async Task<TokenList> ListTokens(ListTokensRequest request, ServerCallContext context)
+    {
+        var list = new TokenList();
+        list.Tokens.AddRange((await enrollment.Tokens(context.CancellationToken)).Select(EnrollmentMapping.ToProto));
+        return list;
+    }
+
+    public override async Task<Protocol.Admin.TokenView> RevokeToken(RevokeTokenRequest request, ServerCallContext context)
+    {
+        if (!TokenCredential.IsTokenId(request.TokenId))
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument,
+                $"token_id '{request.TokenId}' is not a token id ({TokenCredential.TokenIdLength} lowercase hex characters, the part of a token before the dot)"));
+        }
+        // Asked first, so that an id no token has creates nothing.
+        if (!(await enrollment.Token(request.TokenId, context.CancellationToken)).Exists)
+            throw new RpcException(new Status(StatusCode.NotFound, $"no enrollment token has id {request.TokenId}; `mydvpn admin token list` shows them"));
+        var revoked = await enrollment.RevokeToken(request.TokenId, AdminName(context), context.CancellationToken);
+        logger.LogWarning("Security event: {Admin} revoked enrollment token {TokenId} (role {Role}, region {Region}, {UsesLeft} uses left)",
+            AdminName(context), revoked.TokenId, revoked.Role, revoked.Region, revoked.UsesLeft);
+        return EnrollmentMapping.ToProto(revoked);
+    }
+
+    public override async Task<RevokedPeerList> ListRevocations(ListRevocationsRequest request, ServerCallContext context)
+    {
+        var revoked = await enrollment.RevokedPeers(context.CancellationToken);
+        var list = new RevokedPeerList { Version = (ulong)revoked.Version };
+        list.Peers.AddRange(revoked.Peers.Select(r => new RevokedPeer
+        {
+            PeerId = r.PeerId,
+            Version = (ulong)r.Version,
+            RevokedAt = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(r.At),
+        }));
+        return list;
+    }
+
+    /// <summary>
+    /// The enrolled peers (of a region), each online when an Up SuperNode holds its stream now; a SuperNode that does not
+    /// answer is named, and its peers show offline with when they were last seen.
+    /// </summary>
+    public override async Task<PeerList> ListPeers(ListPeersRequest request, ServerCallContext context)
+    {
+        var region = request.Region.Length == 0 ? null : ValidRegion(request.Region);
+        var peers = enrollment.EnrolledPeers(context.CancellationToken);
+        var revoked = enrollment.RevokedPeers(context.CancellationToken);
+        SessionList sessions;
+        try
+        {
+            sessions = await ListSessions(new ListSessionsRequest { Region = region ?? "" }, context);
+        }
+        catch (RpcException ex) when (ex.StatusCode == StatusCode.Unavailable)
+        {
+            // No SuperNode up (of the region): every peer is offline, and the list still says when each was last seen.
+            sessions = new SessionList();
+        }
+        var online = sessions.Sessions.GroupBy(s => (s.Region, s.PeerId)).ToDictionary(g => g.Key, g => g.First());
+        var revokedIds = (await revoked).Peers.Select(r => r.PeerId).ToHashSet(StringComparer.Ordinal);
+        var now = DateTimeOffset.UtcNow;
+        var list = new PeerList();
+        list.Peers.AddRange((await peers)
+            .Where(p => region is null || p.Region == region)
+            .Select(p => EnrollmentMapping.ToProto(p, revokedIds.Contains(p.PeerId), online.GetValueOrDefault((p.Region, p.PeerId)), now)));
+        list.UnreachableSupernodes.AddRange(sessions.UnreachableSupernodes);
+        return list;
     }
 
     public override async Task<SessionList> ListSessions(ListSessionsRequest request, ServerCallContext context)

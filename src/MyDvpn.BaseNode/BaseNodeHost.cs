@@ -65,6 +65,17 @@ public static class BaseNodeHost
                 _ => RevocationsEntity.Props(logger: revocationsLogger),
                 new RevocationsMessageExtractor(),
                 new ShardOptions { Role = Role, StateStoreMode = StateStoreMode.Persistence });
+            // The token index and the peer registry are asked and told only too.
+            akka.WithShardRegion<TokenIndexShard>(
+                EnrollmentEntityTypes.TokenIndex,
+                _ => TokenIndexEntity.Props(logger: tokenLogger),
+                new TokenIndexMessageExtractor(),
+                new ShardOptions { Role = Role, StateStoreMode = StateStoreMode.Persistence });
+            akka.WithShardRegion<PeerRegistryShard>(
+                EnrollmentEntityTypes.PeerRegistry,
+                _ => PeerRegistryEntity.Props(logger: loggers.CreateLogger<PeerRegistryEntity>()),
+                new PeerRegistryMessageExtractor(),
+                new ShardOptions { Role = Role, StateStoreMode = StateStoreMode.Persistence });
             akka.WithShardRegion<CrlShard>(
                 CrlEntityTypes.Crl,
                 _ => CrlEntity.Props(logger: crlLogger),

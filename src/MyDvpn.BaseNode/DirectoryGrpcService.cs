@@ -48,6 +48,8 @@ public sealed class DirectoryGrpcService(
         var crlNumber = CrlNumberOrZero(info, context.CancellationToken);
         await Task.WhenAll(Register(), revocationVersion, crlNumber);
         Reports.WithLabels(info.Region).Inc();
+        if (request.PeersSeen.Count > 0)
+            enrollment.RecordSightings(EnrollmentMapping.ToSightings(info.Region, request.PeersSeen));
         return new ReportAck
         {
             ReportIntervalMs = (uint)ReportInterval.TotalMilliseconds,
@@ -96,6 +98,7 @@ public sealed class DirectoryGrpcService(
         {
             case TokenRedeemAccepted accepted:
                 Redemptions.WithLabels("ok").Inc();
+                enrollment.RecordEnrollment(new RecordEnrollment(redeem.PeerId, redeem.Region, redeem.ClaimedRole, accepted.TokenId));
                 logger.LogInformation(
                     accepted.AlreadyRedeemed
                         ? "Peer {PeerId} presented token {TokenId} again with its registered key via SuperNode {SuperNode}; {UsesLeft} uses left"

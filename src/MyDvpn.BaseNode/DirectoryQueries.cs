@@ -29,6 +29,10 @@ public sealed class DirectoryQueries(IRequiredActor<DirectoryShard> directory, I
     public Task<SuperNodeDeregistered> Deregister(string region, string superNodeId, CancellationToken cancellationToken) =>
         AskAsync<SuperNodeDeregistered>(directory.ActorRef, new DeregisterSuperNode(region, superNodeId), $"directory of region {region}", cancellationToken);
 
+    /// <summary>The names of the regions any SuperNode ever registered in.</summary>
+    public async Task<ImmutableSortedSet<string>> RegionNames(CancellationToken cancellationToken) =>
+        (await AskAsync<RegionNames>(regionIndex.ActorRef, GetRegionNames.Instance, "region index", cancellationToken)).Regions;
+
     public async Task<Proto.RegionList> ListRegions(CancellationToken cancellationToken)
     {
         var views = await RegionViews(region: null, cancellationToken);

@@ -54,6 +54,8 @@ public sealed class DirectoryRegistrar : ReceiveActor
     private readonly RevocationCursor revocations;
     private readonly IActorRef sessions;
     private readonly NodeCrlStore? crl;
+    private readonly Edge.PeerSightings? sightings;
+    private IReadOnlyList<PeerSighting> sightingsInFlight = [];
     private bool crlSyncInFlight;
     private bool revocationSyncInFlight;
     private HashSet<string> pendingRevocations = [];
@@ -85,20 +87,23 @@ public sealed class DirectoryRegistrar : ReceiveActor
     /// The certificate revocation list this SuperNode enforces, caught up from the directory when a report's
     /// acknowledgement shows a higher CRL number; null: not followed.
     /// </param>
+    /// <param name="sightings">The peers seen connect or leave since the last acknowledged report, sent with the next; null: none sent.</param>
     public static Props Props(SuperNodeRegistration registration, DirectoryClient client, DirectoryCache cache,
         RegistrationStatus status, Func<SuperNodeLoad> currentLoad, RevocationCursor revocations, IActorRef sessions,
-        TimeProvider? time = null, ILogger? logger = null, NodeCrlStore? crl = null)
+        TimeProvider? time = null, ILogger? logger = null, NodeCrlStore? crl = null, Edge.PeerSightings? sightings = null)
     {
         var clock = time ?? TimeProvider.System;
         var log = logger ?? NullLogger.Instance;
-        return Akka.Actor.Props.Create(() => new DirectoryRegistrar(registration, client, cache, status, currentLoad, revocations, sessions, clock, log, crl));
+        return Akka.Actor.Props.Create(() => new DirectoryRegistrar(registration, client, cache, status, currentLoad, revocations, sessions, clock, log, crl,
+            sightings));
     }
 
     public DirectoryRegistrar(SuperNodeRegistration registration, DirectoryClient client, DirectoryCache cache,
         RegistrationStatus status, Func<SuperNodeLoad> currentLoad, RevocationCursor revocations, IActorRef sessions,
-        TimeProvider time, ILogger logger, NodeCrlStore? crl = null)
+        TimeProvider time, ILogger logger, NodeCrlStore? crl = null, Edge.PeerSightings? sightings = null)
     {
         this.crl = crl;
+        this.sightings = sightings;
         log = new ScopedLogger(logger, ("region", registration.Region), ("supernode_id", registration.SupernodeId));
         var self = Self;
         timers = new ClockTimers(time, message => self.Tell(message));
@@ -137,7 +142,8 @@ public sealed class DirectoryRegistrar : ReceiveActor
                 log.LogInformation("Applied {Count} revocations from the directory (version {Version})", applied.Count, applied.Version);
         });
         Receive<RevocationsFetched>(OnRevocationsFetched);
-        Receive<Sessions.PeerRevoked>(OnPeerRevoked);
+        Receive<Sessions.PeerRevoked>(revoked => OnRevocationApplied(revoked.PeerId));
+        Receive<Sessions.PeerUnrevoked>(unrevoked => OnRevocationApplied(unrevoked.PeerId));
         Receive<RevocationsFailed>(OnRevocationsFailed);
         Receive<CrlFetched>(OnCrlFetched);
         Receive<CrlFailed>(failed =>
@@ -162,6 +168,8 @@ public sealed class DirectoryRegistrar : ReceiveActor
             return;
         reportInFlight = true;
         var report = new SuperNodeReport { Registration = registration, Load = currentLoad() };
+        sightingsInFlight = sightings?.Take() ?? [];
+        report.PeersSeen.AddRange(sightingsInFlight);
         client.ReportAsync(report, stopping.Token).PipeTo(Self,
             success: ack => new Reported(ack),
             failure: ex => new ReportFailed(ex));
@@ -170,6 +178,7 @@ public sealed class DirectoryRegistrar : ReceiveActor
     private void OnReported(Reported reported)
     {
         reportInFlight = false;
+        sightingsInFlight = [];
         DirectoryReachable.Set(1);
         if (!status.IsRegistered || lastReportFailed)
             log.LogInformation("Registered SuperNode {SuperNodeId} of region {Region} with the directory", registration.SupernodeId, registration.Region);
@@ -224,6 +233,8 @@ public sealed class DirectoryRegistrar : ReceiveActor
     private void OnReportFailed(ReportFailed failed)
     {
         reportInFlight = false;
+        sightings?.PutBack(sightingsInFlight);
+        sightingsInFlight = [];
         DirectoryReachable.Set(0);
         ReportFailures.Inc();
         var cause = failed.Cause is RpcException rpc ? $"{rpc.StatusCode}: {rpc.Status.Detail}" : failed.Cause.Message;
@@ -245,9 +256,9 @@ public sealed class DirectoryRegistrar : ReceiveActor
     }
 
     /// <summary>
-    /// Catches up on revocations made while this SuperNode was away (the live path is the
-    /// directory calling SuperNodePeers.Revoke). Each session persists its revocation and answers;
-    /// the cursor moves only once every session of the batch has answered, so none is skipped.
+    /// Catches up on revocations made (and taken back) while this SuperNode was away (the live path is the
+    /// directory calling SuperNodePeers.Revoke and Unrevoke). Each session persists the last change of its peer and
+    /// answers; the cursor moves only once every session of the batch has answered, so none is skipped.
     /// </summary>
     private void SyncRevocations()
     {
@@ -259,17 +270,19 @@ public sealed class DirectoryRegistrar : ReceiveActor
 
     private void OnRevocationsFetched(RevocationsFetched fetched)
     {
-        pendingRevocations = [.. fetched.List.Revocations.Select(r => r.PeerId)];
+        // A peer revoked and taken back in the same batch: the last change is the one that holds.
+        var last = fetched.List.Revocations.GroupBy(r => r.PeerId, StringComparer.Ordinal).Select(changes => changes.MaxBy(r => r.Version)!).ToList();
+        pendingRevocations = [.. last.Select(r => r.PeerId)];
         pendingRevocationVersion = fetched.List.Version;
-        foreach (var peerId in pendingRevocations)
-            sessions.Tell(new Sessions.RevokePeer(peerId));
+        foreach (var change in last)
+            sessions.Tell(change.Unrevoked ? new Sessions.UnrevokePeer(change.PeerId) : new Sessions.RevokePeer(change.PeerId));
         timers.StartSingle(nameof(RevocationsFailed), new RevocationsFailed(new TimeoutException("sessions did not confirm revocations in time")), RevocationsConfirmWithin);
         CompleteRevocationsIfDone();
     }
 
-    private void OnPeerRevoked(Sessions.PeerRevoked revoked)
+    private void OnRevocationApplied(string peerId)
     {
-        pendingRevocations.Remove(revoked.PeerId);
+        pendingRevocations.Remove(peerId);
         CompleteRevocationsIfDone();
     }
 

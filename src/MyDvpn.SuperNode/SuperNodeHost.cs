@@ -107,7 +107,8 @@ public static class SuperNodeHost
                         registry.Get<PeerSessionShard>(),
                         services.GetRequiredService<TimeProvider>(),
                         services.GetRequiredService<ILoggerFactory>().CreateLogger<DirectoryRegistrar>(),
-                        settings.Node.Crl), "directory-registrar");
+                        settings.Node.Crl,
+                        services.GetRequiredService<PeerSightings>()), "directory-registrar");
                     registry.Register<DirectoryRegistrar>(registrar);
                     registry.Register<ExitLegWatch>(system.ActorOf(ExitLegWatch.Props(services.GetRequiredService<RelayService>(), exitAllocator,
                         settings.Id, services.GetRequiredService<ILoggerFactory>().CreateLogger<ExitLegWatch>()), "exit-leg-watch"));
@@ -129,7 +130,8 @@ public static class SuperNodeHost
         builder.Services.AddSingleton<RegistrationStatus>();
         builder.Services.AddSingleton<DirectoryEnrollment>();
         builder.Services.AddSingleton(new RevocationCursor(settings.Node.DataDir));
-        builder.Services.AddSingleton(new LocalStreams(settings.Id, settings.Region));
+        builder.Services.AddSingleton<PeerSightings>();
+        builder.Services.AddSingleton(services => new LocalStreams(settings.Id, settings.Region, services.GetRequiredService<PeerSightings>()));
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddSingleton(services => new RelayService(settings.PublicIp, settings.RelayPortLow, settings.RelayPortHigh,
             services.GetRequiredService<ILogger<RelayService>>(), services.GetRequiredService<TimeProvider>(), settings.Relay));

@@ -120,7 +120,7 @@ public sealed class AdminExitsOutputTests : FixedAdminApiTestKit<AdminExitsOutpu
         var own = Assert.Single(JsonDocument.Parse(output).RootElement.GetProperty("sessions")[0].GetProperty("assignments").EnumerateArray());
         Assert.Equal("exit-2", own.GetProperty("exitPeerId").GetString());
         var rotation = own.GetProperty("lastRotation");
-        Assert.Equal(("as-3", "exit-3", "EXIT_LOST", "exit exit-3 is lost: its stream ended 30 s ago and did not come back"),
+        Assert.Equal(("as-3", "exit-3", "exit_lost", "exit exit-3 is lost: its stream ended 30 s ago and did not come back"),
             (rotation.GetProperty("fromAssignmentId").GetString(), rotation.GetProperty("fromExitPeerId").GetString(),
                 rotation.GetProperty("reason").GetString(), rotation.GetProperty("detail").GetString()));
         Assert.Equal(Moved, rotation.GetProperty("at").GetDateTimeOffset());

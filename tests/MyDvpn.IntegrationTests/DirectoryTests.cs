@@ -18,8 +18,8 @@ public sealed class DirectoryTests(ITestOutputHelper output)
         await network.StartAsync(superB);
 
         var before = await AwaitRegionsAsync(network, baseNode, regions =>
-            SuperNodeStatus(regions, "region-a", "sn-a") == "SUPER_NODE_STATUS_UP"
-            && SuperNodeStatus(regions, "region-b", "sn-b") == "SUPER_NODE_STATUS_UP");
+            SuperNodeStatus(regions, "region-a", "sn-a") == "up"
+            && SuperNodeStatus(regions, "region-b", "sn-b") == "up");
         Assert.Equal(["region-a", "region-b"], before.EnumerateArray().Select(r => r.GetProperty("region").GetString()));
         var entryA = SuperNode(before, "region-a", "sn-a");
         Assert.Equal(superA.Listen.ToString(), entryA.GetProperty("registration").GetProperty("grpcEndpoint").GetString());
@@ -37,7 +37,7 @@ public sealed class DirectoryTests(ITestOutputHelper output)
             Assert.Equal(
                 SuperNode(before, region, id).GetProperty("registeredAt").GetString(),
                 SuperNode(after, region, id).GetProperty("registeredAt").GetString());
-            Assert.Equal("SUPER_NODE_STATUS_UP", SuperNodeStatus(after, region, id));
+            Assert.Equal("up", SuperNodeStatus(after, region, id));
         }
     }
 
@@ -52,15 +52,15 @@ public sealed class DirectoryTests(ITestOutputHelper output)
         await network.StartAsync(leaving);
         await network.StartAsync(dying);
         await AwaitRegionsAsync(network, baseNode, regions =>
-            SuperNodeStatus(regions, "region-a", "sn-leaving") == "SUPER_NODE_STATUS_UP"
-            && SuperNodeStatus(regions, "region-a", "sn-dying") == "SUPER_NODE_STATUS_UP");
+            SuperNodeStatus(regions, "region-a", "sn-leaving") == "up"
+            && SuperNodeStatus(regions, "region-a", "sn-dying") == "up");
 
         await leaving.Process!.StopAsync(TimeSpan.FromSeconds(30));
         dying.Process!.Kill();
 
         var regions = await AwaitRegionsAsync(network, baseNode, regions =>
-            SuperNodeStatus(regions, "region-a", "sn-dying") == "SUPER_NODE_STATUS_DOWN");
-        Assert.Equal("SUPER_NODE_STATUS_LEFT", SuperNodeStatus(regions, "region-a", "sn-leaving"));
+            SuperNodeStatus(regions, "region-a", "sn-dying") == "down");
+        Assert.Equal("left", SuperNodeStatus(regions, "region-a", "sn-leaving"));
     }
 
     [Fact]

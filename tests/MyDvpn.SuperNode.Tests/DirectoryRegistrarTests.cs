@@ -234,9 +234,58 @@ public sealed class DirectoryRegistrarTests : Akka.TestKit.Xunit2.TestKit
         }
     }
 
-    private IActorRef StartRegistrar(DirectoryClient client, DirectoryCache cache, IActorRef? sessions = null, RegistrationStatus? registration = null) =>
+    private IActorRef StartRegistrar(DirectoryClient client, DirectoryCache cache, IActorRef? sessions = null, RegistrationStatus? registration = null,
+        MyDvpn.SuperNode.Edge.PeerSightings? sightings = null) =>
         Sys.ActorOf(DirectoryRegistrar.Props(Registration, client, cache, registration ?? status, () => Load, new RevocationCursor(temp.Path),
-            sessions ?? CreateTestProbe().Ref, clock, log), "directory-registrar");
+            sessions ?? CreateTestProbe().Ref, clock, log, sightings: sightings), "directory-registrar");
+
+    [Fact]
+    public async Task A_revocation_taken_back_while_away_reaches_the_session_as_its_last_change_only()
+    {
+        var directory = new FakeDirectory(regions) { ReportIntervalMs = 300 };
+        directory.RevokedPeers.AddRange(["peer-a", "peer-b", "peer-a"]);
+        directory.UnrevokedVersions.Add(3);
+        await using var server = await DirectoryServer.StartAsync(baseTls, directory);
+        using var client = new DirectoryClient([server.Address], superTls);
+        var sessions = CreateTestProbe();
+
+        var registrar = StartRegistrar(client, new DirectoryCache(temp.Path), sessions.Ref);
+
+        var changes = new[] { sessions.ExpectMsg<object>(Patience), sessions.ExpectMsg<object>(Patience) };
+        Assert.Contains(new MyDvpn.SuperNode.Sessions.UnrevokePeer("peer-a"), changes);
+        Assert.Contains(new MyDvpn.SuperNode.Sessions.RevokePeer("peer-b"), changes);
+        sessions.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+        registrar.Tell(new MyDvpn.SuperNode.Sessions.PeerRevoked("peer-b"), sessions.Ref);
+        Assert.Equal(0ul, new RevocationCursor(temp.Path).Version);
+        registrar.Tell(new MyDvpn.SuperNode.Sessions.PeerUnrevoked("peer-a"), sessions.Ref);
+        await AwaitAssertAsync(() => Assert.Equal(3ul, new RevocationCursor(temp.Path).Version), Patience);
+        await StopAsync(registrar);
+    }
+
+    [Fact]
+    public async Task Peers_seen_go_with_the_next_report_and_wait_for_a_later_one_when_it_fails()
+    {
+        var directory = new FakeDirectory(regions) { Unavailable = true };
+        await using var server = await DirectoryServer.StartAsync(baseTls, directory);
+        using var client = new DirectoryClient([server.Address], superTls);
+        var sightings = new MyDvpn.SuperNode.Edge.PeerSightings();
+        var at = clock.GetUtcNow();
+        sightings.Seen("peer-a", Protocol.Control.PeerRole.Client, at, connected: true);
+        sightings.Seen("peer-b", Protocol.Control.PeerRole.Exit, at, connected: false);
+
+        var registrar = StartRegistrar(client, new DirectoryCache(temp.Path), sightings: sightings);
+        await AwaitAssertAsync(() => Assert.True(directory.RefusedReports > 0), Patience);
+        // The failed report gave them back: they wait for the next one.
+        await AwaitAssertAsync(() => Assert.Equal(2, sightings.Pending), Patience);
+        directory.Unavailable = false;
+        await AdvanceUntilAsync(() => Assert.NotEmpty(directory.Reports));
+
+        var seen = directory.Reports.First().PeersSeen.OrderBy(s => s.PeerId, StringComparer.Ordinal).ToList();
+        Assert.Equal([("peer-a", 1, true), ("peer-b", 2, false)], seen.Select(s => (s.PeerId, s.Role, s.Connected)));
+        Assert.Equal(at, seen[0].At.ToDateTimeOffset());
+        Assert.Equal(0, sightings.Pending);
+        await StopAsync(registrar);
+    }
 
     /// <summary>
     /// Moves the clock on by <see cref="DirectoryRegistrar.RetryAfterFailure"/> until <paramref name="assertion"/> holds: for

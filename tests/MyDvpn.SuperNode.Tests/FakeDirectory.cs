@@ -35,6 +35,9 @@ internal sealed class FakeDirectory(RegionList regions) : SuperNodeDirectory.Sup
     /// <summary>Revoked peers the directory hands out, in version order (version = index + 1).</summary>
     public List<string> RevokedPeers { get; } = [];
 
+    /// <summary>The versions of <see cref="RevokedPeers"/> that take a peer's revocation back instead.</summary>
+    public HashSet<ulong> UnrevokedVersions { get; } = [];
+
     public override Task<ReportAck> Report(SuperNodeReport request, ServerCallContext context)
     {
         if (unavailable)
@@ -55,7 +58,12 @@ internal sealed class FakeDirectory(RegionList regions) : SuperNodeDirectory.Sup
     public override Task<RevocationList> GetRevocations(GetRevocationsRequest request, ServerCallContext context)
     {
         var list = new RevocationList { Version = (ulong)RevokedPeers.Count };
-        list.Revocations.AddRange(RevokedPeers.Select((peer, index) => new Revocation { PeerId = peer, Version = (ulong)index + 1 })
+        list.Revocations.AddRange(RevokedPeers.Select((peer, index) => new Revocation
+        {
+            PeerId = peer,
+            Version = (ulong)index + 1,
+            Unrevoked = UnrevokedVersions.Contains((ulong)index + 1),
+        })
             .Where(r => r.Version > request.AfterVersion));
         return unavailable ? throw Down() : Task.FromResult(list);
     }

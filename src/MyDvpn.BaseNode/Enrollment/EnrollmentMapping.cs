@@ -61,7 +61,7 @@ public static class EnrollmentMapping
 
     public static RefusalReason ToProto(TokenRefusal refusal) => refusal switch
     {
-        TokenRefusal.BadToken => RefusalReason.BadToken,
+        TokenRefusal.BadToken or TokenRefusal.TokenRevoked => RefusalReason.BadToken,
         TokenRefusal.TokenExpired => RefusalReason.TokenExpired,
         TokenRefusal.TokenUsedUp => RefusalReason.TokenUsedUp,
         TokenRefusal.RoleNotAllowed => RefusalReason.RoleNotAllowed,
@@ -83,8 +83,64 @@ public static class EnrollmentMapping
             Version = (ulong)r.Version,
             PeerId = r.PeerId,
             RevokedAt = Timestamp.FromDateTimeOffset(r.At),
+            Unrevoked = r.Unrevoked,
         }));
         return list;
+    }
+
+    /// <summary>A token as <c>admin token list</c> shows it.</summary>
+    public static Protocol.Admin.TokenView ToProto(TokenView token)
+    {
+        var view = new Protocol.Admin.TokenView
+        {
+            TokenId = token.TokenId,
+            Role = (PeerRole)(int)token.Role,
+            Region = token.Region,
+            Uses = (uint)token.Uses,
+            UsesLeft = (uint)token.UsesLeft,
+            CreatedAt = Timestamp.FromDateTimeOffset(token.CreatedAt),
+            ExpiresAt = Timestamp.FromDateTimeOffset(token.ExpiresAt),
+            State = token switch
+            {
+                { Revoked: not null } => TokenState.Revoked,
+                { UsesLeft: 0 } => TokenState.UsedUp,
+                { Expired: true } => TokenState.Expired,
+                _ => TokenState.Active,
+            },
+            EnrolledPeers = { token.EnrolledPeers },
+        };
+        if (token.Revoked is { } revoked)
+        {
+            view.RevokedAt = Timestamp.FromDateTimeOffset(revoked.At);
+            view.RevokedBy = revoked.By;
+        }
+        return view;
+    }
+
+    /// <summary>What a SuperNode of <paramref name="region"/> reports it saw; a sighting without a time is left out.</summary>
+    public static RecordSightings ToSightings(string region, IEnumerable<Proto.PeerSighting> sightings) =>
+        new(region, [.. sightings.Where(s => s.At is not null).Select(s => new PeerSighting(
+            s.PeerId, region, ToRole(s.Role) ?? default, s.At.ToDateTimeOffset(), s.Connected))]);
+
+    /// <summary>An enrolled peer as <c>admin peers</c> shows it; <paramref name="session"/> its stream, when one is open.</summary>
+    public static Protocol.Admin.EnrolledPeer ToProto(EnrolledPeer peer, bool revoked, Protocol.SuperNode.Session? session, DateTimeOffset now)
+    {
+        var view = new Protocol.Admin.EnrolledPeer
+        {
+            PeerId = peer.PeerId,
+            Region = peer.Region,
+            Role = (PeerRole)(int)peer.Role,
+            TokenId = peer.TokenId ?? "",
+            Online = session is not null,
+            SupernodeId = session?.SupernodeId ?? "",
+            Revoked = revoked,
+        };
+        if (peer.EnrolledAt is { } enrolled)
+            view.EnrolledAt = Timestamp.FromDateTimeOffset(enrolled);
+        // Online: seen now. A SuperNode reports a stream when it opens and ends, not while it lasts.
+        if ((session is not null ? now : peer.LastSeen) is { } seen)
+            view.LastSeen = Timestamp.FromDateTimeOffset(seen);
+        return view;
     }
 
     private static RpcException Invalid(string reason) => new(new Status(StatusCode.InvalidArgument, reason));

@@ -33,6 +33,8 @@ public sealed class EnrollmentTokenEntity : ReceivePersistentActor
 
         Command<CreateToken>(HandleCreate);
         Command<RedeemToken>(HandleRedeem);
+        Command<RevokeToken>(HandleRevoke);
+        Command<GetToken>(_ => Sender.Tell(_state.View(_time.GetUtcNow())));
     }
 
     public override string PersistenceId { get; }
@@ -68,6 +70,23 @@ public sealed class EnrollmentTokenEntity : ReceivePersistentActor
                 _log.LogInformation("Enrollment token {TokenId} created: role {Role}, region {Region}, {Uses} uses, expires {ExpiresAt}", evt.TokenId,
                     evt.Role, evt.Region, evt.Uses, evt.ExpiresAt);
             sender.Tell(new TokenIssued(evt.TokenId, evt.Role, evt.Region, evt.Uses, evt.ExpiresAt));
+        });
+    }
+
+    private void HandleRevoke(RevokeToken revoke)
+    {
+        var sender = Sender;
+        if (_state.DecideRevoke(_time.GetUtcNow(), revoke.By) is not { } revoked)
+        {
+            sender.Tell(_state.View(_time.GetUtcNow()));
+            return;
+        }
+
+        Persist(revoked, evt =>
+        {
+            _state = _state.Apply(evt);
+            _log.LogWarning("Enrollment token {TokenId} revoked by {Admin}: it enrolls nobody from now on", _state.TokenId, evt.By);
+            sender.Tell(_state.View(_time.GetUtcNow()));
         });
     }
 

@@ -56,9 +56,13 @@ public sealed record EnrollmentTokenState(
 
     public int UsesLeft => Created is null ? 0 : Math.Max(0, Created.Uses - Redemptions.Count);
 
+    /// <summary>How an operator revoked the token; null while it is not revoked.</summary>
+    public TokenRevoked? Revoked { get; init; }
+
     public EnrollmentTokenState Apply(IEnrollmentTokenEvent evt) => evt switch
     {
         TokenCreated e => this with { Created = e },
+        TokenRevoked e => this with { Revoked = e },
         TokenRedeemed e => this with
         {
             Redemptions = Redemptions.SetItem(e.PeerId, new TokenRedemption(e.PeerId, e.PublicKey, e.At)),
@@ -109,6 +113,12 @@ public sealed record EnrollmentTokenState(
                     $"peer {redeem.PeerId} redeemed token {TokenId} with another public key");
         }
 
+        if (Revoked is { } revoked)
+        {
+            return new RedeemDecision.Refuse(TokenRefusal.TokenRevoked,
+                $"token {TokenId} was revoked by {revoked.By} at {revoked.At:u}");
+        }
+
         if (now >= Created.ExpiresAt)
         {
             return new RedeemDecision.Refuse(TokenRefusal.TokenExpired,
@@ -123,6 +133,19 @@ public sealed record EnrollmentTokenState(
 
         return new RedeemDecision.Redeem(new TokenRedeemed(redeem.PeerId, redeem.PublicKey, now));
     }
+
+    /// <summary>
+    /// A created token not revoked yet is revoked now (by <paramref name="by"/>); one that does not exist or is revoked
+    /// already causes no event.
+    /// </summary>
+    public TokenRevoked? DecideRevoke(DateTimeOffset now, string by) =>
+        Created is null || Revoked is not null ? null : new TokenRevoked(now, by);
+
+    /// <summary>What an operator may see of the token at <paramref name="now"/>: never the secret's hash.</summary>
+    public TokenView View(DateTimeOffset now) => Created is null
+        ? new TokenView(TokenId, false, default, "", 0, 0, default, default, false, null, [])
+        : new TokenView(TokenId, true, Created.Role, Created.Region, Created.Uses, UsesLeft, Created.At, Created.ExpiresAt, now >= Created.ExpiresAt, Revoked,
+            [.. Redemptions.Values.OrderBy(r => r.At).ThenBy(r => r.PeerId, StringComparer.Ordinal).Select(r => r.PeerId)]);
 
     /// <summary>Whether a token of <paramref name="granted"/> may enroll a peer claiming <paramref name="claimed"/>.</summary>
     public static bool Allows(EnrollmentRole granted, EnrollmentRole claimed) => (granted, claimed) switch
@@ -209,6 +232,7 @@ public sealed record EnrollmentTokenState(
         other is not null
         && TokenId == other.TokenId
         && Created == other.Created
+        && Revoked == other.Revoked
         && Redemptions.Count == other.Redemptions.Count
         && Redemptions.All(kv => other.Redemptions.TryGetValue(kv.Key, out var o) && o == kv.Value);
 

@@ -23,6 +23,9 @@ public enum TokenRefusal
     TokenUsedUp,
     RoleNotAllowed,
     WrongRegion,
+
+    /// <summary>An operator revoked the token (on the wire BAD_TOKEN: to the peer, a revoked token is as good as none).</summary>
+    TokenRevoked,
 }
 
 /// <summary>A message addressed to one enrollment token's entity (the sharding key).</summary>
@@ -81,8 +84,11 @@ public interface IRevocationsCommand
 {
 }
 
-/// <summary>One revoked peer and the version its revocation got.</summary>
-public sealed record RevocationEntry(string PeerId, long Version, DateTimeOffset At);
+/// <summary>
+/// One change of the revocation list and the version it got: a peer revoked, or (<paramref name="Unrevoked"/>) its
+/// revocation taken back.
+/// </summary>
+public sealed record RevocationEntry(string PeerId, long Version, DateTimeOffset At, bool Unrevoked = false);
 
 /// <summary>
 /// Revokes a peer for good. Reply: <see cref="PeerRevocationRecorded"/>; a peer revoked before keeps its version
@@ -96,7 +102,7 @@ public sealed record PeerRevocationRecorded(RevocationEntry Revocation, bool Alr
 /// <summary>Reply: <see cref="RevocationsAfter"/>.</summary>
 public sealed record GetRevocationsAfter(long Version) : IRevocationsCommand;
 
-/// <param name="Revocations">Those with a version above the one asked for, in version order.</param>
+/// <param name="Revocations">The changes with a version above the one asked for, in version order.</param>
 /// <param name="Version">The highest version the list holds (0: none).</param>
 public sealed record RevocationsAfter(ImmutableList<RevocationEntry> Revocations, long Version);
 
@@ -113,3 +119,97 @@ public sealed record GetRevocation(string PeerId) : IRevocationsCommand;
 
 /// <param name="Revocation">Null when the peer is not revoked.</param>
 public sealed record RevocationOf(string PeerId, RevocationEntry? Revocation);
+
+/// <summary>
+/// Revokes the token: it can no longer be redeemed. Reply: <see cref="TokenView"/> (idempotent; a token revoked before keeps
+/// its first revocation); <see cref="TokenView.Exists"/> false for an id that was never created, which persists nothing.
+/// </summary>
+public sealed record RevokeToken(string TokenId, string By) : IWithTokenId;
+
+/// <summary>Reply: <see cref="TokenView"/>.</summary>
+public sealed record GetToken(string TokenId) : IWithTokenId;
+
+/// <summary>What <c>admin token list</c> shows of a token: never its secret, nor the hash of it.</summary>
+/// <param name="Exists">False: no token of this id was ever created (the other fields are empty).</param>
+/// <param name="Expired">Whether it had expired when the entity answered, by its clock.</param>
+public sealed record TokenView(
+    string TokenId,
+    bool Exists,
+    EnrollmentRole Role,
+    string Region,
+    int Uses,
+    int UsesLeft,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset ExpiresAt,
+    bool Expired,
+    TokenRevoked? Revoked,
+    ImmutableList<string> EnrolledPeers);
+
+/// <summary>
+/// Takes a peer's revocation back. Reply: <see cref="PeerUnrevocationRecorded"/>; <see cref="PeerUnrevocationRecorded.Version"/>
+/// 0 when the peer is not revoked (nothing persisted). <c>Status.Failure</c> with an <see cref="ArgumentException"/> for an
+/// invalid peer id.
+/// </summary>
+public sealed record UnrevokePeer(string PeerId, string By) : IRevocationsCommand;
+
+/// <param name="Version">The version the unrevocation got; 0: the peer was not revoked and nothing changed.</param>
+public sealed record PeerUnrevocationRecorded(string PeerId, long Version);
+
+/// <summary>Reply: <see cref="RevokedPeers"/>.</summary>
+public sealed record GetRevokedPeers : IRevocationsCommand
+{
+    public static readonly GetRevokedPeers Instance = new();
+}
+
+/// <param name="Peers">The peers revoked now, in the order of their revocations' versions.</param>
+public sealed record RevokedPeers(ImmutableList<RevocationEntry> Peers, long Version);
+
+/// <summary>A message for the index of tokens (one entity, <see cref="TokenIndexEntity.EntityId"/>).</summary>
+public interface ITokenIndexCommand
+{
+}
+
+/// <summary>Adds a token id to the index before the token is created. Reply: <see cref="TokenIdIndexed"/> once persisted.</summary>
+public sealed record IndexToken(string TokenId) : ITokenIndexCommand;
+
+public sealed record TokenIdIndexed(string TokenId);
+
+/// <summary>Reply: <see cref="TokenIds"/>.</summary>
+public sealed record GetTokenIds : ITokenIndexCommand
+{
+    public static readonly GetTokenIds Instance = new();
+}
+
+/// <param name="Ids">In the order they were created.</param>
+public sealed record TokenIds(ImmutableList<string> Ids);
+
+/// <summary>A message for the registry of enrolled peers (one entity, <see cref="PeerRegistryEntity.EntityId"/>).</summary>
+public interface IPeerRegistryCommand
+{
+}
+
+/// <summary>A peer enrolled (its token was redeemed). No reply: the enrollment does not wait for the registry.</summary>
+public sealed record RecordEnrollment(string PeerId, string Region, EnrollmentRole Role, string TokenId) : IPeerRegistryCommand;
+
+/// <summary>
+/// A SuperNode of <paramref name="Region"/> reports the peers it saw connect and whose streams ended. No reply.
+/// </summary>
+public sealed record RecordSightings(string Region, ImmutableList<PeerSighting> Sightings) : IPeerRegistryCommand;
+
+/// <summary>A peer seen by a SuperNode: its stream authenticated (<paramref name="Connected"/>) or ended at <paramref name="At"/>.</summary>
+public sealed record PeerSighting(string PeerId, string Region, EnrollmentRole Role, DateTimeOffset At, bool Connected);
+
+/// <summary>Reply: <see cref="EnrolledPeers"/>.</summary>
+public sealed record GetEnrolledPeers : IPeerRegistryCommand
+{
+    public static readonly GetEnrolledPeers Instance = new();
+}
+
+/// <param name="Peers">By peer id.</param>
+public sealed record EnrolledPeers(ImmutableList<EnrolledPeer> Peers);
+
+/// <summary>Reply: <see cref="EnrolledPeerOf"/>.</summary>
+public sealed record GetEnrolledPeer(string PeerId) : IPeerRegistryCommand;
+
+/// <param name="Peer">Null when the directory knows no enrollment of the peer.</param>
+public sealed record EnrolledPeerOf(string PeerId, EnrolledPeer? Peer);

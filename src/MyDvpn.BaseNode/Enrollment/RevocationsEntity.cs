@@ -9,8 +9,8 @@ namespace MyDvpn.BaseNode.Enrollment;
 
 /// <summary>
 /// The cluster-wide list of revoked peers (sharded entity type <see cref="EnrollmentEntityTypes.Revocations"/>, a
-/// single entity <see cref="EntityId"/>). Revocations are never undone, so the journal only grows: a snapshot every
-/// <c>snapshotEvery</c> events keeps recovery short.
+/// single entity <see cref="EntityId"/>). A revocation taken back is one more change, so the journal only grows: a
+/// snapshot every <c>snapshotEvery</c> events keeps recovery short.
 /// </summary>
 public sealed class RevocationsEntity : ReceivePersistentActor
 {
@@ -32,8 +32,11 @@ public sealed class RevocationsEntity : ReceivePersistentActor
         Recover<SnapshotOffer>(offer =>
             _snapshots.Restore<RevocationsSnapshot>(offer, snapshot => _state = RevocationsState.FromSnapshot(snapshot)));
         Recover<PeerRevoked>(evt => _state = _state.Apply(evt));
+        Recover<PeerUnrevoked>(evt => _state = _state.Apply(evt));
 
         Command<RevokePeer>(HandleRevoke);
+        Command<UnrevokePeer>(HandleUnrevoke);
+        Command<GetRevokedPeers>(_ => Sender.Tell(new RevokedPeers(_state.Revoked, _state.Version)));
         Command<GetRevocationsAfter>(get =>
             Sender.Tell(new RevocationsAfter(_state.After(get.Version), _state.Version)));
         Command<GetRevocationVersion>(_ => Sender.Tell(new RevocationVersion(_state.Version)));
@@ -79,6 +82,33 @@ public sealed class RevocationsEntity : ReceivePersistentActor
             using (_log.BeginScope(new LogScope(("peer_id", evt.PeerId))))
                 _log.LogInformation("Peer {PeerId} revoked: revocation version {Version}", evt.PeerId, evt.Version);
             sender.Tell(new PeerRevocationRecorded(_state.ByPeer[evt.PeerId], AlreadyRevoked: false));
+        });
+    }
+
+    private void HandleUnrevoke(UnrevokePeer unrevoke)
+    {
+        var sender = Sender;
+        if (!NodeId.IsValid(unrevoke.PeerId, out var problem))
+        {
+            sender.Tell(new Status.Failure(new ArgumentException($"peer id '{unrevoke.PeerId}' {problem}", nameof(unrevoke))));
+            return;
+        }
+
+        if (_state.DecideUnrevoke(unrevoke.PeerId, unrevoke.By, _time.GetUtcNow()) is not { } unrevoked)
+        {
+            sender.Tell(new PeerUnrevocationRecorded(unrevoke.PeerId, 0));
+            return;
+        }
+
+        Persist(unrevoked, evt =>
+        {
+            _state = _state.Apply(evt);
+            _snapshots.AfterPersisted(_state.ToSnapshot);
+
+            using (_log.BeginScope(new LogScope(("peer_id", evt.PeerId))))
+                _log.LogWarning("Security event: the revocation of peer {PeerId} was taken back by {Admin}: revocation version {Version}", evt.PeerId, evt.By,
+                    evt.Version);
+            sender.Tell(new PeerUnrevocationRecorded(evt.PeerId, evt.Version));
         });
     }
 }

@@ -3,8 +3,9 @@ using System.Collections.Immutable;
 namespace MyDvpn.BaseNode.Enrollment;
 
 /// <summary>
-/// Every revoked peer, in version order (versions are 1, 2, 3, … without gaps), and by peer id. Pure:
-/// <see cref="Apply"/> folds an event in, <see cref="DecideRevoke"/> turns a revocation into an event or none.
+/// Every change of the revocation list in version order (versions are 1, 2, 3, … without gaps: a revocation, or a
+/// revocation taken back), and the peers revoked now by peer id. Pure: <see cref="Apply(PeerRevoked)"/> folds an event
+/// in, <see cref="DecideRevoke"/> and <see cref="DecideUnrevoke"/> turn a command into an event or none.
 /// </summary>
 public sealed record RevocationsState(
     ImmutableList<RevocationEntry> ByVersion,
@@ -19,20 +20,29 @@ public sealed record RevocationsState(
 
     public RevocationsState Apply(PeerRevoked evt)
     {
-        if (evt.Version != Version + 1)
-        {
-            // Versions are what SuperNodes catch up by; a gap or a repeat would make them skip or replay entries.
-            throw new InvalidOperationException(
-                $"Revocation of {evt.PeerId} has version {evt.Version}; the next version is {Version + 1}");
-        }
-
-        var entry = new RevocationEntry(evt.PeerId, evt.Version, evt.At);
+        var entry = new RevocationEntry(evt.PeerId, CheckNext(evt.PeerId, evt.Version), evt.At);
         return new RevocationsState(ByVersion.Add(entry), ByPeer.SetItem(evt.PeerId, entry));
     }
+
+    public RevocationsState Apply(PeerUnrevoked evt) =>
+        new(ByVersion.Add(new RevocationEntry(evt.PeerId, CheckNext(evt.PeerId, evt.Version), evt.At, Unrevoked: true)), ByPeer.Remove(evt.PeerId));
 
     /// <summary>A peer not yet revoked gets the next version; a revoked one causes no event.</summary>
     public PeerRevoked? DecideRevoke(string peerId, DateTimeOffset now) =>
         ByPeer.ContainsKey(peerId) ? null : new PeerRevoked(peerId, Version + 1, now);
+
+    /// <summary>A revoked peer's revocation is taken back with the next version; a peer not revoked causes no event.</summary>
+    public PeerUnrevoked? DecideUnrevoke(string peerId, string by, DateTimeOffset now) =>
+        ByPeer.ContainsKey(peerId) ? new PeerUnrevoked(peerId, Version + 1, now, by) : null;
+
+    /// <summary>The peers revoked now, in the order of their revocations.</summary>
+    public ImmutableList<RevocationEntry> Revoked => [.. ByPeer.Values.OrderBy(r => r.Version)];
+
+    private long CheckNext(string peerId, long version) =>
+        // Versions are what SuperNodes catch up by; a gap or a repeat would make them skip or replay entries.
+        version == Version + 1
+            ? version
+            : throw new InvalidOperationException($"The revocation change of {peerId} has version {version}; the next version is {Version + 1}");
 
     /// <summary>The revocations with a version above <paramref name="version"/>, in version order.</summary>
     public ImmutableList<RevocationEntry> After(long version) =>
@@ -49,7 +59,9 @@ public sealed record RevocationsState(
     public RevocationsSnapshot ToSnapshot() => new(ByVersion);
 
     public static RevocationsState FromSnapshot(RevocationsSnapshot snapshot) =>
-        snapshot.Revocations.Aggregate(Empty, (state, r) => state.Apply(new PeerRevoked(r.PeerId, r.Version, r.At)));
+        snapshot.Revocations.Aggregate(Empty, (state, r) => r.Unrevoked
+            ? state.Apply(new PeerUnrevoked(r.PeerId, r.Version, r.At, ""))
+            : state.Apply(new PeerRevoked(r.PeerId, r.Version, r.At)));
 }
 
 /// <summary>

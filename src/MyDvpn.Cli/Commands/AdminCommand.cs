@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
 using System.Globalization;
-using Google.Protobuf;
 using Grpc.Core;
 using MyDvpn.Common;
 using MyDvpn.Hosting;
@@ -16,17 +15,23 @@ using PeerRole = MyDvpn.Protocol.Control.PeerRole;
 namespace MyDvpn.Cli.Commands;
 
 /// <summary><c>mydvpn admin</c>: inspection and operations over the BaseNode's admin API.</summary>
-public static class AdminCommand
+public static partial class AdminCommand
 {
     /// <summary>In the sessions table, an exit serving more clients than this shows how many instead of who.</summary>
     private const int MaxClientsListed = 3;
 
-    private static readonly JsonFormatter Json = new(JsonFormatter.Settings.Default.WithFormatDefaultValues(true));
-
     public static Command Build(TextWriter output)
     {
-        var baseNode = new Option<string>("--base") { Description = "A BaseNode's gRPC address, HOST:PORT", Required = true, Recursive = true };
-        var tls = new Option<string>("--tls") { Description = "Directory with an admin certificate (`mydvpn ca issue --role admin`)", Required = true, Recursive = true };
+        var baseNode = new Option<string>("--base")
+        {
+            Description = $"A BaseNode's gRPC address, HOST:PORT [default: ${AdminSettings.BaseVariable}, else the file `admin login` writes]",
+            Recursive = true,
+        };
+        var tls = new Option<string>("--tls")
+        {
+            Description = $"Directory with an admin certificate (`mydvpn ca issue --role admin`) [default: ${AdminSettings.TlsVariable}, else the file `admin login` writes]",
+            Recursive = true,
+        };
         var json = new Option<bool>("--json") { Description = "Machine-readable JSON output", Recursive = true };
 
         var cluster = new Command("cluster", "Members of the BaseNode cluster");
@@ -34,7 +39,7 @@ public static class AdminCommand
         {
             var state = await client.GetClusterAsync(new GetClusterRequest(), Deadline(ct));
             if (parse.GetValue(json))
-                await output.WriteLineAsync(Json.Format(state));
+                await output.WriteLineAsync(AdminJson.Format(state));
             else
                 CliConsole.For(output).Write(ClusterTable(state));
         }));
@@ -44,7 +49,7 @@ public static class AdminCommand
         {
             var list = await client.ListRegionsAsync(new ListRegionsRequest(), Deadline(ct));
             if (parse.GetValue(json))
-                await output.WriteLineAsync(Json.Format(list));
+                await output.WriteLineAsync(AdminJson.Format(list));
             else
                 CliConsole.For(output).Write(RegionsTable(list));
         }));
@@ -57,7 +62,7 @@ public static class AdminCommand
             var list = await client.ListSessionsAsync(new ListSessionsRequest { Region = parse.GetValue(sessionsRegion) ?? "" }, Deadline(ct));
             if (parse.GetValue(json))
             {
-                await output.WriteLineAsync(Json.Format(list));
+                await output.WriteLineAsync(AdminJson.Format(list));
                 return;
             }
             var console = CliConsole.For(output);
@@ -74,7 +79,7 @@ public static class AdminCommand
             var pool = await client.ListExitsAsync(new ListExitsRequest { Region = parse.GetRequiredValue(exitsRegion) }, Deadline(ct));
             if (parse.GetValue(json))
             {
-                await output.WriteLineAsync(Json.Format(pool));
+                await output.WriteLineAsync(AdminJson.Format(pool));
                 return;
             }
             var console = CliConsole.For(output);
@@ -83,19 +88,24 @@ public static class AdminCommand
         }));
 
         var peerId = PeerIdArgument("PEER_ID", "The peer to revoke");
-        var revoke = new Command("revoke", "Revoke a peer for good: its stream is closed and every SuperNode refuses it from now on") { peerId };
+        var force = new Option<bool>("--force") { Description = "Revoke even an id the directory knows no enrollment of (it can never enroll then)" };
+        var revoke = new Command("revoke",
+            "Revoke a peer: its stream is closed and every SuperNode refuses it until an operator takes it back (`admin unrevoke`)") { peerId, force };
         revoke.SetAction((parse, ct) => WithClient(parse, baseNode, tls, async client =>
         {
-            var revoked = await client.RevokePeerAsync(new RevokePeerRequest { PeerId = parse.GetRequiredValue(peerId) }, Deadline(ct));
+            // A peer never enrolled is refused without --force: a usage error (exit 2) that names the fix.
+            var revoked = await RefusalIsUsage("PEER_ID", StatusCode.FailedPrecondition, () => client.RevokePeerAsync(
+                new RevokePeerRequest { PeerId = parse.GetRequiredValue(peerId), Force = parse.GetValue(force) }, Deadline(ct)).ResponseAsync);
             if (parse.GetValue(json))
-                await output.WriteLineAsync(Json.Format(revoked));
+                await output.WriteLineAsync(AdminJson.Format(revoked));
             else
                 await output.WriteAsync(RevocationText(parse.GetRequiredValue(peerId), revoked));
         }));
 
         return new Command("admin", "Inspect and operate the network through a BaseNode's admin API")
         {
-            baseNode, tls, json, cluster, regions, sessions, exits, TokenCommand(output, baseNode, tls, json), revoke,
+            baseNode, tls, json, LoginCommand(output, baseNode, tls), cluster, regions, sessions, exits, PeersCommand(output, baseNode, tls, json),
+            TokenCommand(output, baseNode, tls, json), revoke, RevocationsCommand(output, baseNode, tls, json), UnrevokeCommand(output, baseNode, tls, json),
             CrlCommand(output, baseNode, tls, json),
             DisconnectCommand(output, baseNode, tls, json),
             DrainCommand(output, baseNode, tls, json), UndrainCommand(output, baseNode, tls, json), RotateCommand(output, baseNode, tls, json),
@@ -127,7 +137,7 @@ public static class AdminCommand
                 },
             }, new CallOptions(deadline: DateTime.UtcNow.AddSeconds(wait ? 75 : 20), cancellationToken: ct));
             if (parse.GetValue(json))
-                await output.WriteLineAsync(Json.Format(answer));
+                await output.WriteLineAsync(AdminJson.Format(answer));
             else
                 await output.WriteLineAsync(CommandText(parse.GetRequiredValue(peerId), answer));
             if (answer.OutcomeCase == IssueCommandResponse.OutcomeOneofCase.FailureReason
@@ -176,7 +186,7 @@ public static class AdminCommand
                 WaitSeconds = (uint)seconds,
             }, new CallOptions(deadline: DateTime.UtcNow.AddSeconds(seconds + 30), cancellationToken: ct));
             if (parse.GetValue(json))
-                await output.WriteLineAsync(Json.Format(drained));
+                await output.WriteLineAsync(AdminJson.Format(drained));
             else
                 await output.WriteAsync(DrainText(drained));
             if (!drained.Complete)
@@ -215,7 +225,7 @@ public static class AdminCommand
             var undrained = await client.UndrainExitAsync(new UndrainExitRequest { Region = parse.GetValue(region) ?? "", ExitPeerId = parse.GetRequiredValue(exit) },
                 Deadline(ct));
             if (parse.GetValue(json))
-                await output.WriteLineAsync(Json.Format(undrained));
+                await output.WriteLineAsync(AdminJson.Format(undrained));
             else
                 await output.WriteLineAsync(undrained.WasDrained
                     ? $"Exit {parse.GetRequiredValue(exit)} takes new clients again."
@@ -244,7 +254,7 @@ public static class AdminCommand
                 Reason = parse.GetValue(reason) ?? "",
             }, new CallOptions(deadline: DateTime.UtcNow.AddSeconds(90), cancellationToken: ct));
             if (parse.GetValue(json))
-                await output.WriteLineAsync(Json.Format(result));
+                await output.WriteLineAsync(AdminJson.Format(result));
             else
                 await output.WriteLineAsync(RotationText(result));
             if (!result.Moved)
@@ -278,7 +288,7 @@ public static class AdminCommand
         publish.SetAction((parse, ct) =>
         {
             var path = parse.GetRequiredValue(file);
-            using (var adminTls = TlsMaterial.Load(parse.GetRequiredValue(tls)))
+            using (var adminTls = LoadTls(Target(parse, baseNode, tls)))
             {
                 try
                 {
@@ -295,7 +305,7 @@ public static class AdminCommand
                 var published = await client.PublishCrlAsync(
                     new PublishCrlRequest { Crl = Google.Protobuf.ByteString.CopyFrom(await File.ReadAllBytesAsync(path, ct)) }, Deadline(ct));
                 if (parse.GetValue(json))
-                    await output.WriteLineAsync(Json.Format(published));
+                    await output.WriteLineAsync(AdminJson.Format(published));
                 else
                     await output.WriteLineAsync(
                         $"Published CRL number {published.Number} ({published.Revoked} revoked): the directory enforces it now, SuperNodes from their next report.");
@@ -307,7 +317,7 @@ public static class AdminCommand
             var view = await client.GetCrlAsync(new GetCrlRequest(), Deadline(ct));
             if (parse.GetValue(json))
             {
-                await output.WriteLineAsync(Json.Format(view));
+                await output.WriteLineAsync(AdminJson.Format(view));
                 return;
             }
             if (view.Number == 0)
@@ -358,9 +368,12 @@ public static class AdminCommand
                 TtlSeconds = (uint)parse.GetValue(ttl).TotalSeconds,
             };
             var token = await client.CreateTokenAsync(request, Deadline(ct));
+            // On stderr, so that neither the token on the first line nor the JSON changes; the JSON has region_unknown too.
+            if (token.RegionUnknown)
+                await parse.InvocationConfiguration.Error.WriteLineAsync(UnknownRegionWarning(request.Region));
             if (parse.GetValue(json))
             {
-                await output.WriteLineAsync(Json.Format(token));
+                await output.WriteLineAsync(AdminJson.Format(token));
                 return;
             }
             await output.WriteLineAsync(token.Token);
@@ -369,7 +382,10 @@ public static class AdminCommand
             await output.WriteLineAsync("The secret is not stored and cannot be shown again; give the token to the peer (`mydvpn peer --token`).");
         }));
 
-        return new Command("token", "Enrollment tokens, with which new peers join") { create };
+        return new Command("token", "Enrollment tokens, with which new peers join")
+        {
+            create, TokenListCommand(output, baseNode, tls, json), TokenRevokeCommand(output, baseNode, tls, json),
+        };
     }
 
     /// <summary>
@@ -465,27 +481,38 @@ public static class AdminCommand
         _ => role.ToString(),
     };
 
-    public static string RevocationText(string peerId, RevokePeerResponse revoked)
-    {
-        var text = new System.Text.StringBuilder();
-        text.AppendLine(CultureInfo.InvariantCulture, $"Peer {peerId} is revoked (revocation version {revoked.Version}).");
-        text.AppendLine(revoked.NotifiedSupernodes.Count > 0
-            ? $"Told at once: {string.Join(", ", revoked.NotifiedSupernodes)}"
-            : "No SuperNode was told at once.");
-        if (revoked.UnreachableSupernodes.Count > 0)
-            text.AppendLine($"Unreachable, they refuse it from their next report on: {string.Join(", ", revoked.UnreachableSupernodes)}");
-        return text.ToString();
-    }
+    public static string RevocationText(string peerId, RevokePeerResponse revoked) =>
+        SuperNodesToldText(string.Create(CultureInfo.InvariantCulture, $"Peer {peerId} is revoked (revocation version {revoked.Version})."), revoked);
 
     private static CallOptions Deadline(CancellationToken cancellationToken) =>
         new(deadline: DateTime.UtcNow.AddSeconds(15), cancellationToken: cancellationToken);
 
-    private static async Task<int> WithClient(ParseResult parse, Option<string> baseNode, Option<string> tlsDir, Func<Admin.AdminClient, Task> action)
+    /// <summary>The BaseNode and admin certificate of this call: flags, else the environment, else the file <c>admin login</c> wrote.</summary>
+    private static AdminTarget Target(ParseResult parse, Option<string> baseNode, Option<string> tls) =>
+        AdminSettings.Resolve(parse.GetValue(baseNode), parse.GetValue(tls), Environment.GetEnvironmentVariable);
+
+    /// <summary>The admin certificate; a problem with it names where its directory came from (a flag, a variable, the saved file).</summary>
+    private static TlsMaterial LoadTls(AdminTarget target)
     {
-        var server = HostPort.Parse(parse.GetValue(baseNode), "--base");
-        using var tls = TlsMaterial.Load(parse.GetRequiredValue(tlsDir));
+        try
+        {
+            return TlsMaterial.Load(target.Tls);
+        }
+        catch (CertificateException ex)
+        {
+            throw new ConfigurationException(target.TlsFrom, ex.Message, ex);
+        }
+    }
+
+    private static Task<int> WithClient(ParseResult parse, Option<string> baseNode, Option<string> tlsDir, Func<Admin.AdminClient, Task> action) =>
+        WithClient(Target(parse, baseNode, tlsDir), action);
+
+    private static async Task<int> WithClient(AdminTarget target, Func<Admin.AdminClient, Task> action)
+    {
+        var server = target.BaseNode;
+        using var tls = LoadTls(target);
         if (tls.Kind != CertificateKind.Admin)
-            throw new ConfigurationException("--tls", "holds a node certificate; the admin API takes an admin one (`mydvpn ca issue --role admin`)");
+            throw new ConfigurationException(target.TlsFrom, "holds a node certificate; the admin API takes an admin one (`mydvpn ca issue --role admin`)");
         using var channel = GrpcChannels.MutualTls(server, tls, ExpectedServer.BaseNode);
         try
         {

@@ -16,9 +16,10 @@ public sealed record StreamInfo(
 
 /// <summary>
 /// The streams this SuperNode holds. Each EdgeStream actor publishes its own entry (an immutable
-/// record swapped whole) so the admin API can list them without asking every actor.
+/// record swapped whole) so the admin API can list them without asking every actor. A stream's first entry and its
+/// removal are noted in <paramref name="sightings"/> (when given) for the directory.
 /// </summary>
-public sealed class LocalStreams(string superNodeId, string region)
+public sealed class LocalStreams(string superNodeId, string region, PeerSightings? sightings = null, TimeProvider? time = null)
 {
     private readonly ConcurrentDictionary<string, StreamInfo> streams = new();
     private int opening;
@@ -30,9 +31,19 @@ public sealed class LocalStreams(string superNodeId, string region)
 
     public IReadOnlyCollection<StreamInfo> Snapshot() => [.. streams.Values];
 
-    public void Publish(StreamInfo info) => streams[info.SessionId] = info;
+    public void Publish(StreamInfo info)
+    {
+        if (streams.TryAdd(info.SessionId, info))
+            sightings?.Seen(info.PeerId, info.Role, info.ConnectedSince, connected: true);
+        else
+            streams[info.SessionId] = info;
+    }
 
-    public void Remove(string sessionId) => streams.TryRemove(sessionId, out _);
+    public void Remove(string sessionId)
+    {
+        if (streams.TryRemove(sessionId, out var ended))
+            sightings?.Seen(ended.PeerId, ended.Role, (time ?? TimeProvider.System).GetUtcNow(), connected: false);
+    }
 
     /// <summary>Reserves a place for a stream being authenticated; false at capacity.</summary>
     public bool TryReserve(int capacity)

@@ -37,6 +37,23 @@ public sealed class SuperNodePeersService(
         return new RevokeResponse { StreamClosed = hadStream };
     }
 
+    public override async Task<UnrevokeResponse> Unrevoke(UnrevokeRequest request, ServerCallContext context)
+    {
+        if (!NodeId.IsValid(request.PeerId, out var problem))
+            throw new RpcException(new Grpc.Core.Status(StatusCode.InvalidArgument, $"peer_id: {problem}"));
+        try
+        {
+            await sessions.ActorRef.Ask<PeerUnrevoked>(new UnrevokePeer(request.PeerId), settings.Edge.SessionTimeout, context.CancellationToken);
+        }
+        catch (AskTimeoutException)
+        {
+            throw new RpcException(new Grpc.Core.Status(StatusCode.Unavailable,
+                $"the session of peer {request.PeerId} did not answer; the unrevocation is retried from the directory"));
+        }
+        logger.LogWarning("Security event: the revocation of peer {PeerId} was taken back (version {Version})", request.PeerId, request.Version);
+        return new UnrevokeResponse();
+    }
+
     public override async Task<IssueCommandResponse> IssueCommand(IssueCommandRequest request, ServerCallContext context)
     {
         if (!NodeId.IsValid(request.PeerId, out var problem))

@@ -22,6 +22,9 @@ public sealed record SessionStarted(string SessionId, PeerRole Role, DateTimeOff
 /// <summary>The peer is revoked for good. Also the reply to <see cref="RevokePeer"/>.</summary>
 public sealed record PeerRevoked(string PeerId) : IPeerSessionEvent;
 
+/// <summary>An operator took the peer's revocation back: it may authenticate again. Also the reply to <see cref="UnrevokePeer"/>.</summary>
+public sealed record PeerUnrevoked(string PeerId) : IPeerSessionEvent;
+
 /// <summary>A command was issued; persisted before it is first delivered. <paramref name="Command"/> is its protobuf bytes.</summary>
 public sealed record CommandIssued(string CommandId, byte[] Command, string? ReplyToPeerId, DateTimeOffset At) : IPeerSessionEvent;
 

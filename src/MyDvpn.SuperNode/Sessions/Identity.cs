@@ -6,7 +6,7 @@ namespace MyDvpn.SuperNode.Sessions;
 
 /// <summary>
 /// Who the peer is: how it enrolled, whether it is revoked, its latest session. Persisted (<see cref="PeerEnrolled"/>,
-/// <see cref="SessionStarted"/>, <see cref="PeerRevoked"/>) but for <see cref="Redeeming"/>.
+/// <see cref="SessionStarted"/>, <see cref="PeerRevoked"/>, <see cref="PeerUnrevoked"/>) but for <see cref="Redeeming"/>.
 /// </summary>
 /// <param name="Enrollment">How the peer enrolled (its role and public key); null while it is unknown.</param>
 /// <param name="SessionId">The latest authenticated session: the only one a stream may attach with.</param>
@@ -24,6 +24,7 @@ public sealed record PeerIdentity(string PeerId, string Region, PeerEnrolled? En
         PeerEnrolled e => this with { Enrollment = e },
         SessionStarted e => this with { SessionId = e.SessionId, SessionRole = e.Role },
         PeerRevoked => this with { Revoked = true },
+        PeerUnrevoked => this with { Revoked = false },
         _ => this,
     };
 
@@ -142,6 +143,18 @@ public static class Authentication
             d = CommandDelivery.Fail(d, command.CommandId, "peer revoked", now);
         return d.Do(new SessionEffect.Reply(new PeerRevoked(state.PeerId)))
             .Then(x => ExitAssignment.StartRelease(x, "peer revoked", removeFromClient: false, now));
+    }
+
+    /// <summary>Takes the revocation back: the peer may authenticate again; nothing else of it comes back (its exit was released).</summary>
+    public static Decision Unrevoke(Decision d)
+    {
+        var peerId = d.State.PeerId;
+        if (!d.State.Identity.Revoked)
+            return d.Do(new SessionEffect.Reply(new PeerUnrevoked(peerId)));
+        return d.IfLost(new Akka.Actor.Status.Failure(new InvalidOperationException(PeerState.JournalUnavailable)))
+            .Record(new PeerUnrevoked(peerId))
+            .Log(LogLevel.Warning, "Security: the revocation of peer {PeerId} was taken back; it may authenticate again", peerId)
+            .Do(new SessionEffect.Reply(new PeerUnrevoked(peerId)));
     }
 
     private static Decision StartSession(Decision d, IReadOnlyList<IPeerSessionEvent> before, PeerRole role, string sessionId, DateTimeOffset now)

@@ -115,6 +115,7 @@ public sealed class PeerSession : ReceivePersistentActor
             }
         });
         Command<RevokePeer>(revoke => Decide(revoke));
+        Command<UnrevokePeer>(unrevoke => Decide(unrevoke));
         Command<IssueCommand>(issue => Decide(issue));
         Command<CommandAnswered>(answered => Decide(answered));
         Command<PeerRttMeasured>(measured => Decide(measured));

@@ -56,7 +56,7 @@ public sealed record PeerState(
 
     public PeerState Apply(IPeerSessionEvent evt) => evt switch
     {
-        PeerEnrolled or SessionStarted or PeerRevoked => this with { Identity = Identity.Apply(evt) },
+        PeerEnrolled or SessionStarted or PeerRevoked or PeerUnrevoked => this with { Identity = Identity.Apply(evt) },
         CommandIssued => this with { Commands = Commands.Apply(evt) },
         CommandCompleted e => Concluded(e.CommandId, CommandResponse.Parser.ParseFrom(e.Response), null) with { Commands = Commands.Apply(evt) },
         CommandFailed e => Concluded(e.CommandId, null, e.Reason) with { Commands = Commands.Apply(evt) },
@@ -79,6 +79,7 @@ public sealed record PeerState(
             AuthenticatePeer m => Authentication.Authenticate(d, m, newId, now),
             RedemptionFinished m => Authentication.Redeemed(d, m.Enroll, m.Result, newId, now),
             RevokePeer => Authentication.Revoke(d, now),
+            UnrevokePeer => Authentication.Unrevoke(d),
             AttachStream m => StreamLifecycle.Attach(d, m, clientLegPeer, now),
             StreamDetached => StreamLifecycle.Detached(d),
             PeerRttMeasured m => StreamLifecycle.RttMeasured(d, m.Rtt),

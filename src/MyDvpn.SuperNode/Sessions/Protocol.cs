@@ -84,6 +84,12 @@ public sealed record CommandOutcomeFor(string PeerId, CommandOutcome Outcome) : 
 /// </summary>
 public sealed record RevokePeer(string PeerId) : IWithPeerId;
 
+/// <summary>
+/// Takes the peer's revocation back (an operator's unrevoke): it may authenticate again with its enrolled key. Idempotent.
+/// Reply: <see cref="PeerUnrevoked"/> (also the persisted event, when the peer was revoked).
+/// </summary>
+public sealed record UnrevokePeer(string PeerId) : IWithPeerId;
+
 /// <summary>Reply: <see cref="PeerStateView"/>.</summary>
 public sealed record GetPeerState(string PeerId) : IWithPeerId;
 

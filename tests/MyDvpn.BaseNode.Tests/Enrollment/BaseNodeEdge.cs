@@ -86,6 +86,14 @@ internal sealed class FakeSuperNode(SessionList sessions) : SuperNodePeers.Super
 {
     public ConcurrentQueue<RevokeRequest> Revoked { get; } = new();
 
+    public ConcurrentQueue<UnrevokeRequest> Unrevoked { get; } = new();
+
+    public override Task<UnrevokeResponse> Unrevoke(UnrevokeRequest request, ServerCallContext context)
+    {
+        Unrevoked.Enqueue(request);
+        return Task.FromResult(new UnrevokeResponse());
+    }
+
     public override Task<RevokeResponse> Revoke(RevokeRequest request, ServerCallContext context)
     {
         Revoked.Enqueue(request);

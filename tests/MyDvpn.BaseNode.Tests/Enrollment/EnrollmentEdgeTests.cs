@@ -24,7 +24,7 @@ namespace MyDvpn.BaseNode.Tests.Enrollment;
 /// The BaseNode's gRPC edge over real Kestrel with mutual TLS, real entities on a real SQLite journal and real
 /// SuperNode peer services; only the shard regions are stood in for by a local router.
 /// </summary>
-public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKit(output), IAsyncLifetime
+public sealed partial class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKit(output), IAsyncLifetime
 {
     private const string Reason = "mydvpn-reason";
 
@@ -60,6 +60,8 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
         var tokens = Sys.ActorOf(ShardStandIn.Props(new EnrollmentTokenMessageExtractor(), id => EnrollmentTokenEntity.Props(id, _clock, _tokenLog)));
         var revocations = Sys.ActorOf(ShardStandIn.Props(new RevocationsMessageExtractor(), _ => RevocationsEntity.Props(_clock, logger: _revocationsLog)));
         var crl = Sys.ActorOf(ShardStandIn.Props(new CrlMessageExtractor(), _ => CrlEntity.Props(_clock)));
+        var tokenIndex = Sys.ActorOf(ShardStandIn.Props(new TokenIndexMessageExtractor(), _ => TokenIndexEntity.Props(_clock)));
+        var peerRegistry = Sys.ActorOf(ShardStandIn.Props(new PeerRegistryMessageExtractor(), _ => PeerRegistryEntity.Props(_clock)));
         _baseCrl = NodeCrlStore.Open(System.IO.Directory.CreateDirectory(_pki.Sub("base-data")).FullName, crlFile: null, baseTls);
 
         var server = await StartServerAsync(baseTls, BaseNodeHost.Policy, services =>
@@ -69,6 +71,8 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
             services.AddSingleton<IRequiredActor<EnrollmentTokenShard>>(new StandInRegistryEntry<EnrollmentTokenShard>(tokens));
             services.AddSingleton<IRequiredActor<RevocationsShard>>(new StandInRegistryEntry<RevocationsShard>(revocations));
             services.AddSingleton<IRequiredActor<CrlShard>>(new StandInRegistryEntry<CrlShard>(crl));
+            services.AddSingleton<IRequiredActor<TokenIndexShard>>(new StandInRegistryEntry<TokenIndexShard>(tokenIndex));
+            services.AddSingleton<IRequiredActor<PeerRegistryShard>>(new StandInRegistryEntry<PeerRegistryShard>(peerRegistry));
             services.AddSingleton(_baseCrl);
             services.AddSingleton<CrlQueries>();
             services.AddSingleton<CrlPublication>();
@@ -175,7 +179,7 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
     public async Task Revoked_peer_cannot_enroll_and_spends_no_use()
     {
         var token = await _admin.CreateTokenAsync(new CreateTokenRequest { Role = 1, Region = "eu-west" });
-        await _admin.RevokePeerAsync(new RevokePeerRequest { PeerId = "peer-1" });
+        await _admin.RevokePeerAsync(new RevokePeerRequest { PeerId = "peer-1", Force = true });
 
         var refused = await RefusedAsync(Redeem(token.Token, "peer-1"));
 
@@ -212,8 +216,8 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
     public async Task Report_acknowledges_with_the_revocation_version_and_revocations_after_a_version_are_listed()
     {
         Assert.Equal(0ul, (await ReportAsync("sn-a", "eu-west", "127.0.0.1:1")).RevocationVersion);
-        await _admin.RevokePeerAsync(new RevokePeerRequest { PeerId = "peer-a" });
-        await _admin.RevokePeerAsync(new RevokePeerRequest { PeerId = "peer-b" });
+        await _admin.RevokePeerAsync(new RevokePeerRequest { PeerId = "peer-a", Force = true });
+        await _admin.RevokePeerAsync(new RevokePeerRequest { PeerId = "peer-b", Force = true });
 
         Assert.Equal(2ul, (await ReportAsync("sn-a", "eu-west", "127.0.0.1:1")).RevocationVersion);
         var after = await _directory.GetRevocationsAsync(new GetRevocationsRequest { AfterVersion = 1 });
@@ -233,7 +237,7 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
             app => app.MapGrpcService<FakeSuperNode>());
         await ReportAsync("sn-us", "us-east", server.Address.ToString());
 
-        var revoked = await _admin.RevokePeerAsync(new RevokePeerRequest { PeerId = "peer-x" });
+        var revoked = await _admin.RevokePeerAsync(new RevokePeerRequest { PeerId = "peer-x", Force = true });
 
         Assert.Equal(["sn-eu"], revoked.NotifiedSupernodes);
         Assert.Equal(["sn-us"], revoked.UnreachableSupernodes);
@@ -293,7 +297,7 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
         var left = await StartSuperNodeAsync("sn-left", "eu-west");
         await DirectoryAs("sn-left", "eu-west").DeregisterAsync(new DeregisterRequest { SupernodeId = "sn-left", Region = "eu-west" });
 
-        var revoked = await _admin.RevokePeerAsync(new RevokePeerRequest { PeerId = "peer-1" });
+        var revoked = await _admin.RevokePeerAsync(new RevokePeerRequest { PeerId = "peer-1", Force = true });
 
         Assert.Equal(1ul, revoked.Version);
         Assert.Equal(["sn-eu", "sn-us"], revoked.NotifiedSupernodes);
@@ -307,10 +311,10 @@ public sealed class EnrollmentEdgeTests(ITestOutputHelper output) : SqliteTestKi
     public async Task Revoking_again_keeps_the_version_and_tells_the_supernodes_again()
     {
         var eu = await StartSuperNodeAsync("sn-eu", "eu-west");
-        await _admin.RevokePeerAsync(new RevokePeerRequest { PeerId = "peer-1" });
-        await _admin.RevokePeerAsync(new RevokePeerRequest { PeerId = "peer-2" });
+        await _admin.RevokePeerAsync(new RevokePeerRequest { PeerId = "peer-1", Force = true });
+        await _admin.RevokePeerAsync(new RevokePeerRequest { PeerId = "peer-2", Force = true });
 
-        var again = await _admin.RevokePeerAsync(new RevokePeerRequest { PeerId = "peer-1" });
+        var again = await _admin.RevokePeerAsync(new RevokePeerRequest { PeerId = "peer-1", Force = true });
 
         Assert.Equal(1ul, again.Version);
         Assert.Equal([1ul, 2ul, 1ul], eu.Revoked.Select(r => r.Version));

@@ -33,6 +33,22 @@ public sealed class EnrollmentMessagesTests : Akka.TestKit.Xunit2.TestKit
         new RevocationOf("peer-1", new RevocationEntry("peer-1", 7, At)),
         new RevocationOf("peer-2", null),
         new PeerRevoked("peer-1", 7, At),
+        new TokenRevoked(At, "ops"),
+        new RevokeToken(TokenId, "ops"),
+        new GetToken(TokenId),
+        new UnrevokePeer("peer-1", "ops"),
+        new PeerUnrevocationRecorded("peer-1", 8),
+        new PeerUnrevoked("peer-1", 8, At, "ops"),
+        GetRevokedPeers.Instance,
+        new IndexToken(TokenId),
+        new TokenIdIndexed(TokenId),
+        GetTokenIds.Instance,
+        new TokenIndexed(TokenId, At),
+        new RecordEnrollment("peer-1", "eu-west", EnrollmentRole.Client, TokenId),
+        new PeerEnrollmentRecorded("peer-1", "eu-west", EnrollmentRole.Client, TokenId, At),
+        GetEnrolledPeers.Instance,
+        new GetEnrolledPeer("peer-1"),
+        new EnrolledPeerOf("peer-1", new EnrolledPeer("peer-1", "eu-west", EnrollmentRole.Both, null, null, At, true)),
     ];
 
     [Theory]
@@ -50,6 +66,29 @@ public sealed class EnrollmentMessagesTests : Akka.TestKit.Xunit2.TestKit
         Assert.Equal(entries, Assert.IsType<RevocationsAfter>(RoundTrip(new RevocationsAfter(entries, 2))).Revocations);
         var snapshot = Assert.IsType<RevocationsSnapshot>(RoundTrip(new RevocationsSnapshot(entries)));
         Assert.Equal(2, RevocationsState.FromSnapshot(snapshot).Version);
+    }
+
+    [Fact]
+    public void Lifecycle_lists_and_snapshots_round_trip_with_their_immutable_lists()
+    {
+        ImmutableList<RevocationEntry> changes = [new("peer-1", 1, At), new("peer-1", 2, At, Unrevoked: true)];
+        var snapshot = Assert.IsType<RevocationsSnapshot>(RoundTrip(new RevocationsSnapshot(changes)));
+        Assert.Equal(changes, snapshot.Revocations);
+        Assert.Empty(RevocationsState.FromSnapshot(snapshot).Revoked);
+
+        var view = new TokenView(TokenId, true, EnrollmentRole.Exit, "eu-west", 3, 2, At, At.AddDays(1), false, new TokenRevoked(At, "ops"), ["peer-1"]);
+        var back = Assert.IsType<TokenView>(RoundTrip(view));
+        Assert.Equal(view with { EnrolledPeers = [] }, back with { EnrolledPeers = [] });
+        Assert.Equal(view.EnrolledPeers, back.EnrolledPeers);
+
+        Assert.Equal(["0123456789abcdef", "fedcba9876543210"], Assert.IsType<TokenIds>(RoundTrip(new TokenIds([TokenId, "fedcba9876543210"]))).Ids);
+
+        ImmutableList<PeerSighting> sightings = [new("peer-1", "eu-west", EnrollmentRole.Client, At, true)];
+        Assert.Equal(sightings, Assert.IsType<PeersSighted>(RoundTrip(new PeersSighted(sightings))).Sightings);
+        Assert.Equal(sightings, Assert.IsType<RecordSightings>(RoundTrip(new RecordSightings("eu-west", sightings))).Sightings);
+        var registry = PeerRegistryState.Empty.Apply(new PeerEnrollmentRecorded("peer-1", "eu-west", EnrollmentRole.Client, TokenId, At))
+            .Apply(new PeersSighted([new("peer-2", "eu-west", EnrollmentRole.Exit, At, false)]));
+        Assert.Equal(registry, PeerRegistryState.FromSnapshot(Assert.IsType<EnrolledPeers>(RoundTrip(registry.ToSnapshot()))));
     }
 
     [Fact]
@@ -86,6 +125,8 @@ public sealed class EnrollmentMessagesTests : Akka.TestKit.Xunit2.TestKit
     {
         Assert.Equal("enrollment-token", EnrollmentEntityTypes.Token);
         Assert.Equal("revocations", EnrollmentEntityTypes.Revocations);
+        Assert.Equal("enrollment-token-index", EnrollmentEntityTypes.TokenIndex);
+        Assert.Equal("enrollment-peer-registry", EnrollmentEntityTypes.PeerRegistry);
     }
 
     private object RoundTrip(object message)

@@ -133,6 +133,40 @@ public sealed class EnrollmentTokenStateTests
         Assert.Null(EnrollmentTokenState.CheckRedeem(Redeem()));
     }
 
+    [Fact]
+    public void A_revoked_token_refuses_a_new_peer_but_gives_the_peer_it_enrolled_its_enrollment_again()
+    {
+        var revoked = Created(uses: 3).Apply(new TokenRedeemed("peer-1", Key, T0)).Apply(new TokenRevoked(T0.AddMinutes(1), "ops"));
+
+        var refusal = Assert.IsType<RedeemDecision.Refuse>(revoked.DecideRedeem(Redeem("peer-2"), T0.AddMinutes(2)));
+
+        Assert.Equal(TokenRefusal.TokenRevoked, refusal.Reason);
+        Assert.Contains("revoked by ops", refusal.Detail, StringComparison.Ordinal);
+        Assert.Same(RedeemDecision.AlreadyRedeemed.Instance, revoked.DecideRedeem(Redeem("peer-1"), T0.AddMinutes(2)));
+    }
+
+    [Fact]
+    public void Only_a_token_that_exists_and_is_not_revoked_yet_is_revoked()
+    {
+        Assert.Null(EnrollmentTokenState.Empty(Credential.TokenId).DecideRevoke(T0, "ops"));
+        var revoked = Created().DecideRevoke(T0, "ops");
+        Assert.Equal(new TokenRevoked(T0, "ops"), revoked);
+        Assert.Null(Created().Apply(revoked!).DecideRevoke(T0.AddMinutes(1), "ops"));
+    }
+
+    [Fact]
+    public void A_view_shows_uses_left_expiry_and_the_enrolled_peers_but_not_the_secrets_hash()
+    {
+        var state = Created(uses: 2).Apply(new TokenRedeemed("peer-1", Key, T0));
+
+        var view = state.View(T0.AddHours(1));
+
+        Assert.Equal((true, 2, 1, true), (view.Exists, view.Uses, view.UsesLeft, view.Expired));
+        Assert.Equal(["peer-1"], view.EnrolledPeers);
+        Assert.DoesNotContain(Credential.SecretSha256, view.ToString(), StringComparison.Ordinal);
+        Assert.False(EnrollmentTokenState.Empty(Credential.TokenId).View(T0).Exists);
+    }
+
     private static CreateToken Create() =>
         new(Credential.TokenId, Credential.SecretSha256, EnrollmentRole.Client, "eu-west", 1, TimeSpan.FromHours(1));
 }

@@ -134,6 +134,63 @@ public sealed class RevocationsEntityTests(ITestOutputHelper output) : SqliteTes
     }
 
     [Fact]
+    public void Unrevoking_takes_the_next_version_logs_who_did_it_and_the_peer_leaves_the_revoked_list()
+    {
+        var list = Start();
+        Revoke(list, "peer-a");
+        Revoke(list, "peer-b");
+        var t1 = _clock.Advance(TimeSpan.FromMinutes(1));
+
+        list.Tell(new UnrevokePeer("peer-a", "ops"));
+
+        Assert.Equal(new PeerUnrevocationRecorded("peer-a", 3), ExpectMsg<PeerUnrevocationRecorded>());
+        Assert.Equal(["peer-b"], Revoked(list).Select(r => r.PeerId));
+        Assert.Equal([new RevocationEntry("peer-a", 3, t1, Unrevoked: true)], After(list, 2).Revocations);
+        Assert.Equal(new PeerUnrevoked("peer-a", 3, t1, "ops"), JournalEvents(PersistenceId)[^1]);
+        var entry = _log.Entries.Last();
+        Assert.Equal(LogLevel.Warning, entry.Level);
+        Assert.Contains("Security event", entry.Message, StringComparison.Ordinal);
+        Assert.Contains("by ops", entry.Message, StringComparison.Ordinal);
+        // Revoked again: a new revocation with a new version.
+        var again = Revoke(list, "peer-a");
+        Assert.Equal((4L, false), (again.Revocation.Version, again.AlreadyRevoked));
+    }
+
+    [Fact]
+    public void Unrevoking_a_peer_that_is_not_revoked_persists_nothing()
+    {
+        var list = Start();
+        Revoke(list, "peer-a");
+
+        list.Tell(new UnrevokePeer("peer-b", "ops"));
+
+        Assert.Equal(new PeerUnrevocationRecorded("peer-b", 0), ExpectMsg<PeerUnrevocationRecorded>());
+        Assert.Single(JournalEvents(PersistenceId));
+    }
+
+    [Fact]
+    public async Task An_unrevocation_survives_recovery_from_a_snapshot_and_the_journal()
+    {
+        var list = Start(snapshotEvery: 2);
+        Revoke(list, "peer-a");
+        list.Tell(new UnrevokePeer("peer-a", "ops"));
+        ExpectMsg<PeerUnrevocationRecorded>();
+        Revoke(list, "peer-b");
+        list.Tell(new UnrevokePeer("peer-b", "ops"));
+        ExpectMsg<PeerUnrevocationRecorded>();
+        Revoke(list, "peer-c");
+        await AwaitAssertAsync(async () =>
+            Assert.Equal(4, (await LatestSnapshotAsync(PersistenceId))?.Metadata.SequenceNr), TimeSpan.FromSeconds(5));
+        Stop(list);
+
+        var recovered = Start(snapshotEvery: 2);
+
+        Assert.Equal(["peer-c"], Revoked(recovered).Select(r => r.PeerId));
+        Assert.Equal([false, true, false, true, false], After(recovered, 0).Revocations.Select(r => r.Unrevoked));
+        Assert.False(Revoke(recovered, "peer-a").AlreadyRevoked);
+    }
+
+    [Fact]
     public void Invalid_peer_id_is_refused_and_not_persisted()
     {
         var list = Start();
@@ -158,6 +215,12 @@ public sealed class RevocationsEntityTests(ITestOutputHelper output) : SqliteTes
     {
         list.Tell(new GetRevocationsAfter(version));
         return ExpectMsg<RevocationsAfter>();
+    }
+
+    private IReadOnlyList<RevocationEntry> Revoked(IActorRef list)
+    {
+        list.Tell(GetRevokedPeers.Instance);
+        return ExpectMsg<RevokedPeers>().Peers;
     }
 
     private long Version(IActorRef list)

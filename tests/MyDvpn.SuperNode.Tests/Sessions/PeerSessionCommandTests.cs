@@ -308,4 +308,35 @@ public sealed class PeerSessionCommandTests(ITestOutputHelper output) : PeerSess
 
         Assert.Single(Journaled<PeerRevoked>());
     }
+
+    [Fact]
+    public void A_revocation_taken_back_lets_the_peer_authenticate_again_with_its_enrolled_key_even_after_a_restart()
+    {
+        var entity = Start();
+        Enroll(entity);
+        Request<PeerRevoked>(entity, new RevokePeer(PeerId));
+
+        Assert.Equal(new PeerUnrevoked(PeerId), Request<PeerUnrevoked>(entity, new UnrevokePeer(PeerId)));
+
+        Assert.False(State(entity).Revoked);
+        Authenticate(entity);
+        Stop(entity);
+        var recovered = Start();
+        Assert.False(State(recovered).Revoked);
+        Authenticate(recovered);
+        // Only its enrolled key: the revocation taken back enrolls nobody new.
+        Assert.Equal(RefusalReason.BadSignature, Request<PeerRefused>(recovered, Auth(signer: MyDvpn.Security.IdentityKey.Generate())).Reason);
+    }
+
+    [Fact]
+    public void Taking_back_the_revocation_of_a_peer_not_revoked_records_nothing()
+    {
+        var entity = Start();
+        Enroll(entity);
+
+        Request<PeerUnrevoked>(entity, new UnrevokePeer(PeerId));
+
+        Assert.Empty(Journaled<PeerUnrevoked>());
+        Assert.False(State(entity).Revoked);
+    }
 }
