@@ -159,10 +159,7 @@ public static class ClusterNodeHost
                 SeedNodes = [.. settings.SeedsOrSelf.Select(seed => $"akka.ssl.tcp://{node.ActorSystemName}@{seed}")],
             });
             settings.Persistence.Prepare();
-            akka.WithSqlPersistence(
-                connectionString: settings.Persistence.ConnectionString,
-                providerName: settings.Persistence.ProviderName,
-                autoInitialize: true);
+            akka.WithSqlPersistence(settings.Persistence.ToDataOptions(), autoInitialize: true);
             configureActors(akka, services);
         });
         return builder;
