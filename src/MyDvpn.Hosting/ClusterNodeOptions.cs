@@ -1,5 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
+using LinqToDB;
+using LinqToDB.Interceptors;
 using MyDvpn.Common;
 using MyDvpn.Security;
 
@@ -189,6 +191,46 @@ public sealed record PersistenceSettings(string ProviderName, string ConnectionS
 
     public static PersistenceSettings PostgreSql(string connectionString) =>
         new(LinqToDB.ProviderName.PostgreSQL15, connectionString, "PostgreSQL");
+
+    /// <summary>
+    /// How the journal and the snapshot store connect: every SQLite connection runs with <c>synchronous=NORMAL</c>
+    /// (<see cref="SqliteSynchronousNormal"/>).
+    /// </summary>
+    public DataOptions ToDataOptions()
+    {
+        var options = new DataOptions().UseConnectionString(ProviderName, ConnectionString);
+        return ProviderName == LinqToDB.ProviderName.SQLiteMS ? options.UseInterceptor(SqliteSynchronousNormal.Instance) : options;
+    }
+}
+
+/// <summary>
+/// Sets <c>PRAGMA synchronous=NORMAL</c> on every SQLite connection the journal opens (a per-connection setting). In WAL
+/// mode a commit is then an append to the WAL without an fsync; the WAL is synced at each checkpoint. A commit is still
+/// durable when the process dies (kill -9, a crash: the OS holds the write), so a command persisted before it was sent
+/// is delivered again by the SuperNode that comes back; only a power loss or kernel crash of the host may roll back the
+/// last commits (SQLite's documented trade-off). Under FULL, the default, every commit waited for the disk, holding a
+/// thread-pool thread, and the peers' commands queued behind those fsyncs.
+/// </summary>
+public sealed class SqliteSynchronousNormal : ConnectionInterceptor
+{
+    public static readonly SqliteSynchronousNormal Instance = new();
+
+    private const string Pragma = "PRAGMA synchronous=NORMAL;";
+
+    public override void ConnectionOpened(ConnectionEventData eventData, System.Data.Common.DbConnection connection)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = Pragma;
+        command.ExecuteNonQuery();
+    }
+
+    public override async Task ConnectionOpenedAsync(ConnectionEventData eventData, System.Data.Common.DbConnection connection,
+        CancellationToken cancellationToken)
+    {
+        await using var command = connection.CreateCommand();
+        command.CommandText = Pragma;
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
 }
 
 /// <summary>Parses an address the SuperNode advertises (its public IP).</summary>
