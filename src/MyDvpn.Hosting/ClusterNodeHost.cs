@@ -135,6 +135,10 @@ public static class ClusterNodeHost
             akka.AddHocon(
                 $"akka.cluster.shutdown-after-unsuccessful-join-seed-nodes = {(int)settings.JoinTimeout.TotalMilliseconds}ms",
                 HoconAddMode.Prepend);
+            // The node stops through the host, whose caller owns SIGINT and SIGTERM (`mydvpn`'s StopSignals). With the hook
+            // on, Akka's own signal handler ran first and blocked the signal thread for the whole clean stop, so a second
+            // Ctrl-C was not seen until the stop was over.
+            akka.AddHocon("akka.coordinated-shutdown.run-by-clr-shutdown-hook = off", HoconAddMode.Prepend);
             var loggerFactory = services.GetRequiredService<ILoggerFactory>();
             AkkaLogBridge.Use(akka, loggerFactory, Akka.Event.LogLevel.InfoLevel);
             var remotingLogger = loggerFactory.CreateLogger(typeof(ClusterNodeHost));
