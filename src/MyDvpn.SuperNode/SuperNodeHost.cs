@@ -75,6 +75,7 @@ public static class SuperNodeHost
                     });
                 // Session messages carry protobuf bytes, which the default JSON serializer cannot read back.
                 akka.AddHocon(PeerSessionSerializer.Configuration, HoconAddMode.Prepend);
+                akka.AddHocon(ShutdownPhaseConfiguration(settings), HoconAddMode.Prepend);
                 akka.WithShardRegion<PeerSessionShard>(
                     PeerSessionEntityTypes.Peers,
                     (_, registry) => peerId => PeerSession.Props(peerId, settings.Region, settings.Sessions, enrollment,
@@ -176,22 +177,38 @@ public static class SuperNodeHost
     private const int ConnectionsBesidePeers = SuperNodeOptions.ConnectionsBesidePeers;
 
     /// <summary>
-    /// Each peer stream holds a socket: a process that may open fewer files than --max-streams
-    /// needs fails at the limit instead of refusing cleanly. Say so at startup (the default fits, unless the limit is
-    /// too low for even one stream beside the rest).
+    /// Each peer stream holds a socket, and a process out of descriptors dies (the runtime needs them too), so a SuperNode
+    /// admits only the streams that fit (<see cref="SuperNodeOptions.StreamsAdmitted"/>). Say so at startup when that is
+    /// fewer than --max-streams asked, or when the limit is too low for even one stream beside the rest.
     /// </summary>
     private static void WarnIfFileDescriptorsTooFew(SuperNodeSettings settings, ILogger logger)
     {
+        if (FileDescriptorLimit.Current() is not { } limit)
+            return;
         var others = ConnectionsBesidePeers + settings.RelayPortHigh - settings.RelayPortLow + 1;
-        var needed = FileDescriptorLimit.Needed(settings.MaxStreams, others);
-        if (FileDescriptorLimit.Current() is { } limit && limit < needed)
+        if (settings.MaxStreamsRequested is { } requested && requested > settings.MaxStreams)
             logger.LogWarning(
-                "--max-streams {MaxStreams} needs about {Needed} file descriptors but this process may open {Limit} (ulimit -n): raise the limit (LimitNOFILE= in a systemd unit) or lower --max-streams to about {Fits}",
-                settings.MaxStreams, needed, limit, FileDescriptorLimit.StreamsThatFit(limit, others, int.MaxValue));
+                "--max-streams {MaxStreams} needs about {Needed} file descriptors but this process may open {Limit} (ulimit -n): it admits {Admitted} streams and refuses more with AT_CAPACITY; raise the limit (LimitNOFILE= in a systemd unit) to hold them all",
+                requested, FileDescriptorLimit.Needed(requested, others), limit, settings.MaxStreams);
+        else if (limit < FileDescriptorLimit.Needed(settings.MaxStreams, others))
+            logger.LogWarning(
+                "{MaxStreams} streams need about {Needed} file descriptors but this process may open {Limit} (ulimit -n): raise the limit (LimitNOFILE= in a systemd unit)",
+                settings.MaxStreams, FileDescriptorLimit.Needed(settings.MaxStreams, others), limit);
     }
 
     /// <summary>How long a SuperNode that stops keeps relaying while the chains through it move elsewhere.</summary>
     private static readonly TimeSpan RelayHandOverWithin = TimeSpan.FromSeconds(3);
+
+    /// <summary>
+    /// The deregistration (after the registrar's stop, up to 2 s) and the relay's hand-over share the phase before the
+    /// services unbind: it lasts as long as the longer of them may, not Akka's default 5 s, which cut a longer
+    /// Super:DeregisterTimeout short.
+    /// </summary>
+    private static string ShutdownPhaseConfiguration(SuperNodeSettings settings)
+    {
+        var longest = Math.Max((settings.DeregisterTimeout + TimeSpan.FromSeconds(2)).TotalMilliseconds, RelayHandOverWithin.TotalMilliseconds);
+        return $"akka.coordinated-shutdown.phases.before-service-unbind.timeout = {(long)longest + 1000}ms";
+    }
 
     /// <summary>Before the gRPC services go, the relay's chains are moved to other SuperNodes (<see cref="RelayHandOver"/>).</summary>
     private static void HandOverRelayOnShutdown(ActorSystem system, IServiceProvider services)
@@ -219,7 +236,20 @@ public static class SuperNodeHost
                 // No report may follow the deregistration and register this SuperNode again.
                 await registrar.GracefulStop(TimeSpan.FromSeconds(2));
                 using var timeout = new CancellationTokenSource(settings.DeregisterTimeout);
-                await client.DeregisterAsync(new DeregisterRequest { SupernodeId = settings.Id, Region = settings.Region }, timeout.Token);
+                // Tried again until DeregisterTimeout: one call gives up after its own deadline, and a BaseNode that is
+                // briefly away (restarting, failing over) must not cost the region the grace.
+                while (true)
+                {
+                    try
+                    {
+                        await client.DeregisterAsync(new DeregisterRequest { SupernodeId = settings.Id, Region = settings.Region }, timeout.Token);
+                        break;
+                    }
+                    catch (Exception ex) when (ex is DirectoryUnavailableException or Grpc.Core.RpcException && !timeout.IsCancellationRequested)
+                    {
+                        await Task.Delay(TimeSpan.FromMilliseconds(500), timeout.Token);
+                    }
+                }
                 logger.LogInformation("Deregistered SuperNode {SuperNodeId} from the directory", settings.Id);
             }
             catch (Exception ex) when (ex is DirectoryUnavailableException or OperationCanceledException or Grpc.Core.RpcException or AskTimeoutException)

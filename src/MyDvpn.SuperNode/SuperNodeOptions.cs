@@ -30,6 +30,19 @@ public sealed class SuperNodeOptions : ClusterNodeOptions
     /// </summary>
     public static int DefaultMaxStreams(ulong? descriptorLimit, int relayPorts) =>
         descriptorLimit is { } limit ? FileDescriptorLimit.StreamsThatFit(limit, ConnectionsBesidePeers + relayPorts, MaxStreamsCap) : MaxStreamsCap;
+
+    /// <summary>
+    /// The streams a SuperNode admits: <paramref name="requested"/> (--max-streams) or <see cref="DefaultMaxStreams"/>, but
+    /// never more than fit in the descriptor limit: past it the runtime itself fails (it needs descriptors for threads
+    /// and code) and the process dies, so streams past what fits are refused with AT_CAPACITY instead.
+    /// </summary>
+    public static int StreamsAdmitted(int? requested, ulong? descriptorLimit, int relayPorts) => (requested, descriptorLimit) switch
+    {
+        (null, _) => DefaultMaxStreams(descriptorLimit, relayPorts),
+        ({ } streams, null) => streams,
+        ({ } streams, { } limit) => Math.Min(streams, FileDescriptorLimit.StreamsThatFit(limit, ConnectionsBesidePeers + relayPorts, int.MaxValue)),
+    };
+
     /// <summary>
     /// How long a SuperNode that stops cleanly waits for a BaseNode to take its deregistration (config/environment only:
     /// Super:DeregisterTimeout); past it the directory marks the SuperNode down after its grace instead.
@@ -59,7 +72,7 @@ public sealed class SuperNodeOptions : ClusterNodeOptions
             throw new ConfigurationException("--max-streams", "must be at least 1");
         if (DeregisterTimeout <= TimeSpan.Zero)
             throw new ConfigurationException("Super:DeregisterTimeout", $"must be positive, e.g. 00:00:03 (was {DeregisterTimeout})");
-        var maxStreams = MaxStreams ?? DefaultMaxStreams(FileDescriptorLimit.Current(), relayHigh - relayLow + 1);
+        var maxStreams = StreamsAdmitted(MaxStreams, FileDescriptorLimit.Current(), relayHigh - relayLow + 1);
         try
         {
             Edge.Validate();
@@ -99,6 +112,7 @@ public sealed class SuperNodeOptions : ClusterNodeOptions
             Relay = Relay,
             Sessions = Sessions,
             DeregisterTimeout = DeregisterTimeout,
+            MaxStreamsRequested = MaxStreams,
         };
     }
 
@@ -130,6 +144,9 @@ public sealed record SuperNodeSettings(
     public Sessions.PeerSessionSettings Sessions { get; init; } = MyDvpn.SuperNode.Sessions.PeerSessionSettings.Default;
 
     public TimeSpan DeregisterTimeout { get; init; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>--max-streams as given (null: the default), which <see cref="MaxStreams"/> is less than when the descriptor limit cut it.</summary>
+    public int? MaxStreamsRequested { get; init; }
 
     /// <summary>The address peers and other SuperNodes dial: the public IP and the --listen port.</summary>
     public string GrpcEndpoint => new HostPort(PublicIp.ToString(), Node.Listen.Port).ToString();

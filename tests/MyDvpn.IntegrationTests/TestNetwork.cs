@@ -59,6 +59,9 @@ public sealed class TestNetwork : IAsyncDisposable
 
         /// <summary>MYDVPN__… settings that have no flag (timeouts, limits).</summary>
         public Dictionary<string, string> Environment { get; } = [];
+
+        /// <summary>How the node is started, when not as the network's <see cref="TestNetwork.Executable"/> (e.g. under <c>prlimit</c>).</summary>
+        public MydvpnExecutable? Executable { get; set; }
     }
 
     public Node BaseNode(string name = "base")
@@ -88,7 +91,7 @@ public sealed class TestNetwork : IAsyncDisposable
     /// <summary>Starts (or restarts, with the same arguments and data dir) a node and waits until /readyz answers 200.</summary>
     public async Task StartAsync(Node node, bool waitUntilReady = true)
     {
-        node.Process = NodeProcess.Start(Executable, node.Name, Path.Combine(Root, "logs", $"{node.Name}.log"), node.Arguments, node.Environment);
+        node.Process = NodeProcess.Start(node.Executable ?? Executable, node.Name, Path.Combine(Root, "logs", $"{node.Name}.log"), node.Arguments, node.Environment);
         processes.Add(node.Process);
         if (waitUntilReady)
             await DemoCommand.WaitReadyAsync(node.Process, node.Metrics, CancellationToken.None, TimeSpan.FromSeconds(90));

@@ -134,6 +134,22 @@ public sealed class SuperNodeOptionsTests : IDisposable
         Assert.Equal(expected, SuperNodeOptions.DefaultMaxStreams(limit, relayPorts));
     }
 
+    [Theory]
+    [InlineData(5000, 1400UL, 100, 20)] // asked for more than fits: what fits (1,400 - 256 - 100 - 1,024)
+    [InlineData(10, 1400UL, 100, 10)] // fits: as asked
+    [InlineData(150_000, 2_000_000UL, 1000, 150_000)] // an explicit value may pass the default's cap where it fits
+    [InlineData(5000, null, 100, 5000)] // no readable limit: as asked
+    public void Max_streams_admits_no_more_streams_than_the_descriptor_limit_fits(int requested, ulong? limit, int relayPorts, int expected)
+    {
+        Assert.Equal(expected, SuperNodeOptions.StreamsAdmitted(requested, limit, relayPorts));
+    }
+
+    [Fact]
+    public void Without_max_streams_the_streams_admitted_are_the_default()
+    {
+        Assert.Equal(SuperNodeOptions.DefaultMaxStreams(20_000UL, 1000), SuperNodeOptions.StreamsAdmitted(null, 20_000UL, 1000));
+    }
+
     [Fact]
     public void Without_a_readable_descriptor_limit_the_default_of_max_streams_is_its_cap()
     {

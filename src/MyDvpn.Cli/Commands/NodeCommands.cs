@@ -42,7 +42,8 @@ public static class NodeCommands
         config.Flag<string>("--public-ip", nameof(SuperNodeOptions.PublicIp), "The IP peers reach this SuperNode on", required: true);
         config.Flag<string>("--relay-ports", nameof(SuperNodeOptions.RelayPorts), "UDP port range for relay legs, LOW-HIGH", required: true);
         config.Flag<int>("--max-streams", nameof(SuperNodeOptions.MaxStreams), "Peer streams this SuperNode holds at most (its capacity; default: what the descriptor limit, ulimit -n, leaves " +
-            $"beside {SuperNodeOptions.ConnectionsBesidePeers} other connections, a socket per relay port and {FileDescriptorLimit.Headroom} spare, at most {SuperNodeOptions.MaxStreamsCap})");
+            $"beside {SuperNodeOptions.ConnectionsBesidePeers} other connections, a socket per relay port and {FileDescriptorLimit.Headroom} spare, at most {SuperNodeOptions.MaxStreamsCap}; " +
+            "a larger value is cut to what that limit fits, and the start says so)");
         var command = new LongRunningCommand("super", "Run a SuperNode: a region's control plane and relay");
         config.AddTo(command);
         command.SetAction((parse, cancellationToken) =>
