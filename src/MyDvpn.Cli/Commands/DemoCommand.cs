@@ -114,8 +114,9 @@ public static class DemoCommand
             }
             else
             {
-                console.MarkupLineInterpolated($"Try it yourself, in another terminal as root: {MydvpnExecutable.Current.ShellCommand} status --state-dir {network.StateDir(TestbedNetwork.ClientId)}");
-                console.MarkupLineInterpolated($"                 ip netns exec {ns.Client} ping {TestbedAddresses.Router}");
+                console.MarkupLine("Try it yourself while it runs, as root in another terminal:");
+                console.MarkupLineInterpolated($"   {MydvpnExecutable.Current.ShellCommand} status --state-dir {network.StateDir(TestbedNetwork.ClientId)}");
+                console.MarkupLineInterpolated($"   ip netns exec {ns.Client} ping {TestbedAddresses.Router}");
                 console.MarkupLineInterpolated($"{logs}{(requestedDir is null ? " (removed with the network; --dir DIR keeps them)" : "")}");
             }
 
