@@ -103,9 +103,22 @@ public static class DemoCommand
             console.MarkupLine($"{step++}. What an operator sees (`mydvpn admin sessions`, `mydvpn admin exits --region {TestbedNetwork.ExitRegion}`):");
             console.Write(AdminCommand.SessionsTable(sessions));
             console.Write(AdminCommand.AssignmentsTable(pool));
-            console.MarkupLineInterpolated($"Try it yourself: mydvpn status --state-dir {network.StateDir(TestbedNetwork.ClientId)}");
-            console.MarkupLineInterpolated($"                 ip netns exec {ns.Client} ping 198.51.100.1");
-            console.MarkupLineInterpolated($"Node logs ({EnumOption.NameOf(logFormat)}): {Path.Combine(work, "logs")}");
+            // What is left to look at after the story: nothing with --once, and the work directory only until teardown
+            // unless it was the caller's.
+            var logs = $"Node logs ({EnumOption.NameOf(logFormat)}): {Path.Combine(work, "logs")}";
+            if (once)
+            {
+                console.MarkupLine("--once: the network goes now. Without --once it stays up until Ctrl-C, to look around.");
+                if (requestedDir is not null)
+                    console.MarkupLineInterpolated($"{logs}");
+            }
+            else
+            {
+                console.MarkupLine("Try it yourself while it runs, as root in another terminal:");
+                console.MarkupLineInterpolated($"   {MydvpnExecutable.Current.ShellCommand} status --state-dir {network.StateDir(TestbedNetwork.ClientId)}");
+                console.MarkupLineInterpolated($"   ip netns exec {ns.Client} ping {TestbedAddresses.Router}");
+                console.MarkupLineInterpolated($"{logs}{(requestedDir is null ? " (removed with the network; --dir DIR keeps them)" : "")}");
+            }
 
             if (!once)
             {

@@ -20,6 +20,21 @@ public sealed record MydvpnExecutable(string FileName, IReadOnlyList<string> Pre
         }
     }
 
+    /// <summary>
+    /// How a person at a shell runs this executable: <c>mydvpn</c> where PATH finds this one (an installed package), else
+    /// its path (after <c>dotnet run</c>, the build output's apphost).
+    /// </summary>
+    public string ShellCommand
+    {
+        get
+        {
+            if (PrefixArguments.Count == 0 && MyDvpn.HostOs.HostCommand.FindOnPath("mydvpn") is { } onPath
+                && (new FileInfo(onPath).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? onPath) == Path.GetFullPath(FileName))
+                return "mydvpn";
+            return string.Join(' ', PrefixArguments.Prepend(FileName).Select(word => word.Any(c => char.IsWhiteSpace(c) || c == '\'') ? $"'{word.Replace("'", "'\\''", StringComparison.Ordinal)}'" : word));
+        }
+    }
+
     /// <summary><c>mydvpn.dll</c> in a build output directory, run by the same <c>dotnet</c> host.</summary>
     public static MydvpnExecutable InDirectory(string directory)
     {
