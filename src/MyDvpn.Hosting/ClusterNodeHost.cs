@@ -1,4 +1,5 @@
 using System.Security.Authentication;
+using Akka.Actor;
 using Akka.Cluster.Hosting;
 using Akka.Hosting;
 using Akka.Persistence.Sql.Hosting;
@@ -185,6 +186,25 @@ public static class ClusterNodeHost
     }
 
     /// <summary>Health and metrics on <c>--metrics</c>; gRPC health on <c>--listen</c>.</summary>
+    /// <summary>
+    /// Runs a node until <paramref name="stop"/> is cancelled (SIGINT or SIGTERM through its caller) or it stops by itself
+    /// (its actor system ended, e.g. downed). On <paramref name="stop"/> the actor system's coordinated shutdown runs first,
+    /// while Kestrel still serves: a SuperNode hands its relay chains over and deregisters, every node leaves its cluster
+    /// so shards hand off. Only then does the host stop, Kestrel first. (Akka's process-exit hook did this ahead of the
+    /// host from its own signal handler; it is off, see <see cref="CreateBuilder"/>.)
+    /// </summary>
+    public static async Task RunAsync(WebApplication app, CancellationToken stop)
+    {
+        await app.StartAsync(stop);
+        var stopping = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using (app.Lifetime.ApplicationStopping.Register(() => stopping.TrySetResult()))
+        using (stop.Register(() => stopping.TrySetResult()))
+            await stopping.Task;
+        if (stop.IsCancellationRequested)
+            await CoordinatedShutdown.Get(app.Services.GetRequiredService<ActorSystem>()).Run(CoordinatedShutdown.ClrExitReason.Instance);
+        await app.StopAsync(CancellationToken.None);
+    }
+
     public static void MapNodeEndpoints(WebApplication app)
     {
         var settings = app.Services.GetRequiredService<ClusterNodeSettings>();

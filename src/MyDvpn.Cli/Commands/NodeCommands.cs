@@ -70,7 +70,7 @@ public static class NodeCommands
     {
         await using (app)
         {
-            await app.RunAsync(cancellationToken);
+            await ClusterNodeHost.RunAsync(app, cancellationToken);
         }
         return Environment.ExitCode;
     }
