@@ -97,9 +97,8 @@ public static class BaseNodeHost
             TimeProvider.System, services.GetRequiredService<ILogger<SuperNodeConnections>>()));
 
         var app = builder.Build();
-        var grpcHost = $"*:{settings.Listen.Port}";
-        app.MapGrpcService<DirectoryGrpcService>().RequireHost(grpcHost);
-        app.MapGrpcService<AdminGrpcService>().RequireHost(grpcHost);
+        ClusterNodeHost.MapService<DirectoryGrpcService>(app, Protocol.Directory.SuperNodeDirectory.Descriptor);
+        ClusterNodeHost.MapService<AdminGrpcService>(app, Protocol.Admin.Admin.Descriptor);
         ClusterNodeHost.MapNodeEndpoints(app);
         return app;
     }

@@ -3,6 +3,7 @@ using Akka.Cluster.Hosting;
 using Akka.Hosting;
 using Akka.Persistence.Sql.Hosting;
 using Akka.Remote.Hosting;
+using ServiceDescriptor = Google.Protobuf.Reflection.ServiceDescriptor;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -12,6 +13,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using MyDvpn.Logging;
 using MyDvpn.Security;
+using MyDvpn.Telemetry;
 using Prometheus;
 using MsLogLevel = Microsoft.Extensions.Logging.LogLevel;
 
@@ -73,6 +75,8 @@ public static class ClusterNodeHost
         });
         builder.Configuration.Sources.Clear();
         ConsoleLogging.Use(builder.Logging, logFormat);
+        // Before anything collects the registry /metrics serves.
+        ProcessMetrics.UseDefaultRegistry();
         builder.Logging.AddFilter("Microsoft.AspNetCore", MsLogLevel.Warning);
         // grpc-dotnet logs a message it could not read ("Error reading message.") at Information with the parser's stack
         // trace, some 4 KB per attempt anyone can make; the services refuse such a message themselves and say it in one line.
@@ -115,8 +119,12 @@ public static class ClusterNodeHost
         builder.Services.AddSingleton(tls);
         builder.Services.AddSingleton(settings.Crl);
         builder.Services.AddSingleton<CertificateKindInterceptor>();
+        builder.Services.AddSingleton(GrpcServerMetrics.Default);
+        builder.Services.AddSingleton<GrpcMetricsInterceptor>();
         builder.Services.AddGrpc(o =>
         {
+            // First, so that it counts the calls the certificate check refuses too.
+            o.Interceptors.Add<GrpcMetricsInterceptor>();
             o.Interceptors.Add<CertificateKindInterceptor>();
             o.MaxReceiveMessageSize = 64 * 1024;
         });
@@ -179,11 +187,21 @@ public static class ClusterNodeHost
         return builder;
     }
 
+    /// <summary>Maps the gRPC service <typeparamref name="TService"/> on <c>--listen</c>; its methods' series start at zero (<see cref="GrpcServerMetrics"/>).</summary>
+    public static void MapService<TService>(WebApplication app, ServiceDescriptor descriptor)
+        where TService : class
+    {
+        var settings = app.Services.GetRequiredService<ClusterNodeSettings>();
+        app.MapGrpcService<TService>().RequireHost($"*:{settings.Listen.Port}");
+        app.Services.GetRequiredService<GrpcServerMetrics>().Serve(descriptor);
+    }
+
     /// <summary>Health and metrics on <c>--metrics</c>; gRPC health on <c>--listen</c>.</summary>
     public static void MapNodeEndpoints(WebApplication app)
     {
         var settings = app.Services.GetRequiredService<ClusterNodeSettings>();
         app.MapGrpcHealthChecksService().RequireHost($"*:{settings.Listen.Port}");
+        app.Services.GetRequiredService<GrpcServerMetrics>().Serve(Grpc.Health.V1.Health.Descriptor);
         if (settings.Metrics is not { } metrics)
             return;
         var metricsHost = $"*:{metrics.Port}";

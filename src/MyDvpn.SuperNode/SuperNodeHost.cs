@@ -165,10 +165,9 @@ public static class SuperNodeHost
         var cache = app.Services.GetRequiredService<DirectoryCache>();
         app.Services.GetRequiredService<ILogger<DirectoryCache>>().LogInformation(
             "Directory cache loaded: {Regions} regions from {Path}", cache.Regions.Regions.Count, cache.Path);
-        var grpcHost = $"*:{settings.Node.Listen.Port}";
-        app.MapGrpcService<ControlStreamService>().RequireHost(grpcHost);
-        app.MapGrpcService<SuperNodePeersService>().RequireHost(grpcHost);
-        app.MapGrpcService<ExitAllocationService>().RequireHost(grpcHost);
+        ClusterNodeHost.MapService<ControlStreamService>(app, Protocol.Control.ControlStream.Descriptor);
+        ClusterNodeHost.MapService<SuperNodePeersService>(app, SuperNodePeers.Descriptor);
+        ClusterNodeHost.MapService<ExitAllocationService>(app, ExitAllocation.Descriptor);
         ClusterNodeHost.MapNodeEndpoints(app);
         return app;
     }
