@@ -162,6 +162,7 @@ public static class SuperNodeHost
             throw new ConfigurationException("Super:Relay:KernelOffload", $"{ex.Message}; or leave it off (user space forwards every leg)", ex);
         }
         WarnIfFileDescriptorsTooFew(settings, app.Services.GetRequiredService<ILogger<DirectoryCache>>());
+        ShowMetricsAtZero(settings, app.Services.GetRequiredService<LocalStreams>());
         var cache = app.Services.GetRequiredService<DirectoryCache>();
         app.Services.GetRequiredService<ILogger<DirectoryCache>>().LogInformation(
             "Directory cache loaded: {Regions} regions from {Path}", cache.Regions.Regions.Count, cache.Path);
@@ -173,6 +174,23 @@ public static class SuperNodeHost
     }
 
     private const int ConnectionsBesidePeers = SuperNodeOptions.ConnectionsBesidePeers;
+
+    /// <summary>
+    /// Every series this SuperNode exports exists from its start, at zero for the label values known then (the relay's before
+    /// its first leg, every refusal reason, every command kind, its region's exit pool while the pool runs elsewhere); the
+    /// sessions are read from <see cref="LocalStreams"/> at each scrape.
+    /// </summary>
+    private static void ShowMetricsAtZero(SuperNodeSettings settings, LocalStreams streams)
+    {
+        RelayMetrics.ShowAtZero();
+        EdgeSecurityLog.ShowAtZero();
+        EdgeStream.ShowAtZero();
+        ExitMetrics.Default.ShowAtZero(settings.Region);
+        _ = CommandMetrics.Default;
+        var sessions = SessionMetrics.Default;
+        sessions.Show(streams);
+        Prometheus.Metrics.DefaultRegistry.AddBeforeCollectCallback(() => sessions.Show(streams));
+    }
 
     /// <summary>
     /// Each peer stream holds a socket: a process that may open fewer files than --max-streams
