@@ -17,7 +17,7 @@ public static class CommandKinds
     public const string None = "none";
 
     public static string Label(Command.BodyOneofCase kind) =>
-        kind == Command.BodyOneofCase.None ? None : Body.Fields.Single(f => f.FieldNumber == (int)kind).Name;
+        Body.Fields.FirstOrDefault(f => f.FieldNumber == (int)kind)?.Name ?? None;
 
     public static string Label(Command command) => Label(command.BodyCase);
 }
