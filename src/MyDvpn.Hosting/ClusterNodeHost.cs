@@ -3,7 +3,6 @@ using Akka.Cluster.Hosting;
 using Akka.Hosting;
 using Akka.Persistence.Sql.Hosting;
 using Akka.Remote.Hosting;
-using ServiceDescriptor = Google.Protobuf.Reflection.ServiceDescriptor;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -16,6 +15,7 @@ using MyDvpn.Security;
 using MyDvpn.Telemetry;
 using Prometheus;
 using MsLogLevel = Microsoft.Extensions.Logging.LogLevel;
+using ServiceDescriptor = Google.Protobuf.Reflection.ServiceDescriptor;
 
 namespace MyDvpn.Hosting;
 

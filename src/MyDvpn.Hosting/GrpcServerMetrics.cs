@@ -1,9 +1,9 @@
 using System.Diagnostics;
 using Google.Protobuf.Reflection;
-using ServiceDescriptor = Google.Protobuf.Reflection.ServiceDescriptor;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 using Prometheus;
+using ServiceDescriptor = Google.Protobuf.Reflection.ServiceDescriptor;
 
 namespace MyDvpn.Hosting;
 

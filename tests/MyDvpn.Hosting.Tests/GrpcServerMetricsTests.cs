@@ -15,27 +15,10 @@ public sealed class GrpcServerMetricsTests : IDisposable
 {
     private const string Service = "mydvpn.admin.v1.Admin";
 
-    private readonly TempDirectory temp = new();
-    private readonly TlsMaterial serverTls;
-    private readonly TlsMaterial adminTls;
-    private readonly TlsMaterial nodeTls;
+    private readonly CallerCertificates certificates = new();
     private readonly CollectorRegistry registry = Metrics.NewCustomRegistry();
 
-    public GrpcServerMetricsTests()
-    {
-        var pki = new Pki(temp);
-        serverTls = TlsMaterial.Load(pki.IssueBase("base1"));
-        adminTls = TlsMaterial.Load(pki.IssueAdmin("alice"));
-        nodeTls = TlsMaterial.Load(pki.IssueSuper("super1", "eu-west"));
-    }
-
-    public void Dispose()
-    {
-        serverTls.Dispose();
-        adminTls.Dispose();
-        nodeTls.Dispose();
-        temp.Dispose();
-    }
+    public void Dispose() => certificates.Dispose();
 
     [Fact]
     public async Task Every_method_of_a_served_service_starts_at_zero_and_passes_promtool()
@@ -58,21 +41,21 @@ public sealed class GrpcServerMetricsTests : IDisposable
     {
         var metrics = new GrpcServerMetrics(Metrics.WithCustomRegistry(registry));
         metrics.Serve(Admin.Descriptor);
-        await using var server = await TlsGrpcTestServer.StartAsync(serverTls, ClientCertificateMode.RequireCertificate,
+        await using var server = await TlsGrpcTestServer.StartAsync(certificates.Server, ClientCertificateMode.RequireCertificate,
             services => services
                 .AddSingleton(metrics)
                 .AddSingleton<GrpcMetricsInterceptor>()
                 .Configure<GrpcServiceOptions>(o => o.Interceptors.Add<GrpcMetricsInterceptor>())
-                .AddCertificateKindInterceptor(serverTls, new CertificatePolicy().Allow(Service, Callers.Admins)),
+                .AddCertificateKindInterceptor(certificates.Server, new CertificatePolicy().Allow(Service, Callers.Admins)),
             app => app.MapGrpcService<ClusterOnly>());
 
-        using (var admin = GrpcChannels.MutualTls(server.Address, adminTls, ExpectedServer.BaseNode))
+        using (var admin = GrpcChannels.MutualTls(server.Address, certificates.Admin, ExpectedServer.BaseNode))
         {
             var client = new Admin.AdminClient(admin);
             await client.GetClusterAsync(new GetClusterRequest(), deadline: Deadline());
             await Assert.ThrowsAsync<RpcException>(() => client.ListRegionsAsync(new ListRegionsRequest(), deadline: Deadline()).ResponseAsync);
         }
-        using (var node = GrpcChannels.MutualTls(server.Address, nodeTls, ExpectedServer.BaseNode))
+        using (var node = GrpcChannels.MutualTls(server.Address, certificates.Node, ExpectedServer.BaseNode))
             await Assert.ThrowsAsync<RpcException>(() => new Admin.AdminClient(node).GetClusterAsync(new GetClusterRequest(), deadline: Deadline()).ResponseAsync);
 
         var scraped = await MetricsText.ScrapeAsync(registry);
