@@ -52,6 +52,7 @@ public sealed class AdminGrpcService(
         // and tokens may go out before a region's first SuperNode starts), and the reply says so for the admin to check.
         var knownRegions = directory.RegionNames(context.CancellationToken);
         var issued = await enrollment.CreateToken(create, context.CancellationToken);
+        EnrollmentMetrics.Default.TokenCreated(issued.Role);
         bool regionUnknown;
         try
         {

@@ -97,9 +97,16 @@ public static class BaseNodeHost
             TimeProvider.System, services.GetRequiredService<ILogger<SuperNodeConnections>>()));
 
         var app = builder.Build();
-        var grpcHost = $"*:{settings.Listen.Port}";
-        app.MapGrpcService<DirectoryGrpcService>().RequireHost(grpcHost);
-        app.MapGrpcService<AdminGrpcService>().RequireHost(grpcHost);
+        // Its series are at zero from the start; the peers are read from the registry at each scrape.
+        var enrollmentMetrics = EnrollmentMetrics.Default;
+        var directoryQueries = app.Services.GetRequiredService<DirectoryQueries>();
+        var enrollmentQueries = app.Services.GetRequiredService<EnrollmentQueries>();
+        Prometheus.Metrics.DefaultRegistry.AddBeforeCollectCallback(cancellationToken => enrollmentMetrics.RefreshPeersAsync(
+            async within => await directoryQueries.RegionNames(within),
+            within => enrollmentQueries.PeerCounts(EnrollmentMetrics.PeersAnswerWithin, within),
+            cancellationToken));
+        ClusterNodeHost.MapService<DirectoryGrpcService>(app, Protocol.Directory.SuperNodeDirectory.Descriptor);
+        ClusterNodeHost.MapService<AdminGrpcService>(app, Protocol.Admin.Admin.Descriptor);
         ClusterNodeHost.MapNodeEndpoints(app);
         return app;
     }

@@ -27,9 +27,6 @@ public sealed class DirectoryGrpcService(
     private static readonly Counter Reports = Metrics.CreateCounter(
         "mydvpn_directory_reports_total", "SuperNode reports received, by region.", "region");
 
-    private static readonly Counter Redemptions = Metrics.CreateCounter(
-        "mydvpn_enrollment_redemptions_total", "Enrollment token redemptions, by outcome (ok or the refusal reason).", "outcome");
-
     public static readonly TimeSpan ReportInterval = Directory.DirectorySettings.Default.ReportInterval;
 
     /// <summary>
@@ -97,7 +94,7 @@ public sealed class DirectoryGrpcService(
         switch (await enrollment.Redeem(redeem, context.CancellationToken))
         {
             case TokenRedeemAccepted accepted:
-                Redemptions.WithLabels("ok").Inc();
+                EnrollmentMetrics.Default.Redeemed(EnrollmentMetrics.Ok);
                 enrollment.RecordEnrollment(new RecordEnrollment(redeem.PeerId, redeem.Region, redeem.ClaimedRole, accepted.TokenId));
                 logger.LogInformation(
                     accepted.AlreadyRedeemed
@@ -156,7 +153,7 @@ public sealed class DirectoryGrpcService(
     private RpcException Refuse(string superNode, RedeemToken redeem, RefusalReason reason, string detail)
     {
         var name = RefusalReasons.WireName(reason);
-        Redemptions.WithLabels(name).Inc();
+        EnrollmentMetrics.Default.Redeemed(name);
         logger.LogWarning("Security event: enrollment of peer {PeerId} as {Role} in region {Region} with token {TokenId} refused via SuperNode {SuperNode}: {Reason} ({Detail})",
             redeem.PeerId, redeem.ClaimedRole, redeem.Region, redeem.TokenId, superNode, name, detail);
         return EnrollmentMapping.Refused(reason, detail);

@@ -13,8 +13,10 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using MyDvpn.Logging;
 using MyDvpn.Security;
+using MyDvpn.Telemetry;
 using Prometheus;
 using MsLogLevel = Microsoft.Extensions.Logging.LogLevel;
+using ServiceDescriptor = Google.Protobuf.Reflection.ServiceDescriptor;
 
 namespace MyDvpn.Hosting;
 
@@ -78,6 +80,8 @@ public static class ClusterNodeHost
         });
         builder.Configuration.Sources.Clear();
         ConsoleLogging.Use(builder.Logging, logFormat);
+        // Before anything collects the registry /metrics serves.
+        ProcessMetrics.UseDefaultRegistry();
         builder.Logging.AddFilter("Microsoft.AspNetCore", MsLogLevel.Warning);
         // grpc-dotnet logs a message it could not read ("Error reading message.") at Information with the parser's stack
         // trace, some 4 KB per attempt anyone can make; the services refuse such a message themselves and say it in one line.
@@ -120,8 +124,12 @@ public static class ClusterNodeHost
         builder.Services.AddSingleton(tls);
         builder.Services.AddSingleton(settings.Crl);
         builder.Services.AddSingleton<CertificateKindInterceptor>();
+        builder.Services.AddSingleton(GrpcServerMetrics.Default);
+        builder.Services.AddSingleton<GrpcMetricsInterceptor>();
         builder.Services.AddGrpc(o =>
         {
+            // First, so that it counts the calls the certificate check refuses too.
+            o.Interceptors.Add<GrpcMetricsInterceptor>();
             o.Interceptors.Add<CertificateKindInterceptor>();
             o.MaxReceiveMessageSize = 64 * 1024;
         });
@@ -185,6 +193,15 @@ public static class ClusterNodeHost
         return builder;
     }
 
+    /// <summary>Maps the gRPC service <typeparamref name="TService"/> on <c>--listen</c>; its methods' series start at zero (<see cref="GrpcServerMetrics"/>).</summary>
+    public static void MapService<TService>(WebApplication app, ServiceDescriptor descriptor)
+        where TService : class
+    {
+        var settings = app.Services.GetRequiredService<ClusterNodeSettings>();
+        app.MapGrpcService<TService>().RequireHost($"*:{settings.Listen.Port}");
+        app.Services.GetRequiredService<GrpcServerMetrics>().Serve(descriptor);
+    }
+
     /// <summary>Health and metrics on <c>--metrics</c>; gRPC health on <c>--listen</c>.</summary>
     /// <summary>
     /// Runs a node until <paramref name="stop"/> is cancelled (SIGINT or SIGTERM through its caller) or it stops by itself
@@ -209,6 +226,7 @@ public static class ClusterNodeHost
     {
         var settings = app.Services.GetRequiredService<ClusterNodeSettings>();
         app.MapGrpcHealthChecksService().RequireHost($"*:{settings.Listen.Port}");
+        app.Services.GetRequiredService<GrpcServerMetrics>().Serve(Grpc.Health.V1.Health.Descriptor);
         if (settings.Metrics is not { } metrics)
             return;
         var metricsHost = $"*:{metrics.Port}";

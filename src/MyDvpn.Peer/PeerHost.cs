@@ -13,6 +13,7 @@ using MyDvpn.Peer.LocalStatus;
 using MyDvpn.Peer.Tunnel;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Security;
+using MyDvpn.Telemetry;
 
 namespace MyDvpn.Peer;
 
@@ -119,6 +120,9 @@ public static class PeerHost
         }
         builder.Services.AddSingleton(wireGuardKey);
         builder.Services.AddSingleton(time);
+        // Counted whether or not they are served: --metrics serves them with the process's own series.
+        var metrics = new PeerMetrics(settings.Metrics is null ? Prometheus.Metrics.NewCustomRegistry() : ProcessMetrics.NewRegistry());
+        builder.Services.AddSingleton(metrics);
         if (handler is null)
         {
             builder.Services.AddSingleton<ICommandHandler>(services => AgentCommands.Registry(
@@ -153,7 +157,8 @@ public static class PeerHost
                     time,
                     loggers.CreateLogger<CommandExecutor>(),
                     settings.Id,
-                    settings.Region), "commands");
+                    settings.Region,
+                    metrics), "commands");
                 registry.Register<CommandExecutor>(executor);
                 var control = system.ActorOf(ControlChannel.Props(
                     settings, executor, status, outcome, time, loggers.CreateLogger<ControlChannel>(), Random.Shared, enrolled,
@@ -181,6 +186,16 @@ public static class PeerHost
                 });
             });
         });
+        if (settings.Metrics is { } endpoint)
+        {
+            builder.Services.AddHostedService(services =>
+            {
+                var dataPlane = services.GetService<WireGuardTunnel>();
+                var clock = services.GetRequiredService<TimeProvider>();
+                metrics.Registry.AddBeforeCollectCallback(() => metrics.Show(status.Current, tunnel.Current, dataPlane?.Latest, clock.GetUtcNow()));
+                return new MetricsEndpoint(endpoint, "--metrics", metrics.Registry);
+            });
+        }
         // Started after the actor system, stopped before it.
         builder.Services.AddHostedService(services => new StatusSocket(
             settings, wireGuardKey, status, tunnel, services.GetService<WireGuardTunnel>(), services.GetRequiredService<ILogger<StatusSocket>>()));

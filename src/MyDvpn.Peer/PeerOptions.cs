@@ -37,6 +37,9 @@ public sealed class PeerOptions
     public int? MaxClients { get; set; }
     public int? WgPort { get; set; }
 
+    /// <summary>HOST:PORT for plain-HTTP <c>/metrics</c>; off when not given.</summary>
+    public string? Metrics { get; set; }
+
     /// <param name="isRoot">Whether the default state directory is the system one; the process's privilege if null.</param>
     /// <param name="home">The home directory for a non-root default state directory; the user's if null.</param>
     public PeerSettings Validate(bool? isRoot = null, string? home = null)
@@ -68,7 +71,8 @@ public sealed class PeerOptions
         var dataPlane = ValidateDataPlane(role, isRoot ?? Environment.IsPrivilegedProcess);
         var stateDir = ValidateStateDir(StateDir, Id!, isRoot ?? Environment.IsPrivilegedProcess,
             home ?? Environment.GetFolderPath(Environment.SpecialFolder.UserProfile));
-        return new PeerSettings(role, Id!, Region, key, ca, supernodes, token, exitRegion, stateDir, dataPlane);
+        var metrics = string.IsNullOrWhiteSpace(Metrics) ? null : HostPort.Parse(Metrics, "--metrics");
+        return new PeerSettings(role, Id!, Region, key, ca, supernodes, token, exitRegion, stateDir, dataPlane) { Metrics = metrics };
     }
 
     private static PeerRole ParseRole(string? role) => role?.Trim().ToLowerInvariant() switch
@@ -222,6 +226,9 @@ public sealed record PeerSettings(
     DataPlaneSettings DataPlane)
 {
     public PeerTimings Timings { get; init; } = new();
+
+    /// <summary>Where <c>/metrics</c> is served (<c>--metrics</c>); null: not served.</summary>
+    public HostPort? Metrics { get; init; }
 }
 
 /// <summary>

@@ -163,18 +163,35 @@ public static class SuperNodeHost
             throw new ConfigurationException("Super:Relay:KernelOffload", $"{ex.Message}; or leave it off (user space forwards every leg)", ex);
         }
         WarnIfFileDescriptorsTooFew(settings, app.Services.GetRequiredService<ILogger<DirectoryCache>>());
+        ShowMetricsAtZero(settings, app.Services.GetRequiredService<LocalStreams>());
         var cache = app.Services.GetRequiredService<DirectoryCache>();
         app.Services.GetRequiredService<ILogger<DirectoryCache>>().LogInformation(
             "Directory cache loaded: {Regions} regions from {Path}", cache.Regions.Regions.Count, cache.Path);
-        var grpcHost = $"*:{settings.Node.Listen.Port}";
-        app.MapGrpcService<ControlStreamService>().RequireHost(grpcHost);
-        app.MapGrpcService<SuperNodePeersService>().RequireHost(grpcHost);
-        app.MapGrpcService<ExitAllocationService>().RequireHost(grpcHost);
+        ClusterNodeHost.MapService<ControlStreamService>(app, Protocol.Control.ControlStream.Descriptor);
+        ClusterNodeHost.MapService<SuperNodePeersService>(app, SuperNodePeers.Descriptor);
+        ClusterNodeHost.MapService<ExitAllocationService>(app, ExitAllocation.Descriptor);
         ClusterNodeHost.MapNodeEndpoints(app);
         return app;
     }
 
     private const int ConnectionsBesidePeers = SuperNodeOptions.ConnectionsBesidePeers;
+
+    /// <summary>
+    /// Every series this SuperNode exports exists from its start, at zero for the label values known then (the relay's before
+    /// its first leg, every refusal reason, every command kind, its region's exit pool while the pool runs elsewhere); the
+    /// sessions are read from <see cref="LocalStreams"/> at each scrape.
+    /// </summary>
+    private static void ShowMetricsAtZero(SuperNodeSettings settings, LocalStreams streams)
+    {
+        RelayMetrics.ShowAtZero();
+        EdgeSecurityLog.ShowAtZero();
+        EdgeStream.ShowAtZero();
+        ExitMetrics.Default.ShowAtZero(settings.Region);
+        _ = CommandMetrics.Default;
+        var sessions = SessionMetrics.Default;
+        sessions.Show(streams);
+        Prometheus.Metrics.DefaultRegistry.AddBeforeCollectCallback(() => sessions.Show(streams));
+    }
 
     /// <summary>
     /// Each peer stream holds a socket, and a process out of descriptors dies (the runtime needs them too), so a SuperNode

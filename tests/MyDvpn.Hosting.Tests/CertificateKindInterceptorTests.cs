@@ -16,34 +16,16 @@ public sealed class CertificateKindInterceptorTests : IDisposable
 {
     private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(10);
 
-    private readonly TempDirectory temp = new();
-    private readonly TlsMaterial serverTls;
-    private readonly TlsMaterial adminTls;
-    private readonly TlsMaterial nodeTls;
+    private readonly CallerCertificates certificates = new();
     private readonly FixedAdmin admin = new();
-    private readonly Pki serverPki;
 
-    public CertificateKindInterceptorTests()
-    {
-        var pki = serverPki = new Pki(temp);
-        serverTls = TlsMaterial.Load(pki.IssueBase("base1"));
-        adminTls = TlsMaterial.Load(pki.IssueAdmin("alice"));
-        nodeTls = TlsMaterial.Load(pki.IssueSuper("super1", "eu-west"));
-    }
-
-    public void Dispose()
-    {
-        serverTls.Dispose();
-        adminTls.Dispose();
-        nodeTls.Dispose();
-        temp.Dispose();
-    }
+    public void Dispose() => certificates.Dispose();
 
     [Fact]
     public async Task An_admin_certificate_may_call_an_admin_only_service()
     {
         await using var server = await StartAsync(AdminOnly(), ClientCertificateMode.RequireCertificate);
-        using var channel = GrpcChannels.MutualTls(server.Address, adminTls, ExpectedServer.BaseNode);
+        using var channel = GrpcChannels.MutualTls(server.Address, certificates.Admin, ExpectedServer.BaseNode);
 
         var state = await new Admin.AdminClient(channel).GetClusterAsync(new GetClusterRequest(), deadline: Deadline());
 
@@ -55,7 +37,7 @@ public sealed class CertificateKindInterceptorTests : IDisposable
     public async Task A_node_certificate_is_refused_by_an_admin_only_service_with_PermissionDenied()
     {
         await using var server = await StartAsync(AdminOnly(), ClientCertificateMode.RequireCertificate);
-        using var channel = GrpcChannels.MutualTls(server.Address, nodeTls, ExpectedServer.BaseNode);
+        using var channel = GrpcChannels.MutualTls(server.Address, certificates.Node, ExpectedServer.BaseNode);
         var client = new Admin.AdminClient(channel);
 
         var getCluster = await Assert.ThrowsAsync<RpcException>(
@@ -76,7 +58,7 @@ public sealed class CertificateKindInterceptorTests : IDisposable
     public async Task A_service_the_policy_does_not_name_accepts_any_certificate_of_the_CA()
     {
         await using var server = await StartAsync(new CertificatePolicy(), ClientCertificateMode.RequireCertificate);
-        using var channel = GrpcChannels.MutualTls(server.Address, nodeTls, ExpectedServer.BaseNode);
+        using var channel = GrpcChannels.MutualTls(server.Address, certificates.Node, ExpectedServer.BaseNode);
 
         var state = await new Admin.AdminClient(channel).GetClusterAsync(new GetClusterRequest(), deadline: Deadline());
 
@@ -92,7 +74,7 @@ public sealed class CertificateKindInterceptorTests : IDisposable
         {
             HttpHandler = new SocketsHttpHandler
             {
-                SslOptions = new SslClientAuthenticationOptions { RemoteCertificateValidationCallback = adminTls.ValidateServerCertificate },
+                SslOptions = new SslClientAuthenticationOptions { RemoteCertificateValidationCallback = certificates.Admin.ValidateServerCertificate },
             },
             DisposeHttpClient = true,
         });
@@ -110,13 +92,13 @@ public sealed class CertificateKindInterceptorTests : IDisposable
     {
         await using var server = await StartAsync(new CertificatePolicy().Allow(Admin.Descriptor.FullName, Callers.SuperNodes),
             ClientCertificateMode.RequireCertificate);
-        using var channel = GrpcChannels.MutualTls(server.Address, nodeTls, ExpectedServer.BaseNode);
+        using var channel = GrpcChannels.MutualTls(server.Address, certificates.Node, ExpectedServer.BaseNode);
         var client = new Admin.AdminClient(channel);
         await client.GetClusterAsync(new GetClusterRequest(), deadline: Deadline());
-        var serial = CertificateRevocationList.SerialOf(nodeTls.Certificate);
-        var list = CaRevocations.RevokeSerial(serverPki.CaDir, serial, System.Security.Cryptography.X509Certificates.X509RevocationReason.KeyCompromise,
+        var serial = CertificateRevocationList.SerialOf(certificates.Node.Certificate);
+        var list = CaRevocations.RevokeSerial(certificates.Pki.CaDir, serial, System.Security.Cryptography.X509Certificates.X509RevocationReason.KeyCompromise,
             DateTimeOffset.UtcNow).List;
-        Assert.True(serverTls.Revocations.TryApply(list, out var problem), problem);
+        Assert.True(certificates.Server.Revocations.TryApply(list, out var problem), problem);
 
         var refused = await Assert.ThrowsAsync<RpcException>(
             () => client.GetClusterAsync(new GetClusterRequest(), deadline: Deadline()).ResponseAsync);
@@ -136,7 +118,7 @@ public sealed class CertificateKindInterceptorTests : IDisposable
         await using var server = await StartAsync(new CertificatePolicy(), ClientCertificateMode.RequireCertificate);
         var expected = expecting == "super" ? ExpectedServer.AnySuperNode : ExpectedServer.SuperNodeOf("eu-west");
         var logger = new CountingLogger();
-        using var channel = GrpcChannels.MutualTls(server.Address, nodeTls, expected, logger: logger);
+        using var channel = GrpcChannels.MutualTls(server.Address, certificates.Node, expected, logger: logger);
 
         var refused = await Assert.ThrowsAsync<RpcException>(
             () => new Admin.AdminClient(channel).GetClusterAsync(new GetClusterRequest(), deadline: Deadline()).ResponseAsync);
@@ -172,7 +154,7 @@ public sealed class CertificateKindInterceptorTests : IDisposable
     {
         await using var server = await StartAsync(new CertificatePolicy().Allow(Admin.Descriptor.FullName, Callers.BaseNodes),
             ClientCertificateMode.RequireCertificate);
-        using var channel = GrpcChannels.MutualTls(server.Address, nodeTls, ExpectedServer.BaseNode);
+        using var channel = GrpcChannels.MutualTls(server.Address, certificates.Node, ExpectedServer.BaseNode);
 
         var refused = await Assert.ThrowsAsync<RpcException>(
             () => new Admin.AdminClient(channel).GetClusterAsync(new GetClusterRequest(), deadline: Deadline()).ResponseAsync);
@@ -189,7 +171,7 @@ public sealed class CertificateKindInterceptorTests : IDisposable
     {
         await using var server = await StartAsync(new CertificatePolicy().Allow(Admin.Descriptor.FullName, Callers.BaseNodes | Callers.SuperNodes),
             ClientCertificateMode.RequireCertificate);
-        using var channel = GrpcChannels.MutualTls(server.Address, nodeTls, ExpectedServer.BaseNode);
+        using var channel = GrpcChannels.MutualTls(server.Address, certificates.Node, ExpectedServer.BaseNode);
 
         await new Admin.AdminClient(channel).GetClusterAsync(new GetClusterRequest(), deadline: Deadline());
 
@@ -203,7 +185,7 @@ public sealed class CertificateKindInterceptorTests : IDisposable
             .Allow(Admin.Descriptor.FullName, Callers.Admins)
             .Allow($"{Admin.Descriptor.FullName}/ListRegions", Callers.SuperNodes);
         await using var server = await StartAsync(policy, ClientCertificateMode.RequireCertificate);
-        using var channel = GrpcChannels.MutualTls(server.Address, nodeTls, ExpectedServer.BaseNode);
+        using var channel = GrpcChannels.MutualTls(server.Address, certificates.Node, ExpectedServer.BaseNode);
         var client = new Admin.AdminClient(channel);
 
         await client.ListRegionsAsync(new ListRegionsRequest(), deadline: Deadline());
@@ -219,7 +201,7 @@ public sealed class CertificateKindInterceptorTests : IDisposable
     {
         await using var server = await StartAsync(new CertificatePolicy().Allow(Admin.Descriptor.FullName, Callers.BaseNodes | Callers.SuperNodes),
             ClientCertificateMode.RequireCertificate);
-        using var forged = serverPki.NodeWithUris();
+        using var forged = certificates.Pki.NodeWithUris();
         using var channel = GrpcChannel.ForAddress($"https://{server.Address}", new GrpcChannelOptions
         {
             HttpHandler = new SocketsHttpHandler
@@ -227,7 +209,7 @@ public sealed class CertificateKindInterceptorTests : IDisposable
                 SslOptions = new SslClientAuthenticationOptions
                 {
                     ClientCertificates = [forged],
-                    RemoteCertificateValidationCallback = nodeTls.ValidateServerCertificate,
+                    RemoteCertificateValidationCallback = certificates.Node.ValidateServerCertificate,
                 },
             },
             DisposeHttpClient = true,
@@ -248,9 +230,9 @@ public sealed class CertificateKindInterceptorTests : IDisposable
     /// </summary>
     private Task<TlsGrpcTestServer> StartAsync(CertificatePolicy policy, ClientCertificateMode clientCertificates) =>
         TlsGrpcTestServer.StartAsync(
-            serverTls,
+            certificates.Server,
             clientCertificates,
-            services => services.AddCertificateKindInterceptor(serverTls, policy).AddSingleton(admin),
+            services => services.AddCertificateKindInterceptor(certificates.Server, policy).AddSingleton(admin),
             app => app.MapGrpcService<FixedAdmin>());
 
     /// <summary>An admin service that answers a fixed cluster state and counts the calls that reach it.</summary>

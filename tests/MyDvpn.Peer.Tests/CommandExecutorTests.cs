@@ -164,8 +164,29 @@ public sealed class CommandExecutorTests : Akka.TestKit.Xunit2.TestKit
         Assert.Empty(handler.Calls);
     }
 
-    private IActorRef Start() =>
-        Sys.ActorOf(CommandExecutor.Props(store, handler, clock, NullLogger.Instance, "peer-1", "eu-west"));
+    [Fact]
+    public async Task A_command_is_counted_by_kind_and_outcome_when_first_answered_and_not_again_for_a_duplicate()
+    {
+        var metrics = new PeerMetrics(Prometheus.Metrics.NewCustomRegistry());
+        var executor = Start(metrics);
+        var expired = Remove("cmd-2");
+        expired.Deadline = Timestamp.FromDateTimeOffset(clock.GetUtcNow());
+
+        executor.Tell(new ExecuteCommand(Remove("cmd-1")));
+        ExpectMsg<CommandAnswered>(Patience);
+        executor.Tell(new ExecuteCommand(Remove("cmd-1")));
+        ExpectMsg<CommandAnswered>(Patience);
+        executor.Tell(new ExecuteCommand(expired));
+        ExpectMsg<CommandAnswered>(Patience);
+
+        var scraped = await MetricsText.ScrapeAsync(metrics.Registry);
+        Assert.Equal(1, MetricsText.Value(scraped, """mydvpn_peer_commands_total{kind="remove_exit",outcome="applied"}"""));
+        Assert.Equal(1, MetricsText.Value(scraped, """mydvpn_peer_commands_total{kind="remove_exit",outcome="expired"}"""));
+        Assert.Equal(0, MetricsText.Value(scraped, """mydvpn_peer_commands_total{kind="setup_exit",outcome="applied"}"""));
+    }
+
+    private IActorRef Start(PeerMetrics? metrics = null) =>
+        Sys.ActorOf(CommandExecutor.Props(store, handler, clock, NullLogger.Instance, "peer-1", "eu-west", metrics));
 
     private Command Remove(string id) => new()
     {

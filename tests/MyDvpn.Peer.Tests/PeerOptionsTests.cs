@@ -91,6 +91,19 @@ public sealed class PeerOptionsTests : IDisposable
     }
 
     [Fact]
+    public void Metrics_are_served_only_where_asked_and_a_malformed_address_is_refused()
+    {
+        var options = Valid();
+        Assert.Null(options.Validate().Metrics);
+
+        options.Metrics = "127.0.0.1:9470";
+        Assert.Equal(new HostPort("127.0.0.1", 9470), options.Validate().Metrics);
+
+        options.Metrics = "127.0.0.1";
+        AssertRefused("--metrics", options);
+    }
+
+    [Fact]
     public void Missing_key_file_says_how_to_make_one()
     {
         var options = Valid();

@@ -72,6 +72,9 @@ public sealed class EnrollmentQueries(
     public async Task<EnrolledPeer?> EnrolledPeer(string peerId, CancellationToken cancellationToken) =>
         (await DirectoryQueries.AskAsync<EnrolledPeerOf>(peerRegistry.ActorRef, new GetEnrolledPeer(peerId), PeerRegistry, cancellationToken)).Peer;
 
+    public Task<PeerCounts> PeerCounts(TimeSpan timeout, CancellationToken cancellationToken) =>
+        DirectoryQueries.AskAsync<PeerCounts>(peerRegistry.ActorRef, GetPeerCounts.Instance, PeerRegistry, cancellationToken, timeout);
+
     public Task<RevocationsAfter> RevocationsAfter(long version, CancellationToken cancellationToken) =>
         DirectoryQueries.AskAsync<RevocationsAfter>(revocations.ActorRef, new GetRevocationsAfter(version), RevocationList, cancellationToken);
 

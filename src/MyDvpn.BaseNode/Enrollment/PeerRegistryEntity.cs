@@ -43,6 +43,7 @@ public sealed class PeerRegistryEntity : ReceivePersistentActor
         });
         Command<GetEnrolledPeers>(_ => Sender.Tell(new EnrolledPeers([.. _state.Peers.Values])));
         Command<GetEnrolledPeer>(get => Sender.Tell(new EnrolledPeerOf(get.PeerId, _state.Of(get.PeerId).FirstOrDefault())));
+        Command<GetPeerCounts>(_ => Sender.Tell(_state.Counts()));
         Command<ISnapshotResponse>(_snapshots.Handle);
     }
 

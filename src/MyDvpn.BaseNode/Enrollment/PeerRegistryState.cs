@@ -49,6 +49,12 @@ public sealed record PeerRegistryState(ImmutableSortedDictionary<(string Region,
             return known.LastSeen is { } last && last > seen.At ? peers : peers.SetItem(key, known with { LastSeen = seen.At, Connected = seen.Connected });
         }));
 
+    /// <summary>The peers of each region by role, connected or not (<see cref="PeerCounts"/>), in region order.</summary>
+    public PeerCounts Counts() =>
+        new([.. Peers.Values
+            .GroupBy(p => (p.Region, p.Role, p.Connected))
+            .Select(g => new PeerCount(g.Key.Region, g.Key.Role, g.Key.Connected, g.Count()))]);
+
     /// <summary>An enrollment not recorded yet (with this token); null for one recorded already or one that is malformed.</summary>
     public PeerEnrollmentRecorded? DecideEnrollment(RecordEnrollment record, DateTimeOffset now)
     {

@@ -211,5 +211,21 @@ public sealed record EnrolledPeers(ImmutableList<EnrolledPeer> Peers);
 /// <summary>Reply: <see cref="EnrolledPeerOf"/>.</summary>
 public sealed record GetEnrolledPeer(string PeerId) : IPeerRegistryCommand;
 
+/// <summary>Reply: <see cref="PeerCounts"/>.</summary>
+public sealed record GetPeerCounts : IPeerRegistryCommand
+{
+    public static readonly GetPeerCounts Instance = new();
+}
+
+/// <summary>How many enrolled peers each region has of a role, connected (as a SuperNode last said) or not; no zero counts.</summary>
+public sealed record PeerCounts(ImmutableList<PeerCount> Counts)
+{
+    public bool Equals(PeerCounts? other) => other is not null && Counts.SequenceEqual(other.Counts);
+
+    public override int GetHashCode() => Counts.Count;
+}
+
+public sealed record PeerCount(string Region, EnrollmentRole Role, bool Connected, int Count);
+
 /// <param name="Peer">Null when the directory knows no enrollment of the peer.</param>
 public sealed record EnrolledPeerOf(string PeerId, EnrolledPeer? Peer);

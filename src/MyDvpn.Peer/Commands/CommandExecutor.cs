@@ -20,7 +20,7 @@ public sealed class CommandExecutor : ReceiveActor
 
     private sealed record Handled(Command Command, CommandApplied Applied);
 
-    private sealed record Stored(string CommandId, CommandResponse Response, ExitChanged? Change);
+    private sealed record Stored(string CommandId, Command.BodyOneofCase Kind, CommandResponse Response, ExitChanged? Change);
 
     private sealed record StoreFailed(string CommandId, CommandApplied Applied, Exception Cause);
 
@@ -30,6 +30,7 @@ public sealed class CommandExecutor : ReceiveActor
     private readonly ILogger logger;
     private readonly string peerId;
     private readonly string region;
+    private readonly PeerMetrics? metrics;
     private readonly CancellationTokenSource stopping = new();
     private readonly Queue<Command> queue = new();
 
@@ -41,11 +42,15 @@ public sealed class CommandExecutor : ReceiveActor
 
     private bool busy;
 
-    public static Props Props(AppliedCommandStore store, ICommandHandler handler, TimeProvider time, ILogger logger, string peerId, string region) =>
-        Akka.Actor.Props.Create(() => new CommandExecutor(store, handler, time, logger, peerId, region));
+    public static Props Props(AppliedCommandStore store, ICommandHandler handler, TimeProvider time, ILogger logger, string peerId, string region,
+        PeerMetrics? metrics = null) =>
+        Akka.Actor.Props.Create(() => new CommandExecutor(store, handler, time, logger, peerId, region, metrics));
 
-    public CommandExecutor(AppliedCommandStore store, ICommandHandler handler, TimeProvider time, ILogger logger, string peerId, string region)
+    /// <param name="metrics">Where each command's first answer is counted; null: not counted.</param>
+    public CommandExecutor(AppliedCommandStore store, ICommandHandler handler, TimeProvider time, ILogger logger, string peerId, string region,
+        PeerMetrics? metrics = null)
     {
+        this.metrics = metrics;
         this.store = store;
         this.handler = handler;
         this.time = time;
@@ -61,10 +66,11 @@ public sealed class CommandExecutor : ReceiveActor
                 logger.LogError(failed.Cause, "Could not read the applied-command store; command left unanswered for the SuperNode to resend");
             Forget(failed.Command.CommandId);
         });
-        Receive<Handled>(handled => Store(handled.Command.CommandId, handled.Applied));
+        Receive<Handled>(handled => Store(handled.Command, handled.Applied));
         Receive<Stored>(stored =>
         {
             unstored.Remove(stored.CommandId);
+            metrics?.CommandAnswered(stored.Kind, stored.Response);
             if (stored.Change is { } change)
                 Context.System.EventStream.Publish(change);
             Answer(stored.CommandId, stored.Response);
@@ -112,7 +118,7 @@ public sealed class CommandExecutor : ReceiveActor
         busy = true;
         if (unstored.TryGetValue(command.CommandId, out var applied))
         {
-            Store(command.CommandId, applied);
+            Store(command, applied);
             return;
         }
         store.FindAsync(command.CommandId, stopping.Token).PipeTo(Self,
@@ -134,7 +140,9 @@ public sealed class CommandExecutor : ReceiveActor
         if (command.Deadline is { } deadline && deadline.ToDateTimeOffset() <= time.GetUtcNow())
         {
             logger.LogWarning("Command {Kind} expired at {Deadline:o} before it could be applied", CommandResponses.KindOf(command), deadline.ToDateTimeOffset());
-            Answer(id, CommandResponses.Failed(id, CommandError.Expired, $"the deadline {deadline.ToDateTimeOffset():o} passed before the peer could apply the command"));
+            var expired = CommandResponses.Failed(id, CommandError.Expired, $"the deadline {deadline.ToDateTimeOffset():o} passed before the peer could apply the command");
+            metrics?.CommandAnswered(command.BodyCase, expired);
+            Answer(id, expired);
             return;
         }
 
@@ -156,13 +164,15 @@ public sealed class CommandExecutor : ReceiveActor
         }
     }
 
-    private void Store(string id, CommandApplied applied)
+    private void Store(Command command, CommandApplied applied)
     {
+        var id = command.CommandId;
+        var kind = command.BodyCase;
         var answer = applied.Response.Clone();
         answer.CommandId = id;
         var change = applied.Change;
         store.StoreAsync(id, answer, stopping.Token).PipeTo(Self,
-            success: stored => new Stored(id, stored, change),
+            success: stored => new Stored(id, kind, stored, change),
             failure: ex => new StoreFailed(id, applied with { Response = answer }, ex));
     }
 

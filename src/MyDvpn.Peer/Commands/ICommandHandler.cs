@@ -43,10 +43,8 @@ public static class CommandResponses
         ControlReflection.Descriptor.EnumTypes.Single(e => e.Name == nameof(CommandError)).FindValueByNumber((int)error)?.Name ?? error.ToString();
 
     /// <summary>The command's body as named in control.proto (e.g. <c>setup_exit</c>); <c>none</c> without one.</summary>
-    public static string KindOf(Command command) =>
-        Command.Descriptor.Oneofs.Single(o => o.Name == "body").Accessor.GetCaseFieldDescriptor(command)?.Name ?? "none";
+    public static string KindOf(Command command) => CommandKinds.Label(command);
 
     /// <summary>The proto name of a body case (e.g. <c>rotate_peer</c>).</summary>
-    public static string KindOf(Command.BodyOneofCase kind) =>
-        Command.Descriptor.FindFieldByNumber((int)kind)?.Name ?? kind.ToString();
+    public static string KindOf(Command.BodyOneofCase kind) => CommandKinds.Label(kind);
 }

@@ -31,6 +31,14 @@ public sealed class EdgeStream : ReceiveActor
     internal static readonly Counter Dropped = Metrics.CreateCounter(
         "mydvpn_stream_messages_dropped_total", "Messages of authenticated peer streams dropped, by kind and reason.", "kind", "reason");
 
+    /// <summary>The streams' series at zero before the first stream: every kind of message a limit may drop.</summary>
+    public static void ShowAtZero()
+    {
+        OpenStreams.Inc(0);
+        foreach (var kind in StreamMessageLimits.Kinds)
+            Dropped.WithLabels(kind, "rate_limited");
+    }
+
     /// <summary>A message the peer sent on its stream (other than the AuthRequest).</summary>
     public sealed record Inbound(ControlMessage Message);
 
@@ -227,7 +235,7 @@ public sealed class EdgeStream : ReceiveActor
     private bool WithinLimits(ControlMessage message)
     {
         var limit = message.PayloadCase == ControlMessage.PayloadOneofCase.CommandResponse
-            ? unanswered.Contains(message.CommandResponse.CommandId) ? null : ("stray_command_response", settings.Messages.StrayResponses)
+            ? unanswered.Contains(message.CommandResponse.CommandId) ? null : (StreamMessageLimits.StrayResponses, settings.Messages.StrayResponses)
             : limits.LimitOf(message.PayloadCase);
         if (limit is null)
             return true;

@@ -35,4 +35,11 @@ public sealed class EdgeSecurityLog(ILogger<EdgeSecurityLog> logger)
     }
 
     public static void Accepted() => Authenticated.Inc();
+
+    /// <summary>Every refusal reason at zero before the first (a reason first seen would otherwise start a series mid-way).</summary>
+    public static void ShowAtZero()
+    {
+        foreach (var reason in Enum.GetValues<RefusalReason>().Where(r => r != RefusalReason.Unspecified))
+            Refusals.WithLabels(RefusalReasons.WireName(reason));
+    }
 }

@@ -70,6 +70,12 @@ public sealed class StreamMessageLimits(StreamMessageRates rates, TimeProvider t
     /// <summary>Messages dropped on this stream so far.</summary>
     public long Dropped { get; private set; }
 
+    /// <summary>The limit of answers to no command the stream waits for, as metrics name it.</summary>
+    public const string StrayResponses = "stray_command_response";
+
+    /// <summary>The names of the limits (<see cref="LimitOf"/>, and <see cref="StrayResponses"/>), as metrics label them.</summary>
+    public static readonly IReadOnlyList<string> Kinds = ["heartbeat", "status_report", "exit_request", "exit_release", "info_request", StrayResponses];
+
     /// <summary>The limit a message of <paramref name="payload"/> counts against, and its name in metrics; null: not limited here.</summary>
     public (string Kind, MessageRate Rate)? LimitOf(ControlMessage.PayloadOneofCase payload) => payload switch
     {

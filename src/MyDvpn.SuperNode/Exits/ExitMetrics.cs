@@ -6,8 +6,11 @@ namespace MyDvpn.SuperNode.Exits;
 
 /// <summary>
 /// The exits' Prometheus metrics: the clients' rotations, counted by the client's session when one ends (live, never while
-/// its journal is replayed), and the exits each region's pool sees, set by the pool after each decision. <see cref="Default"/>
-/// is the one <c>/metrics</c> serves; a test makes its own over a registry of its own and reads the values back.
+/// its journal is replayed), and what each region's pool sees — its exits by state, the client places they offer and its
+/// assignments — set by the pool after each decision. A region's pool runs on one of its SuperNodes at a time: the others
+/// show its figures at zero (<see cref="ShowAtZero"/>, from a SuperNode's start and when a pool stops there), so the region's
+/// figures are the sum over its SuperNodes. <see cref="Default"/> is the one <c>/metrics</c> serves; a test makes its own
+/// over a registry of its own and reads the values back.
 /// </summary>
 public sealed class ExitMetrics
 {
@@ -18,6 +21,9 @@ public sealed class ExitMetrics
 
     public const string Moved = "moved", Failed = "failed";
 
+    /// <summary>The <c>state</c> of <c>mydvpn_exit_assignments</c>: answered by both halves, or still setting up.</summary>
+    public const string Active = "active", SettingUp = "setting_up";
+
     private static readonly EnumDescriptor Reasons =
         SupernodeReflection.Descriptor.EnumTypes.Single(e => e.ClrType == typeof(RotationReason));
 
@@ -25,6 +31,8 @@ public sealed class ExitMetrics
     private readonly Histogram _rotationSeconds;
     private readonly Gauge _exits;
     private readonly Counter _refusedEndpoints;
+    private readonly Gauge _capacity;
+    private readonly Gauge _assignments;
 
     public ExitMetrics(IMetricFactory factory)
     {
@@ -35,11 +43,17 @@ public sealed class ExitMetrics
             "Time from a rotation's start to the client moved (its RotatePeer applied), for rotations that moved the client.",
             new HistogramConfiguration { Buckets = RotationBuckets });
         _exits = factory.CreateGauge("mydvpn_exits",
-            "Exits a region's pool sees, by state (online, disconnected, lost, drained, offline); set by the SuperNode running the pool.",
+            "Exits a region's pool sees, by state (online, stale, disconnected, lost, drained, offline); set by the SuperNode running the pool, zero on the others.",
             new GaugeConfiguration { LabelNames = ["region", "state"] });
         _refusedEndpoints = factory.CreateCounter("mydvpn_exit_endpoints_refused_total",
             "Endpoints exits claimed that the region did not take (not on the address their stream comes from, nor configured): their clients were pointed at the stream's address.",
             new CounterConfiguration { LabelNames = ["region"] });
+        _capacity = factory.CreateGauge("mydvpn_exit_capacity",
+            "Clients a region's online exits can take in all (each its declared capacity, at most its subnet's), the ones they serve included; set by the SuperNode running the pool, zero on the others.",
+            new GaugeConfiguration { LabelNames = ["region"] });
+        _assignments = factory.CreateGauge("mydvpn_exit_assignments",
+            "Exit assignments a region's pool holds, by state (active, setting_up); set by the SuperNode running the pool, zero on the others.",
+            new GaugeConfiguration { LabelNames = ["region", "state"] });
     }
 
     /// <summary>An exit of <paramref name="region"/> claimed an endpoint the region did not take (<see cref="ExitEndpoints"/>).</summary>
@@ -59,17 +73,25 @@ public sealed class ExitMetrics
             _rotationSeconds.Observe(Math.Max(0, took.TotalSeconds));
     }
 
-    /// <summary>The exits <paramref name="region"/>'s pool sees now, by state (every state of <see cref="ExitStates"/> is set).</summary>
-    public void PoolSees(string region, IReadOnlyDictionary<string, int> byState)
+    /// <summary>What <paramref name="region"/>'s pool sees now (every state of <see cref="ExitStates"/> is set).</summary>
+    public void PoolSees(string region, PoolFigures figures)
     {
         foreach (var state in ExitStates.All)
-            _exits.WithLabels(region, state).Set(byState.GetValueOrDefault(state));
+            _exits.WithLabels(region, state).Set(figures.ExitsByState.GetValueOrDefault(state));
+        _capacity.WithLabels(region).Set(figures.Capacity);
+        _assignments.WithLabels(region, Active).Set(figures.ActiveAssignments);
+        _assignments.WithLabels(region, SettingUp).Set(figures.SettingUpAssignments);
     }
 
-    /// <summary>The pool stopped here (moved to another SuperNode of the region, or shut down): its series go with it.</summary>
-    public void PoolGone(string region)
-    {
-        foreach (var state in ExitStates.All)
-            _exits.RemoveLabelled(region, state);
-    }
+    /// <summary>
+    /// <paramref name="region"/>'s pool does not run here (not yet, or it stopped: moved to another SuperNode of the region,
+    /// or shut down): its figures are zero here.
+    /// </summary>
+    public void ShowAtZero(string region) => PoolSees(region, PoolFigures.None);
+}
+
+/// <summary>What a region's pool sees, for its gauges: its exits by state, the client places they offer, its assignments.</summary>
+public sealed record PoolFigures(IReadOnlyDictionary<string, int> ExitsByState, int Capacity, int ActiveAssignments, int SettingUpAssignments)
+{
+    public static readonly PoolFigures None = new(new Dictionary<string, int>(), 0, 0, 0);
 }

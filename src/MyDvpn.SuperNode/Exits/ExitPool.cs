@@ -102,7 +102,7 @@ public sealed class ExitPool : ReceivePersistentActor
     protected override void PostStop()
     {
         // The pool runs on one SuperNode of the region at a time: the next one shows its exits.
-        _metrics.PoolGone(_state.Region);
+        _metrics.ShowAtZero(_state.Region);
         _timers.Dispose();
         _lifetime.Cancel();
         _lifetime.Dispose();
@@ -132,11 +132,11 @@ public sealed class ExitPool : ReceivePersistentActor
         });
     }
 
-    /// <summary>The decision's state is the pool's now; the exits it sees are shown (<c>mydvpn_exits</c>).</summary>
+    /// <summary>The decision's state is the pool's now; what it sees is shown (<c>mydvpn_exits</c>, <c>mydvpn_exit_capacity</c>, <c>mydvpn_exit_assignments</c>).</summary>
     private void Take(PoolState state)
     {
         _state = state;
-        _metrics.PoolSees(_state.Region, _state.ExitCounts());
+        _metrics.PoolSees(_state.Region, _state.Figures());
     }
 
     private void Perform(PoolDecision decision, IActorRef requester)

@@ -75,6 +75,19 @@ public sealed record PoolState(
             .Aggregate(counts, (c, state) => c.SetItem(state, c[state] + 1));
     }
 
+    /// <summary>
+    /// The pool's gauges: its exits by state (<see cref="ExitCounts"/>), the client places its online exits offer (each its
+    /// declared capacity, at most its subnet's) and its assignments, active or setting up.
+    /// </summary>
+    public PoolFigures Figures()
+    {
+        var capacity = Exits.Online
+            .Where(e => Exits.StateOf(e.Key, Durable.Drained.Contains(e.Key)) == ExitStates.Online)
+            .Sum(e => Math.Min(e.Value.Capacity, Addressing.ClientsPerSubnet));
+        var active = Durable.Assignments.Values.Count(a => a.Active);
+        return new PoolFigures(ExitCounts(), capacity, active, Durable.Assignments.Count - active);
+    }
+
     /// <summary>Every exit with a subnet or online, and every assignment (oldest first), as the admin sees them.</summary>
     public ExitPoolSnapshotView View(DateTimeOffset now)
     {

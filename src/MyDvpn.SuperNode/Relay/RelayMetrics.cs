@@ -59,4 +59,7 @@ internal static class RelayMetrics
     ];
 
     public static Counter.Child DroppedFor(RelayDropReason reason) => DroppedByReason[(int)reason];
+
+    /// <summary>Makes the relay's series exist, at zero, before the first leg opens (the children above are made with them).</summary>
+    public static void ShowAtZero() => LegsOpen.Inc(0);
 }

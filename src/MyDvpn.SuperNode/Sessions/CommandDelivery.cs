@@ -154,7 +154,8 @@ public static class CommandDelivery
                 var id = issued.Event.CommandId;
                 d = d.IfLost(new CommandOutcome(state.PeerId, id, null, "not issued: " + PeerState.JournalUnavailable))
                     .Record(issued.Event)
-                    .Do(new SessionEffect.RememberIssuer(id), new SessionEffect.Reply(new CommandAccepted(state.PeerId, id)));
+                    .Do(new SessionEffect.RememberIssuer(id), new SessionEffect.Reply(new CommandAccepted(state.PeerId, id)),
+                        new SessionEffect.CountCommand(issue.Command.BodyCase, CommandStage.Issued));
                 d = Deliver(d, id, now);
                 // The Disconnect itself makes the client drop its half.
                 return issue.Command.BodyCase == Command.BodyOneofCase.Disconnect && d.State.Exit is not null
@@ -175,7 +176,7 @@ public static class CommandDelivery
             return d;
         }
 
-        return Deliver(d.Record(issue.Event), issue.Event.CommandId, now);
+        return Deliver(d.Record(issue.Event).Do(new SessionEffect.CountCommand(command.BodyCase, CommandStage.Issued)), issue.Event.CommandId, now);
     }
 
     /// <summary>Delivers to the attached stream and waits for the answer; without a stream waits for one (or the deadline).</summary>
@@ -191,7 +192,10 @@ public static class CommandDelivery
         }
 
         d = d.With(s => s with { Commands = s.Commands.Delivered(commandId) });
-        var wait = d.State.Config.Session.WaitAfterDelivery(d.State.Commands.DeliveriesOf(commandId));
+        var deliveries = d.State.Commands.DeliveriesOf(commandId);
+        if (deliveries > 1)
+            d = d.Do(new SessionEffect.CountCommand(command.Command.BodyCase, CommandStage.Retried));
+        var wait = d.State.Config.Session.WaitAfterDelivery(deliveries);
         return d.Do(new SessionEffect.SendCommand(command.Command.Clone()), Timer(commandId, wait < untilDeadline ? wait : untilDeadline));
     }
 
@@ -231,7 +235,8 @@ public static class CommandDelivery
         }
 
         var command = state.Commands.FindInFlight(completed.CommandId)!;
-        return Concluded(d.Record(completed), command, new CommandOutcome(state.PeerId, completed.CommandId, response.Clone(), null), now);
+        return Concluded(d.Record(completed).Do(new SessionEffect.CountCommand(command.Command.BodyCase, CommandStage.Answered, now - command.IssuedAt)),
+            command, new CommandOutcome(state.PeerId, completed.CommandId, response.Clone(), null), now);
     }
 
     /// <summary>The session gives up on a command in flight.</summary>
@@ -239,7 +244,7 @@ public static class CommandDelivery
     {
         if (d.State.Commands.FindInFlight(commandId) is not { } command)
             return d;
-        d = d.Record(new CommandFailed(commandId, reason, now));
+        d = d.Record(new CommandFailed(commandId, reason, now)).Do(new SessionEffect.CountCommand(command.Command.BodyCase, CommandStage.Failed));
         if (warn)
             d = d.Log(LogLevel.Warning, "Command {CommandId} failed: {Reason}", commandId, reason);
         return Concluded(d, command, new CommandOutcome(d.State.PeerId, commandId, null, reason), now);

@@ -43,6 +43,7 @@ public sealed class PeerSession : ReceivePersistentActor
     private readonly IActorRef? _peersShardRegion;
     private readonly TimeProvider _time;
     private readonly ExitServices? _exits;
+    private readonly CommandMetrics _commandMetrics;
     private readonly ILogger _logger;
     private readonly ClockTimers _timers;
     private readonly Snapshots _snapshots;
@@ -61,9 +62,10 @@ public sealed class PeerSession : ReceivePersistentActor
     private PeerState _state;
 
     public PeerSession(string peerId, string region, PeerSessionSettings settings, IEnrollmentClient enrollment, IActorRef? peersShardRegion,
-        TimeProvider time, ExitServices? exits, ILogger logger)
+        TimeProvider time, ExitServices? exits, ILogger logger, CommandMetrics commandMetrics)
     {
         _settings = settings;
+        _commandMetrics = commandMetrics;
         _exits = exits;
         _enrollment = enrollment;
         _peersShardRegion = peersShardRegion;
@@ -147,8 +149,9 @@ public sealed class PeerSession : ReceivePersistentActor
     /// </param>
     /// <param name="time">The clock for deadlines, event times and timers; the system clock when null.</param>
     /// <param name="exits">Exit allocation; null: exit requests are refused as unavailable.</param>
+    /// <param name="commandMetrics">Where the session counts its commands; <see cref="CommandMetrics.Default"/> when null.</param>
     public static Props Props(string peerId, string region, PeerSessionSettings settings, IEnrollmentClient enrollment, IActorRef? peersShardRegion,
-        TimeProvider? time = null, ExitServices? exits = null, ILogger? logger = null)
+        TimeProvider? time = null, ExitServices? exits = null, ILogger? logger = null, CommandMetrics? commandMetrics = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(peerId);
         ArgumentException.ThrowIfNullOrEmpty(region);
@@ -158,7 +161,8 @@ public sealed class PeerSession : ReceivePersistentActor
         exits?.Settings.Validate();
         var clock = time ?? TimeProvider.System;
         var log = logger ?? NullLogger.Instance;
-        return Akka.Actor.Props.Create(() => new PeerSession(peerId, region, settings, enrollment, peersShardRegion, clock, exits, log));
+        var commands = commandMetrics ?? CommandMetrics.Default;
+        return Akka.Actor.Props.Create(() => new PeerSession(peerId, region, settings, enrollment, peersShardRegion, clock, exits, log, commands));
     }
 
     protected override void PostStop()
@@ -259,6 +263,9 @@ public sealed class PeerSession : ReceivePersistentActor
                     break;
                 case SessionEffect.CountRotation count:
                     (_exits?.Metrics ?? ExitMetrics.Default).RotationEnded(count.Reason, count.Moved, count.Took);
+                    break;
+                case SessionEffect.CountCommand count:
+                    _commandMetrics.Count(count.Kind, count.Stage, count.Took);
                     break;
                 case SessionEffect.AdoptStream adopt:
                     _edge = adopt.Edge;

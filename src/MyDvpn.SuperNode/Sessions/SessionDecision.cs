@@ -85,6 +85,12 @@ public abstract record SessionEffect
     /// </summary>
     public sealed record CountRotation(RotationReason Reason, bool Moved, TimeSpan Took) : SessionEffect;
 
+    /// <summary>
+    /// A command reached <paramref name="Stage"/> (its event, if any, is persisted): count it by kind, and an answer's time
+    /// from the command's issue (<see cref="CommandMetrics"/>).
+    /// </summary>
+    public sealed record CountCommand(Command.BodyOneofCase Kind, CommandStage Stage, TimeSpan Took = default) : SessionEffect;
+
     /// <summary>The command ended: its issuer and, through the <c>peers</c> shard region, <paramref name="ReplyToPeerId"/> hear of it.</summary>
     public sealed record Announce(CommandOutcome Outcome, string? ReplyToPeerId) : SessionEffect;
 

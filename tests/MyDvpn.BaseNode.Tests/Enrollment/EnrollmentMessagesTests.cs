@@ -48,6 +48,8 @@ public sealed class EnrollmentMessagesTests : Akka.TestKit.Xunit2.TestKit
         new PeerEnrollmentRecorded("peer-1", "eu-west", EnrollmentRole.Client, TokenId, At),
         GetEnrolledPeers.Instance,
         new GetEnrolledPeer("peer-1"),
+        GetPeerCounts.Instance,
+        new PeerCounts([new PeerCount("eu-west", EnrollmentRole.Exit, Connected: true, 3)]),
         new EnrolledPeerOf("peer-1", new EnrolledPeer("peer-1", "eu-west", EnrollmentRole.Both, null, null, At, true)),
     ];
 

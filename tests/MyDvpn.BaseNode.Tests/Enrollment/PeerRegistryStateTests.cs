@@ -60,6 +60,25 @@ public sealed class PeerRegistryStateTests
     }
 
     [Fact]
+    public void Peers_are_counted_by_region_role_and_whether_they_are_connected()
+    {
+        var state = PeerRegistryState.Empty
+            .Apply(new PeerEnrollmentRecorded("peer-1", "eu-west", EnrollmentRole.Client, TokenId, T0))
+            .Apply(new PeerEnrollmentRecorded("peer-2", "eu-west", EnrollmentRole.Client, TokenId, T0))
+            .Apply(new PeerEnrollmentRecorded("exit-1", "us-east", EnrollmentRole.Exit, TokenId, T0));
+        state = state.Apply(state.DecideSightings(new RecordSightings("eu-west", [Seen("peer-2", T0.AddMinutes(1), connected: true)]))!);
+
+        Assert.Equal(
+            new PeerCounts(
+            [
+                new PeerCount("eu-west", EnrollmentRole.Client, Connected: false, 1),
+                new PeerCount("eu-west", EnrollmentRole.Client, Connected: true, 1),
+                new PeerCount("us-east", EnrollmentRole.Exit, Connected: false, 1),
+            ]),
+            state.Counts());
+    }
+
+    [Fact]
     public void Snapshot_round_trips()
     {
         var state = PeerRegistryState.Empty

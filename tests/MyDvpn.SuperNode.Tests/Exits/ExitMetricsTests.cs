@@ -1,5 +1,3 @@
-using System.Globalization;
-using System.Text;
 using MyDvpn.Protocol.SuperNode;
 using MyDvpn.SuperNode.Exits;
 using Prometheus;
@@ -42,39 +40,34 @@ public sealed class ExitMetricsTests
         Assert.Equal(label, ExitMetrics.ReasonLabel(reason));
 
     [Fact]
-    public async Task A_pool_shows_every_state_of_its_region_and_its_series_go_when_it_stops_here()
+    public async Task A_pool_shows_every_state_of_its_region_its_capacity_and_assignments_and_zero_when_it_stops_here()
     {
         var metrics = new ExitMetrics(Metrics.WithCustomRegistry(_registry));
 
-        metrics.PoolSees("us-east", new Dictionary<string, int> { [ExitStates.Online] = 2, [ExitStates.Lost] = 1 });
-        metrics.PoolSees("eu-west", new Dictionary<string, int> { [ExitStates.Drained] = 1 });
+        metrics.PoolSees("us-east", new PoolFigures(new Dictionary<string, int> { [ExitStates.Online] = 2, [ExitStates.Lost] = 1 }, 40, 3, 1));
+        metrics.PoolSees("eu-west", new PoolFigures(new Dictionary<string, int> { [ExitStates.Drained] = 1 }, 0, 0, 0));
 
         var scraped = await ScrapeAsync(_registry);
         Assert.Equal(2, Value(scraped, """mydvpn_exits{region="us-east",state="online"}"""));
         Assert.Equal(1, Value(scraped, """mydvpn_exits{region="us-east",state="lost"}"""));
         Assert.Equal(0, Value(scraped, """mydvpn_exits{region="us-east",state="drained"}"""));
         Assert.Equal(0, Value(scraped, """mydvpn_exits{region="us-east",state="disconnected"}"""));
+        Assert.Equal(40, Value(scraped, """mydvpn_exit_capacity{region="us-east"}"""));
+        Assert.Equal(3, Value(scraped, """mydvpn_exit_assignments{region="us-east",state="active"}"""));
+        Assert.Equal(1, Value(scraped, """mydvpn_exit_assignments{region="us-east",state="setting_up"}"""));
         Assert.Equal(1, Value(scraped, """mydvpn_exits{region="eu-west",state="drained"}"""));
 
-        metrics.PoolGone("us-east");
+        metrics.ShowAtZero("us-east");
 
         scraped = await ScrapeAsync(_registry);
-        Assert.DoesNotContain("region=\"us-east\"", scraped, StringComparison.Ordinal);
+        Assert.All(ExitStates.All, state => Assert.Equal(0, Value(scraped, $$"""mydvpn_exits{region="us-east",state="{{state}}"}""")));
+        Assert.Equal(0, Value(scraped, """mydvpn_exit_capacity{region="us-east"}"""));
+        Assert.Equal(0, Value(scraped, """mydvpn_exit_assignments{region="us-east",state="active"}"""));
         Assert.Equal(1, Value(scraped, """mydvpn_exits{region="eu-west",state="drained"}"""));
+        await Promtool.AssertPassesAsync(scraped, "the exits' metrics");
     }
 
-    /// <summary>What <c>/metrics</c> would print for <paramref name="registry"/>.</summary>
-    public static async Task<string> ScrapeAsync(CollectorRegistry registry)
-    {
-        using var stream = new MemoryStream();
-        await registry.CollectAndExportAsTextAsync(stream);
-        return Encoding.UTF8.GetString(stream.ToArray());
-    }
+    private static Task<string> ScrapeAsync(CollectorRegistry registry) => MetricsText.ScrapeAsync(registry);
 
-    /// <summary>The value of <paramref name="series"/> (name and labels as printed) in <paramref name="scraped"/>; null when absent.</summary>
-    public static double? Value(string scraped, string series) =>
-        scraped.Split('\n')
-            .Where(line => line.StartsWith(series + " ", StringComparison.Ordinal))
-            .Select(line => (double?)double.Parse(line[(series.Length + 1)..], CultureInfo.InvariantCulture))
-            .SingleOrDefault();
+    private static double? Value(string scraped, string series) => MetricsText.Value(scraped, series);
 }

@@ -501,7 +501,7 @@ public sealed class ExitPoolTests(ITestOutputHelper output) : SqliteTestKit(outp
     }
 
     [Fact]
-    public async Task Pool_shows_how_many_exits_it_sees_in_each_state_while_it_runs_here()
+    public async Task Pool_shows_how_many_exits_it_sees_in_each_state_and_their_places_while_it_runs_here()
     {
         var registry = Prometheus.Metrics.NewCustomRegistry();
         var metrics = new ExitMetrics(Prometheus.Metrics.WithCustomRegistry(registry));
@@ -515,20 +515,25 @@ public sealed class ExitPoolTests(ITestOutputHelper output) : SqliteTestKit(outp
         pool.Tell(new ExitOffline(Region, "exit-a"));
         View(pool); // a round trip: the pool decided on everything before
 
-        var scraped = await ExitMetricsTests.ScrapeAsync(registry);
+        var scraped = await MetricsText.ScrapeAsync(registry);
         Assert.Equal(
             new (string, double?)[] { ("online", 1), ("stale", 0), ("disconnected", 1), ("lost", 0), ("drained", 1), ("offline", 0) },
-            ExitStates.All.Select(state => (state, ExitMetricsTests.Value(scraped, $$"""mydvpn_exits{region="{{Region}}",state="{{state}}"}"""))));
+            ExitStates.All.Select(state => (state, MetricsText.Value(scraped, $$"""mydvpn_exits{region="{{Region}}",state="{{state}}"}"""))));
 
+        Assert.Equal(10, MetricsText.Value(scraped, $$"""mydvpn_exit_capacity{region="{{Region}}"}"""));
+        Assert.Equal(0, MetricsText.Value(scraped, $$"""mydvpn_exit_assignments{region="{{Region}}",state="active"}"""));
+
+        // Stopped here: another SuperNode of the region runs it now, and shows it.
         Stop(pool);
-        Assert.DoesNotContain("mydvpn_exits{", await ExitMetricsTests.ScrapeAsync(registry), StringComparison.Ordinal);
+        scraped = await MetricsText.ScrapeAsync(registry);
+        Assert.All(ExitStates.All, state => Assert.Equal(0, MetricsText.Value(scraped, $$"""mydvpn_exits{region="{{Region}}",state="{{state}}"}""")));
 
         // A new incarnation shows what its journal holds (the drain) as soon as it recovered.
         var restarted = Sys.ActorOf(ExitPool.Props(Region, Fast, Peers.Ref, _clock, _log, metrics: metrics));
         View(restarted);
-        scraped = await ExitMetricsTests.ScrapeAsync(registry);
-        Assert.Equal(1, ExitMetricsTests.Value(scraped, $$"""mydvpn_exits{region="{{Region}}",state="drained"}"""));
-        Assert.Equal(0, ExitMetricsTests.Value(scraped, $$"""mydvpn_exits{region="{{Region}}",state="online"}"""));
+        scraped = await MetricsText.ScrapeAsync(registry);
+        Assert.Equal(1, MetricsText.Value(scraped, $$"""mydvpn_exits{region="{{Region}}",state="drained"}"""));
+        Assert.Equal(0, MetricsText.Value(scraped, $$"""mydvpn_exits{region="{{Region}}",state="online"}"""));
     }
 
     private IActorRef StartPool(ExitSettings? settings = null) => Sys.ActorOf(ExitPool.Props(Region, settings ?? Fast, Peers.Ref, _clock, _log));

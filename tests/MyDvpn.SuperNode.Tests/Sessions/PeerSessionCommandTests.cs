@@ -127,6 +127,44 @@ public sealed class PeerSessionCommandTests(ITestOutputHelper output) : PeerSess
     }
 
     [Fact]
+    public async Task Commands_are_counted_by_kind_when_issued_retried_answered_and_failed_and_never_again_on_replay()
+    {
+        var registry = Prometheus.Metrics.NewCustomRegistry();
+        var metrics = new CommandMetrics(Prometheus.Metrics.WithCustomRegistry(registry));
+        var entity = Start(commandMetrics: metrics);
+        var edge = AttachEdge(entity, Enroll(entity));
+        var issuer = CreateTestProbe();
+        var answered = Issue(entity, issuer, SetupExit());
+        edge.ExpectMsg<DeliverCommand>(Patience);
+        Advance(entity, Fast.WaitAfterDelivery(1));
+        edge.ExpectMsg<DeliverCommand>(TimeSpan.Zero);
+        entity.Tell(new CommandAnswered(PeerId, Done(answered)));
+        issuer.ExpectMsg<CommandOutcome>(Patience);
+        Issue(entity, issuer, new Command { Disconnect = new Disconnect { Reason = "test" } });
+        edge.ExpectMsg<DeliverCommand>(Patience);
+        for (var attempt = 1; attempt <= Fast.MaxAttempts; attempt++)
+            Advance(entity, Fast.WaitAfterDelivery(attempt));
+        Assert.NotNull(issuer.ExpectMsg<CommandOutcome>(Patience).FailureReason);
+
+        var scraped = await MetricsText.ScrapeAsync(registry);
+        Assert.Equal(1, MetricsText.Value(scraped, """mydvpn_commands_issued_total{kind="setup_exit"}"""));
+        Assert.Equal(1, MetricsText.Value(scraped, """mydvpn_commands_retried_total{kind="setup_exit"}"""));
+        Assert.Equal(0, MetricsText.Value(scraped, """mydvpn_commands_failed_total{kind="setup_exit"}"""));
+        Assert.Equal(1, MetricsText.Value(scraped, """mydvpn_command_seconds_count{kind="setup_exit"}"""));
+        Assert.Equal(Fast.WaitAfterDelivery(1).TotalSeconds, MetricsText.Value(scraped, """mydvpn_command_seconds_sum{kind="setup_exit"}""")!.Value, precision: 6);
+        Assert.Equal(1, MetricsText.Value(scraped, """mydvpn_commands_issued_total{kind="disconnect"}"""));
+        Assert.Equal(Fast.MaxAttempts - 1, MetricsText.Value(scraped, """mydvpn_commands_retried_total{kind="disconnect"}"""));
+        Assert.Equal(1, MetricsText.Value(scraped, """mydvpn_commands_failed_total{kind="disconnect"}"""));
+        Assert.Equal(0, MetricsText.Value(scraped, """mydvpn_commands_issued_total{kind="relay_setup"}"""));
+
+        // A new incarnation replays the journal: nothing is counted again.
+        Stop(entity);
+        State(Start(commandMetrics: metrics));
+        Assert.Equal(scraped, await MetricsText.ScrapeAsync(registry));
+        await Promtool.AssertPassesAsync(scraped, "the sessions' command metrics");
+    }
+
+    [Fact]
     public void Answer_to_a_retried_command_ends_its_retries()
     {
         var entity = Start();

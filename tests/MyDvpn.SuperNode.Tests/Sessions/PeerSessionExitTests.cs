@@ -488,17 +488,17 @@ public sealed class PeerSessionExitTests(ITestOutputHelper output) : PeerSession
 
         Assert.Equal(new ExitRotationRecord(assignmentId, ExitPeer, RotationReason.ExitDrained, "exit exit-9 is drained by the operator",
             startedAt + TimeSpan.FromSeconds(1.5)), Assert.Single(shown.Assignments).LastRotation);
-        var scraped = await ExitMetricsTests.ScrapeAsync(registry);
-        Assert.Equal(1, ExitMetricsTests.Value(scraped, """mydvpn_exit_rotations_total{reason="exit_drained",outcome="moved"}"""));
-        Assert.Equal(1.5, ExitMetricsTests.Value(scraped, "mydvpn_exit_rotation_seconds_sum"));
+        var scraped = await MetricsText.ScrapeAsync(registry);
+        Assert.Equal(1, MetricsText.Value(scraped, """mydvpn_exit_rotations_total{reason="exit_drained",outcome="moved"}"""));
+        Assert.Equal(1.5, MetricsText.Value(scraped, "mydvpn_exit_rotation_seconds_sum"));
 
         Stop(entity);
         var restarted = StartWithExits(metrics: metrics);
 
         Assert.Equal("exit-10", Assert.Single(State(restarted).Assignments).ExitPeerId);
-        scraped = await ExitMetricsTests.ScrapeAsync(registry);
-        Assert.Equal(1, ExitMetricsTests.Value(scraped, """mydvpn_exit_rotations_total{reason="exit_drained",outcome="moved"}"""));
-        Assert.Equal(1, ExitMetricsTests.Value(scraped, "mydvpn_exit_rotation_seconds_count"));
+        scraped = await MetricsText.ScrapeAsync(registry);
+        Assert.Equal(1, MetricsText.Value(scraped, """mydvpn_exit_rotations_total{reason="exit_drained",outcome="moved"}"""));
+        Assert.Equal(1, MetricsText.Value(scraped, "mydvpn_exit_rotation_seconds_count"));
     }
 
     private IActorRef StartWithExits(TimeProvider? time = null, PeerSessionSettings? settings = null, ExitMetrics? metrics = null) =>

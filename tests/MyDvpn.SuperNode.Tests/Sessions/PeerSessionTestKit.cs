@@ -56,8 +56,9 @@ public abstract class PeerSessionTestKit(ITestOutputHelper output) : SqliteTestK
 
     private TestProbe? _peersRegion;
 
-    protected IActorRef Start(PeerSessionSettings? settings = null, TimeProvider? time = null) =>
-        Sys.ActorOf(PeerSession.Props(PeerId, Region, settings ?? Fast, Enrollment, PeersRegion.Ref, time ?? Clock, logger: SessionLog));
+    protected IActorRef Start(PeerSessionSettings? settings = null, TimeProvider? time = null, CommandMetrics? commandMetrics = null) =>
+        Sys.ActorOf(PeerSession.Props(PeerId, Region, settings ?? Fast, Enrollment, PeersRegion.Ref, time ?? Clock, logger: SessionLog,
+            commandMetrics: commandMetrics));
 
     /// <summary>
     /// Moves <see cref="Clock"/> on, firing the session's timers due meanwhile, and waits until <paramref name="entity"/> has
