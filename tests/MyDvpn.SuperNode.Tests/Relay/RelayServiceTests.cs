@@ -236,8 +236,9 @@ public sealed class RelayServiceTests
         Assert.Equal(0, await relay.CloseLegsAsync(Assignment));
 
         Assert.Empty(relay.Legs);
-        // Nothing listens on the ports any more: nothing can forward, and they can be bound again.
-        Assert.All(ports, port => Assert.True(RelayTestPorts.IsFree(port), $"port {port} is free"));
+        // Nothing listens on the ports any more once the forwarding threads let go of the sockets: nothing can forward, and
+        // they can be bound again.
+        await RelayTestPorts.EventuallyAsync(() => ports.All(RelayTestPorts.IsFree), "the closed legs' ports are free again");
         var (client2, exit2) = await ChainAsync(relay, relay, exit, assignment: "asg-2");
         Assert.Equal(ports.Order(), new[] { client2.Port, exit2.Port }.Order());
         await AssertRoundTripsAsync(client, exit, client2, exit2);
@@ -261,7 +262,9 @@ public sealed class RelayServiceTests
         clock.Advance(TimeSpan.FromMinutes(1.5));
         Assert.Equal(1, await relay.CloseIdleLegsAsync());
         Assert.Equal(2, relay.Legs.Count);
-        Assert.True(RelayTestPorts.IsFree(idle.Port));
+        // The leg leaves the list first; its socket closes once its forwarding thread let go of it (asserted at once, this
+        // failed under load).
+        await RelayTestPorts.EventuallyAsync(() => RelayTestPorts.IsFree(idle.Port), "the idle leg's port is free again");
 
         clock.Advance(relay.IdleTimeout);
         Assert.Equal(2, await relay.CloseIdleLegsAsync());
