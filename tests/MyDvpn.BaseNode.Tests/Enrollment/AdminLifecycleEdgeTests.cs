@@ -134,6 +134,10 @@ public sealed partial class EnrollmentEdgeTests
         var token = await _admin.CreateTokenAsync(new CreateTokenRequest { Role = 3, Region = "eu-west", Uses = 2 });
         await _directory.RedeemTokenAsync(Redeem(token.Token, "peer-on"));
         await _directory.RedeemTokenAsync(Redeem(token.Token, "peer-off", keyByte: 2));
+        // The redemption tells the registry without waiting for it, and the registry stamps an enrollment when it records
+        // it: the clock moves only once both are recorded (moved before, peer-on was once enrolled 5 min late).
+        await AwaitAssertAsync(async () =>
+            Assert.Equal(2, (await _admin.ListPeersAsync(new ListPeersRequest())).Peers.Count(p => p.EnrolledAt is not null)));
         var enrolledAt = _clock.GetUtcNow();
         var left = _clock.Advance(TimeSpan.FromMinutes(5));
         var eu = await StartSuperNodeAsync("sn-eu", "eu-west", Session("peer-on", "eu-west", "sn-eu"));
