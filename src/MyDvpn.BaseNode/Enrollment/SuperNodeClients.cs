@@ -28,7 +28,10 @@ public sealed record FanOutResult<T>(
 /// </summary>
 public sealed class SuperNodeClients(TlsMaterial tls, ILogger<SuperNodeClients> logger) : IDisposable
 {
-    public static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(2);
+    public static readonly TimeSpan DefaultCallTimeout = TimeSpan.FromSeconds(2);
+
+    /// <summary>The deadline of each call, and the connect timeout of each channel.</summary>
+    public TimeSpan CallTimeout { get; init; } = DefaultCallTimeout;
 
     /// <summary>A connection checked this recently (<see cref="ConnectAsync"/>) is not checked again: HTTP/2 pings keep it open.</summary>
     public static readonly TimeSpan ConnectedFor = TimeSpan.FromSeconds(30);

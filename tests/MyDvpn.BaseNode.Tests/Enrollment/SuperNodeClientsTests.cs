@@ -23,7 +23,12 @@ public sealed class SuperNodeClientsTests : IAsyncLifetime
         var superNodeTls = _pki.Issue(NodeIdentity.Super("sn-1", "eu-west"));
         _server = await TlsGrpcTestServer.StartAsync(superNodeTls, ClientCertificateMode.RequireCertificate,
             services => services.AddSingleton(_health), app => app.MapGrpcService<CountingHealth>());
-        _clients = new SuperNodeClients(_pki.Issue(NodeIdentity.Base("base-1")), NullLogger<SuperNodeClients>.Instance);
+        // A deadline far above the production one: on a loaded CI host a check on an open connection once took over
+        // 2 s, and what is tested here is when a check is made, not how fast it is answered.
+        _clients = new SuperNodeClients(_pki.Issue(NodeIdentity.Base("base-1")), NullLogger<SuperNodeClients>.Instance)
+        {
+            CallTimeout = TimeSpan.FromSeconds(30),
+        };
     }
 
     public async Task DisposeAsync()
