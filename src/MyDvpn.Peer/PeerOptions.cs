@@ -17,11 +17,15 @@ public sealed class PeerOptions
     public const int DefaultMaxClients = 100;
     public const string DefaultWireGuardInterface = "mydvpn0";
 
+    /// <summary>The file in the state directory that keeps the newest revocation list the peer was given.</summary>
+    public const string CrlFileName = "revocations.crl";
+
     public string? Role { get; set; }
     public string? Id { get; set; }
     public string? Region { get; set; }
     public string? Key { get; set; }
     public string? Ca { get; set; }
+    public string? Crl { get; set; }
     public List<string> Supernode { get; set; } = [];
     public string? Token { get; set; }
     public string? ExitRegion { get; set; }
@@ -72,7 +76,8 @@ public sealed class PeerOptions
         var stateDir = ValidateStateDir(StateDir, Id!, isRoot ?? Environment.IsPrivilegedProcess,
             home ?? Environment.GetFolderPath(Environment.SpecialFolder.UserProfile));
         var metrics = string.IsNullOrWhiteSpace(Metrics) ? null : HostPort.Parse(Metrics, "--metrics");
-        return new PeerSettings(role, Id!, Region, key, ca, supernodes, token, exitRegion, stateDir, dataPlane) { Metrics = metrics };
+        var crl = CrlStore.Open(Path.Combine(stateDir, CrlFileName), Crl, ca, new CertificateRevocations(ca), "--state-dir");
+        return new PeerSettings(role, Id!, Region, key, ca, supernodes, token, exitRegion, stateDir, dataPlane) { Metrics = metrics, Crl = crl };
     }
 
     private static PeerRole ParseRole(string? role) => role?.Trim().ToLowerInvariant() switch
@@ -229,6 +234,12 @@ public sealed record PeerSettings(
 
     /// <summary>Where <c>/metrics</c> is served (<c>--metrics</c>); null: not served.</summary>
     public HostPort? Metrics { get; init; }
+
+    /// <summary>
+    /// The operator CA's revocation list the peer holds (<c>--crl</c>, then the newest a SuperNode's challenge carried):
+    /// SuperNodes whose certificates it revokes are refused. Null: the peer keeps none (settings built by tests).
+    /// </summary>
+    public CrlStore? Crl { get; init; }
 }
 
 /// <summary>

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using MyDvpn.Common;
 using MyDvpn.Hosting;
 using MyDvpn.Protocol.Directory;
+using MyDvpn.Security;
 using Prometheus;
 
 namespace MyDvpn.SuperNode;

@@ -64,6 +64,17 @@ public sealed class CertificateRevocationTests(ITestOutputHelper output)
         await new SuperNodeDirectory.SuperNodeDirectoryClient(goodToBase).ReportAsync(NodeCalls.Report("sn-b", "region-b", goodNode.Listen), deadline: NodeCalls.Deadline());
         var baseLog = baseNode.Process!.ReadLog();
         Assert.Contains("published certificate revocation list number 1", baseLog, StringComparison.Ordinal);
+
+        // Peers get the list in the challenge, so that they refuse the revoked SuperNode too; one that holds it already does not.
+        using var ca = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificateFromFile(network.CaFile);
+        await using (var behind = await RawPeer.OpenAsync(goodNode.Listen, network.CaFile))
+        {
+            var carried = CertificateRevocationList.Parse(behind.Challenge.Crl.ToByteArray(), ca);
+            Assert.Equal(1ul, carried.Number);
+            Assert.True(carried.IsRevoked(revokedTls.Certificate, out _));
+        }
+        await using (var upToDate = await RawPeer.OpenAsync(goodNode.Listen, network.CaFile, headers: MyDvpn.Protocol.CrlNumberHeader.For(1)))
+            Assert.True(upToDate.Challenge.Crl.IsEmpty);
     }
 
     [Fact]

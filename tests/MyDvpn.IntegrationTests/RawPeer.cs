@@ -36,7 +36,8 @@ public sealed class RawPeer : IAsyncDisposable
     }
 
     /// <param name="from">The local address to connect from (e.g. 127.0.0.2, another source on loopback); null: the system's choice.</param>
-    public static async Task<RawPeer> OpenAsync(HostPort superNode, string caFile, System.Net.IPAddress? from = null)
+    /// <param name="headers">The stream's request headers (e.g. the CRL number held); null: none.</param>
+    public static async Task<RawPeer> OpenAsync(HostPort superNode, string caFile, System.Net.IPAddress? from = null, Metadata? headers = null)
     {
         var ca = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificateFromFile(caFile);
         var trust = new OperatorCaTrust(ca);
@@ -73,7 +74,7 @@ public sealed class RawPeer : IAsyncDisposable
             };
         }
         var channel = GrpcChannel.ForAddress($"https://{superNode}", new GrpcChannelOptions { HttpHandler = handler, MaxSendMessageSize = null, DisposeHttpClient = true });
-        var call = channel.CreateCallInvoker().AsyncDuplexStreamingCall(RawControlStream, null, new CallOptions());
+        var call = channel.CreateCallInvoker().AsyncDuplexStreamingCall(RawControlStream, null, new CallOptions(headers));
         var peer = new RawPeer(channel, call);
         var first = await peer.ReadAsync();
         Assert.Equal(ControlMessage.PayloadOneofCase.AuthChallenge, first.PayloadCase);

@@ -215,6 +215,69 @@ public sealed class ControlStreamTests(ITestOutputHelper output) : AgentTestKit(
     }
 
     [Fact]
+    public async Task Peer_does_not_authenticate_to_a_SuperNode_whose_certificate_the_list_given_with_crl_revokes()
+    {
+        var (tlsDir, crlFile) = RevokedSuperNode("super-r");
+        var superNode = new TestSuperNode("super-r");
+        superNode.Enroll(PeerId, Key.PublicKey);
+        var server = await StartServerAsync(superNode, tlsDir);
+
+        var agent = await StartAgentAsync(Settings([server.Address], crl: crlFile));
+
+        await PumpUntilAsync(() =>
+        {
+            Assert.True(agent.Status.Current.Attempts >= 2);
+            Assert.Contains("was revoked", agent.Status.Current.LastProblem, StringComparison.Ordinal);
+            Assert.Contains("key compromise", agent.Status.Current.LastProblem, StringComparison.OrdinalIgnoreCase);
+        });
+        Assert.Empty(superNode.AuthRequests);
+    }
+
+    [Fact]
+    public async Task Peer_keeps_the_newer_list_a_challenge_carries_and_then_refuses_the_SuperNode_it_revokes()
+    {
+        var (revokedTls, crlFile) = RevokedSuperNode("super-b");
+        var superNodeB = new TestSuperNode("super-b");
+        superNodeB.Enroll(PeerId, Key.PublicKey);
+        var serverB = await StartServerAsync(superNodeB, revokedTls);
+        var list = CertificateRevocationList.Load(crlFile, Pki.LoadCa());
+        var superNodeA = new TestSuperNode("super-a") { AcceptedToken = Token, RegionSuperNodes = [serverB.Endpoint], Crl = list.Der };
+        var serverA = await StartServerAsync(superNodeA);
+        var settings = Settings([serverA.Address], Token);
+
+        var agent = await StartAgentAsync(settings);
+        await superNodeA.NextStreamAsync(Patience);
+        // The list is kept in the state directory, and the next stream says which list the peer holds.
+        var kept = Path.Combine(settings.StateDir, PeerOptions.CrlFileName);
+        Assert.Equal(list.Number, CertificateRevocationList.Load(kept, Pki.LoadCa()).Number);
+        superNodeA.CloseAll();
+        await PumpAsync(superNodeA.NextStreamAsync(Patience));
+        Assert.Equal([0ul, list.Number], superNodeA.CrlNumbersHeld);
+
+        // super-a goes; super-b, which the list revokes, gets no answer.
+        await serverA.DisposeAsync();
+        await PumpUntilAsync(() => Assert.Contains("was revoked", agent.Status.Current.LastProblem, StringComparison.Ordinal));
+        Assert.Empty(superNodeB.AuthRequests);
+        Assert.False(agent.Status.Current.Connected);
+    }
+
+    [Fact]
+    public async Task Peer_ignores_a_list_in_a_challenge_that_its_CA_did_not_sign()
+    {
+        var otherPki = new Pki(Temp, "other-ca");
+        var otherTls = otherPki.IssueSuper("x", Region);
+        CaRevocations.RevokeCertificate(otherPki.CaDir, Path.Combine(otherTls, CertificateAuthority.CertFile), null, DateTimeOffset.UtcNow);
+        var superNode = new TestSuperNode("super-a") { AcceptedToken = Token, Crl = File.ReadAllBytes(Path.Combine(otherPki.CaDir, CaRevocations.CrlFile)) };
+        var server = await StartServerAsync(superNode);
+        var settings = Settings([server.Address], Token);
+
+        await StartAgentAsync(settings);
+
+        await superNode.NextStreamAsync(Patience);
+        Assert.False(File.Exists(Path.Combine(settings.StateDir, PeerOptions.CrlFileName)));
+    }
+
+    [Fact]
     public async Task Peer_does_not_authenticate_to_a_server_with_an_admin_certificate()
     {
         var superNode = new TestSuperNode("admin");
@@ -306,9 +369,20 @@ public sealed class ControlStreamTests(ITestOutputHelper output) : AgentTestKit(
         Assert.Equal("--state-dir", problem.Setting);
     }
 
-    private PeerSettings Settings(IReadOnlyList<HostPort> superNodes, string? token = null) =>
+    /// <summary>Issues SuperNode <paramref name="id"/> of the region a certificate and revokes it; returns its directory and the CA's list (ca.crl).</summary>
+    private (string TlsDir, string CrlFile) RevokedSuperNode(string id)
+    {
+        var tlsDir = Pki.IssueSuper(id, Region);
+        var revoked = CaRevocations.RevokeCertificate(Pki.CaDir, Path.Combine(tlsDir, CertificateAuthority.CertFile),
+            System.Security.Cryptography.X509Certificates.X509RevocationReason.KeyCompromise, DateTimeOffset.UtcNow);
+        Assert.False(revoked.AlreadyRevoked);
+        return (tlsDir, Path.Combine(Pki.CaDir, CaRevocations.CrlFile));
+    }
+
+    private PeerSettings Settings(IReadOnlyList<HostPort> superNodes, string? token = null, string? crl = null) =>
         new PeerOptions
         {
+            Crl = crl,
             // In-process agents share this host: never let them drive a WireGuard interface here.
             DataPlane = "none",
             Role = "client",

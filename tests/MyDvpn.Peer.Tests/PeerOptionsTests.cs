@@ -298,6 +298,35 @@ public sealed class PeerOptionsTests : IDisposable
         AssertRefused(flag, options);
     }
 
+    [Fact]
+    public void A_revocation_list_given_with_crl_is_kept_in_the_state_directory_and_read_again_after_a_restart()
+    {
+        var superNode = pki.IssueSuper("sn-1", "eu-west");
+        CaRevocations.RevokeCertificate(pki.CaDir, Path.Combine(superNode, CertificateAuthority.CertFile), null, DateTimeOffset.UtcNow);
+        var options = Valid();
+        options.Crl = Path.Combine(pki.CaDir, CaRevocations.CrlFile);
+
+        Assert.Equal(1ul, options.Validate().Crl!.Number);
+
+        options.Crl = null;
+        var restarted = options.Validate();
+        Assert.Equal(1ul, restarted.Crl!.Number);
+        Assert.True(File.Exists(Path.Combine(restarted.StateDir, PeerOptions.CrlFileName)));
+    }
+
+    [Fact]
+    public void A_crl_that_is_missing_or_not_a_list_of_the_CA_is_refused_naming_the_flag()
+    {
+        var options = Valid();
+        options.Crl = temp.Sub("missing.crl");
+        Assert.Contains("does not exist", AssertRefused("--crl", options).Message, StringComparison.Ordinal);
+
+        var other = new Pki(temp, "other-ca");
+        CaRevocations.RevokeCertificate(other.CaDir, Path.Combine(other.IssueSuper("sn-1", "eu-west"), CertificateAuthority.CertFile), null, DateTimeOffset.UtcNow);
+        options.Crl = Path.Combine(other.CaDir, CaRevocations.CrlFile);
+        Assert.Contains("signature is not this network's CA's", AssertRefused("--crl", options).Message, StringComparison.Ordinal);
+    }
+
     private PeerOptions Valid() => new()
     {
         Role = "client",

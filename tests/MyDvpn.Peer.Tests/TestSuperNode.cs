@@ -26,6 +26,7 @@ internal sealed class TestSuperNode(string id) : ControlStream.ControlStreamBase
     private readonly ConcurrentQueue<ExitRequest> exitRequests = new();
     private readonly ConcurrentQueue<ExitRelease> exitReleases = new();
     private readonly ConcurrentQueue<TestStream> open = new();
+    private readonly ConcurrentQueue<ulong> crlNumbersHeld = new();
     private readonly Channel<TestStream> streams = Channel.CreateUnbounded<TestStream>();
     private int sessions;
     private int refusalsLeft;
@@ -55,6 +56,12 @@ internal sealed class TestSuperNode(string id) : ControlStream.ControlStreamBase
 
     /// <summary>What the AuthResponse lists as the region's other SuperNodes.</summary>
     public IReadOnlyList<SuperNodeEndpoint> RegionSuperNodes { get; set; } = [];
+
+    /// <summary>A revocation list (DER) every challenge carries; null: none.</summary>
+    public byte[]? Crl { get; set; }
+
+    /// <summary>The CRL number each stream's request header said the peer holds, in order.</summary>
+    public IReadOnlyCollection<ulong> CrlNumbersHeld => crlNumbersHeld;
 
     public IReadOnlyCollection<AuthRequest> AuthRequests => authRequests;
 
@@ -92,6 +99,7 @@ internal sealed class TestSuperNode(string id) : ControlStream.ControlStreamBase
     {
         var token = context.CancellationToken;
         var challenge = RandomNumberGenerator.GetBytes(32);
+        crlNumbersHeld.Enqueue(MyDvpn.Protocol.CrlNumberHeader.Read(context.RequestHeaders));
         await responseStream.WriteAsync(new ControlMessage
         {
             AuthChallenge = new AuthChallenge
@@ -99,6 +107,7 @@ internal sealed class TestSuperNode(string id) : ControlStream.ControlStreamBase
                 Challenge = ByteString.CopyFrom(challenge),
                 SupernodeId = Id,
                 ExpiresAt = Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow.AddSeconds(10)),
+                Crl = Crl is null ? ByteString.Empty : ByteString.CopyFrom(Crl),
             },
         }, token);
         if (!await requestStream.MoveNext(token))

@@ -15,6 +15,9 @@ public static class PeerCommand
         config.Flag<string>("--region", nameof(PeerOptions.Region), "The region this peer belongs to (e.g. eu-west)", required: true);
         config.Flag<string>("--key", nameof(PeerOptions.Key), "The peer's Ed25519 identity key file (`mydvpn keygen --out FILE`)", required: true);
         config.Flag<string>("--ca", nameof(PeerOptions.Ca), "The operator CA certificate (ca.crt) SuperNodes' TLS certificates are checked against", required: true);
+        config.Flag<string>("--crl", nameof(PeerOptions.Crl),
+            "The operator CA's revocation list (ca.crl from `mydvpn ca revoke`): SuperNodes it revokes are refused from the start; " +
+            "newer lists come from the SuperNodes and are kept in STATE_DIR/" + PeerOptions.CrlFileName);
         config.Flag<string[]>("--supernode", nameof(PeerOptions.Supernode),
             "SuperNodes of the region to dial, HOST:PORT[,HOST:PORT...]; the region's full list is learned on connecting", required: true);
         config.Flag<string>("--token", nameof(PeerOptions.Token),

@@ -65,7 +65,7 @@ public sealed class ControlChannel : ReceiveActor
         this.logger = logger;
         this.random = random;
         this.tunnel = tunnel;
-        validator = new ServerCertificateValidator(settings.Ca, settings.Region);
+        validator = new ServerCertificateValidator(settings.Ca, settings.Region, settings.Crl?.Revocations);
         var self = Self;
         timers = new ClockTimers(time, message => self.Tell(message));
         connectionMachine = ConnectionMachine.Initial(settings, enrolled);
@@ -77,7 +77,7 @@ public sealed class ControlChannel : ReceiveActor
                 Decide(message);
         });
         Receive<Connect>(Connection);
-        Receive<Incoming>(Connection);
+        Receive<Incoming>(OnIncoming);
         Receive<ConnectionEnded>(ended => Connection(new StreamEnded(ended.Generation, Refusals.Classify(ended.Cause))));
         Receive<CommandAnswered>(Connection);
         Receive<InterfaceReadingChanged>(Connection);
@@ -111,6 +111,50 @@ public sealed class ControlChannel : ReceiveActor
         connection?.Abort();
         stopping.Cancel();
         stopping.Dispose();
+    }
+
+    /// <summary>
+    /// A message from the stream, to the connection machine; a revocation list a challenge carries is applied first, and
+    /// a SuperNode it revokes gets no answer.
+    /// </summary>
+    private void OnIncoming(Incoming incoming)
+    {
+        if (incoming.Message.AuthChallenge is { Crl.IsEmpty: false } challenge)
+        {
+            ApplyRevocationList(challenge.Crl.ToByteArray(), challenge.SupernodeId);
+            if (incoming.Server is { } server && validator.Revoked(server) is { } revoked)
+            {
+                Connection(new DropStream(revoked));
+                return;
+            }
+        }
+        Connection(incoming);
+    }
+
+    private void ApplyRevocationList(byte[] encoded, string superNodeId)
+    {
+        using var scope = Scope();
+        if (settings.Crl is not { } store)
+            return;
+        try
+        {
+            var applied = store.Apply(encoded);
+            if (applied.Applied)
+            {
+                logger.LogInformation("Revocation list number {CrlNumber} from SuperNode {SuperNodeId} applied ({Revoked} revoked certificates), kept in {Path}",
+                    applied.List.Number, superNodeId, applied.List.Revoked.Count, PeerOptions.CrlFileName);
+            }
+        }
+        catch (CertificateException ex)
+        {
+            // A list this CA did not sign changes nothing; the SuperNode's certificate was checked by TLS already.
+            logger.LogWarning("Ignoring the revocation list SuperNode {SuperNodeId} sent: {Problem}", superNodeId, ex.Message);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            logger.LogWarning("Applied the revocation list SuperNode {SuperNodeId} sent, but could not keep it in the state directory: {Problem}",
+                superNodeId, ex.Message);
+        }
     }
 
     /// <summary>A timer's message, to the machine it belongs to.</summary>

@@ -5,6 +5,7 @@ using Akka.Actor;
 using Grpc.Core;
 using Grpc.Net.Client;
 using MyDvpn.Common;
+using MyDvpn.Protocol;
 using MyDvpn.Protocol.Control;
 
 namespace MyDvpn.Peer.Control;
@@ -110,7 +111,7 @@ internal sealed class ControlConnection
                 DisposeHttpClient = true,
             });
             var client = new ControlStream.ControlStreamClient(channel);
-            using var call = client.PersistentControlStream(cancellationToken: token);
+            using var call = client.PersistentControlStream(CrlNumberHeader.For(validator.RevocationListNumber), cancellationToken: token);
             var writer = WriteAsync(call.RequestStream, token);
             try
             {

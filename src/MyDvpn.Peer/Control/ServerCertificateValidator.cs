@@ -7,20 +7,29 @@ namespace MyDvpn.Peer.Control;
 
 /// <summary>
 /// The certificate a SuperNode presented on a stream: whom it names, and its SHA-256 (DER), which the peer's login is
-/// bound to (<see cref="PeerAuthTranscript"/>).
+/// bound to (<see cref="PeerAuthTranscript"/>), and its serial number, which a revocation list names.
 /// </summary>
-public sealed record ServerCertificate(NodeIdentity Identity, byte[] Sha256);
+public sealed record ServerCertificate(NodeIdentity Identity, byte[] Sha256, string Serial);
 
 /// <summary>
 /// Decides whether a SuperNode's TLS certificate is trusted: it must chain to the operator CA given with
-/// <c>--ca</c> (and nothing else: the system's roots do not count) and name a SuperNode of the peer's own region
-/// (<see cref="NodeIdentity"/>). The host name is not checked: peers dial SuperNodes by whatever address the region lists.
+/// <c>--ca</c> (and nothing else: the system's roots do not count), not be revoked by the revocation list the peer holds
+/// (<paramref name="revocations"/>, when given), and name a SuperNode of the peer's own region (<see cref="NodeIdentity"/>). The host name is not checked: peers dial SuperNodes by whatever address the region lists.
 /// That the SuperNode is the one whose id the challenge names is checked when the challenge comes
 /// (<see cref="ConnectionMachine"/>).
 /// </summary>
-public sealed class ServerCertificateValidator(X509Certificate2 ca, string region)
+public sealed class ServerCertificateValidator(X509Certificate2 ca, string region, CertificateRevocations? revocations = null)
 {
     private readonly OperatorCaTrust trust = new(ca);
+
+    /// <summary>The number of the revocation list the peer holds; 0: none (the SuperNode then sends its own).</summary>
+    public ulong RevocationListNumber => revocations?.Number ?? 0;
+
+    /// <summary>Why <paramref name="server"/> is refused by the list held now (null: it is not), for a stream accepted before a newer list came.</summary>
+    public string? Revoked(ServerCertificate server) =>
+        revocations?.Current is { } list && list.Find(server.Serial) is { } revoked
+            ? $"the SuperNode's certificate (serial {revoked.Serial}) was revoked at {revoked.RevokedAt:u} ({revoked.ReasonText}; CRL number {list.Number})"
+            : null;
 
     public bool Validate(X509Certificate2 certificate, out ServerCertificate? server, out string reason)
     {
@@ -28,6 +37,11 @@ public sealed class ServerCertificateValidator(X509Certificate2 ca, string regio
         if (!trust.Chains(certificate, out var problem))
         {
             reason = $"the SuperNode's certificate '{certificate.Subject}' does not chain to the CA given with --ca (it {problem})";
+            return false;
+        }
+        if (revocations?.Describe(certificate) is { } revoked)
+        {
+            reason = $"the SuperNode's {revoked}";
             return false;
         }
         if (CertificateAuthority.KindOf(certificate) != CertificateKind.Node)
@@ -45,7 +59,7 @@ public sealed class ServerCertificateValidator(X509Certificate2 ca, string regio
             reason = $"the server's certificate names {identity} ({identity.Uri}), not a SuperNode of this peer's region {region}";
             return false;
         }
-        server = new ServerCertificate(identity, SHA256.HashData(certificate.RawData));
+        server = new ServerCertificate(identity, SHA256.HashData(certificate.RawData), CertificateRevocationList.SerialOf(certificate));
         reason = "";
         return true;
     }

@@ -6,6 +6,7 @@ using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using MyDvpn.Common;
 using MyDvpn.Hosting;
+using MyDvpn.Protocol;
 using MyDvpn.Protocol.Control;
 using MyDvpn.Security;
 using MyDvpn.SuperNode.Sessions;
@@ -90,10 +91,11 @@ public sealed class ControlStreamService(
     private async Task<(AuthRequest, StreamInfo, string?)> AnswerChallengeAsync(byte[] challenge, DateTimeOffset expiresAt,
         IAsyncStreamReader<ControlMessage> requestStream, IServerStreamWriter<ControlMessage> responseStream, string source, ServerCallContext context)
     {
-        await responseStream.WriteAsync(new ControlMessage
-        {
-            AuthChallenge = new AuthChallenge { Challenge = Google.Protobuf.ByteString.CopyFrom(challenge), SupernodeId = settings.Id, ExpiresAt = Timestamp.FromDateTimeOffset(expiresAt) },
-        }, context.CancellationToken);
+        var authChallenge = new AuthChallenge { Challenge = Google.Protobuf.ByteString.CopyFrom(challenge), SupernodeId = settings.Id, ExpiresAt = Timestamp.FromDateTimeOffset(expiresAt) };
+        // A peer checks SuperNodes' certificates against the newest list it was given: one behind gets this one.
+        if (settings.Node.Tls.Revocations.Current is { } crl && crl.Number > CrlNumberHeader.Read(context.RequestHeaders))
+            authChallenge.Crl = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(crl.Der);
+        await responseStream.WriteAsync(new ControlMessage { AuthChallenge = authChallenge }, context.CancellationToken);
 
         var first = await ReadFirstAsync(requestStream, context.CancellationToken);
         if (first.PayloadCase != ControlMessage.PayloadOneofCase.AuthRequest)

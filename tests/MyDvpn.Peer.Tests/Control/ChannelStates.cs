@@ -35,7 +35,7 @@ internal static class ChannelStates
 
     /// <summary>The certificate super-a's stream runs over, as the peer's TLS accepted it.</summary>
     public static readonly ServerCertificate SuperA =
-        new(MyDvpn.Security.NodeIdentity.Super("super-a", "eu-west"), System.Security.Cryptography.SHA256.HashData("super-a"u8));
+        new(MyDvpn.Security.NodeIdentity.Super("super-a", "eu-west"), System.Security.Cryptography.SHA256.HashData("super-a"u8), "0A");
 
     public static ControlMessage Challenge(string superNodeId = "super-a") =>
         new() { AuthChallenge = new AuthChallenge { SupernodeId = superNodeId, Challenge = Google.Protobuf.ByteString.CopyFrom(1, 2, 3) } };
