@@ -40,6 +40,7 @@ public sealed record ExitPoolState(
         ExitDrained e => this with { Drained = Drained.Add(e.PeerId) },
         ExitUndrained e => this with { Drained = Drained.Remove(e.PeerId) },
         ExitSubnetAssigned e => this with { Subnets = Subnets.SetItem(e.PeerId, e.Subnet) },
+        ExitSubnetReleased e => this with { Subnets = Subnets.Remove(e.PeerId) },
         AssignmentReserved e => this with
         {
             Assignments = Assignments.SetItem(e.AssignmentId,
@@ -143,10 +144,16 @@ public sealed record ExitPoolState(
         if (!Subnets.ContainsKey(pick.PeerId))
         {
             var subnet = FreeSubnet(addressing);
+            if (subnet is null && ReclaimableSubnet(online) is { } reclaimed)
+            {
+                events.Add(reclaimed);
+                subnet = reclaimed.Subnet;
+            }
             if (subnet is null)
             {
                 return new ReservationDecision.Refuse(new ExitAllocationRefused(RefusalReason.NoExitAvailable,
-                    $"the tunnel pool of region {Region} has no free /{addressing.SubnetPrefixLength} left for exit {pick.PeerId} ({addressing.SubnetCount} subnets in use)"));
+                    $"the tunnel pool of region {Region} has no free /{addressing.SubnetPrefixLength} left for exit {pick.PeerId} " +
+                    $"({addressing.SubnetCount} subnets in use, each by an exit online or with clients)"));
             }
             events.Add(new ExitSubnetAssigned(pick.PeerId, subnet.Value));
         }
@@ -157,6 +164,21 @@ public sealed record ExitPoolState(
 
         ReservationDecision Refuse(string detail) =>
             new ReservationDecision.Refuse(new ExitAllocationRefused(RefusalReason.NoExitAvailable, detail));
+    }
+
+    /// <summary>
+    /// A subnet to take back once every one is owned: that of an exit that is offline and holds no assignment (the
+    /// lowest-numbered such). An exit keeps its subnet across absences while others are free, so that its address stays
+    /// the same; exits gone for good would otherwise hold the pool's addresses forever.
+    /// </summary>
+    private ExitSubnetReleased? ReclaimableSubnet(IReadOnlyDictionary<string, ExitPresence> online)
+    {
+        var withClients = Assignments.Values.Select(a => a.ExitPeerId).ToHashSet(StringComparer.Ordinal);
+        return Subnets
+            .Where(owned => !online.ContainsKey(owned.Key) && !withClients.Contains(owned.Key))
+            .OrderBy(owned => owned.Value)
+            .Select(owned => new ExitSubnetReleased(owned.Key, owned.Value))
+            .FirstOrDefault();
     }
 
     private int? FreeSubnet(TunnelAddressing addressing)

@@ -102,6 +102,12 @@ public static class ExitSetup
             case ReservationDecision.Reserve reserve:
                 d = d.With(s => s with { Setups = s.Setups.SetItem(assignmentId, setup with { Tried = setup.Tried.Add(reserve.ExitPeerId) }) });
                 d = reserve.Events.Aggregate(d, (x, evt) => x.Record(evt));
+                foreach (var released in reserve.Events.OfType<ExitSubnetReleased>())
+                {
+                    d = d.Log(LogLevel.Warning, "Every tunnel subnet of region {Region} was taken: exit {ReleasedExitPeerId}, offline and without clients, " +
+                        "gave subnet {Subnet} up for exit {ExitPeerId} (it gets a new one if it comes back)",
+                        state.Durable.Region, released.PeerId, state.Addressing.Subnet(released.Subnet), reserve.ExitPeerId);
+                }
                 return SendSetup(d, assignmentId, now);
             default:
                 throw new InvalidOperationException("unknown reservation decision");

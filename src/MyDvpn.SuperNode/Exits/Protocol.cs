@@ -176,6 +176,12 @@ public interface IExitPoolEvent
 /// <summary>Exit <paramref name="PeerId"/> owns subnet <paramref name="Subnet"/> of the pool from now on.</summary>
 public sealed record ExitSubnetAssigned(string PeerId, int Subnet) : IExitPoolEvent;
 
+/// <summary>
+/// Exit <paramref name="PeerId"/>, offline and without clients, gave its subnet back because the pool had no free one
+/// left for an exit that is online (<see cref="ExitPoolState.DecideReservation"/>); it gets a new one if it comes back.
+/// </summary>
+public sealed record ExitSubnetReleased(string PeerId, int Subnet) : IExitPoolEvent;
+
 /// <summary>An exit was picked for a client and host <paramref name="Host"/> of its subnet set aside; SetupExit is under way.</summary>
 public sealed record AssignmentReserved(
     string AssignmentId,

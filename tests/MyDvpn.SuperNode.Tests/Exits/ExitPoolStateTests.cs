@@ -189,14 +189,16 @@ public sealed class ExitPoolStateTests
     public void Exit_is_refused_when_the_tunnel_pool_has_no_subnet_left()
     {
         var settings = Settings with { TunnelPool = "10.9.0.0/29", SubnetPrefixLength = 30 };
-        var state = Empty().Apply(new ExitSubnetAssigned("exit-a", 0)).Apply(new ExitSubnetAssigned("exit-b", 1));
+        // exit-a is offline with a client, exit-b online: neither gives its subnet up.
+        var state = Empty().Apply(new ExitSubnetAssigned("exit-a", 0)).Apply(Reserved("as-0", "exit-a", 2)).Apply(new ExitSubnetAssigned("exit-b", 1));
 
-        var decision = state.DecideReservation(Request("as-1"), Online(("exit-c", 1, Ms(1))), [], NoFailures, Now, settings, settings.Addressing());
+        var decision = state.DecideReservation(Request("as-1"), Online(("exit-b", 0, Ms(1)), ("exit-c", 1, Ms(1))), [], NoFailures, Now, settings, settings.Addressing());
 
         var refusal = Assert.IsType<ReservationDecision.Refuse>(decision).Refusal;
         Assert.Equal((StatusCode.ResourceExhausted, RefusalReason.NoExitAvailable), (refusal.Code, refusal.Reason));
         Assert.Contains("no free /30", refusal.Detail);
         Assert.Contains("exit-c", refusal.Detail);
+        Assert.Contains("each by an exit online or with clients", refusal.Detail, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -244,6 +246,36 @@ public sealed class ExitPoolStateTests
             restored.DecideReservation(Request("as-3"), Online(("exit-b", 10, Ms(1))), [], NoFailures, Now, Settings, Addressing));
         Assert.Equal(2, Assert.IsType<AssignmentReserved>(Assert.Single(next.Events)).Host);
         Assert.Equal(2, restored.ClientsOf("exit-a") + restored.ClientsOf("exit-b"));
+    }
+
+    [Fact]
+    public void An_exit_offline_keeps_its_subnet_while_another_is_free()
+    {
+        var twoSubnets = TunnelAddressing.Parse("100.96.0.0/23", 24);
+        var state = Empty().Apply(new ExitSubnetAssigned("gone", 0));
+
+        var reserve = Assert.IsType<ReservationDecision.Reserve>(
+            state.DecideReservation(Request("as-1"), Online(("exit-new", 10, Ms(1))), [], NoFailures, Now, Settings, twoSubnets));
+
+        Assert.Equal(new ExitSubnetAssigned("exit-new", 1), reserve.Events[0]);
+        Assert.DoesNotContain(reserve.Events, e => e is ExitSubnetReleased);
+    }
+
+    [Fact]
+    public void Once_every_subnet_is_owned_an_exit_offline_and_without_clients_gives_its_subnet_up()
+    {
+        var twoSubnets = TunnelAddressing.Parse("100.96.0.0/23", 24);
+        var state = Empty()
+            .Apply(new ExitSubnetAssigned("gone-with-client", 0)).Apply(Reserved("as-0", "gone-with-client", 2))
+            .Apply(new ExitSubnetAssigned("gone", 1));
+
+        var reserve = Assert.IsType<ReservationDecision.Reserve>(
+            state.DecideReservation(Request("as-1"), Online(("exit-new", 10, Ms(1))), [], NoFailures, Now, Settings, twoSubnets));
+
+        Assert.Equal([new ExitSubnetReleased("gone", 1), new ExitSubnetAssigned("exit-new", 1)], reserve.Events.Take(2));
+        var after = reserve.Events.Aggregate(state, (x, e) => x.Apply(e));
+        Assert.Equal(new Dictionary<string, int> { ["gone-with-client"] = 0, ["exit-new"] = 1 }, after.Subnets.OrderBy(kv => kv.Key).ToDictionary());
+        Assert.Equal("100.96.1.2/32", after.Record(after.Assignments["as-1"], twoSubnets).ClientAddress);
     }
 
     private static ExitPoolState Empty() => ExitPoolState.Empty(Region);
