@@ -39,6 +39,31 @@ public sealed class AdminLifecycleOutputTests : FixedAdminApiTestKit<AdminLifecy
     }
 
     [Fact]
+    public async Task A_BaseNode_that_takes_no_connection_is_passed_over_and_the_next_does_the_command_once()
+    {
+        var down = Nowhere();
+
+        var (exitCode, output, error) = await AdminVia($"{down},{BaseAddress}", "token", "revoke", "0123456789abcdef");
+
+        Assert.Equal(0, exitCode);
+        Assert.Equal(["0123456789abcdef"], Service.RevokedTokens);
+        Assert.Contains("is revoked", output, StringComparison.Ordinal);
+        Assert.StartsWith($"warning: BaseNode {down} takes no connection", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task When_no_BaseNode_takes_a_connection_the_error_names_each_and_the_exit_code_is_1()
+    {
+        var (first, second) = (Nowhere(), Nowhere());
+
+        var (exitCode, output, error) = await AdminVia($"{first},{second}", "token", "list");
+
+        Assert.Equal((1, ""), (exitCode, output));
+        Assert.Contains($"BaseNode {second} is unreachable", error, StringComparison.Ordinal);
+        Assert.Contains($"(before it: {first}: ", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Token_list_as_json_shows_role_and_state_in_lower_case()
     {
         var (exitCode, output, _) = await Admin("token", "list", "--json");

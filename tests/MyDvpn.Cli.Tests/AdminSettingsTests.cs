@@ -54,12 +54,21 @@ public sealed class AdminSettingsTests : IDisposable
     }
 
     [Fact]
+    public void Several_BaseNodes_are_tried_in_the_order_given()
+    {
+        environment[AdminSettings.BaseVariable] = "base-1:7443, base-2:7443";
+        environment[AdminSettings.TlsVariable] = "/env/tls";
+
+        Assert.Equal([new HostPort("base-1", 7443), new HostPort("base-2", 7443)], AdminSettings.Resolve(null, null, Env).BaseNodes);
+    }
+
+    [Fact]
     public void A_value_from_the_environment_that_is_not_an_address_is_named_by_its_variable()
     {
         environment[AdminSettings.BaseVariable] = "no-port";
         environment[AdminSettings.TlsVariable] = "/env/tls";
 
-        var bad = Assert.Throws<ConfigurationException>(() => AdminSettings.Resolve(null, null, Env).BaseNode);
+        var bad = Assert.Throws<ConfigurationException>(() => AdminSettings.Resolve(null, null, Env).BaseNodes);
 
         Assert.Equal(AdminSettings.BaseVariable, bad.Setting);
     }

@@ -46,5 +46,15 @@ public abstract class FixedAdminApiTestKit<TAdmin> : IAsyncLifetime
 
     /// <summary>Runs <c>mydvpn admin --base … --tls … <paramref name="command"/></c> in-process.</summary>
     protected Task<(int ExitCode, string Output, string Error)> Admin(params string[] command) =>
-        CliRunner.RunAsync(["admin", "--base", baseAddress, "--tls", temp.Sub("admin"), .. command]);
+        AdminVia(baseAddress, command);
+
+    /// <summary>Runs <c>mydvpn admin --base <paramref name="bases"/> --tls … <paramref name="command"/></c> in-process.</summary>
+    protected Task<(int ExitCode, string Output, string Error)> AdminVia(string bases, params string[] command) =>
+        CliRunner.RunAsync(["admin", "--base", bases, "--tls", temp.Sub("admin"), .. command]);
+
+    /// <summary>The test BaseNode's HOST:PORT.</summary>
+    protected string BaseAddress => baseAddress;
+
+    /// <summary>A loopback HOST:PORT nothing listens on.</summary>
+    protected static string Nowhere() => $"127.0.0.1:{Demo.NodeProcess.FreeTcpPort()}";
 }

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.CommandLine.Parsing;
 using System.Globalization;
 using Grpc.Core;
+using Grpc.Core.Interceptors;
 using MyDvpn.Common;
 using MyDvpn.Hosting;
 using MyDvpn.Protocol.Admin;
@@ -24,7 +25,8 @@ public static partial class AdminCommand
     {
         var baseNode = new Option<string>("--base")
         {
-            Description = $"A BaseNode's gRPC address, HOST:PORT [default: ${AdminSettings.BaseVariable}, else the file `admin login` writes]",
+            Description = $"BaseNodes' gRPC addresses, HOST:PORT[,HOST:PORT...]: the next is tried when one takes no connection " +
+                $"[default: ${AdminSettings.BaseVariable}, else the file `admin login` writes]",
             Recursive = true,
         };
         var tls = new Option<string>("--tls")
@@ -505,26 +507,101 @@ public static partial class AdminCommand
     }
 
     private static Task<int> WithClient(ParseResult parse, Option<string> baseNode, Option<string> tlsDir, Func<Admin.AdminClient, Task> action) =>
-        WithClient(Target(parse, baseNode, tlsDir), action);
+        WithClient(Target(parse, baseNode, tlsDir), parse.InvocationConfiguration.Error, action);
 
-    private static async Task<int> WithClient(AdminTarget target, Func<Admin.AdminClient, Task> action)
+    /// <summary>
+    /// Runs <paramref name="action"/> against the first of the target's BaseNodes that takes a connection. The next one
+    /// is tried only when no call of the action was answered yet and the last one never reached its BaseNode (no
+    /// connection: refused, timed out, no route), so nothing the action did is done twice.
+    /// </summary>
+    /// <param name="error">Where a BaseNode that takes no connection is said, before the next is tried.</param>
+    private static async Task<int> WithClient(AdminTarget target, TextWriter error, Func<Admin.AdminClient, Task> action)
     {
-        var server = target.BaseNode;
+        var servers = target.BaseNodes;
         using var tls = LoadTls(target);
         if (tls.Kind != CertificateKind.Admin)
             throw new ConfigurationException(target.TlsFrom, "holds a node certificate; the admin API takes an admin one (`mydvpn ca issue --role admin`)");
-        using var channel = GrpcChannels.MutualTls(server, tls, ExpectedServer.BaseNode);
-        try
+        var unreachable = new List<string>();
+        foreach (var server in servers)
         {
-            await action(new Admin.AdminClient(channel));
+            using var channel = GrpcChannels.MutualTls(server, tls, ExpectedServer.BaseNode);
+            var answers = new AnswerTracker();
+            try
+            {
+                await action(new Admin.AdminClient(channel.Intercept(answers)));
+                return CliApplication.Success;
+            }
+            catch (RpcException ex) when (!answers.Answered && ConnectFailure(ex) is { } why && server != servers[^1])
+            {
+                unreachable.Add($"{server}: {why}");
+                await error.WriteLineAsync($"warning: BaseNode {server} takes no connection ({why}); trying the next");
+            }
+            // Only a call that never reached the BaseNode carries the transport's exception; an UNAVAILABLE the BaseNode
+            // answered with (e.g. no SuperNode of a region up) is its own message.
+            catch (RpcException ex) when (ex.StatusCode == StatusCode.Unavailable && ex.Status.DebugException is not null)
+            {
+                var others = unreachable.Count == 0 ? "" : $" (before it: {string.Join("; ", unreachable)})";
+                var why = ConnectFailure(ex) is { } failure ? $"{ex.Status.Detail} ({failure})" : ex.Status.Detail;
+                throw new RpcException(new Grpc.Core.Status(ex.StatusCode, $"BaseNode {server} is unreachable: {why}{others}"));
+            }
         }
-        // Only a call that never reached the BaseNode carries the transport's exception; an UNAVAILABLE the BaseNode
-        // answered with (e.g. no SuperNode of a region up) is its own message.
-        catch (RpcException ex) when (ex.StatusCode == StatusCode.Unavailable && ex.Status.DebugException is not null)
+        throw new InvalidOperationException("the loop returns or throws at its last BaseNode");
+    }
+
+    /// <summary>
+    /// Whether the call failed before any connection to the server was made: the socket's connect failed (refused, no
+    /// route, timed out, no such host), as gRPC's connection or the HTTP handler reports it.
+    /// </summary>
+    /// <returns>Why, in the socket's words (e.g. "Connection refused"); null when the call got further.</returns>
+    private static string? ConnectFailure(RpcException ex)
+    {
+        if (ex.StatusCode != StatusCode.Unavailable)
+            return null;
+        for (var cause = ex.Status.DebugException; cause is not null; cause = cause.InnerException)
         {
-            throw new RpcException(new Grpc.Core.Status(ex.StatusCode, $"BaseNode {server} is unreachable: {ex.Status.Detail}"));
+            if (cause is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError }
+                || cause is System.Net.Sockets.SocketException
+                {
+                    SocketErrorCode: System.Net.Sockets.SocketError.ConnectionRefused or System.Net.Sockets.SocketError.HostUnreachable
+                        or System.Net.Sockets.SocketError.NetworkUnreachable or System.Net.Sockets.SocketError.TimedOut
+                        or System.Net.Sockets.SocketError.HostNotFound,
+                })
+            {
+                return cause.Message;
+            }
         }
-        return CliApplication.Success;
+        return null;
+    }
+
+    /// <summary>Notes whether any call through it was answered (a unary reply, or a stream's response headers).</summary>
+    private sealed class AnswerTracker : Interceptor
+    {
+        private int answered;
+
+        public bool Answered => Volatile.Read(ref answered) == 1;
+
+        public override AsyncUnaryCall<TResponse> AsyncUnaryCall<TRequest, TResponse>(TRequest request,
+            ClientInterceptorContext<TRequest, TResponse> context,
+            Interceptor.AsyncUnaryCallContinuation<TRequest, TResponse> continuation)
+        {
+            var call = continuation(request, context);
+            return new AsyncUnaryCall<TResponse>(Noting(call.ResponseAsync), call.ResponseHeadersAsync, call.GetStatus, call.GetTrailers, call.Dispose);
+        }
+
+        public override AsyncServerStreamingCall<TResponse> AsyncServerStreamingCall<TRequest, TResponse>(TRequest request,
+            ClientInterceptorContext<TRequest, TResponse> context,
+            Interceptor.AsyncServerStreamingCallContinuation<TRequest, TResponse> continuation)
+        {
+            var call = continuation(request, context);
+            return new AsyncServerStreamingCall<TResponse>(call.ResponseStream, Noting(call.ResponseHeadersAsync), call.GetStatus, call.GetTrailers, call.Dispose);
+        }
+
+        private async Task<T> Noting<T>(Task<T> response)
+        {
+            var value = await response;
+            Volatile.Write(ref answered, 1);
+            return value;
+        }
     }
 
     public static Table ClusterTable(ClusterState state)

@@ -13,7 +13,10 @@ namespace MyDvpn.Cli.Commands;
 /// <param name="TlsFrom">The setting <see cref="Tls"/> came from.</param>
 public sealed record AdminTarget(string Base, string BaseFrom, string Tls, string TlsFrom)
 {
-    public HostPort BaseNode => HostPort.Parse(Base, BaseFrom);
+    /// <summary>The BaseNodes <see cref="Base"/> names, HOST:PORT[,HOST:PORT...], in the order they are tried.</summary>
+    public IReadOnlyList<HostPort> BaseNodes => HostPort.ParseList([Base], BaseFrom) is { Count: > 0 } list
+        ? list
+        : throw new ConfigurationException(BaseFrom, "names no BaseNode: give HOST:PORT[,HOST:PORT...]");
 }
 
 /// <summary>Where <c>mydvpn admin</c> finds its BaseNode and admin certificate when no flag names them.</summary>
