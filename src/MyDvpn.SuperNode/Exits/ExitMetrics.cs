@@ -6,7 +6,7 @@ namespace MyDvpn.SuperNode.Exits;
 
 /// <summary>
 /// The exits' Prometheus metrics: the clients' rotations, counted by the client's session when one ends (live, never while
-/// its journal is replayed), and what each region's pool sees — its exits by state, the client places they offer and its
+/// its journal is replayed; every reason and outcome at zero from the start), and what each region's pool sees — its exits by state, the client places they offer and its
 /// assignments — set by the pool after each decision. A region's pool runs on one of its SuperNodes at a time: the others
 /// show its figures at zero (<see cref="ShowAtZero"/>, from a SuperNode's start and when a pool stops there), so the region's
 /// figures are the sum over its SuperNodes. <see cref="Default"/> is the one <c>/metrics</c> serves; a test makes its own
@@ -14,18 +14,20 @@ namespace MyDvpn.SuperNode.Exits;
 /// </summary>
 public sealed class ExitMetrics
 {
-    public static readonly ExitMetrics Default = new(Metrics.DefaultFactory);
+    // The static fields Default's constructor reads come before it: static fields are initialised in the order they are
+    // written (after it, the histogram got null buckets, so prometheus-net's default ones, up to 10 s).
+    private static readonly EnumDescriptor Reasons =
+        SupernodeReflection.Descriptor.EnumTypes.Single(e => e.ClrType == typeof(RotationReason));
 
     /// <summary>From 50 ms (a move between two exits near the SuperNode) to a minute (a client that had to be redelivered to).</summary>
     public static readonly double[] RotationBuckets = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60];
+
+    public static readonly ExitMetrics Default = new(Metrics.DefaultFactory);
 
     public const string Moved = "moved", Failed = "failed";
 
     /// <summary>The <c>state</c> of <c>mydvpn_exit_assignments</c>: answered by both halves, or still setting up.</summary>
     public const string Active = "active", SettingUp = "setting_up";
-
-    private static readonly EnumDescriptor Reasons =
-        SupernodeReflection.Descriptor.EnumTypes.Single(e => e.ClrType == typeof(RotationReason));
 
     private readonly Counter _rotations;
     private readonly Histogram _rotationSeconds;
@@ -54,6 +56,13 @@ public sealed class ExitMetrics
         _assignments = factory.CreateGauge("mydvpn_exit_assignments",
             "Exit assignments a region's pool holds, by state (active, setting_up); set by the SuperNode running the pool, zero on the others.",
             new GaugeConfiguration { LabelNames = ["region", "state"] });
+        // Every reason a rotation can have, both outcomes, at zero from the start: an increase() over the counter sees the
+        // first rotation of a kind too, and the dashboard and alerts find the series before anything moved.
+        foreach (var reason in Reasons.Values.Where(value => value.Number != (int)RotationReason.Unspecified))
+        {
+            _rotations.WithLabels(ReasonLabel((RotationReason)reason.Number), Moved);
+            _rotations.WithLabels(ReasonLabel((RotationReason)reason.Number), Failed);
+        }
     }
 
     /// <summary>An exit of <paramref name="region"/> claimed an endpoint the region did not take (<see cref="ExitEndpoints"/>).</summary>

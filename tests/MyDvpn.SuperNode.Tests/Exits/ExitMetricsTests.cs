@@ -10,7 +10,7 @@ public sealed class ExitMetricsTests
     private readonly CollectorRegistry _registry = Metrics.NewCustomRegistry();
 
     [Fact]
-    public async Task A_rotation_is_counted_by_reason_and_outcome_and_only_one_that_moved_the_client_is_timed()
+    public async Task A_rotation_is_counted_by_reason_and_outcome_every_one_from_zero_and_only_one_that_moved_the_client_is_timed()
     {
         var metrics = new ExitMetrics(Metrics.WithCustomRegistry(_registry));
 
@@ -21,7 +21,9 @@ public sealed class ExitMetricsTests
         var scraped = await ScrapeAsync(_registry);
         Assert.Equal(2, Value(scraped, """mydvpn_exit_rotations_total{reason="exit_lost",outcome="moved"}"""));
         Assert.Equal(1, Value(scraped, """mydvpn_exit_rotations_total{reason="operator",outcome="failed"}"""));
-        Assert.Null(Value(scraped, """mydvpn_exit_rotations_total{reason="exit_lost",outcome="failed"}"""));
+        Assert.Equal(0, Value(scraped, """mydvpn_exit_rotations_total{reason="exit_lost",outcome="failed"}"""));
+        Assert.Equal(0, Value(scraped, """mydvpn_exit_rotations_total{reason="exit_stale",outcome="moved"}"""));
+        Assert.Null(Value(scraped, """mydvpn_exit_rotations_total{reason="unspecified",outcome="moved"}"""));
         Assert.Equal(2, Value(scraped, "mydvpn_exit_rotation_seconds_count"));
         Assert.Equal(2.04, Value(scraped, "mydvpn_exit_rotation_seconds_sum")!.Value, precision: 6);
         Assert.Equal(1, Value(scraped, """mydvpn_exit_rotation_seconds_bucket{le="0.05"}"""));
@@ -65,6 +67,21 @@ public sealed class ExitMetricsTests
         Assert.Equal(0, Value(scraped, """mydvpn_exit_assignments{region="us-east",state="active"}"""));
         Assert.Equal(1, Value(scraped, """mydvpn_exits{region="eu-west",state="drained"}"""));
         await Promtool.AssertPassesAsync(scraped, "the exits' metrics");
+    }
+
+    [Fact]
+    public async Task The_served_metrics_time_rotations_in_their_buckets_and_count_every_reason_from_zero()
+    {
+        // ExitMetrics.Default is the one /metrics serves, over the process's default registry.
+        Assert.NotNull(ExitMetrics.Default);
+
+        var scraped = await ScrapeAsync(Metrics.DefaultRegistry);
+        var buckets = scraped.Split('\n')
+            .Where(line => line.StartsWith("mydvpn_exit_rotation_seconds_bucket{", StringComparison.Ordinal))
+            .Select(line => line[(line.IndexOf("le=\"", StringComparison.Ordinal) + 4)..line.IndexOf("\"}", StringComparison.Ordinal)])
+            .ToList();
+        Assert.Equal([.. ExitMetrics.RotationBuckets.Select(b => b.ToString(System.Globalization.CultureInfo.InvariantCulture)), "+Inf"], buckets);
+        Assert.NotNull(Value(scraped, """mydvpn_exit_rotations_total{reason="exit_stale",outcome="failed"}"""));
     }
 
     private static Task<string> ScrapeAsync(CollectorRegistry registry) => MetricsText.ScrapeAsync(registry);
