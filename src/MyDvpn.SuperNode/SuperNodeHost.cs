@@ -124,7 +124,7 @@ public static class SuperNodeHost
         builder.Services.AddSingleton(Policy);
         builder.Services.AddSingleton(services => new ExitAllocationClient(
             services.GetRequiredService<DirectoryCache>(), services.GetRequiredService<DirectoryClient>(), settings.Node.Tls,
-            settings.Exits.PoolAnswerWithin + TimeSpan.FromSeconds(1)));
+            settings.Exits.PoolAnswerWithin + TimeSpan.FromSeconds(1), services.GetRequiredService<ILogger<ExitAllocationClient>>()));
         builder.Services.AddSingleton(services => new DirectoryClient(settings.BaseNodes, settings.Node.Tls,
             services.GetRequiredService<ILogger<DirectoryClient>>()));
         builder.Services.AddSingleton(new DirectoryCache(settings.Node.DataDir));

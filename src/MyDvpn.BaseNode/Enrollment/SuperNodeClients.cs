@@ -161,5 +161,5 @@ public sealed class SuperNodeClients(TlsMaterial tls, ILogger<SuperNodeClients> 
     private GrpcChannel ChannelFor(SuperNodeInfo node) =>
         _channels.GetOrAdd(node.Region + " " + node.GrpcEndpoint, _ => new Lazy<GrpcChannel>(() =>
             GrpcChannels.MutualTls(HostPort.Parse(node.GrpcEndpoint, "grpc_endpoint"), tls, ExpectedServer.SuperNodeOf(node.Region),
-                connectTimeout: CallTimeout))).Value;
+                connectTimeout: CallTimeout, logger: logger))).Value;
 }

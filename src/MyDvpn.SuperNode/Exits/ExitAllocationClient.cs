@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Grpc.Core;
 using Grpc.Net.Client;
+using Microsoft.Extensions.Logging;
 using MyDvpn.Common;
 using MyDvpn.Hosting;
 using MyDvpn.Protocol.Control;
@@ -76,7 +77,9 @@ public sealed class ExitRegionUnreachableException(string message) : Exception(m
 /// tried first, starting at one picked by the assignment id (spreading load), then the others; a SuperNode that does
 /// not answer is skipped, while a refusal (a status with a reason) is the answer.
 /// </summary>
-public sealed class ExitAllocationClient(DirectoryCache directory, DirectoryClient directoryClient, TlsMaterial tls, TimeSpan callTimeout)
+/// <param name="logger">Where a SuperNode whose certificate the TLS handshake refuses is said (a <c>Security event</c>).</param>
+public sealed class ExitAllocationClient(DirectoryCache directory, DirectoryClient directoryClient, TlsMaterial tls, TimeSpan callTimeout,
+    ILogger? logger = null)
     : IExitAllocator, IClientRotations, IDisposable
 {
     private readonly ConcurrentDictionary<string, Lazy<GrpcChannel>> channels = new(StringComparer.Ordinal);
@@ -224,7 +227,8 @@ public sealed class ExitAllocationClient(DirectoryCache directory, DirectoryClie
     /// </summary>
     private ExitAllocation.ExitAllocationClient ClientFor(SuperNodeRegistration superNode) =>
         new(channels.GetOrAdd(superNode.Region + " " + superNode.GrpcEndpoint, _ => new Lazy<GrpcChannel>(() =>
-            GrpcChannels.MutualTls(HostPort.Parse(superNode.GrpcEndpoint, "grpc_endpoint"), tls, ExpectedServer.SuperNodeOf(superNode.Region)))).Value);
+            GrpcChannels.MutualTls(HostPort.Parse(superNode.GrpcEndpoint, "grpc_endpoint"), tls, ExpectedServer.SuperNodeOf(superNode.Region),
+                logger: logger))).Value);
 
     public void Dispose()
     {
