@@ -30,10 +30,7 @@ public sealed class TopologyPageTests(ITestOutputHelper output)
         await network.StartAgentAsync(baseNode, superA, ClientId, "client", ClientRegion, "--exit-region", ExitRegion);
 
         // Without a credential: 401, saying how to get one.
-        using var http = new HttpClient(new HttpClientHandler { ServerCertificateCustomValidationCallback = HttpClientHandler.DangerousAcceptAnyServerCertificateValidator })
-        {
-            Timeout = TimeSpan.FromSeconds(20),
-        };
+        using var http = Client();
         foreach (var path in new[] { "/", "/api/topology" })
         {
             using var refused = await http.GetAsync($"https://{web}{path}");
@@ -123,6 +120,52 @@ public sealed class TopologyPageTests(ITestOutputHelper output)
         using var tampered = await http.GetAsync($"https://{web}/api/topology");
         Assert.Equal(HttpStatusCode.Unauthorized, tampered.StatusCode);
         Assert.Contains("signature does not match", await tampered.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task The_page_lets_in_an_admin_certificate_and_refuses_a_node_certificate_and_a_bad_cookie()
+    {
+        await using var network = new TestNetwork(output);
+        var web = new HostPort("127.0.0.1", NodeProcess.FreeTcpPort());
+        var baseNode = network.BaseNode();
+        baseNode = baseNode with { Arguments = [.. baseNode.Arguments, "--web", web.ToString()] };
+        await network.StartAsync(baseNode);
+
+        using (var admin = Client(Path.Combine(network.AdminTls, "tls.crt"), Path.Combine(network.AdminTls, "tls.key")))
+        {
+            var view = await TopologyAsync(admin, web);
+            Assert.Equal(0, view.GetProperty("regions").GetArrayLength());
+            using var page = await admin.GetAsync($"https://{web}/");
+            Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+            Assert.Contains("<script src=\"/topology.js\"", await page.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+            Assert.Contains("default-src 'none'", page.Headers.GetValues("Content-Security-Policy").Single(), StringComparison.Ordinal);
+        }
+
+        var nodeTls = network.IssueNodeCertificate(Security.NodeIdentity.Base("base"));
+        using (var node = Client(Path.Combine(nodeTls, "tls.crt"), Path.Combine(nodeTls, "tls.key")))
+        {
+            using var refused = await node.GetAsync($"https://{web}/api/topology");
+            Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
+            Assert.Contains("not an admin certificate", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        using var anonymous = Client();
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"https://{web}/api/topology");
+        request.Headers.Add("Cookie", "mydvpn_web=v1.bm90.bm90");
+        using var badCookie = await anonymous.SendAsync(request);
+        Assert.Equal(HttpStatusCode.Unauthorized, badCookie.StatusCode);
+        Assert.Contains("the login cookie is not valid", await badCookie.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        // The bad cookie is deleted.
+        Assert.Contains(badCookie.Headers.GetValues("Set-Cookie"), c => c.StartsWith("mydvpn_web=;", StringComparison.Ordinal));
+    }
+
+    /// <summary>An HTTPS client that takes the node's certificate (the operator CA is not the system's) and presents the given one.</summary>
+    private static HttpClient Client(string? certificate = null, string? key = null)
+    {
+        var handler = new HttpClientHandler { ServerCertificateCustomValidationCallback = HttpClientHandler.DangerousAcceptAnyServerCertificateValidator };
+        if (certificate is not null && key is not null)
+            handler.ClientCertificates.Add(System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPemFile(certificate, key));
+        return new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(20) };
     }
 
     [Fact]
