@@ -76,8 +76,10 @@ public sealed class TopologyQueries(DirectoryQueries directory, SuperNodeClients
         var pools = regions.Regions
             .Select(r => (Region: r.Region, Pool: Answer(ExitPool(r.Region, cancellationToken), $"the exits of region {r.Region}")))
             .ToList();
-        await Task.WhenAll(pools.Select(p => p.Pool).Append<Task>(sessions));
-        return TopologyView.From(regions, await sessions, pools.ToDictionary(p => p.Region, p => p.Pool.Result, StringComparer.Ordinal), now);
+        var answered = new Dictionary<string, Answered<ExitPoolView>>(StringComparer.Ordinal);
+        foreach (var (region, pool) in pools)
+            answered[region] = await pool;
+        return TopologyView.From(regions, await sessions, answered, now);
     }
 
     /// <summary>The answer, or why there is none (an RPC failure, in its words).</summary>

@@ -77,6 +77,50 @@ public sealed class HeadlessChromium : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// The DOM of <paramref name="url"/> as chromium's <c>--dump-dom</c> prints it once the page's scripts ran for
+    /// <paramref name="virtualTime"/> of virtual time (its timers and fetches); chromium is killed and its profile deleted
+    /// after, or after <see cref="StartWithin"/> if it did not finish.
+    /// </summary>
+    public static async Task<string> DumpDomAsync(string url, int virtualTime = 5000)
+    {
+        if (!File.Exists(Executable))
+            throw new InvalidOperationException($"{Executable} is missing: install Debian's chromium package (apt-get install chromium)");
+        var profile = Path.Combine(Path.GetTempPath(), $"mydvpn-chromium-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(profile);
+        var start = new ProcessStartInfo(Executable) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (var argument in new[]
+                 {
+                     "--headless=new", "--no-sandbox", "--disable-gpu", "--ignore-certificate-errors", "--no-first-run", "--disable-extensions",
+                     $"--user-data-dir={profile}", $"--virtual-time-budget={virtualTime}", "--dump-dom", url,
+                 })
+            start.ArgumentList.Add(argument);
+        using var process = Process.Start(start) ?? throw new InvalidOperationException("chromium did not start");
+        var chromium = new HeadlessChromium(process, profile);
+        process.ErrorDataReceived += (_, e) => chromium.Record(e.Data);
+        process.BeginErrorReadLine();
+        try
+        {
+            var dom = process.StandardOutput.ReadToEndAsync();
+            using var within = new CancellationTokenSource(StartWithin);
+            try
+            {
+                await process.WaitForExitAsync(within.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                throw new TimeoutException($"chromium --dump-dom {url} did not finish within {StartWithin.TotalSeconds} s:\n{chromium.Log}");
+            }
+            if (process.ExitCode != 0)
+                throw new InvalidOperationException($"chromium --dump-dom exited with {process.ExitCode}:\n{chromium.Log}");
+            return await dom;
+        }
+        finally
+        {
+            await chromium.DisposeAsync();
+        }
+    }
+
     private void Record(string? line)
     {
         if (line is null)

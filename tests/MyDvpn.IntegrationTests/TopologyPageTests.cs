@@ -71,7 +71,15 @@ public sealed class TopologyPageTests(ITestOutputHelper output)
         Assert.Equal("direct", assignment.GetProperty("path").GetString());
         Assert.Equal("sn-a", assignment.GetProperty("clientSuperNode").GetString());
 
-        // The page in a real browser: the token in the address once, then the cookie; the page's own script draws it.
+        // chromium's --dump-dom: the DOM once the page's script fetched /api/topology and drew it.
+        var dom = await HeadlessChromium.DumpDomAsync(url);
+        Assert.Contains($"data-region=\"{ClientRegion}\"", dom, StringComparison.Ordinal);
+        Assert.Contains($"data-region=\"{ExitRegion}\"", dom, StringComparison.Ordinal);
+        Assert.Contains($"<td>{ExitId}</td>", dom, StringComparison.Ordinal);
+        Assert.Contains($"data-client=\"{ClientId}\" data-exit=\"{ExitId}\"", dom, StringComparison.Ordinal);
+        Assert.DoesNotContain(token, dom, StringComparison.Ordinal);
+
+        // The page in a real browser left open: the token in the address once, then the cookie; the page's own script draws it.
         await using (var chromium = await HeadlessChromium.OpenAsync(url))
         {
             try
