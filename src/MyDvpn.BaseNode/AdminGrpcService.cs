@@ -323,7 +323,7 @@ public sealed class AdminGrpcService(
         if (lifetime > WebSettings.MaxTokenLifetime)
         {
             throw new RpcException(new Status(StatusCode.InvalidArgument,
-                $"ttl_seconds {request.TtlSeconds} is longer than a web token may live ({WebSettings.MaxTokenLifetime.TotalSeconds:0} s, 24 h)"));
+                $"a web token lives at most {WebSettings.MaxTokenLifetime.TotalHours:0} h; {request.TtlSeconds} s (--ttl) is longer"));
         }
         var (token, expiresAt) = webTokens.Issue(AdminName(context), lifetime);
         logger.LogInformation("Web token made for {Admin}, valid until {ExpiresAt:u}", AdminName(context), expiresAt);

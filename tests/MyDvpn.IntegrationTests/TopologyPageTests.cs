@@ -131,7 +131,7 @@ public sealed class TopologyPageTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task The_page_lets_in_an_admin_certificate_and_refuses_a_node_certificate_and_a_bad_cookie()
+    public async Task The_page_lets_in_an_admin_certificate_and_refuses_a_node_certificate_and_a_bad_cookie_and_tokens_live_at_most_a_day()
     {
         await using var network = new TestNetwork(output);
         var web = new HostPort("127.0.0.1", NodeProcess.FreeTcpPort());
@@ -156,6 +156,10 @@ public sealed class TopologyPageTests(ITestOutputHelper output)
             Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
             Assert.Contains("not an admin certificate", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         }
+
+        var (tooLong, said) = await network.RunAsync("admin", "--base", baseNode.Listen.ToString(), "--tls", network.AdminTls, "web-token", "--ttl", "25h");
+        Assert.NotEqual(0, tooLong);
+        Assert.Contains("a web token lives at most 24 h", said, StringComparison.Ordinal);
 
         using var anonymous = Client();
         using var request = new HttpRequestMessage(HttpMethod.Get, $"https://{web}/api/topology");
