@@ -4,6 +4,7 @@ using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using MyDvpn.BaseNode.Certificates;
 using MyDvpn.BaseNode.Enrollment;
+using MyDvpn.BaseNode.Web;
 using MyDvpn.Common;
 using MyDvpn.Protocol.Admin;
 using MyDvpn.Protocol.Directory;
@@ -18,11 +19,13 @@ public sealed class AdminGrpcService(
     DirectoryQueries directory,
     EnrollmentQueries enrollment,
     SuperNodeClients superNodes,
+    TopologyQueries topology,
+    WebTokens webTokens,
+    WebSettings web,
     CrlPublication crl,
     ILogger<AdminGrpcService> logger) : Admin.AdminBase
 {
-    /// <summary>How long a SuperNode has to show its region's exit pool before the next one is asked.</summary>
-    private static readonly TimeSpan ListExitsTimeout = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan ListExitsTimeout = TopologyQueries.ListExitsTimeout;
 
     public override Task<ClusterState> GetCluster(GetClusterRequest request, ServerCallContext context)
     {
@@ -41,7 +44,7 @@ public sealed class AdminGrpcService(
     }
 
     public override Task<RegionList> ListRegions(ListRegionsRequest request, ServerCallContext context) =>
-        directory.ListRegions(context.CancellationToken);
+        topology.Regions(context.CancellationToken);
 
     public override async Task<EnrollmentToken> CreateToken(CreateTokenRequest request, ServerCallContext context)
     {
@@ -209,29 +212,8 @@ public sealed class AdminGrpcService(
         return list;
     }
 
-    public override async Task<SessionList> ListSessions(ListSessionsRequest request, ServerCallContext context)
-    {
-        var region = request.Region.Length == 0 ? null : request.Region;
-        if (region is not null && !RegionName.IsValid(region, out var problem))
-            throw new RpcException(new Status(StatusCode.InvalidArgument, problem));
-        var targets = await directory.UpSuperNodes(region, context.CancellationToken);
-        var gathered = await superNodes.CallEachAsync(
-            targets,
-            (client, options) => client.ListSessionsAsync(new ListLocalSessionsRequest(), options),
-            "list sessions",
-            context.CancellationToken);
-
-        var list = new SessionList();
-        list.Sessions.AddRange(gathered.Replies
-            .SelectMany(r => r.Reply.Sessions)
-            .Where(s => region is null || s.Region == region)
-            .OrderBy(s => s.Region, StringComparer.Ordinal)
-            .ThenBy(s => s.PeerId, StringComparer.Ordinal)
-            // A peer moving between SuperNodes shows on both for a moment.
-            .ThenBy(s => s.SupernodeId, StringComparer.Ordinal));
-        list.UnreachableSupernodes.AddRange(SortedIds(gathered.Unreachable));
-        return list;
-    }
+    public override Task<SessionList> ListSessions(ListSessionsRequest request, ServerCallContext context) =>
+        topology.Sessions(request.Region.Length == 0 ? null : request.Region, context.CancellationToken);
 
     public override async Task<IssueCommandResponse> IssueCommand(AdminCommandRequest request, ServerCallContext context)
     {
@@ -251,21 +233,8 @@ public sealed class AdminGrpcService(
             context.CancellationToken);
     }
 
-    public override async Task<ExitPoolView> ListExits(ListExitsRequest request, ServerCallContext context)
-    {
-        if (!RegionName.IsValid(request.Region, out var problem))
-            throw new RpcException(new Status(StatusCode.InvalidArgument, $"region: {problem}"));
-        // Any SuperNode of the region reaches its exit pool; none up is UNAVAILABLE naming the region, and a
-        // SuperNode's refusal comes back as it gave it.
-        var targets = await directory.UpSuperNodes(request.Region, context.CancellationToken);
-        return await superNodes.CallAnyAsync(
-            targets,
-            invoker => new ExitAllocation.ExitAllocationClient(invoker),
-            (client, options) => client.ListExitsAsync(new ListExitsRequest { Region = request.Region }, options),
-            ListExitsTimeout,
-            $"the exits of region {request.Region}",
-            context.CancellationToken);
-    }
+    public override Task<ExitPoolView> ListExits(ListExitsRequest request, ServerCallContext context) =>
+        topology.ExitPool(request.Region, context.CancellationToken);
 
     public override async Task<DrainExitResponse> DrainExit(DrainExitRequest request, ServerCallContext context)
     {
@@ -342,6 +311,29 @@ public sealed class AdminGrpcService(
         nodes.Select(n => n.SuperNodeId).Order(StringComparer.Ordinal);
 
     private static string JoinOrNone(IEnumerable<string> ids) => string.Join(", ", ids.DefaultIfEmpty("none"));
+
+    public override Task<WebToken> CreateWebToken(CreateWebTokenRequest request, ServerCallContext context)
+    {
+        if (web.Address is not { } address)
+        {
+            throw new RpcException(new Status(StatusCode.FailedPrecondition,
+                "this BaseNode serves no web page: start it with --web HOST:PORT (tokens are valid only on the BaseNode that made them)"));
+        }
+        var lifetime = request.TtlSeconds == 0 ? WebSettings.DefaultTokenLifetime : TimeSpan.FromSeconds(request.TtlSeconds);
+        if (lifetime > WebSettings.MaxTokenLifetime)
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument,
+                $"a web token lives at most {WebSettings.MaxTokenLifetime.TotalHours:0} h; {request.TtlSeconds} s (--ttl) is longer"));
+        }
+        var (token, expiresAt) = webTokens.Issue(AdminName(context), lifetime);
+        logger.LogInformation("Web token made for {Admin}, valid until {ExpiresAt:u}", AdminName(context), expiresAt);
+        return Task.FromResult(new WebToken
+        {
+            Token = token,
+            ExpiresAt = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(expiresAt),
+            WebAddress = address.ToString(),
+        });
+    }
 
     /// <summary>Who did it, for the audit log: the CN of the caller's admin certificate.</summary>
     public override Task<PublishCrlResponse> PublishCrl(PublishCrlRequest request, ServerCallContext context) =>

@@ -1,12 +1,16 @@
+using System.Security.Authentication;
 using Akka.Cluster.Hosting;
 using Akka.Cluster.Sharding;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using MyDvpn.BaseNode.Certificates;
 using MyDvpn.BaseNode.Directory;
 using MyDvpn.BaseNode.Enrollment;
+using MyDvpn.BaseNode.Web;
 using MyDvpn.Hosting;
 using MyDvpn.Logging;
 using MyDvpn.Security;
@@ -25,9 +29,10 @@ public static class BaseNodeHost
         .Allow(Protocol.Admin.Admin.Descriptor.FullName, Callers.Admins);
 
     public static WebApplication Build(ClusterNodeSettings settings, DirectorySettings? directorySettings = null, RedemptionSettings? redemptions = null,
-        LogFormat logFormat = LogFormat.Json)
+        LogFormat logFormat = LogFormat.Json, WebSettings? webSettings = null)
     {
         var directory = directorySettings ?? DirectorySettings.Default;
+        var web = webSettings ?? WebSettings.Off;
         // Every caller of a BaseNode holds an operator certificate: SuperNodes a node one, admins an admin one.
         var builder = ClusterNodeHost.CreateBuilder(settings, Identity, ClientCertificateMode.RequireCertificate, (akka, services) =>
         {
@@ -82,6 +87,23 @@ public static class BaseNodeHost
                 new CrlMessageExtractor(),
                 new ShardOptions { Role = Role, StateStoreMode = StateStoreMode.Persistence });
         }, logFormat: logFormat);
+        if (web.Address is { } webAddress)
+        {
+            builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(webAddress.ToBindEndPoint("--web"), listen =>
+            {
+                listen.Protocols = HttpProtocols.Http1AndHttp2;
+                listen.UseHttps(https =>
+                {
+                    https.ServerCertificate = settings.Tls.Certificate;
+                    https.SslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13;
+                    // A browser presents a certificate only if it has one to offer: an admin certificate is one way in
+                    // (TopologyPage checks it against the operator CA), a login token the other. Any other certificate is
+                    // refused by the page, with its reason, rather than by the handshake, which could not say why.
+                    https.ClientCertificateMode = ClientCertificateMode.AllowCertificate;
+                    https.ClientCertificateValidation = (_, _, _) => true;
+                });
+            }));
+        }
         builder.Services.AddSingleton(Policy);
         builder.Services.AddSingleton<DirectoryQueries>();
         builder.Services.AddSingleton<EnrollmentQueries>();
@@ -92,6 +114,9 @@ public static class BaseNodeHost
             services.GetRequiredService<ILogger<CrlFollower>>()));
         builder.Services.AddSingleton(services => new RedemptionLimits(redemptions ?? RedemptionSettings.Default, TimeProvider.System));
         builder.Services.AddSingleton<SuperNodeClients>();
+        builder.Services.AddSingleton<TopologyQueries>();
+        builder.Services.AddSingleton(web);
+        builder.Services.AddSingleton(_ => new WebTokens(TimeProvider.System));
         builder.Services.AddHostedService(services => new SuperNodeConnections(
             services.GetRequiredService<DirectoryQueries>(), services.GetRequiredService<SuperNodeClients>(), directory.ReportInterval,
             TimeProvider.System, services.GetRequiredService<ILogger<SuperNodeConnections>>()));
@@ -108,6 +133,7 @@ public static class BaseNodeHost
         ClusterNodeHost.MapService<DirectoryGrpcService>(app, Protocol.Directory.SuperNodeDirectory.Descriptor);
         ClusterNodeHost.MapService<AdminGrpcService>(app, Protocol.Admin.Admin.Descriptor);
         ClusterNodeHost.MapNodeEndpoints(app);
+        TopologyPage.Map(app, web);
         return app;
     }
 }

@@ -391,21 +391,9 @@ public sealed class ExitAllocationTests(ITestOutputHelper output)
 
     // ---- the network ----
 
-    private static async Task<(TestNetwork.Node Base, TestNetwork.Node A, TestNetwork.Node B)> StartRegionsAsync(
-        TestNetwork network, Action<TestNetwork.Node>? configureB = null)
-    {
-        var baseNode = network.BaseNode();
-        await network.StartAsync(baseNode);
-        var superA = network.SuperNode("sn-a", ClientRegion, baseNode);
-        var superB = network.SuperNode("sn-b", ExitRegion, baseNode);
-        // The agents' exits claim an endpoint in 192.0.2.0/24 (StartAgentAsync) while their streams come from loopback:
-        // the operator vouches for that network, as for exits behind a load balancer.
-        superB.Environment["MYDVPN__SUPER__EXITS__TRUSTEDENDPOINTNETWORKS__0"] = TrustedExitNetwork;
-        configureB?.Invoke(superB);
-        // No wait for A's directory cache to learn region b: a region it does not know yet is looked up at once.
-        await Task.WhenAll(network.StartAsync(superA), network.StartAsync(superB));
-        return (baseNode, superA, superB);
-    }
+    private static Task<(TestNetwork.Node Base, TestNetwork.Node A, TestNetwork.Node B)> StartRegionsAsync(
+        TestNetwork network, Action<TestNetwork.Node>? configureB = null) =>
+        network.StartRegionsAsync(ClientRegion, ExitRegion, configureB: configureB);
 
     /// <summary>Whether <paramref name="superNode"/>'s directory cache (what it routes exit requests by) lists <paramref name="other"/>.</summary>
     private static bool CacheKnows(TestNetwork network, string superNode, string other)
@@ -421,28 +409,11 @@ public sealed class ExitAllocationTests(ITestOutputHelper output)
         }
     }
 
-    private const string TrustedExitNetwork = "192.0.2.0/24";
+    private static string StateDir(TestNetwork network, string peerId) => network.PeerStateDir(peerId);
 
-    private static string StateDir(TestNetwork network, string peerId) => Path.Combine(network.Root, "peers", peerId);
-
-    private static async Task<TestNetwork.Node> StartAgentAsync(TestNetwork network, TestNetwork.Node baseNode, TestNetwork.Node super,
-        string peerId, string role, string region, params string[] extra)
-    {
-        var keyFile = Path.Combine(network.Root, $"{peerId}.key");
-        IdentityKey.Generate().Save(keyFile);
-        var token = await network.CreateTokenAsync(baseNode, role, region);
-        Directory.CreateDirectory(StateDir(network, peerId));
-        // Without one the SuperNode would hand clients the exit's stream address, loopback here, which agents refuse as
-        // an endpoint; a documentation address stands for the exit's public one (no data plane runs).
-        string[] endpoint = role == "client" || extra.Contains("--public-endpoint") ? [] : ["--public-endpoint", "192.0.2.10:51820"];
-        var agent = new TestNetwork.Node(peerId, super.Listen, super.Metrics,
-        [
-            "peer", "--data-plane", "none", "--role", role, "--id", peerId, "--region", region, "--key", keyFile, "--ca", network.CaFile,
-            "--supernode", super.Listen.ToString(), "--token", token, "--state-dir", StateDir(network, peerId), .. endpoint, .. extra,
-        ]);
-        await network.StartAsync(agent, waitUntilReady: false);
-        return agent;
-    }
+    private static Task<TestNetwork.Node> StartAgentAsync(TestNetwork network, TestNetwork.Node baseNode, TestNetwork.Node super,
+        string peerId, string role, string region, params string[] extra) =>
+        network.StartAgentAsync(baseNode, super, peerId, role, region, extra);
 
     private static TestNetwork.Node WithArguments(TestNetwork.Node node, string[] arguments) =>
         new(node.Name, node.Listen, node.Metrics, arguments);

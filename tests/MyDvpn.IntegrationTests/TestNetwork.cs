@@ -97,6 +97,56 @@ public sealed class TestNetwork : IAsyncDisposable
             await DemoCommand.WaitReadyAsync(node.Process, node.Metrics, CancellationToken.None, TimeSpan.FromSeconds(90));
     }
 
+    /// <summary>The network the exits of <see cref="StartAgentAsync"/> claim their endpoint in, which region b's SuperNode trusts.</summary>
+    public const string TrustedExitNetwork = "192.0.2.0/24";
+
+    /// <summary>
+    /// A BaseNode, SuperNode sn-a of <paramref name="clientRegion"/> and sn-b of <paramref name="exitRegion"/>, started and
+    /// ready; <paramref name="configureBase"/> and <paramref name="configureB"/> may change a node before it starts.
+    /// </summary>
+    public async Task<(Node Base, Node A, Node B)> StartRegionsAsync(string clientRegion, string exitRegion,
+        Func<Node, Node>? configureBase = null, Action<Node>? configureB = null)
+    {
+        var baseNode = BaseNode();
+        if (configureBase is not null)
+            baseNode = configureBase(baseNode);
+        await StartAsync(baseNode);
+        var superA = SuperNode("sn-a", clientRegion, baseNode);
+        var superB = SuperNode("sn-b", exitRegion, baseNode);
+        // The agents' exits claim an endpoint in 192.0.2.0/24 (StartAgentAsync) while their streams come from loopback:
+        // the operator vouches for that network, as for exits behind a load balancer.
+        superB.Environment["MYDVPN__SUPER__EXITS__TRUSTEDENDPOINTNETWORKS__0"] = TrustedExitNetwork;
+        configureB?.Invoke(superB);
+        // No wait for A's directory cache to learn region b: a region it does not know yet is looked up at once.
+        await Task.WhenAll(StartAsync(superA), StartAsync(superB));
+        return (baseNode, superA, superB);
+    }
+
+    /// <summary>The state directory of the agent <see cref="StartAgentAsync"/> starts as <paramref name="peerId"/>.</summary>
+    public string PeerStateDir(string peerId) => Path.Combine(Root, "peers", peerId);
+
+    /// <summary>
+    /// A real peer agent without a data plane, enrolled with a token of its own; an exit claims 192.0.2.10:51820 as its
+    /// public endpoint unless <paramref name="extra"/> names one.
+    /// </summary>
+    public async Task<Node> StartAgentAsync(Node baseNode, Node super, string peerId, string role, string region, params string[] extra)
+    {
+        var keyFile = Path.Combine(Root, $"{peerId}.key");
+        IdentityKey.Generate().Save(keyFile);
+        var token = await CreateTokenAsync(baseNode, role, region);
+        Directory.CreateDirectory(PeerStateDir(peerId));
+        // Without one the SuperNode would hand clients the exit's stream address, loopback here, which agents refuse as
+        // an endpoint; a documentation address stands for the exit's public one (no data plane runs).
+        string[] endpoint = role == "client" || extra.Contains("--public-endpoint") ? [] : ["--public-endpoint", "192.0.2.10:51820"];
+        var agent = new Node(peerId, super.Listen, super.Metrics,
+        [
+            "peer", "--data-plane", "none", "--role", role, "--id", peerId, "--region", region, "--key", keyFile, "--ca", CaFile,
+            "--supernode", super.Listen.ToString(), "--token", token, "--state-dir", PeerStateDir(peerId), .. endpoint, .. extra,
+        ]);
+        await StartAsync(agent, waitUntilReady: false);
+        return agent;
+    }
+
     /// <summary>Runs a short-lived <c>mydvpn</c> command to completion.</summary>
     public Task<(int ExitCode, string Output)> RunAsync(params string[] arguments) => RunAsync(arguments, null);
 

@@ -111,6 +111,7 @@ public static partial class AdminCommand
             CrlCommand(output, baseNode, tls, json),
             DisconnectCommand(output, baseNode, tls, json),
             DrainCommand(output, baseNode, tls, json), UndrainCommand(output, baseNode, tls, json), RotateCommand(output, baseNode, tls, json),
+            WebTokenCommand(output, baseNode, tls, json),
         };
     }
 

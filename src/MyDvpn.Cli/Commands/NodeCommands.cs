@@ -13,11 +13,14 @@ public static class NodeCommands
     {
         var config = new NodeConfiguration("Base");
         AddClusterNodeFlags(config, "other BaseNodes' cluster addresses (none: this node starts the BaseNode cluster)");
+        config.Flag<string>("--web", nameof(BaseNodeOptions.Web),
+            "HOST:PORT for the read-only web topology page and its JSON (/api/topology), over TLS with the node's certificate (off unless given); "
+            + "it takes an admin credential: a login token from `mydvpn admin web-token` or an admin certificate (docs/web-topology.md)");
         var command = new LongRunningCommand("base", "Run a BaseNode: the global directory of regions and SuperNodes, and the admin API");
         config.AddTo(command);
         command.SetAction((parse, cancellationToken) =>
         {
-            var settings = config.Bind<ClusterNodeOptions>(parse).Validate();
+            var (settings, web) = config.Bind<BaseNodeOptions>(parse).ValidateBase();
             var limits = config.Bind<MyDvpn.BaseNode.Enrollment.BaseNodeLimits>(parse);
             try
             {
@@ -27,7 +30,8 @@ public static class NodeCommands
             {
                 throw new MyDvpn.Common.ConfigurationException($"Base:Redemptions:{ex.ParamName}", ex.Message);
             }
-            return RunAsync(BaseNodeHost.Build(settings, redemptions: limits.Redemptions, logFormat: command.LogFormatOf(parse)), cancellationToken);
+            return RunAsync(BaseNodeHost.Build(settings, redemptions: limits.Redemptions, logFormat: command.LogFormatOf(parse), webSettings: web),
+                cancellationToken);
         });
         return command;
     }

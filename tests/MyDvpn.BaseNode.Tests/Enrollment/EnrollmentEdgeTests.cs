@@ -10,6 +10,7 @@ using Microsoft.Extensions.DependencyInjection;
 using MyDvpn.BaseNode.Certificates;
 using MyDvpn.BaseNode.Directory;
 using MyDvpn.BaseNode.Enrollment;
+using MyDvpn.BaseNode.Web;
 using MyDvpn.Common;
 using MyDvpn.Hosting;
 using MyDvpn.Protocol.Admin;
@@ -81,6 +82,9 @@ public sealed partial class EnrollmentEdgeTests(ITestOutputHelper output) : Sqli
             services.AddSingleton<EnrollmentQueries>();
             services.AddSingleton(new RedemptionLimits(Redemptions, _clock));
             services.AddSingleton<SuperNodeClients>();
+            services.AddSingleton<TopologyQueries>();
+            services.AddSingleton(WebSettings.Off);
+            services.AddSingleton(new WebTokens(_clock));
         }, app =>
         {
             app.MapGrpcService<DirectoryGrpcService>();
