@@ -35,7 +35,18 @@ internal static partial class TestbedOwnership
         }
     }
 
-    public static void Release(string testbedId) => File.Delete(OwnerFile(testbedId));
+    /// <summary>Gives the id up. No owner directory (a host booted since the last testbed: /run is a tmpfs) is nothing to release.</summary>
+    public static void Release(string testbedId)
+    {
+        try
+        {
+            File.Delete(OwnerFile(testbedId));
+        }
+        catch (DirectoryNotFoundException)
+        {
+            // A leftover namespace from before a reboot has no owner file to delete.
+        }
+    }
 
     /// <summary>Whether the process that wrote the owner file still runs (same pid, same start time).</summary>
     public static bool OwnerAlive(string testbedId)
