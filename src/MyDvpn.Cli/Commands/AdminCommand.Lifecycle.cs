@@ -32,7 +32,7 @@ public static partial class AdminCommand
                        ?? throw new ConfigurationException("HOME", "is not set, nor XDG_CONFIG_HOME: `admin login` has nowhere to save; set one of them");
             // Saved absolute, so the commands find it from any directory.
             target = target with { Tls = Path.GetFullPath(target.Tls) };
-            return WithClient(target, parse.InvocationConfiguration.Error, async client =>
+            return WithClient(target, parse.InvocationConfiguration.Error, async (client, _) =>
             {
                 var cluster = await client.GetClusterAsync(new GetClusterRequest(), Deadline(ct));
                 AdminSettings.Save(path, new AdminSettings.Saved(target.Base, target.Tls));

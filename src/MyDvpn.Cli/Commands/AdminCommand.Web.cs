@@ -22,7 +22,8 @@ public static partial class AdminCommand
             + "and print the page's address with it: open it once in a browser (the page then keeps the token in an HttpOnly cookie), "
             + "or send the token as `Authorization: Bearer TOKEN` to /api/topology. The token is valid only on the BaseNode that made it, "
             + "until it expires or that BaseNode restarts") { ttl };
-        command.SetAction((parse, ct) => WithClient(parse, baseNode, tls, async client =>
+        // The token is valid on the BaseNode that made it: the one that answered, which may not be the first one listed.
+        command.SetAction((parse, ct) => WithClient(parse, baseNode, tls, async (client, answering) =>
         {
             var token = await client.CreateWebTokenAsync(new CreateWebTokenRequest { TtlSeconds = (uint)parse.GetValue(ttl).TotalSeconds }, Deadline(ct));
             if (parse.GetValue(json))
@@ -30,10 +31,9 @@ public static partial class AdminCommand
                 await output.WriteLineAsync(AdminJson.Format(token));
                 return;
             }
-            var target = Target(parse, baseNode, tls);
-            await output.WriteLineAsync(WebUrl(token.WebAddress, target.BaseNode, token.Token));
+            await output.WriteLineAsync(WebUrl(token.WebAddress, answering, token.Token));
             await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                $"Valid until {token.ExpiresAt.ToDateTimeOffset():u}, on BaseNode {target.Base} only. Anyone holding it sees the topology until then: keep it to yourself."));
+                $"Valid until {token.ExpiresAt.ToDateTimeOffset():u}, on BaseNode {answering} only. Anyone holding it sees the topology until then: keep it to yourself."));
         }));
         return command;
     }

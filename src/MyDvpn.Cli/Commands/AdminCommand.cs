@@ -508,6 +508,10 @@ public static partial class AdminCommand
     }
 
     private static Task<int> WithClient(ParseResult parse, Option<string> baseNode, Option<string> tlsDir, Func<Admin.AdminClient, Task> action) =>
+        WithClient(Target(parse, baseNode, tlsDir), parse.InvocationConfiguration.Error, (client, _) => action(client));
+
+    /// <summary>As <see cref="WithClient(AdminTarget, TextWriter, Func{Admin.AdminClient, HostPort, Task})"/>; the action learns which BaseNode answers.</summary>
+    private static Task<int> WithClient(ParseResult parse, Option<string> baseNode, Option<string> tlsDir, Func<Admin.AdminClient, HostPort, Task> action) =>
         WithClient(Target(parse, baseNode, tlsDir), parse.InvocationConfiguration.Error, action);
 
     /// <summary>
@@ -516,7 +520,7 @@ public static partial class AdminCommand
     /// connection: refused, timed out, no route), so nothing the action did is done twice.
     /// </summary>
     /// <param name="error">Where a BaseNode that takes no connection is said, before the next is tried.</param>
-    private static async Task<int> WithClient(AdminTarget target, TextWriter error, Func<Admin.AdminClient, Task> action)
+    private static async Task<int> WithClient(AdminTarget target, TextWriter error, Func<Admin.AdminClient, HostPort, Task> action)
     {
         var servers = target.BaseNodes;
         using var tls = LoadTls(target);
@@ -529,7 +533,7 @@ public static partial class AdminCommand
             var answers = new AnswerTracker();
             try
             {
-                await action(new Admin.AdminClient(channel.Intercept(answers)));
+                await action(new Admin.AdminClient(channel.Intercept(answers)), server);
                 return CliApplication.Success;
             }
             catch (RpcException ex) when (!answers.Answered && ConnectFailure(ex) is { } why && server != servers[^1])
