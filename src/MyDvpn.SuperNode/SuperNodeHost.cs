@@ -103,7 +103,7 @@ public static class SuperNodeHost
                         services.GetRequiredService<DirectoryClient>(),
                         services.GetRequiredService<DirectoryCache>(),
                         services.GetRequiredService<RegistrationStatus>(),
-                        () => new SuperNodeLoad { ConnectedPeers = (uint)streams.Count },
+                        () => new SuperNodeLoad { ConnectedPeers = (uint)streams.Count, ExitsAvailable = (uint)streams.Exits },
                         services.GetRequiredService<RevocationCursor>(),
                         registry.Get<PeerSessionShard>(),
                         services.GetRequiredService<TimeProvider>(),
