@@ -16,13 +16,31 @@ public sealed class LongRunningCommand : Command
     {
         LogFormat = EnumOption.Create<LogFormat>("--log-format",
             "How the log is written: text (a line per entry, for a person) or json (an object per line, for a collector); " +
-            "default: text when the output is a terminal, json otherwise");
+            $"default: ${LogFormatVariable}, else text when the output is a terminal, json otherwise");
         Options.Add(LogFormat);
     }
 
+    /// <summary>The environment variable that gives the log format when <c>--log-format</c> does not (units, containers).</summary>
+    public const string LogFormatVariable = "MYDVPN_LOG_FORMAT";
+
     public Option<LogFormat> LogFormat { get; }
 
-    /// <summary>The format asked for, or the one for where the output goes (<see cref="ConsoleLogging.ForThisConsole"/>).</summary>
-    public LogFormat LogFormatOf(ParseResult parse) =>
-        parse.GetResult(LogFormat) is { Implicit: false } ? parse.GetValue(LogFormat) : ConsoleLogging.ForThisConsole;
+    /// <summary>
+    /// The format asked for with <c>--log-format</c>, else in <see cref="LogFormatVariable"/>, else the one for where the output
+    /// goes (<see cref="ConsoleLogging.ForThisConsole"/>).
+    /// </summary>
+    /// <exception cref="Common.ConfigurationException">The variable names no format.</exception>
+    public LogFormat LogFormatOf(ParseResult parse, Func<string, string?>? environment = null)
+    {
+        if (parse.GetResult(LogFormat) is { Implicit: false })
+            return parse.GetValue(LogFormat);
+        if ((environment ?? Environment.GetEnvironmentVariable)(LogFormatVariable) is { Length: > 0 } named)
+        {
+            return EnumOption.TryParse(typeof(LogFormat), named, out var value)
+                ? (LogFormat)value!
+                : throw new Common.ConfigurationException(LogFormatVariable,
+                    $"'{named}' is not one of {string.Join(", ", EnumOption.NamesOf(typeof(LogFormat)))}: set it to one of them, or unset it");
+        }
+        return ConsoleLogging.ForThisConsole;
+    }
 }
