@@ -147,19 +147,47 @@ public sealed class NodeProcess : IDisposable
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<int, byte> HandedOut = new();
 
     /// <summary>
-    /// A TCP port that was free a moment ago on loopback, and never handed out before by this
-    /// process: the kernel gives a just-released port again, and one node needs several.
+    /// A TCP port that was free a moment ago on loopback, and never handed out before by this process (one node needs
+    /// several). It is taken below the kernel's ephemeral range (<see cref="EphemeralPortsStart"/>): a port the kernel
+    /// handed out for port 0 is one it may give again to any outgoing connection before the node binds it, which once
+    /// made a SuperNode's --listen "already in use".
     /// </summary>
     public static int FreeTcpPort()
     {
+        var high = EphemeralPortsStart() - 1;
+        var low = Math.Max(1024, high - 9_999);
         for (var attempt = 0; attempt < 1000; attempt++)
         {
-            using var listener = new TcpListener(IPAddress.Loopback, 0);
-            listener.Start();
-            var port = ((IPEndPoint)listener.LocalEndpoint).Port;
-            if (HandedOut.TryAdd(port, 0))
+            var port = Random.Shared.Next(low, high + 1);
+            if (!HandedOut.TryAdd(port, 0))
+                continue;
+            try
+            {
+                using var listener = new TcpListener(IPAddress.Loopback, port);
+                listener.Start();
                 return port;
+            }
+            catch (SocketException)
+            {
+                // Someone listens there: it stays handed out, so it is not tried again.
+            }
         }
-        throw new InvalidOperationException("no free loopback port that was not handed out already");
+        throw new InvalidOperationException($"no free loopback port in {low}-{high} that was not handed out already");
+    }
+
+    /// <summary>The first port of the kernel's ephemeral range (<c>net.ipv4.ip_local_port_range</c>; 32768 where it cannot be read).</summary>
+    private static int EphemeralPortsStart()
+    {
+        string text;
+        try
+        {
+            text = File.ReadAllText("/proc/sys/net/ipv4/ip_local_port_range");
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return 32768;
+        }
+        var first = text.Split((char[])['\t', ' ', '\n'], StringSplitOptions.RemoveEmptyEntries).FirstOrDefault();
+        return int.TryParse(first, System.Globalization.CultureInfo.InvariantCulture, out var start) && start > 2048 ? start : 32768;
     }
 }
