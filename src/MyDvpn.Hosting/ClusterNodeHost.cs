@@ -11,6 +11,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using MyDvpn.Common;
 using MyDvpn.Logging;
 using MyDvpn.Security;
 using MyDvpn.Telemetry;
@@ -202,7 +203,6 @@ public static class ClusterNodeHost
         app.Services.GetRequiredService<GrpcServerMetrics>().Serve(descriptor);
     }
 
-    /// <summary>Health and metrics on <c>--metrics</c>; gRPC health on <c>--listen</c>.</summary>
     /// <summary>
     /// Runs a node until <paramref name="stop"/> is cancelled (SIGINT or SIGTERM through its caller) or it stops by itself
     /// (its actor system ended, e.g. downed). On <paramref name="stop"/> the actor system's coordinated shutdown runs first,
@@ -210,9 +210,24 @@ public static class ClusterNodeHost
     /// so shards hand off. Only then does the host stop, Kestrel first. (Akka's process-exit hook did this ahead of the
     /// host from its own signal handler; it is off, see <see cref="CreateBuilder"/>.)
     /// </summary>
+    /// <exception cref="ConfigurationException">An address to listen on is taken by another process.</exception>
     public static async Task RunAsync(WebApplication app, CancellationToken stop)
     {
-        await app.StartAsync(stop);
+        try
+        {
+            await app.StartAsync(stop);
+        }
+        catch (IOException ex) when (ex.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException)
+        {
+            // What started (the actor system) stops cleanly; the process then exits 2 with the setting to change.
+            await app.StopAsync(CancellationToken.None);
+            var settings = app.Services.GetRequiredService<ClusterNodeSettings>();
+            var setting = ex.Message.Contains($":{settings.Listen.Port}", StringComparison.Ordinal) ? "--listen"
+                : settings.Metrics is { } metrics && ex.Message.Contains($":{metrics.Port}", StringComparison.Ordinal) ? "--metrics"
+                : "--web";
+            throw new ConfigurationException(setting, $"{ex.Message.TrimEnd('.')}: another process listens there; stop it or give a free port", ex);
+        }
+
         var stopping = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         using (app.Lifetime.ApplicationStopping.Register(() => stopping.TrySetResult()))
         using (stop.Register(() => stopping.TrySetResult()))
@@ -222,6 +237,7 @@ public static class ClusterNodeHost
         await app.StopAsync(CancellationToken.None);
     }
 
+    /// <summary>Health and metrics on <c>--metrics</c>; gRPC health on <c>--listen</c>.</summary>
     public static void MapNodeEndpoints(WebApplication app)
     {
         var settings = app.Services.GetRequiredService<ClusterNodeSettings>();
