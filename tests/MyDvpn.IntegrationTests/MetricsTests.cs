@@ -22,21 +22,12 @@ public sealed class MetricsTests(ITestOutputHelper output)
         await network.StartAsync(baseNode);
         var super = network.SuperNode("sn-metrics", Region, baseNode);
         await network.StartAsync(super);
-        var keyFile = Path.Combine(network.Root, "agent.key");
-        IdentityKey.Generate().Save(keyFile);
-        var token = await network.CreateTokenAsync(baseNode, "client", Region);
         var agentMetrics = new HostPort("127.0.0.1", Cli.Demo.NodeProcess.FreeTcpPort());
-        var agent = new TestNetwork.Node(AgentId, super.Listen, agentMetrics,
-        [
-            "peer", "--data-plane", "none", "--role", "client", "--id", AgentId, "--region", Region, "--key", keyFile, "--ca", network.CaFile,
-            "--supernode", super.Listen.ToString(), "--token", token, "--state-dir", Path.Combine(network.Root, "agent-state"),
-            "--metrics", agentMetrics.ToString(),
-        ]);
-        await network.StartAsync(agent, waitUntilReady: false);
-        await Eventually.Async(async () => Value(await ScrapeOrEmptyAsync(agentMetrics), "mydvpn_peer_connected") == 1, "the agent is connected",
+        await network.StartAgentAsync(baseNode, super, AgentId, "client", Region, "--metrics", agentMetrics.ToString());
+        await Eventually.Async(async () => Value(await MetricsScrape.TextOrEmptyAsync(agentMetrics), "mydvpn_peer_connected") == 1, "the agent is connected",
             TimeSpan.FromSeconds(60));
         // The SuperNode's next report tells the directory the agent is online.
-        await Eventually.Async(async () => Value(await ScrapeAsync(baseNode.Metrics), Labelled("mydvpn_peers", ("region", Region), ("role", "client"), ("state", "online"))) == 1,
+        await Eventually.Async(async () => Value(await MetricsScrape.TextAsync(baseNode.Metrics), Labelled("mydvpn_peers", ("region", Region), ("role", "client"), ("state", "online"))) == 1,
             "the directory counts the agent online", TimeSpan.FromSeconds(60));
 
         var basic = await CheckAsync("the BaseNode", baseNode.Metrics);
@@ -91,7 +82,7 @@ public sealed class MetricsTests(ITestOutputHelper output)
     /// <summary>Scrapes <paramref name="metrics"/>, prints what promtool says of it and fails unless it passes.</summary>
     private async Task<string> CheckAsync(string what, HostPort metrics)
     {
-        var text = await ScrapeAsync(metrics);
+        var text = await MetricsScrape.TextAsync(metrics);
         var (exitCode, said) = await Promtool.CheckMetricsAsync(text);
         output.WriteLine($"promtool check metrics, {what} ({text.Split('\n').Count(l => l.Length > 0 && l[0] != '#')} samples): exit code {exitCode}{(said.Length > 0 ? "\n" + said : "")}");
         Assert.True(exitCode == 0, $"promtool check metrics refuses the metrics of {what}:\n{said}");
@@ -108,23 +99,4 @@ public sealed class MetricsTests(ITestOutputHelper output)
         labels.Length == 0 ? name : $"{name}{{{string.Join(",", labels.Select(l => $"{l.Name}=\"{l.Value}\""))}}}";
 
     private static double? Value(string scraped, string series) => MetricsText.Value(scraped, series);
-
-    private static async Task<string> ScrapeAsync(HostPort metrics)
-    {
-        using var http = new HttpClient();
-        return await http.GetStringAsync($"http://{metrics}/metrics");
-    }
-
-    /// <summary>An agent still starting has no endpoint yet: nothing to read.</summary>
-    private static async Task<string> ScrapeOrEmptyAsync(HostPort metrics)
-    {
-        try
-        {
-            return await ScrapeAsync(metrics);
-        }
-        catch (HttpRequestException)
-        {
-            return "";
-        }
-    }
 }

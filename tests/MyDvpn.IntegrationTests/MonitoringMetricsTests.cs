@@ -32,18 +32,9 @@ public sealed partial class MonitoringMetricsTests(ITestOutputHelper output)
         await network.StartAsync(baseNode);
         var super = network.SuperNode("sn-monitoring", Region, baseNode);
         await network.StartAsync(super);
-        var keyFile = Path.Combine(network.Root, "agent.key");
-        IdentityKey.Generate().Save(keyFile);
-        var token = await network.CreateTokenAsync(baseNode, "client", Region);
         var agentMetrics = new HostPort("127.0.0.1", Cli.Demo.NodeProcess.FreeTcpPort());
-        var agent = new TestNetwork.Node(AgentId, super.Listen, agentMetrics,
-        [
-            "peer", "--data-plane", "none", "--role", "client", "--id", AgentId, "--region", Region, "--key", keyFile, "--ca", network.CaFile,
-            "--supernode", super.Listen.ToString(), "--token", token, "--state-dir", Path.Combine(network.Root, "agent-state"),
-            "--metrics", agentMetrics.ToString(),
-        ]);
-        await network.StartAsync(agent, waitUntilReady: false);
-        await Eventually.Async(async () => (await ScrapeOrEmptyAsync(agentMetrics)).Contains("\nmydvpn_peer_connected 1", StringComparison.Ordinal),
+        await network.StartAgentAsync(baseNode, super, AgentId, "client", Region, "--metrics", agentMetrics.ToString());
+        await Eventually.Async(async () => (await MetricsScrape.TextOrEmptyAsync(agentMetrics)).Contains("\nmydvpn_peer_connected 1", StringComparison.Ordinal),
             "the agent is connected", TimeSpan.FromSeconds(60));
 
         var jobs = ScrapeJobs();
@@ -51,7 +42,7 @@ public sealed partial class MonitoringMetricsTests(ITestOutputHelper output)
         foreach (var (job, node) in new[] { ("mydvpn-base", baseNode.Metrics), ("mydvpn-supernode", super.Metrics), ("mydvpn-peer", agentMetrics) })
         {
             Assert.True(jobs.ContainsKey(job), $"prometheus.yml has no job {job}");
-            exported.Add(job, jobs[job], await ScrapeAsync(node));
+            exported.Add(job, jobs[job], await MetricsScrape.TextAsync(node));
         }
 
         var refused = selectors
@@ -167,25 +158,6 @@ public sealed partial class MonitoringMetricsTests(ITestOutputHelper output)
                 return directory.FullName;
         }
         throw new InvalidOperationException($"no myDvpn.sln above {AppContext.BaseDirectory}: the test reads the repository's docker/ files");
-    }
-
-    private static async Task<string> ScrapeAsync(HostPort metrics)
-    {
-        using var http = new HttpClient();
-        return await http.GetStringAsync($"http://{metrics}/metrics");
-    }
-
-    /// <summary>An agent still starting has no endpoint yet: nothing to read.</summary>
-    private static async Task<string> ScrapeOrEmptyAsync(HostPort metrics)
-    {
-        try
-        {
-            return await ScrapeAsync(metrics);
-        }
-        catch (HttpRequestException)
-        {
-            return "";
-        }
     }
 
     [GeneratedRegex(@"^label_values\((?<series>.+),\s*(?<label>[a-zA-Z_][a-zA-Z0-9_]*)\s*\)$")]
