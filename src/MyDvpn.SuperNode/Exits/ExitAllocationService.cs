@@ -48,6 +48,8 @@ public sealed class ExitAllocationService(
         {
             Avoid = [.. request.AvoidExitPeerIds],
             Keeps = request.KeepsAssignmentId.Length > 0 ? request.KeepsAssignmentId : null,
+            // The call's span (tracing on), which continues the client's SuperNode's from the call's traceparent.
+            TraceParent = System.Diagnostics.Activity.Current is { Recorded: true } call ? call.Id : null,
         }, Exits.PoolAnswerWithin, context);
         return answer switch
         {
