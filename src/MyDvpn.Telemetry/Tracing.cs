@@ -53,6 +53,7 @@ public static class Tracing
         services.AddOpenTelemetry()
             .ConfigureResource(resource => resource.AddService(serviceName, serviceInstanceId: instanceId, autoGenerateServiceInstanceId: false))
             .WithTracing(tracing => tracing
+                .SetSampler(new ParentBasedSampler(new NoCallRoots()))
                 .AddSource(SourceName)
                 // grpc-dotnet's client span of each call, between ours and HttpClient's (which carries the traceparent).
                 .AddSource("Grpc.Net.Client")
@@ -105,6 +106,19 @@ public static class Tracing
         }
     }
 
+    /// <summary>
+    /// Ends a span started with <see cref="StartDetached"/> where it was started (an actor's thread): stopping an
+    /// <see cref="Activity"/> makes its parent current, which <see cref="Activity.Current"/> is put back from.
+    /// </summary>
+    public static void End(Activity? span)
+    {
+        if (span is null)
+            return;
+        var previous = Activity.Current;
+        span.Dispose();
+        Activity.Current = previous == span ? null : previous;
+    }
+
     /// <summary>The <c>traceparent</c> of <paramref name="span"/>, or null when there is none.</summary>
     public static string? TraceParentOf(Activity? span) => span?.Id;
 
@@ -129,4 +143,15 @@ public static class Tracing
             span.Dispose();
         }
     }
+}
+
+/// <summary>
+/// The sampler of a trace's root: every root but a call made outside any traced flow (a client span without a parent: a
+/// SuperNode's directory report every few seconds, a BaseNode's calls to the SuperNodes), which would fill the collector
+/// with a trace per timer tick. Calls inside a flow follow their parent (<see cref="ParentBasedSampler"/>).
+/// </summary>
+public sealed class NoCallRoots : Sampler
+{
+    public override SamplingResult ShouldSample(in SamplingParameters samplingParameters) =>
+        new(samplingParameters.Kind == ActivityKind.Client ? SamplingDecision.Drop : SamplingDecision.RecordAndSample);
 }

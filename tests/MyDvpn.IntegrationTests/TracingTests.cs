@@ -71,6 +71,10 @@ public sealed class TracingTests(ITestOutputHelper output)
         // No span's parent is missing: every process exported its part.
         Assert.All(trace.Where(s => s != root), s => Assert.Contains(trace, p => p.SpanId == s.ParentSpanId));
 
+        // Calls made outside any flow (the SuperNodes' directory reports, every few seconds) start no trace of their own.
+        Assert.DoesNotContain(receiver.Spans, s => s.ParentSpanId.Length == 0 && s.Name is "Grpc.Net.Client.GrpcOut" or "POST");
+        Assert.DoesNotContain(receiver.Spans, s => s.Name.EndsWith("SuperNodeDirectory/Report", StringComparison.Ordinal));
+
         // The agents' JSON log lines written while applying carry the trace and their span.
         var exitApply = One(trace, "mydvpn-peer", "exit-1", "apply SetupExit");
         await Eventually.Async(() => Task.FromResult(exit.Process!.ReadLog().Split('\n').Any(line =>

@@ -218,15 +218,14 @@ public sealed class EdgeStream : ReceiveActor
                 break;
             case ControlMessage.PayloadOneofCase.ExitRequest:
                 // The root of the exit setup's trace (--otlp): the session, the exit's region and both peers continue it.
-                using (var span = Tracing.StartDetached("ExitRequest", kind: System.Diagnostics.ActivityKind.Server))
+                var span = Tracing.StartDetached("ExitRequest", kind: System.Diagnostics.ActivityKind.Server);
+                span?.SetTag("mydvpn.peer_id", identity.PeerId);
+                span?.SetTag("mydvpn.exit_region", message.ExitRequest.Region);
+                sessions.Tell(new RequestExit(identity.PeerId, message.ExitRequest.Region, message.ExitRequest.WireguardPublicKey.ToByteArray())
                 {
-                    span?.SetTag("mydvpn.peer_id", identity.PeerId);
-                    span?.SetTag("mydvpn.exit_region", message.ExitRequest.Region);
-                    sessions.Tell(new RequestExit(identity.PeerId, message.ExitRequest.Region, message.ExitRequest.WireguardPublicKey.ToByteArray())
-                    {
-                        TraceParent = Tracing.TraceParentOf(span),
-                    });
-                }
+                    TraceParent = Tracing.TraceParentOf(span),
+                });
+                Tracing.End(span);
                 break;
             case ControlMessage.PayloadOneofCase.ExitRelease:
                 sessions.Tell(new ClientReleasesExit(identity.PeerId, message.ExitRelease.AssignmentId));

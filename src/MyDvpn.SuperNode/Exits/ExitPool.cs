@@ -114,7 +114,7 @@ public sealed class ExitPool : ReceivePersistentActor
         // The pool runs on one SuperNode of the region at a time: the next one shows its exits.
         _metrics.ShowAtZero(_state.Region);
         foreach (var span in _allocationSpans.Values)
-            span.Dispose();
+            Tracing.End(span);
         _allocationSpans.Clear();
         _timers.Dispose();
         _lifetime.Cancel();
@@ -211,7 +211,7 @@ public sealed class ExitPool : ReceivePersistentActor
         foreach (var (id, stale) in _allocationSpans.Where(s => now - s.Value.StartTimeUtc > 2 * _state.Settings.PoolAnswerWithin).ToList())
         {
             stale.SetStatus(ActivityStatusCode.Error, "no answer");
-            stale.Dispose();
+            Tracing.End(stale);
             _allocationSpans.Remove(id);
         }
         if (allocate.TraceParent is null || _allocationSpans.ContainsKey(allocate.AssignmentId))
@@ -242,7 +242,7 @@ public sealed class ExitPool : ReceivePersistentActor
             return;
         if (answer is ExitAllocationRefused refused)
             span.SetStatus(ActivityStatusCode.Error, $"{refused.Reason}: {refused.Detail}");
-        span.Dispose();
+        Tracing.End(span);
     }
 
     /// <summary>Asks the client's region to move it; a failure is logged, and the pool's periodic look asks again.</summary>
