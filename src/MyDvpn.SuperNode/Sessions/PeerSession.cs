@@ -56,7 +56,8 @@ public sealed class PeerSession : ReceivePersistentActor
 
     /// <summary>
     /// Tracing (<c>--otlp</c>), in memory only: the traceparent of the latest exit request's edge span, which the next
-    /// allocation continues, and per assignment the allocation's span, which the client's SetupExit carries.
+    /// allocation continues, and per assignment the allocation's span, which the client's SetupExit carries (and under
+    /// "relay:" and the assignment the relay chain's, which its RelaySetup carries).
     /// </summary>
     private string? _exitRequestTrace;
     private readonly Dictionary<string, string> _allocationTraces = new(StringComparer.Ordinal);
@@ -252,11 +253,19 @@ public sealed class PeerSession : ReceivePersistentActor
         });
     }
 
-    /// <summary>A client's SetupExit of an allocation that was traced carries the allocation's span (<c>Command.trace_parent</c>).</summary>
+    /// <summary>
+    /// A client's SetupExit of an allocation that was traced carries the allocation's span (<c>Command.trace_parent</c>), its
+    /// RelaySetup the relay chain's.
+    /// </summary>
     private ControlCommand Traced(ControlCommand command)
     {
-        if (command.BodyCase != ControlCommand.BodyOneofCase.SetupExit
-            || !_allocationTraces.Remove(command.SetupExit.AssignmentId, out var traceParent))
+        var key = command.BodyCase switch
+        {
+            ControlCommand.BodyOneofCase.SetupExit => command.SetupExit.AssignmentId,
+            ControlCommand.BodyOneofCase.RelaySetup => "relay:" + command.RelaySetup.AssignmentId,
+            _ => null,
+        };
+        if (key is null || !_allocationTraces.Remove(key, out var traceParent))
             return command;
         var traced = command.Clone();
         traced.TraceParent = traceParent;
@@ -358,8 +367,18 @@ public sealed class PeerSession : ReceivePersistentActor
                     BestEffort(_exits!.Allocator.ReleaseAsync(release.Request, _lifetime.Token));
                     break;
                 case SessionEffect.OpenRelayChain open:
-                    SessionWork.RelayAsync(_exits!.Relay!, _exits.Allocator, open, new RelayLegOwner(_state.Region, PeerId),
-                            _exits.Settings.AllocationTimeout, _time, _lifetime.Token)
+                    // With tracing on, a chain's set-up is a trace: the call to the exit's region, the exit's RelaySetup and the client's.
+                    var chain = Tracing.StartDetached("open relay chain");
+                    if (chain is not null)
+                    {
+                        chain.SetTag("mydvpn.peer_id", PeerId);
+                        chain.SetTag("mydvpn.assignment_id", open.AssignmentId);
+                        _allocationTraces["relay:" + open.AssignmentId] = chain.Id!;
+                    }
+                    var relayExits = _exits!;
+                    var owner = new RelayLegOwner(_state.Region, PeerId);
+                    Tracing.RunIn(chain, () => SessionWork.RelayAsync(relayExits.Relay!, relayExits.Allocator, open, owner,
+                            relayExits.Settings.AllocationTimeout, _time, _lifetime.Token))
                         .PipeTo(Self, success: legs => new RelayFinished(open.AssignmentId, legs.ClientLeg, legs.ExitLeg, null),
                             failure: e => new RelayFinished(open.AssignmentId, null, null, e.Message));
                     break;
