@@ -81,6 +81,8 @@ public static class ClusterNodeHost
         });
         builder.Configuration.Sources.Clear();
         ConsoleLogging.Use(builder.Logging, logFormat);
+        if (settings.Otlp is { } otlp && settings.Tls.Identity is { } self)
+            builder.Services.AddTracing(self.Role == NodeRole.Base ? "mydvpn-base" : "mydvpn-super", self.Id, otlp);
         // Before anything collects the registry /metrics serves.
         ProcessMetrics.UseDefaultRegistry();
         builder.Logging.AddFilter("Microsoft.AspNetCore", MsLogLevel.Warning);

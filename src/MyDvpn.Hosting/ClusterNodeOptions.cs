@@ -22,6 +22,8 @@ public class ClusterNodeOptions
     /// <summary>A certificate revocation list of the operator CA (<c>mydvpn ca crl</c>), applied at start if newer than the one held.</summary>
     public string? Crl { get; set; }
     public string? Metrics { get; set; }
+    /// <summary>The OTLP/HTTP collector spans are exported to, <c>http(s)://HOST:PORT</c>; no tracing unless given.</summary>
+    public string? Otlp { get; set; }
     /// <summary>PostgreSQL connection string; required when several nodes share entities.</summary>
     public string? Postgres { get; set; }
     /// <summary>How long to try the seeds before giving up (config/environment only; default 30 s).</summary>
@@ -41,6 +43,7 @@ public class ClusterNodeOptions
         var seeds = HostPort.ParseList(Seeds, "--seed");
         var listen = HostPort.Parse(Listen, "--listen");
         var metrics = string.IsNullOrWhiteSpace(Metrics) ? null : HostPort.Parse(Metrics, "--metrics");
+        var otlp = Telemetry.Tracing.ParseOtlp(Otlp);
         if (seeds.Any(seed => seed != cluster) && string.IsNullOrWhiteSpace(Postgres))
             throw new ConfigurationException("--postgres",
                 "nodes joining a cluster share its entities, and SQLite is one file per node: give every node of the " +
@@ -78,7 +81,7 @@ public class ClusterNodeOptions
             : PersistenceSettings.PostgreSql(Postgres);
         if (JoinTimeout <= TimeSpan.Zero)
             throw new ConfigurationException("JoinTimeout", "must be positive, e.g. 00:00:30");
-        return new ClusterNodeSettings(dataDir, cluster, seeds, listen, metrics, tls, persistence, JoinTimeout, crl);
+        return new ClusterNodeSettings(dataDir, cluster, seeds, listen, metrics, tls, persistence, JoinTimeout, crl) { Otlp = otlp };
     }
 
     private void CheckIdentity(TlsMaterial tls, NodeRole role, NodeIdentity? expected)
@@ -164,6 +167,9 @@ public sealed record ClusterNodeSettings(
     TimeSpan JoinTimeout,
     NodeCrlStore Crl)
 {
+    /// <summary>The OTLP collector the node's spans go to (<c>--otlp</c>); null: no tracing.</summary>
+    public Uri? Otlp { get; init; }
+
     /// <summary>No seeds: this node starts its cluster alone.</summary>
     public IReadOnlyList<HostPort> SeedsOrSelf => Seeds.Count == 0 ? [Cluster] : Seeds;
 }

@@ -50,6 +50,8 @@ public static class ConsoleLogging
                 o.ColorBehavior = LoggerColorBehavior.Default;
             });
         }
+        // A line written while a span is current (--otlp) carries its trace and span ids among its scopes.
+        logging.Configure(o => o.ActivityTrackingOptions = ActivityTrackingOptions.TraceId | ActivityTrackingOptions.SpanId);
         logging.SetMinimumLevel(LogLevel.Information);
         return logging;
     }

@@ -106,6 +106,8 @@ public static class PeerHost
             ConsoleLogging.Use(builder.Logging, LogFormat.Json);
         else
             logging(builder.Logging);
+        if (settings.Otlp is { } otlp)
+            builder.Services.AddTracing("mydvpn-peer", settings.Id, otlp);
 
         builder.Services.AddSingleton(settings);
         builder.Services.AddSingleton(status);

@@ -43,6 +43,8 @@ public sealed class PeerOptions
 
     /// <summary>HOST:PORT for plain-HTTP <c>/metrics</c>; off when not given.</summary>
     public string? Metrics { get; set; }
+    /// <summary>The OTLP/HTTP collector spans are exported to, <c>http(s)://HOST:PORT</c>; no tracing unless given.</summary>
+    public string? Otlp { get; set; }
 
     /// <param name="isRoot">Whether the default state directory is the system one; the process's privilege if null.</param>
     /// <param name="home">The home directory for a non-root default state directory; the user's if null.</param>
@@ -76,8 +78,9 @@ public sealed class PeerOptions
         var stateDir = ValidateStateDir(StateDir, Id!, isRoot ?? Environment.IsPrivilegedProcess,
             home ?? Environment.GetFolderPath(Environment.SpecialFolder.UserProfile));
         var metrics = string.IsNullOrWhiteSpace(Metrics) ? null : HostPort.Parse(Metrics, "--metrics");
+        var otlp = Telemetry.Tracing.ParseOtlp(Otlp);
         var crl = CrlStore.Open(Path.Combine(stateDir, CrlFileName), Crl, ca, new CertificateRevocations(ca), "--state-dir");
-        return new PeerSettings(role, Id!, Region, key, ca, supernodes, token, exitRegion, stateDir, dataPlane) { Metrics = metrics, Crl = crl };
+        return new PeerSettings(role, Id!, Region, key, ca, supernodes, token, exitRegion, stateDir, dataPlane) { Metrics = metrics, Crl = crl, Otlp = otlp };
     }
 
     private static PeerRole ParseRole(string? role) => role?.Trim().ToLowerInvariant() switch
@@ -234,6 +237,9 @@ public sealed record PeerSettings(
 
     /// <summary>Where <c>/metrics</c> is served (<c>--metrics</c>); null: not served.</summary>
     public HostPort? Metrics { get; init; }
+
+    /// <summary>The OTLP collector the agent's spans go to (<c>--otlp</c>); null: no tracing.</summary>
+    public Uri? Otlp { get; init; }
 
     /// <summary>
     /// The operator CA's revocation list the peer holds (<c>--crl</c>, then the newest a SuperNode's challenge carried):

@@ -324,6 +324,43 @@ public sealed class ClusterNodeOptionsTests : IDisposable
     }
 
     /// <summary>Options that validate: distinct free ports (metrics only when asked), a node certificate.</summary>
+    [Fact]
+    public void An_otlp_endpoint_without_a_port_is_refused_naming_otlp()
+    {
+        var options = ValidOptions();
+        options.Otlp = "http://collector";
+
+        var error = Assert.Throws<ConfigurationException>(options.Validate);
+
+        Assert.Equal("--otlp", error.Setting);
+        Assert.Contains("names no port", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_node_traces_only_with_otlp()
+    {
+        var untraced = ValidOptions().Validate();
+        Assert.Null(untraced.Otlp);
+        await using (var app = ClusterNodeHost.CreateBuilder(untraced, new ClusterIdentity("mydvpn-base", ["base"]),
+                         Microsoft.AspNetCore.Server.Kestrel.Https.ClientCertificateMode.RequireCertificate, (_, _) => { }).Build())
+        {
+            Assert.Null(app.Services.GetService(typeof(OpenTelemetry.Trace.TracerProvider)));
+            Assert.False(Telemetry.Tracing.Source.HasListeners());
+        }
+
+        var options = ValidOptions();
+        options.Otlp = "http://127.0.0.1:4318";
+        var traced = options.Validate();
+        Assert.Equal(new Uri("http://127.0.0.1:4318/"), traced.Otlp);
+        await using (var app = ClusterNodeHost.CreateBuilder(traced, new ClusterIdentity("mydvpn-base", ["base"]),
+                         Microsoft.AspNetCore.Server.Kestrel.Https.ClientCertificateMode.RequireCertificate, (_, _) => { }).Build())
+        {
+            Assert.NotNull(app.Services.GetService(typeof(OpenTelemetry.Trace.TracerProvider)));
+            using var span = Telemetry.Tracing.StartDetached("test");
+            Assert.NotNull(span);
+        }
+    }
+
     private ClusterNodeOptions ValidOptions(bool withMetrics = false)
     {
         var ports = FreePorts(3);

@@ -31,6 +31,44 @@ public sealed class ConsoleLoggingTests
         Assert.EndsWith("Z", record.GetProperty("Timestamp").GetString(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void Json_written_while_a_span_is_current_carries_its_trace_and_span_ids()
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        ConsoleLogging.Use(builder.Logging, LogFormat.Json);
+        var scopes = new ScopesOfTheFactory();
+        builder.Logging.AddProvider(scopes);
+        using var host = builder.Build();
+        // The factory hands its providers the scopes it tracks, the console provider's as this one's.
+        _ = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("test");
+        var name = host.Services.GetRequiredService<IOptionsMonitor<ConsoleLoggerOptions>>().CurrentValue.FormatterName;
+        var formatter = host.Services.GetServices<ConsoleFormatter>().Single(f => f.Name == name);
+        using var span = new System.Diagnostics.Activity("apply SetupExit").SetIdFormat(System.Diagnostics.ActivityIdFormat.W3C).Start();
+
+        using var text = new StringWriter();
+        formatter.Write(new LogEntry<LogValues>(LogLevel.Information, "MyDvpn.Peer.Commands.CommandExecutor", 0,
+            new LogValues("Applying command {Kind}", ("Kind", "setup_exit")), null, (s, _) => s.ToString()), scopes.Provider!, text);
+
+        var record = JsonDocument.Parse(text.ToString()).RootElement;
+        var ids = record.GetProperty("Scopes").EnumerateArray().Single(s => s.ValueKind == JsonValueKind.Object && s.TryGetProperty("TraceId", out _));
+        Assert.Equal(span.TraceId.ToHexString(), ids.GetProperty("TraceId").GetString());
+        Assert.Equal(span.SpanId.ToHexString(), ids.GetProperty("SpanId").GetString());
+    }
+
+    /// <summary>A provider that keeps the scope provider the logger factory gives every provider.</summary>
+    private sealed class ScopesOfTheFactory : ILoggerProvider, ISupportExternalScope
+    {
+        public IExternalScopeProvider? Provider { get; private set; }
+
+        public void SetScopeProvider(IExternalScopeProvider scopeProvider) => Provider = scopeProvider;
+
+        public ILogger CreateLogger(string categoryName) => NullLogger.Instance;
+
+        public void Dispose()
+        {
+        }
+    }
+
     /// <summary>One Information entry with a scope, as the console provider of a host configured by <see cref="ConsoleLogging.Use"/> formats it.</summary>
     private static string Write(LogFormat format)
     {

@@ -67,6 +67,8 @@ public static class NodeCommands
         config.Flag<string>("--tls", nameof(ClusterNodeOptions.Tls), "Directory with this node's tls.crt, tls.key and ca.crt (`mydvpn ca issue`)", required: true);
         config.Flag<string>("--crl", nameof(ClusterNodeOptions.Crl), "The operator CA's revocation list (ca.crl from `mydvpn ca revoke`): enforced from the start, before any directory answers");
         config.Flag<string>("--metrics", nameof(ClusterNodeOptions.Metrics), "HOST:PORT for plain-HTTP /metrics, /healthz and /readyz (off unless given)");
+        config.Flag<string>("--otlp", nameof(ClusterNodeOptions.Otlp),
+            "http(s)://HOST:PORT of an OpenTelemetry collector (OTLP over HTTP) the node's traces are exported to (off unless given)");
         config.Flag<string>("--postgres", nameof(ClusterNodeOptions.Postgres), "PostgreSQL connection string, needed when several nodes share a cluster (default: SQLite in --data-dir)");
     }
 

@@ -37,6 +37,8 @@ public static class PeerCommand
         config.Flag<int>("--wg-port", nameof(PeerOptions.WgPort), $"WireGuard UDP port (default {PeerOptions.DefaultWireGuardPort}), announced to clients");
         config.Flag<string>("--metrics", nameof(PeerOptions.Metrics),
             "HOST:PORT for plain-HTTP /metrics: the control stream, the tunnel, its handshakes and bytes, reconnects and commands (off unless given)");
+        config.Flag<string>("--otlp", nameof(PeerOptions.Otlp),
+            "http(s)://HOST:PORT of an OpenTelemetry collector (OTLP over HTTP) the agent's traces are exported to (off unless given)");
 
         var command = new LongRunningCommand("peer",
             "Run a peer agent: keeps an authenticated control stream to a SuperNode of its region and applies the commands it " +

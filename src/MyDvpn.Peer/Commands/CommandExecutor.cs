@@ -1,6 +1,8 @@
+using System.Diagnostics;
 using Akka.Actor;
 using Microsoft.Extensions.Logging;
 using MyDvpn.Protocol.Control;
+using MyDvpn.Telemetry;
 
 namespace MyDvpn.Peer.Commands;
 
@@ -146,21 +148,29 @@ public sealed class CommandExecutor : ReceiveActor
             return;
         }
 
-        logger.LogInformation("Applying command {Kind}", CommandResponses.KindOf(command));
+        // A child of the span that issued the command (Command.trace_parent), when tracing is on (--otlp).
+        var span = Tracing.StartDetached("apply " + command.BodyCase, command.TraceParent, ActivityKind.Consumer);
+        span?.SetTag("mydvpn.command_id", id);
+        span?.SetTag("mydvpn.peer_id", peerId);
         var token = stopping.Token;
-        HandleAsync().PipeTo(Self, success: applied => new Handled(command, applied));
+        Tracing.RunIn(span, HandleAsync).PipeTo(Self, success: applied => new Handled(command, applied));
 
         async Task<CommandApplied> HandleAsync()
         {
+            logger.LogInformation("Applying command {Kind}", CommandResponses.KindOf(command));
+            CommandApplied applied;
             try
             {
-                return await handler.HandleAsync(command, token);
+                applied = await handler.HandleAsync(command, token);
             }
             catch (Exception ex) when (!token.IsCancellationRequested)
             {
                 // The handler was asked: this failure is the command's first and only answer.
-                return new CommandApplied(CommandResponses.NotApplied(id, ex));
+                applied = new CommandApplied(CommandResponses.NotApplied(id, ex));
             }
+            if (applied.Response.Failure is { } failure)
+                span?.SetStatus(ActivityStatusCode.Error, $"{failure.Code}: {failure.Reason}");
+            return applied;
         }
     }
 

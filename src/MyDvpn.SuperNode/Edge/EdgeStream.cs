@@ -7,6 +7,7 @@ using MyDvpn.Common;
 using MyDvpn.Hosting;
 using MyDvpn.Protocol.Control;
 using MyDvpn.SuperNode.Sessions;
+using MyDvpn.Telemetry;
 using Prometheus;
 
 namespace MyDvpn.SuperNode.Edge;
@@ -216,7 +217,15 @@ public sealed class EdgeStream : ReceiveActor
                 });
                 break;
             case ControlMessage.PayloadOneofCase.ExitRequest:
-                sessions.Tell(new RequestExit(identity.PeerId, message.ExitRequest.Region, message.ExitRequest.WireguardPublicKey.ToByteArray()));
+                // The root of the exit setup's trace (--otlp): the session, the exit's region and both peers continue it.
+                var span = Tracing.StartDetached("ExitRequest", kind: System.Diagnostics.ActivityKind.Server);
+                span?.SetTag("mydvpn.peer_id", identity.PeerId);
+                span?.SetTag("mydvpn.exit_region", message.ExitRequest.Region);
+                sessions.Tell(new RequestExit(identity.PeerId, message.ExitRequest.Region, message.ExitRequest.WireguardPublicKey.ToByteArray())
+                {
+                    TraceParent = Tracing.TraceParentOf(span),
+                });
+                Tracing.End(span);
                 break;
             case ControlMessage.PayloadOneofCase.ExitRelease:
                 sessions.Tell(new ClientReleasesExit(identity.PeerId, message.ExitRelease.AssignmentId));

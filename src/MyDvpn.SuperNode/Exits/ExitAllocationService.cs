@@ -48,6 +48,8 @@ public sealed class ExitAllocationService(
         {
             Avoid = [.. request.AvoidExitPeerIds],
             Keeps = request.KeepsAssignmentId.Length > 0 ? request.KeepsAssignmentId : null,
+            // The call's span (tracing on), which continues the client's SuperNode's from the call's traceparent.
+            TraceParent = System.Diagnostics.Activity.Current is { Recorded: true } call ? call.Id : null,
         }, Exits.PoolAnswerWithin, context);
         return answer switch
         {
@@ -109,8 +111,12 @@ public sealed class ExitAllocationService(
         object taken;
         try
         {
-            taken = await sessions.ActorRef.Ask<object>(new Sessions.IssueCommand(assignment.ExitPeerId,
-                PeerCommands.RelaySetup(assignment.AssignmentId, assignment.ClientPublicKey, leg.ToString())), Exits.AckTimeout, context.CancellationToken);
+            var relaySetup = PeerCommands.RelaySetup(assignment.AssignmentId, assignment.ClientPublicKey, leg.ToString());
+            // With tracing on, the exit's span applying it is a child of this call's.
+            if (System.Diagnostics.Activity.Current is { Recorded: true } call)
+                relaySetup.TraceParent = call.Id;
+            taken = await sessions.ActorRef.Ask<object>(new Sessions.IssueCommand(assignment.ExitPeerId, relaySetup), Exits.AckTimeout,
+                context.CancellationToken);
         }
         catch (AskTimeoutException)
         {

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Akka.Actor;
 using Akka.Persistence;
 using Microsoft.Extensions.Logging;
@@ -5,6 +6,8 @@ using Microsoft.Extensions.Logging.Abstractions;
 using MyDvpn.Common;
 using MyDvpn.Hosting;
 using MyDvpn.SuperNode.Sessions;
+using MyDvpn.Telemetry;
+using ControlCommand = MyDvpn.Protocol.Control.Command;
 
 namespace MyDvpn.SuperNode.Exits;
 
@@ -40,6 +43,9 @@ public sealed class ExitPool : ReceivePersistentActor
     // compares, and the refs live exactly as long as the calls, which end with this incarnation.
     private readonly Dictionary<(Awaited What, string AssignmentId), List<IActorRef>> _waiting = [];
 
+    /// <summary>The span of each allocation under way that came with a trace (<c>--otlp</c>); in memory only, like the setups.</summary>
+    private readonly Dictionary<string, Activity> _allocationSpans = [];
+
     private PoolState _state;
 
     public ExitPool(string region, ExitSettings settings, IActorRef peers, TimeProvider time, ILogger logger, IClientRotations? rotations,
@@ -61,7 +67,11 @@ public sealed class ExitPool : ReceivePersistentActor
         Recover<IExitPoolEvent>(evt => _state = _state.Apply(evt));
         Recover<RecoveryCompleted>(_ => Run(_state.DecideRecovered(_time.GetUtcNow()), ActorRefs.Nobody));
 
-        Command<AllocateExit>(Decide);
+        Command<AllocateExit>(allocate =>
+        {
+            TraceAllocation(allocate);
+            Decide(allocate);
+        });
         Command<CommandAccepted>(_ => { });
         Command<CommandOutcome>(Decide);
         Command<ReleaseExit>(Decide);
@@ -103,6 +113,9 @@ public sealed class ExitPool : ReceivePersistentActor
     {
         // The pool runs on one SuperNode of the region at a time: the next one shows its exits.
         _metrics.ShowAtZero(_state.Region);
+        foreach (var span in _allocationSpans.Values)
+            Tracing.End(span);
+        _allocationSpans.Clear();
         _timers.Dispose();
         _lifetime.Cancel();
         _lifetime.Dispose();
@@ -146,6 +159,8 @@ public sealed class ExitPool : ReceivePersistentActor
             switch (effect)
             {
                 case PoolEffect.Reply reply:
+                    if (reply.Message is ExitAllocated allocated)
+                        EndAllocationSpan(allocated.Assignment.AssignmentId, allocated);
                     requester.Tell(reply.Message);
                     break;
                 case PoolEffect.Await wait when !requester.IsNobody():
@@ -155,6 +170,7 @@ public sealed class ExitPool : ReceivePersistentActor
                     waiters.Add(requester);
                     break;
                 case PoolEffect.Answer answer:
+                    EndAllocationSpan(answer.AssignmentId, answer.Message);
                     if (_waiting.Remove((answer.What, answer.AssignmentId), out var answered))
                     {
                         foreach (var waiter in answered)
@@ -162,7 +178,7 @@ public sealed class ExitPool : ReceivePersistentActor
                     }
                     break;
                 case PoolEffect.Issue issue:
-                    _peers.Tell(new IssueCommand(issue.PeerId, issue.Command));
+                    _peers.Tell(new IssueCommand(issue.PeerId, Traced(issue.Command, _allocationSpans)));
                     break;
                 case PoolEffect.StartTimer timer:
                     _timers.Start(timer.Key, timer.Message, timer.Delay, timer.Periodic);
@@ -181,6 +197,52 @@ public sealed class ExitPool : ReceivePersistentActor
                     break;
             }
         }
+    }
+
+    /// <summary>
+    /// Starts the pool's span of an allocation that came with a trace, the child of the caller's: it lasts until the pool
+    /// answers, and the exit's SetupExit carries it (<see cref="Traced"/>). A span unanswered past twice the time a caller
+    /// waits is ended here, so none is kept for ever.
+    /// </summary>
+    private void TraceAllocation(AllocateExit allocate)
+    {
+        // Spans keep the real clock's times.
+        var now = DateTime.UtcNow;
+        foreach (var (id, stale) in _allocationSpans.Where(s => now - s.Value.StartTimeUtc > 2 * _state.Settings.PoolAnswerWithin).ToList())
+        {
+            stale.SetStatus(ActivityStatusCode.Error, "no answer");
+            Tracing.End(stale);
+            _allocationSpans.Remove(id);
+        }
+        if (allocate.TraceParent is null || _allocationSpans.ContainsKey(allocate.AssignmentId))
+            return;
+        var span = Tracing.StartDetached("exit pool allocate", allocate.TraceParent);
+        if (span is null)
+            return;
+        span.SetTag("mydvpn.region", allocate.Region);
+        span.SetTag("mydvpn.assignment_id", allocate.AssignmentId);
+        span.SetTag("mydvpn.client_peer_id", allocate.ClientPeerId);
+        _allocationSpans[allocate.AssignmentId] = span;
+    }
+
+    /// <summary>A SetupExit of an allocation with a span carries it (<c>Command.trace_parent</c>): the exit's span applying it is its child.</summary>
+    private static ControlCommand Traced(ControlCommand command, Dictionary<string, Activity> spans)
+    {
+        if (command.BodyCase != ControlCommand.BodyOneofCase.SetupExit || !spans.TryGetValue(command.SetupExit.AssignmentId, out var span))
+            return command;
+        var traced = command.Clone();
+        traced.TraceParent = span.Id;
+        span.AddEvent(new ActivityEvent("SetupExit issued", tags: new ActivityTagsCollection { ["mydvpn.command_id"] = command.CommandId }));
+        return traced;
+    }
+
+    private void EndAllocationSpan(string assignmentId, object answer)
+    {
+        if (!_allocationSpans.Remove(assignmentId, out var span))
+            return;
+        if (answer is ExitAllocationRefused refused)
+            span.SetStatus(ActivityStatusCode.Error, $"{refused.Reason}: {refused.Detail}");
+        Tracing.End(span);
     }
 
     /// <summary>Asks the client's region to move it; a failure is logged, and the pool's periodic look asks again.</summary>

@@ -89,6 +89,9 @@ public sealed record AllocateExit(
 
     /// <summary>The assignment a rotating client moves away from: not superseded, its session releases it once the client moved.</summary>
     public string? Keeps { get; init; }
+
+    /// <summary>The W3C traceparent of the call that asks (tracing on): the pool's span continues it, and the exit's SetupExit carries the pool's.</summary>
+    public string? TraceParent { get; init; }
 }
 
 public sealed record ExitAllocated(ExitAssignmentRecord Assignment);

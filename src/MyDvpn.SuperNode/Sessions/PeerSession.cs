@@ -7,6 +7,8 @@ using MyDvpn.Common;
 using MyDvpn.Hosting;
 using MyDvpn.SuperNode.Exits;
 using MyDvpn.SuperNode.Relay;
+using MyDvpn.Telemetry;
+using ControlCommand = MyDvpn.Protocol.Control.Command;
 
 namespace MyDvpn.SuperNode.Sessions;
 
@@ -51,6 +53,14 @@ public sealed class PeerSession : ReceivePersistentActor
 
     // Not persisted: what a restart forgets.
     private readonly Dictionary<string, IActorRef> _issuers = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// Tracing (<c>--otlp</c>), in memory only: the traceparent of the latest exit request's edge span, which the next
+    /// allocation continues, and per assignment the allocation's span, which the client's SetupExit carries (and under
+    /// "relay:" and the assignment the relay chain's, which its RelaySetup carries).
+    /// </summary>
+    private string? _exitRequestTrace;
+    private readonly Dictionary<string, string> _allocationTraces = new(StringComparer.Ordinal);
     private readonly Dictionary<string, List<IActorRef>> _rotationWaiters = new(StringComparer.Ordinal);
     private readonly List<AwaitingJournal> _awaitingJournal = [];
     private IActorRef? _edge;
@@ -121,7 +131,11 @@ public sealed class PeerSession : ReceivePersistentActor
         Command<IssueCommand>(issue => Decide(issue));
         Command<CommandAnswered>(answered => Decide(answered));
         Command<PeerRttMeasured>(measured => Decide(measured));
-        Command<RequestExit>(request => Decide(request));
+        Command<RequestExit>(request =>
+        {
+            _exitRequestTrace = request.TraceParent;
+            Decide(request);
+        });
         Command<AllocationFinished>(finished => Decide(finished));
         Command<ClientReleasesExit>(release => Decide(release));
         Command<ReleaseFinished>(finished => Decide(finished));
@@ -239,6 +253,25 @@ public sealed class PeerSession : ReceivePersistentActor
         });
     }
 
+    /// <summary>
+    /// A client's SetupExit of an allocation that was traced carries the allocation's span (<c>Command.trace_parent</c>), its
+    /// RelaySetup the relay chain's.
+    /// </summary>
+    private ControlCommand Traced(ControlCommand command)
+    {
+        var key = command.BodyCase switch
+        {
+            ControlCommand.BodyOneofCase.SetupExit => command.SetupExit.AssignmentId,
+            ControlCommand.BodyOneofCase.RelaySetup => "relay:" + command.RelaySetup.AssignmentId,
+            _ => null,
+        };
+        if (key is null || !_allocationTraces.Remove(key, out var traceParent))
+            return command;
+        var traced = command.Clone();
+        traced.TraceParent = traceParent;
+        return traced;
+    }
+
     private void Perform(IEnumerable<SessionEffect> effects, IActorRef requester)
     {
         foreach (var effect in effects)
@@ -278,7 +311,7 @@ public sealed class PeerSession : ReceivePersistentActor
                     _edge = null;
                     break;
                 case SessionEffect.SendCommand send:
-                    _edge?.Tell(new DeliverCommand(send.Command));
+                    _edge?.Tell(new DeliverCommand(Traced(send.Command)));
                     break;
                 case SessionEffect.SendToPeer send:
                     _edge?.Tell(new SendToPeer(send.Message));
@@ -311,7 +344,18 @@ public sealed class PeerSession : ReceivePersistentActor
                             failure: e => new RedemptionFinished(authenticating, redeem.Enroll, new EnrollmentResult.Unavailable(e.Message)));
                     break;
                 case SessionEffect.AllocateExit allocate:
-                    SessionWork.AllocateAsync(_exits!.Allocator, allocate.Request, _exits.Settings.AllocationTimeout, _time, _lifetime.Token)
+                    // With a trace (--otlp) the call to the exit's region carries this span in its metadata.
+                    var allocation = Tracing.StartDetached("allocate exit", _exitRequestTrace, System.Diagnostics.ActivityKind.Client);
+                    _exitRequestTrace = null;
+                    if (allocation is not null)
+                    {
+                        allocation.SetTag("mydvpn.peer_id", PeerId);
+                        allocation.SetTag("mydvpn.exit_region", allocate.Request.Region);
+                        allocation.SetTag("mydvpn.assignment_id", allocate.Request.AssignmentId);
+                        _allocationTraces[allocate.Request.AssignmentId] = allocation.Id!;
+                    }
+                    var exits = _exits!;
+                    Tracing.RunIn(allocation, () => SessionWork.AllocateAsync(exits.Allocator, allocate.Request, exits.Settings.AllocationTimeout, _time, _lifetime.Token))
                         .PipeTo(Self, success: result => new AllocationFinished(allocate.Request.AssignmentId, result));
                     break;
                 case SessionEffect.ReleaseExit { Tracked: true } release:
@@ -323,8 +367,18 @@ public sealed class PeerSession : ReceivePersistentActor
                     BestEffort(_exits!.Allocator.ReleaseAsync(release.Request, _lifetime.Token));
                     break;
                 case SessionEffect.OpenRelayChain open:
-                    SessionWork.RelayAsync(_exits!.Relay!, _exits.Allocator, open, new RelayLegOwner(_state.Region, PeerId),
-                            _exits.Settings.AllocationTimeout, _time, _lifetime.Token)
+                    // With tracing on, a chain's set-up is a trace: the call to the exit's region, the exit's RelaySetup and the client's.
+                    var chain = Tracing.StartDetached("open relay chain");
+                    if (chain is not null)
+                    {
+                        chain.SetTag("mydvpn.peer_id", PeerId);
+                        chain.SetTag("mydvpn.assignment_id", open.AssignmentId);
+                        _allocationTraces["relay:" + open.AssignmentId] = chain.Id!;
+                    }
+                    var relayExits = _exits!;
+                    var owner = new RelayLegOwner(_state.Region, PeerId);
+                    Tracing.RunIn(chain, () => SessionWork.RelayAsync(relayExits.Relay!, relayExits.Allocator, open, owner,
+                            relayExits.Settings.AllocationTimeout, _time, _lifetime.Token))
                         .PipeTo(Self, success: legs => new RelayFinished(open.AssignmentId, legs.ClientLeg, legs.ExitLeg, null),
                             failure: e => new RelayFinished(open.AssignmentId, null, null, e.Message));
                     break;

@@ -125,7 +125,11 @@ public sealed record StopPeerSession
 }
 
 /// <summary>Edge → session: the client asked for an exit (its ExitRequest).</summary>
-public sealed record RequestExit(string PeerId, string Region, byte[] ClientPublicKey) : IWithPeerId;
+public sealed record RequestExit(string PeerId, string Region, byte[] ClientPublicKey) : IWithPeerId
+{
+    /// <summary>The W3C traceparent of the edge's span for the request (tracing on), which the allocation continues; never persisted.</summary>
+    public string? TraceParent { get; init; }
+}
 
 /// <summary>Edge → session: the client gives its exit back (its ExitRelease).</summary>
 public sealed record ClientReleasesExit(string PeerId, string AssignmentId) : IWithPeerId;

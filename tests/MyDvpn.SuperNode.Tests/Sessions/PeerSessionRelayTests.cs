@@ -19,6 +19,7 @@ namespace MyDvpn.SuperNode.Tests.Sessions;
 /// <see cref="FakeExitAllocator"/>; both tell one probe, so the order of the calls shows. The agent reports on the
 /// test's <see cref="PeerSessionTestKit.Clock"/>, which moves the session's timers too: nothing here waits on real time.
 /// </summary>
+[Collection(TracingCollection.Name)]
 public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessionTestKit(output)
 {
     private const string ExitRegion = "us-east";
@@ -101,6 +102,32 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
         ReportWithoutRelay(entity, FewTimeouts);
         Assert.Single(Allocator.RelayCalls);
         Assert.Equal(ExitAssignmentRecord.Relayed, Assert.Single(State(entity).Assignments).Path);
+    }
+
+    [Fact]
+    public async Task With_tracing_on_the_clients_RelaySetup_carries_the_relay_chains_span()
+    {
+        var stopped = new List<System.Diagnostics.Activity>();
+        using var listener = new System.Diagnostics.ActivityListener
+        {
+            ShouldListenTo = source => source.Name == Telemetry.Tracing.SourceName,
+            Sample = (ref System.Diagnostics.ActivityCreationOptions<System.Diagnostics.ActivityContext> _) =>
+                System.Diagnostics.ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = activity => { lock (stopped) stopped.Add(activity); },
+        };
+        System.Diagnostics.ActivitySource.AddActivityListener(listener);
+        var entity = StartWithRelay();
+        var edge = ConnectClient(entity, ClientAddress);
+        await ActivateExit(entity, edge);
+
+        ReportUntilRelayOpens(entity);
+        var relaySetup = ExpectDelivered(edge, Command.BodyOneofCase.RelaySetup);
+
+        System.Diagnostics.Activity chain;
+        lock (stopped)
+            chain = Assert.Single(stopped, a => a.DisplayName == "open relay chain");
+        Assert.Equal(chain.Id, relaySetup.TraceParent);
+        Assert.Equal(default, chain.ParentSpanId);
     }
 
     [Fact]
@@ -633,4 +660,11 @@ public sealed class PeerSessionRelayTests(ITestOutputHelper output) : PeerSessio
     /// <summary>The next command of kind <paramref name="body"/> delivered to the edge (other messages are passed over).</summary>
     private static Command ExpectDelivered(TestProbe edge, Command.BodyOneofCase body) =>
         edge.FishForMessage<DeliverCommand>(delivered => delivered.Command.BodyCase == body, Patience, $"a {body} delivered").Command;
+}
+
+/// <summary>Tests that listen to the <c>MyDvpn</c> spans: alone, so that no other test's commands get a trace_parent.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class TracingCollection
+{
+    public const string Name = "Tracing";
 }
