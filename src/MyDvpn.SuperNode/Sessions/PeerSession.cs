@@ -136,11 +136,23 @@ public sealed class PeerSession : ReceivePersistentActor
             _exitRequestTrace = request.TraceParent;
             Decide(request);
         });
-        Command<AllocationFinished>(finished => Decide(finished));
+        Command<AllocationFinished>(finished =>
+        {
+            // A refused or failed allocation sends no SetupExit that would carry (and drop) its span: a client asking again
+            // with backoff would otherwise add one entry per attempt.
+            if (finished.Result is not ExitAllocationResult.Allocated)
+                _allocationTraces.Remove(finished.AssignmentId);
+            Decide(finished);
+        });
         Command<ClientReleasesExit>(release => Decide(release));
         Command<ReleaseFinished>(finished => Decide(finished));
         Command<HandshakesReported>(reported => Decide(reported));
-        Command<RelayFinished>(finished => Decide(finished));
+        Command<RelayFinished>(finished =>
+        {
+            if (finished.Problem is not null)
+                _allocationTraces.Remove("relay:" + finished.AssignmentId);
+            Decide(finished);
+        });
         Command<RelayLegLost>(lost => Decide(lost));
         Command<ExitUnpinned>(unpinned => Decide(unpinned));
         Command<RotateExit>(rotate => Decide(rotate));
